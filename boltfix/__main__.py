@@ -1,0 +1,3 @@
+from boltfix.cli import main
+
+main()
