@@ -1,0 +1,269 @@
+"""``boltfix check``: every problem in a bbolt file, as data.
+
+The checker runs the safe walk (:mod:`boltfix.walk`) over every bucket, then
+checks the meta pages, the file length and the freelist against what the
+walk reached.  Each kind of message bbolt's ``tx.Check`` emits has a
+counterpart code here (see ``BBOLT_EQUIVALENT``), and the checker also finds
+what bbolt misses or dies on (cycles, pages past the end of the file,
+element bounds, inline buckets, key ranges on bbolt 1.3.6).
+
+Time is linear in the file; memory is two bytes per page plus at most
+``max_findings`` stored findings (the rest are only counted).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from boltfix import structs as S
+from boltfix.errors import ERROR, WARNING, Finding
+from boltfix.reader import DB, Meta
+from boltfix.walk import Walker
+
+# bbolt tx.Check wording -> boltfix code
+BBOLT_EQUIVALENT = {
+    "already freed": "already-freed",
+    "out of bounds": "page-out-of-bounds",
+    "multiple references": "multiple-references",
+    "reachable freed": "reachable-freed",
+    "invalid type": "invalid-page-type",
+    "unreachable unfreed": "unreachable-unfreed",
+    "unexpected page type": "freelist-invalid-type",
+    "needs to be": "key-order",
+}
+
+META_MESSAGES = {
+    "meta-truncated": "is cut off by the end of the file",
+    "meta-bad-magic": "has a bad magic number",
+    "meta-bad-version": "has an unknown version",
+    "meta-bad-checksum": "fails its checksum",
+    "meta-bad-page-size": "has a page size that is not a power of two in 512..65536",
+    "meta-root-out-of-bounds": "has a root page at or above its high-water mark",
+    "meta-freelist-out-of-bounds": "has a freelist page at or above its high-water mark",
+}
+
+
+class Collector:
+    """Keeps the first ``limit`` findings and counts every one by code."""
+
+    def __init__(self, limit: Optional[int] = None):
+        self.limit = limit
+        self.findings: List[Finding] = []
+        self.counts: Counter = Counter()
+        self.severities: Counter = Counter()
+
+    def __call__(self, finding: Finding) -> None:
+        self.counts[finding.code] += 1
+        self.severities[finding.severity] += 1
+        if self.limit is None or len(self.findings) < self.limit:
+            self.findings.append(finding)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def truncated(self) -> int:
+        return self.total - len(self.findings)
+
+
+@dataclass
+class CheckResult:
+    findings: List[Finding]
+    counts: dict
+    total: int
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return self.total == 0
+
+    def to_json(self) -> dict:
+        return {
+            "clean": self.clean,
+            "total": self.total,
+            "counts": dict(self.counts),
+            "shown": len(self.findings),
+            "stats": self.stats,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def check(db: DB, *, max_findings: Optional[int] = None,
+          progress: Optional[Callable[[int], None]] = None) -> CheckResult:
+    """Check the whole file; never raises on file contents."""
+    report = Collector(max_findings)
+    check_metas(db, report)
+    check_file_length(db, report)
+    walker = Walker(db, report, progress)
+    stats = walk_everything(db, walker, report)
+    check_freelist(db, walker, report, stats)
+    stats.update(pages_reached=walker.pages_walked, records=walker.records_yielded)
+    return CheckResult(report.findings, dict(report.counts), report.total, stats)
+
+
+# ---------------------------------------------------------------- metas
+def check_metas(db: DB, report) -> None:
+    used = db.meta
+    for m in db.metas:
+        if m.header_flags is not None and (m.header_flags != S.META_PAGE_FLAG):
+            report(Finding("meta-bad-header",
+                           f"meta page {m.index}'s header has flags {m.header_flags:#x}, not meta",
+                           WARNING if m.valid else ERROR, m.index))
+        for code in m.problems:
+            # A bad meta that is not the newest is the lesser harm: bbolt
+            # falls back to the other one.  Still damage, so still reported.
+            severity = ERROR if used is None or _newer_than(m, used) else WARNING
+            report(Finding(code, f"meta page {m.index} {META_MESSAGES[code]}", severity,
+                           m.index, detail=_meta_detail(m)))
+    if used is None:
+        report(Finding("meta-both-invalid",
+                       "both meta pages are invalid: bbolt will refuse to open this file",
+                       ERROR, None))
+        return
+    other = db.metas[1 - used.index]
+    if not other.valid and _newer_than(other, used):
+        report(Finding("meta-not-newest",
+                       f"meta {other.index} looks newer (txid {other.txid}) but is invalid: "
+                       f"the last write was torn; meta {used.index} (txid {used.txid}) is used",
+                       ERROR, other.index))
+
+
+def _newer_than(m: Meta, used: Meta) -> bool:
+    return m.magic == S.MAGIC and m.version == S.VERSION and m.txid > used.txid
+
+
+def _meta_detail(m: Meta) -> dict:
+    return {"txid": m.txid, "pgid": m.pgid, "root": m.root, "page_size": m.page_size}
+
+
+def check_file_length(db: DB, report) -> None:
+    if db.meta is None:
+        return
+    if db.pages_in_file < db.meta.pgid:
+        report(Finding(
+            "file-truncated",
+            f"the file holds {db.pages_in_file} pages ({db.size} bytes) but the meta's "
+            f"high-water mark is {db.meta.pgid}: pages {db.pages_in_file}..{db.meta.pgid - 1} "
+            "are missing (bbolt dies with SIGBUS touching them)",
+            ERROR, db.pages_in_file,
+            detail={"pages_in_file": db.pages_in_file, "pgid": db.meta.pgid}))
+    if db.size % db.page_size:
+        report(Finding("file-partial-page",
+                       f"the file size {db.size} is not a multiple of the page size {db.page_size}",
+                       WARNING, db.pages_in_file))
+
+
+# ---------------------------------------------------------------- tree
+def walk_everything(db: DB, walker: Walker, report) -> dict:
+    """Walk every bucket; run the etcd checks when the file is etcd's."""
+    from boltfix import etcd
+
+    stats = {"buckets": 0, "keys": 0}
+    if db.meta is None:
+        return stats
+    top = top_level_names(db)
+    is_etcd = etcd.looks_like_etcd(top)
+    stats["etcd"] = is_etcd
+    seen_consistent_index = False
+    for bucket, rec in walker.walk():
+        if rec.is_bucket:
+            stats["buckets"] += 1
+            continue
+        stats["keys"] += 1
+        if not is_etcd or len(bucket.path) != 1:
+            continue
+        name = bucket.path[0]
+        if name == b"key":
+            for code, message in etcd.check_key_record(rec.key, rec.value):
+                report(Finding(code, message, WARNING, rec.page, (), bucket.path,
+                               {"key": rec.key.hex()}))
+        elif name == b"meta" and rec.key == b"consistent_index":
+            seen_consistent_index = True
+    if is_etcd and not seen_consistent_index:
+        report(Finding("etcd-missing-consistent-index",
+                       "etcd file without meta/consistent_index: etcd cannot tell which "
+                       "WAL entries are applied", WARNING, None, (), (b"meta",)))
+    return stats
+
+
+def top_level_names(db: DB) -> List[bytes]:
+    """Names of the root bucket's entries, read with a throwaway walker."""
+    w = Walker(db)
+    root = w.root_bucket()
+    if root is None:
+        return []
+    return [r.key for r in w.records(root)]
+
+
+# ---------------------------------------------------------------- freelist
+def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
+    reached = walker.reached
+    n = len(reached)
+    for meta_page in (0, 1):
+        if meta_page < n:
+            reached[meta_page] = 1
+    fl = db.freelist()
+    stats["freelist"] = "synced" if fl is not None else "not synced"
+    if fl is None:
+        # No synced freelist (etcd): the free pages are exactly the ones the
+        # tree does not reach, so 'unreachable unfreed' cannot happen.
+        stats["free_pages"] = max(0, db.page_limit - sum(reached[: db.page_limit]))
+        return
+    for f in fl.findings:
+        report(f)
+    hwm = db.hwm
+    if fl.pgid < min(hwm, n):
+        fpage = db.page(fl.pgid)
+        if reached[fl.pgid]:
+            report(Finding("multiple-references",
+                           f"freelist page {fl.pgid} is also reached from the tree",
+                           ERROR, fl.pgid, detail={"bbolt": f"page {fl.pgid}: multiple references"}))
+        end = min(fl.pgid + fpage.overflow, n - 1)
+        reached[fl.pgid: end + 1] = b"\x01" * (end + 1 - fl.pgid)
+    free = bytearray(n)
+    nfree = 0
+    for pid in fl.ids(db):
+        if pid < 2:
+            report(Finding("freelist-reserved-page",
+                           f"the freelist lists meta page {pid} as free", ERROR, pid))
+            continue
+        if pid >= hwm:
+            report(Finding("freelist-out-of-bounds",
+                           f"the freelist lists page {pid}, at or above the high-water mark {hwm}",
+                           ERROR, pid))
+            continue
+        if pid == fl.pgid:
+            report(Finding("freelist-self", f"the freelist lists its own page {pid} as free",
+                           ERROR, pid))
+            continue
+        if pid >= n:
+            continue  # past the end of the file: file-truncated already says so
+        if free[pid]:
+            report(Finding("already-freed", f"page {pid} is listed twice in the freelist",
+                           ERROR, pid, detail={"bbolt": f"page {pid}: already freed"}))
+            continue
+        free[pid] = 1
+        nfree += 1
+    stats["free_pages"] = nfree
+    limit = min(hwm, n)
+    # One pass in C: 0 = neither, 1 = reached, 2 = free, 3 = both.
+    state = (int.from_bytes(reached[:limit], "little")
+             | (int.from_bytes(free[:limit], "little") << 1)).to_bytes(limit, "little")
+    for pid in _positions(state, 3):
+        report(Finding("reachable-freed", f"page {pid} is reachable but listed as free",
+                       ERROR, pid, detail={"bbolt": f"page {pid}: reachable freed"}))
+    for pid in _positions(state, 0):
+        report(Finding("unreachable-unfreed",
+                       f"page {pid} is neither reachable nor free (leaked)", ERROR, pid,
+                       detail={"bbolt": f"page {pid}: unreachable unfreed"}))
+
+
+def _positions(data: bytes, value: int):
+    needle = bytes([value])
+    i = data.find(needle)
+    while i != -1:
+        yield i
+        i = data.find(needle, i + 1)

@@ -1,0 +1,98 @@
+"""Errors and findings.
+
+Two kinds of trouble, kept apart on purpose:
+
+* :class:`BoltError` is raised when an *operation* cannot go on (the file
+  cannot be opened, a page asked for by id does not exist).  It always
+  carries where it happened (page id, byte offset, field) so the CLI can
+  print one exact line instead of a traceback.  :func:`parse_guard` is the
+  one choke point that turns any low-level parse failure (``struct.error``,
+  ``construct`` errors, ``IndexError`` ...) into a ``BoltError``.
+* :class:`Finding` is *data*: one problem found in the file.  Walks report
+  findings and keep going, so a checker sees every problem, not the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+import construct
+
+
+class BoltError(Exception):
+    """A bbolt file could not be read at some place."""
+
+    def __init__(self, message: str, *, page: Optional[int] = None,
+                 offset: Optional[int] = None, field: Optional[str] = None):
+        self.message = message
+        self.page = page
+        self.offset = offset
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = []
+        if self.page is not None:
+            where.append(f"page {self.page}")
+        if self.offset is not None:
+            where.append(f"offset {self.offset:#x}")
+        if self.field is not None:
+            where.append(f"field {self.field}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class CannotOpen(BoltError):
+    """The file is missing, unreadable, empty or not a regular file."""
+
+
+@contextlib.contextmanager
+def parse_guard(what: str, *, page: Optional[int] = None, offset: Optional[int] = None,
+                field: Optional[str] = None):
+    """Turn any parse failure inside the block into a located BoltError."""
+    try:
+        yield
+    except BoltError:
+        raise
+    except (struct.error, construct.ConstructError, IndexError, ValueError,
+            OverflowError) as exc:
+        raise BoltError(f"cannot parse {what}: {exc}", page=page, offset=offset,
+                        field=field) from exc
+
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in a file: a stable code, where it is, and what it means."""
+
+    code: str
+    message: str
+    severity: str = ERROR
+    page: Optional[int] = None
+    #: page ids from the bucket's root page down to ``page``
+    path: tuple = ()
+    #: bucket names (bytes) from the top level down
+    bucket: tuple = ()
+    #: extra machine-readable facts (field, offset, key range, bbolt wording)
+    detail: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict:
+        from boltfix.render import name_text
+
+        out = {
+            "code": self.code,
+            "severity": self.severity,
+            "page": self.page,
+            "path": list(self.path),
+            "bucket": [name_text(b) for b in self.bucket],
+            "message": self.message,
+        }
+        if self.detail:
+            out["detail"] = {k: (name_text(v) if isinstance(v, (bytes, bytearray)) else v)
+                             for k, v in self.detail.items()}
+        return out

@@ -1,0 +1,452 @@
+"""Read-only access to a bbolt file: ``DB -> Page -> Element``.
+
+Nothing in the file is trusted.  ``DB`` maps the file read-only, works out
+the page size and decodes both meta pages with their own validity; ``page(n)``
+checks bounds before it reads a header; ``Page.elements()`` checks every
+element against the page's run before it slices a key or value.  Problems
+are returned as :class:`~boltfix.errors.Finding` values; only an access that
+cannot be answered at all raises :class:`~boltfix.errors.BoltError`.
+
+Tree walks live in :mod:`boltfix.walk`.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional
+
+from boltfix import structs as S
+from boltfix.errors import BoltError, CannotOpen, Finding, parse_guard
+
+# how many leading pages the page-size scan looks at per candidate size
+_SCAN_PAGES = 64
+
+
+# ---------------------------------------------------------------- meta
+@dataclass
+class Meta:
+    """One decoded meta page and everything wrong with it."""
+
+    index: int
+    offset: int
+    magic: int = 0
+    version: int = 0
+    page_size: int = 0
+    flags: int = 0
+    root: int = 0
+    sequence: int = 0
+    freelist: int = 0
+    pgid: int = 0
+    txid: int = 0
+    checksum: int = 0
+    computed_checksum: int = 0
+    header_id: Optional[int] = None
+    header_flags: Optional[int] = None
+    #: codes of what makes this meta unusable (empty when valid)
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    @property
+    def checksum_ok(self) -> bool:
+        return self.checksum == self.computed_checksum
+
+    @property
+    def freelist_synced(self) -> bool:
+        return self.freelist != S.PGID_NO_FREELIST
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index,
+            "magic": self.magic,
+            "version": self.version,
+            "page_size": self.page_size,
+            "flags": self.flags,
+            "root": self.root,
+            "sequence": self.sequence,
+            "freelist": None if not self.freelist_synced else self.freelist,
+            "freelist_synced": self.freelist_synced,
+            "pgid": self.pgid,
+            "txid": self.txid,
+            "checksum": f"{self.checksum:016x}",
+            "checksum_ok": self.checksum_ok,
+            "valid": self.valid,
+            "problems": list(self.problems),
+        }
+
+
+def page_size_sane(size: int) -> bool:
+    return S.MIN_PAGE_SIZE <= size <= S.MAX_PAGE_SIZE and size & (size - 1) == 0
+
+
+def decode_meta(buf, offset: int, index: int, page_size_hint: Optional[int] = None) -> Meta:
+    """Decode the meta page at ``offset``; never raises on file data."""
+    m = Meta(index=index, offset=offset)
+    if offset + S.PAGE_HEADER_SIZE + S.META_SIZE > len(buf):
+        m.problems.append("meta-truncated")
+        return m
+    m.header_id, m.header_flags, _, _ = S.PAGE_HEADER.unpack_from(buf, offset)
+    body = offset + S.PAGE_HEADER_SIZE
+    (m.magic, m.version, m.page_size, m.flags, m.root, m.sequence, m.freelist,
+     m.pgid, m.txid, m.checksum) = S.META.unpack_from(buf, body)
+    m.computed_checksum = S.fnv64a(buf[body: body + S.META_CHECKSUM_SPAN])
+    if m.magic != S.MAGIC:
+        m.problems.append("meta-bad-magic")
+    if m.version != S.VERSION:
+        m.problems.append("meta-bad-version")
+    # bbolt <= 1.3.6 accepts a zero checksum; we follow the version etcd uses.
+    if m.checksum != m.computed_checksum and m.checksum != 0:
+        m.problems.append("meta-bad-checksum")
+    if not page_size_sane(m.page_size):
+        m.problems.append("meta-bad-page-size")
+    if m.pgid < 2 or (m.root < 2 or m.root >= m.pgid):
+        m.problems.append("meta-root-out-of-bounds")
+    if m.freelist != S.PGID_NO_FREELIST and (m.freelist < 2 or m.freelist >= m.pgid):
+        m.problems.append("meta-freelist-out-of-bounds")
+    return m
+
+
+def meta_in_use(metas: List[Meta]) -> Optional[Meta]:
+    """bbolt's choice: the valid meta with the higher txid; a tie goes to meta 0."""
+    valid = [m for m in metas if m.valid]
+    if not valid:
+        return None
+    return max(valid, key=lambda m: (m.txid, -m.index))
+
+
+# ---------------------------------------------------------------- pages
+@dataclass
+class Element:
+    """One branch or leaf element, already bounds-checked (or with a problem)."""
+
+    index: int
+    offset: int  # absolute file offset of the element header
+    key: bytes = b""
+    value: Optional[memoryview] = None  # leaf only
+    flags: int = 0  # leaf only
+    child: Optional[int] = None  # branch only
+    pos: int = 0
+    ksize: int = 0
+    vsize: int = 0
+    problem: Optional[str] = None
+
+    @property
+    def is_bucket(self) -> bool:
+        return bool(self.flags & S.BUCKET_LEAF_FLAG)
+
+
+@dataclass
+class Page:
+    """A page header at its position, with its run bounds (not yet trusted)."""
+
+    db: "DB"
+    pgid: int
+    id: int
+    flags: int
+    count: int
+    overflow: int
+
+    @property
+    def offset(self) -> int:
+        return self.pgid * self.db.page_size
+
+    @property
+    def type(self) -> str:
+        return S.page_type_name(self.flags)
+
+    @property
+    def run_end(self) -> int:
+        """End offset of the page with its overflow run, clipped to the file."""
+        return min(self.offset + (self.overflow + 1) * self.db.page_size, self.db.size)
+
+    @property
+    def run_complete(self) -> bool:
+        return self.offset + (self.overflow + 1) * self.db.page_size <= self.db.size
+
+    def data(self) -> memoryview:
+        return self.db.buf[self.offset: self.run_end]
+
+    def elements(self) -> List[Element]:
+        """Decode the element array (branch or leaf) with every bound checked."""
+        if self.flags == S.BRANCH_PAGE_FLAG:
+            return list(iter_branch_elements(self.db.buf, self.offset, self.count, self.run_end))
+        if self.flags == S.LEAF_PAGE_FLAG:
+            return list(iter_leaf_elements(self.db.buf, self.offset, self.count, self.run_end))
+        return []
+
+    def meta(self) -> Meta:
+        return decode_meta(self.db.buf, self.offset, self.pgid)
+
+    def freelist_ids(self) -> "FreelistRead":
+        return read_freelist(self.db, self)
+
+
+def iter_branch_elements(buf, page_off: int, count: int, end: int) -> Iterator[Element]:
+    """Branch elements of the page at ``page_off`` whose run ends at ``end``."""
+    base = page_off + S.PAGE_HEADER_SIZE
+    fit = max(0, (end - base) // S.BRANCH_ELEMENT_SIZE)
+    for i in range(min(count, fit)):
+        eoff = base + i * S.BRANCH_ELEMENT_SIZE
+        pos, ksize, child = S.BRANCH_ELEMENT.unpack_from(buf, eoff)
+        el = Element(index=i, offset=eoff, child=child, pos=pos, ksize=ksize)
+        kstart = eoff + pos
+        if ksize == 0:
+            el.problem = "key-empty"
+        elif kstart + ksize > end or pos < S.BRANCH_ELEMENT_SIZE * (count - i):
+            el.problem = "element-out-of-bounds"
+        else:
+            el.key = bytes(buf[kstart: kstart + ksize])
+        yield el
+
+
+def iter_leaf_elements(buf, page_off: int, count: int, end: int) -> Iterator[Element]:
+    """Leaf elements of the page at ``page_off`` whose run ends at ``end``."""
+    base = page_off + S.PAGE_HEADER_SIZE
+    fit = max(0, (end - base) // S.LEAF_ELEMENT_SIZE)
+    for i in range(min(count, fit)):
+        eoff = base + i * S.LEAF_ELEMENT_SIZE
+        flags, pos, ksize, vsize = S.LEAF_ELEMENT.unpack_from(buf, eoff)
+        el = Element(index=i, offset=eoff, flags=flags, pos=pos, ksize=ksize, vsize=vsize)
+        kstart = eoff + pos
+        if ksize == 0:
+            el.problem = "key-empty"
+        elif kstart + ksize + vsize > end or pos < S.LEAF_ELEMENT_SIZE * (count - i):
+            el.problem = "element-out-of-bounds"
+        else:
+            el.key = bytes(buf[kstart: kstart + ksize])
+            el.value = buf[kstart + ksize: kstart + ksize + vsize]
+        yield el
+
+
+# ---------------------------------------------------------------- freelist
+@dataclass
+class FreelistRead:
+    """The ids a freelist page lists, and what was wrong reading them."""
+
+    pgid: int
+    count: int = 0
+    ids_offset: int = 0
+    findings: List[Finding] = field(default_factory=list)
+
+    def ids(self, db: "DB") -> Iterator[int]:
+        """Iterate the ids (a memoryview slice; millions are fine)."""
+        if self.count <= 0:
+            return iter(())
+        view = db.buf[self.ids_offset: self.ids_offset + 8 * self.count]
+        return (t[0] for t in S.U64.iter_unpack(view))
+
+
+def read_freelist(db: "DB", page: Page) -> FreelistRead:
+    out = FreelistRead(pgid=page.pgid)
+    if page.flags != S.FREELIST_PAGE_FLAG:
+        out.findings.append(Finding(
+            "freelist-invalid-type",
+            f"meta's freelist page {page.pgid} has type {page.type}, not freelist "
+            f"(bbolt: unexpected page type (flags: {page.flags:#x}) for pgId:{page.pgid})",
+            page=page.pgid, detail={"flags": page.flags}))
+        return out
+    count = page.count
+    start = page.offset + S.PAGE_HEADER_SIZE
+    if count == S.FREELIST_COUNT_ESCAPE:
+        if start + 8 > page.run_end:
+            out.findings.append(Finding("freelist-count-overflow",
+                                        "freelist count escape runs past its page",
+                                        page=page.pgid))
+            return out
+        (count,) = S.U64.unpack_from(db.buf, start)
+        start += 8
+    fit = (page.run_end - start) // 8
+    if count > fit:
+        out.findings.append(Finding(
+            "freelist-count-overflow",
+            f"freelist page {page.pgid} claims {count} ids but its run holds {fit}",
+            page=page.pgid, detail={"count": count, "fit": fit}))
+        count = fit
+    out.count = count
+    out.ids_offset = start
+    return out
+
+
+# ---------------------------------------------------------------- the file
+class DB:
+    """A bbolt file opened read-only.
+
+    ``page_size`` and ``meta`` force a page size or a meta page (0 or 1)
+    instead of bbolt's own choice.
+    """
+
+    def __init__(self, path, *, page_size: Optional[int] = None, meta: Optional[int] = None):
+        self.path = os.fspath(path)
+        self._mm = None
+        self.buf = memoryview(b"")
+        self._open()
+        self.page_size, self.page_size_source = self._detect_page_size(page_size)
+        self.metas = [
+            decode_meta(self.buf, 0, 0),
+            decode_meta(self.buf, self.page_size, 1),
+        ]
+        if meta is not None:
+            if meta not in (0, 1):
+                raise BoltError(f"--meta must be 0 or 1, not {meta}")
+            self.meta = self.metas[meta]
+            self.meta_source = f"forced meta {meta}"
+        else:
+            self.meta = meta_in_use(self.metas)
+            self.meta_source = self._meta_reason()
+
+    # -- opening
+    def _open(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise CannotOpen(f"cannot open {self.path}: {exc.strerror}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CannotOpen(f"{self.path} is not a regular file")
+            if st.st_size == 0:
+                raise CannotOpen(f"{self.path} is empty")
+            try:
+                self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise CannotOpen(f"cannot map {self.path}: {exc}") from exc
+        finally:
+            os.close(fd)
+        self.size = len(self._mm)
+        self.buf = memoryview(self._mm)
+
+    def _detect_page_size(self, forced: Optional[int]):
+        if forced is not None:
+            if not page_size_sane(forced):
+                raise BoltError(f"page size {forced} is not a power of two in 512..65536")
+            return forced, "given"
+        m0 = decode_meta(self.buf, 0, 0)
+        if _meta_readable(m0):
+            return m0.page_size, "meta 0"
+        # bbolt >= 1.3.7 probes for meta 1 at 1024 << i.
+        for i in range(15):
+            off = 1024 << i
+            if off > S.MAX_PAGE_SIZE or off + 80 > self.size:
+                break
+            m1 = decode_meta(self.buf, off, 1)
+            if _meta_readable(m1) and m1.page_size == off:
+                return off, "meta 1"
+        scanned = self._scan_page_size()
+        if scanned:
+            return scanned, "page scan"
+        return 4096, "default"
+
+    def _scan_page_size(self) -> Optional[int]:
+        """Guess the page size from headers whose id equals their position."""
+        best, best_hits = None, 0
+        size = S.MIN_PAGE_SIZE
+        while size <= S.MAX_PAGE_SIZE:
+            hits = 0
+            for n in range(2, _SCAN_PAGES):
+                off = n * size
+                if off + S.PAGE_HEADER_SIZE > self.size:
+                    break
+                pid, flags, _, _ = S.PAGE_HEADER.unpack_from(self.buf, off)
+                if pid == n and flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG,
+                                          S.FREELIST_PAGE_FLAG):
+                    hits += 1
+            # prefer larger sizes on a tie: small sizes also hit at multiples
+            if hits >= 2 and hits >= best_hits:
+                best, best_hits = size, hits
+            size *= 2
+        return best
+
+    def _meta_reason(self) -> str:
+        m0, m1 = self.metas
+        if self.meta is None:
+            return "both meta pages are invalid"
+        other = self.metas[1 - self.meta.index]
+        if not other.valid:
+            return f"meta {other.index} is invalid ({', '.join(other.problems)})"
+        if m0.txid == m1.txid:
+            return "both metas have the same txid; bbolt takes meta 0"
+        return "highest txid"
+
+    # -- lifetime
+    def close(self) -> None:
+        # Slices handed out (values are memoryviews) may outlive the DB; then
+        # the map is freed when the last of them is, not here.
+        for closer in (self.buf.release, self._mm.close if self._mm else None):
+            if closer is not None:
+                try:
+                    closer()
+                except BufferError:
+                    pass
+        self._mm = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- geometry
+    @property
+    def pages_in_file(self) -> int:
+        return self.size // self.page_size
+
+    @property
+    def hwm(self) -> int:
+        """High-water mark from the meta in use (pages in use are below it)."""
+        return self.meta.pgid if self.meta is not None else self.pages_in_file
+
+    @property
+    def page_limit(self) -> int:
+        """Pages that can be followed: below the HWM and inside the file."""
+        return min(self.hwm, self.pages_in_file)
+
+    # -- pages
+    def page(self, pgid: int) -> Page:
+        """The page header at position ``pgid``; raises BoltError if absent."""
+        if pgid < 0:
+            raise BoltError("negative page id", page=pgid)
+        off = pgid * self.page_size
+        if off + S.PAGE_HEADER_SIZE > self.size:
+            raise BoltError(f"page {pgid} is past the end of the file "
+                            f"({self.pages_in_file} pages)", page=pgid, offset=off)
+        with parse_guard("page header", page=pgid, offset=off):
+            pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(self.buf, off)
+        return Page(self, pgid, pid, flags, count, overflow)
+
+    def pages(self) -> Iterator[Page]:
+        """Every page header in file order, skipping overflow runs that fit."""
+        n = 0
+        total = self.pages_in_file
+        while n < total:
+            p = self.page(n)
+            yield p
+            step = 1
+            if p.flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG, S.FREELIST_PAGE_FLAG) \
+                    and p.id == n and n + 1 + p.overflow <= total:
+                step += p.overflow
+            n += step
+
+    def freelist(self) -> Optional[FreelistRead]:
+        """The synced freelist of the meta in use, or None when not synced."""
+        m = self.meta
+        if m is None or not m.freelist_synced:
+            return None
+        if m.freelist >= self.page_limit:
+            fl = FreelistRead(pgid=m.freelist)
+            fl.findings.append(Finding(
+                "freelist-out-of-bounds",
+                f"freelist page {m.freelist} is past the high-water mark or the end of the file",
+                page=m.freelist))
+            return fl
+        return read_freelist(self, self.page(m.freelist))
+
+
+def _meta_readable(m: Meta) -> bool:
+    """Good enough to trust its page size: magic, version and checksum."""
+    return (m.magic == S.MAGIC and m.version == S.VERSION
+            and "meta-bad-checksum" not in m.problems and page_size_sane(m.page_size))

@@ -1,0 +1,391 @@
+"""Walk a bbolt tree safely: every record in key order, every problem reported.
+
+The walk is the one place that follows pointers.  Before it follows a child
+it checks, in order: not a meta page, below the high-water mark, inside the
+file, not on the current path (a cycle), not already reached (a double
+reference), its self-id, its type and its overflow run.  A bad pointer is
+reported and pruned; its siblings are still walked.  A bad element is
+reported and skipped; the rest of its page is kept.  Keys must rise strictly
+across a whole bucket and stay inside the range their ancestors' branch
+keys allow; a key that does not is reported and not yielded, so consumers
+(dump, repair) only ever see a sorted, unique stream.
+
+Everything is iterative: deep trees and long bucket chains never meet
+Python's recursion limit, and memory is one byte per page of the file for
+the reachability map plus the walk's stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple
+
+from boltfix import structs as S
+from boltfix.errors import ERROR, WARNING, Finding
+from boltfix.reader import DB
+
+Report = Callable[[Finding], None]
+
+# reachability map values
+UNSEEN, REACHED = 0, 1
+
+
+@dataclass
+class Bucket:
+    """A bucket found in the file: where its tree starts and how we got there."""
+
+    path: Tuple[bytes, ...]  # names from the top level; () is the root bucket
+    root: int  # root page id; 0 for an inline bucket
+    sequence: int
+    inline: Optional[memoryview] = None  # inline page bytes (header + elements)
+    page: Optional[int] = None  # page holding this bucket's entry in its parent
+
+    @property
+    def is_inline(self) -> bool:
+        return self.root == 0
+
+
+@dataclass
+class Record:
+    """One leaf element that passed every check."""
+
+    key: bytes
+    value: memoryview
+    flags: int
+    page: int  # page holding the element (the parent's page for inline buckets)
+    index: int
+
+    @property
+    def is_bucket(self) -> bool:
+        return bool(self.flags & S.BUCKET_LEAF_FLAG)
+
+
+class Walker:
+    """Walks one DB, sharing one reachability map across all its buckets."""
+
+    def __init__(self, db: DB, report: Optional[Report] = None,
+                 progress: Optional[Callable[[int], None]] = None):
+        self.db = db
+        self.buf = db.buf
+        self.page_size = db.page_size
+        self.hwm = db.hwm
+        self.pages_in_file = db.pages_in_file
+        self.reached = bytearray(self.pages_in_file)
+        self.report = report or (lambda f: None)
+        self.progress = progress
+        self.pages_walked = 0
+        self.records_yielded = 0
+
+    # ------------------------------------------------------------ buckets
+    def root_bucket(self) -> Optional[Bucket]:
+        meta = self.db.meta
+        if meta is None:
+            return None
+        return Bucket(path=(), root=meta.root, sequence=meta.sequence)
+
+    def open_bucket(self, parent: Bucket, rec: Record) -> Optional[Bucket]:
+        """Decode a bucket entry's value; None (and a finding) when malformed."""
+        path = parent.path + (rec.key,)
+        value = rec.value
+        if len(value) < S.BUCKET_HEADER_SIZE:
+            self._find("bucket-value-short",
+                       f"bucket value is {len(value)} bytes, needs at least 16",
+                       rec.page, (), path)
+            return None
+        root, sequence = S.BUCKET_HEADER.unpack_from(value, 0)
+        if root != 0:
+            return Bucket(path=path, root=root, sequence=sequence, page=rec.page)
+        inline = value[S.BUCKET_HEADER_SIZE:]
+        if len(inline) < S.PAGE_HEADER_SIZE:
+            self._find("inline-bucket-malformed",
+                       f"inline bucket value is {len(value)} bytes, shorter than a page header",
+                       rec.page, (), path)
+            return None
+        _, flags, count, _ = S.PAGE_HEADER.unpack_from(inline, 0)
+        if flags != S.LEAF_PAGE_FLAG:
+            self._find("inline-bucket-malformed",
+                       f"inline bucket page has type {S.page_type_name(flags)}, not leaf",
+                       rec.page, (), path, detail={"flags": flags})
+            return None
+        return Bucket(path=path, root=0, sequence=sequence, inline=inline, page=rec.page)
+
+    def walk(self) -> Iterator[Tuple[Bucket, Record]]:
+        """Every record of every bucket, depth first, a bucket's records right
+        after its own entry (pre-order), keys ascending within each bucket."""
+        top = self.root_bucket()
+        if top is None:
+            return
+        stack = [(top, self.records(top))]
+        while stack:
+            bucket, it = stack[-1]
+            rec = next(it, None)
+            if rec is None:
+                stack.pop()
+                continue
+            if not bucket.path and not rec.is_bucket:
+                self._find("root-entry-not-bucket",
+                           "the root bucket holds a plain key; bbolt allows only buckets there",
+                           rec.page, (), (rec.key,))
+                continue
+            yield bucket, rec
+            if rec.is_bucket:
+                child = self.open_bucket(bucket, rec)
+                if child is not None:
+                    stack.append((child, self.records(child)))
+
+    def records(self, bucket: Bucket) -> Iterator[Record]:
+        """The bucket's own records (sub-bucket entries included, not entered)."""
+        if bucket.is_inline:
+            return self._inline_records(bucket)
+        return self._tree_records(bucket)
+
+    # ------------------------------------------------------------ inline
+    def _inline_records(self, bucket: Bucket) -> Iterator[Record]:
+        page = bucket.inline
+        _, _, count, _ = S.PAGE_HEADER.unpack_from(page, 0)
+        last = None
+        for el in _leaf_elements(page, 0, count, len(page)):
+            idx, flags, key, value, problem = el
+            if problem:
+                self._element_problem(problem, bucket.page, (), bucket.path, idx,
+                                      "inline bucket")
+                continue
+            if last is not None and key <= last:
+                self._key_order(key, last, bucket.page, (), bucket.path, "inline bucket")
+                continue
+            if flags & S.BUCKET_LEAF_FLAG:
+                self._find("inline-bucket-malformed",
+                           "inline bucket holds a sub-bucket; bbolt never writes that",
+                           bucket.page, (), bucket.path, severity=WARNING)
+            last = key
+            self.records_yielded += 1
+            yield Record(key, value, flags, bucket.page, idx)
+
+    # ------------------------------------------------------------ trees
+    def _tree_records(self, bucket: Bucket) -> Iterator[Record]:
+        """In-order walk of a paged bucket; yields only valid, ordered records."""
+        buf = self.buf
+        last: Optional[bytes] = None
+        # frames: (page id, low bound, high bound, page path of the parent)
+        stack = [(bucket.root, None, None, ())]
+        while stack:
+            pgid, lo, hi, parents = stack.pop()
+            header = self._follow(pgid, parents, bucket.path, lo, hi)
+            if header is None:
+                continue
+            flags, count, end = header
+            path = parents + (pgid,)
+            off = pgid * self.page_size
+            if flags == S.BRANCH_PAGE_FLAG:
+                stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
+                                                            path, bucket.path)))
+                continue
+            for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
+                if problem:
+                    self._element_problem(problem, pgid, path, bucket.path, idx, "leaf")
+                    continue
+                if (lo is not None and key < lo) or (hi is not None and key >= hi):
+                    self._find("key-out-of-range",
+                               f"key {_hex(key)} on leaf page {pgid} is outside the range "
+                               f"[{_hex(lo)}, {_hex(hi)}) its ancestors allow",
+                               pgid, path, bucket.path, detail={"index": idx})
+                    continue
+                if last is not None and key <= last:
+                    self._key_order(key, last, pgid, path, bucket.path, "leaf", idx)
+                    continue
+                last = key
+                self.records_yielded += 1
+                yield Record(key, value, eflags, pgid, idx)
+
+    def _branch_children(self, off, count, end, lo, hi, path, bpath):
+        """Children of a branch page as frames, with the key range each may hold.
+
+        A branch element with a bad key is reported but its child is still
+        followed (the pointer is checked on its own); such a key simply does
+        not narrow the range, so the child's records are judged by their
+        neighbours' keys and by the bucket-wide order.
+        """
+        pgid = path[-1]
+        children = []  # (child page, key or None when the key cannot be trusted)
+        prev = None
+        for idx, key, child, problem in _branch_elements(self.buf, off, count, end):
+            if problem:
+                self._element_problem(problem, pgid, path, bpath, idx, "branch")
+                if problem != "element-count-overflow":
+                    children.append((child, None))
+                continue
+            if prev is not None and key <= prev:
+                self._key_order(key, prev, pgid, path, bpath, "branch", idx)
+                children.append((child, None))
+                continue
+            if (lo is not None and key < lo) or (hi is not None and key >= hi):
+                self._find("key-out-of-range",
+                           f"branch key[{idx}]={_hex(key)} on page {pgid} is outside the "
+                           f"range [{_hex(lo)}, {_hex(hi)}) its ancestors allow",
+                           pgid, path, bpath, detail={"index": idx})
+                children.append((child, None))
+                continue
+            children.append((child, key))
+            prev = key
+        # lower bound: the child's own key, else the last trusted one before it;
+        # upper bound: the next trusted key after it, else the parent's bound.
+        frames = [None] * len(children)
+        upper = hi
+        for i in range(len(children) - 1, -1, -1):
+            child, key = children[i]
+            frames[i] = [child, None, upper, path]
+            if key is not None:
+                upper = key
+        lower = lo
+        for i, (child, key) in enumerate(children):
+            if key is not None:
+                lower = key
+            frames[i][1] = lower
+        return [tuple(f) for f in frames]
+
+    def _follow(self, pgid, parents, bpath, lo, hi):
+        """Check a pointer before following it; (flags, count, run end) or None."""
+        role = "bucket root" if not parents else "child"
+        where = f"{role} page {pgid}" + (f" (from page {parents[-1]})" if parents else "")
+        rng = {"key_range": [_hex(lo), _hex(hi)]} if (lo is not None or hi is not None) else {}
+        if pgid < 2:
+            self._find("invalid-page-type", f"{where} points at meta page {pgid}",
+                       pgid, parents, bpath, detail=dict(rng, bbolt="invalid type: meta"))
+            return None
+        if pgid >= self.hwm:
+            self._find("page-out-of-bounds",
+                       f"{where} is at or above the high-water mark {self.hwm}",
+                       pgid, parents, bpath,
+                       detail=dict(rng, bbolt=f"page {pgid}: out of bounds: {self.hwm}"))
+            return None
+        if pgid >= self.pages_in_file:
+            self._find("page-past-eof",
+                       f"{where} is past the end of the file ({self.pages_in_file} pages); "
+                       "bbolt dies with SIGBUS here", pgid, parents, bpath, detail=rng)
+            return None
+        if pgid in parents:
+            self._find("page-cycle", f"{where} points back at an ancestor: a cycle",
+                       pgid, parents, bpath, detail=rng)
+            return None
+        if self.reached[pgid]:
+            self._find("multiple-references", f"{where} is referenced more than once",
+                       pgid, parents, bpath,
+                       detail=dict(rng, bbolt=f"page {pgid}: multiple references"))
+            return None
+        self.reached[pgid] = REACHED
+        self.pages_walked += 1
+        if self.progress is not None and not self.pages_walked & 1023:
+            self.progress(self.pages_walked)
+        pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(self.buf, pgid * self.page_size)
+        if flags != S.BRANCH_PAGE_FLAG and flags != S.LEAF_PAGE_FLAG:
+            self._find("invalid-page-type",
+                       f"{where} has type {S.page_type_name(flags)}, expected branch or leaf",
+                       pgid, parents, bpath,
+                       detail=dict(rng, flags=flags,
+                                   bbolt=f"page {pgid}: invalid type: {S.page_type_name(flags)}"))
+            return None
+        if pid != pgid:
+            self._find("page-id-mismatch",
+                       f"page {pgid} identifies itself as page {pid}",
+                       pgid, parents, bpath, detail=rng)
+        end = self._mark_overflow(pgid, overflow, parents, bpath)
+        return flags, count, end
+
+    def _mark_overflow(self, pgid, overflow, parents, bpath) -> int:
+        """Mark the overflow run reached; returns the usable end offset."""
+        last = pgid + overflow
+        if last >= self.hwm or last >= self.pages_in_file:
+            limit = min(self.hwm, self.pages_in_file)
+            code = "page-out-of-bounds" if last >= self.hwm else "page-past-eof"
+            self._find(code,
+                       f"page {pgid}'s overflow run ({overflow} pages) ends at page {last}, "
+                       f"past {'the high-water mark' if code == 'page-out-of-bounds' else 'the end of the file'}",
+                       pgid, parents, bpath, detail={"overflow": overflow})
+            last = limit - 1
+        if last > pgid:
+            hit = self.reached.find(REACHED, pgid + 1, last + 1)
+            if hit != -1:
+                self._find("multiple-references",
+                           f"page {pgid}'s overflow run overlaps page {hit}, reached elsewhere",
+                           hit, parents + (pgid,), bpath,
+                           detail={"bbolt": f"page {hit}: multiple references"})
+                last = hit - 1
+            self.reached[pgid + 1: last + 1] = b"\x01" * (last - pgid)
+        return (last + 1) * self.page_size
+
+    # ------------------------------------------------------------ findings
+    def _find(self, code, message, page, path, bpath, *, severity=ERROR, detail=None):
+        self.report(Finding(code, message, severity, page, tuple(path), tuple(bpath),
+                            detail or {}))
+
+    def _element_problem(self, problem, pgid, path, bpath, idx, kind):
+        text = {
+            "key-empty": "has a zero-length key",
+            "element-out-of-bounds": "runs past its page",
+            "element-count-overflow": "and those after it do not fit: the page's "
+                                      "element count runs past its run",
+        }[problem]
+        self._find(problem, f"{kind} element {idx} on page {pgid} {text}", pgid, path, bpath,
+                   detail={"index": idx})
+
+    def _key_order(self, key, last, pgid, path, bpath, kind, idx=None):
+        self._find("key-order",
+                   f"key {_hex(key)} on {kind} page {pgid} is not greater than the "
+                   f"previous key {_hex(last)}", pgid, path, bpath,
+                   detail={"index": idx} if idx is not None else {})
+
+
+# ---------------------------------------------------------------- elements
+def _leaf_elements(buf, off, count, end):
+    """(index, flags, key, value, problem) for each leaf element that fits.
+
+    ``off`` is the page start, ``end`` the end of its usable run.  The element
+    array is unpacked in one go; keys are copied (they are compared), values
+    stay zero-copy memoryviews of the map.
+    """
+    base = off + S.PAGE_HEADER_SIZE
+    n = min(count, max(0, (end - base) // S.LEAF_ELEMENT_SIZE))
+    if n < count:
+        yield n, 0, b"", None, "element-count-overflow"
+    data_floor = base + S.LEAF_ELEMENT_SIZE * n
+    eoff = base
+    for i, (flags, pos, ksize, vsize) in enumerate(
+            S.LEAF_ELEMENT.iter_unpack(buf[base:data_floor])):
+        k = eoff + pos
+        v = k + ksize
+        e = v + vsize
+        eoff += S.LEAF_ELEMENT_SIZE
+        if ksize == 0:
+            yield i, flags, b"", None, "key-empty"
+        elif e > end or k < data_floor:
+            yield i, flags, b"", None, "element-out-of-bounds"
+        else:
+            yield i, flags, bytes(buf[k:v]), buf[v:e], None
+
+
+def _branch_elements(buf, off, count, end):
+    """(index, key, child, problem) for each branch element that fits."""
+    base = off + S.PAGE_HEADER_SIZE
+    n = min(count, max(0, (end - base) // S.BRANCH_ELEMENT_SIZE))
+    if n < count:
+        yield n, b"", 0, "element-count-overflow"
+    data_floor = base + S.BRANCH_ELEMENT_SIZE * n
+    eoff = base
+    for i, (pos, ksize, child) in enumerate(
+            S.BRANCH_ELEMENT.iter_unpack(buf[base:data_floor])):
+        k = eoff + pos
+        e = k + ksize
+        eoff += S.BRANCH_ELEMENT_SIZE
+        if ksize == 0:
+            yield i, b"", child, "key-empty"
+        elif e > end or k < data_floor:
+            yield i, b"", child, "element-out-of-bounds"
+        else:
+            yield i, bytes(buf[k:e]), child, None
+
+
+def _hex(key) -> str:
+    if key is None:
+        return "-"
+    key = bytes(key)
+    return key.hex() if len(key) <= 32 else key[:32].hex() + "…"
