@@ -210,7 +210,7 @@ def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
     if fl is None:
         # No synced freelist (etcd): the free pages are exactly the ones the
         # tree does not reach, so 'unreachable unfreed' cannot happen.
-        stats["free_pages"] = max(0, db.page_limit - sum(reached[: db.page_limit]))
+        stats["free_pages"] = reached[: db.page_limit].count(0)
         return
     for f in fl.findings:
         report(f)
@@ -222,7 +222,7 @@ def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
                            f"freelist page {fl.pgid} is also reached from the tree",
                            ERROR, fl.pgid, detail={"bbolt": f"page {fl.pgid}: multiple references"}))
         end = min(fl.pgid + fpage.overflow, n - 1)
-        reached[fl.pgid: end + 1] = b"\x01" * (end + 1 - fl.pgid)
+        reached[fl.pgid: end + 1] = b"\x01" * (end + 1 - fl.pgid)  # any non-zero: reached
     free = bytearray(n)
     nfree = 0
     for pid in fl.ids(db):
@@ -250,7 +250,8 @@ def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
     stats["free_pages"] = nfree
     limit = min(hwm, n)
     # One pass in C: 0 = neither, 1 = reached, 2 = free, 3 = both.
-    state = (int.from_bytes(reached[:limit], "little")
+    reached_bits = bytes(reached[:limit]).translate(_NONZERO_TO_ONE)
+    state = (int.from_bytes(reached_bits, "little")
              | (int.from_bytes(free[:limit], "little") << 1)).to_bytes(limit, "little")
     for pid in _positions(state, 3):
         report(Finding("reachable-freed", f"page {pid} is reachable but listed as free",
@@ -259,6 +260,9 @@ def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
         report(Finding("unreachable-unfreed",
                        f"page {pid} is neither reachable nor free (leaked)", ERROR, pid,
                        detail={"bbolt": f"page {pid}: unreachable unfreed"}))
+
+
+_NONZERO_TO_ONE = bytes([0] + [1] * 255)
 
 
 def _positions(data: bytes, value: int):

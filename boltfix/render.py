@@ -24,3 +24,34 @@ def short(data, limit: int = 64) -> str:
     """A value shortened for tables."""
     text = name_text(data)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# bcrypt hashes as etcd stores them in authUsers ($2a$10$ + 53 chars)
+import re as _re
+
+_BCRYPT = _re.compile(rb"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
+
+
+def redact_secrets(data: bytes) -> bytes:
+    """Mask password hashes in raw bytes (same length, so offsets stay true)."""
+    return _BCRYPT.sub(lambda m: b"*" * len(m.group(0)), bytes(data))
+
+
+def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
+    """A classic hexdump with absolute file offsets; repeated lines folded as '*'."""
+    lines = []
+    prev = None
+    folded = False
+    for i in range(0, len(data), width):
+        chunk = data[i: i + width]
+        if chunk == prev and i + width < len(data):
+            if not folded:
+                lines.append("*")
+                folded = True
+            continue
+        folded = False
+        prev = chunk
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{base + i:08x}  {hexpart:<{width * 3 - 1}}  |{text}|")
+    return "\n".join(lines)

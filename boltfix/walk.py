@@ -26,8 +26,8 @@ from boltfix.reader import DB
 
 Report = Callable[[Finding], None]
 
-# reachability map values
-UNSEEN, REACHED = 0, 1
+# reachability map values: a page's first page, and the rest of its run
+UNSEEN, REACHED, OVERFLOW = 0, 1, 2
 
 
 @dataclass
@@ -39,6 +39,9 @@ class Bucket:
     sequence: int
     inline: Optional[memoryview] = None  # inline page bytes (header + elements)
     page: Optional[int] = None  # page holding this bucket's entry in its parent
+    #: filled in while its records are walked
+    pages: int = 0  # pages of its own tree, overflow included (0 when inline)
+    depth: int = 0  # levels of its own tree (1 = a single leaf; inline counts 1)
 
     @property
     def is_inline(self) -> bool:
@@ -54,6 +57,8 @@ class Record:
     flags: int
     page: int  # page holding the element (the parent's page for inline buckets)
     index: int
+    #: for a bucket entry during Walker.walk(): the decoded sub-bucket, or None
+    child: Optional["Bucket"] = None
 
     @property
     def is_bucket(self) -> bool:
@@ -127,11 +132,11 @@ class Walker:
                            "the root bucket holds a plain key; bbolt allows only buckets there",
                            rec.page, (), (rec.key,))
                 continue
-            yield bucket, rec
             if rec.is_bucket:
-                child = self.open_bucket(bucket, rec)
-                if child is not None:
-                    stack.append((child, self.records(child)))
+                rec.child = self.open_bucket(bucket, rec)
+            yield bucket, rec
+            if rec.child is not None:
+                stack.append((rec.child, self.records(rec.child)))
 
     def records(self, bucket: Bucket) -> Iterator[Record]:
         """The bucket's own records (sub-bucket entries included, not entered)."""
@@ -142,6 +147,7 @@ class Walker:
     # ------------------------------------------------------------ inline
     def _inline_records(self, bucket: Bucket) -> Iterator[Record]:
         page = bucket.inline
+        bucket.depth = 1
         _, _, count, _ = S.PAGE_HEADER.unpack_from(page, 0)
         last = None
         for el in _leaf_elements(page, 0, count, len(page)):
@@ -176,6 +182,9 @@ class Walker:
             flags, count, end = header
             path = parents + (pgid,)
             off = pgid * self.page_size
+            bucket.pages += (end - off) // self.page_size
+            if len(path) > bucket.depth:
+                bucket.depth = len(path)
             if flags == S.BRANCH_PAGE_FLAG:
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
@@ -303,14 +312,14 @@ class Walker:
                        pgid, parents, bpath, detail={"overflow": overflow})
             last = limit - 1
         if last > pgid:
-            hit = self.reached.find(REACHED, pgid + 1, last + 1)
+            hit = _first_nonzero(self.reached, pgid + 1, last + 1)
             if hit != -1:
                 self._find("multiple-references",
                            f"page {pgid}'s overflow run overlaps page {hit}, reached elsewhere",
                            hit, parents + (pgid,), bpath,
                            detail={"bbolt": f"page {hit}: multiple references"})
                 last = hit - 1
-            self.reached[pgid + 1: last + 1] = b"\x01" * (last - pgid)
+            self.reached[pgid + 1: last + 1] = b"\x02" * (last - pgid)
         return (last + 1) * self.page_size
 
     # ------------------------------------------------------------ findings
@@ -382,6 +391,12 @@ def _branch_elements(buf, off, count, end):
             yield i, b"", child, "element-out-of-bounds"
         else:
             yield i, bytes(buf[k:e]), child, None
+
+
+def _first_nonzero(data: bytearray, start: int, end: int) -> int:
+    """Index of the first non-zero byte in data[start:end], or -1 (in C)."""
+    stripped = data[start:end].lstrip(b"\x00")
+    return -1 if not stripped else end - len(stripped)
 
 
 def _hex(key) -> str:

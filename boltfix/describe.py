@@ -1,0 +1,266 @@
+"""What is in a file: the facts behind ``boltfix inspect`` and ``boltfix pages``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Iterator, Optional
+
+from boltfix import etcd
+from boltfix import structs as S
+from boltfix.check import Collector
+from boltfix.reader import DB
+from boltfix.walk import OVERFLOW, Walker
+
+
+def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
+    """Everything ``inspect`` shows, as JSON-ready data; never raises on file data."""
+    problems = Collector(limit=20)
+    walker = Walker(db, problems, progress)
+    tree, etcd_facts = _bucket_tree(db, walker)
+    free = _free_pages(db, walker)
+    info = {
+        "file": {
+            "path": db.path,
+            "size": db.size,
+            "page_size": db.page_size,
+            "page_size_source": db.page_size_source,
+            "pages_in_file": db.pages_in_file,
+            "hwm": db.meta.pgid if db.meta else None,
+            "truncated": bool(db.meta and db.pages_in_file < db.meta.pgid),
+        },
+        "metas": [m.to_json() for m in db.metas],
+        "meta_in_use": db.meta.index if db.meta else None,
+        "meta_reason": db.meta_source,
+        "freelist": free,
+        "page_types": _page_types(db, walker),
+        "buckets": tree,
+        "problems": {
+            "total": problems.total,
+            "counts": dict(problems.counts),
+            "first": [f.to_json() for f in problems.findings],
+        },
+    }
+    if etcd_facts is not None:
+        info["etcd"] = etcd_facts
+    return info
+
+
+def _bucket_tree(db: DB, walker: Walker):
+    """Nested bucket summaries, plus etcd facts gathered on the same walk."""
+    root = {"buckets": []}
+    nodes = {(): root}
+    opened = []  # (node, Bucket): stats are final only once the walk is done
+    top = [r.key for r in Walker(db).records(walker.root_bucket())] if db.meta else []
+    facts = EtcdFacts() if etcd.looks_like_etcd(top) else None
+    for bucket, rec in walker.walk():
+        parent = nodes[bucket.path]
+        if rec.is_bucket:
+            node = {"name": _name(rec.key), "keys": 0, "buckets": []}
+            parent["buckets"].append(node)
+            if rec.child is not None:
+                nodes[rec.child.path] = node
+                opened.append((node, rec.child))
+            else:
+                node["unreadable"] = True
+        else:
+            parent["keys"] = parent.get("keys", 0) + 1
+            if facts is not None and len(bucket.path) == 1:
+                facts.see(bucket.path[0], rec.key, rec.value)
+    for node, b in opened:
+        node.update(inline=b.is_inline, root_page=b.root, sequence=b.sequence,
+                    depth=b.depth, pages=b.pages)
+    return root["buckets"], (facts.to_json() if facts else None)
+
+
+def _name(raw: bytes):
+    from boltfix.render import name_text
+
+    return name_text(raw)
+
+
+class EtcdFacts:
+    """Facts about an etcd db picked up while its buckets are walked."""
+
+    def __init__(self):
+        self.meta = {}
+        self.first_rev = None
+        self.last_rev = None
+        self.revisions = 0
+        self.tombstones = 0
+        self.members = []
+        self.auth_enabled = None
+        self.users = 0
+        self.leases = 0
+
+    def see(self, bucket: bytes, key: bytes, value) -> None:
+        if bucket == b"key":
+            rev = etcd.decode_revision(key)
+            if rev:
+                self.revisions += 1
+                self.tombstones += bool(rev["tombstone"])
+                if self.first_rev is None:
+                    self.first_rev = rev["main"]
+                self.last_rev = rev["main"]
+        elif bucket == b"meta":
+            self.meta[key] = etcd.decode_meta(key, bytes(value))
+        elif bucket == b"members":
+            self.members.append(etcd.decode_record(b"members", key, bytes(value)))
+        elif bucket == b"auth" and key == b"authEnabled":
+            self.auth_enabled = bytes(value) == b"\x01"
+        elif bucket == b"authUsers":
+            self.users += 1
+        elif bucket == b"lease":
+            self.leases += 1
+
+    def to_json(self) -> dict:
+        def meta_value(name):
+            got = self.meta.get(name)
+            if not isinstance(got, dict) or "error" in got:
+                return got
+            return got.get("value", got)
+
+        return {
+            "version": etcd.guess_etcd_version(list(self.meta)),
+            "consistent_index": meta_value(b"consistent_index"),
+            "term": meta_value(b"term"),
+            "scheduled_compact_revision": meta_value(b"scheduledCompactRev"),
+            "finished_compact_revision": meta_value(b"finishedCompactRev"),
+            "revisions": {"records": self.revisions, "tombstones": self.tombstones,
+                          "first": self.first_rev, "last": self.last_rev},
+            "members": self.members,
+            "auth_enabled": self.auth_enabled,
+            "users": self.users,
+            "leases": self.leases,
+        }
+
+
+def _free_pages(db: DB, walker: Walker) -> dict:
+    m = db.meta
+    if m is None:
+        return {"mode": "unknown", "free_pages": None}
+    fl = db.freelist()
+    if fl is None:
+        limit = db.page_limit
+        reached = walker.reached[:limit]
+        reached[0:2] = b"\x01\x01"
+        return {"mode": "not synced (free pages are the ones the tree does not reach)",
+                "synced": False, "free_pages": reached.count(0)}
+    return {"mode": "synced", "synced": True, "page": fl.pgid, "free_pages": fl.count,
+            "problems": [f.code for f in fl.findings]}
+
+
+def _page_types(db: DB, walker: Walker) -> dict:
+    """Counts of reached pages by type (overflow pages counted on their own)."""
+    counts = Counter()
+    reached = walker.reached
+    for pgid in _nonzero_positions(reached):
+        if reached[pgid] == OVERFLOW:
+            counts["overflow"] += 1
+            continue
+        counts[db.page(pgid).type] += 1
+    counts["meta"] = 2
+    fl = db.freelist()
+    if fl is not None and fl.pgid < db.pages_in_file:
+        counts["freelist"] += 1 + db.page(fl.pgid).overflow
+    return dict(counts)
+
+
+def _nonzero_positions(data: bytearray) -> Iterator[int]:
+    i = 0
+    n = len(data)
+    while i < n:
+        rest = data[i:].lstrip(b"\x00") if data[i] == 0 else None
+        if rest is not None:
+            if not rest:
+                return
+            i = n - len(rest)
+        yield i
+        i += 1
+
+
+# ---------------------------------------------------------------- pages
+def page_rows(db: DB, progress=None) -> Iterator[dict]:
+    """One row per page (overflow continuations folded into their page)."""
+    walker = Walker(db, None, progress)
+    for _ in walker.walk():
+        pass
+    reached = walker.reached
+    reached[0:2] = b"\x01\x01"
+    free = bytearray(db.pages_in_file)
+    fl = db.freelist()
+    if fl is not None:
+        if fl.pgid < len(reached):
+            end = min(fl.pgid + db.page(fl.pgid).overflow, len(reached) - 1)
+            reached[fl.pgid] = 1
+            reached[fl.pgid + 1: end + 1] = b"\x02" * (end - fl.pgid)
+        for pid in fl.ids(db):
+            if pid < len(free):
+                free[pid] = 1
+    synced = fl is not None
+    hwm = db.hwm
+    for pgid in range(db.pages_in_file):
+        if reached[pgid] == OVERFLOW:
+            continue
+        p = db.page(pgid)
+        if reached[pgid]:
+            state = "reachable"
+        elif pgid >= hwm:
+            state = "beyond-hwm"
+        elif free[pgid] or not synced:
+            state = "free"
+        else:
+            state = "unreachable"
+        row = {"id": pgid, "type": p.type if reached[pgid] or p.id == pgid else "unknown",
+               "items": p.count, "overflow": p.overflow, "state": state}
+        if p.id != pgid:
+            row["self_id"] = p.id
+        if not reached[pgid]:
+            row["overflow"] = p.overflow if p.id == pgid else 0
+        yield row
+    # pages the meta says exist but the file lacks
+    for pgid in range(db.pages_in_file, hwm if db.meta else 0):
+        yield {"id": pgid, "type": "missing", "items": 0, "overflow": 0, "state": "past-eof"}
+        if pgid - db.pages_in_file > 1_000_000:
+            break
+
+
+def page_view(db: DB, pgid: int) -> dict:
+    """A decoded view of one page (raises BoltError if it is not in the file)."""
+    p = db.page(pgid)
+    view = {"id": pgid, "self_id": p.id, "type": p.type, "flags": p.flags,
+            "count": p.count, "overflow": p.overflow,
+            "run_complete": p.run_complete}
+    if pgid in (0, 1) or p.flags == S.META_PAGE_FLAG:
+        view["meta"] = p.meta().to_json()
+    elif p.flags == S.FREELIST_PAGE_FLAG:
+        fl = p.freelist_ids()
+        ids = list(_take(fl.ids(db), 10000))
+        view["freelist"] = {"count": fl.count, "ids": ids, "shown": len(ids),
+                            "problems": [f.message for f in fl.findings]}
+    elif p.flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
+        view["elements"] = [_element_json(el, p.flags) for el in p.elements()]
+    return view
+
+
+def _take(it, n):
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+def _element_json(el, flags) -> dict:
+    out = {"index": el.index, "pos": el.pos, "ksize": el.ksize}
+    if el.problem:
+        out["problem"] = el.problem
+    if flags == S.BRANCH_PAGE_FLAG:
+        out["child"] = el.child
+        out["key"] = el.key
+    else:
+        out.update(flags=el.flags, vsize=el.vsize, key=el.key,
+                   bucket=el.is_bucket, value=None if el.value is None else bytes(el.value))
+        if el.is_bucket and el.value is not None and len(el.value) >= 16:
+            root, seq = S.BUCKET_HEADER.unpack_from(el.value, 0)
+            out["bucket_root"] = root
+            out["bucket_sequence"] = seq
+    return out

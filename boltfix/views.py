@@ -1,0 +1,167 @@
+"""Rich renderings of the library's results (the CLI's human output)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.tree import Tree
+
+from boltfix.render import name_text, short
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ---------------------------------------------------------------- inspect
+def render_inspect(c, info: dict) -> None:
+    f = info["file"]
+    c.print(f"[bold]{f['path']}[/bold]  {_fmt_bytes(f['size'])}")
+    c.print(f"page size {f['page_size']} (from {f['page_size_source']}); "
+            f"{f['pages_in_file']:,} pages in the file; high-water mark "
+            f"{f['hwm'] if f['hwm'] is not None else 'unknown'}")
+    if f["truncated"]:
+        c.print(f"[red]the file is shorter than its high-water mark: "
+                f"{f['hwm'] - f['pages_in_file']:,} pages are missing[/red]")
+
+    t = Table(title="meta pages", title_justify="left")
+    t.add_column("field")
+    for m in info["metas"]:
+        used = " (in use)" if info["meta_in_use"] == m["index"] else ""
+        t.add_column(f"meta {m['index']}{used}")
+    m0, m1 = info["metas"]
+    for key in ("txid", "root", "freelist", "pgid", "page_size", "sequence", "checksum",
+                "checksum_ok", "valid"):
+        t.add_row(key, str(m0[key]), str(m1[key]))
+    t.add_row("problems", ", ".join(m0["problems"]) or "-", ", ".join(m1["problems"]) or "-")
+    c.print(t)
+    c.print(f"meta in use: {info['meta_in_use'] if info['meta_in_use'] is not None else 'none'}"
+            f" ({info['meta_reason']})")
+
+    fl = info["freelist"]
+    c.print(f"freelist: {fl['mode']}; free pages: {fl.get('free_pages')}")
+    types = info["page_types"]
+    c.print("reachable pages by type: " + ", ".join(f"{k} {v:,}" for k, v in sorted(types.items())))
+
+    tree = Tree("[bold]buckets[/bold]")
+    _add_buckets(tree, info["buckets"])
+    c.print(tree)
+
+    if "etcd" in info:
+        _render_etcd(c, info["etcd"])
+    probs = info["problems"]
+    if probs["total"]:
+        c.print(f"[yellow]{probs['total']} problem(s) seen while reading "
+                f"({', '.join(f'{k} x{v}' for k, v in probs['counts'].items())}); "
+                "run `boltfix check` for all of them[/yellow]")
+
+
+def _add_buckets(tree, buckets) -> None:
+    for b in buckets:
+        facts = [f"{b['keys']:,} keys"]
+        if b.get("unreadable"):
+            facts = ["[red]unreadable[/red]"]
+        elif b.get("inline"):
+            facts.append("inline")
+        else:
+            facts.append(f"depth {b.get('depth')}, {b.get('pages', 0):,} pages, root {b.get('root_page')}")
+        if b.get("sequence"):
+            facts.append(f"seq {b['sequence']}")
+        node = tree.add(f"[cyan]{b['name']}[/cyan]  " + ", ".join(facts))
+        _add_buckets(node, b["buckets"])
+
+
+def _render_etcd(c, e: dict) -> None:
+    t = Table(title="etcd", title_justify="left", show_header=False)
+    t.add_column("fact")
+    t.add_column("value")
+    revs = e["revisions"]
+    rows = [
+        ("likely etcd version", e["version"]),
+        ("consistent_index", e["consistent_index"]),
+        ("term", e["term"]),
+        ("revisions in `key`", f"{revs['first']} .. {revs['last']} "
+                               f"({revs['records']:,} records, {revs['tombstones']:,} tombstones)"),
+        ("scheduled compaction", e["scheduled_compact_revision"]),
+        ("finished compaction", e["finished_compact_revision"]),
+        ("members", ", ".join(_member(m) for m in e["members"]) or "-"),
+        ("auth enabled", e["auth_enabled"]),
+        ("users / leases", f"{e['users']} / {e['leases']}"),
+    ]
+    for k, v in rows:
+        t.add_row(k, str(v))
+    c.print(t)
+
+
+def _member(m) -> str:
+    if not isinstance(m, dict):
+        return str(m)
+    v = m.get("value", m)
+    if isinstance(v, dict):
+        return f"{v.get('name', '?')} ({v.get('id', '?')})"
+    return str(v)
+
+
+# ---------------------------------------------------------------- page
+def render_page(c, v: dict) -> None:
+    head = (f"[bold]page {v['id']}[/bold]: {v['type']} (flags {v['flags']:#04x}), "
+            f"count {v['count']}, overflow {v['overflow']}")
+    if v["self_id"] != v["id"]:
+        head += f" [red]self-id {v['self_id']}[/red]"
+    if not v["run_complete"]:
+        head += " [red]run past end of file[/red]"
+    c.print(head)
+    if "meta" in v:
+        t = Table(show_header=False)
+        for k, val in v["meta"].items():
+            t.add_row(k, str(val))
+        c.print(t)
+    if "freelist" in v:
+        fl = v["freelist"]
+        c.print(f"freelist: {fl['count']} ids" + (f" (first {fl['shown']})" if fl["shown"] < fl["count"] else ""))
+        c.print(" ".join(str(i) for i in fl["ids"]))
+        for p in fl["problems"]:
+            c.print(f"[red]{p}[/red]")
+    if "elements" in v:
+        t = Table()
+        t.add_column("#", justify="right")
+        t.add_column("key")
+        t.add_column("child / value")
+        t.add_column("problem")
+        for el in v["elements"]:
+            if "child" in el:
+                other = str(el["child"])
+            elif el.get("bucket"):
+                other = (f"bucket root={el.get('bucket_root')} seq={el.get('bucket_sequence')}")
+            else:
+                other = short(el["value"]) if el["value"] is not None else f"({el['vsize']} bytes)"
+            t.add_row(str(el["index"]), short(el["key"]), other, el.get("problem") or "")
+        c.print(t)
+
+
+# ---------------------------------------------------------------- check
+def render_check(c, result) -> None:
+    if result.clean:
+        c.print(f"[green]OK[/green]: no problems ({result.stats.get('records', 0):,} records, "
+                f"{result.stats.get('pages_reached', 0):,} pages walked)")
+        return
+    for severity, style in (("error", "red"), ("warning", "yellow")):
+        rows = [f for f in result.findings if f.severity == severity]
+        if not rows:
+            continue
+        t = Table(title=f"{severity}s", title_justify="left", title_style=style)
+        t.add_column("code", style=style)
+        t.add_column("page", justify="right")
+        t.add_column("bucket")
+        t.add_column("message")
+        for f in rows:
+            t.add_row(f.code, "" if f.page is None else str(f.page),
+                      "/".join(name_text(b) for b in f.bucket), f.message)
+        c.print(t)
+    shown = len(result.findings)
+    more = f" ({result.total - shown:,} more not shown)" if result.total > shown else ""
+    counts = ", ".join(f"{k} x{v:,}" for k, v in sorted(result.counts.items()))
+    c.print(f"[bold]{result.total:,} problems found[/bold]{more}: {counts}")
