@@ -1,0 +1,544 @@
+"""Streaming writer: build a fresh, valid bbolt file from sorted records.
+
+This is the back end of ``boltfix repair`` (which, like bbolt's ``Compact``,
+salvages records from a damaged file and writes them anew).  Records arrive
+in order -- keys strictly increasing within each bucket, with a sub-bucket's
+name taking its place among its parent's keys -- and pages are written
+sequentially as they complete, so memory is O(depth x page_size) per open
+bucket however large the file is.
+
+The layout follows bbolt 1.3.6 (``node.write``, ``Bucket.write``,
+``Bucket.inlineable``, ``Tx.WriteTo``, ``freelist.write``):
+
+* a page is a 16-byte header, then all element headers, then the key/value
+  data; ``pos`` is measured from the element's own address and a leaf's value
+  follows its key; a page bigger than ``page_size`` is one page with
+  ``overflow`` extra physical pages (only the first has a header);
+* a branch element's key is the first key of its child; branch levels are
+  built bottom-up as pages complete (one open page per level per open
+  bucket);
+* a sub-bucket is written inline (``root == 0`` and a leaf page inside the
+  value) exactly when bbolt would: it has no sub-buckets and its page header
+  plus elements plus data is at most ``page_size / 4``.  Records of a new
+  bucket are buffered until they pass that bound (or a sub-bucket appears),
+  then the bucket switches to page mode.  The root bucket is never inline;
+* pages 0 and 1 are the metas: page 0 holds txid T and page 1 T-1 with the
+  same root, as ``Tx.WriteTo`` writes them; with ``freelist="synced"`` page 2
+  is an empty freelist page, with ``"none"`` meta.freelist is
+  ``0xFFFFFFFFFFFFFFFF`` (etcd's ``NoFreelistSync``).  meta.pgid is the
+  number of pages written and the file is exactly ``pgid * page_size`` bytes.
+
+Example::
+
+    with open("new.db", "wb") as f:
+        w = BoltWriter(f)
+        w.begin_bucket(b"key")
+        w.put(b"a", b"1")
+        w.end_bucket()
+        stats = w.close()
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import List, Optional
+
+from .structs import (
+    BRANCH_ELEMENT,
+    BRANCH_ELEMENT_SIZE,
+    BRANCH_PAGE_FLAG,
+    BUCKET_HEADER,
+    BUCKET_HEADER_SIZE,
+    BUCKET_LEAF_FLAG,
+    FREELIST_PAGE_FLAG,
+    LEAF_ELEMENT,
+    LEAF_ELEMENT_SIZE,
+    LEAF_PAGE_FLAG,
+    MAGIC,
+    MAX_KEY_SIZE,
+    MAX_PAGE_SIZE,
+    MAX_VALUE_SIZE,
+    META_CHECKSUM_SPAN,
+    META_PAGE_FLAG,
+    MIN_PAGE_SIZE,
+    PAGE_HEADER,
+    PAGE_HEADER_SIZE,
+    PGID_NO_FREELIST,
+    U64,
+    VERSION,
+    fnv64a,
+    meta_page,
+)
+
+__all__ = ["BoltWriter", "WriteStats", "DEFAULT_CHUNK_SIZE"]
+
+#: bytes of completed pages gathered before one ``fileobj.write``
+DEFAULT_CHUNK_SIZE = 4 << 20
+
+_U64_MAX = 0xFFFFFFFFFFFFFFFF
+
+#: node.go minKeysPerPage; applied to branch pages
+_MIN_KEYS_PER_PAGE = 2
+
+# the element sizes are equal, which the hot paths below rely on
+assert LEAF_ELEMENT_SIZE == BRANCH_ELEMENT_SIZE == 16 == PAGE_HEADER_SIZE
+
+
+@dataclass
+class WriteStats:
+    """What :meth:`BoltWriter.close` wrote."""
+
+    page_size: int
+    #: high-water mark: pages in the file, metas and freelist included
+    pgid: int
+    #: pages with a header (metas, freelist, branches, leaves); overflow
+    #: continuation pages are counted in ``overflow_pages`` instead
+    pages: int
+    leaf_pages: int
+    branch_pages: int
+    #: continuation pages of multi-page leaves/branches
+    overflow_pages: int
+    #: sub-buckets at every depth (the root bucket is not counted)
+    buckets: int
+    inline_buckets: int
+    #: key/value records (bucket entries not counted)
+    keys: int
+    root_pgid: int
+    #: freelist page id, or 0xFFFFFFFFFFFFFFFF when not synced
+    freelist_pgid: int
+    txid: int
+    file_size: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Branch:
+    """The open page of one branch level: (first key of child, child pgid)."""
+
+    __slots__ = ("keys", "pgids", "size")
+
+    def __init__(self) -> None:
+        self.keys: List[bytes] = []
+        self.pgids: List[int] = []
+        self.size = PAGE_HEADER_SIZE
+
+
+class _Bucket:
+    """An open bucket: its open leaf page, open branch pages, order state."""
+
+    __slots__ = (
+        "name", "sequence", "inline", "last",
+        "keys", "vals", "flags", "size", "branches",
+    )
+
+    def __init__(self, name: Optional[bytes], sequence: int, inline: bool) -> None:
+        self.name = name
+        self.sequence = sequence
+        # True while the bucket could still be written inline; its records
+        # then sit in the open leaf page, which never exceeds page_size/4.
+        self.inline = inline
+        self.last: Optional[bytes] = None  # last key (or bucket name) added
+        self.keys: List[bytes] = []
+        self.vals: List[bytes] = []
+        self.flags: List[int] = []
+        self.size = PAGE_HEADER_SIZE  # header + elements + data of the leaf
+        # branches[i] is level i+1 above the leaves; it exists once level i
+        # has completed a page.
+        self.branches: List[_Branch] = []
+
+
+def _check_key(key, last: Optional[bytes], what: str) -> bytes:
+    if type(key) is not bytes:
+        if not isinstance(key, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{what} must be bytes, not {type(key).__name__}")
+        if (key.nbytes if type(key) is memoryview else len(key)) > MAX_KEY_SIZE:
+            raise ValueError(f"{what} is too long; bbolt allows at most {MAX_KEY_SIZE} bytes")
+        key = bytes(key)
+    n = len(key)
+    if n == 0:
+        raise ValueError(f"{what} must not be empty")
+    if n > MAX_KEY_SIZE:
+        raise ValueError(f"{what} is {n} bytes; bbolt allows at most {MAX_KEY_SIZE}")
+    if last is not None and key <= last:
+        raise ValueError(
+            f"{what} {key[:64].hex()} is not greater than the previous key "
+            f"{last[:64].hex()} (keys must be strictly increasing)"
+        )
+    return key
+
+
+class BoltWriter:
+    """Write a bbolt database sequentially from records in sorted order.
+
+    ``fileobj`` must be a writable, seekable binary file positioned where the
+    database starts (normally 0, a file opened ``"wb"``).  Pages are written
+    in increasing page-id order through an internal buffer of
+    ``chunk_size`` bytes; :meth:`close` seeks back once to write the metas.
+
+    ``freelist`` is ``"none"`` (meta.freelist = 0xFFFFFFFFFFFFFFFF, etcd's
+    mode) or ``"synced"`` (an empty freelist page at page 2).  ``txid`` is
+    meta 0's txid; meta 1 gets ``txid - 1`` (``txid < 1`` means 1).
+    ``root_sequence`` is the root bucket's sequence (meta.root.sequence).
+    """
+
+    def __init__(
+        self,
+        fileobj,
+        page_size: int = 4096,
+        *,
+        freelist: str = "none",
+        txid: int = 1,
+        root_sequence: int = 0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        if not isinstance(page_size, int) or page_size & (page_size - 1) or not (
+            MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE
+        ):
+            raise ValueError(
+                f"page_size must be a power of two in [{MIN_PAGE_SIZE}, {MAX_PAGE_SIZE}]"
+            )
+        if freelist not in ("none", "synced"):
+            raise ValueError('freelist must be "none" or "synced"')
+        if not 0 <= root_sequence <= _U64_MAX:
+            raise ValueError("root_sequence must fit in a u64")
+        txid = max(int(txid), 1)
+        if txid > _U64_MAX:
+            raise ValueError("txid must fit in a u64")
+
+        self._f = fileobj
+        self._ps = page_size
+        self._inline_max = page_size // 4
+        self._freelist_mode = freelist
+        self._txid = txid
+        self._root_sequence = root_sequence
+        self._chunk_size = max(int(chunk_size), page_size)
+        self._closed = False
+        self._stats: Optional[WriteStats] = None
+
+        try:
+            self._base = fileobj.tell()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._base = 0
+
+        # output buffer of completed pages
+        self._out: List[bytes] = []
+        self._out_len = 0
+        self._next_pgid = 0
+
+        # counters
+        self._n_pages = 0
+        self._n_leaf = 0
+        self._n_branch = 0
+        self._n_overflow = 0
+        self._n_buckets = 0
+        self._n_inline = 0
+        self._n_keys = 0
+
+        # metas are written at close; reserve their pages now
+        self._emit_raw(bytes(2 * page_size), 2)
+        self._n_pages += 2
+        if freelist == "synced":
+            # bbolt's freelist.write with no ids: header only, count 0.
+            # Its content is known now (a fresh file frees nothing), so it is
+            # written in sequence and nothing needs patching later.
+            fl = bytearray(page_size)
+            PAGE_HEADER.pack_into(fl, 0, 2, FREELIST_PAGE_FLAG, 0, 0)
+            self._freelist_pgid = self._emit_raw(fl, 1)
+            self._n_pages += 1
+        else:
+            self._freelist_pgid = PGID_NO_FREELIST
+
+        self._root = _Bucket(None, root_sequence, inline=False)
+        self._stack: List[_Bucket] = [self._root]
+
+    # ------------------------------------------------------------- public API
+    @property
+    def depth(self) -> int:
+        """Number of open sub-buckets (0 at top level)."""
+        return len(self._stack) - 1
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Add a key/value record to the currently open bucket."""
+        b = self._stack[-1]
+        if b is self._root:
+            if self._closed:
+                raise ValueError("writer is closed")
+            raise ValueError("put at top level: every entry of the root bucket is a bucket")
+        last = b.last
+        if not (
+            type(key) is bytes
+            and 0 < len(key) <= MAX_KEY_SIZE
+            and (last is None or key > last)
+        ):
+            key = _check_key(key, last, "key")  # raises, or converts bytes-likes
+        if type(value) is not bytes and not isinstance(value, (bytearray, memoryview)):
+            raise TypeError(f"value must be bytes, not {type(value).__name__}")
+        vl = value.nbytes if type(value) is memoryview else len(value)
+        if vl > MAX_VALUE_SIZE:
+            raise ValueError(f"value is {vl} bytes; bbolt allows at most {MAX_VALUE_SIZE}")
+        if type(value) is not bytes:
+            value = bytes(value)  # a private copy: the page is built later
+        b.last = key
+        self._n_keys += 1
+
+        # inlined _add_leaf(b, key, value, 0): this is the hot path
+        esz = 16 + len(key) + vl
+        size = b.size + esz
+        if b.inline and size > self._inline_max:
+            b.inline = False
+        if size > self._ps and b.keys:
+            self._flush_leaf(b)
+            size = 16 + esz
+        b.keys.append(key)
+        b.vals.append(value)
+        b.flags.append(0)
+        b.size = size
+
+    def begin_bucket(self, name: bytes, sequence: int = 0) -> None:
+        """Open a sub-bucket of the current bucket (a top-level bucket if
+        none is open).  ``name`` takes its place in the parent's key order."""
+        if self._closed:
+            raise ValueError("writer is closed")
+        parent = self._stack[-1]
+        name = _check_key(name, parent.last, "bucket name")
+        if not 0 <= sequence <= _U64_MAX:
+            raise ValueError("bucket sequence must fit in a u64")
+        parent.last = name
+        # a bucket with a sub-bucket is never inline (bucket.go inlineable)
+        parent.inline = False
+        self._stack.append(_Bucket(name, sequence, inline=True))
+        self._n_buckets += 1
+
+    def end_bucket(self) -> None:
+        """Close the current bucket and add its entry to the parent."""
+        if len(self._stack) <= 1:
+            raise ValueError("end_bucket without an open bucket")
+        b = self._stack.pop()
+        if b.inline:
+            value = self._inline_value(b)
+            self._n_inline += 1
+        else:
+            value = BUCKET_HEADER.pack(self._finish_tree(b), b.sequence)
+        self._add_leaf(self._stack[-1], b.name, value, BUCKET_LEAF_FLAG)
+
+    def close(self) -> WriteStats:
+        """Close any open buckets, finish the tree, write the metas.
+
+        Returns the :class:`WriteStats`.  The file object is flushed, not
+        closed.  Calling ``close`` again returns the same stats.
+        """
+        if self._closed:
+            return self._stats  # type: ignore[return-value]
+        while len(self._stack) > 1:
+            self.end_bucket()
+        root_pgid = self._finish_tree(self._root)
+        self._flush_out()
+        self._closed = True
+
+        ps = self._ps
+        hwm = self._next_pgid
+        f = self._f
+        end = self._base + hwm * ps
+        f.seek(self._base)
+        for pid, txid in ((0, self._txid), (1, self._txid - 1)):
+            f.write(self._meta_page(pid, txid, root_pgid, hwm))
+        f.seek(end)
+        try:
+            f.truncate(end)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            pass
+        f.flush()
+
+        self._stats = WriteStats(
+            page_size=ps,
+            pgid=hwm,
+            pages=self._n_pages,
+            leaf_pages=self._n_leaf,
+            branch_pages=self._n_branch,
+            overflow_pages=self._n_overflow,
+            buckets=self._n_buckets,
+            inline_buckets=self._n_inline,
+            keys=self._n_keys,
+            root_pgid=root_pgid,
+            freelist_pgid=self._freelist_pgid,
+            txid=self._txid,
+            file_size=hwm * ps,
+        )
+        return self._stats
+
+    def __enter__(self) -> "BoltWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+    # ------------------------------------------------------------ internals
+    def _add_leaf(self, b: _Bucket, key: bytes, value: bytes, flag: int) -> None:
+        esz = 16 + len(key) + len(value)
+        size = b.size + esz
+        if b.inline and size > self._inline_max:
+            b.inline = False
+        if size > self._ps and b.keys:
+            self._flush_leaf(b)
+            size = 16 + esz
+        b.keys.append(key)
+        b.vals.append(value)
+        b.flags.append(flag)
+        b.size = size
+
+    def _flush_leaf(self, b: _Bucket) -> None:
+        """Write the open leaf page of ``b`` and hand it to the branch level."""
+        first = b.keys[0]
+        pgid = self._write_leaf(b)
+        b.keys = []
+        b.vals = []
+        b.flags = []
+        b.size = PAGE_HEADER_SIZE
+        self._add_branch(b, 0, first, pgid)
+
+    def _add_branch(self, b: _Bucket, level: int, key: bytes, child: int) -> None:
+        branches = b.branches
+        if level == len(branches):
+            branches.append(_Branch())
+        br = branches[level]
+        esz = 16 + len(key)
+        # A branch page holds at least two children (bbolt's minKeysPerPage),
+        # even when its keys overflow the page; otherwise huge keys would
+        # make every level as wide as the one below and the tree never close.
+        if len(br.keys) >= _MIN_KEYS_PER_PAGE and br.size + esz > self._ps:
+            first = br.keys[0]
+            pgid = self._write_branch(br)
+            br.keys = []
+            br.pgids = []
+            br.size = PAGE_HEADER_SIZE
+            self._add_branch(b, level + 1, first, pgid)
+        br.keys.append(key)
+        br.pgids.append(child)
+        br.size += esz
+
+    def _finish_tree(self, b: _Bucket) -> int:
+        """Write every open page of a page-mode bucket; return its root."""
+        if not b.branches:
+            # a single leaf (possibly empty: the root bucket of an empty DB)
+            return self._write_leaf(b)
+        self._flush_leaf(b)  # non-empty: pages are only flushed before an add
+        level = 0
+        while True:
+            br = b.branches[level]
+            if level == len(b.branches) - 1:
+                # top level; it holds >= 2 children because the level below
+                # completed a page before its last one
+                return self._write_branch(br)
+            first = br.keys[0]
+            pgid = self._write_branch(br)
+            self._add_branch(b, level + 1, first, pgid)
+            level += 1
+
+    def _write_leaf(self, b: _Bucket) -> int:
+        ps = self._ps
+        npages = (b.size + ps - 1) // ps
+        buf = bytearray(npages * ps)
+        pgid = self._next_pgid
+        _pack_leaf(buf, 0, pgid, npages - 1, b.keys, b.vals, b.flags)
+        self._emit_raw(buf, npages)
+        self._n_pages += 1
+        self._n_leaf += 1
+        self._n_overflow += npages - 1
+        return pgid
+
+    def _write_branch(self, br: _Branch) -> int:
+        ps = self._ps
+        npages = (br.size + ps - 1) // ps
+        buf = bytearray(npages * ps)
+        pgid = self._next_pgid
+        keys = br.keys
+        n = len(keys)
+        PAGE_HEADER.pack_into(buf, 0, pgid, BRANCH_PAGE_FLAG, n, npages - 1)
+        pack = BRANCH_ELEMENT.pack_into
+        epos = 16
+        off = 16 + 16 * n
+        for key, child in zip(keys, br.pgids):
+            kl = len(key)
+            pack(buf, epos, off - epos, kl, child)
+            end = off + kl
+            buf[off:end] = key
+            off = end
+            epos += 16
+        self._emit_raw(buf, npages)
+        self._n_pages += 1
+        self._n_branch += 1
+        self._n_overflow += npages - 1
+        return pgid
+
+    def _inline_value(self, b: _Bucket) -> bytes:
+        """bucket.go write(): bucket header (root 0) + the leaf as a page."""
+        buf = bytearray(BUCKET_HEADER_SIZE + b.size)
+        BUCKET_HEADER.pack_into(buf, 0, 0, b.sequence)
+        _pack_leaf(buf, BUCKET_HEADER_SIZE, 0, 0, b.keys, b.vals, b.flags)
+        return bytes(buf)
+
+    def _emit_raw(self, data, npages: int) -> int:
+        pgid = self._next_pgid
+        self._next_pgid = pgid + npages
+        self._out.append(data)
+        self._out_len += len(data)
+        if self._out_len >= self._chunk_size:
+            self._flush_out()
+        return pgid
+
+    def _flush_out(self) -> None:
+        out = self._out
+        if not out:
+            return
+        if len(out) == 1:
+            self._f.write(out[0])
+        else:
+            self._f.write(b"".join(out))
+        self._out = []
+        self._out_len = 0
+
+    def _meta_page(self, pid: int, txid: int, root: int, hwm: int) -> bytes:
+        fields = dict(
+            magic=MAGIC,
+            version=VERSION,
+            pageSize=self._ps,
+            flags=0,
+            root=dict(root=root, sequence=self._root_sequence),
+            freelist=self._freelist_pgid,
+            pgid=hwm,
+            txid=txid,
+            checksum=0,
+        )
+        header = dict(id=pid, flags=META_PAGE_FLAG, count=0, overflow=0)
+        raw = bytearray(meta_page.build(dict(header=header, meta=fields)))
+        start = PAGE_HEADER_SIZE
+        U64.pack_into(
+            raw,
+            start + META_CHECKSUM_SPAN,
+            fnv64a(raw[start:start + META_CHECKSUM_SPAN]),
+        )
+        raw.extend(bytes(self._ps - len(raw)))
+        return bytes(raw)
+
+
+def _pack_leaf(buf, base: int, pgid: int, overflow: int, keys, vals, flags) -> None:
+    """node.write for a leaf: header, all elements, then key+value data."""
+    n = len(keys)
+    if n >= 0xFFFF:  # cannot happen: a page holds at most page_size/17 elements
+        raise ValueError(f"too many elements for one page: {n}")
+    PAGE_HEADER.pack_into(buf, base, pgid, LEAF_PAGE_FLAG, n, overflow)
+    pack = LEAF_ELEMENT.pack_into
+    epos = base + 16
+    off = epos + 16 * n
+    for key, value, flag in zip(keys, vals, flags):
+        kl = len(key)
+        vl = len(value)
+        pack(buf, epos, flag, off - epos, kl, vl)
+        mid = off + kl
+        buf[off:mid] = key
+        off = mid + vl
+        buf[mid:off] = value
+        epos += 16
