@@ -73,8 +73,14 @@ class RepairReport:
     verify_problems: List[str] = field(default_factory=list)
 
     @property
+    def rediscovered(self) -> bool:
+        return self.meta.get("index") is None
+
+    @property
     def lost_data(self) -> bool:
-        return bool(self.dropped_counts)
+        """True when data was dropped, or completeness cannot be shown (no
+        valid meta: the rediscovered root may not be the last committed one)."""
+        return bool(self.dropped_counts) or self.rediscovered
 
     def to_json(self) -> dict:
         return {
@@ -87,6 +93,7 @@ class RepairReport:
             "kept": {"buckets": self.buckets, "records": self.records,
                      "per_bucket": self.per_bucket},
             "lost_data": self.lost_data,
+            "root_rediscovered": self.rediscovered,
             "dropped_counts": self.dropped_counts,
             "dropped": [f.to_json() for f in self.dropped],
             "other_problems": self.other_counts,

@@ -183,7 +183,10 @@ def render_repair(c, r) -> None:
         if len(r.per_bucket) > 50:
             t.add_row(f"… {len(r.per_bucket) - 50} more buckets", "")
         c.print(t)
-    if r.lost_data:
+    if r.rediscovered:
+        c.print("[yellow]no valid meta page: the root was rediscovered, so boltfix cannot "
+                "prove this is the last committed state (exit 1)[/yellow]")
+    if r.dropped:
         t = Table(title="could not be recovered", title_justify="left", title_style="red")
         t.add_column("code", style="red")
         t.add_column("page", justify="right")
@@ -195,6 +198,7 @@ def render_repair(c, r) -> None:
             t.add_row(f.code, "" if f.page is None else str(f.page),
                       "/".join(name_text(b) for b in f.bucket), f.message + extra)
         c.print(t)
+    if r.dropped_counts:
         c.print("[red]some data could not be recovered[/red]: "
                 + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.dropped_counts.items())))
     if r.other_counts:
