@@ -217,11 +217,22 @@ def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
     hwm = db.hwm
     if fl.pgid < min(hwm, n):
         fpage = db.page(fl.pgid)
-        if reached[fl.pgid]:
+        # a page that is not a freelist has no overflow run we can trust
+        overflow = fpage.overflow if fpage.flags == S.FREELIST_PAGE_FLAG else 0
+        last = fl.pgid + overflow
+        if last >= hwm:
+            report(Finding("freelist-out-of-bounds",
+                           f"freelist page {fl.pgid}'s overflow run ({overflow} pages) ends "
+                           f"at page {last}, at or above the high-water mark {hwm}",
+                           ERROR, fl.pgid, detail={"overflow": overflow}))
+        end = min(last, hwm - 1, n - 1)
+        hit = reached.find(1, fl.pgid, end + 1)
+        while hit != -1:
             report(Finding("multiple-references",
-                           f"freelist page {fl.pgid} is also reached from the tree",
-                           ERROR, fl.pgid, detail={"bbolt": f"page {fl.pgid}: multiple references"}))
-        end = min(fl.pgid + fpage.overflow, n - 1)
+                           f"page {hit} is reached from the tree and is also part of "
+                           f"freelist page {fl.pgid}'s run",
+                           ERROR, hit, detail={"bbolt": f"page {hit}: multiple references"}))
+            hit = reached.find(1, hit + 1, end + 1)
         reached[fl.pgid: end + 1] = b"\x01" * (end + 1 - fl.pgid)  # any non-zero: reached
     free = bytearray(n)
     nfree = 0

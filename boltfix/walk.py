@@ -186,6 +186,14 @@ class Walker:
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
             if flags == S.BRANCH_PAGE_FLAG:
+                if count == 0:
+                    # bbolt never writes one; its cursor panics on it, and in a
+                    # file without a synced freelist nothing else would show
+                    # that the children were lost.
+                    self._find("branch-empty",
+                               f"branch page {pgid} has no elements (its children are lost)",
+                               pgid, path, bucket.path)
+                    continue
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
                 continue
