@@ -226,13 +226,12 @@ def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
                            f"at page {last}, at or above the high-water mark {hwm}",
                            ERROR, fl.pgid, detail={"overflow": overflow}))
         end = min(last, hwm - 1, n - 1)
-        hit = reached.find(1, fl.pgid, end + 1)
-        while hit != -1:
-            report(Finding("multiple-references",
-                           f"page {hit} is reached from the tree and is also part of "
-                           f"freelist page {fl.pgid}'s run",
-                           ERROR, hit, detail={"bbolt": f"page {hit}: multiple references"}))
-            hit = reached.find(1, hit + 1, end + 1)
+        for hit in range(fl.pgid, end + 1):
+            if reached[hit]:  # a tree page's head (1) or overflow page (2)
+                report(Finding("multiple-references",
+                               f"page {hit} is reached from the tree and is also part of "
+                               f"freelist page {fl.pgid}'s run",
+                               ERROR, hit, detail={"bbolt": f"page {hit}: multiple references"}))
         reached[fl.pgid: end + 1] = b"\x01" * (end + 1 - fl.pgid)  # any non-zero: reached
     free = bytearray(n)
     nfree = 0

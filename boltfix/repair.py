@@ -39,7 +39,7 @@ LOSS_CODES = frozenset({
     "page-out-of-bounds", "page-past-eof", "page-cycle", "multiple-references",
     "invalid-page-type", "element-out-of-bounds", "element-count-overflow", "key-empty",
     "key-order", "key-out-of-range", "bucket-value-short", "inline-bucket-malformed",
-    "root-entry-not-bucket",
+    "root-entry-not-bucket", "branch-empty",
 })
 
 MAX_ROOT_CANDIDATES = 16
