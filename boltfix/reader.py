@@ -301,6 +301,13 @@ class DB:
 
     # -- opening
     def _open(self) -> None:
+        # stat before open: opening a FIFO or a device could block or have effects
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise CannotOpen(f"cannot open {self.path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise CannotOpen(f"{self.path} is not a regular file")
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:

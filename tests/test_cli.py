@@ -1,0 +1,264 @@
+"""The CLI as a user meets it: inspect, pages, page, check; exit codes and --json.
+
+Facts are compared with what the real bbolt reports (tests/oracle.py), never
+with numbers written into the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import damage
+import oracle
+from boltfix import structs as S
+from boltfix.cli import main
+
+SHAPES = oracle.SHAPES
+
+
+def run(*args, input=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def inspect_json(path):
+    r = run("inspect", path, "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def _bucket_nodes(nodes, prefix=()):
+    for n in nodes:
+        yield prefix + (n["name"],), n
+        yield from _bucket_nodes(n["buckets"], prefix + (n["name"],))
+
+
+def _total_keys(node) -> int:
+    return node["keys"] + sum(_total_keys(c) for c in node["buckets"])
+
+
+def _total_buckets(node) -> int:
+    return 1 + sum(_total_buckets(c) for c in node["buckets"])
+
+
+# ---------------------------------------------------------------- inspect
+@pytest.mark.parametrize("shape", SHAPES)
+def test_inspect_matches_real_bbolt(shape):
+    path = oracle.fixture(shape)
+    info = inspect_json(path)
+    truth = oracle.info(path)
+    assert info["file"]["page_size"] == truth["page_size"]
+    assert info["file"]["page_size_source"] == "meta 0"
+    in_use = info["metas"][info["meta_in_use"]]
+    assert in_use["txid"] == truth["txid"]
+    assert all(m["valid"] for m in info["metas"])
+    assert info["file"]["size"] == os.path.getsize(path)
+    assert info["file"]["pages_in_file"] == os.path.getsize(path) // truth["page_size"]
+    assert not info["file"]["truncated"]
+    assert info["problems"]["total"] == 0
+    top = {n["name"]: n for n in info["buckets"]}
+    from boltfix.render import name_text
+
+    assert set(top) == {name_text(k) for k in truth["buckets"]}
+    for raw, facts in truth["buckets"].items():
+        node = top[name_text(raw)]
+        stats = facts["stats"]
+        # bbolt's Stats aggregate sub-buckets: KeyN counts every key and
+        # bucket entry below, BucketN every bucket including this one.
+        assert _total_keys(node) + _total_buckets(node) - 1 == stats["KeyN"], raw
+        assert _total_buckets(node) == stats["BucketN"], raw
+        assert node["sequence"] == facts["sequence"]
+        assert node["inline"] == (stats["InlineBucketN"] > 0 and stats["LeafPageN"] == 0
+                                  and stats["BucketN"] == 1)
+        if not node["inline"]:
+            assert node["depth"] <= stats["Depth"]
+
+
+def test_inspect_counts_match_the_dump():
+    path = oracle.fixture("nested")
+    info = inspect_json(path)
+    records = oracle.oracle_dump(path)
+    kv = sum(1 for r in records if r["type"] == "kv")
+    buckets = sum(1 for r in records if r["type"] == "bucket")
+    assert sum(_total_keys(n) for n in info["buckets"]) == kv
+    assert sum(_total_buckets(n) for n in info["buckets"]) == buckets
+
+
+def test_inspect_reports_freelist_modes():
+    synced = inspect_json(oracle.fixture("freed"))["freelist"]
+    fl_page, ids = damage.freelist_ids(oracle.fixture("freed"))
+    assert synced["synced"] and synced["page"] == fl_page and synced["free_pages"] == len(ids)
+    unsynced = inspect_json(oracle.fixture("nofreelist"))
+    assert unsynced["freelist"]["synced"] is False
+    assert unsynced["metas"][0]["freelist"] is None
+    # unsynced: the free pages are the ones below the HWM the tree does not reach
+    rows = json.loads(run("pages", oracle.fixture("nofreelist"), "--json").output)
+    assert unsynced["freelist"]["free_pages"] == sum(r["state"] == "free" for r in rows)
+
+
+def test_inspect_etcd_facts():
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "etcd", "etcd-3.5.db")
+    expected = json.load(open(path.replace(".db", ".expected.json")))
+    e = inspect_json(path)["etcd"]
+    assert e["version"] == "3.5"
+    assert e["auth_enabled"] is True
+    assert e["users"] == len(expected["users"])
+    assert e["revisions"]["last"] == expected["revision"]
+    assert e["finished_compact_revision"]["main"] == expected["compact_revision"]
+    e34 = inspect_json(path.replace("3.5", "3.4"))["etcd"]
+    assert e34["version"].startswith("3.4")
+
+
+def test_inspect_damaged_file_says_what_it_cannot_read(tmp_path):
+    path = damage.copy_fixture("nested", tmp_path)
+    damage.zeroed_page(path)
+    info = inspect_json(path)
+    assert info["problems"]["total"] > 0
+    assert "invalid-page-type" in info["problems"]["counts"]
+    human = run("inspect", path)
+    assert human.exit_code == 0 and "boltfix check" in human.output
+
+
+def test_inspect_both_metas_invalid_still_reads_pages(tmp_path):
+    path = damage.copy_fixture("deep", tmp_path)
+    damage.both_metas_invalid(path)
+    info = inspect_json(path)
+    assert info["meta_in_use"] is None
+    assert info["file"]["page_size"] == 4096
+    assert info["file"]["page_size_source"] in ("meta 1", "page scan")
+    assert run("pages", path).exit_code == 0
+
+
+def test_page_size_found_from_meta1_or_scan_when_meta0_is_bad(tmp_path):
+    path = damage.copy_fixture("page16k", tmp_path)
+    damage.write_meta(path, 0, magic=0)
+    info = inspect_json(path)
+    assert info["file"]["page_size"] == 16384
+    assert info["file"]["page_size_source"] == "meta 1"
+    assert info["meta_in_use"] == 1
+
+
+# ---------------------------------------------------------------- pages / page
+@pytest.mark.parametrize("shape", ["freed", "overflow"])
+def test_pages_states(shape):
+    path = oracle.fixture(shape)
+    rows = json.loads(run("pages", path, "--json").output)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[0]["type"] == "meta" and by_id[1]["type"] == "meta"
+    fl_page, ids = damage.freelist_ids(path)
+    assert by_id[fl_page]["type"] == "freelist"
+    for pid in ids:
+        if pid in by_id:
+            assert by_id[pid]["state"] == "free"
+    # every page id is covered once, overflow runs folded into their page
+    covered = sum(1 + r["overflow"] for r in rows if r["state"] == "reachable")
+    reachable = sum(1 for r in rows if r["state"] == "reachable")
+    assert reachable > 2 and covered >= reachable
+    text = run("pages", path).output
+    assert "freelist" in text and "reachable" in text
+
+
+def test_page_decodes_a_leaf_and_meta():
+    path = oracle.fixture("freed")
+    views = json.loads(run("page", path, 0, 1, "--json").output)
+    assert [v["type"] for v in views] == ["meta", "meta"]
+    assert views[0]["meta"]["magic"] == S.MAGIC
+    rows = json.loads(run("pages", path, "--json").output)
+    leaf = next(r["id"] for r in rows if r["type"] == "leaf" and r["state"] == "reachable")
+    (view,) = json.loads(run("page", path, leaf, "--json").output)
+    assert view["count"] == len(view["elements"]) > 0
+    keys = [e["key"] for e in view["elements"]]
+    assert keys == sorted(keys)
+    hexed = run("page", path, leaf, "--hex").output
+    assert f"{leaf * 4096:08x}" in hexed
+
+
+def test_page_past_end_is_exit_2():
+    r = run("page", oracle.fixture("nested"), 10_000_000)
+    assert r.exit_code == 2
+    assert "past the end" in r.output
+
+
+def test_page_redacts_password_hashes():
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "etcd", "etcd-3.5.db")
+    rows = json.loads(run("pages", path, "--json").output)
+    out = "".join(run("page", path, r["id"], "--hex").output
+                  for r in rows if r["state"] == "reachable" and r["type"] == "leaf")
+    assert "$2a$" not in out
+    shown = "".join(run("page", path, r["id"], "--hex", "--show-secrets").output
+                    for r in rows if r["state"] == "reachable" and r["type"] == "leaf")
+    assert "$2a$" in shown
+
+
+# ---------------------------------------------------------------- check
+@pytest.mark.parametrize("shape", SHAPES)
+def test_check_clean_exit_0(shape):
+    r = run("check", oracle.fixture(shape))
+    assert r.exit_code == 0, r.output
+    assert "OK" in r.output
+    data = json.loads(run("check", oracle.fixture(shape), "--json").output)
+    assert data["clean"] is True and data["findings"] == []
+
+
+def test_check_damage_exit_1_and_json(tmp_path):
+    path = damage.copy_fixture("nested", tmp_path)
+    d = damage.branch_past_eof(path)
+    r = run("check", path)
+    assert r.exit_code == 1
+    assert "problems found" in r.output
+    data = json.loads(run("check", path, "--json").output)
+    assert data["clean"] is False and data["total"] >= 1
+    f = data["findings"][0]
+    assert set(f) >= {"code", "severity", "page", "path", "bucket", "message"}
+    assert any((x["code"], x["page"]) in set(d.expect) for x in data["findings"])
+
+
+def test_check_max_findings(tmp_path):
+    path = damage.copy_fixture("freed", tmp_path)
+    damage.write_freelist(path, [])  # every free page becomes a leak
+    data = json.loads(run("check", path, "--json", "--max-findings", "2").output)
+    assert data["shown"] == 2 and data["total"] > 2
+
+
+@pytest.mark.parametrize("command", ["inspect", "check", "pages", "dump"])
+def test_cannot_open_is_exit_2(command, tmp_path):
+    missing = tmp_path / "nope.db"
+    r = run(command, missing)
+    assert r.exit_code == 2 and "cannot open" in r.output
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    r = run(command, empty)
+    assert r.exit_code == 2 and "empty" in r.output
+    r = run(command, tmp_path)
+    assert r.exit_code == 2
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    r = run("check", fifo)  # opening a FIFO for reading would block forever
+    assert r.exit_code == 2 and "not a regular file" in r.output
+
+
+def test_python_dash_m_and_no_traceback_on_garbage(tmp_path):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(3 * 4096 + 17))
+    for command in ("inspect", "check", "pages"):
+        p = subprocess.run([sys.executable, "-m", "boltfix", command, str(garbage)],
+                           capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in p.stderr + p.stdout
+        assert p.returncode in (0, 1, 2), p.stderr
+
+
+def test_every_command_has_help():
+    for name, command in main.commands.items():
+        r = run(name, "--help")
+        assert r.exit_code == 0 and (command.help or "").split("\n")[0][:20] in r.output
