@@ -18,7 +18,9 @@ the reachability map plus the walk's stack.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from itertools import chain, islice, repeat
+from operator import add, lt
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
@@ -63,6 +65,30 @@ class Record:
     @property
     def is_bucket(self) -> bool:
         return bool(self.flags & S.BUCKET_LEAF_FLAG)
+
+
+class Batch(NamedTuple):
+    """Consecutive records of one page that passed every check, in key order.
+
+    The same records :meth:`Walker.walk` yields one by one, as parallel
+    columns: ``keys[i]`` (bytes), ``values[i]`` (a zero-copy view of the map),
+    ``flags[i]`` and ``indexes[i]`` (the element's index on ``page``).  A
+    consumer that only counts, or handles a page's records together, skips
+    building a :class:`Record` per element.
+    """
+
+    page: int
+    indexes: Sequence[int]
+    flags: Sequence[int]
+    keys: Sequence[bytes]
+    values: Sequence[memoryview]
+    #: set when the batch is a single bucket entry: that entry, its
+    #: ``child`` opened (None when the bucket value is malformed)
+    bucket_entry: Optional[Record] = None
+
+
+# per-bucket leaf stream items: (page, indexes, flags, keys, values)
+_Leaf = Tuple[int, Sequence[int], Sequence[int], Sequence[bytes], Sequence[memoryview]]
 
 
 class Walker:
@@ -117,35 +143,81 @@ class Walker:
     def walk(self) -> Iterator[Tuple[Bucket, Record]]:
         """Every record of every bucket, depth first, a bucket's records right
         after its own entry (pre-order), keys ascending within each bucket."""
+        for bucket, batch in self.walk_batches():
+            if batch.bucket_entry is not None:
+                yield bucket, batch.bucket_entry
+            else:
+                yield from zip(repeat(bucket),
+                               map(Record, batch.keys, batch.values, batch.flags,
+                                   repeat(batch.page), batch.indexes))
+
+    def walk_batches(self) -> Iterator[Tuple[Bucket, Batch]]:
+        """:meth:`walk`'s stream, grouped: (bucket, :class:`Batch`) per run of
+        plain records of one page, and a batch of one per bucket entry, whose
+        sub-bucket's batches follow it at once."""
         top = self.root_bucket()
         if top is None:
             return
-        stack = [(top, self.records(top))]
+        stack = [(top, self._leaves(top))]
         while stack:
-            bucket, it = stack[-1]
-            rec = next(it, None)
-            if rec is None:
+            bucket, leaves = stack[-1]
+            for leaf in leaves:
+                flags = leaf[2]
+                if bucket.path and not any(map(S.BUCKET_LEAF_FLAG.__and__, flags)):
+                    yield bucket, Batch(*leaf)  # the common case: no bucket entries
+                    continue
+                child, rest = yield from self._split(bucket, leaf)
+                if child is not None:
+                    # walk the sub-bucket, then the rest of this page, then on
+                    stack[-1] = (bucket, chain((rest,), leaves))
+                    stack.append((child, self._leaves(child)))
+                    break
+            else:
                 stack.pop()
-                continue
-            if not bucket.path and not rec.is_bucket:
-                self._find("root-entry-not-bucket",
-                           "the root bucket holds a plain key; bbolt allows only buckets there",
-                           rec.page, (), (rec.key,))
-                continue
-            if rec.is_bucket:
+
+    def _split(self, bucket: Bucket, leaf: _Leaf):
+        """Yield a page's records up to and including its first bucket entry
+        that opens; returns (that sub-bucket, the rest of the page) or
+        (None, None) when the page ran out.  Plain keys of the root bucket
+        are reported and dropped."""
+        page, idxs, flags, keys, values = leaf
+        start = 0
+        for i, f in enumerate(flags):
+            if f & S.BUCKET_LEAF_FLAG or not bucket.path:
+                if start < i:
+                    yield bucket, Batch(page, idxs[start:i], flags[start:i], keys[start:i],
+                                        values[start:i])
+                start = i + 1
+                rec = Record(keys[i], values[i], f, page, idxs[i])
+                if not f & S.BUCKET_LEAF_FLAG:
+                    self._find("root-entry-not-bucket",
+                               "the root bucket holds a plain key; bbolt allows only buckets "
+                               "there", page, (), (rec.key,))
+                    continue
                 rec.child = self.open_bucket(bucket, rec)
-            yield bucket, rec
-            if rec.child is not None:
-                stack.append((rec.child, self.records(rec.child)))
+                yield bucket, Batch(page, idxs[i:i + 1], flags[i:i + 1], keys[i:i + 1],
+                                    values[i:i + 1], rec)
+                if rec.child is not None:
+                    return rec.child, (page, idxs[start:], flags[start:], keys[start:],
+                                       values[start:])
+        if start < len(keys):
+            yield bucket, Batch(page, idxs[start:], flags[start:], keys[start:],
+                                values[start:])
+        return None, None
 
     def records(self, bucket: Bucket) -> Iterator[Record]:
         """The bucket's own records (sub-bucket entries included, not entered)."""
+        for page, idxs, flags, keys, values in self._leaves(bucket):
+            yield from map(Record, keys, values, flags, repeat(page), idxs)
+
+    def _leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
+        """The bucket's own valid records, a page (or a single record) at a time."""
         if bucket.is_inline:
-            return self._inline_records(bucket)
-        return self._tree_records(bucket)
+            return self._inline_leaves(bucket)
+        return self._tree_leaves(bucket)
 
     # ------------------------------------------------------------ inline
-    def _inline_records(self, bucket: Bucket) -> Iterator[Record]:
+    def _inline_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
         page = bucket.inline
         bucket.depth = 1
         _, _, count, _ = S.PAGE_HEADER.unpack_from(page, 0)
@@ -165,12 +237,20 @@ class Walker:
                            bucket.page, (), bucket.path, severity=WARNING)
             last = key
             self.records_yielded += 1
-            yield Record(key, value, flags, bucket.page, idx)
+            yield bucket.page, (idx,), (flags,), (key,), (value,)
 
     # ------------------------------------------------------------ trees
-    def _tree_records(self, bucket: Bucket) -> Iterator[Record]:
-        """In-order walk of a paged bucket; yields only valid, ordered records."""
+    def _tree_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
+        """In-order walk of a paged bucket; only valid, ordered records.
+
+        A leaf page with nothing wrong is checked in bulk and comes whole.  A
+        page with any problem is walked element by element, each problem
+        reported in place and each good record coming on its own, right
+        after the findings before it -- the same interleaving as a walk one
+        element at a time.
+        """
         buf = self.buf
+        ps = self.page_size
         last: Optional[bytes] = None
         # frames: (page id, low bound, high bound, page path of the parent)
         stack = [(bucket.root, None, None, ())]
@@ -181,11 +261,41 @@ class Walker:
                 continue
             flags, count, end = header
             path = parents + (pgid,)
-            off = pgid * self.page_size
-            bucket.pages += (end - off) // self.page_size
+            off = pgid * ps
+            bucket.pages += (end - off) // ps
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
-            if flags == S.BRANCH_PAGE_FLAG:
+            if flags != S.BRANCH_PAGE_FLAG:
+                page = _leaf_page(buf, off, count, end)
+                if page is not None:
+                    eflags, values, keys = page
+                    if not keys:
+                        continue
+                    first, final = keys[0], keys[-1]
+                    if ((last is None or first > last) and (lo is None or first >= lo)
+                            and (hi is None or final < hi) and _ascending(keys)):
+                        last = final
+                        self.records_yielded += len(keys)
+                        yield pgid, range(len(keys)), eflags, keys, values
+                        continue
+                # something on this page is wrong: one element at a time
+                for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
+                    if problem:
+                        self._element_problem(problem, pgid, path, bucket.path, idx, "leaf")
+                        continue
+                    if (lo is not None and key < lo) or (hi is not None and key >= hi):
+                        self._find("key-out-of-range",
+                                   f"key {_hex(key)} on leaf page {pgid} is outside the range "
+                                   f"[{_hex(lo)}, {_hex(hi)}) its ancestors allow",
+                                   pgid, path, bucket.path, detail={"index": idx})
+                        continue
+                    if last is not None and key <= last:
+                        self._key_order(key, last, pgid, path, bucket.path, "leaf", idx)
+                        continue
+                    last = key
+                    self.records_yielded += 1
+                    yield pgid, (idx,), (eflags,), (key,), (value,)
+            else:
                 if count == 0:
                     # bbolt never writes one; its cursor panics on it, and in a
                     # file without a synced freelist nothing else would show
@@ -196,23 +306,6 @@ class Walker:
                     continue
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
-                continue
-            for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
-                if problem:
-                    self._element_problem(problem, pgid, path, bucket.path, idx, "leaf")
-                    continue
-                if (lo is not None and key < lo) or (hi is not None and key >= hi):
-                    self._find("key-out-of-range",
-                               f"key {_hex(key)} on leaf page {pgid} is outside the range "
-                               f"[{_hex(lo)}, {_hex(hi)}) its ancestors allow",
-                               pgid, path, bucket.path, detail={"index": idx})
-                    continue
-                if last is not None and key <= last:
-                    self._key_order(key, last, pgid, path, bucket.path, "leaf", idx)
-                    continue
-                last = key
-                self.records_yielded += 1
-                yield Record(key, value, eflags, pgid, idx)
 
     def _branch_children(self, off, count, end, lo, hi, path, bpath):
         """Children of a branch page as frames, with the key range each may hold.
@@ -262,39 +355,17 @@ class Walker:
 
     def _follow(self, pgid, parents, bpath, lo, hi):
         """Check a pointer before following it; (flags, count, run end) or None."""
-        role = "bucket root" if not parents else "child"
-        where = f"{role} page {pgid}" + (f" (from page {parents[-1]})" if parents else "")
-        rng = {"key_range": [_hex(lo), _hex(hi)]} if (lo is not None or hi is not None) else {}
-        if pgid < 2:
-            self._find("invalid-page-type", f"{where} points at meta page {pgid}",
-                       pgid, parents, bpath, detail=dict(rng, bbolt="invalid type: meta"))
+        reached = self.reached
+        if not (2 <= pgid < self.hwm and pgid < self.pages_in_file) or reached[pgid]:
+            self._bad_pointer(pgid, parents, bpath, lo, hi)
             return None
-        if pgid >= self.hwm:
-            self._find("page-out-of-bounds",
-                       f"{where} is at or above the high-water mark {self.hwm}",
-                       pgid, parents, bpath,
-                       detail=dict(rng, bbolt=f"page {pgid}: out of bounds: {self.hwm}"))
-            return None
-        if pgid >= self.pages_in_file:
-            self._find("page-past-eof",
-                       f"{where} is past the end of the file ({self.pages_in_file} pages); "
-                       "bbolt dies with SIGBUS here", pgid, parents, bpath, detail=rng)
-            return None
-        if pgid in parents:
-            self._find("page-cycle", f"{where} points back at an ancestor: a cycle",
-                       pgid, parents, bpath, detail=rng)
-            return None
-        if self.reached[pgid]:
-            self._find("multiple-references", f"{where} is referenced more than once",
-                       pgid, parents, bpath,
-                       detail=dict(rng, bbolt=f"page {pgid}: multiple references"))
-            return None
-        self.reached[pgid] = REACHED
+        reached[pgid] = REACHED
         self.pages_walked += 1
         if self.progress is not None and not self.pages_walked & 1023:
             self.progress(self.pages_walked)
         pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(self.buf, pgid * self.page_size)
         if flags != S.BRANCH_PAGE_FLAG and flags != S.LEAF_PAGE_FLAG:
+            where, rng = _where(pgid, parents, lo, hi)
             self._find("invalid-page-type",
                        f"{where} has type {S.page_type_name(flags)}, expected branch or leaf",
                        pgid, parents, bpath,
@@ -304,9 +375,34 @@ class Walker:
         if pid != pgid:
             self._find("page-id-mismatch",
                        f"page {pgid} identifies itself as page {pid}",
+                       pgid, parents, bpath, detail=_where(pgid, parents, lo, hi)[1])
+        if overflow:
+            return flags, count, self._mark_overflow(pgid, overflow, parents, bpath)
+        return flags, count, (pgid + 1) * self.page_size
+
+    def _bad_pointer(self, pgid, parents, bpath, lo, hi):
+        """Report why a pointer cannot be followed (meta page, past the
+        high-water mark or the file, a cycle, or a second reference)."""
+        where, rng = _where(pgid, parents, lo, hi)
+        if pgid < 2:
+            self._find("invalid-page-type", f"{where} points at meta page {pgid}",
+                       pgid, parents, bpath, detail=dict(rng, bbolt="invalid type: meta"))
+        elif pgid >= self.hwm:
+            self._find("page-out-of-bounds",
+                       f"{where} is at or above the high-water mark {self.hwm}",
+                       pgid, parents, bpath,
+                       detail=dict(rng, bbolt=f"page {pgid}: out of bounds: {self.hwm}"))
+        elif pgid >= self.pages_in_file:
+            self._find("page-past-eof",
+                       f"{where} is past the end of the file ({self.pages_in_file} pages); "
+                       "bbolt dies with SIGBUS here", pgid, parents, bpath, detail=rng)
+        elif pgid in parents:
+            self._find("page-cycle", f"{where} points back at an ancestor: a cycle",
                        pgid, parents, bpath, detail=rng)
-        end = self._mark_overflow(pgid, overflow, parents, bpath)
-        return flags, count, end
+        else:
+            self._find("multiple-references", f"{where} is referenced more than once",
+                       pgid, parents, bpath,
+                       detail=dict(rng, bbolt=f"page {pgid}: multiple references"))
 
     def _mark_overflow(self, pgid, overflow, parents, bpath) -> int:
         """Mark the overflow run reached; returns the usable end offset."""
@@ -380,6 +476,37 @@ def _leaf_elements(buf, off, count, end):
             yield i, flags, bytes(buf[k:v]), buf[v:e], None
 
 
+def _leaf_page(buf, off, count, end):
+    """(flags, values, keys) of a whole leaf page, or None when any element
+    is out of bounds or has an empty key (or the count overruns the run).
+
+    The bulk form of :func:`_leaf_elements` for the common, undamaged page:
+    the element array is unpacked into columns and bounds-checked with
+    min/max, each step one C-level pass, so no Python code runs per element.
+    """
+    base = off + S.PAGE_HEADER_SIZE
+    floor = base + S.LEAF_ELEMENT_SIZE * count
+    if floor > end:
+        return None
+    if not count:
+        return (), [], []
+    flags, pos, ksize, vsize = zip(*S.LEAF_ELEMENT.iter_unpack(buf[base:floor]))
+    kstart = list(map(add, range(base, floor, S.LEAF_ELEMENT_SIZE), pos))
+    vstart = list(map(add, kstart, ksize))
+    vend = list(map(add, vstart, vsize))
+    if not min(ksize) or min(kstart) < floor or max(vend) > end:
+        return None
+    get = buf.__getitem__
+    keys = list(map(bytes, map(get, map(slice, kstart, vstart))))
+    values = list(map(get, map(slice, vstart, vend)))
+    return flags, values, keys
+
+
+def _ascending(keys: List[bytes]) -> bool:
+    """Strictly increasing (in C)."""
+    return all(map(lt, keys, islice(keys, 1, None)))
+
+
 def _branch_elements(buf, off, count, end):
     """(index, key, child, problem) for each branch element that fits."""
     base = off + S.PAGE_HEADER_SIZE
@@ -399,6 +526,14 @@ def _branch_elements(buf, off, count, end):
             yield i, b"", child, "element-out-of-bounds"
         else:
             yield i, bytes(buf[k:e]), child, None
+
+
+def _where(pgid, parents, lo, hi):
+    """How a finding names a pointer, and the key range it was followed with."""
+    role = "bucket root" if not parents else "child"
+    where = f"{role} page {pgid}" + (f" (from page {parents[-1]})" if parents else "")
+    rng = {"key_range": [_hex(lo), _hex(hi)]} if (lo is not None or hi is not None) else {}
+    return where, rng
 
 
 def _first_nonzero(data: bytearray, start: int, end: int) -> int:
