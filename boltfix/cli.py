@@ -99,8 +99,10 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    count = ("{task.completed:,}/{task.total:,} pages" if total is not None
+             else "{task.completed:,} pages")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:,}/{task.total:,} pages"), TimeElapsedColumn(),
+                  TextColumn(count), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.update(task, completed=done)
@@ -267,7 +269,9 @@ def repair(db, out, force, dry_run, as_json, page_size, meta_index):
     from boltfix.repair import repair as run_repair
     from boltfix.views import render_repair
 
-    with progress_bar("repairing", None, not as_json) as cb:
+    with open_db(db, page_size, meta_index) as probe:
+        total = probe.page_limit  # for the progress bar; repair opens the file itself
+    with progress_bar("repairing", total, not as_json) as cb:
         report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,
                             page_size=page_size, progress=cb)
     if as_json:
