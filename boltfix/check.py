@@ -168,19 +168,21 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     is_etcd = etcd.looks_like_etcd(top)
     stats["etcd"] = is_etcd
     seen_consistent_index = False
-    for bucket, rec in walker.walk():
-        if rec.is_bucket:
+    # a page of records at a time: nothing here needs a Record per element
+    for bucket, batch in walker.walk_batches():
+        if batch.bucket_entry is not None:
             stats["buckets"] += 1
             continue
-        stats["keys"] += 1
+        stats["keys"] += len(batch.keys)
         if not is_etcd or len(bucket.path) != 1:
             continue
         name = bucket.path[0]
         if name == b"key":
-            for code, message in etcd.check_key_record(rec.key, rec.value):
-                report(Finding(code, message, WARNING, rec.page, (), bucket.path,
-                               {"key": rec.key.hex()}))
-        elif name == b"meta" and rec.key == b"consistent_index":
+            for key, value in zip(batch.keys, batch.values):
+                for code, message in etcd.check_key_record(key, value):
+                    report(Finding(code, message, WARNING, batch.page, (), bucket.path,
+                                   {"key": key.hex()}))
+        elif name == b"meta" and b"consistent_index" in batch.keys:
             seen_consistent_index = True
     if is_etcd and not seen_consistent_index:
         report(Finding("etcd-missing-consistent-index",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
-from operator import add, lt
+from operator import lt
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from boltfix import structs as S
@@ -86,6 +86,12 @@ class Batch(NamedTuple):
     #: ``child`` opened (None when the bucket value is malformed)
     bucket_entry: Optional[Record] = None
 
+    def records(self) -> Iterator[Record]:
+        """The batch as :class:`Record` objects (what :meth:`Walker.walk` yields)."""
+        if self.bucket_entry is not None:
+            return iter((self.bucket_entry,))
+        return map(Record, self.keys, self.values, self.flags, repeat(self.page), self.indexes)
+
 
 # per-bucket leaf stream items: (page, indexes, flags, keys, values)
 _Leaf = Tuple[int, Sequence[int], Sequence[int], Sequence[bytes], Sequence[memoryview]]
@@ -98,6 +104,8 @@ class Walker:
                  progress: Optional[Callable[[int], None]] = None):
         self.db = db
         self.buf = db.buf
+        # slices of the mmap are bytes: keys are copied out in one step
+        self.raw = db._mm if getattr(db, "_mm", None) is not None else bytes(db.buf)
         self.page_size = db.page_size
         self.hwm = db.hwm
         self.pages_in_file = db.pages_in_file
@@ -144,12 +152,7 @@ class Walker:
         """Every record of every bucket, depth first, a bucket's records right
         after its own entry (pre-order), keys ascending within each bucket."""
         for bucket, batch in self.walk_batches():
-            if batch.bucket_entry is not None:
-                yield bucket, batch.bucket_entry
-            else:
-                yield from zip(repeat(bucket),
-                               map(Record, batch.keys, batch.values, batch.flags,
-                                   repeat(batch.page), batch.indexes))
+            yield from zip(repeat(bucket), batch.records())
 
     def walk_batches(self) -> Iterator[Tuple[Bucket, Batch]]:
         """:meth:`walk`'s stream, grouped: (bucket, :class:`Batch`) per run of
@@ -163,6 +166,8 @@ class Walker:
             bucket, leaves = stack[-1]
             for leaf in leaves:
                 flags = leaf[2]
+                if not flags:
+                    continue  # the empty rest of a page after a sub-bucket
                 if bucket.path and not any(map(S.BUCKET_LEAF_FLAG.__and__, flags)):
                     yield bucket, Batch(*leaf)  # the common case: no bucket entries
                     continue
@@ -198,8 +203,8 @@ class Walker:
                 yield bucket, Batch(page, idxs[i:i + 1], flags[i:i + 1], keys[i:i + 1],
                                     values[i:i + 1], rec)
                 if rec.child is not None:
-                    return rec.child, (page, idxs[start:], flags[start:], keys[start:],
-                                       values[start:])
+                    rest = (page, idxs[start:], flags[start:], keys[start:], values[start:])
+                    return rec.child, rest
         if start < len(keys):
             yield bucket, Batch(page, idxs[start:], flags[start:], keys[start:],
                                 values[start:])
@@ -243,13 +248,15 @@ class Walker:
     def _tree_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
         """In-order walk of a paged bucket; only valid, ordered records.
 
-        A leaf page with nothing wrong is checked in bulk and comes whole.  A
+        A leaf page with nothing wrong is checked in one tight pass
+        (:func:`_leaf_page`, then its keys' order in C) and comes whole.  A
         page with any problem is walked element by element, each problem
         reported in place and each good record coming on its own, right
         after the findings before it -- the same interleaving as a walk one
         element at a time.
         """
         buf = self.buf
+        raw = self.raw
         ps = self.page_size
         last: Optional[bytes] = None
         # frames: (page id, low bound, high bound, page path of the parent)
@@ -266,7 +273,7 @@ class Walker:
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
             if flags != S.BRANCH_PAGE_FLAG:
-                page = _leaf_page(buf, off, count, end)
+                page = _leaf_page(buf, raw, off, count, end)
                 if page is not None:
                     eflags, values, keys = page
                     if not keys:
@@ -476,29 +483,33 @@ def _leaf_elements(buf, off, count, end):
             yield i, flags, bytes(buf[k:v]), buf[v:e], None
 
 
-def _leaf_page(buf, off, count, end):
+def _leaf_page(buf, raw, off, count, end):
     """(flags, values, keys) of a whole leaf page, or None when any element
     is out of bounds or has an empty key (or the count overruns the run).
 
-    The bulk form of :func:`_leaf_elements` for the common, undamaged page:
-    the element array is unpacked into columns and bounds-checked with
-    min/max, each step one C-level pass, so no Python code runs per element.
+    The fast form of :func:`_leaf_elements` for the common, undamaged page:
+    one tight loop, no generator, no per-element tuples.  ``raw`` is the
+    file as an object whose slices are bytes (the mmap itself), so a key is
+    copied in one step; values stay zero-copy views of ``buf``.  (Measured
+    on CPython 3.11, this beats column-wise C passes -- zip/map/min/max --
+    which pay more in fixed costs than they save on pages of a few elements.)
     """
     base = off + S.PAGE_HEADER_SIZE
     floor = base + S.LEAF_ELEMENT_SIZE * count
     if floor > end:
         return None
-    if not count:
-        return (), [], []
-    flags, pos, ksize, vsize = zip(*S.LEAF_ELEMENT.iter_unpack(buf[base:floor]))
-    kstart = list(map(add, range(base, floor, S.LEAF_ELEMENT_SIZE), pos))
-    vstart = list(map(add, kstart, ksize))
-    vend = list(map(add, vstart, vsize))
-    if not min(ksize) or min(kstart) < floor or max(vend) > end:
-        return None
-    get = buf.__getitem__
-    keys = list(map(bytes, map(get, map(slice, kstart, vstart))))
-    values = list(map(get, map(slice, vstart, vend)))
+    flags, keys, values = [], [], []
+    eoff = base
+    for eflags, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(raw[base:floor]):
+        k = eoff + pos
+        v = k + ksize
+        e = v + vsize
+        if not ksize or e > end or k < floor:
+            return None
+        flags.append(eflags)
+        keys.append(raw[k:v])
+        values.append(buf[v:e])
+        eoff += S.LEAF_ELEMENT_SIZE
     return flags, values, keys
 
 

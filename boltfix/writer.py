@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from typing import List, Optional
+from itertools import islice
+from operator import lt
+from typing import List, Optional, Sequence
 
 from .structs import (
     BRANCH_ELEMENT,
@@ -296,6 +298,56 @@ class BoltWriter:
         b.flags.append(0)
         b.size = size
 
+    def put_many(self, keys: Sequence[bytes], values: Sequence) -> None:
+        """:meth:`put` for each pair in order: the same checks, the same file.
+
+        The keys are checked for the whole batch at once (types, lengths and
+        order, each a C-level pass); a batch that fails is replayed record by
+        record, so the error names the record and the ones before it are in.
+        Then one lean loop fills the open leaf page, with none of put's
+        per-call checks.
+        """
+        b = self._stack[-1]
+        n = len(keys)
+        if n != len(values):
+            raise ValueError(f"{n} keys but {len(values)} values")
+        if not n:
+            return
+        last = b.last
+        if (b is self._root or not _all_bytes_like(keys, values)
+                or not 0 < min(map(len, keys)) <= max(map(len, keys)) <= MAX_KEY_SIZE
+                or (last is not None and not keys[0] > last)
+                or not all(map(lt, keys, islice(keys, 1, None)))):
+            for key, value in zip(keys, values):
+                self.put(key, value)  # raises at the offending record
+            return
+        ps = self._ps
+        size = b.size
+        bkeys, bvals, bflags = b.keys, b.vals, b.flags
+        for key, value in zip(keys, values):
+            if type(value) is not bytes:
+                value = bytes(value)  # a private copy: the page is built later
+            vl = len(value)
+            if vl > MAX_VALUE_SIZE:
+                b.size = size
+                raise ValueError(f"value is {vl} bytes; bbolt allows at most {MAX_VALUE_SIZE}")
+            esz = 16 + len(key) + vl
+            size += esz
+            if size > ps and bkeys:
+                b.inline = False
+                b.size = size - esz  # the page as it stands, without this record
+                self._flush_leaf(b)
+                bkeys, bvals, bflags = b.keys, b.vals, b.flags
+                size = 16 + esz
+            bkeys.append(key)
+            bvals.append(value)
+            bflags.append(0)
+            b.last = key
+            self._n_keys += 1
+        b.size = size
+        if b.inline and size > self._inline_max:
+            b.inline = False
+
     def begin_bucket(self, name: bytes, sequence: int = 0) -> None:
         """Open a sub-bucket of the current bucket (a top-level bucket if
         none is open).  ``name`` takes its place in the parent's key order."""
@@ -522,6 +574,14 @@ class BoltWriter:
         )
         raw.extend(bytes(self._ps - len(raw)))
         return bytes(raw)
+
+
+_BYTES_LIKE = frozenset({bytes, bytearray, memoryview})
+
+
+def _all_bytes_like(keys, values) -> bool:
+    """Keys all exactly bytes, values all bytes, bytearray or memoryview (in C)."""
+    return set(map(type, keys)) <= {bytes} and set(map(type, values)) <= _BYTES_LIKE
 
 
 def _pack_leaf(buf, base: int, pgid: int, overflow: int, keys, vals, flags) -> None:

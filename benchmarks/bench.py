@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Benchmark boltfix against the real bbolt on one big file.
+
+    python benchmarks/bench.py                      # default: 20 MB, best of 3
+    python benchmarks/bench.py --size-mb 200
+    python benchmarks/bench.py --size-mb 2048 --runs 1
+    python benchmarks/bench.py --keys 100000 --value-size 1024
+    python benchmarks/bench.py --scaling            # 200 MB and 2 GB, side by side
+    python benchmarks/bench.py --smoke              # tiny, one run, for CI
+
+The test file is written by the real bbolt (``boltgen make big``: one bucket
+``bench`` of N 8-byte keys with 1 KB values, fill 100%).  Then, on that same
+file and best of ``--runs``:
+
+    boltfix check                                   vs  boltgen check   (tx.Check())
+    boltfix dump --format jsonl --encoding hex      vs  boltgen dump    (stdout -> /dev/null)
+    boltfix repair --out NEW                        vs  boltgen compact SRC NEW
+
+For each command it records the wall time, the peak RssAnon (anonymous
+memory: the process's own heap, sampled from /proc/PID/status) and the peak
+VmHWM (resident set including the file's mapped pages, from wait4's
+ru_maxrss).  Both tools read the file through mmap, so VmHWM grows with the
+file for both; RssAnon is what each tool itself allocates.
+
+The page cache is warm for every run (the file was just written, and the
+first run of each command reads it again), so these are CPU times of the
+tools, not disk times.
+
+Files go to a temporary directory (or ``--workdir``) and are deleted
+afterwards, unless ``--keep FILE`` names the test file: an existing FILE is
+reused as is, a missing one is made there and kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+#: bytes of file per key with 1 KB values (3 records per 4 KB leaf, measured)
+BYTES_PER_KEY_1K = 1366
+DEFAULT_SIZE_MB = 20
+SMOKE_KEYS = 20_000
+SAMPLE_INTERVAL = 0.005
+
+
+# ---------------------------------------------------------------- measuring
+@dataclass
+class Measure:
+    seconds: float  # wall clock
+    cpu: float  # user + system CPU seconds (less sensitive to a busy machine)
+    rss_anon_kb: int  # peak RssAnon seen while sampling
+    hwm_kb: int  # peak resident set (VmHWM / ru_maxrss)
+    returncode: int
+    stderr: str = ""
+
+
+def _status_kb(pid: int, fields=("RssAnon:", "VmHWM:")) -> dict:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                for name in fields:
+                    if line.startswith(name.encode()):
+                        out[name] = int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return out
+
+
+def run_measured(argv: List[str], stdout=subprocess.DEVNULL) -> Measure:
+    """Run argv; wall time, peak RssAnon (sampled) and peak RSS (exact)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
+    peak = {"RssAnon:": 0, "VmHWM:": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for k, v in _status_kb(proc.pid).items():
+                if v > peak[k]:
+                    peak[k] = v
+            done.wait(SAMPLE_INTERVAL)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    err_chunks = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    hwm = max(peak["VmHWM:"], usage.ru_maxrss)  # ru_maxrss is in KB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(elapsed, cpu, peak["RssAnon:"], hwm, proc.returncode,
+                   b"".join(err_chunks).decode(errors="replace"))
+
+
+def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
+    """Best (lowest) times of ``runs``; memory peaks are the max over runs."""
+    best: Optional[Measure] = None
+    anon = hwm = 0
+    cpu = float("inf")
+    for _ in range(runs):
+        if cleanup:
+            cleanup()
+        m = run_measured(make_argv())
+        if m.returncode not in expect:
+            raise SystemExit(f"command failed (exit {m.returncode}): {' '.join(make_argv())}\n"
+                             f"{m.stderr[-2000:]}")
+        anon, hwm = max(anon, m.rss_anon_kb), max(hwm, m.hwm_kb)
+        cpu = min(cpu, m.cpu)
+        if best is None or m.seconds < best.seconds:
+            best = m
+    best.rss_anon_kb, best.hwm_kb, best.cpu = anon, hwm, cpu
+    return best
+
+
+# ---------------------------------------------------------------- tools
+def boltgen() -> str:
+    import oracle  # tests/oracle.py: builds fixtures/boltgen once per main.go content
+
+    try:
+        built = oracle._build()
+    except BaseException as exc:  # pytest.fail raises outside pytest too
+        raise SystemExit(f"cannot build boltgen: {exc}")
+    if isinstance(built, str):
+        raise SystemExit(f"cannot build boltgen: {built}")
+    return str(built)
+
+
+BOLTFIX_CMD: Optional[List[str]] = None  # --boltfix
+
+
+def boltfix_cmd() -> List[str]:
+    if BOLTFIX_CMD:
+        return BOLTFIX_CMD
+    # The entry point beside this interpreter, not a shim found on PATH
+    # (a pyenv shim alone adds ~0.1 s to every run).
+    exe = Path(sys.executable).parent / "boltfix"
+    if exe.is_file() and os.access(exe, os.X_OK):
+        return [str(exe)]
+    return [sys.executable, "-m", "boltfix"]
+
+
+def dump_available() -> bool:
+    proc = subprocess.run(boltfix_cmd() + ["dump", "--help"], capture_output=True, text=True)
+    return proc.returncode == 0 and "--encoding" in proc.stdout
+
+
+# ---------------------------------------------------------------- one size
+@dataclass
+class Result:
+    keys: int
+    value_size: int
+    file_bytes: int
+    make_seconds: Optional[float]  # None: an existing file was reused
+    pairs: dict = field(default_factory=dict)  # name -> (boltfix Measure, bbolt Measure)
+    notes: List[str] = field(default_factory=list)
+
+
+def _describe(gen: str, src: Path, keys: int, value_size: int):
+    """(keys, value size) of an existing file, from bbolt's own stats."""
+    import json
+
+    proc = subprocess.run([gen, "info", str(src)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return keys, value_size
+    buckets = json.loads(proc.stdout).get("buckets", {})
+    stats = [b["stats"] for b in buckets.values()]
+    n = sum(s["KeyN"] for s in stats)
+    inuse = sum(s["LeafInuse"] for s in stats)
+    # leaf bytes in use = 16/page + (16 + 8 + value) per key
+    pages = sum(s["LeafPageN"] for s in stats)
+    vsize = round((inuse - 16 * pages) / n) - 24 if n else value_size
+    return n, vsize
+
+
+def keys_for(size_mb: float, value_size: int) -> int:
+    per_key = BYTES_PER_KEY_1K * max(value_size, 1) / 1024
+    return max(1, int(size_mb * (1 << 20) / per_key))
+
+
+def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Optional[Path],
+              gen: str) -> Result:
+    src = keep if keep is not None else workdir / f"bench-{keys}.db"
+    t0 = time.perf_counter()
+    if not src.exists():
+        print(f"making {src} ({keys:,} keys x {value_size} B) with bbolt ...", flush=True)
+        proc = subprocess.run([gen, "make", "big", str(src), "--keys", str(keys),
+                               "--value-size", str(value_size)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"boltgen make failed: {proc.stderr}")
+        made = time.perf_counter() - t0
+    else:
+        print(f"reusing {src}", flush=True)
+        made = None
+        keys, value_size = _describe(gen, src, keys, value_size)
+    res = Result(keys, value_size, src.stat().st_size, made)
+    bf = boltfix_cmd()
+    out_bf = workdir / "repaired.db"
+    out_bb = workdir / "compacted.db"
+
+    def rm(*paths):
+        return lambda: [p.unlink() for p in paths if p.exists()]
+
+    # warm the page cache so the first timed command is not penalised
+    with open(src, "rb") as f:
+        while f.read(16 << 20):
+            pass
+
+    print("  check ...", flush=True)
+    res.pairs["check"] = (best_of(runs, lambda: bf + ["check", str(src)]),
+                          best_of(runs, lambda: [gen, "check", str(src)]))
+    if dump_available():
+        print("  dump ...", flush=True)
+        res.pairs["dump"] = (
+            best_of(runs, lambda: bf + ["dump", "--format", "jsonl", "--encoding", "hex",
+                                        str(src)]),
+            best_of(runs, lambda: [gen, "dump", str(src)]))
+    else:
+        res.notes.append("boltfix dump is not implemented yet: dump pair skipped")
+    print("  repair / compact ...", flush=True)
+    res.pairs["repair"] = (
+        best_of(runs, lambda: bf + ["repair", str(src), "--out", str(out_bf)],
+                cleanup=rm(out_bf)),
+        best_of(runs, lambda: [gen, "compact", str(src), str(out_bb)], cleanup=rm(out_bb)))
+    rm(out_bf, out_bb)()
+    if keep is None:
+        src.unlink()
+    return res
+
+
+# ---------------------------------------------------------------- reporting
+BBOLT_NAME = {"check": "boltgen check (tx.Check)", "dump": "boltgen dump",
+              "repair": "boltgen compact"}
+BOLTFIX_NAME = {"check": "boltfix check", "dump": "boltfix dump --format jsonl --encoding hex",
+                "repair": "boltfix repair --out"}
+
+
+def _mb(kb: int) -> str:
+    return f"{kb / 1024:,.0f}"
+
+
+def print_table(res: Result) -> None:
+    print()
+    made = ("an existing file" if res.make_seconds is None
+            else f"made by bbolt in {res.make_seconds:.1f} s")
+    print(f"### {res.file_bytes / (1 << 20):,.0f} MB file: {res.keys:,} keys x "
+          f"{res.value_size} B values ({made})")
+    print()
+    print("| command | boltfix s | bbolt s | boltfix/bbolt | boltfix CPU s | bbolt CPU s | "
+          "CPU ratio | boltfix RssAnon MB | bbolt RssAnon MB | boltfix VmHWM MB | "
+          "bbolt VmHWM MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (f, b) in res.pairs.items():
+        print(f"| {name} | {f.seconds:.2f} | {b.seconds:.2f} | {f.seconds / b.seconds:.2f}x | "
+              f"{f.cpu:.2f} | {b.cpu:.2f} | {f.cpu / max(b.cpu, 1e-3):.2f}x | "
+              f"{_mb(f.rss_anon_kb)} | {_mb(b.rss_anon_kb)} | {_mb(f.hwm_kb)} | "
+              f"{_mb(b.hwm_kb)} |")
+    for note in res.notes:
+        print(f"\nnote: {note}")
+    print()
+
+
+def print_scaling(small: Result, big: Result) -> None:
+    f = big.file_bytes / small.file_bytes
+    print(f"### scaling: {small.file_bytes / (1 << 20):,.0f} MB -> "
+          f"{big.file_bytes / (1 << 20):,.0f} MB (file x{f:.1f})")
+    print()
+    print("| command | boltfix time x | bbolt time x | boltfix RssAnon x | bbolt RssAnon x |")
+    print("|---|---:|---:|---:|---:|")
+    for name in small.pairs:
+        if name not in big.pairs:
+            continue
+        (fs, bs), (fb, bb) = small.pairs[name], big.pairs[name]
+        print(f"| {name} | {fb.seconds / fs.seconds:.1f} | {bb.seconds / bs.seconds:.1f} | "
+              f"{fb.rss_anon_kb / max(fs.rss_anon_kb, 1):.1f} | "
+              f"{bb.rss_anon_kb / max(bs.rss_anon_kb, 1):.1f} |")
+    print()
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size-mb", type=float, help=f"file size to make (default "
+                      f"{DEFAULT_SIZE_MB}); picks --keys")
+    size.add_argument("--keys", type=int, help="number of keys to make")
+    p.add_argument("--value-size", type=int, default=1024, help="value size in bytes")
+    p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
+    p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and kept")
+    p.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"tiny and quick ({SMOKE_KEYS:,} keys, 1 run), for CI")
+    p.add_argument("--scaling", nargs="*", type=float, metavar="MB",
+                   help="run at two sizes (default 200 2048) and show how time and memory scale")
+    p.add_argument("--boltfix", metavar="CMD",
+                   help="how to run boltfix (default: the entry point beside this Python); "
+                        "e.g. to time another checkout: --boltfix 'python -m boltfix' "
+                        "with PYTHONPATH set to it")
+    args = p.parse_args(argv)
+    if args.boltfix:
+        import shlex
+
+        global BOLTFIX_CMD
+        BOLTFIX_CMD = shlex.split(args.boltfix)
+
+    if args.smoke:
+        sizes = [("keys", SMOKE_KEYS)]
+        args.runs = 1
+    elif args.scaling is not None:
+        mbs = args.scaling or [200, 2048]
+        if len(mbs) != 2:
+            p.error("--scaling takes two sizes in MB")
+        sizes = [("mb", mb) for mb in mbs]
+    elif args.keys:
+        sizes = [("keys", args.keys)]
+    else:
+        sizes = [("mb", args.size_mb or DEFAULT_SIZE_MB)]
+    if args.keep and len(sizes) > 1:
+        p.error("--keep names one file; not with --scaling")
+    key_counts = [n if kind == "keys" else keys_for(n, args.value_size) for kind, n in sizes]
+
+    gen = boltgen()
+    tmp = None
+    workdir = args.workdir
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="boltfix-bench-")
+        workdir = Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        # source + repaired + compacted, and bbolt's preallocation slack
+        need = max(key_counts) * BYTES_PER_KEY_1K * max(args.value_size, 1) / 1024 * 3.5
+        free = shutil.disk_usage(workdir).free
+        if free < need + (1 << 30):
+            print(f"not enough free disk in {workdir}: {free / (1 << 30):.1f} GB free, about "
+                  f"{(need + (1 << 30)) / (1 << 30):.1f} GB needed; use --workdir or a "
+                  "smaller --size-mb", file=sys.stderr)
+            return 2
+        results = []
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
+              "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
+        for n in key_counts:
+            res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen)
+            results.append(res)
+            print_table(res)
+        if len(results) == 2:
+            print_scaling(*results)
+        return 0
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
