@@ -136,6 +136,7 @@ LEAF_ELEMENT = struct.Struct(_struct_format(leafPageElement))
 BUCKET_HEADER = struct.Struct(_struct_format(bucket))
 META = struct.Struct(_struct_format(meta))
 U64 = struct.Struct("<Q")
+U32 = struct.Struct("<I")
 
 assert PAGE_HEADER.size == page.sizeof() == PAGE_HEADER_SIZE
 assert BRANCH_ELEMENT.size == branchPageElement.sizeof() == BRANCH_ELEMENT_SIZE

@@ -237,7 +237,7 @@ class Walker:
                 self._key_order(key, last, bucket.page, (), bucket.path, "inline bucket")
                 continue
             if flags & S.BUCKET_LEAF_FLAG:
-                self._find("inline-bucket-malformed",
+                self._find("inline-bucket-nested",
                            "inline bucket holds a sub-bucket; bbolt never writes that",
                            bucket.page, (), bucket.path, severity=WARNING)
             last = key
@@ -328,7 +328,7 @@ class Walker:
         for idx, key, child, problem in _branch_elements(self.buf, off, count, end):
             if problem:
                 self._element_problem(problem, pgid, path, bpath, idx, "branch")
-                if problem != "element-count-overflow":
+                if problem not in ("element-count-overflow", "element-count-corrupt"):
                     children.append((child, None))
                 continue
             if prev is not None and key <= prev:
@@ -384,8 +384,30 @@ class Walker:
                        f"page {pgid} identifies itself as page {pid}",
                        pgid, parents, bpath, detail=_where(pgid, parents, lo, hi)[1])
         if overflow:
+            overflow = self._needed_overflow(pgid, flags, count, overflow, parents, bpath)
             return flags, count, self._mark_overflow(pgid, overflow, parents, bpath)
         return flags, count, (pgid + 1) * self.page_size
+
+    def _needed_overflow(self, pgid, flags, count, overflow, parents, bpath) -> int:
+        """The overflow run the page's own elements need, when that is shorter.
+
+        bbolt allocates exactly ``ceil(size / page_size)`` pages for a node,
+        so a longer run is damage; trusting it would claim the pages after it
+        (live siblings) and prune their real pointers.
+        """
+        ps = self.page_size
+        off = pgid * ps
+        end = min((pgid + 1 + overflow) * ps, self.pages_in_file * ps)
+        used = _elements_end(self.buf, off, flags, count, end) - off
+        needed = max(0, -(-used // ps) - 1)
+        if needed < overflow:
+            self._find("page-overflow-too-large",
+                       f"page {pgid} claims {overflow} overflow pages but its elements "
+                       f"need {needed}; the extra pages are not claimed",
+                       pgid, parents, bpath, severity=WARNING,
+                       detail={"overflow": overflow, "needed": needed})
+            return needed
+        return overflow
 
     def _bad_pointer(self, pgid, parents, bpath, lo, hi):
         """Report why a pointer cannot be followed (meta page, past the
@@ -444,6 +466,8 @@ class Walker:
             "element-out-of-bounds": "runs past its page",
             "element-count-overflow": "and those after it do not fit: the page's "
                                       "element count runs past its run",
+            "element-count-corrupt": "is where the page's data starts: its element count "
+                                     "is damaged (elements read up to there)",
         }[problem]
         self._find(problem, f"{kind} element {idx} on page {pgid} {text}", pgid, path, bpath,
                    detail={"index": idx})
@@ -464,9 +488,9 @@ def _leaf_elements(buf, off, count, end):
     stay zero-copy memoryviews of the map.
     """
     base = off + S.PAGE_HEADER_SIZE
-    n = min(count, max(0, (end - base) // S.LEAF_ELEMENT_SIZE))
-    if n < count:
-        yield n, 0, b"", None, "element-count-overflow"
+    n, problem = _usable_count(buf, base, count, end, S.LEAF_ELEMENT_SIZE, 4)
+    if problem:
+        yield n, 0, b"", None, problem
     data_floor = base + S.LEAF_ELEMENT_SIZE * n
     eoff = base
     for i, (flags, pos, ksize, vsize) in enumerate(
@@ -521,9 +545,9 @@ def _ascending(keys: List[bytes]) -> bool:
 def _branch_elements(buf, off, count, end):
     """(index, key, child, problem) for each branch element that fits."""
     base = off + S.PAGE_HEADER_SIZE
-    n = min(count, max(0, (end - base) // S.BRANCH_ELEMENT_SIZE))
-    if n < count:
-        yield n, b"", 0, "element-count-overflow"
+    n, problem = _usable_count(buf, base, count, end, S.BRANCH_ELEMENT_SIZE, 0)
+    if problem:
+        yield n, b"", 0, problem
     data_floor = base + S.BRANCH_ELEMENT_SIZE * n
     eoff = base
     for i, (pos, ksize, child) in enumerate(
@@ -537,6 +561,47 @@ def _branch_elements(buf, off, count, end):
             yield i, b"", child, "element-out-of-bounds"
         else:
             yield i, bytes(buf[k:e]), child, None
+
+
+def _elements_end(buf, off, flags, count, end) -> int:
+    """Offset just past the last byte that any in-bounds element uses."""
+    base = off + S.PAGE_HEADER_SIZE
+    leaf = flags == S.LEAF_PAGE_FLAG
+    n, _ = _usable_count(buf, base, count, end, S.LEAF_ELEMENT_SIZE, 4 if leaf else 0)
+    top = base + S.LEAF_ELEMENT_SIZE * n
+    eoff = base
+    if leaf:
+        for _, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(buf[base:top]):
+            e = eoff + pos + ksize + vsize
+            if top < e <= end:
+                top = e
+            eoff += S.LEAF_ELEMENT_SIZE
+    else:
+        for pos, ksize, _ in S.BRANCH_ELEMENT.iter_unpack(buf[base:top]):
+            e = eoff + pos + ksize
+            if top < e <= end:
+                top = e
+            eoff += S.BRANCH_ELEMENT_SIZE
+    return top
+
+
+def _usable_count(buf, base, count, end, size, pos_field):
+    """How many elements to read when ``count`` may be damaged.
+
+    bbolt packs all element headers first and the data after them, so
+    element 0's ``pos`` is exactly ``count * size``.  When the header's count
+    does not fit the run, that gives the real count back
+    (``element-count-corrupt``: nothing lost); when it cannot, read what fits
+    (``element-count-overflow``: the rest is lost).  Returns (n, problem).
+    """
+    fit = max(0, (end - base) // size)
+    if count <= fit:
+        return count, None
+    if fit:
+        pos0 = S.U32.unpack_from(buf, base + pos_field)[0]
+        if pos0 % size == 0 and 0 < pos0 // size <= fit:
+            return pos0 // size, "element-count-corrupt"
+    return fit, "element-count-overflow"
 
 
 def _where(pgid, parents, lo, hi):

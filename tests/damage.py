@@ -463,7 +463,8 @@ def branch_duplicate_child(path, bucket_path=(b"nested", b"paged")) -> Damage:
 def branch_count_too_large(path, bucket_path=(b"nested", b"paged")) -> Damage:
     br = first_branch(path, bucket_path)
     write_header(path, br.pgid, count=0xFFFF)
-    return Damage("branch-count-too-large", (br.pgid,), (("element-count-overflow", br.pgid),),
+    # element 0's pos still says where the data starts: the count comes back
+    return Damage("branch-count-too-large", (br.pgid,), (("element-count-corrupt", br.pgid),),
                   f"branch page {br.pgid} count 0xFFFF")
 
 
@@ -483,8 +484,18 @@ def _leaf_target(path, bucket_path=(b"nested", b"paged"), which: int = 1):
 def leaf_count_too_large(path, bucket_path=(b"nested", b"paged")) -> Damage:
     leaf = _leaf_target(path, bucket_path)
     write_header(path, leaf.pgid, count=0xFFFF)
-    return Damage("leaf-count-too-large", (leaf.pgid,), (("element-count-overflow", leaf.pgid),),
+    return Damage("leaf-count-too-large", (leaf.pgid,), (("element-count-corrupt", leaf.pgid),),
                   f"leaf page {leaf.pgid} count 0xFFFF")
+
+
+def leaf_count_and_pos_damaged(path, bucket_path=(b"nested", b"paged")) -> Damage:
+    """Count 0xFFFF and element 0's pos broken too: the real count is lost."""
+    leaf = _leaf_target(path, bucket_path)
+    write_header(path, leaf.pgid, count=0xFFFF)
+    write_leaf_element(path, leaf.pgid, 0, pos=7)
+    return Damage("leaf-count-and-pos-damaged", (leaf.pgid,),
+                  (("element-count-overflow", leaf.pgid),),
+                  f"leaf page {leaf.pgid} count 0xFFFF, element 0 pos 7")
 
 
 def leaf_pos_out_of_page(path, bucket_path=(b"nested", b"paged")) -> Damage:
@@ -572,7 +583,7 @@ def inline_count_too_large(path, bucket_path=(b"nested", b"inline-2")) -> Damage
     hdr = S.page.parse(_read(path, hoff, S.PAGE_HEADER_SIZE))
     hdr.count = 500
     _write(path, hoff, S.page.build(hdr))
-    return Damage("inline-count-too-large", (pg,), (("element-count-overflow", pg),),
+    return Damage("inline-count-too-large", (pg,), (("element-count-corrupt", pg),),
                   f"inline bucket {bucket_path!r} (on page {pg}) count 500")
 
 
@@ -703,7 +714,10 @@ def leaf_overflow_too_large(path, bucket_path=(b"nested", b"paged")) -> Damage:
     lv = leaves(path, bucket_path)
     leaf, nxt = lv[1], lv[2]
     write_header(path, leaf.pgid, overflow=nxt.pgid - leaf.pgid if nxt.pgid > leaf.pgid else 3)
-    return Damage("leaf-overflow-too-large", (leaf.pgid,), (("multiple-references", None),),
+    # boltfix claims only the run the leaf's elements need, so the sibling is
+    # still followed through its real pointer (bbolt: multiple references)
+    return Damage("leaf-overflow-too-large", (leaf.pgid,),
+                  (("page-overflow-too-large", leaf.pgid),),
                   f"leaf page {leaf.pgid} overflow over page {nxt.pgid}")
 
 
@@ -742,6 +756,7 @@ KINDS: Dict[str, Kind] = {k.name: k for k in [
     Kind("branch-count-too-large", "nested", branch_count_too_large),
     Kind("branch-empty", "nofreelist", branch_empty),
     Kind("leaf-count-too-large", "nested", leaf_count_too_large),
+    Kind("leaf-count-and-pos-damaged", "nested", leaf_count_and_pos_damaged),
     Kind("leaf-pos-out-of-page", "nested", leaf_pos_out_of_page),
     Kind("leaf-ksize-out-of-page", "nested", leaf_ksize_out_of_page),
     Kind("leaf-vsize-out-of-page", "nested", leaf_vsize_out_of_page),

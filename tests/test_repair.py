@@ -245,26 +245,24 @@ EXPECTED_EXIT.update({
     "both-metas-invalid": 1,
     # the page is read fine; only its header id is wrong
     "page-self-id-mismatch": 0,
-    # every real child is still followed (nothing is lost), but the 0xFFFF
-    # phantom elements cannot be read, and boltfix cannot tell them from data
-    "branch-count-too-large": 1,
+    # a count of 0xFFFF: element 0's pos still says where the data starts,
+    # so the real count comes back and nothing is lost
+    "branch-count-too-large": 0, "leaf-count-too-large": 0, "inline-count-too-large": 0,
+    # the overlong run is cut to what the leaf's elements need; the sibling
+    # is still followed through its own pointer
+    "leaf-overflow-too-large": 0,
 })
 for _k in ("file-truncated", "zeroed-page", "branch-to-meta-0", "branch-to-meta-1",
            "branch-to-freelist", "branch-to-self", "branch-to-ancestor", "branch-past-pgid",
-           "branch-past-eof", "branch-duplicate-child", "leaf-count-too-large",
+           "branch-past-eof", "branch-duplicate-child", "leaf-count-and-pos-damaged",
            "leaf-pos-out-of-page", "leaf-ksize-out-of-page", "leaf-vsize-out-of-page",
            "zero-length-key", "keys-swapped", "key-outside-ancestor-range",
-           "bucket-value-short", "inline-bad-flags", "inline-count-too-large",
-           "bucket-root-out-of-range", "root-entry-not-bucket", "leaf-overflow-too-large"):
+           "bucket-value-short", "inline-bad-flags",
+           "bucket-root-out-of-range", "root-entry-not-bucket"):
     EXPECTED_EXIT[_k] = 1
 
 # Records lost although every byte they were read through is intact.
-KNOWN_OVER_DROP = {
-    "leaf-overflow-too-large": (
-        "walk.py: a leaf whose overflow run is enlarged over its right-hand sibling "
-        "claims the sibling first; the branch element that really points at the sibling "
-        "is then pruned as 'multiple-references' and the sibling's intact records are lost"),
-}
+KNOWN_OVER_DROP = {}
 
 # How many records each kind must lose, by reasoning about the damage
 # (nested: the damaged leaf of nested/paged holds 43 records; a bucket entry
@@ -272,13 +270,14 @@ KNOWN_OVER_DROP = {
 EXPECTED_LOST = {
     "zeroed-page": 43, "branch-to-meta-0": 43, "branch-to-meta-1": 43,
     "branch-to-freelist": 43, "branch-to-self": 43, "branch-past-pgid": 43,
-    "branch-past-eof": 43, "branch-duplicate-child": 43, "leaf-count-too-large": 43,
+    "branch-past-eof": 43, "branch-duplicate-child": 43, "leaf-count-and-pos-damaged": 43,
+    "leaf-count-too-large": 0, "leaf-overflow-too-large": 0,
     "leaf-pos-out-of-page": 1, "leaf-ksize-out-of-page": 1, "leaf-vsize-out-of-page": 1,
     "zero-length-key": 1, "key-outside-ancestor-range": 1,
     "bucket-value-short": 501,  # the entry of nested/paged and its 500 keys
     "bucket-root-out-of-range": 500,  # the bucket is kept, empty
     "inline-bad-flags": 3,  # nested/inline-2 with its 2 keys
-    "inline-count-too-large": 2,  # its 2 keys; the bucket is kept, empty
+    "inline-count-too-large": 0,  # the count comes back from element 0's pos
     "page-self-id-mismatch": 0, "branch-count-too-large": 0,
 }
 
