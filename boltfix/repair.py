@@ -28,8 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+from boltfix import etcd
 from boltfix import structs as S
-from boltfix.check import Collector, check
+from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
 from boltfix.reader import DB, Meta
 from boltfix.walk import Walker, _branch_elements
@@ -39,7 +40,7 @@ LOSS_CODES = frozenset({
     "page-out-of-bounds", "page-past-eof", "page-cycle", "multiple-references",
     "invalid-page-type", "element-out-of-bounds", "element-count-overflow", "key-empty",
     "key-order", "key-out-of-range", "bucket-value-short", "inline-bucket-malformed",
-    "root-entry-not-bucket", "branch-empty", "key-too-long",
+    "root-entry-not-bucket", "branch-empty", "key-too-long", "etcd-unloadable-record",
 })
 
 MAX_ROOT_CANDIDATES = 16
@@ -78,9 +79,10 @@ class RepairReport:
 
     @property
     def lost_data(self) -> bool:
-        """True when data was dropped, or completeness cannot be shown (no
-        valid meta: the rediscovered root may not be the last committed one)."""
-        return bool(self.dropped_counts) or self.rediscovered
+        """True when data was dropped, the newest meta's tree had to be passed
+        over, or completeness cannot be shown (no valid meta: the rediscovered
+        root may not be the last committed one)."""
+        return bool(self.dropped_counts) or self.rediscovered or bool(self.meta.get("fallback"))
 
     def to_json(self) -> dict:
         return {
@@ -94,6 +96,7 @@ class RepairReport:
                      "per_bucket": self.per_bucket},
             "lost_data": self.lost_data,
             "root_rediscovered": self.rediscovered,
+            "meta_fallback": bool(self.meta.get("fallback")),
             "dropped_counts": self.dropped_counts,
             "dropped": [f.to_json() for f in self.dropped],
             "other_problems": self.other_counts,
@@ -147,13 +150,32 @@ def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
 
 # ---------------------------------------------------------------- meta
 def _choose_meta(db: DB, forced: Optional[int]) -> dict:
-    """Settle db.meta; describe the choice.  Rediscovers the root if needed."""
+    """Settle db.meta; describe the choice.  Rediscovers the root if needed.
+
+    A valid meta whose root page is unusable (past the end of a truncated
+    file, zeroed) is passed over for the other meta when that one's root is
+    usable (the last transaction is then lost, and the report says so), and
+    otherwise for a rediscovered root.
+    """
+    why_not = ""
     if db.meta is not None and (forced is None or db.meta.valid):
-        return {"index": db.meta.index, "txid": db.meta.txid, "root": db.meta.root,
-                "pgid": db.meta.pgid, "reason": db.meta_source}
+        problem = _root_problem(db, db.meta.root)
+        if problem is None:
+            return {"index": db.meta.index, "txid": db.meta.txid, "root": db.meta.root,
+                    "pgid": db.meta.pgid, "reason": db.meta_source}
+        if forced is not None:
+            raise NothingRecoverable(f"meta {forced}: {problem}", page=db.meta.root)
+        used, other = db.meta, db.metas[1 - db.meta.index]
+        if other.valid and _root_problem(db, other.root) is None:
+            db.meta = other
+            return {"index": other.index, "txid": other.txid, "root": other.root,
+                    "pgid": other.pgid, "fallback": True,
+                    "reason": f"meta {used.index} (txid {used.txid}) is valid but {problem}; "
+                              f"using meta {other.index}: transaction {used.txid} is lost"}
+        why_not = f"meta {used.index}: {problem}; "
     if forced is not None and db.meta is not None:
         m = db.meta
-        if m.magic == S.MAGIC and 2 <= m.root < db.pages_in_file:
+        if m.magic == S.MAGIC and _root_problem(db, m.root) is None:
             # A forced but imperfect meta: use its root, bound the HWM by the file.
             db.meta = _synthetic_meta(db, m.root, m.txid, m.sequence,
                                       m.freelist if m.freelist_synced else S.PGID_NO_FREELIST)
@@ -162,14 +184,25 @@ def _choose_meta(db: DB, forced: Optional[int]) -> dict:
     root, records, considered = rediscover_root(db)
     if root is None:
         raise NothingRecoverable(
-            "both meta pages are invalid and no page looks like a root bucket: "
-            "nothing can be recovered", page=None)
+            why_not + "no valid meta page with a usable root, and no page looks like a "
+            "root bucket: nothing can be recovered", page=None)
     txid = max((m.txid for m in db.metas if m.magic == S.MAGIC), default=1)
     db.meta = _synthetic_meta(db, root, txid, 0, S.PGID_NO_FREELIST)
     db.meta_source = "rediscovered root"
     return {"index": None, "txid": txid, "root": root, "pgid": db.meta.pgid,
-            "reason": f"both metas invalid; rediscovered root page {root} "
+            "reason": f"{why_not or 'both metas invalid; '}rediscovered root page {root} "
                       f"({records} records; {considered} candidates considered)"}
+
+
+def _root_problem(db: DB, root: int) -> Optional[str]:
+    """Why a root page cannot be used, or None."""
+    if root < 2 or root >= db.pages_in_file:
+        return f"its root page {root} is past the end of the file" if root >= 2 \
+            else f"its root page {root} is a meta page"
+    p = db.page(root)
+    if p.flags not in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
+        return f"its root page {root} is a {p.type} page"
+    return None
 
 
 def _synthetic_meta(db: DB, root: int, txid: int, sequence: int, freelist: int) -> Meta:
@@ -237,9 +270,14 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
     open_path: list = []
     per_bucket = Counter()
     skipped = None  # path of a bucket left out: its whole subtree goes with it
+    # etcd exits at start on a `key` record it cannot decode: such records
+    # are dropped (and reported), so that etcd starts from the output.
+    etcd_keys = etcd.looks_like_etcd(top_level_names(db))
     for bucket, batch in walker.walk_batches():
+        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
         if (batch.bucket_entry is None and skipped is None
-                and max(map(len, batch.keys)) <= S.MAX_KEY_SIZE):
+                and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
+                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
             # the common case, a run of plain records of one page: in one go
             while tuple(open_path) != bucket.path:
                 writer.end_bucket()
@@ -263,6 +301,16 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
                 if rec.is_bucket:
                     skipped = bucket.path + (rec.key,)
                 continue
+            if etcd_check:
+                problems = etcd.check_key_record(rec.key, None if rec.is_bucket else rec.value)
+                if problems:
+                    collector(Finding("etcd-unloadable-record",
+                                      f"etcd cannot load this `key` record, dropped: "
+                                      f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
+                                      detail={"index": rec.index, "key": rec.key.hex()}))
+                    if rec.is_bucket:
+                        skipped = bucket.path + (rec.key,)
+                    continue
             while tuple(open_path) != bucket.path:
                 writer.end_bucket()
                 open_path.pop()
@@ -287,17 +335,19 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
     return stats.as_dict() if hasattr(stats, "as_dict") else dict(vars(stats))
 
 
+_ETCD_KEY_BUCKET = (b"key",)
+
+
+def _etcd_unloadable(key: bytes, value) -> bool:
+    return bool(etcd.check_key_record(key, value))
+
+
 def _require_usable_root(db: DB, root: int) -> None:
     """The root page itself must be a readable branch or leaf page."""
-    reason = None
-    if root >= db.pages_in_file:
-        reason = f"the root page {root} is past the end of the file"
-    else:
-        p = db.page(root)
-        if p.flags not in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
-            reason = f"the root page {root} is a {p.type} page"
-    if reason:
-        raise NothingRecoverable(reason + "; try --meta with the other meta page", page=root)
+    problem = _root_problem(db, root)
+    if problem:
+        raise NothingRecoverable(f"the meta's {problem[4:]}; try --meta with the other "
+                                 "meta page", page=root)
 
 
 def _name(raw: bytes) -> str:
@@ -315,6 +365,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             stats = _salvage(db, raw, collector, report, progress)
             raw.flush()
             os.fsync(raw.fileno())
+        db.close()  # unmap the input before mapping the output: half the peak RSS
         _verify(tmp, report)
         if force:
             os.replace(tmp, out_path)

@@ -183,6 +183,9 @@ def render_repair(c, r) -> None:
         if len(r.per_bucket) > 50:
             t.add_row(f"… {len(r.per_bucket) - 50} more buckets", "")
         c.print(t)
+    if r.meta.get("fallback"):
+        c.print("[yellow]the newest meta's root could not be used: its transaction is lost "
+                "(exit 1)[/yellow]")
     if r.rediscovered:
         c.print("[yellow]no valid meta page: the root was rediscovered, so boltfix cannot "
                 "prove this is the last committed state (exit 1)[/yellow]")

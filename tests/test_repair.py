@@ -341,7 +341,8 @@ def test_damage_kind(kind, tmp_path):
 
     # 5. exit code 1 exactly when something was dropped, and only then
     assert rep["lost_data"] == (code == 1)
-    assert (code == 1) == bool(rep["dropped_counts"] or rep["root_rediscovered"])
+    assert (code == 1) == bool(rep["dropped_counts"] or rep["root_rediscovered"]
+                                 or rep["meta_fallback"])
     assert set(rep["dropped_counts"]) <= LOSS_CODES
     if set(kept) != set(full):
         assert code == 1, "records were dropped but the exit code says nothing was lost"
@@ -555,17 +556,50 @@ def test_key_longer_than_bbolt_allows_is_dropped_not_a_crash(tmp_path):
     assert set(kept) <= set(full) and len(full) - len(kept) == 1
 
 
-def test_etcd_value_that_is_no_keyvalue_does_not_block_the_repair(tmp_path):
-    """boltfix check warns about an etcd value that does not decode as a
-    KeyValue; that is content of the input, copied byte for byte, not a
-    defect of the new file, so the repair must still be written (found by
-    the fuzz test: it used to refuse the whole file, exit 2)."""
+def test_etcd_value_that_is_no_keyvalue_is_dropped_not_fatal(tmp_path):
+    """etcd exits at start on a `key` record it cannot unmarshal, so repair
+    drops exactly that record (reported, exit 1) and writes the rest; it
+    must not refuse the whole file (the fuzz test once found it did)."""
     src = damage.copy_fixture(str(REPO / "fixtures" / "etcd" / "etcd-3.5.db"), tmp_path, "e.db")
     leaf = damage.leaves(src, (b"key",))[3]
     off, ksize = damage.key_offset(src, leaf.pgid, 5)
     damage._write(src, off + ksize, b"\x00")  # field number 0: no protobuf
     out = tmp_path / "fixed.db"
     code, rep, _ = cli_repair(src, out)
-    assert code == 0 and rep["verified"] is True, rep
+    assert code == 1 and rep["verified"] is True, rep
+    assert rep["dropped_counts"] == {"etcd-unloadable-record": 1}
+    assert rep["dropped"][0]["page"] == leaf.pgid
     assert oracle.oracle_check(out).ok
-    assert oracle.oracle_dump(out) == oracle.oracle_dump(src)
+    before = oracle.oracle_dump(src)
+    after = oracle.oracle_dump(out)
+    gone = [r for r in before if r not in after]
+    assert len(gone) == 1 and gone[0]["path"] == [b"key"]
+    assert gone[0]["value"][:1] == b"\x00"
+    assert all(r in before for r in after)
+
+
+def test_newest_root_past_the_end_falls_back_to_the_other_meta(tmp_path):
+    """A truncated file whose newest meta is valid but whose root page was cut
+    off: repair uses the other meta's tree (its transaction is intact below
+    the cut), says the newest transaction is lost, and exits 1."""
+    src = damage.copy_fixture("nested", tmp_path)
+    with DB(src) as db:
+        newest, older = db.meta, db.metas[1 - db.meta.index]
+        assert newest.root > older.pgid  # the shape this test needs
+        cut = older.pgid
+    with open(src, "r+b") as f:
+        f.truncate(cut * 4096)
+    out = tmp_path / "fixed.db"
+    code, rep, _ = cli_repair(src, out)
+    assert code == 1, rep
+    assert rep["meta_fallback"] is True and rep["meta"]["index"] == older.index
+    assert rep["dropped_counts"] == {} and rep["verified"] is True
+    assert oracle.oracle_check(out).ok
+    # exactly the older transaction's tree
+    from boltfix.walk import Walker
+
+    with DB(oracle.fixture("nested"), meta=older.index) as db:
+        expected = [(b.path, r.key, None if r.is_bucket else bytes(r.value))
+                    for b, r in Walker(db).walk()]
+    got = [(tuple(r["path"]), r["key"], r["value"]) for r in oracle.oracle_dump(out)]
+    assert got == expected
