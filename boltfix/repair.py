@@ -233,17 +233,40 @@ def rediscover_root(db: DB):
                     referenced[child] = 1
         elif flags == S.LEAF_PAGE_FLAG and count and _all_bucket_entries(db, pgid, count, end):
             candidates.append(pgid)
-    roots = [p for p in candidates if not referenced[p]]
-    roots = roots[-MAX_ROOT_CANDIDATES:]  # later pages are newer copies
-    best, best_records = None, -1
+    # A page some branch points at is usually not a root, but a stale branch
+    # in a free page may point at the live root: rank, do not exclude.
+    roots = sorted(candidates, key=lambda p: (not referenced[p], p))[-MAX_ROOT_CANDIDATES:]
+    best, best_score, best_records = None, None, 0
     for pgid in reversed(roots):
-        db.meta = _synthetic_meta(db, pgid, 1, 0, S.PGID_NO_FREELIST)
-        walker = Walker(db)
-        n = sum(1 for _ in walker.walk())
-        if n > best_records:
-            best, best_records = pgid, n
+        score, records = _root_score(db, pgid, bool(referenced[pgid]))
+        if best_score is None or score > best_score:
+            best, best_score, best_records = pgid, score, records
     db.meta = None
-    return best, max(best_records, 0), len(roots)
+    return best, best_records, len(roots)
+
+
+def _root_score(db: DB, pgid: int, referenced: bool):
+    """How likely a candidate root is the last committed one; higher wins.
+
+    Old roots survive in free pages, so "most records" alone would often pick
+    an older tree (etcd's compaction shrinks the newest one).  In order:
+    1. a damaged meta that still names this page as its root (its txid);
+    2. for etcd files, the tree's ``meta/consistent_index`` (it only grows);
+    3. fewer problems in the tree (a stale tree is often partly overwritten);
+    4. no branch page pointing at it;
+    5. more records.
+    """
+    named = max((m.txid for m in db.metas if m.root == pgid), default=-1)
+    db.meta = _synthetic_meta(db, pgid, 1, 0, S.PGID_NO_FREELIST)
+    problems = Collector(limit=0)
+    walker = Walker(db, problems)
+    records = 0
+    index = -1
+    for bucket, rec in walker.walk():
+        records += 1
+        if bucket.path == (b"meta",) and rec.key == b"consistent_index" and len(rec.value) == 8:
+            index = int.from_bytes(rec.value, "big")
+    return (named >= 0, named, index, -problems.total, not referenced, records), records
 
 
 def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:

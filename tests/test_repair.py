@@ -603,3 +603,22 @@ def test_newest_root_past_the_end_falls_back_to_the_other_meta(tmp_path):
                     for b, r in Walker(db).walk()]
     got = [(tuple(r["path"]), r["key"], r["value"]) for r in oracle.oracle_dump(out)]
     assert got == expected
+
+
+def test_zeroed_metas_on_etcd_rediscover_the_newest_tree(tmp_path):
+    """With both metas wiped, older roots still sit in free pages (and hold
+    more records: etcd's compaction shrank the newest tree).  The newest is
+    the one with the highest meta/consistent_index."""
+    original = REPO / "fixtures" / "etcd" / "etcd-3.5.db"
+    with DB(original) as db:
+        real_root = db.meta.root
+    src = damage.copy_fixture(str(original), tmp_path, "e.db")
+    with open(src, "r+b") as f:
+        for index in (0, 1):
+            f.seek(index * 4096 + 16)
+            f.write(b"\0" * 64)
+    out = tmp_path / "fixed.db"
+    code, rep, _ = cli_repair(src, out)
+    assert code == 1 and rep["root_rediscovered"] is True
+    assert rep["meta"]["root"] == real_root
+    assert oracle.oracle_dump(out) == oracle.oracle_dump(original)
