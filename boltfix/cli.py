@@ -14,13 +14,14 @@ import functools
 import json
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 
 from boltfix import __version__
-from boltfix.errors import BoltError
-from boltfix.reader import DB
+
+if TYPE_CHECKING:  # imported where needed: `boltfix --help` never loads them
+    from boltfix.reader import DB
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
 
@@ -49,6 +50,8 @@ def guarded(f):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
+        from boltfix.errors import BoltError
+
         try:
             return f(*args, **kwargs)
         except BoltError as exc:
@@ -72,6 +75,8 @@ def guarded(f):
 
 
 def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None) -> DB:
+    from boltfix.reader import DB
+
     return DB(path, page_size=page_size, meta=meta_index)
 
 
@@ -399,6 +404,8 @@ def buckets(db, as_json, page_size, meta_index):
 
     d = open_db(db, page_size, meta_index)
     if d.meta is None:
+        from boltfix.errors import BoltError
+
         raise BoltError(f"{db}: both meta pages are invalid (try --meta 0 or --meta 1)")
     result = DumpResult()
     tree = bucket_tree(d, report=result.findings.append)
@@ -461,6 +468,8 @@ def _open_bucket_or_exit(d, names, what):
     from boltfix.walk import Walker
 
     if d.meta is None:
+        from boltfix.errors import BoltError
+
         raise BoltError("both meta pages are invalid (try --meta 0 or --meta 1)")
     result = DumpResult()
     walker = Walker(d, report=result.findings.append)

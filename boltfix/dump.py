@@ -73,6 +73,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
@@ -129,6 +130,13 @@ def _is_text(b: bytes) -> Optional[str]:
     return None
 
 
+# json.dumps(s, ensure_ascii=False) is encode_basestring(s), and json.dumps(s)
+# is encode_basestring_ascii(s) (both in C): the same bytes without building a
+# JSONEncoder per call.
+_json_str = json.encoder.encode_basestring
+_json_str_ascii = json.encoder.encode_basestring_ascii
+
+
 def _enc_hex(b) -> Tuple[str, Optional[str]]:
     return '"' + b.hex() + '"', None
 
@@ -140,9 +148,9 @@ def _enc_base64(b) -> Tuple[str, Optional[str]]:
 def _enc_utf8(b) -> Tuple[str, Optional[str]]:
     b = bytes(b)
     try:
-        return json.dumps(b.decode("utf-8"), ensure_ascii=False), None
+        return _json_str(b.decode("utf-8")), None
     except UnicodeDecodeError:
-        return json.dumps(b.decode("utf-8", "surrogateescape")), None
+        return _json_str_ascii(b.decode("utf-8", "surrogateescape")), None
 
 
 def _enc_auto(b) -> Tuple[str, Optional[str]]:
@@ -150,7 +158,7 @@ def _enc_auto(b) -> Tuple[str, Optional[str]]:
     s = _is_text(b)
     if s is None:
         return '"' + b.hex() + '"', "hex"
-    return json.dumps(s, ensure_ascii=False), None
+    return _json_str(s), None
 
 
 ENCODERS = {"hex": _enc_hex, "base64": _enc_base64, "utf8": _enc_utf8, "auto": _enc_auto}
@@ -450,66 +458,120 @@ class Dumper:
 
     # -- live
     def dump_live(self, walker: Walker, start: Bucket) -> None:
-        """Live records in tree order.  The hot path builds bytes straight
-        into one bytearray (hexlify of zero-copy memoryviews for --encoding
-        hex), writing it out in ~1 MB chunks; the first record goes at once."""
+        """Live records in tree order, a page's run of records at a time
+        (:meth:`Walker.walk_batches`).
+
+        For ``--format jsonl --encoding hex`` without etcd decoding a record
+        is five byte strings (path and key prefix, the key's hex, the middle,
+        the value's hex -- hexlify of the zero-copy view --, the page's tail)
+        put on a list that is joined and written once per ~1 MB: no dict, no
+        ``json.dumps``, no per-record string concatenation.  Plain records in
+        the other encodings go on the list as str pieces the same way (the
+        list is joined and encoded per write); bucket entries, etcd's
+        top-level buckets, secrets and ``--format text`` are one line per
+        record.  The first page goes out at once (``| head`` sees it).
+        """
         opts = self.opts
         out = self.out
         out.flush()
         stream = out.stream
+        chunk = out.chunk
         hexlify = binascii.hexlify
-        fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not self.etcd
         etcd = self.etcd
         text = opts.fmt == "text"
+        fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not etcd
+        enc = self.enc
+        mid = b'","value":"'
         cur = None
+        path = ()
         pathj = ""
         pre = b""
         top_etcd = None
         secret = False
-        limit = self.limit
-        emitted = self.emitted
+        left = None if self.limit is None else self.limit - self.emitted
         count = 0
-        ba = bytearray()
-        threshold = 1  # first record at once, then big chunks
+        # output pieces: bytes on the hex fast path, else str encoded per write
+        parts: list = []
+        size = 0  # about how many bytes are on parts
+        if fast:
+            join = b"".join
+        else:
+            def join(pieces):
+                return "".join(pieces).encode("utf-8", "surrogateescape")
+        first = True
         try:
-            for bucket, rec in walk_from(walker, start, opts.prefix):
+            for bucket, batch in walker.walk_batches(start, opts.prefix):
                 if bucket is not cur:
                     cur = bucket
-                    pathj = self._path_json(bucket.path)
+                    path = bucket.path
+                    pathj = self._path_json(path)
                     pre = (pathj + ',"key":"').encode()
-                    top_etcd = bucket.path[0] if etcd and len(bucket.path) == 1 else None
-                    secret = (len(bucket.path) == 1 and bucket.path[0] in E.SECRET_BUCKETS
+                    top_etcd = path[0] if etcd and len(path) == 1 else None
+                    secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
                               and not opts.show_secrets)
-                if fast and not secret and not rec.flags & S.BUCKET_LEAF_FLAG:
-                    ba += pre
-                    ba += hexlify(rec.key)
-                    ba += b'","value":"'
-                    ba += hexlify(rec.value)
-                    ba += b'","type":"kv","page":%d,"state":"live"}\n' % rec.page
-                else:
-                    is_bucket = bool(rec.flags & S.BUCKET_LEAF_FLAG)
+                keys = batch.keys
+                values = batch.values
+                page = batch.page
+                n = len(keys)
+                if left is not None and n > left - count:
+                    n = left - count
+                    keys = keys[:n]
+                    values = values[:n]
+                if batch.bucket_entry is not None:
                     if text:
-                        line = self._text(bucket.path, rec.key, rec.value, is_bucket, rec.page,
-                                          LIVE, etcd_bucket=top_etcd)
+                        line = self._text(path, keys[0], values[0], True, page, LIVE,
+                                          etcd_bucket=top_etcd)
                     else:
-                        line = self._line(pathj, bucket.path, rec.key, rec.value, is_bucket,
-                                          rec.page, LIVE, etcd_bucket=top_etcd)
-                    ba += line.encode("utf-8", "surrogateescape")
-                count += 1
-                if len(ba) >= threshold:
-                    stream.write(ba)
-                    if threshold == 1:
+                        line = self._line(pathj, path, keys[0], values[0], True, page, LIVE,
+                                          etcd_bucket=top_etcd)
+                    if fast:
+                        line = line.encode("utf-8", "surrogateescape")
+                    parts.append(line)
+                    size += len(line)
+                elif fast and not secret:
+                    tail = b'","type":"kv","page":%d,"state":"live"}\n' % page
+                    for key, value in zip(keys, values):
+                        parts += (pre, hexlify(key), mid, hexlify(value), tail)
+                    size += 2 * sum(map(len, values)) + 100 * n
+                elif fast:
+                    data = "".join([self._line(pathj, path, key, value, False, page, LIVE)
+                                    for key, value in zip(keys, values)]
+                                   ).encode("utf-8", "surrogateescape")
+                    parts.append(data)
+                    size += len(data)
+                elif not text and not secret and top_etcd is None:
+                    # what _line builds for a live kv record, as pieces
+                    tail = ',"type":"kv","page":%d,"state":"live"}\n' % page
+                    for key, value in zip(keys, values):
+                        kj, ke = enc(key)
+                        vj, ve = enc(value)
+                        parts += (pathj, ',"key":', kj,
+                                  ',"key_encoding":"hex","value":' if ke else ',"value":', vj,
+                                  ',"value_encoding":"hex"' + tail if ve else tail)
+                    size += 2 * sum(map(len, values)) + 100 * n
+                else:
+                    render = self._text if text else partial(self._line, pathj)
+                    for key, value in zip(keys, values):
+                        line = render(path, key, value, False, page, LIVE,
+                                      etcd_bucket=top_etcd)
+                        parts.append(line)
+                        size += len(line)
+                count += n
+                if size >= chunk or first:
+                    stream.write(join(parts))
+                    if first:
                         stream.flush()
-                        threshold = out.chunk
-                    ba.clear()
-                if limit is not None and emitted + count >= limit:
+                        first = False
+                    parts.clear()
+                    size = 0
+                if left is not None and count >= left:
                     raise _Limit()
         except _Limit:
-            stream.write(ba)
+            stream.write(join(parts))
             stream.flush()
             raise
         else:
-            stream.write(ba)
+            stream.write(join(parts))
             stream.flush()
         finally:
             self.result.records[LIVE] += count

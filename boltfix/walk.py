@@ -154,14 +154,26 @@ class Walker:
         for bucket, batch in self.walk_batches():
             yield from zip(repeat(bucket), batch.records())
 
-    def walk_batches(self) -> Iterator[Tuple[Bucket, Batch]]:
+    def walk_batches(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None
+                     ) -> Iterator[Tuple[Bucket, Batch]]:
         """:meth:`walk`'s stream, grouped: (bucket, :class:`Batch`) per run of
         plain records of one page, and a batch of one per bucket entry, whose
-        sub-bucket's batches follow it at once."""
-        top = self.root_bucket()
+        sub-bucket's batches follow it at once.
+
+        ``start``: walk that bucket and below instead of the whole file.
+        ``prefix``: only the keys of ``start`` itself that begin with it (a
+        matching sub-bucket comes whole); the walk stops at the first key
+        past them.  Keys that do not match are dropped before anything looks
+        at them: a non-matching bucket entry is not opened, a non-matching
+        plain key of the root bucket is not reported.
+        """
+        top = self.root_bucket() if start is None else start
         if top is None:
             return
-        stack = [(top, self._leaves(top))]
+        leaves = self._leaves(top)
+        if prefix is not None:
+            leaves = _prefixed(leaves, prefix)
+        stack = [(top, leaves)]
         while stack:
             bucket, leaves = stack[-1]
             for leaf in leaves:
@@ -535,6 +547,29 @@ def _leaf_page(buf, raw, off, count, end):
         values.append(buf[v:e])
         eoff += S.LEAF_ELEMENT_SIZE
     return flags, values, keys
+
+
+def _prefixed(leaves: Iterator[_Leaf], prefix: bytes) -> Iterator[_Leaf]:
+    """The keys of an ascending leaf stream that start with ``prefix``.
+
+    They are one contiguous run: keys below ``prefix`` are skipped, and the
+    first key past the run ends the stream (no further leaf is read).
+    """
+    for page, idxs, flags, keys, values in leaves:
+        n = len(keys)
+        i = 0
+        while i < n and keys[i] < prefix:
+            i += 1
+        j = i
+        while j < n and keys[j].startswith(prefix):
+            j += 1
+        if i < j:
+            if i == 0 and j == n:
+                yield page, idxs, flags, keys, values
+            else:
+                yield page, idxs[i:j], flags[i:j], keys[i:j], values[i:j]
+        if j < n:
+            return
 
 
 def _ascending(keys: List[bytes]) -> bool:
