@@ -74,6 +74,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import repeat
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
@@ -299,29 +300,10 @@ def walk_from(walker: Walker, start: Bucket, prefix: Optional[bytes] = None
               ) -> Iterator[Tuple[Bucket, Record]]:
     """Like :meth:`Walker.walk` but from ``start``; ``prefix`` filters the
     keys of ``start`` itself (a matching sub-bucket comes whole) and stops
-    the walk once keys have passed it."""
-    stack = [(start, walker.records(start))]
-    while stack:
-        bucket, it = stack[-1]
-        rec = next(it, None)
-        if rec is None:
-            stack.pop()
-            continue
-        if prefix is not None and len(stack) == 1 and not rec.key.startswith(prefix):
-            if rec.key > prefix:
-                stack.pop()
-            continue
-        if not bucket.path and not rec.is_bucket:
-            walker.report(Finding(
-                "root-entry-not-bucket",
-                "the root bucket holds a plain key; bbolt allows only buckets there",
-                ERROR, rec.page, (), (rec.key,), {}))
-            continue
-        if rec.is_bucket:
-            rec.child = walker.open_bucket(bucket, rec)
-        yield bucket, rec
-        if rec.child is not None:
-            stack.append((rec.child, walker.records(rec.child)))
+    the walk once keys have passed it.  (:meth:`Walker.walk_batches` with
+    ``start`` and ``prefix``, a record at a time.)"""
+    for bucket, batch in walker.walk_batches(start, prefix):
+        yield from zip(repeat(bucket), batch.records())
 
 
 def top_level_names(db: DB) -> List[bytes]:
