@@ -239,6 +239,9 @@ def page_view(db: DB, pgid: int) -> dict:
                             "problems": [f.message for f in fl.findings]}
     elif p.flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
         view["elements"] = [_element_json(el, p.flags) for el in p.elements()]
+        problem = p.count_problem()
+        if problem:
+            view["count_problem"] = problem
     return view
 
 

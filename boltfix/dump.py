@@ -82,7 +82,9 @@ from boltfix import structs as S
 from boltfix.errors import ERROR, Finding
 from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
-from boltfix.walk import Bucket, Record, Walker, _branch_elements, _leaf_elements
+from boltfix.reader import branch_elements as _branch_elements
+from boltfix.reader import leaf_elements as _leaf_elements
+from boltfix.walk import Bucket, Record, Walker
 
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)

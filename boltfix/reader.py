@@ -173,11 +173,11 @@ class Page:
 
     def elements(self) -> List[Element]:
         """Decode the element array (branch or leaf) with every bound checked."""
-        if self.flags == S.BRANCH_PAGE_FLAG:
-            return list(iter_branch_elements(self.db.buf, self.offset, self.count, self.run_end))
-        if self.flags == S.LEAF_PAGE_FLAG:
-            return list(iter_leaf_elements(self.db.buf, self.offset, self.count, self.run_end))
-        return []
+        return page_elements(self.db.buf, self.offset, self.flags, self.count, self.run_end)[0]
+
+    def count_problem(self) -> Optional[str]:
+        """``element-count-overflow``/``-corrupt`` when the count cannot be trusted."""
+        return page_elements(self.db.buf, self.offset, self.flags, self.count, self.run_end)[1]
 
     def meta(self) -> Meta:
         return decode_meta(self.db.buf, self.offset, self.pgid)
@@ -186,41 +186,127 @@ class Page:
         return read_freelist(self.db, self)
 
 
-def iter_branch_elements(buf, page_off: int, count: int, end: int) -> Iterator[Element]:
-    """Branch elements of the page at ``page_off`` whose run ends at ``end``."""
-    base = page_off + S.PAGE_HEADER_SIZE
-    fit = max(0, (end - base) // S.BRANCH_ELEMENT_SIZE)
-    for i in range(min(count, fit)):
-        eoff = base + i * S.BRANCH_ELEMENT_SIZE
-        pos, ksize, child = S.BRANCH_ELEMENT.unpack_from(buf, eoff)
-        el = Element(index=i, offset=eoff, child=child, pos=pos, ksize=ksize)
-        kstart = eoff + pos
-        if ksize == 0:
-            el.problem = "key-empty"
-        elif kstart + ksize > end or pos < S.BRANCH_ELEMENT_SIZE * (count - i):
-            el.problem = "element-out-of-bounds"
-        else:
-            el.key = bytes(buf[kstart: kstart + ksize])
-        yield el
+COUNT_PROBLEMS = ("element-count-overflow", "element-count-corrupt")
 
 
-def iter_leaf_elements(buf, page_off: int, count: int, end: int) -> Iterator[Element]:
-    """Leaf elements of the page at ``page_off`` whose run ends at ``end``."""
+def page_elements(buf, page_off: int, flags: int, count: int, end: int):
+    """(elements, count problem) of a branch or leaf page, for people.
+
+    The same checked decoding the walk uses (:func:`leaf_elements`,
+    :func:`branch_elements`), with each element's raw fields added.
+    """
+    out: List[Element] = []
+    problem = None
     base = page_off + S.PAGE_HEADER_SIZE
-    fit = max(0, (end - base) // S.LEAF_ELEMENT_SIZE)
-    for i in range(min(count, fit)):
-        eoff = base + i * S.LEAF_ELEMENT_SIZE
-        flags, pos, ksize, vsize = S.LEAF_ELEMENT.unpack_from(buf, eoff)
-        el = Element(index=i, offset=eoff, flags=flags, pos=pos, ksize=ksize, vsize=vsize)
-        kstart = eoff + pos
+    if flags == S.BRANCH_PAGE_FLAG:
+        for idx, key, child, trouble in branch_elements(buf, page_off, count, end):
+            if trouble in COUNT_PROBLEMS:
+                problem = trouble
+                continue
+            eoff = base + idx * S.BRANCH_ELEMENT_SIZE
+            pos, ksize, _ = S.BRANCH_ELEMENT.unpack_from(buf, eoff)
+            out.append(Element(index=idx, offset=eoff, key=key, child=child, pos=pos,
+                               ksize=ksize, problem=trouble))
+    elif flags == S.LEAF_PAGE_FLAG:
+        for idx, eflags, key, value, trouble in leaf_elements(buf, page_off, count, end):
+            if trouble in COUNT_PROBLEMS:
+                problem = trouble
+                continue
+            eoff = base + idx * S.LEAF_ELEMENT_SIZE
+            _, pos, ksize, vsize = S.LEAF_ELEMENT.unpack_from(buf, eoff)
+            out.append(Element(index=idx, offset=eoff, key=key, value=value, flags=eflags,
+                               pos=pos, ksize=ksize, vsize=vsize, problem=trouble))
+    return out, problem
+
+
+# ---------------------------------------------------------------- element primitives
+def leaf_elements(buf, off, count, end):
+    """(index, flags, key, value, problem) for each leaf element that fits.
+
+    ``off`` is the page start, ``end`` the end of its usable run.  The element
+    array is unpacked in one go; keys are copied (they are compared), values
+    stay zero-copy memoryviews of the map.
+    """
+    base = off + S.PAGE_HEADER_SIZE
+    n, problem = usable_count(buf, base, count, end, S.LEAF_ELEMENT_SIZE, 4)
+    if problem:
+        yield n, 0, b"", None, problem
+    data_floor = base + S.LEAF_ELEMENT_SIZE * n
+    eoff = base
+    for i, (flags, pos, ksize, vsize) in enumerate(
+            S.LEAF_ELEMENT.iter_unpack(buf[base:data_floor])):
+        k = eoff + pos
+        v = k + ksize
+        e = v + vsize
+        eoff += S.LEAF_ELEMENT_SIZE
         if ksize == 0:
-            el.problem = "key-empty"
-        elif kstart + ksize + vsize > end or pos < S.LEAF_ELEMENT_SIZE * (count - i):
-            el.problem = "element-out-of-bounds"
+            yield i, flags, b"", None, "key-empty"
+        elif e > end or k < data_floor:
+            yield i, flags, b"", None, "element-out-of-bounds"
         else:
-            el.key = bytes(buf[kstart: kstart + ksize])
-            el.value = buf[kstart + ksize: kstart + ksize + vsize]
-        yield el
+            yield i, flags, bytes(buf[k:v]), buf[v:e], None
+
+
+def branch_elements(buf, off, count, end):
+    """(index, key, child, problem) for each branch element that fits."""
+    base = off + S.PAGE_HEADER_SIZE
+    n, problem = usable_count(buf, base, count, end, S.BRANCH_ELEMENT_SIZE, 0)
+    if problem:
+        yield n, b"", 0, problem
+    data_floor = base + S.BRANCH_ELEMENT_SIZE * n
+    eoff = base
+    for i, (pos, ksize, child) in enumerate(
+            S.BRANCH_ELEMENT.iter_unpack(buf[base:data_floor])):
+        k = eoff + pos
+        e = k + ksize
+        eoff += S.BRANCH_ELEMENT_SIZE
+        if ksize == 0:
+            yield i, b"", child, "key-empty"
+        elif e > end or k < data_floor:
+            yield i, b"", child, "element-out-of-bounds"
+        else:
+            yield i, bytes(buf[k:e]), child, None
+
+
+def elements_end(buf, off, flags, count, end) -> int:
+    """Offset just past the last byte that any in-bounds element uses."""
+    base = off + S.PAGE_HEADER_SIZE
+    leaf = flags == S.LEAF_PAGE_FLAG
+    n, _ = usable_count(buf, base, count, end, S.LEAF_ELEMENT_SIZE, 4 if leaf else 0)
+    top = base + S.LEAF_ELEMENT_SIZE * n
+    eoff = base
+    if leaf:
+        for _, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(buf[base:top]):
+            e = eoff + pos + ksize + vsize
+            if top < e <= end:
+                top = e
+            eoff += S.LEAF_ELEMENT_SIZE
+    else:
+        for pos, ksize, _ in S.BRANCH_ELEMENT.iter_unpack(buf[base:top]):
+            e = eoff + pos + ksize
+            if top < e <= end:
+                top = e
+            eoff += S.BRANCH_ELEMENT_SIZE
+    return top
+
+
+def usable_count(buf, base, count, end, size, pos_field):
+    """How many elements to read when ``count`` may be damaged.
+
+    bbolt packs all element headers first and the data after them, so
+    element 0's ``pos`` is exactly ``count * size``.  When the header's count
+    does not fit the run, that gives the real count back
+    (``element-count-corrupt``: nothing lost); when it cannot, read what fits
+    (``element-count-overflow``: the rest is lost).  Returns (n, problem).
+    """
+    fit = max(0, (end - base) // size)
+    if count <= fit:
+        return count, None
+    if fit:
+        pos0 = S.U32.unpack_from(buf, base + pos_field)[0]
+        if pos0 % size == 0 and 0 < pos0 // size <= fit:
+            return pos0 // size, "element-count-corrupt"
+    return fit, "element-count-overflow"
 
 
 # ---------------------------------------------------------------- freelist

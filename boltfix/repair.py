@@ -33,7 +33,8 @@ from boltfix import structs as S
 from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
 from boltfix.reader import DB, Meta
-from boltfix.walk import Walker, _branch_elements
+from boltfix.reader import branch_elements as _branch_elements
+from boltfix.walk import Walker
 
 # Walk findings that mean data of the input did not make it into the output.
 LOSS_CODES = frozenset({
@@ -270,7 +271,7 @@ def _root_score(db: DB, pgid: int, referenced: bool):
 
 
 def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
-    from boltfix.walk import _leaf_elements
+    from boltfix.reader import leaf_elements as _leaf_elements
 
     for _, flags, _, value, problem in _leaf_elements(db.buf, pgid * db.page_size, count, end):
         if problem or not flags & S.BUCKET_LEAF_FLAG or len(value) < S.BUCKET_HEADER_SIZE:

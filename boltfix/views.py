@@ -113,6 +113,8 @@ def render_page(c, v: dict) -> None:
         head += f" [red]self-id {v['self_id']}[/red]"
     if not v["run_complete"]:
         head += " [red]run past end of file[/red]"
+    if v.get("count_problem"):
+        head += f" [red]{v['count_problem']}[/red]"
     c.print(head)
     if "meta" in v:
         t = Table(show_header=False)

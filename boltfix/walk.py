@@ -25,6 +25,9 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
 from boltfix.reader import DB
+from boltfix.reader import branch_elements as _branch_elements
+from boltfix.reader import elements_end as _elements_end
+from boltfix.reader import leaf_elements as _leaf_elements
 
 Report = Callable[[Finding], None]
 
@@ -492,33 +495,6 @@ class Walker:
 
 
 # ---------------------------------------------------------------- elements
-def _leaf_elements(buf, off, count, end):
-    """(index, flags, key, value, problem) for each leaf element that fits.
-
-    ``off`` is the page start, ``end`` the end of its usable run.  The element
-    array is unpacked in one go; keys are copied (they are compared), values
-    stay zero-copy memoryviews of the map.
-    """
-    base = off + S.PAGE_HEADER_SIZE
-    n, problem = _usable_count(buf, base, count, end, S.LEAF_ELEMENT_SIZE, 4)
-    if problem:
-        yield n, 0, b"", None, problem
-    data_floor = base + S.LEAF_ELEMENT_SIZE * n
-    eoff = base
-    for i, (flags, pos, ksize, vsize) in enumerate(
-            S.LEAF_ELEMENT.iter_unpack(buf[base:data_floor])):
-        k = eoff + pos
-        v = k + ksize
-        e = v + vsize
-        eoff += S.LEAF_ELEMENT_SIZE
-        if ksize == 0:
-            yield i, flags, b"", None, "key-empty"
-        elif e > end or k < data_floor:
-            yield i, flags, b"", None, "element-out-of-bounds"
-        else:
-            yield i, flags, bytes(buf[k:v]), buf[v:e], None
-
-
 def _leaf_page(buf, raw, off, count, end):
     """(flags, values, keys) of a whole leaf page, or None when any element
     is out of bounds or has an empty key (or the count overruns the run).
@@ -575,68 +551,6 @@ def _prefixed(leaves: Iterator[_Leaf], prefix: bytes) -> Iterator[_Leaf]:
 def _ascending(keys: List[bytes]) -> bool:
     """Strictly increasing (in C)."""
     return all(map(lt, keys, islice(keys, 1, None)))
-
-
-def _branch_elements(buf, off, count, end):
-    """(index, key, child, problem) for each branch element that fits."""
-    base = off + S.PAGE_HEADER_SIZE
-    n, problem = _usable_count(buf, base, count, end, S.BRANCH_ELEMENT_SIZE, 0)
-    if problem:
-        yield n, b"", 0, problem
-    data_floor = base + S.BRANCH_ELEMENT_SIZE * n
-    eoff = base
-    for i, (pos, ksize, child) in enumerate(
-            S.BRANCH_ELEMENT.iter_unpack(buf[base:data_floor])):
-        k = eoff + pos
-        e = k + ksize
-        eoff += S.BRANCH_ELEMENT_SIZE
-        if ksize == 0:
-            yield i, b"", child, "key-empty"
-        elif e > end or k < data_floor:
-            yield i, b"", child, "element-out-of-bounds"
-        else:
-            yield i, bytes(buf[k:e]), child, None
-
-
-def _elements_end(buf, off, flags, count, end) -> int:
-    """Offset just past the last byte that any in-bounds element uses."""
-    base = off + S.PAGE_HEADER_SIZE
-    leaf = flags == S.LEAF_PAGE_FLAG
-    n, _ = _usable_count(buf, base, count, end, S.LEAF_ELEMENT_SIZE, 4 if leaf else 0)
-    top = base + S.LEAF_ELEMENT_SIZE * n
-    eoff = base
-    if leaf:
-        for _, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(buf[base:top]):
-            e = eoff + pos + ksize + vsize
-            if top < e <= end:
-                top = e
-            eoff += S.LEAF_ELEMENT_SIZE
-    else:
-        for pos, ksize, _ in S.BRANCH_ELEMENT.iter_unpack(buf[base:top]):
-            e = eoff + pos + ksize
-            if top < e <= end:
-                top = e
-            eoff += S.BRANCH_ELEMENT_SIZE
-    return top
-
-
-def _usable_count(buf, base, count, end, size, pos_field):
-    """How many elements to read when ``count`` may be damaged.
-
-    bbolt packs all element headers first and the data after them, so
-    element 0's ``pos`` is exactly ``count * size``.  When the header's count
-    does not fit the run, that gives the real count back
-    (``element-count-corrupt``: nothing lost); when it cannot, read what fits
-    (``element-count-overflow``: the rest is lost).  Returns (n, problem).
-    """
-    fit = max(0, (end - base) // size)
-    if count <= fit:
-        return count, None
-    if fit:
-        pos0 = S.U32.unpack_from(buf, base + pos_field)[0]
-        if pos0 % size == 0 and 0 < pos0 // size <= fit:
-            return pos0 // size, "element-count-corrupt"
-    return fit, "element-count-overflow"
 
 
 def _where(pgid, parents, lo, hi):
