@@ -82,7 +82,6 @@ from boltfix import structs as S
 from boltfix.errors import ERROR, Finding
 from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
-from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import leaf_elements as _leaf_elements
 from boltfix.walk import Bucket, Record, Walker
 
@@ -235,41 +234,9 @@ class _Limit(Exception):
 
 # ---------------------------------------------------------------- lookups
 def find_in_bucket(walker: Walker, bucket: Bucket, key: bytes) -> Optional[Record]:
-    """The record for ``key`` in ``bucket``, descending the tree (O(depth)).
-
-    Uses the walker's checks for every page it follows.  Children whose key
-    range may hold ``key`` are all tried (a damaged branch key widens ranges).
-    """
-    # a fresh reachability map per lookup: two lookups may pass the same pages
-    walker = Walker(walker.db, report=walker.report)
-    if bucket.is_inline:
-        for rec in walker.records(bucket):
-            if rec.key == key:
-                return rec
-            if rec.key > key:
-                return None
-        return None
-    buf = walker.buf
-    stack = [(bucket.root, None, None, ())]
-    while stack:
-        pgid, lo, hi, parents = stack.pop()
-        header = walker._follow(pgid, parents, bucket.path, lo, hi)
-        if header is None:
-            continue
-        flags, count, end = header
-        path = parents + (pgid,)
-        off = pgid * walker.page_size
-        if flags == S.BRANCH_PAGE_FLAG:
-            frames = walker._branch_children(off, count, end, lo, hi, path, bucket.path)
-            for fr in reversed(frames):
-                c, flo, fhi, _ = fr
-                if (flo is None or key >= flo) and (fhi is None or key < fhi):
-                    stack.append(fr)
-            continue
-        for idx, eflags, k, value, problem in _leaf_elements(buf, off, count, end):
-            if problem is None and k == key:
-                return Record(k, value, eflags, pgid, idx)
-    return None
+    """The record for ``key`` in ``bucket`` (a fresh walker: two lookups may
+    pass the same pages)."""
+    return Walker(walker.db, report=walker.report).find(bucket, key)
 
 
 def open_path(walker: Walker, names: Sequence[str]) -> Tuple[Optional[Bucket], str]:

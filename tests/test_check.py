@@ -17,7 +17,6 @@ import pytest
 
 import damage
 import oracle
-from boltfix import structs as S
 from boltfix.check import BBOLT_EQUIVALENT, CheckResult, check
 from boltfix.reader import DB
 

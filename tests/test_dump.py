@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -280,8 +278,10 @@ def test_orphan_pages_past_hwm_and_unlisted(tmp_path):
 def test_orphan_unreachable_unfreed_with_synced_freelist(tmp_path):
     path = _copy("freed", tmp_path)
     d = damage.KINDS["freelist-leak"].apply(path)  # drops ids from the freelist
+    leaked = {page for code, page in d.expect if code == "unreachable-unfreed"}
     recs, _ = hexdump_records(path, "--include", "orphan", ok=(0, 1))
     assert recs and {x["state"] for _, x in recs} == {"orphan"}
+    assert leaked and {x["page"] for _, x in recs} <= leaked
 
 
 def test_free_scan_skips_overflow_continuations(tmp_path):

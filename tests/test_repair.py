@@ -24,7 +24,6 @@ import bisect
 import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
