@@ -85,8 +85,8 @@ def _render_etcd(c, e: dict) -> None:
         ("term", e["term"]),
         ("revisions in `key`", f"{revs['first']} .. {revs['last']} "
                                f"({revs['records']:,} records, {revs['tombstones']:,} tombstones)"),
-        ("scheduled compaction", e["scheduled_compact_revision"]),
-        ("finished compaction", e["finished_compact_revision"]),
+        ("scheduled compaction", _revision(e["scheduled_compact_revision"])),
+        ("finished compaction", _revision(e["finished_compact_revision"])),
         ("members", ", ".join(_member(m) for m in e["members"]) or "-"),
         ("auth enabled", e["auth_enabled"]),
         ("users / leases", f"{e['users']} / {e['leases']}"),
@@ -94,6 +94,29 @@ def _render_etcd(c, e: dict) -> None:
     for k, v in rows:
         t.add_row(k, str(v))
     c.print(t)
+
+
+def _revision(rev) -> str:
+    """An etcd revision dict as etcd prints it: main, or main.sub."""
+    if isinstance(rev, dict) and "main" in rev:
+        return str(rev["main"]) + (f".{rev['sub']}" if rev.get("sub") else "")
+    return "-" if rev is None else str(rev)
+
+
+def _key_range(bucket, rng) -> str:
+    """A pruned subtree's key range; as etcd revisions in etcd's `key` bucket."""
+    lo, hi = rng
+    if tuple(bucket) == (b"key",):
+        from boltfix.etcd import decode_revision
+
+        def rev(text):
+            try:
+                r = decode_revision(bytes.fromhex(text))
+            except ValueError:
+                r = None
+            return _revision(r) if r else text
+        return f"revisions {rev(lo)} .. {rev(hi) if hi != '-' else 'end'}"
+    return f"keys {lo} .. {hi}"
 
 
 def _member(m) -> str:
@@ -199,7 +222,7 @@ def render_repair(c, r) -> None:
         t.add_column("what was lost")
         for f in r.dropped[:200]:
             rng = f.detail.get("key_range") if f.detail else None
-            extra = f" (keys {rng[0]} .. {rng[1]})" if rng else ""
+            extra = f" ({_key_range(f.bucket, rng)})" if rng else ""
             t.add_row(f.code, "" if f.page is None else str(f.page),
                       "/".join(name_text(b) for b in f.bucket), f.message + extra)
         c.print(t)
