@@ -372,14 +372,16 @@ def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
         click.echo(f"boltfix: {db}: both meta pages are invalid; bbolt cannot open it "
                    "(try --meta 0 or --meta 1, or --include orphan)", err=True)
         sys.exit(EXIT_CANNOT)
-    opts = DumpOptions(bucket=buckets, prefix=pfx, fmt=fmt, encoding=encoding,
-                       decode=decode, include=include, limit=limit,
-                       show_secrets=show_secrets)
-    try:
-        result = run_dump(d, opts)
-    except BrokenPipeError:
-        _stdout_gone()
-        raise
+    # a bar only when the records go to a file or pipe and stderr is a terminal
+    with progress_bar("dumping", d.page_limit, not sys.stdout.isatty()) as cb:
+        opts = DumpOptions(bucket=buckets, prefix=pfx, fmt=fmt, encoding=encoding,
+                           decode=decode, include=include, limit=limit,
+                           show_secrets=show_secrets, progress=cb)
+        try:
+            result = run_dump(d, opts)
+        except BrokenPipeError:
+            _stdout_gone()
+            raise
     _report_damage(result)
     if "free" in include or "orphan" in include:
         r = result.records

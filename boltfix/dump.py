@@ -205,6 +205,8 @@ class DumpOptions:
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
+    #: called with the number of pages walked so far (a progress bar)
+    progress: Optional[Callable[[int], None]] = None
 
 
 @dataclass
@@ -596,7 +598,7 @@ class Dumper:
         db = self.db
         opts = self.opts
         res = self.result
-        walker = Walker(db, report=res.findings.append)
+        walker = Walker(db, report=res.findings.append, progress=opts.progress)
         full_walk = False
         try:
             if LIVE in opts.include:
