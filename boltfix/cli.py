@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import os
+import stat
 import sys
 from typing import TYPE_CHECKING, Optional
 
@@ -94,23 +95,49 @@ def _json_default(obj):
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: Optional[int], enabled: bool = True):
-    """A rich progress bar on stderr, only when stderr is a terminal.
+    """A rich progress bar on stderr, only when stderr is a terminal, and only
+    once the work has run for a second (short runs stay quiet).
 
-    Yields a callback taking the number of units done so far.
+    Yields a callback taking the number of pages done so far.
     """
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    import time
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     count = ("{task.completed:,}/{task.total:,} pages" if total is not None
              else "{task.completed:,} pages")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn(count), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(count),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = bar.add_task(description, total=total)
+    show_after = time.monotonic() + 1.0
+    shown = False
+
+    def update(done: int) -> None:
+        nonlocal shown
+        if not shown:
+            if time.monotonic() < show_after:
+                return
+            bar.start()
+            shown = True
+        bar.update(task, completed=done)
+
+    try:
+        yield update
+    finally:
+        if shown:
+            bar.stop()
+
+
+def _stdout_is_a_file() -> bool:
+    """True when stdout is redirected to a regular file (not a terminal or pipe)."""
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def console():
@@ -372,8 +399,8 @@ def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
         click.echo(f"boltfix: {db}: both meta pages are invalid; bbolt cannot open it "
                    "(try --meta 0 or --meta 1, or --include orphan)", err=True)
         sys.exit(EXIT_CANNOT)
-    # a bar only when the records go to a file or pipe and stderr is a terminal
-    with progress_bar("dumping", d.page_limit, not sys.stdout.isatty()) as cb:
+    # a bar only when the records go to a file (a pipe may feed a pager)
+    with progress_bar("dumping", d.page_limit, _stdout_is_a_file()) as cb:
         opts = DumpOptions(bucket=buckets, prefix=pfx, fmt=fmt, encoding=encoding,
                            decode=decode, include=include, limit=limit,
                            show_secrets=show_secrets, progress=cb)
