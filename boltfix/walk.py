@@ -318,6 +318,10 @@ class Walker:
             bucket.pages += (end - off) // ps
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
+            if count == 0 and (parents or flags == S.BRANCH_PAGE_FLAG):
+                count = self._zero_count(pgid, flags, off, end, path, bucket.path)
+                if count == 0:
+                    continue
             if flags != S.BRANCH_PAGE_FLAG:
                 page = _leaf_page(buf, raw, off, count, end)
                 if page is not None:
@@ -349,16 +353,41 @@ class Walker:
                     self.records_yielded += 1
                     yield pgid, (idx,), (eflags,), (key,), (value,)
             else:
-                if count == 0:
-                    # bbolt never writes one; its cursor panics on it, and in a
-                    # file without a synced freelist nothing else would show
-                    # that the children were lost.
-                    self._find("branch-empty",
-                               f"branch page {pgid} has no elements (its children are lost)",
-                               pgid, path, bucket.path)
-                    continue
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
+
+    def _zero_count(self, pgid, flags, off, end, path, bpath) -> int:
+        """A branch page, or a leaf below a branch, whose count is 0.
+
+        bbolt never writes either (rebalance removes empty nodes; only a
+        bucket's root leaf may be empty), so the count itself is damaged.
+        Element 0's ``pos`` is ``count * 16`` in bbolt's layout: when it
+        gives a plausible count, the elements are read with it (each still
+        checked); otherwise the page's contents are lost.
+        """
+        leaf = flags == S.LEAF_PAGE_FLAG
+        base = off + S.PAGE_HEADER_SIZE
+        fit = (end - base) // S.LEAF_ELEMENT_SIZE
+        pos0 = S.U32.unpack_from(self.buf, base + (4 if leaf else 0))[0] if fit else 0
+        n = pos0 // S.LEAF_ELEMENT_SIZE
+        if pos0 % S.LEAF_ELEMENT_SIZE == 0 and 0 < n <= fit:
+            self._find("element-count-corrupt",
+                       f"{'leaf' if leaf else 'branch'} page {pgid} has count 0, but element "
+                       f"0 says {n} elements precede the data: read with count {n}",
+                       pgid, path, bpath, detail={"count": n})
+            return n
+        if leaf:
+            self._find("leaf-empty",
+                       f"leaf page {pgid} below a branch has no elements; bbolt never "
+                       "writes one (its count may be damaged)", pgid, path, bpath,
+                       severity=WARNING)
+        else:
+            # its cursor panics on it, and in a file without a synced
+            # freelist nothing else would show that the children were lost
+            self._find("branch-empty",
+                       f"branch page {pgid} has no elements (its children are lost)",
+                       pgid, path, bpath)
+        return 0
 
     def _branch_children(self, off, count, end, lo, hi, path, bpath):
         """Children of a branch page as frames, with the key range each may hold.

@@ -469,11 +469,30 @@ def branch_count_too_large(path, bucket_path=(b"nested", b"paged")) -> Damage:
 
 
 def branch_empty(path, bucket_path=(b"live",)) -> Damage:
-    """A branch page with count 0: bbolt never writes one; its children are lost."""
+    """A branch page with count 0: bbolt never writes one.  Element 0's pos
+    still says how many elements there are, so they come back."""
     br = first_branch(path, bucket_path)
     write_header(path, br.pgid, count=0)
-    return Damage("branch-empty", (br.pgid,), (("branch-empty", br.pgid),),
+    return Damage("branch-empty", (br.pgid,), (("element-count-corrupt", br.pgid),),
                   f"branch page {br.pgid} count 0")
+
+
+def branch_empty_unrecoverable(path, bucket_path=(b"live",)) -> Damage:
+    """Count 0 and element 0's pos broken too: the children are lost."""
+    br = first_branch(path, bucket_path)
+    write_header(path, br.pgid, count=0)
+    write_branch_element(path, br.pgid, 0, pos=7)
+    return Damage("branch-empty-unrecoverable", (br.pgid,), (("branch-empty", br.pgid),),
+                  f"branch page {br.pgid} count 0, element 0 pos 7")
+
+
+def leaf_count_zero(path, bucket_path=(b"nested", b"paged")) -> Damage:
+    """A leaf below a branch with count 0 (bbolt never writes one): the
+    records come back from element 0's pos."""
+    leaf = leaves(path, bucket_path)[1]
+    write_header(path, leaf.pgid, count=0)
+    return Damage("leaf-count-zero", (leaf.pgid,), (("element-count-corrupt", leaf.pgid),),
+                  f"leaf page {leaf.pgid} count 0")
 
 
 # ---------------------------------------------------------------- leaf elements
@@ -755,6 +774,8 @@ KINDS: Dict[str, Kind] = {k.name: k for k in [
     Kind("branch-duplicate-child", "nested", branch_duplicate_child),
     Kind("branch-count-too-large", "nested", branch_count_too_large),
     Kind("branch-empty", "nofreelist", branch_empty),
+    Kind("branch-empty-unrecoverable", "nofreelist", branch_empty_unrecoverable),
+    Kind("leaf-count-zero", "nested", leaf_count_zero),
     Kind("leaf-count-too-large", "nested", leaf_count_too_large),
     Kind("leaf-count-and-pos-damaged", "nested", leaf_count_and_pos_damaged),
     Kind("leaf-pos-out-of-page", "nested", leaf_pos_out_of_page),

@@ -247,6 +247,8 @@ EXPECTED_EXIT.update({
     # a count of 0xFFFF: element 0's pos still says where the data starts,
     # so the real count comes back and nothing is lost
     "branch-count-too-large": 0, "leaf-count-too-large": 0, "inline-count-too-large": 0,
+    # count 0 on a branch or non-root leaf: element 0's pos gives the count back
+    "branch-empty": 0, "leaf-count-zero": 0,
     # the overlong run is cut to what the leaf's elements need; the sibling
     # is still followed through its own pointer
     "leaf-overflow-too-large": 0,
@@ -257,7 +259,7 @@ for _k in ("file-truncated", "zeroed-page", "branch-to-meta-0", "branch-to-meta-
            "leaf-pos-out-of-page", "leaf-ksize-out-of-page", "leaf-vsize-out-of-page",
            "zero-length-key", "keys-swapped", "key-outside-ancestor-range",
            "bucket-value-short", "inline-bad-flags",
-           "bucket-root-out-of-range", "root-entry-not-bucket"):
+           "bucket-root-out-of-range", "root-entry-not-bucket", "branch-empty-unrecoverable"):
     EXPECTED_EXIT[_k] = 1
 
 # Records lost although every byte they were read through is intact.
@@ -271,6 +273,8 @@ EXPECTED_LOST = {
     "branch-to-freelist": 43, "branch-to-self": 43, "branch-past-pgid": 43,
     "branch-past-eof": 43, "branch-duplicate-child": 43, "leaf-count-and-pos-damaged": 43,
     "leaf-count-too-large": 0, "leaf-overflow-too-large": 0,
+    "leaf-count-zero": 0, "branch-empty": 0,
+    "branch-empty-unrecoverable": 250,  # nofreelist's live/ subtree under that branch
     "leaf-pos-out-of-page": 1, "leaf-ksize-out-of-page": 1, "leaf-vsize-out-of-page": 1,
     "zero-length-key": 1, "key-outside-ancestor-range": 1,
     "bucket-value-short": 501,  # the entry of nested/paged and its 500 keys

@@ -48,6 +48,8 @@ ETCD_KINDS = {
     "branch-duplicate-child": lambda p: damage.branch_duplicate_child(p, KEY),
     "branch-count-too-large": lambda p: damage.branch_count_too_large(p, KEY),
     "branch-empty": lambda p: damage.branch_empty(p, KEY),
+    "branch-empty-unrecoverable": lambda p: damage.branch_empty_unrecoverable(p, KEY),
+    "leaf-count-zero": lambda p: damage.leaf_count_zero(p, KEY),
     "leaf-count-too-large": lambda p: damage.leaf_count_too_large(p, KEY),
     "leaf-count-and-pos-damaged": lambda p: damage.leaf_count_and_pos_damaged(p, KEY),
     "leaf-pos-out-of-page": lambda p: damage.leaf_pos_out_of_page(p, KEY),
