@@ -79,11 +79,11 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
 from boltfix import structs as S
-from boltfix.errors import ERROR, Finding
+from boltfix.errors import Finding
 from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix.walk import Bucket, Record, Walker
+from boltfix.walk import LOSS_CODES, Bucket, Record, Walker
 
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
@@ -223,7 +223,8 @@ class DumpResult:
 
     @property
     def errors(self) -> List[Finding]:
-        return list(dict.fromkeys(f for f in self.findings if f.severity == ERROR))
+        """Findings that kept records out of the dump (walk.LOSS_CODES)."""
+        return list(dict.fromkeys(f for f in self.findings if f.code in LOSS_CODES))
 
     @property
     def damaged(self) -> bool:

@@ -34,15 +34,12 @@ from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
+from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
 from boltfix.walk import Walker
 
-# Walk findings that mean data of the input did not make it into the output.
-LOSS_CODES = frozenset({
-    "page-out-of-bounds", "page-past-eof", "page-cycle", "multiple-references",
-    "invalid-page-type", "element-out-of-bounds", "element-count-overflow", "key-empty",
-    "key-order", "key-out-of-range", "bucket-value-short", "inline-bucket-malformed",
-    "root-entry-not-bucket", "branch-empty", "key-too-long", "etcd-unloadable-record",
-})
+# What repair itself drops on top of the walk's losses: keys bbolt cannot
+# write, and etcd records etcd cannot load.
+LOSS_CODES = WALK_LOSS_CODES | {"key-too-long", "etcd-unloadable-record"}
 
 MAX_ROOT_CANDIDATES = 16
 MAX_REPORTED_BUCKETS = 1000

@@ -31,6 +31,17 @@ from boltfix.reader import leaf_elements as _leaf_elements
 
 Report = Callable[[Finding], None]
 
+# Findings whose records the walk did not yield: data of the file that a
+# reader of the walk (dump, repair) cannot have.  Other findings (a wrong
+# self-id, a count recovered from element 0, a meta or freelist problem)
+# lose nothing.
+LOSS_CODES = frozenset({
+    "page-out-of-bounds", "page-past-eof", "page-cycle", "multiple-references",
+    "invalid-page-type", "element-out-of-bounds", "element-count-overflow", "key-empty",
+    "key-order", "key-out-of-range", "bucket-value-short", "inline-bucket-malformed",
+    "root-entry-not-bucket", "branch-empty",
+})
+
 # reachability map values: a page's first page, and the rest of its run
 UNSEEN, REACHED, OVERFLOW = 0, 1, 2
 
@@ -318,10 +329,8 @@ class Walker:
             bucket.pages += (end - off) // ps
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
-            if count == 0 and (parents or flags == S.BRANCH_PAGE_FLAG):
-                count = self._zero_count(pgid, flags, off, end, path, bucket.path)
-                if count == 0:
-                    continue
+            if count == 0 and flags == S.BRANCH_PAGE_FLAG:
+                continue  # reported by _follow: the children are lost
             if flags != S.BRANCH_PAGE_FLAG:
                 page = _leaf_page(buf, raw, off, count, end)
                 if page is not None:
@@ -458,6 +467,12 @@ class Walker:
             self._find("page-id-mismatch",
                        f"page {pgid} identifies itself as page {pid}",
                        pgid, parents, bpath, detail=_where(pgid, parents, lo, hi)[1])
+        if count == 0 and (parents or flags == S.BRANCH_PAGE_FLAG):
+            # before the overflow check: the run a page needs depends on its count
+            ps = self.page_size
+            claimed_end = min((pgid + 1 + overflow) * ps, self.pages_in_file * ps)
+            count = self._zero_count(pgid, flags, pgid * ps, claimed_end,
+                                     parents + (pgid,), bpath)
         if overflow:
             overflow = self._needed_overflow(pgid, flags, count, overflow, parents, bpath)
             return flags, count, self._mark_overflow(pgid, overflow, parents, bpath)
