@@ -121,6 +121,21 @@ def pristine(request, tmp_path_factory):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def serve_from_datadir(pristine: "Pristine", work: Path, fixed: Path, marker: str) -> dict:
+    """Put ``fixed`` into a copy of the pristine data dir, start the real etcd
+    on it, and return every key it serves; the data dir must still take a
+    write (raft entries get applied)."""
+    dd = work / "datadir"
+    shutil.copytree(pristine.datadir, dd)
+    put_db_into_datadir(fixed, dd)
+    with EtcdServer(dd, pristine.version, peer_port=pristine.peer_port,
+                    health_user=ROOT) as srv:
+        got = read_all(srv)
+        srv.ctl("put", "/boltfix/after-repair", marker, user=ROOT)
+        assert srv.get("/boltfix/after-repair", user=ROOT) == marker
+    return got
+
+
 def _cut_13406(p: Path, own: Path) -> dict:
     with DB(own) as db:
         hwm = db.meta.pgid
@@ -167,15 +182,7 @@ def test_repaired_db_put_back_into_its_data_dir(pristine, case):
         else:
             assert len(want) == total
 
-        dd = work / "datadir"
-        shutil.copytree(pristine.datadir, dd)
-        put_db_into_datadir(fixed, dd)
-        with EtcdServer(dd, pristine.version, peer_port=pristine.peer_port,
-                        health_user=ROOT) as srv:
-            got = read_all(srv)
-            # the data dir still takes writes (raft entries get applied)
-            srv.ctl("put", "/boltfix/after-repair", "ok", user=ROOT)
-            assert srv.get("/boltfix/after-repair", user=ROOT) == "ok"
+        got = serve_from_datadir(pristine, work, fixed, "ok")
         exact = assert_serves(got, want, pristine.expected)
         older = len(want) - exact
         assert older <= len(pristine.expected["history"])

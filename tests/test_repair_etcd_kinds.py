@@ -21,8 +21,7 @@ import pytest
 import damage
 import oracle
 from boltfix.repair import repair
-from etcdtools import EtcdServer, put_db_into_datadir
-from test_repair_etcd import ROOT, assert_serves, pristine, read_all, served_by  # noqa: F401
+from test_repair_etcd import assert_serves, pristine, serve_from_datadir, served_by  # noqa: F401
 
 KEY = (b"key",)
 
@@ -88,14 +87,7 @@ def test_etcd_starts_from_repaired_db(pristine, kind):  # noqa: F811
         assert res.ok, (res.status, res.messages[:5])
         want = served_by(fixed)
 
-        dd = work / "datadir"
-        shutil.copytree(pristine.datadir, dd)
-        put_db_into_datadir(fixed, dd)
-        with EtcdServer(dd, pristine.version, peer_port=pristine.peer_port,
-                        health_user=ROOT) as srv:
-            got = read_all(srv)
-            srv.ctl("put", "/boltfix/after-repair", kind, user=ROOT)
-            assert srv.get("/boltfix/after-repair", user=ROOT) == kind
+        got = serve_from_datadir(pristine, work, fixed, kind)
         assert_serves(got, want, pristine.expected)
         if not rep.lost_data:
             assert len(got) == len(pristine.expected["keys"])
