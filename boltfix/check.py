@@ -20,7 +20,7 @@ from typing import Callable, List, Optional
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
 from boltfix.reader import DB, Meta
-from boltfix.walk import Walker
+from boltfix.walk import Batch, Bucket, Run, Walker
 
 # bbolt tx.Check wording -> boltfix code
 BBOLT_EQUIVALENT = {
@@ -168,27 +168,47 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     is_etcd = etcd.looks_like_etcd(top)
     stats["etcd"] = is_etcd
     seen_consistent_index = False
-    # a page of records at a time: nothing here needs a Record per element
-    for bucket, batch in walker.walk_batches():
-        if batch.bucket_entry is not None:
+    # a page of records at a time, or a run of clean pages taken in C:
+    # nothing here needs a Record per element, and most buckets only a count
+    for bucket, item in walker.walk_batches(runs=True):
+        if type(item) is Run:
+            stats["keys"] += item.records
+            if not is_etcd or bucket.path not in ETCD_CHECKED:
+                continue
+            batches = walker.run_batches(item)
+        elif item.bucket_entry is not None:
             stats["buckets"] += 1
             continue
-        stats["keys"] += len(batch.keys)
-        if not is_etcd or len(bucket.path) != 1:
-            continue
-        name = bucket.path[0]
-        if name == b"key":
-            for key, value in zip(batch.keys, batch.values):
-                for code, message in etcd.check_key_record(key, value):
-                    report(Finding(code, message, WARNING, batch.page, (), bucket.path,
-                                   {"key": key.hex()}))
-        elif name == b"meta" and b"consistent_index" in batch.keys:
-            seen_consistent_index = True
+        else:
+            stats["keys"] += len(item.keys)
+            if not is_etcd or bucket.path not in ETCD_CHECKED:
+                continue
+            batches = (item,)
+        for batch in batches:
+            seen_consistent_index |= _check_etcd_batch(bucket, batch, report)
     if is_etcd and not seen_consistent_index:
         report(Finding("etcd-missing-consistent-index",
                        "etcd file without meta/consistent_index: etcd cannot tell which "
                        "WAL entries are applied", WARNING, None, (), (b"meta",)))
     return stats
+
+
+#: the etcd buckets whose records check looks at
+ETCD_CHECKED = frozenset({(b"key",), (b"meta",)})
+
+
+def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:
+    """Check one batch of etcd's ``key`` or ``meta`` bucket; True when it
+    holds meta's consistent_index."""
+    from boltfix import etcd
+
+    if bucket.path != (b"key",):
+        return b"consistent_index" in batch.keys
+    for key, value in zip(batch.keys, batch.values):
+        for code, message in etcd.check_key_record(key, value):
+            report(Finding(code, message, WARNING, batch.page, (), bucket.path,
+                           {"key": key.hex()}))
+    return False
 
 
 def top_level_names(db: DB) -> List[bytes]:

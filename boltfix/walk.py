@@ -17,19 +17,39 @@ the reachability map plus the walk's stack.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
 from operator import lt
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from boltfix import structs as S
-from boltfix.errors import ERROR, WARNING, Finding
+from boltfix.errors import ERROR, WARNING, BoltError, Finding
 from boltfix.reader import DB
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import elements_end as _elements_end
 from boltfix.reader import leaf_elements as _leaf_elements
 
 Report = Callable[[Finding], None]
+
+
+def _load_speedups():
+    """The optional C core (boltfix/_speedups.c), or None: then, or with
+    BOLTFIX_PURE_PYTHON=1, the pure-Python walk does everything (same
+    results, slower)."""
+    if os.environ.get("BOLTFIX_PURE_PYTHON"):
+        return None
+    try:
+        from boltfix import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+_speedups = _load_speedups()
+#: leaf pages per call into the C core: small enough that the first records
+#: of a dump appear at once and progress moves, large enough to amortise it
+RUN_LEAVES = 1024
 
 # Findings whose records the walk did not yield: data of the file that a
 # reader of the walk (dump, repair) cannot have.  Other findings (a wrong
@@ -107,6 +127,17 @@ class Batch(NamedTuple):
         return map(Record, self.keys, self.values, self.flags, repeat(self.page), self.indexes)
 
 
+class Run(NamedTuple):
+    """Whole leaf pages of one bucket, in key order, that the C core took:
+    each passed every check the Python walk makes, holds no bucket entry,
+    and its keys follow the previous page's.  For consumers that do not
+    need each record (a count, or the C hex writer);
+    :meth:`Walker.run_batches` turns it into :class:`Batch` objects."""
+
+    leaves: List[Tuple[int, int, int]]  # (page, element count, end of its run)
+    records: int
+
+
 # per-bucket leaf stream items: (page, indexes, flags, keys, values)
 _Leaf = Tuple[int, Sequence[int], Sequence[int], Sequence[bytes], Sequence[memoryview]]
 
@@ -168,8 +199,8 @@ class Walker:
         for bucket, batch in self.walk_batches():
             yield from zip(repeat(bucket), batch.records())
 
-    def walk_batches(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None
-                     ) -> Iterator[Tuple[Bucket, Batch]]:
+    def walk_batches(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None,
+                     runs: bool = False) -> Iterator[Tuple[Bucket, Batch]]:
         """:meth:`walk`'s stream, grouped: (bucket, :class:`Batch`) per run of
         plain records of one page, and a batch of one per bucket entry, whose
         sub-bucket's batches follow it at once.
@@ -180,17 +211,22 @@ class Walker:
         past them.  Keys that do not match are dropped before anything looks
         at them: a non-matching bucket entry is not opened, a non-matching
         plain key of the root bucket is not reported.
+        ``runs``: the stream may also hold :class:`Run` items (many clean
+        pages taken by the C core at once) instead of their batches.
         """
         top = self.root_bucket() if start is None else start
         if top is None:
             return
-        leaves = self._leaves(top)
+        leaves = self._leaves(top, runs and prefix is None)
         if prefix is not None:
             leaves = _prefixed(leaves, prefix)
         stack = [(top, leaves)]
         while stack:
             bucket, leaves = stack[-1]
             for leaf in leaves:
+                if type(leaf) is Run:
+                    yield bucket, leaf
+                    continue
                 flags = leaf[2]
                 if not flags:
                     continue  # the empty rest of a page after a sub-bucket
@@ -201,7 +237,7 @@ class Walker:
                 if child is not None:
                     # walk the sub-bucket, then the rest of this page, then on
                     stack[-1] = (bucket, chain((rest,), leaves))
-                    stack.append((child, self._leaves(child)))
+                    stack.append((child, self._leaves(child, runs)))
                     break
             else:
                 stack.pop()
@@ -272,11 +308,17 @@ class Walker:
         for page, idxs, flags, keys, values in self._leaves(bucket):
             yield from map(Record, keys, values, flags, repeat(page), idxs)
 
-    def _leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
-        """The bucket's own valid records, a page (or a single record) at a time."""
+    def run_batches(self, run: Run) -> Iterator[Batch]:
+        """A :class:`Run`'s pages as batches (what walk_batches yields without runs)."""
+        for page, idxs, flags, keys, values in self._run_leaves(run.leaves):
+            yield Batch(page, idxs, flags, keys, values)
+
+    def _leaves(self, bucket: Bucket, runs: bool = False) -> Iterator[_Leaf]:
+        """The bucket's own valid records, a page (or a single record) at a
+        time; with ``runs``, clean pages may come as :class:`Run` items."""
         if bucket.is_inline:
             return self._inline_leaves(bucket)
-        return self._tree_leaves(bucket)
+        return self._tree_leaves(bucket, runs)
 
     # ------------------------------------------------------------ inline
     def _inline_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
@@ -302,8 +344,14 @@ class Walker:
             yield bucket.page, (idx,), (flags,), (key,), (value,)
 
     # ------------------------------------------------------------ trees
-    def _tree_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
+    def _tree_leaves(self, bucket: Bucket, runs: bool = False) -> Iterator[_Leaf]:
         """In-order walk of a paged bucket; only valid, ordered records.
+
+        With the C core, the clean frames on top of the stack are taken in C
+        (:func:`_speedups.advance` makes exactly the checks below and takes a
+        page only when all of them pass); a frame it leaves is handled here,
+        one at a time, and then C goes on.  The root bucket is always walked
+        here: its records are bucket entries, which need Python anyway.
 
         A leaf page with nothing wrong is checked in one tight pass
         (:func:`_leaf_page`, then its keys' order in C) and comes whole.  A
@@ -318,7 +366,27 @@ class Walker:
         last: Optional[bytes] = None
         # frames: (page id, low bound, high bound, page path of the parent)
         stack = [(bucket.root, None, None, ())]
+        fast = _speedups if bucket.path else None
         while stack:
+            if fast is not None:
+                try:
+                    leaves, last, walked, pages, depth, records, more = fast.advance(
+                        stack, buf, self.reached, ps, self.hwm, self.pages_in_file, last,
+                        RUN_LEAVES)
+                except ValueError as exc:  # a page changed under the map
+                    raise BoltError(str(exc)) from exc
+                if walked:
+                    self._count_walked(walked)
+                    bucket.pages += pages
+                    bucket.depth = max(bucket.depth, depth)
+                    self.records_yielded += records
+                if leaves:
+                    if runs:
+                        yield Run(leaves, records)
+                    else:
+                        yield from self._run_leaves(leaves)
+                if more or not stack:
+                    continue
             pgid, lo, hi, parents = stack.pop()
             header = self._follow(pgid, parents, bucket.path, lo, hi)
             if header is None:
@@ -364,6 +432,23 @@ class Walker:
             else:
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
+
+    def _run_leaves(self, leaves) -> Iterator[_Leaf]:
+        """The records of pages the C core took, sliced as _leaf_page does."""
+        buf, raw, ps = self.buf, self.raw, self.page_size
+        for pgid, count, end in leaves:
+            page = _leaf_page(buf, raw, pgid * ps, count, end)
+            if page is None:  # it passed in C a moment ago
+                raise BoltError(f"leaf page {pgid} changed while it was read",
+                                page=pgid, offset=pgid * ps)
+            flags, values, keys = page
+            yield pgid, range(count), flags, keys, values
+
+    def _count_walked(self, n: int) -> None:
+        before = self.pages_walked
+        self.pages_walked += n
+        if self.progress is not None and before >> 10 != self.pages_walked >> 10:
+            self.progress(self.pages_walked)
 
     def _zero_count(self, pgid, flags, off, end, path, bpath) -> int:
         """A branch page, or a leaf below a branch, whose count is 0.
@@ -451,9 +536,7 @@ class Walker:
             self._bad_pointer(pgid, parents, bpath, lo, hi)
             return None
         reached[pgid] = REACHED
-        self.pages_walked += 1
-        if self.progress is not None and not self.pages_walked & 1023:
-            self.progress(self.pages_walked)
+        self._count_walked(1)
         pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(self.buf, pgid * self.page_size)
         if flags != S.BRANCH_PAGE_FLAG and flags != S.LEAF_PAGE_FLAG:
             where, rng = _where(pgid, parents, lo, hi)

@@ -1,0 +1,621 @@
+/*
+ * boltfix._speedups: the walk's clean path and the hex JSONL writer in C.
+ *
+ * Optional.  boltfix/walk.py is the reference: every page this module
+ * accepts is one the Python walk would accept without a single finding, and
+ * it leaves every other page on the stack for the Python walk to handle,
+ * untouched.  So the C path never decides what is damage; it only takes the
+ * pages that are not.  tests/test_speedups.py runs check, dump and repair
+ * both ways over every fixture and damage kind and compares the results.
+ *
+ * Layout (bbolt 1.3.6, page.go): a 16-byte page header
+ *   id u64 | flags u16 | count u16 | overflow u32
+ * then `count` 16-byte elements
+ *   leaf:   flags u32 | pos u32 | ksize u32 | vsize u32
+ *   branch: pos u32 | ksize u32 | pgid u64
+ * with `pos` relative to the element itself.  All little-endian.
+ *
+ * Every offset is checked against the mapped length before it is read, and
+ * the reachability map's length before it is written: the module is safe on
+ * any bytes, including a file that changes while it is read.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define PAGE_HEADER_SIZE 16
+#define ELEMENT_SIZE 16
+#define BRANCH_PAGE_FLAG 0x01
+#define LEAF_PAGE_FLAG 0x02
+#define BUCKET_LEAF_FLAG 0x01
+#define REACHED 1
+#define OVERFLOW 2
+
+/* explicit little-endian loads: correct on any host, one load on x86/arm */
+static inline uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+/* a key in the map or in a bytes object; p == NULL stands for None */
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t n;
+} key_ref;
+
+/* Python's bytes ordering: memcmp, then the shorter is smaller */
+static int key_cmp(key_ref a, key_ref b)
+{
+    Py_ssize_t n = a.n < b.n ? a.n : b.n;
+    int c = n ? memcmp(a.p, b.p, (size_t)n) : 0;
+    if (c)
+        return c;
+    return (a.n > b.n) - (a.n < b.n);
+}
+
+/* bytes -> key_ref, None -> {NULL}; anything else is not ours to judge */
+static int as_key(PyObject *o, key_ref *k)
+{
+    if (o == Py_None) {
+        k->p = NULL;
+        k->n = 0;
+        return 1;
+    }
+    if (!PyBytes_Check(o))
+        return 0;
+    k->p = (const unsigned char *)PyBytes_AS_STRING(o);
+    k->n = PyBytes_GET_SIZE(o);
+    return 1;
+}
+
+typedef struct {
+    const unsigned char *map;
+    uint64_t maplen;
+    unsigned char *reached;
+    uint64_t page_size, hwm, npages; /* npages: whole pages in the file */
+} walk_ctx;
+
+/* what a clean page looked like */
+typedef struct {
+    uint16_t flags, count;
+    uint32_t overflow;
+    uint64_t off, end; /* page start, end of its run */
+    key_ref first, final; /* first and last key (count > 0) */
+} page_info;
+
+/*
+ * Is page `pgid`, followed with key range [lo, hi) after key `last`, one
+ * the Python walk takes whole without a finding?  Nothing is changed.
+ * It mirrors walk.Walker._follow, _needed_overflow, _mark_overflow,
+ * _branch_children and _leaf_page; any doubt answers 0 (Python decides).
+ */
+static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref lo, key_ref hi,
+                      key_ref last, page_info *pi)
+{
+    const uint64_t ps = c->page_size;
+    if (pgid < 2 || pgid >= c->hwm || pgid >= c->npages || c->reached[pgid])
+        return 0; /* _bad_pointer */
+    const uint64_t off = pgid * ps;
+    const unsigned char *h = c->map + off;
+    const uint16_t flags = le16(h + 8), count = le16(h + 10);
+    const uint32_t overflow = le32(h + 12);
+    if (flags != BRANCH_PAGE_FLAG && flags != LEAF_PAGE_FLAG)
+        return 0; /* invalid-page-type */
+    if (le64(h) != pgid)
+        return 0; /* page-id-mismatch */
+    if (count == 0 && (has_parents || flags == BRANCH_PAGE_FLAG))
+        return 0; /* _zero_count */
+    const uint64_t lastpg = pgid + overflow;
+    if (lastpg >= c->hwm || lastpg >= c->npages)
+        return 0; /* the overflow run leaves the file */
+    const uint64_t end = (lastpg + 1) * ps;
+    if (end > c->maplen)
+        return 0;
+    const uint64_t base = off + PAGE_HEADER_SIZE;
+    const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
+    if (floor > end)
+        return 0; /* element-count-corrupt / -overflow */
+    const int leaf = flags == LEAF_PAGE_FLAG;
+    uint64_t top = floor; /* reader.elements_end */
+    key_ref prev = {NULL, 0};
+    for (uint32_t i = 0; i < count; i++) {
+        const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * i;
+        const unsigned char *e = c->map + eoff;
+        uint64_t k, stop, ksize;
+        if (leaf) {
+            if (le32(e) & BUCKET_LEAF_FLAG)
+                return 0; /* a bucket entry: walk_batches splits the page */
+            ksize = le32(e + 8);
+            k = eoff + le32(e + 4);
+            stop = k + ksize + le32(e + 12);
+        } else {
+            ksize = le32(e + 4);
+            k = eoff + le32(e);
+            stop = k + ksize;
+        }
+        if (!ksize || stop > end || k < floor)
+            return 0; /* key-empty, element-out-of-bounds */
+        if (stop > top)
+            top = stop;
+        key_ref key = {c->map + k, (Py_ssize_t)ksize};
+        if (i == 0) {
+            pi->first = key;
+            if (leaf && last.p && key_cmp(key, last) <= 0)
+                return 0; /* key-order across pages */
+        } else if (key_cmp(prev, key) >= 0) {
+            return 0; /* key-order on the page */
+        }
+        prev = key;
+    }
+    if (count) {
+        pi->final = prev;
+        /* keys ascend, so the first and last bound them all */
+        if (lo.p && key_cmp(pi->first, lo) < 0)
+            return 0; /* key-out-of-range */
+        if (hi.p && key_cmp(prev, hi) >= 0)
+            return 0;
+    }
+    if (overflow) {
+        const uint64_t used = top - off;
+        const uint64_t needed = (used + ps - 1) / ps - 1;
+        if (needed < overflow)
+            return 0; /* page-overflow-too-large */
+        for (uint64_t p = pgid + 1; p <= lastpg; p++)
+            if (c->reached[p])
+                return 0; /* the run overlaps a page reached elsewhere */
+    }
+    pi->flags = flags;
+    pi->count = count;
+    pi->overflow = overflow;
+    pi->off = off;
+    pi->end = end;
+    return 1;
+}
+
+/* (child, lo, hi, path) frames of a clean branch page, pushed so that
+ * child 0 is popped first: walk.Walker._branch_children with all keys
+ * trusted. */
+static int push_children(const walk_ctx *c, PyObject *stack, const page_info *pi, uint64_t pgid,
+                         PyObject *parents, PyObject *hi)
+{
+    Py_ssize_t np = PyTuple_GET_SIZE(parents);
+    PyObject *path = PyTuple_New(np + 1);
+    if (!path)
+        return -1;
+    for (Py_ssize_t i = 0; i < np; i++) {
+        PyObject *p = PyTuple_GET_ITEM(parents, i);
+        Py_INCREF(p);
+        PyTuple_SET_ITEM(path, i, p);
+    }
+    PyObject *me = PyLong_FromUnsignedLongLong(pgid);
+    if (!me) {
+        Py_DECREF(path);
+        return -1;
+    }
+    PyTuple_SET_ITEM(path, np, me);
+
+    int rc = -1;
+    const uint64_t base = pi->off + PAGE_HEADER_SIZE;
+    PyObject *upper = hi; /* borrowed or owned by `owned_upper` */
+    PyObject *owned_upper = NULL;
+    Py_INCREF(upper);
+    owned_upper = upper;
+    for (int i = (int)pi->count - 1; i >= 0; i--) {
+        const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * i;
+        const unsigned char *e = c->map + eoff;
+        const uint64_t k = eoff + le32(e);
+        const uint32_t ksize = le32(e + 4);
+        if (k < base + (uint64_t)ELEMENT_SIZE * pi->count || k + ksize > pi->end) {
+            PyErr_Format(PyExc_ValueError, "branch page %llu changed while it was read",
+                         (unsigned long long)pgid);
+            goto done;
+        }
+        PyObject *key = PyBytes_FromStringAndSize((const char *)c->map + k, ksize);
+        PyObject *child = PyLong_FromUnsignedLongLong(le64(e + 8));
+        PyObject *frame = NULL;
+        if (key && child)
+            frame = PyTuple_Pack(4, child, key, owned_upper, path);
+        Py_XDECREF(child);
+        if (!frame || PyList_Append(stack, frame) < 0) {
+            Py_XDECREF(frame);
+            Py_XDECREF(key);
+            goto done;
+        }
+        Py_DECREF(frame);
+        Py_DECREF(owned_upper);
+        owned_upper = key; /* the next child (to the left) ends at this key */
+    }
+    rc = 0;
+done:
+    Py_XDECREF(owned_upper);
+    Py_DECREF(path);
+    return rc;
+}
+
+static int get_buffer(PyObject *o, Py_buffer *view, int writable, const char *what)
+{
+    if (PyObject_GetBuffer(o, view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+        return -1;
+    if (!PyBuffer_IsContiguous(view, 'C')) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s must be contiguous", what);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(advance_doc,
+"advance(stack, buf, reached, page_size, hwm, npages, last, max_leaves)\n"
+"-> (leaves, last, pages_walked, pages, depth, records, more)\n\n"
+"Walk clean frames off the top of `stack` (walk.Walker._tree_leaves' stack\n"
+"of (pgid, lo, hi, parents) tuples) until it is empty, its top frame is not\n"
+"clean, or `max_leaves` leaf pages with records were taken.  `leaves` lists\n"
+"them as (pgid, count, end) in key order; `more` is True when it stopped\n"
+"only because of `max_leaves`.");
+
+static PyObject *advance(PyObject *self, PyObject *args)
+{
+    PyObject *stack, *bufobj, *reachedobj, *last;
+    unsigned long long page_size, hwm, npages;
+    Py_ssize_t max_leaves;
+    if (!PyArg_ParseTuple(args, "O!OOKKKOn:advance", &PyList_Type, &stack, &bufobj, &reachedobj,
+                          &page_size, &hwm, &npages, &last, &max_leaves))
+        return NULL;
+    if (page_size < 512) {
+        PyErr_SetString(PyExc_ValueError, "page size below 512");
+        return NULL;
+    }
+    key_ref lastk;
+    if (!as_key(last, &lastk)) {
+        PyErr_SetString(PyExc_TypeError, "last must be bytes or None");
+        return NULL;
+    }
+    Py_buffer buf, reached;
+    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+        return NULL;
+    if (get_buffer(reachedobj, &reached, 1, "reached") < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    walk_ctx c = {buf.buf, (uint64_t)buf.len, reached.buf, page_size, hwm, npages};
+    /* never index past either map */
+    if (c.npages > c.maplen / page_size)
+        c.npages = c.maplen / page_size;
+    if (c.npages > (uint64_t)reached.len)
+        c.npages = (uint64_t)reached.len;
+
+    PyObject *leaves = PyList_New(0), *result = NULL;
+    unsigned long long walked = 0, pages = 0, records = 0;
+    Py_ssize_t depth = 0, nleaves = 0;
+    int more = 0, last_in_map = 0;
+    if (!leaves)
+        goto out;
+    Py_INCREF(last);
+    while (PyList_GET_SIZE(stack)) {
+        if (nleaves >= max_leaves) {
+            more = 1;
+            break;
+        }
+        PyObject *frame = PyList_GET_ITEM(stack, PyList_GET_SIZE(stack) - 1);
+        if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 4)
+            break;
+        PyObject *pgo = PyTuple_GET_ITEM(frame, 0), *loo = PyTuple_GET_ITEM(frame, 1),
+                 *hio = PyTuple_GET_ITEM(frame, 2), *parents = PyTuple_GET_ITEM(frame, 3);
+        key_ref lo, hi;
+        if (!PyLong_Check(pgo) || !PyTuple_Check(parents) || !as_key(loo, &lo) || !as_key(hio, &hi))
+            break;
+        uint64_t pgid = PyLong_AsUnsignedLongLong(pgo);
+        if (pgid == (uint64_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* negative or huge: Python reports it */
+            break;
+        }
+        page_info pi;
+        if (!page_clean(&c, pgid, PyTuple_GET_SIZE(parents) > 0, lo, hi, lastk, &pi))
+            break;
+        /* take it: pop the frame (kept alive for its parents and hi) */
+        Py_INCREF(frame);
+        if (PyList_SetSlice(stack, PyList_GET_SIZE(stack) - 1, PyList_GET_SIZE(stack), NULL) < 0) {
+            Py_DECREF(frame);
+            goto out_last;
+        }
+        c.reached[pgid] = REACHED;
+        if (pi.overflow)
+            memset(c.reached + pgid + 1, OVERFLOW, pi.overflow);
+        walked++;
+        pages += 1ULL + pi.overflow;
+        if (PyTuple_GET_SIZE(parents) + 1 > depth)
+            depth = PyTuple_GET_SIZE(parents) + 1;
+        int rc = 0;
+        if (pi.flags == BRANCH_PAGE_FLAG) {
+            rc = push_children(&c, stack, &pi, pgid, parents, hio);
+        } else if (pi.count) {
+            PyObject *leaf = Py_BuildValue("(KIK)", (unsigned long long)pgid, (unsigned)pi.count,
+                                           (unsigned long long)pi.end);
+            rc = leaf ? PyList_Append(leaves, leaf) : -1;
+            Py_XDECREF(leaf);
+            lastk = pi.final; /* points into the map: made bytes once, at the end */
+            last_in_map = 1;
+            records += pi.count;
+            nleaves++;
+        }
+        Py_DECREF(frame);
+        if (rc < 0)
+            goto out_last;
+    }
+    if (last_in_map) {
+        Py_DECREF(last);
+        last = PyBytes_FromStringAndSize((const char *)lastk.p, lastk.n);
+        if (!last)
+            goto out;
+    }
+    result = Py_BuildValue("(NOKKnKO)", leaves, last, walked, pages, depth, records,
+                           more ? Py_True : Py_False);
+    leaves = NULL;
+out_last:
+    Py_XDECREF(last);
+out:
+    Py_XDECREF(leaves);
+    PyBuffer_Release(&reached);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* ------------------------------------------------------------ hex JSONL */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+/* 32 bytes at a time where the CPU has AVX2 (chosen once, at import) */
+__attribute__((target("avx2"))) static unsigned char *hex_encode_avx2(unsigned char *dst,
+                                                                      const unsigned char *src,
+                                                                      size_t n)
+{
+    const __m256i mask = _mm256_set1_epi8(0x0f), nine = _mm256_set1_epi8(9),
+                  zero = _mm256_set1_epi8('0'), gap = _mm256_set1_epi8('a' - '0' - 10);
+    while (n >= 32) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)src);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask), lo = _mm256_and_si256(x, mask);
+        /* unpack works per 128-bit lane: bytes 0-7|16-23 and 8-15|24-31 */
+        __m256i a = _mm256_unpacklo_epi8(hi, lo), b = _mm256_unpackhi_epi8(hi, lo);
+        a = _mm256_add_epi8(_mm256_add_epi8(a, zero), _mm256_and_si256(_mm256_cmpgt_epi8(a, nine), gap));
+        b = _mm256_add_epi8(_mm256_add_epi8(b, zero), _mm256_and_si256(_mm256_cmpgt_epi8(b, nine), gap));
+        _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(a, b, 0x20));
+        _mm256_storeu_si256((__m256i *)(dst + 32), _mm256_permute2x128_si256(a, b, 0x31));
+        src += 32;
+        dst += 64;
+        n -= 32;
+    }
+    static const char digits[] = "0123456789abcdef";
+    while (n--) {
+        *dst++ = (unsigned char)digits[*src >> 4];
+        *dst++ = (unsigned char)digits[*src++ & 15];
+    }
+    return dst;
+}
+static int use_avx2;
+#endif
+
+static inline unsigned char *hex_encode(unsigned char *dst, const unsigned char *src, size_t n)
+{
+#if defined(HAVE_AVX2_PATH)
+    if (use_avx2 && n >= 32)
+        return hex_encode_avx2(dst, src, n);
+#endif
+#if defined(__SSE2__)
+    const __m128i mask = _mm_set1_epi8(0x0f), nine = _mm_set1_epi8(9), zero = _mm_set1_epi8('0'),
+                  gap = _mm_set1_epi8('a' - '0' - 10);
+    while (n >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)src);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), mask), lo = _mm_and_si128(x, mask);
+        __m128i a = _mm_unpacklo_epi8(hi, lo), b = _mm_unpackhi_epi8(hi, lo);
+        a = _mm_add_epi8(_mm_add_epi8(a, zero), _mm_and_si128(_mm_cmpgt_epi8(a, nine), gap));
+        b = _mm_add_epi8(_mm_add_epi8(b, zero), _mm_and_si128(_mm_cmpgt_epi8(b, nine), gap));
+        _mm_storeu_si128((__m128i *)dst, a);
+        _mm_storeu_si128((__m128i *)(dst + 16), b);
+        src += 16;
+        dst += 32;
+        n -= 16;
+    }
+#endif
+    static const char digits[] = "0123456789abcdef";
+    while (n--) {
+        *dst++ = (unsigned char)digits[*src >> 4];
+        *dst++ = (unsigned char)digits[*src++ & 15];
+    }
+    return dst;
+}
+
+static size_t decimal_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+static unsigned char *put_decimal(unsigned char *dst, uint64_t v, size_t len)
+{
+    for (size_t i = len; i-- > 0;) {
+        dst[i] = (unsigned char)('0' + v % 10);
+        v /= 10;
+    }
+    return dst + len;
+}
+
+/* one leaf of the `leaves` list, re-checked against the map: the file may
+ * have changed since advance() looked (a damaged page must not be read) */
+static int leaf_at(PyObject *leaves, Py_ssize_t i, const unsigned char *map, uint64_t maplen,
+                   uint64_t ps, uint64_t *pgid, uint32_t *count, uint64_t *end)
+{
+    PyObject *t = PyList_GET_ITEM(leaves, i);
+    unsigned long long g, e;
+    unsigned int n;
+    if (!PyArg_ParseTuple(t, "KIK", &g, &n, &e))
+        return -1;
+    if (g >= maplen / ps || e > maplen ||
+        g * ps + PAGE_HEADER_SIZE + (uint64_t)n * ELEMENT_SIZE > e) {
+        PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read", g);
+        return -1;
+    }
+    *pgid = g;
+    *count = n;
+    *end = e;
+    return 0;
+}
+
+typedef struct {
+    const Py_buffer *pre, *mid, *th, *te;
+} pieces;
+
+/*
+ * The first `count` records of one leaf as JSON lines.  With out == NULL
+ * only counts the bytes; otherwise writes them, never past out_end.  Every
+ * element is checked against its page run on both passes: the file may
+ * change between them.  Returns the new output position (or the size when
+ * counting), NULL/-1 with an error set.
+ */
+static int leaf_lines(const unsigned char *map, uint64_t pgid, uint64_t ps, uint32_t count,
+                      uint64_t end, const pieces *pc, unsigned char **out, unsigned char *out_end,
+                      size_t *size)
+{
+    const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
+    const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
+    const size_t dlen = decimal_len(pgid);
+    const size_t fixed = (size_t)(pc->pre->len + pc->mid->len + pc->th->len + pc->te->len) + dlen;
+    unsigned char *o = out ? *out : NULL;
+    size_t total = 0;
+    for (uint32_t j = 0; j < count; j++) {
+        const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
+        const unsigned char *e = map + eoff;
+        const uint64_t k = eoff + le32(e + 4), ksize = le32(e + 8), vsize = le32(e + 12);
+        const size_t line = fixed + 2 * (size_t)(ksize + vsize);
+        if (k < floor || k + ksize + vsize > end || (o && (size_t)(out_end - o) < line)) {
+            PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
+                         (unsigned long long)pgid);
+            return -1;
+        }
+        total += line;
+        if (!o)
+            continue;
+        memcpy(o, pc->pre->buf, pc->pre->len);
+        o = hex_encode(o + pc->pre->len, map + k, ksize);
+        memcpy(o, pc->mid->buf, pc->mid->len);
+        o = hex_encode(o + pc->mid->len, map + k + ksize, vsize);
+        memcpy(o, pc->th->buf, pc->th->len);
+        o = put_decimal(o + pc->th->len, pgid, dlen);
+        memcpy(o, pc->te->buf, pc->te->len);
+        o += pc->te->len;
+    }
+    if (out)
+        *out = o;
+    *size = total;
+    return 0;
+}
+
+PyDoc_STRVAR(hex_jsonl_doc,
+"hex_jsonl(buf, page_size, leaves, start, pre, mid, tail_head, tail_end, budget, max_records)\n"
+"-> (data, next, records)\n\n"
+"The dump's JSONL lines, hex encoded, for leaves[start:] from advance():\n"
+"per record pre + hex(key) + mid + hex(value) + tail_head + page + tail_end.\n"
+"Stops after the leaf that brings the output to `budget` bytes, or at\n"
+"`max_records` records (-1: no limit).  `next` is the next leaf's index.");
+
+static PyObject *hex_jsonl(PyObject *self, PyObject *args)
+{
+    PyObject *bufobj, *leaves;
+    Py_ssize_t start, budget, max_records;
+    Py_buffer pre, mid, th, te, buf;
+    unsigned long long ps;
+    if (!PyArg_ParseTuple(args, "OKO!ny*y*y*y*nn:hex_jsonl", &bufobj, &ps, &PyList_Type, &leaves,
+                          &start, &pre, &mid, &th, &te, &budget, &max_records))
+        return NULL;
+    PyObject *result = NULL, *data = NULL;
+    const pieces pc = {&pre, &mid, &th, &te};
+    if (ps < 512) {
+        PyErr_SetString(PyExc_ValueError, "page size below 512");
+        goto release;
+    }
+    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+        goto release;
+    const unsigned char *map = buf.buf;
+    const uint64_t maplen = (uint64_t)buf.len;
+    const Py_ssize_t nleaves = PyList_GET_SIZE(leaves);
+    if (start < 0)
+        start = 0;
+
+    /* pass 1: how far to go and how many bytes it takes */
+    size_t total = 0, size;
+    Py_ssize_t i = start, records = 0;
+    uint64_t pgid, end;
+    uint32_t count;
+    for (; i < nleaves && total < (size_t)budget; i++) {
+        if (max_records >= 0 && records >= max_records)
+            break;
+        if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
+            goto done;
+        if (max_records >= 0 && records + (Py_ssize_t)count > max_records)
+            count = (uint32_t)(max_records - records);
+        if (leaf_lines(map, pgid, ps, count, end, &pc, NULL, NULL, &size) < 0)
+            goto done;
+        total += size;
+        records += count;
+    }
+    const Py_ssize_t stop = i;
+    data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!data)
+        goto done;
+    /* pass 2: write them */
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data), *out_end = out + total;
+    Py_ssize_t left = max_records;
+    for (i = start; i < stop; i++) {
+        if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
+            goto done;
+        if (left >= 0 && (Py_ssize_t)count > left)
+            count = (uint32_t)left;
+        if (leaf_lines(map, pgid, ps, count, end, &pc, &out, out_end, &size) < 0)
+            goto done;
+        if (left >= 0)
+            left -= count;
+    }
+    if (out != out_end) {
+        PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
+        goto done;
+    }
+    result = Py_BuildValue("(Onn)", data, stop, records);
+done:
+    Py_XDECREF(data);
+    PyBuffer_Release(&buf);
+release:
+    PyBuffer_Release(&pre);
+    PyBuffer_Release(&mid);
+    PyBuffer_Release(&th);
+    PyBuffer_Release(&te);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"advance", advance, METH_VARARGS, advance_doc},
+    {"hex_jsonl", hex_jsonl, METH_VARARGS, hex_jsonl_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "boltfix._speedups",
+    "The walk's clean path and the hex JSONL writer in C (see walk.py, dump.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+#if defined(HAVE_AVX2_PATH)
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && !getenv("BOLTFIX_NO_AVX2");
+#endif
+    return PyModule_Create(&module);
+}

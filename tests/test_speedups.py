@@ -1,0 +1,288 @@
+"""The C core (boltfix/_speedups.c) against the pure-Python walk it mirrors.
+
+The C core only takes pages the Python walk would take without a finding,
+so every command must give the same answer with it and without it: check's
+findings and stats, dump's bytes (every format, ``--limit``, forensics) and
+repair's output, on every fixture, every crafted damage kind and fuzzed
+files.  The C functions are also called directly with hostile arguments:
+they must raise, never read or write out of bounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from contextlib import contextmanager
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import damage
+import oracle
+import test_check_fuzz as fuzz
+from boltfix import walk
+from boltfix.check import check
+from boltfix.dump import DumpOptions, dump
+from boltfix.errors import BoltError
+from boltfix.reader import DB
+from boltfix.repair import repair
+
+C = walk._speedups
+needs_c = pytest.mark.skipif(C is None, reason="the C core is not built (no compiler?)")
+
+DUMP_OPTIONS = [
+    dict(encoding="hex"),
+    dict(encoding="hex", limit=5),
+    dict(encoding="hex", limit=1000),
+    dict(encoding="auto"),
+    dict(fmt="text"),
+    dict(encoding="hex", include=("live", "free", "orphan")),
+]
+
+
+def test_c_core_is_built_under_ci():
+    """CI must measure and test the C path: a silent build failure fails here."""
+    if C is None and os.environ.get("CI") == "true":
+        pytest.fail("boltfix._speedups did not build; CI must run the C core")
+    if C is None:
+        pytest.skip("the C core is not built here (no compiler?)")
+    assert callable(C.advance) and callable(C.hex_jsonl)
+
+
+@contextmanager
+def pure_python():
+    saved = walk._speedups
+    walk._speedups = None
+    try:
+        yield
+    finally:
+        walk._speedups = saved
+
+
+def everything(path, tmp_path, tag: str) -> dict:
+    """What check, dump and repair say about one file."""
+    out = {}
+    try:
+        db = DB(path)
+    except BoltError as exc:
+        return {"open": str(exc)}
+    with db:
+        out["check"] = json.dumps(check(db).to_json(), sort_keys=True, default=str)
+        for i, opts in enumerate(DUMP_OPTIONS):
+            stream = io.BytesIO()
+            try:
+                res = dump(db, DumpOptions(**opts), stream)
+                out[f"dump{i}"] = (hashlib.sha256(stream.getvalue()).hexdigest(),
+                                   dict(res.records), [f.code for f in res.findings])
+            except BoltError as exc:
+                out[f"dump{i}"] = str(exc)
+    dest = tmp_path / f"repaired-{tag}.db"
+    try:
+        rep = repair(path, dest, force=True)
+        out["repair"] = (hashlib.sha256(dest.read_bytes()).hexdigest(), rep.lost_data)
+    except BoltError as exc:
+        out["repair"] = str(exc)
+    return out
+
+
+def same_both_ways(path, tmp_path):
+    fast = everything(path, tmp_path, "c")
+    with pure_python():
+        slow = everything(path, tmp_path, "py")
+    assert fast == slow
+
+
+@needs_c
+@pytest.mark.parametrize("shape", sorted(p.stem for p in damage.FIXTURES.glob("*.db")))
+def test_same_on_fixtures(shape, tmp_path):
+    same_both_ways(damage.FIXTURES / f"{shape}.db", tmp_path)
+
+
+@needs_c
+@pytest.mark.parametrize("name", ["etcd-3.4", "etcd-3.5", "etcd-13406"])
+def test_same_on_etcd_fixtures(name, tmp_path):
+    same_both_ways(damage.REPO / "fixtures" / "etcd" / f"{name}.db", tmp_path)
+
+
+@needs_c
+@pytest.mark.parametrize("kind", sorted(damage.KINDS))
+def test_same_on_damage(kind, tmp_path):
+    k = damage.KINDS[kind]
+    path = damage.copy_fixture(k.shape, tmp_path)
+    k.apply(path)
+    same_both_ways(path, tmp_path)
+
+
+@needs_c
+@settings(max_examples=int(os.environ.get("BOLTFIX_FUZZ_EXAMPLES", "60")),
+          derandomize=not os.environ.get("BOLTFIX_FUZZ_RANDOM"), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(fuzz.mutated())
+def test_same_on_fuzzed_files(tmp_path, case):
+    _, _, data = case
+    path = tmp_path / "fuzzed.db"
+    path.write_bytes(data)
+    same_both_ways(path, tmp_path)
+
+
+# ---------------------------------------------------------------- direct calls
+@needs_c
+def test_advance_leaves_an_unclean_frame_alone():
+    """A frame C will not take stays on the stack as it was, nothing marked."""
+    with DB(oracle.fixture("nested")) as db:
+        reached = bytearray(db.pages_in_file)
+        frame = (1, None, None, ())  # a meta page: Python must report it
+        stack = [frame]
+        leaves, last, walked, pages, depth, records, more = C.advance(
+            stack, db.buf, reached, db.page_size, db.hwm, db.pages_in_file, None, 10)
+        assert stack == [frame] and leaves == [] and walked == 0 and not any(reached)
+        assert last is None and not more
+
+
+@needs_c
+def test_advance_takes_a_clean_tree_as_python_does():
+    with DB(oracle.fixture("deep")) as db:
+        w = walk.Walker(db)
+        bucket = next(b for b, batch in w.walk_batches() if b.path)
+        ref = [(page, list(keys)) for page, _, _, keys, _ in walk.Walker(db)._tree_leaves(
+            walk.Bucket(bucket.path, bucket.root, 0))]
+        with pure_python():
+            ref_py = [(page, list(keys)) for page, _, _, keys, _ in walk.Walker(db)._tree_leaves(
+                walk.Bucket(bucket.path, bucket.root, 0))]
+        assert ref == ref_py and len(ref) > 1
+
+
+PS = 512  # the smallest page size: small random files reach every path
+MAYBE_KEY = st.sampled_from([None, None, None]) | st.binary(max_size=3)
+
+
+@st.composite
+def random_pages(draw):
+    """Four 512-byte pages: 0-1 anything; 2 a branch or a leaf, 3 a leaf,
+    each well formed (sorted keys, bbolt's layout) or not, then a few bytes
+    of it changed, so the walk gets deep and meets damage there."""
+    import struct
+
+    pages = [draw(st.binary(min_size=PS, max_size=PS)) for _ in range(2)]
+    for pgid in (2, 3):
+        keys = sorted(set(draw(st.lists(st.binary(min_size=1, max_size=6), min_size=1,
+                                        max_size=12))))
+        if pgid == 2 and draw(st.booleans()):
+            elems = [(k, struct.pack("<Q", draw(st.sampled_from([3, 3, 2, 9])))) for k in keys]
+            page = _page(2, 1, [(k, b"") for k, _ in elems], branch_children=[c for _, c in elems])
+        else:
+            page = _page(pgid, 2, [(k, draw(st.binary(max_size=20))) for k in keys])
+        page = bytearray(page[:PS].ljust(PS, b"\0"))
+        for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
+            off = draw(st.integers(0, PS - 1))
+            page[off] = draw(st.integers(0, 255))
+        if draw(st.integers(0, 9)) == 0:
+            page[12:16] = struct.pack("<I", draw(st.sampled_from([1, 2, 0xFFFFFFFF])))
+        pages.append(bytes(page))
+    return b"".join(pages)
+
+
+def _page(pgid, flags, records, branch_children=None):
+    """A page in bbolt's layout: header, elements, then keys and values."""
+    import struct
+
+    n = len(records)
+    head = struct.pack("<QHHI", pgid, flags, n, 0)
+    elems, data = b"", b""
+    for i, (k, v) in enumerate(records):
+        pos = (n - i) * 16 + len(data)
+        if branch_children is None:
+            elems += struct.pack("<IIII", 0, pos, len(k), len(v))
+        else:
+            elems += struct.pack("<II", pos, len(k)) + branch_children[i]
+        data += k + v
+    return head + elems + data
+
+
+@needs_c
+@given(random_pages(), st.sampled_from([2, 2, 2, 3, 0, 5]),
+       MAYBE_KEY, MAYBE_KEY, MAYBE_KEY, st.sampled_from([4, 4, 4, 3, 6, 0]), st.sampled_from([4, 4, 4, 3, 6, 0]))
+@settings(max_examples=500, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_advance_on_random_pages_never_goes_out_of_bounds(data, pgid, lo, hi, last, hwm, npages):
+    """Random elements, ranges, and bounds past the map: an answer or an
+    error, never a read or write outside the map (ASan-free, but a wild
+    read here segfaults the test run)."""
+    reached = bytearray(min(npages, 4))
+    stack = [(pgid, lo, hi, ())]
+    try:
+        leaves, *_ = C.advance(stack, memoryview(data), reached, PS, hwm, npages, last, 4)
+    except ValueError:
+        return
+    for page, count, end in leaves:
+        assert end <= len(data) and page < len(reached) and reached[page] == walk.REACHED
+    out, nxt, n = C.hex_jsonl(memoryview(data), PS, leaves, 0, b"{", b",", b",", b"}\n",
+                              1 << 20, -1)
+    assert out.count(b"\n") == n and nxt == len(leaves)
+    # whatever C took, the Python walk takes with no finding, the same way
+    if leaves:
+        findings = []
+        with pure_python():
+            w = _bare_walker(data, hwm, npages, findings)
+            got = list(w._tree_leaves(walk.Bucket((b"b",), pgid, 0)))
+        assert [(p, len(k)) for p, _, _, k, _ in got][:len(leaves)] == \
+            [(p, c) for p, c, _ in leaves]
+
+
+def _bare_walker(data: bytes, hwm: int, npages: int, findings: list) -> walk.Walker:
+    """A Walker over raw page bytes, no meta needed."""
+    w = walk.Walker.__new__(walk.Walker)
+    w.db = None
+    w.buf = memoryview(data)
+    w.raw = data
+    w.page_size = PS
+    w.hwm = hwm
+    w.pages_in_file = min(npages, len(data) // PS)
+    w.reached = bytearray(w.pages_in_file)
+    w.report = findings.append
+    w.progress = None
+    w.pages_walked = w.records_yielded = 0
+    return w
+
+
+@needs_c
+def test_advance_rejects_wrong_arguments():
+    with pytest.raises(TypeError):
+        C.advance([], b"", bytearray(1), 4096, 1, 1, 7, 1)  # last must be bytes/None
+    with pytest.raises(BufferError):
+        C.advance([], b"", b"read-only", 4096, 1, 1, None, 1)  # reached is written
+    with pytest.raises(ValueError):
+        C.advance([], b"", bytearray(1), 0, 1, 1, None, 1)
+
+
+def _leaf_page(records, ps=4096, pgid=2):
+    page = _page(pgid, 2, records)
+    return page + bytes(ps - len(page))
+
+
+@needs_c
+def test_hex_jsonl_encodes_every_length():
+    """Key and value lengths around the 16-byte vector width, every byte value."""
+    records = [(bytes([i + 1]) * 3, bytes(range(256))[i: i + i * 3 % 40]) for i in range(40)]
+    records.sort()
+    page = bytes(8192) + _leaf_page(records)
+    data, nxt, n = C.hex_jsonl(page, 4096, [(2, 40, 3 * 4096)], 0, b"<", b"|", b"@", b">\n",
+                               1 << 20, -1)
+    want = b"".join(b"<%s|%s@2>\n" % (k.hex().encode(), v.hex().encode()) for k, v in records)
+    assert (data, nxt, n) == (want, 1, 40)
+    # a record limit stops mid-page
+    data, nxt, n = C.hex_jsonl(page, 4096, [(2, 40, 3 * 4096)], 0, b"<", b"|", b"@", b">\n",
+                               1 << 20, 7)
+    assert n == 7 and data == b"".join(want.splitlines(keepends=True)[:7])
+
+
+@needs_c
+def test_hex_jsonl_refuses_a_leaf_that_does_not_fit():
+    page = bytes(8192) + _leaf_page([(b"k", b"v" * 100)])
+    for leaf in [(2, 1, 3 * 4096 + 1), (2, 300, 3 * 4096), (3, 1, 3 * 4096), (2, 1, 8192 + 40)]:
+        with pytest.raises(ValueError):
+            C.hex_jsonl(page, 4096, [leaf], 0, b"", b"", b"", b"", 1 << 20, -1)
