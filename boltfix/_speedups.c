@@ -1,5 +1,5 @@
 /*
- * boltfix._speedups: the walk's clean path and the hex JSONL writer in C.
+ * boltfix._speedups: the walk's clean path and the JSONL writer in C.
  *
  * Optional.  boltfix/walk.py is the reference: every page this module
  * accepts is one the Python walk would accept without a single finding, and
@@ -470,78 +470,175 @@ static int leaf_at(PyObject *leaves, Py_ssize_t i, const unsigned char *map, uin
     return 0;
 }
 
-typedef struct {
-    const Py_buffer *pre, *mid, *th, *te;
-} pieces;
+/* the line's fixed pieces, all from dump.py */
+enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
+
+/* how one key or value is written: dump.py's _enc_hex, or _enc_auto */
+enum { AS_HEX, AS_TEXT, AS_PYTHON };
 
 /*
- * The first `count` records of one leaf as JSON lines.  With out == NULL
- * only counts the bytes; otherwise writes them, never past out_end.  Every
+ * _enc_auto's choice for bytes whose answer does not need Unicode tables:
+ * text when every byte is printable ASCII or \t \n \r; hex as soon as a
+ * byte is another ASCII control (it can be nothing else in any decoding);
+ * AS_PYTHON when there is non-ASCII and no such control (Python decides).
+ * `extra`: escapes a text form needs (json's encode_basestring).
+ */
+static int auto_kind(const unsigned char *p, uint64_t n, size_t *extra)
+{
+    int high = 0;
+    size_t esc = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const unsigned char b = p[i];
+        if (b >= 0x20 && b < 0x7f) {
+            esc += b == '"' || b == '\\';
+        } else if (b == '\t' || b == '\n' || b == '\r') {
+            esc++;
+        } else if (b >= 0x80) {
+            high = 1;
+        } else {
+            return AS_HEX;
+        }
+    }
+    *extra = esc;
+    return high ? AS_PYTHON : AS_TEXT;
+}
+
+static unsigned char *put_text(unsigned char *o, const unsigned char *p, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        const unsigned char b = p[i];
+        switch (b) {
+        case '"': *o++ = '\\'; *o++ = '"'; break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        default: *o++ = b;
+        }
+    }
+    return o;
+}
+
+/* one key or value: its kind and the bytes it takes, note included */
+static int plan_field(const unsigned char *p, uint64_t n, int automatic, size_t note, size_t *size)
+{
+    size_t extra = 0;
+    const int kind = automatic ? auto_kind(p, n, &extra) : AS_HEX;
+    if (kind == AS_TEXT)
+        *size = 2 + (size_t)n + extra;
+    else
+        *size = 2 + 2 * (size_t)n + (automatic ? note : 0);
+    return kind;
+}
+
+static unsigned char *put_field(unsigned char *o, const unsigned char *p, uint64_t n, int kind,
+                                int automatic, const Py_buffer *note)
+{
+    *o++ = '"';
+    o = kind == AS_TEXT ? put_text(o, p, n) : hex_encode(o, p, n);
+    *o++ = '"';
+    if (kind == AS_HEX && automatic) {
+        memcpy(o, note->buf, note->len);
+        o += note->len;
+    }
+    return o;
+}
+
+/*
+ * The first `count` records of one leaf as JSON lines.  With *out == NULL
+ * only measures (`size`); otherwise writes, never past out_end.  Every
  * element is checked against its page run on both passes: the file may
- * change between them.  Returns the new output position (or the size when
- * counting), NULL/-1 with an error set.
+ * change between them.  Returns 1 when a record needs Python (nothing of
+ * the leaf counted or written), 0 when done, -1 with an error set.
  */
 static int leaf_lines(const unsigned char *map, uint64_t pgid, uint64_t ps, uint32_t count,
-                      uint64_t end, const pieces *pc, unsigned char **out, unsigned char *out_end,
-                      size_t *size)
+                      uint64_t end, const Py_buffer *pc, int automatic, unsigned char **out,
+                      unsigned char *out_end, size_t *size)
 {
     const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
     const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
     const size_t dlen = decimal_len(pgid);
-    const size_t fixed = (size_t)(pc->pre->len + pc->mid->len + pc->th->len + pc->te->len) + dlen;
-    unsigned char *o = out ? *out : NULL;
+    const size_t fixed = (size_t)(pc[PRE].len + pc[MID].len + pc[TAIL_HEAD].len + pc[TAIL_END].len) + dlen;
+    unsigned char *o = *out;
     size_t total = 0;
     for (uint32_t j = 0; j < count; j++) {
         const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
         const unsigned char *e = map + eoff;
         const uint64_t k = eoff + le32(e + 4), ksize = le32(e + 8), vsize = le32(e + 12);
-        const size_t line = fixed + 2 * (size_t)(ksize + vsize);
-        if (k < floor || k + ksize + vsize > end || (o && (size_t)(out_end - o) < line)) {
+        if (k < floor || k + ksize + vsize > end) {
             PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
                          (unsigned long long)pgid);
             return -1;
         }
+        size_t ks, vs;
+        const int kk = plan_field(map + k, ksize, automatic, pc[KEY_NOTE].len, &ks);
+        const int vk = plan_field(map + k + ksize, vsize, automatic, pc[VALUE_NOTE].len, &vs);
+        if (kk == AS_PYTHON || vk == AS_PYTHON) {
+            if (o) {
+                PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
+                             (unsigned long long)pgid);
+                return -1;
+            }
+            return 1;
+        }
+        const size_t line = fixed + ks + vs;
         total += line;
         if (!o)
             continue;
-        memcpy(o, pc->pre->buf, pc->pre->len);
-        o = hex_encode(o + pc->pre->len, map + k, ksize);
-        memcpy(o, pc->mid->buf, pc->mid->len);
-        o = hex_encode(o + pc->mid->len, map + k + ksize, vsize);
-        memcpy(o, pc->th->buf, pc->th->len);
-        o = put_decimal(o + pc->th->len, pgid, dlen);
-        memcpy(o, pc->te->buf, pc->te->len);
-        o += pc->te->len;
+        if ((size_t)(out_end - o) < line) {
+            PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
+                         (unsigned long long)pgid);
+            return -1;
+        }
+        memcpy(o, pc[PRE].buf, pc[PRE].len);
+        o = put_field(o + pc[PRE].len, map + k, ksize, kk, automatic, &pc[KEY_NOTE]);
+        memcpy(o, pc[MID].buf, pc[MID].len);
+        o = put_field(o + pc[MID].len, map + k + ksize, vsize, vk, automatic, &pc[VALUE_NOTE]);
+        memcpy(o, pc[TAIL_HEAD].buf, pc[TAIL_HEAD].len);
+        o = put_decimal(o + pc[TAIL_HEAD].len, pgid, dlen);
+        memcpy(o, pc[TAIL_END].buf, pc[TAIL_END].len);
+        o += pc[TAIL_END].len;
     }
-    if (out)
-        *out = o;
+    *out = o;
     *size = total;
     return 0;
 }
 
-PyDoc_STRVAR(hex_jsonl_doc,
-"hex_jsonl(buf, page_size, leaves, start, pre, mid, tail_head, tail_end, budget, max_records)\n"
-"-> (data, next, records)\n\n"
-"The dump's JSONL lines, hex encoded, for leaves[start:] from advance():\n"
-"per record pre + hex(key) + mid + hex(value) + tail_head + page + tail_end.\n"
-"Stops after the leaf that brings the output to `budget` bytes, or at\n"
-"`max_records` records (-1: no limit).  `next` is the next leaf's index.");
+PyDoc_STRVAR(jsonl_doc,
+"jsonl(buf, page_size, leaves, start, pieces, automatic, budget, max_records)\n"
+"-> (data, next, records, python)\n\n"
+"The dump's live JSONL lines for leaves[start:] from advance().  A record is\n"
+"pre + key + mid + value + tail_head + page + tail_end, `pieces` being those\n"
+"six (pre, mid, key_note, value_note, tail_head, tail_end); a key or value\n"
+"is \"hex\", or with `automatic` (dump's auto encoding) \"text\" when it is\n"
+"printable ASCII, else \"hex\" followed by its note.  Stops after the leaf\n"
+"that brings the output to `budget` bytes, at `max_records` records (-1: no\n"
+"limit), or before a leaf with non-ASCII text, which Python must judge:\n"
+"then `python` is True and leaves[next] is that leaf.");
 
-static PyObject *hex_jsonl(PyObject *self, PyObject *args)
+static PyObject *jsonl(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *leaves;
+    PyObject *bufobj, *leaves, *pieces;
     Py_ssize_t start, budget, max_records;
-    Py_buffer pre, mid, th, te, buf;
+    int automatic;
     unsigned long long ps;
-    if (!PyArg_ParseTuple(args, "OKO!ny*y*y*y*nn:hex_jsonl", &bufobj, &ps, &PyList_Type, &leaves,
-                          &start, &pre, &mid, &th, &te, &budget, &max_records))
+    if (!PyArg_ParseTuple(args, "OKO!nO!pnn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
+                          &PyTuple_Type, &pieces, &automatic, &budget, &max_records))
         return NULL;
-    PyObject *result = NULL, *data = NULL;
-    const pieces pc = {&pre, &mid, &th, &te};
     if (ps < 512) {
         PyErr_SetString(PyExc_ValueError, "page size below 512");
-        goto release;
+        return NULL;
     }
+    if (PyTuple_GET_SIZE(pieces) != NPIECES) {
+        PyErr_SetString(PyExc_ValueError, "pieces must be 6 bytes objects");
+        return NULL;
+    }
+    Py_buffer pc[NPIECES], buf;
+    int got = 0;
+    PyObject *result = NULL, *data = NULL;
+    for (; got < NPIECES; got++)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(pieces, got), &pc[got], PyBUF_SIMPLE) < 0)
+            goto release;
     if (get_buffer(bufobj, &buf, 0, "buf") < 0)
         goto release;
     const unsigned char *map = buf.buf;
@@ -555,6 +652,8 @@ static PyObject *hex_jsonl(PyObject *self, PyObject *args)
     Py_ssize_t i = start, records = 0;
     uint64_t pgid, end;
     uint32_t count;
+    int python = 0;
+    unsigned char *out = NULL;
     for (; i < nleaves && total < (size_t)budget; i++) {
         if (max_records >= 0 && records >= max_records)
             break;
@@ -562,8 +661,13 @@ static PyObject *hex_jsonl(PyObject *self, PyObject *args)
             goto done;
         if (max_records >= 0 && records + (Py_ssize_t)count > max_records)
             count = (uint32_t)(max_records - records);
-        if (leaf_lines(map, pgid, ps, count, end, &pc, NULL, NULL, &size) < 0)
+        const int rc = leaf_lines(map, pgid, ps, count, end, pc, automatic, &out, NULL, &size);
+        if (rc < 0)
             goto done;
+        if (rc > 0) {
+            python = 1;
+            break;
+        }
         total += size;
         records += count;
     }
@@ -572,15 +676,19 @@ static PyObject *hex_jsonl(PyObject *self, PyObject *args)
     if (!data)
         goto done;
     /* pass 2: write them */
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data), *out_end = out + total;
+    out = (unsigned char *)PyBytes_AS_STRING(data);
+    unsigned char *const out_end = out + total;
     Py_ssize_t left = max_records;
     for (i = start; i < stop; i++) {
         if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
             goto done;
         if (left >= 0 && (Py_ssize_t)count > left)
             count = (uint32_t)left;
-        if (leaf_lines(map, pgid, ps, count, end, &pc, &out, out_end, &size) < 0)
+        if (leaf_lines(map, pgid, ps, count, end, pc, automatic, &out, out_end, &size) != 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
             goto done;
+        }
         if (left >= 0)
             left -= count;
     }
@@ -588,27 +696,25 @@ static PyObject *hex_jsonl(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
         goto done;
     }
-    result = Py_BuildValue("(Onn)", data, stop, records);
+    result = Py_BuildValue("(OnnO)", data, stop, records, python ? Py_True : Py_False);
 done:
     Py_XDECREF(data);
     PyBuffer_Release(&buf);
 release:
-    PyBuffer_Release(&pre);
-    PyBuffer_Release(&mid);
-    PyBuffer_Release(&th);
-    PyBuffer_Release(&te);
+    while (got-- > 0)
+        PyBuffer_Release(&pc[got]);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"advance", advance, METH_VARARGS, advance_doc},
-    {"hex_jsonl", hex_jsonl, METH_VARARGS, hex_jsonl_doc},
+    {"jsonl", jsonl, METH_VARARGS, jsonl_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "boltfix._speedups",
-    "The walk's clean path and the hex JSONL writer in C (see walk.py, dump.py).", -1, methods,
+    "The walk's clean path and the JSONL writer in C (see walk.py, dump.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void)

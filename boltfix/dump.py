@@ -84,7 +84,7 @@ from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
 from boltfix import walk as _walk
-from boltfix.walk import LOSS_CODES, Bucket, Record, Run, Walker
+from boltfix.walk import LOSS_CODES, Batch, Bucket, Record, Run, Walker
 
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
@@ -418,15 +418,19 @@ class Dumper:
         """Live records in tree order, a page's run of records at a time
         (:meth:`Walker.walk_batches`).
 
-        For ``--format jsonl --encoding hex`` without etcd decoding a record
-        is five byte strings (path and key prefix, the key's hex, the middle,
-        the value's hex -- hexlify of the zero-copy view --, the page's tail)
-        put on a list that is joined and written once per ~1 MB: no dict, no
-        ``json.dumps``, no per-record string concatenation.  Plain records in
-        the other encodings go on the list as str pieces the same way (the
-        list is joined and encoded per write); bucket entries, etcd's
-        top-level buckets, secrets and ``--format text`` are one line per
-        record.  The first page goes out at once (``| head`` sees it).
+        With the C core, runs of clean pages in ``--format jsonl`` with hex
+        or auto encoding are written by :func:`_speedups.jsonl` from the
+        map: about one 256 KB chunk per call, the line's pieces given from
+        here, a leaf with non-ASCII text handed back to be judged here.
+        Otherwise, for ``--encoding hex`` a record is five byte strings (path
+        and key prefix, the key's hex, the middle, the value's hex --
+        hexlify of the zero-copy view --, the page's tail) put on a list
+        that is joined and written once per chunk: no dict, no
+        ``json.dumps``, no per-record string concatenation.  Plain records
+        in the other encodings go on the list as str pieces the same way
+        (joined and encoded per write); bucket entries, etcd's top-level
+        buckets, secrets and ``--format text`` are one line per record.  The
+        first page goes out at once (``| head`` sees it).
         """
         opts = self.opts
         out = self.out
@@ -437,18 +441,18 @@ class Dumper:
         etcd = self.etcd
         text = opts.fmt == "text"
         fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not etcd
-        write_hex = getattr(_walk._speedups, "hex_jsonl", None)
-        fast_c = fast and write_hex is not None
+        write_c = (getattr(_walk._speedups, "jsonl", None)
+                   if opts.fmt == "jsonl" and opts.encoding in ("hex", "auto") else None)
+        automatic = opts.encoding == "auto"
         buf, ps = walker.buf, walker.page_size
-        kv_tail, live_end = b'","type":"kv","page":', b',"state":"live"}\n'
         enc = self.enc
         mid = b'","value":"'
-        cur = None
         path = ()
         pathj = ""
         pre = b""
         top_etcd = None
         secret = False
+        c_pieces = None  # the C writer's line pieces for the current bucket, or None
         left = None if self.limit is None else self.limit - self.emitted
         count = 0
         # output pieces: bytes on the hex fast path, else str encoded per write
@@ -462,7 +466,7 @@ class Dumper:
         first = True
 
         def write_out():
-            # the first page goes out at once (| head sees it), then ~1 MB at a time
+            # the first page goes out at once (| head sees it), then a chunk at a time
             nonlocal first, size
             stream.write(join(parts))
             if first:
@@ -471,8 +475,91 @@ class Dumper:
             parts.clear()
             size = 0
 
+        def emit(batch: Batch) -> None:
+            """One page's records (or one bucket entry) through the Python writers."""
+            nonlocal count, size
+            keys = batch.keys
+            values = batch.values
+            page = batch.page
+            n = len(keys)
+            if left is not None and n > left - count:
+                n = left - count
+                keys = keys[:n]
+                values = values[:n]
+            if batch.bucket_entry is not None:
+                if text:
+                    line = self._text(path, keys[0], values[0], True, page, LIVE,
+                                      etcd_bucket=top_etcd)
+                else:
+                    line = self._line(pathj, path, keys[0], values[0], True, page, LIVE,
+                                      etcd_bucket=top_etcd)
+                if fast:
+                    line = line.encode("utf-8", "surrogateescape")
+                parts.append(line)
+                size += len(line)
+            elif fast and not secret:
+                tail = b'","type":"kv","page":%d,"state":"live"}\n' % page
+                for key, value in zip(keys, values):
+                    parts.extend((pre, hexlify(key), mid, hexlify(value), tail))
+                size += 2 * sum(map(len, values)) + 100 * n
+            elif fast:
+                data = "".join([self._line(pathj, path, key, value, False, page, LIVE)
+                                for key, value in zip(keys, values)]
+                               ).encode("utf-8", "surrogateescape")
+                parts.append(data)
+                size += len(data)
+            elif not text and not secret and top_etcd is None:
+                # what _line builds for a live kv record, as pieces
+                tail = ',"type":"kv","page":%d,"state":"live"}\n' % page
+                for key, value in zip(keys, values):
+                    kj, ke = enc(key)
+                    vj, ve = enc(value)
+                    parts.extend((pathj, ',"key":', kj,
+                                  ',"key_encoding":"hex","value":' if ke else ',"value":', vj,
+                                  ',"value_encoding":"hex"' + tail if ve else tail))
+                size += 2 * sum(map(len, values)) + 100 * n
+            else:
+                render = self._text if text else partial(self._line, pathj)
+                for key, value in zip(keys, values):
+                    line = render(path, key, value, False, page, LIVE, etcd_bucket=top_etcd)
+                    parts.append(line)
+                    size += len(line)
+            count += n
+            if size >= chunk or first:
+                write_out()
+            if left is not None and count >= left:
+                raise _Limit()
+
+        def emit_run(run: Run) -> None:
+            """Clean pages through the C writer; a leaf it hands back through emit()."""
+            nonlocal count, first
+            leaves = run.leaves
+            i = 0
+            while i < len(leaves):
+                try:
+                    data, i, n, python = write_c(buf, ps, leaves, i, c_pieces, automatic, chunk,
+                                                 -1 if left is None else left - count)
+                except ValueError as exc:  # a page changed under the map
+                    raise BoltError(str(exc)) from exc
+                if data:
+                    if parts:
+                        write_out()
+                    stream.write(data)
+                    if first:
+                        stream.flush()
+                        first = False
+                count += n
+                if left is not None and count >= left:
+                    raise _Limit()
+                if python:
+                    for batch in walker.run_batches(Run([leaves[i]], leaves[i][1])):
+                        emit(batch)
+                    i += 1
+
+        cur = None
         try:
-            for bucket, item in walker.walk_batches(start, opts.prefix, runs=fast_c):
+            for bucket, item in walker.walk_batches(start, opts.prefix,
+                                                    runs=write_c is not None):
                 if bucket is not cur:
                     cur = bucket
                     path = bucket.path
@@ -481,82 +568,19 @@ class Dumper:
                     top_etcd = path[0] if etcd and len(path) == 1 else None
                     secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
                               and not opts.show_secrets)
-                if type(item) is Run:
-                    if not secret:
-                        # the C writer: whole pages, about a chunk per call
-                        leaves = item.leaves
-                        i = 0
-                        while i < len(leaves):
-                            try:
-                                data, i, n = write_hex(buf, ps, leaves, i, pre, mid, kv_tail,
-                                                       live_end, max(chunk - size, 1),
-                                                       -1 if left is None else left - count)
-                            except ValueError as exc:  # a page changed under the map
-                                raise BoltError(str(exc)) from exc
-                            parts.append(data)
-                            size += len(data)
-                            count += n
-                            if size >= chunk or first:
-                                write_out()
-                            if left is not None and count >= left:
-                                raise _Limit()
-                        continue
-                    batches = walker.run_batches(item)
+                    c_pieces = None
+                    if write_c is not None and not secret and top_etcd is None:
+                        c_pieces = ((pathj + ',"key":').encode("utf-8", "surrogateescape"),
+                                    b',"value":', b',"key_encoding":"hex"',
+                                    b',"value_encoding":"hex"', b',"type":"kv","page":',
+                                    b',"state":"live"}\n')
+                if type(item) is not Run:
+                    emit(item)
+                elif c_pieces is not None:
+                    emit_run(item)
                 else:
-                    batches = (item,)
-                for batch in batches:
-                    keys = batch.keys
-                    values = batch.values
-                    page = batch.page
-                    n = len(keys)
-                    if left is not None and n > left - count:
-                        n = left - count
-                        keys = keys[:n]
-                        values = values[:n]
-                    if batch.bucket_entry is not None:
-                        if text:
-                            line = self._text(path, keys[0], values[0], True, page, LIVE,
-                                              etcd_bucket=top_etcd)
-                        else:
-                            line = self._line(pathj, path, keys[0], values[0], True, page, LIVE,
-                                              etcd_bucket=top_etcd)
-                        if fast:
-                            line = line.encode("utf-8", "surrogateescape")
-                        parts.append(line)
-                        size += len(line)
-                    elif fast and not secret:
-                        tail = b'","type":"kv","page":%d,"state":"live"}\n' % page
-                        for key, value in zip(keys, values):
-                            parts += (pre, hexlify(key), mid, hexlify(value), tail)
-                        size += 2 * sum(map(len, values)) + 100 * n
-                    elif fast:
-                        data = "".join([self._line(pathj, path, key, value, False, page, LIVE)
-                                        for key, value in zip(keys, values)]
-                                       ).encode("utf-8", "surrogateescape")
-                        parts.append(data)
-                        size += len(data)
-                    elif not text and not secret and top_etcd is None:
-                        # what _line builds for a live kv record, as pieces
-                        tail = ',"type":"kv","page":%d,"state":"live"}\n' % page
-                        for key, value in zip(keys, values):
-                            kj, ke = enc(key)
-                            vj, ve = enc(value)
-                            parts += (pathj, ',"key":', kj,
-                                      ',"key_encoding":"hex","value":' if ke else ',"value":', vj,
-                                      ',"value_encoding":"hex"' + tail if ve else tail)
-                        size += 2 * sum(map(len, values)) + 100 * n
-                    else:
-                        render = self._text if text else partial(self._line, pathj)
-                        for key, value in zip(keys, values):
-                            line = render(path, key, value, False, page, LIVE,
-                                          etcd_bucket=top_etcd)
-                            parts.append(line)
-                            size += len(line)
-                    count += n
-                    if size >= chunk or first:
-                        write_out()
-                    if left is not None and count >= left:
-                        raise _Limit()
+                    for batch in walker.run_batches(item):
+                        emit(batch)
         except _Limit:
             stream.write(join(parts))
             stream.flush()

@@ -49,7 +49,7 @@ def test_c_core_is_built_under_ci():
         pytest.fail("boltfix._speedups did not build; CI must run the C core")
     if C is None:
         pytest.skip("the C core is not built here (no compiler?)")
-    assert callable(C.advance) and callable(C.hex_jsonl)
+    assert callable(C.advance) and callable(C.jsonl)
 
 
 @contextmanager
@@ -220,9 +220,10 @@ def test_advance_on_random_pages_never_goes_out_of_bounds(data, pgid, lo, hi, la
         return
     for page, count, end in leaves:
         assert end <= len(data) and page < len(reached) and reached[page] == walk.REACHED
-    out, nxt, n = C.hex_jsonl(memoryview(data), PS, leaves, 0, b"{", b",", b",", b"}\n",
-                              1 << 20, -1)
-    assert out.count(b"\n") == n and nxt == len(leaves)
+    for automatic in (False, True):
+        out, nxt, n, python = C.jsonl(memoryview(data), PS, leaves, 0, HEX, automatic,
+                                      1 << 20, -1)
+        assert out.count(b"\n") == n and (nxt == len(leaves) or python)
     # whatever C took, the Python walk takes with no finding, the same way
     if leaves:
         findings = []
@@ -264,25 +265,96 @@ def _leaf_page(records, ps=4096, pgid=2):
     return page + bytes(ps - len(page))
 
 
+HEX = (b',"key":', b',"value":', b"<k>", b"<v>", b"@", b">\n")
+
+
+def jsonl(data, leaves, start=0, automatic=False, budget=1 << 20, limit=-1, pieces=HEX):
+    return C.jsonl(data, 4096, leaves, start, pieces, automatic, budget, limit)
+
+
 @needs_c
-def test_hex_jsonl_encodes_every_length():
-    """Key and value lengths around the 16-byte vector width, every byte value."""
-    records = [(bytes([i + 1]) * 3, bytes(range(256))[i: i + i * 3 % 40]) for i in range(40)]
-    records.sort()
+def test_jsonl_hex_encodes_every_length():
+    """Key and value lengths around the 16- and 32-byte vector widths, every byte value."""
+    records = [(bytes([i + 1]) * 3, bytes(range(256))[i: i + i * 7 % 70]) for i in range(70)]
     page = bytes(8192) + _leaf_page(records)
-    data, nxt, n = C.hex_jsonl(page, 4096, [(2, 40, 3 * 4096)], 0, b"<", b"|", b"@", b">\n",
-                               1 << 20, -1)
-    want = b"".join(b"<%s|%s@2>\n" % (k.hex().encode(), v.hex().encode()) for k, v in records)
-    assert (data, nxt, n) == (want, 1, 40)
+    data, nxt, n, python = jsonl(page, [(2, 70, 3 * 4096)])
+    want = b"".join(b',"key":"%s","value":"%s"@2>\n' % (k.hex().encode(), v.hex().encode())
+                    for k, v in records)
+    assert (data, nxt, n, python) == (want, 1, 70, False)
     # a record limit stops mid-page
-    data, nxt, n = C.hex_jsonl(page, 4096, [(2, 40, 3 * 4096)], 0, b"<", b"|", b"@", b">\n",
-                               1 << 20, 7)
+    data, nxt, n, python = jsonl(page, [(2, 70, 3 * 4096)], limit=7)
     assert n == 7 and data == b"".join(want.splitlines(keepends=True)[:7])
 
 
 @needs_c
-def test_hex_jsonl_refuses_a_leaf_that_does_not_fit():
+def test_jsonl_auto_is_dumps_auto_encoding():
+    """Text where dump's auto encoding says text (with json's escapes), hex
+    and its note otherwise; non-ASCII is handed back to Python."""
+    values = [b"", b"plain", b'q"uote', b"back\\slash", b"tab\tnl\ncr\r", b"del\x7f",
+              b"nul\x00", b"\x1b[0m", b" ~", b"\x01\xff"]
+    records = [(b"k%02d" % i, v) for i, v in enumerate(values)]
+    page = bytes(8192) + _leaf_page(records)
+    data, nxt, n, python = jsonl(page, [(2, len(records), 3 * 4096)], automatic=True)
+    assert not python and n == len(records)
+    for line, (k, v) in zip(data.splitlines(), records):
+        want_v = (json.dumps(v.decode()) if all(0x20 <= b < 0x7f or b in b"\t\n\r" for b in v)
+                  else '"%s"<v>' % v.hex())
+        assert line.decode() == ',"key":%s,"value":%s@2>' % (json.dumps(k.decode()), want_v)
+    # non-ASCII without an ASCII control: Python's Unicode tables decide
+    page2 = bytes(8192) + _leaf_page([(b"a", b"x"), (b"b", "é".encode())])
+    page2 += _leaf_page([(b"c", b"y")], pgid=3)
+    leaves = [(2, 2, 3 * 4096), (3, 1, 4 * 4096)]
+    data, nxt, n, python = jsonl(page2, leaves, automatic=True)
+    assert (data, nxt, n, python) == (b"", 0, 0, True)
+    data, nxt, n, python = jsonl(page2, leaves, start=1, automatic=True)
+    assert (nxt, n, python) == (2, 1, False) and data == b',"key":"c","value":"y"@3>\n'
+
+
+@needs_c
+def test_jsonl_refuses_a_leaf_that_does_not_fit():
     page = bytes(8192) + _leaf_page([(b"k", b"v" * 100)])
     for leaf in [(2, 1, 3 * 4096 + 1), (2, 300, 3 * 4096), (3, 1, 3 * 4096), (2, 1, 8192 + 40)]:
         with pytest.raises(ValueError):
-            C.hex_jsonl(page, 4096, [leaf], 0, b"", b"", b"", b"", 1 << 20, -1)
+            jsonl(page, [leaf])
+
+
+def _mixed_file(path):
+    """Values of every kind auto encoding meets, through the real writer."""
+    from boltfix.writer import BoltWriter
+
+    kinds = [b"ascii text", "ünïcödé".encode(), b"\x00\x01binary", b"tab\tand\nnewline",
+             b'"quoted"\\', b"", "\u2028 line sep".encode(), b"\xff\xfe", b"x" * 5000,
+             "é".encode() + b"\x00"]
+    with open(path, "wb") as f:
+        w = BoltWriter(f)
+        w.begin_bucket("bücket".encode())
+        w.put("ключ".encode(), b"value")
+        w.end_bucket()
+        w.begin_bucket(b"mixed")
+        for i in range(3000):
+            w.put(b"key-%06d" % i, kinds[i % len(kinds)] + (b"-%d" % i if i % 3 else b""))
+        w.end_bucket()
+        w.close()
+
+
+@needs_c
+def test_same_on_mixed_values(tmp_path):
+    path = tmp_path / "mixed.db"
+    _mixed_file(path)
+    for encoding in ("auto", "hex", "utf8", "base64"):
+        outs = []
+        for mode in ("c", "python"):
+            stream = io.BytesIO()
+            with DB(path) as db:
+                if mode == "python":
+                    with pure_python():
+                        dump(db, DumpOptions(encoding=encoding), stream)
+                else:
+                    dump(db, DumpOptions(encoding=encoding), stream)
+            outs.append(stream.getvalue())
+        assert outs[0] == outs[1] and outs[0].count(b"\n") == 3000 + 2 + 1
+        lines = [json.loads(x) for x in outs[0].splitlines()]
+        assert {d.get("value_encoding") for d in lines if d["type"] == "kv"} == (
+            {None, "hex"} if encoding == "auto" else {None})
+
+
