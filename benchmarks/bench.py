@@ -157,6 +157,16 @@ def boltfix_cmd() -> List[str]:
     return [sys.executable, "-m", "boltfix"]
 
 
+def core() -> str:
+    """Which walk boltfix runs: its C core, or pure Python (no compiler, or
+    BOLTFIX_PURE_PYTHON=1, which this script passes on)."""
+    proc = subprocess.run([sys.executable, "-c", "from boltfix import walk; "
+                           "print(walk._speedups is not None)"], capture_output=True, text=True)
+    if proc.stdout.strip() == "True":
+        return "C core (boltfix._speedups)"
+    return "pure Python (BOLTFIX_PURE_PYTHON set, or the C core not built)"
+
+
 def dump_available() -> bool:
     proc = subprocess.run(boltfix_cmd() + ["dump", "--help"], capture_output=True, text=True)
     return proc.returncode == 0 and "--encoding" in proc.stdout
@@ -232,6 +242,11 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
             best_of(runs, lambda: bf + ["dump", "--format", "jsonl", "--encoding", "hex",
                                         str(src)]),
             best_of(runs, lambda: [gen, "dump", str(src)]))
+        # boltfix's default encoding (text where printable, else hex), against
+        # the same Go dump: not the issue's pair, but what a user runs
+        res.pairs["dump (auto)"] = (
+            best_of(runs, lambda: bf + ["dump", "--format", "jsonl", str(src)]),
+            res.pairs["dump"][1])
     else:
         res.notes.append("boltfix dump is not implemented yet: dump pair skipped")
     print("  repair / compact ...", flush=True)
@@ -247,8 +262,9 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
 
 # ---------------------------------------------------------------- reporting
 BBOLT_NAME = {"check": "boltgen check (tx.Check)", "dump": "boltgen dump",
-              "repair": "boltgen compact"}
+              "dump (auto)": "boltgen dump", "repair": "boltgen compact"}
 BOLTFIX_NAME = {"check": "boltfix check", "dump": "boltfix dump --format jsonl --encoding hex",
+                "dump (auto)": "boltfix dump --format jsonl",
                 "repair": "boltfix repair --out"}
 
 
@@ -356,6 +372,7 @@ def main(argv=None) -> int:
         results = []
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
+        print(f"boltfix walk: {core()}", flush=True)
         for n in key_counts:
             res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen)
             results.append(res)

@@ -175,7 +175,7 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
             stats["keys"] += item.records
             if not is_etcd or bucket.path not in ETCD_CHECKED:
                 continue
-            batches = walker.run_batches(item)
+            batches = walker.run_batches(item.leaves)
         elif item.bucket_entry is not None:
             stats["buckets"] += 1
             continue

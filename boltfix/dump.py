@@ -20,7 +20,9 @@ Keys appear in this order; optional ones only when they apply::
                                    # bucket: the page holding its parent entry)
      "state": "live" | "free" | "orphan",
      "bucket_guess": [NAME, ...],  # free/orphan only, when the bucket can be
-                                   # told (an etcd revision key -> ["key"])
+                                   # told (an etcd revision key -> ["key"]; a
+                                   # record inside an inline bucket value ->
+                                   # [that bucket's name], innermost only)
      "value_redacted": true,       # the value was masked (see Secrets)
      "etcd": {...}}                # etcd decoding on: etcd.decode_record()
 
@@ -552,7 +554,7 @@ class Dumper:
                 if left is not None and count >= left:
                     raise _Limit()
                 if python:
-                    for batch in walker.run_batches(Run([leaves[i]], leaves[i][1])):
+                    for batch in walker.run_batches(leaves[i:i + 1]):
                         emit(batch)
                     i += 1
 
@@ -579,7 +581,7 @@ class Dumper:
                 elif c_pieces is not None:
                     emit_run(item)
                 else:
-                    for batch in walker.run_batches(item):
+                    for batch in walker.run_batches(item.leaves):
                         emit(batch)
         except _Limit:
             stream.write(join(parts))
@@ -636,24 +638,46 @@ class Dumper:
                                          f"{type(exc).__name__}: {exc}")
         return found
 
-    def _emit_leaf(self, state, pgid, off, count, end) -> None:
-        buf = self.db.buf
+    def _emit_leaf(self, state, pgid, off, count, end, inline_in: Optional[bytes] = None,
+                   buf=None) -> None:
+        """The elements of a leaf in a free or orphan page that still parse.
+
+        A bucket entry whose value holds an inline bucket is followed by
+        that bucket's own records, with ``bucket_guess`` set to its name
+        (the innermost name: the path above it is not known).
+        """
+        buf = self.db.buf if buf is None else buf
         guessing = self.opts.decode != "none"
         text = self.opts.fmt == "text"
         for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
             if problem:
                 continue
             is_bucket = bool(eflags & S.BUCKET_LEAF_FLAG)
-            guess = None
-            if guessing and not is_bucket and E.revision_bucket_guess(key):
+            guess = None if inline_in is None else (inline_in,)
+            if guess is None and guessing and not is_bucket and E.revision_bucket_guess(key):
                 guess = (b"key",)
-            eb = b"key" if guess else None
+            eb = b"key" if guess == (b"key",) else None
             if text:
                 self.out.write(self._text(None, key, value, is_bucket, pgid, state, guess, eb))
             else:
                 self.out.write(self._line('{"path":null', None, key, value, is_bucket, pgid,
                                           state, guess, eb))
             self._count(state)
+            if is_bucket and inline_in is None:
+                self._emit_inline(state, pgid, key, value)
+
+    def _emit_inline(self, state, pgid, name: bytes, value) -> None:
+        """The records of an inline bucket value found in a free/orphan leaf."""
+        if len(value) < S.BUCKET_HEADER_SIZE + S.PAGE_HEADER_SIZE:
+            return
+        root, _ = S.BUCKET_HEADER.unpack_from(value, 0)
+        if root != 0:
+            return
+        page = value[S.BUCKET_HEADER_SIZE:]
+        _, flags, count, _ = S.PAGE_HEADER.unpack_from(page, 0)
+        if flags == S.LEAF_PAGE_FLAG:
+            # elements are checked against the value's own bytes only
+            self._emit_leaf(state, pgid, 0, count, len(page), inline_in=bytes(name), buf=page)
 
     # -- main
     def run(self) -> DumpResult:
@@ -678,7 +702,7 @@ class Dumper:
             if FREE in opts.include or ORPHAN in opts.include:
                 if not full_walk:
                     walker = Walker(db)  # quiet: only to learn what is reachable
-                    for _ in walker.walk():
+                    for _ in walker.walk_batches(runs=True):
                         pass
                 free, orphan, classes = classify(db, walker.reached)
                 if FREE in opts.include:

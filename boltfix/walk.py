@@ -136,6 +136,7 @@ class Run(NamedTuple):
 
     leaves: List[Tuple[int, int, int]]  # (page, element count, end of its run)
     records: int
+    last: bytes  # the last key of the last page
 
 
 # per-bucket leaf stream items: (page, indexes, flags, keys, values)
@@ -217,9 +218,10 @@ class Walker:
         top = self.root_bucket() if start is None else start
         if top is None:
             return
-        leaves = self._leaves(top, runs and prefix is None)
-        if prefix is not None:
-            leaves = _prefixed(leaves, prefix)
+        if prefix is None:
+            leaves = self._leaves(top, runs)
+        else:
+            leaves = _prefixed(self._leaves(top, True), prefix, self._run_leaves)
         stack = [(top, leaves)]
         while stack:
             bucket, leaves = stack[-1]
@@ -308,9 +310,10 @@ class Walker:
         for page, idxs, flags, keys, values in self._leaves(bucket):
             yield from map(Record, keys, values, flags, repeat(page), idxs)
 
-    def run_batches(self, run: Run) -> Iterator[Batch]:
-        """A :class:`Run`'s pages as batches (what walk_batches yields without runs)."""
-        for page, idxs, flags, keys, values in self._run_leaves(run.leaves):
+    def run_batches(self, leaves) -> Iterator[Batch]:
+        """Pages of a :class:`Run` (its ``leaves``, or some of them) as
+        batches: what walk_batches yields without runs."""
+        for page, idxs, flags, keys, values in self._run_leaves(leaves):
             yield Batch(page, idxs, flags, keys, values)
 
     def _leaves(self, bucket: Bucket, runs: bool = False) -> Iterator[_Leaf]:
@@ -382,7 +385,7 @@ class Walker:
                     self.records_yielded += records
                 if leaves:
                     if runs:
-                        yield Run(leaves, records)
+                        yield Run(leaves, records, last)
                     else:
                         yield from self._run_leaves(leaves)
                 if more or not stack:
@@ -683,27 +686,47 @@ def _leaf_page(buf, raw, off, count, end):
     return flags, values, keys
 
 
-def _prefixed(leaves: Iterator[_Leaf], prefix: bytes) -> Iterator[_Leaf]:
+def _prefixed(leaves, prefix: bytes, expand) -> Iterator[_Leaf]:
     """The keys of an ascending leaf stream that start with ``prefix``.
 
-    They are one contiguous run: keys below ``prefix`` are skipped, and the
-    first key past the run ends the stream (no further leaf is read).
+    They are one contiguous run: keys below ``prefix`` are skipped (a
+    :class:`Run` whose last key is below it without slicing a key; others
+    through ``expand``), and the first key past the run ends the stream (no
+    further leaf is read).
     """
-    for page, idxs, flags, keys, values in leaves:
-        n = len(keys)
-        i = 0
-        while i < n and keys[i] < prefix:
-            i += 1
-        j = i
-        while j < n and keys[j].startswith(prefix):
-            j += 1
-        if i < j:
-            if i == 0 and j == n:
-                yield page, idxs, flags, keys, values
-            else:
-                yield page, idxs[i:j], flags[i:j], keys[i:j], values[i:j]
-        if j < n:
-            return
+    for item in leaves:
+        if type(item) is not Run:
+            pages = (item,)
+        elif item.last < prefix:
+            continue
+        else:
+            pages = expand(item.leaves)
+        for leaf in pages:
+            piece, past = _prefix_cut(leaf, prefix)
+            if piece is not None:
+                yield piece
+            if past:
+                return
+
+
+def _prefix_cut(leaf: _Leaf, prefix: bytes) -> Tuple[Optional[_Leaf], bool]:
+    """(the page's keys that start with ``prefix`` or None, whether a key
+    past them is on this page)."""
+    page, idxs, flags, keys, values = leaf
+    n = len(keys)
+    i = 0
+    while i < n and keys[i] < prefix:
+        i += 1
+    j = i
+    while j < n and keys[j].startswith(prefix):
+        j += 1
+    if i == j:
+        piece = None
+    elif i == 0 and j == n:
+        piece = leaf
+    else:
+        piece = (page, idxs[i:j], flags[i:j], keys[i:j], values[i:j])
+    return piece, j < n
 
 
 def _ascending(keys: List[bytes]) -> bool:

@@ -251,6 +251,23 @@ def test_free_pages_hold_deleted_values(shape, tmp_path):
     assert [d for _, d in recs2] == [d for _, d in recs[nlive:]]
 
 
+def test_free_page_inline_buckets_are_expanded(tmp_path):
+    """A leaf freed by a real bbolt write still holds inline bucket values:
+    their records come back after their entry, named by bucket_guess."""
+    path = _copy("nested", tmp_path)
+    inline = {e["key"]: e["value"] for e in oracle.oracle_dump(path)
+              if e["path"] == [b"nested", b"inline-2"] and e["type"] == "kv"}
+    assert inline
+    oracle.put(path, [b"nested"], b"inline-2a", b"rewrites the leaf holding inline-2")
+    recs, _ = hexdump_records(path, "--include", "free")
+    names = [(d.get("bucket_guess"), e["key"], e["value"]) for e, d in recs]
+    entry = names.index((None, b"inline-2", None))
+    inside = [(k, v) for g, k, v in names[entry + 1: entry + 1 + len(inline)]]
+    assert inside == sorted(inline.items())
+    assert all(g == [b"inline-2".hex()] for g, _, _ in names[entry + 1: entry + 1 + len(inline)])
+    assert all(d["state"] == "free" and d["path"] is None for _, d in recs)
+
+
 def test_freed_fixture_deleted_values_are_found():
     recs, r = hexdump_records(oracle.fixture("freed"), "--include", "free")
     values = {e["value"] for e, _ in recs if e["value"]}

@@ -40,6 +40,11 @@ DUMP_OPTIONS = [
     dict(encoding="auto"),
     dict(fmt="text"),
     dict(encoding="hex", include=("live", "free", "orphan")),
+    # --prefix skips whole C runs below it and stops at the first key past it
+    dict(encoding="hex", bucket=("nested", "paged"), prefix=b"paged-0003"),
+    dict(bucket=("live",), prefix=b"live-0001"),
+    dict(bucket=("deep",), prefix=b"deep-key-0000000000050"),
+    dict(bucket=("key",), prefix=b"\x00\x00\x00\x00\x00\x00\x00\x03"),
 ]
 
 
@@ -93,6 +98,13 @@ def same_both_ways(path, tmp_path):
     with pure_python():
         slow = everything(path, tmp_path, "py")
     assert fast == slow
+    # runs of 3 leaves: C stops and resumes mid-bucket, --prefix skips whole runs
+    saved = walk.RUN_LEAVES
+    walk.RUN_LEAVES = 3
+    try:
+        assert everything(path, tmp_path, "c3") == slow
+    finally:
+        walk.RUN_LEAVES = saved
 
 
 @needs_c
