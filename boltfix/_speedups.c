@@ -706,9 +706,157 @@ release:
     return result;
 }
 
+/* ------------------------------------------------------------ etcd check */
+/* etcd.decode_varint: at most 10 bytes, the 10th at most 1 */
+static int varint(const unsigned char *p, uint64_t n, uint64_t *pos, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (*pos >= n)
+            return 0;
+        const unsigned char b = p[(*pos)++];
+        if (i == 9 && (b & 0x80 || b > 1))
+            return 0;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Would etcd.check_key_record(key, value) find nothing?  A revision key (17
+ * bytes, or 18 ending in 't', '_' at byte 8) whose value is a well-formed
+ * mvccpb.KeyValue (etcd._iter_fields' rules, and _KV_SCHEMA's wire types
+ * for fields 1-6) with a non-empty key unless a tombstone.  0 means "ask
+ * Python", never "bad".
+ */
+static int etcd_key_record_clean(const unsigned char *k, uint64_t klen, const unsigned char *v,
+                                 uint64_t vlen)
+{
+    int tombstone;
+    if (klen == 18 && k[17] == 't')
+        tombstone = 1;
+    else if (klen == 17)
+        tombstone = 0;
+    else
+        return 0;
+    if (k[8] != '_')
+        return 0;
+    uint64_t pos = 0, key_len = 0, tag, x;
+    while (pos < vlen) {
+        if (!varint(v, vlen, &pos, &tag))
+            return 0;
+        const uint64_t field = tag >> 3;
+        const unsigned wire = (unsigned)(tag & 7);
+        if (field == 0 || field > (1u << 29) - 1)
+            return 0;
+        switch (wire) {
+        case 0:
+            if (!varint(v, vlen, &pos, &x))
+                return 0;
+            break;
+        case 1:
+            if (vlen - pos < 8)
+                return 0;
+            pos += 8;
+            break;
+        case 2:
+            if (!varint(v, vlen, &pos, &x) || x > vlen - pos)
+                return 0;
+            if (field == 1)
+                key_len = x; /* the last occurrence wins */
+            pos += x;
+            break;
+        case 5:
+            if (vlen - pos < 4)
+                return 0;
+            pos += 4;
+            break;
+        default:
+            return 0; /* groups, wire types 6 and 7 */
+        }
+        if ((field == 1 || field == 5) && wire != 2)
+            return 0;
+        if ((field == 2 || field == 3 || field == 4 || field == 6) && wire != 0)
+            return 0;
+    }
+    return tombstone || key_len > 0;
+}
+
+PyDoc_STRVAR(etcd_key_suspects_doc,
+"etcd_key_suspects(buf, page_size, leaves) -> [index, ...]\n\n"
+"Indexes of the leaves (from advance(), of etcd's `key` bucket) holding a\n"
+"record that etcd.check_key_record() may have something to say about;\n"
+"every record of the other leaves is certainly clean.");
+
+static PyObject *etcd_key_suspects(PyObject *self, PyObject *args)
+{
+    PyObject *bufobj, *leaves;
+    unsigned long long ps;
+    if (!PyArg_ParseTuple(args, "OKO!:etcd_key_suspects", &bufobj, &ps, &PyList_Type, &leaves))
+        return NULL;
+    if (ps < 512) {
+        PyErr_SetString(PyExc_ValueError, "page size below 512");
+        return NULL;
+    }
+    Py_buffer buf;
+    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+        return NULL;
+    const unsigned char *map = buf.buf;
+    const uint64_t maplen = (uint64_t)buf.len;
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out && i < PyList_GET_SIZE(leaves); i++) {
+        uint64_t pgid, end;
+        uint32_t count;
+        if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0) {
+            Py_CLEAR(out);
+            break;
+        }
+        const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
+        const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
+        int clean = 1;
+        for (uint32_t j = 0; clean && j < count; j++) {
+            const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
+            const unsigned char *e = map + eoff;
+            const uint64_t k = eoff + le32(e + 4), ksize = le32(e + 8), vsize = le32(e + 12);
+            clean = k >= floor && k + ksize + vsize <= end &&
+                    etcd_key_record_clean(map + k, ksize, map + k + ksize, vsize);
+        }
+        if (!clean) {
+            PyObject *n = PyLong_FromSsize_t(i);
+            if (!n || PyList_Append(out, n) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(n);
+        }
+    }
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+PyDoc_STRVAR(etcd_key_record_clean_doc,
+"etcd_key_record_clean(key, value) -> bool\n\n"
+"True when etcd.check_key_record(key, value) certainly returns [] (the test\n"
+"of etcd_key_suspects for one record).");
+
+static PyObject *py_etcd_key_record_clean(PyObject *self, PyObject *args)
+{
+    Py_buffer k, v;
+    if (!PyArg_ParseTuple(args, "y*y*:etcd_key_record_clean", &k, &v))
+        return NULL;
+    const int clean = etcd_key_record_clean(k.buf, (uint64_t)k.len, v.buf, (uint64_t)v.len);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&v);
+    return PyBool_FromLong(clean);
+}
+
 static PyMethodDef methods[] = {
     {"advance", advance, METH_VARARGS, advance_doc},
     {"jsonl", jsonl, METH_VARARGS, jsonl_doc},
+    {"etcd_key_suspects", etcd_key_suspects, METH_VARARGS, etcd_key_suspects_doc},
+    {"etcd_key_record_clean", py_etcd_key_record_clean, METH_VARARGS, etcd_key_record_clean_doc},
     {NULL, NULL, 0, NULL},
 };
 

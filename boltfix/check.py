@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from boltfix import structs as S
-from boltfix.errors import ERROR, WARNING, Finding
+from boltfix import walk
+from boltfix.errors import ERROR, WARNING, BoltError, Finding
 from boltfix.reader import DB, Meta
 from boltfix.walk import Batch, Bucket, Run, Walker
 
@@ -175,7 +176,7 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
             stats["keys"] += item.records
             if not is_etcd or bucket.path not in ETCD_CHECKED:
                 continue
-            batches = walker.run_batches(item.leaves)
+            batches = walker.run_batches(_etcd_suspects(walker, bucket, item))
         elif item.bucket_entry is not None:
             stats["buckets"] += 1
             continue
@@ -195,6 +196,20 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
 
 #: the etcd buckets whose records check looks at
 ETCD_CHECKED = frozenset({(b"key",), (b"meta",)})
+
+
+def _etcd_suspects(walker: Walker, bucket: Bucket, run: Run) -> list:
+    """The pages of a run that the etcd checks must look at: with the C core,
+    in the ``key`` bucket, only those holding a record C cannot vouch for
+    (``_speedups.etcd_key_suspects``: the same rules as
+    ``etcd.check_key_record``, which then runs on them)."""
+    fast = getattr(walk._speedups, "etcd_key_suspects", None)
+    if fast is None or bucket.path != (b"key",):
+        return run.leaves
+    try:
+        return [run.leaves[i] for i in fast(walker.buf, walker.page_size, run.leaves)]
+    except ValueError as exc:  # a page changed under the map
+        raise BoltError(str(exc)) from exc
 
 
 def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:

@@ -370,3 +370,92 @@ def test_same_on_mixed_values(tmp_path):
             {None, "hex"} if encoding == "auto" else {None})
 
 
+
+
+# ---------------------------------------------------------------- etcd key records
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@st.composite
+def protobuf_fields(draw):
+    """A KeyValue-like message: fields 1-6 mostly with their own wire types,
+    sometimes others, unknown fields, overlong varints, cut at a random byte."""
+    out = b""
+    if draw(st.booleans()):  # etcd writes the key first
+        out = b"\x0a" + _varint(3) + draw(st.binary(min_size=3, max_size=3))
+    for _ in range(draw(st.integers(0, 7))):
+        field = draw(st.sampled_from([1, 2, 3, 4, 5, 6] * 3 + [7, 0, 15, 1 << 29]))
+        own = {1: 2, 5: 2}.get(field, 0)
+        wire = draw(st.sampled_from([own] * 6 + [0, 2, 1, 5, 3, 6]))
+        out += _varint(field << 3 | wire)
+        if wire == 0:
+            out += draw(st.sampled_from([_varint(draw(st.integers(0, (1 << 64) - 1)))] * 4 +
+                                        [b"\xff" * 9 + b"\x01", b"\xff" * 9 + b"\x02",
+                                         b"\xff" * 10]))
+        elif wire == 2:
+            payload = draw(st.binary(max_size=12))
+            n = len(payload) + draw(st.sampled_from([0] * 6 + [1, 100]))
+            out += _varint(n) + payload
+        elif wire == 1:
+            out += draw(st.binary(min_size=6, max_size=8))
+        elif wire == 5:
+            out += draw(st.binary(min_size=2, max_size=4))
+    if draw(st.integers(0, 9)) == 0:
+        out = out[: draw(st.integers(0, len(out)))]
+    return out
+
+
+_REVISION = st.builds(lambda m, s, t: m.to_bytes(8, "big") + b"_" + s.to_bytes(8, "big") + t,
+                      st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1),
+                      st.sampled_from([b""] * 4 + [b"t", b"x"]))
+REVISION_KEYS = st.integers(0, 9).flatmap(
+    lambda i: _REVISION if i else st.binary(min_size=16, max_size=19))
+
+
+@needs_c
+@given(REVISION_KEYS, protobuf_fields())
+@settings(max_examples=3000, deadline=None, database=None, derandomize=True)
+def test_etcd_key_record_clean_is_check_key_record(key, value):
+    """C vouches for a record exactly when the Python check finds nothing
+    (one way keeps results identical, the other keeps C useful)."""
+    from boltfix import etcd
+
+    assert C.etcd_key_record_clean(key, value) == (etcd.check_key_record(key, value) == [])
+
+
+@needs_c
+def test_same_on_etcd_file_with_bad_records(tmp_path):
+    """A key bucket of many pages with a few bad records: only their pages
+    go to Python, and check says exactly what it says without C."""
+    from boltfix.writer import BoltWriter
+
+    path = tmp_path / "etcdish.db"
+    good = lambda i: (b"\x0a\x05/k%03d" % (i % 1000) + b"\x10" + _varint(i) + b"\x18" + _varint(i)
+                      + b"\x20\x01\x2a\x40" + bytes(64))
+    bad = {37: b"\xff\xff\xff garbage", 400: b"\x0a\x00\x10\x01",  # empty key, not a tombstone
+           401: b"\x08\x01", 2500: good(2500)[:-3]}
+    with open(path, "wb") as f:
+        w = BoltWriter(f)
+        w.begin_bucket(b"key")
+        for i in range(1, 3000):
+            key = i.to_bytes(8, "big") + (b"_" if i != 999 else b"-") + bytes(8)
+            w.put(key, bad.get(i, good(i)))
+        w.end_bucket()
+        w.begin_bucket(b"meta")
+        w.put(b"consistent_index", (7).to_bytes(8, "big"))
+        w.end_bucket()
+        w.close()
+    with DB(path) as db:
+        fast = check(db).to_json()
+        with pure_python():
+            slow = check(db).to_json()
+    assert fast == slow
+    assert sorted(f["code"] for f in fast["findings"]) == (
+        ["etcd-bad-key-value"] * 4 + ["etcd-bad-revision-key"])
