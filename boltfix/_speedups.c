@@ -42,6 +42,14 @@ static inline uint32_t le32(const unsigned char *p)
 }
 static inline uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+/* etcd's revision keys are big-endian */
+static inline uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
 
 /* a key in the map or in a bytes object; p == NULL stands for None */
 typedef struct {
@@ -470,41 +478,221 @@ static int leaf_at(PyObject *leaves, Py_ssize_t i, const unsigned char *map, uin
     return 0;
 }
 
-/* the line's fixed pieces, all from dump.py */
-enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
+/* ------------------------------------------------------------ etcd check */
+/* etcd.decode_varint: at most 10 bytes, the 10th at most 1 */
+static int varint(const unsigned char *p, uint64_t n, uint64_t *pos, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (*pos >= n)
+            return 0;
+        const unsigned char b = p[(*pos)++];
+        if (i == 9 && (b & 0x80 || b > 1))
+            return 0;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
 
-/* how one key or value is written: dump.py's _enc_hex, or _enc_auto */
+/* an mvccpb.KeyValue as etcd._decode_key_value reads it (last occurrence wins) */
+typedef struct {
+    const unsigned char *key, *value;
+    uint64_t key_len, value_len;
+    uint64_t create_revision, mod_revision, version, lease; /* raw varints */
+    int unknown; /* a field other than 1-6 */
+} key_value;
+
+/* etcd._iter_fields' rules and _KV_SCHEMA's wire types; 0 when Python
+ * would report an error */
+static int parse_key_value(const unsigned char *v, uint64_t vlen, key_value *kv)
+{
+    memset(kv, 0, sizeof *kv);
+    uint64_t pos = 0, tag, x;
+    while (pos < vlen) {
+        if (!varint(v, vlen, &pos, &tag))
+            return 0;
+        const uint64_t field = tag >> 3;
+        const unsigned wire = (unsigned)(tag & 7);
+        if (field == 0 || field > (1u << 29) - 1)
+            return 0;
+        switch (wire) {
+        case 0:
+            if (!varint(v, vlen, &pos, &x))
+                return 0;
+            break;
+        case 1:
+            if (vlen - pos < 8)
+                return 0;
+            pos += 8;
+            break;
+        case 2:
+            if (!varint(v, vlen, &pos, &x) || x > vlen - pos)
+                return 0;
+            pos += x;
+            break;
+        case 5:
+            if (vlen - pos < 4)
+                return 0;
+            pos += 4;
+            break;
+        default:
+            return 0; /* groups, wire types 6 and 7 */
+        }
+        if (field == 1 || field == 5) {
+            if (wire != 2)
+                return 0;
+            if (field == 1) {
+                kv->key = v + pos - x;
+                kv->key_len = x;
+            } else {
+                kv->value = v + pos - x;
+                kv->value_len = x;
+            }
+        } else if (field >= 2 && field <= 6) {
+            if (wire != 0)
+                return 0;
+            uint64_t *slot = field == 2 ? &kv->create_revision : field == 3 ? &kv->mod_revision
+                             : field == 4 ? &kv->version : &kv->lease;
+            *slot = x;
+        } else {
+            kv->unknown = 1;
+        }
+    }
+    return 1;
+}
+
+/* etcd.decode_revision: 17 bytes, or 18 ending in 't', '_' at byte 8;
+ * -1 when not a revision, else whether it is a tombstone */
+static int revision_kind(const unsigned char *k, uint64_t klen)
+{
+    int tombstone;
+    if (klen == 18 && k[17] == 't')
+        tombstone = 1;
+    else if (klen == 17)
+        tombstone = 0;
+    else
+        return -1;
+    return k[8] == '_' ? tombstone : -1;
+}
+
+/*
+ * Would etcd.check_key_record(key, value) find nothing?  A revision key
+ * whose value is a well-formed mvccpb.KeyValue with a non-empty key unless
+ * a tombstone.  0 means "ask Python", never "bad".
+ */
+static int etcd_key_record_clean(const unsigned char *k, uint64_t klen, const unsigned char *v,
+                                 uint64_t vlen)
+{
+    key_value kv;
+    const int tombstone = revision_kind(k, klen);
+    if (tombstone < 0 || !parse_key_value(v, vlen, &kv))
+        return 0;
+    return tombstone || kv.key_len > 0;
+}
+
+/* ------------------------------------------------------------ JSONL lines */
+/*
+ * Where the lines go.  Pass 1 measures (o == NULL: only n grows); pass 2
+ * writes into a buffer of exactly that size, never past `cap`: a page that
+ * changed between the passes sets `overflow` instead of writing past it.
+ */
+typedef struct {
+    unsigned char *o;
+    size_t n, cap;
+    int overflow;
+} sink;
+
+static inline int room(sink *s, size_t len)
+{
+    if (!s->o) {
+        s->n += len;
+        return 0;
+    }
+    if (s->cap - s->n < len) {
+        s->overflow = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static inline void put(sink *s, const void *p, size_t len)
+{
+    if (room(s, len)) {
+        memcpy(s->o + s->n, p, len);
+        s->n += len;
+    }
+}
+
+/* a string literal, its length counted by the compiler */
+#define put_lit(s, lit) put((s), (lit), sizeof(lit) - 1)
+
+static inline void put_buf(sink *s, const Py_buffer *b) { put(s, b->buf, (size_t)b->len); }
+
+static void put_hex(sink *s, const unsigned char *p, uint64_t n)
+{
+    if (room(s, 2 * (size_t)n)) {
+        hex_encode(s->o + s->n, p, n);
+        s->n += 2 * (size_t)n;
+    }
+}
+
+static void put_u64(sink *s, uint64_t v)
+{
+    const size_t len = decimal_len(v);
+    if (room(s, len)) {
+        put_decimal(s->o + s->n, v, len);
+        s->n += len;
+    }
+}
+
+/* etcd's int64 fields (etcd._int64): the raw u64 read as signed */
+static void put_i64(sink *s, uint64_t v)
+{
+    if (v >> 63) {
+        put_lit(s, "-");
+        put_u64(s, ~v + 1);
+    } else {
+        put_u64(s, v);
+    }
+}
+
+/* how a key or value is written: dump.py's _enc_hex, or _enc_auto */
 enum { AS_HEX, AS_TEXT, AS_PYTHON };
 
 /*
- * _enc_auto's choice for bytes whose answer does not need Unicode tables:
- * text when every byte is printable ASCII or \t \n \r; hex as soon as a
- * byte is another ASCII control (it can be nothing else in any decoding);
- * AS_PYTHON when there is non-ASCII and no such control (Python decides).
- * `extra`: escapes a text form needs (json's encode_basestring).
+ * _enc_auto's (and etcd.render_bytes') choice for bytes whose answer needs
+ * no Unicode tables: text when every byte is printable ASCII or \t \n \r;
+ * hex as soon as a byte is another ASCII control (it is that character in
+ * any decoding, and not printable); AS_PYTHON for non-ASCII without such a
+ * control (Python decides).
  */
-static int auto_kind(const unsigned char *p, uint64_t n, size_t *extra)
+static int auto_kind(const unsigned char *p, uint64_t n)
 {
     int high = 0;
-    size_t esc = 0;
     for (uint64_t i = 0; i < n; i++) {
         const unsigned char b = p[i];
-        if (b >= 0x20 && b < 0x7f) {
-            esc += b == '"' || b == '\\';
-        } else if (b == '\t' || b == '\n' || b == '\r') {
-            esc++;
-        } else if (b >= 0x80) {
+        if (b >= 0x80)
             high = 1;
-        } else {
+        else if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7f)
             return AS_HEX;
-        }
     }
-    *extra = esc;
     return high ? AS_PYTHON : AS_TEXT;
 }
 
-static unsigned char *put_text(unsigned char *o, const unsigned char *p, uint64_t n)
+/* a JSON string of printable ASCII, with json.encoder's escapes */
+static void put_text(sink *s, const unsigned char *p, uint64_t n)
 {
+    size_t extra = 0;
+    for (uint64_t i = 0; i < n; i++)
+        extra += p[i] == '"' || p[i] == '\\' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r';
+    if (!room(s, (size_t)n + extra + 2))
+        return;
+    unsigned char *o = s->o + s->n;
+    *o++ = '"';
     for (uint64_t i = 0; i < n; i++) {
         const unsigned char b = p[i];
         switch (b) {
@@ -516,51 +704,91 @@ static unsigned char *put_text(unsigned char *o, const unsigned char *p, uint64_
         default: *o++ = b;
         }
     }
-    return o;
+    *o++ = '"';
+    s->n += (size_t)n + extra + 2;
 }
 
-/* one key or value: its kind and the bytes it takes, note included */
-static int plan_field(const unsigned char *p, uint64_t n, int automatic, size_t note, size_t *size)
+/* a dump key or value: "hex" (+ its note under auto) or "text" */
+static void put_field(sink *s, const unsigned char *p, uint64_t n, int kind, int automatic,
+                      const Py_buffer *note)
 {
-    size_t extra = 0;
-    const int kind = automatic ? auto_kind(p, n, &extra) : AS_HEX;
-    if (kind == AS_TEXT)
-        *size = 2 + (size_t)n + extra;
-    else
-        *size = 2 + 2 * (size_t)n + (automatic ? note : 0);
-    return kind;
-}
-
-static unsigned char *put_field(unsigned char *o, const unsigned char *p, uint64_t n, int kind,
-                                int automatic, const Py_buffer *note)
-{
-    *o++ = '"';
-    o = kind == AS_TEXT ? put_text(o, p, n) : hex_encode(o, p, n);
-    *o++ = '"';
-    if (kind == AS_HEX && automatic) {
-        memcpy(o, note->buf, note->len);
-        o += note->len;
+    if (kind == AS_TEXT) {
+        put_text(s, p, n);
+        return;
     }
-    return o;
+    put_lit(s, "\"");
+    put_hex(s, p, n);
+    put_lit(s, "\"");
+    if (automatic)
+        put_buf(s, note);
+}
+
+/* an etcd bytes value (etcd.render_bytes): "text" or {"hex":"..."} */
+static void put_etcd_bytes(sink *s, const unsigned char *p, uint64_t n, int kind)
+{
+    if (kind == AS_TEXT) {
+        put_text(s, p, n);
+        return;
+    }
+    put_lit(s, "{\"hex\":\"");
+    put_hex(s, p, n);
+    put_lit(s, "\"}");
 }
 
 /*
- * The first `count` records of one leaf as JSON lines.  With *out == NULL
- * only measures (`size`); otherwise writes, never past out_end.  Every
- * element is checked against its page run on both passes: the file may
- * change between them.  Returns 1 when a record needs Python (nothing of
- * the leaf counted or written), 0 when done, -1 with an error set.
+ * The "etcd" object dump gives a `key` bucket record (etcd.decode_record
+ * through json.dumps), when it is one C can write: a clean revision key, a
+ * KeyValue of fields 1-6 only, its key and value printable ASCII or
+ * certainly hex.  0: Python must write this record.
+ */
+static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
+                               const unsigned char *v, uint64_t vlen)
+{
+    key_value kv;
+    const int tombstone = revision_kind(k, klen);
+    if (tombstone < 0 || !parse_key_value(v, vlen, &kv) || kv.unknown)
+        return 0;
+    const int kk = auto_kind(kv.key, kv.key_len), vk = auto_kind(kv.value, kv.value_len);
+    if (kk == AS_PYTHON || vk == AS_PYTHON)
+        return 0;
+    put_lit(s, "{\"revision\":{\"main\":");
+    put_i64(s, be64(k));
+    put_lit(s, ",\"sub\":");
+    put_i64(s, be64(k + 9));
+    if (tombstone)
+        put_lit(s, ",\"tombstone\":true},\"key\":");
+    else
+        put_lit(s, ",\"tombstone\":false},\"key\":");
+    put_etcd_bytes(s, kv.key, kv.key_len, kk);
+    put_lit(s, ",\"create_revision\":");
+    put_i64(s, kv.create_revision);
+    put_lit(s, ",\"mod_revision\":");
+    put_i64(s, kv.mod_revision);
+    put_lit(s, ",\"version\":");
+    put_i64(s, kv.version);
+    put_lit(s, ",\"value\":");
+    put_etcd_bytes(s, kv.value, kv.value_len, vk);
+    put_lit(s, ",\"lease\":");
+    put_i64(s, kv.lease);
+    put_lit(s, "}");
+    return 1;
+}
+
+/* the line's fixed pieces, all from dump.py */
+enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
+
+/*
+ * The first `count` records of one leaf as JSON lines into `s`.  Every
+ * element is checked against its page run (the file may change between
+ * the passes).  Returns 1 when a record needs Python (the sink is then
+ * left as it was), 0 when done, -1 with an error set.
  */
 static int leaf_lines(const unsigned char *map, uint64_t pgid, uint64_t ps, uint32_t count,
-                      uint64_t end, const Py_buffer *pc, int automatic, unsigned char **out,
-                      unsigned char *out_end, size_t *size)
+                      uint64_t end, const Py_buffer *pc, int automatic, int etcd_key, sink *s)
 {
     const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
     const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
-    const size_t dlen = decimal_len(pgid);
-    const size_t fixed = (size_t)(pc[PRE].len + pc[MID].len + pc[TAIL_HEAD].len + pc[TAIL_END].len) + dlen;
-    unsigned char *o = *out;
-    size_t total = 0;
+    const size_t start = s->n;
     for (uint32_t j = 0; j < count; j++) {
         const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
         const unsigned char *e = map + eoff;
@@ -570,60 +798,52 @@ static int leaf_lines(const unsigned char *map, uint64_t pgid, uint64_t ps, uint
                          (unsigned long long)pgid);
             return -1;
         }
-        size_t ks, vs;
-        const int kk = plan_field(map + k, ksize, automatic, pc[KEY_NOTE].len, &ks);
-        const int vk = plan_field(map + k + ksize, vsize, automatic, pc[VALUE_NOTE].len, &vs);
-        if (kk == AS_PYTHON || vk == AS_PYTHON) {
-            if (o) {
-                PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
-                             (unsigned long long)pgid);
-                return -1;
-            }
-            return 1;
+        const unsigned char *key = map + k, *value = key + ksize;
+        const int kk = automatic ? auto_kind(key, ksize) : AS_HEX;
+        const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
+        if (kk == AS_PYTHON || vk == AS_PYTHON)
+            goto python;
+        put_buf(s, &pc[PRE]);
+        put_field(s, key, ksize, kk, automatic, &pc[KEY_NOTE]);
+        put_buf(s, &pc[MID]);
+        put_field(s, value, vsize, vk, automatic, &pc[VALUE_NOTE]);
+        put_buf(s, &pc[TAIL_HEAD]);
+        put_u64(s, pgid);
+        put_buf(s, &pc[TAIL_END]);
+        if (etcd_key) {
+            if (!put_etcd_key_record(s, key, ksize, value, vsize))
+                goto python;
+            put_lit(s, "}\n");
         }
-        const size_t line = fixed + ks + vs;
-        total += line;
-        if (!o)
-            continue;
-        if ((size_t)(out_end - o) < line) {
-            PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
-                         (unsigned long long)pgid);
-            return -1;
-        }
-        memcpy(o, pc[PRE].buf, pc[PRE].len);
-        o = put_field(o + pc[PRE].len, map + k, ksize, kk, automatic, &pc[KEY_NOTE]);
-        memcpy(o, pc[MID].buf, pc[MID].len);
-        o = put_field(o + pc[MID].len, map + k + ksize, vsize, vk, automatic, &pc[VALUE_NOTE]);
-        memcpy(o, pc[TAIL_HEAD].buf, pc[TAIL_HEAD].len);
-        o = put_decimal(o + pc[TAIL_HEAD].len, pgid, dlen);
-        memcpy(o, pc[TAIL_END].buf, pc[TAIL_END].len);
-        o += pc[TAIL_END].len;
     }
-    *out = o;
-    *size = total;
     return 0;
+python:
+    s->n = start;
+    return 1;
 }
 
 PyDoc_STRVAR(jsonl_doc,
-"jsonl(buf, page_size, leaves, start, pieces, automatic, budget, max_records)\n"
+"jsonl(buf, page_size, leaves, start, pieces, automatic, etcd_key, budget, max_records)\n"
 "-> (data, next, records, python)\n\n"
 "The dump's live JSONL lines for leaves[start:] from advance().  A record is\n"
 "pre + key + mid + value + tail_head + page + tail_end, `pieces` being those\n"
 "six (pre, mid, key_note, value_note, tail_head, tail_end); a key or value\n"
 "is \"hex\", or with `automatic` (dump's auto encoding) \"text\" when it is\n"
-"printable ASCII, else \"hex\" followed by its note.  Stops after the leaf\n"
-"that brings the output to `budget` bytes, at `max_records` records (-1: no\n"
-"limit), or before a leaf with non-ASCII text, which Python must judge:\n"
-"then `python` is True and leaves[next] is that leaf.");
+"printable ASCII, else \"hex\" followed by its note.  With `etcd_key`\n"
+"(etcd's `key` bucket) tail_end opens the \"etcd\" member and C writes the\n"
+"decoded record and closes the line.  Stops after the leaf that brings the\n"
+"output to `budget` bytes, at `max_records` records (-1: no limit), or\n"
+"before a leaf with a record only Python can write (non-ASCII text, an\n"
+"unusual etcd record): then `python` is True and leaves[next] is that leaf.");
 
 static PyObject *jsonl(PyObject *self, PyObject *args)
 {
     PyObject *bufobj, *leaves, *pieces;
     Py_ssize_t start, budget, max_records;
-    int automatic;
+    int automatic, etcd_key;
     unsigned long long ps;
-    if (!PyArg_ParseTuple(args, "OKO!nO!pnn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
-                          &PyTuple_Type, &pieces, &automatic, &budget, &max_records))
+    if (!PyArg_ParseTuple(args, "OKO!nO!ppnn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
+                          &PyTuple_Type, &pieces, &automatic, &etcd_key, &budget, &max_records))
         return NULL;
     if (ps < 512) {
         PyErr_SetString(PyExc_ValueError, "page size below 512");
@@ -648,51 +868,48 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
         start = 0;
 
     /* pass 1: how far to go and how many bytes it takes */
-    size_t total = 0, size;
+    sink s = {NULL, 0, 0, 0};
     Py_ssize_t i = start, records = 0;
     uint64_t pgid, end;
     uint32_t count;
     int python = 0;
-    unsigned char *out = NULL;
-    for (; i < nleaves && total < (size_t)budget; i++) {
+    for (; i < nleaves && s.n < (size_t)budget; i++) {
         if (max_records >= 0 && records >= max_records)
             break;
         if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
             goto done;
         if (max_records >= 0 && records + (Py_ssize_t)count > max_records)
             count = (uint32_t)(max_records - records);
-        const int rc = leaf_lines(map, pgid, ps, count, end, pc, automatic, &out, NULL, &size);
+        const int rc = leaf_lines(map, pgid, ps, count, end, pc, automatic, etcd_key, &s);
         if (rc < 0)
             goto done;
         if (rc > 0) {
             python = 1;
             break;
         }
-        total += size;
         records += count;
     }
     const Py_ssize_t stop = i;
-    data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)s.n);
     if (!data)
         goto done;
     /* pass 2: write them */
-    out = (unsigned char *)PyBytes_AS_STRING(data);
-    unsigned char *const out_end = out + total;
+    sink w = {(unsigned char *)PyBytes_AS_STRING(data), 0, s.n, 0};
     Py_ssize_t left = max_records;
     for (i = start; i < stop; i++) {
         if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
             goto done;
         if (left >= 0 && (Py_ssize_t)count > left)
             count = (uint32_t)left;
-        if (leaf_lines(map, pgid, ps, count, end, pc, automatic, &out, out_end, &size) != 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
+        const int rc = leaf_lines(map, pgid, ps, count, end, pc, automatic, etcd_key, &w);
+        if (rc < 0)
             goto done;
-        }
+        if (rc > 0 || w.overflow)
+            break;
         if (left >= 0)
             left -= count;
     }
-    if (out != out_end) {
+    if (w.overflow || w.n != s.n) {
         PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
         goto done;
     }
@@ -704,86 +921,6 @@ release:
     while (got-- > 0)
         PyBuffer_Release(&pc[got]);
     return result;
-}
-
-/* ------------------------------------------------------------ etcd check */
-/* etcd.decode_varint: at most 10 bytes, the 10th at most 1 */
-static int varint(const unsigned char *p, uint64_t n, uint64_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 10; i++) {
-        if (*pos >= n)
-            return 0;
-        const unsigned char b = p[(*pos)++];
-        if (i == 9 && (b & 0x80 || b > 1))
-            return 0;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (b < 0x80) {
-            *out = v;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/*
- * Would etcd.check_key_record(key, value) find nothing?  A revision key (17
- * bytes, or 18 ending in 't', '_' at byte 8) whose value is a well-formed
- * mvccpb.KeyValue (etcd._iter_fields' rules, and _KV_SCHEMA's wire types
- * for fields 1-6) with a non-empty key unless a tombstone.  0 means "ask
- * Python", never "bad".
- */
-static int etcd_key_record_clean(const unsigned char *k, uint64_t klen, const unsigned char *v,
-                                 uint64_t vlen)
-{
-    int tombstone;
-    if (klen == 18 && k[17] == 't')
-        tombstone = 1;
-    else if (klen == 17)
-        tombstone = 0;
-    else
-        return 0;
-    if (k[8] != '_')
-        return 0;
-    uint64_t pos = 0, key_len = 0, tag, x;
-    while (pos < vlen) {
-        if (!varint(v, vlen, &pos, &tag))
-            return 0;
-        const uint64_t field = tag >> 3;
-        const unsigned wire = (unsigned)(tag & 7);
-        if (field == 0 || field > (1u << 29) - 1)
-            return 0;
-        switch (wire) {
-        case 0:
-            if (!varint(v, vlen, &pos, &x))
-                return 0;
-            break;
-        case 1:
-            if (vlen - pos < 8)
-                return 0;
-            pos += 8;
-            break;
-        case 2:
-            if (!varint(v, vlen, &pos, &x) || x > vlen - pos)
-                return 0;
-            if (field == 1)
-                key_len = x; /* the last occurrence wins */
-            pos += x;
-            break;
-        case 5:
-            if (vlen - pos < 4)
-                return 0;
-            pos += 4;
-            break;
-        default:
-            return 0; /* groups, wire types 6 and 7 */
-        }
-        if ((field == 1 || field == 5) && wire != 2)
-            return 0;
-        if ((field == 2 || field == 3 || field == 4 || field == 6) && wire != 0)
-            return 0;
-    }
-    return tombstone || key_len > 0;
 }
 
 PyDoc_STRVAR(etcd_key_suspects_doc,

@@ -539,7 +539,8 @@ class Dumper:
             i = 0
             while i < len(leaves):
                 try:
-                    data, i, n, python = write_c(buf, ps, leaves, i, c_pieces, automatic, chunk,
+                    data, i, n, python = write_c(buf, ps, leaves, i, c_pieces, automatic,
+                                                 top_etcd is not None, chunk,
                                                  -1 if left is None else left - count)
                 except ValueError as exc:  # a page changed under the map
                     raise BoltError(str(exc)) from exc
@@ -570,12 +571,16 @@ class Dumper:
                     top_etcd = path[0] if etcd and len(path) == 1 else None
                     secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
                               and not opts.show_secrets)
+                    # the C writer takes plain buckets and etcd's key bucket
+                    # (its records' "etcd" member too); the other etcd
+                    # buckets and secrets are written here
                     c_pieces = None
-                    if write_c is not None and not secret and top_etcd is None:
+                    if write_c is not None and not secret and top_etcd in (None, b"key"):
                         c_pieces = ((pathj + ',"key":').encode("utf-8", "surrogateescape"),
                                     b',"value":', b',"key_encoding":"hex"',
                                     b',"value_encoding":"hex"', b',"type":"kv","page":',
-                                    b',"state":"live"}\n')
+                                    b',"state":"live"}\n' if top_etcd is None
+                                    else b',"state":"live","etcd":')
                 if type(item) is not Run:
                     emit(item)
                 elif c_pieces is not None:

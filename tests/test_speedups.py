@@ -234,7 +234,7 @@ def test_advance_on_random_pages_never_goes_out_of_bounds(data, pgid, lo, hi, la
         assert end <= len(data) and page < len(reached) and reached[page] == walk.REACHED
     for automatic in (False, True):
         out, nxt, n, python = C.jsonl(memoryview(data), PS, leaves, 0, HEX, automatic,
-                                      1 << 20, -1)
+                                      automatic, 1 << 20, -1)
         assert out.count(b"\n") == n and (nxt == len(leaves) or python)
     # whatever C took, the Python walk takes with no finding, the same way
     if leaves:
@@ -281,7 +281,7 @@ HEX = (b',"key":', b',"value":', b"<k>", b"<v>", b"@", b">\n")
 
 
 def jsonl(data, leaves, start=0, automatic=False, budget=1 << 20, limit=-1, pieces=HEX):
-    return C.jsonl(data, 4096, leaves, start, pieces, automatic, budget, limit)
+    return C.jsonl(data, 4096, leaves, start, pieces, automatic, False, budget, limit)
 
 
 @needs_c
@@ -459,3 +459,58 @@ def test_same_on_etcd_file_with_bad_records(tmp_path):
     assert fast == slow
     assert sorted(f["code"] for f in fast["findings"]) == (
         ["etcd-bad-key-value"] * 4 + ["etcd-bad-revision-key"])
+
+
+ETCD_PIECES = (b'{"key":', b',"value":', b',"ke":"hex"', b',"ve":"hex"', b',"page":', b',"etcd":')
+
+
+@needs_c
+@given(REVISION_KEYS, protobuf_fields(), st.booleans())
+@settings(max_examples=3000, deadline=None, database=None, derandomize=True)
+def test_jsonl_etcd_member_is_decode_record(key, value, automatic):
+    """Whenever C writes a `key` record's "etcd" member, it is exactly
+    json.dumps(etcd.decode_record(...)) as dump writes it; the record's own
+    key and value are dump's encoding of them."""
+    from boltfix import etcd
+    from boltfix.dump import ENCODERS
+
+    page = bytes(8192) + _leaf_page([(key, value)])
+    data, nxt, n, python = C.jsonl(page, 4096, [(2, 1, 3 * 4096)], 0, ETCD_PIECES, automatic,
+                                   True, 1 << 20, -1)
+    if python:
+        assert (data, nxt, n) == (b"", 0, 0)
+        return
+    line = json.loads(data)
+    want = etcd.decode_record(b"key", key, value)
+    assert "error" not in want and "unknown" not in want
+    assert data.decode().endswith(',"etcd":' + json.dumps(want, ensure_ascii=False,
+                                                           separators=(",", ":")) + "}\n")
+    enc = ENCODERS["auto" if automatic else "hex"]
+    assert json.loads(enc(key)[0]) == line["key"] and json.loads(enc(value)[0]) == line["value"]
+    assert ("ke" in line) == bool(enc(key)[1]) and ("ve" in line) == bool(enc(value)[1])
+
+
+@needs_c
+def test_jsonl_etcd_member_cases():
+    """Tombstones, negative int64s, quotes and hex values in C; non-ASCII
+    text and unknown fields handed to Python."""
+    from boltfix import etcd
+
+    rev = lambda m, s=0, t=b"": m.to_bytes(8, "big") + b"_" + s.to_bytes(8, "big") + t
+    kv = lambda k, v, *ints: (b"\x0a" + _varint(len(k)) + k + b"".join(
+        bytes([(f << 3)]) + _varint(x) for f, x in ints) + b"\x2a" + _varint(len(v)) + v)
+    c_cases = [(rev(1), kv(b"/a", b"one", (2, 1), (3, 1), (4, 1))),
+               (rev(2, 1, b"t"), kv(b"/a", b"", (3, 2))),
+               (rev((1 << 64) - 1, 5), kv(b'/q"\\', b"\x00bin", (6, (1 << 64) - 3))),
+               (rev(4), b""), (rev(7), b"\x0a\x00")]  # dump decodes an empty key; check warns
+    py_cases = [(rev(5), kv("/ü".encode(), b"v")), (rev(6), kv(b"/k", b"v") + b"\x38\x01"),
+                (b"not-a-revision!!!", kv(b"/k", b"v"))]
+    for key, value in c_cases + py_cases:
+        page = bytes(8192) + _leaf_page([(key, value)])
+        data, _, n, python = C.jsonl(page, 4096, [(2, 1, 3 * 4096)], 0, ETCD_PIECES, True,
+                                     True, 1 << 20, -1)
+        assert python == ((key, value) in py_cases)
+        if not python:
+            want = json.dumps(etcd.decode_record(b"key", key, value), ensure_ascii=False,
+                              separators=(",", ":"))
+            assert data.decode().endswith(',"etcd":' + want + "}\n")
