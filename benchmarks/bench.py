@@ -7,9 +7,12 @@
     python benchmarks/bench.py --keys 100000 --value-size 1024
     python benchmarks/bench.py --scaling            # 200 MB and 2 GB, side by side
     python benchmarks/bench.py --smoke              # tiny, one run, for CI
+    python benchmarks/bench.py --shape etcd-big --size-mb 1024   # an etcd-shaped file
 
 The test file is written by the real bbolt (``boltgen make big``: one bucket
-``bench`` of N 8-byte keys with 1 KB values, fill 100%).  Then, on that same
+``bench`` of N 8-byte keys with 1 KB values, fill 100%; or with ``--shape
+etcd-big`` etcd's ``key`` bucket of revision keys holding mvccpb.KeyValue
+messages, plus ``meta``, which boltfix decodes and checks record by record).  Then, on that same
 file and best of ``--runs``:
 
     boltfix check                                   vs  boltgen check   (tx.Check())
@@ -206,12 +209,12 @@ def keys_for(size_mb: float, value_size: int) -> int:
 
 
 def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Optional[Path],
-              gen: str) -> Result:
-    src = keep if keep is not None else workdir / f"bench-{keys}.db"
+              gen: str, shape: str = "big") -> Result:
+    src = keep if keep is not None else workdir / f"bench-{shape}-{keys}.db"
     t0 = time.perf_counter()
     if not src.exists():
         print(f"making {src} ({keys:,} keys x {value_size} B) with bbolt ...", flush=True)
-        proc = subprocess.run([gen, "make", "big", str(src), "--keys", str(keys),
+        proc = subprocess.run([gen, "make", shape, str(src), "--keys", str(keys),
                                "--value-size", str(value_size)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"boltgen make failed: {proc.stderr}")
@@ -319,6 +322,10 @@ def main(argv=None) -> int:
                       f"{DEFAULT_SIZE_MB}); picks --keys")
     size.add_argument("--keys", type=int, help="number of keys to make")
     p.add_argument("--value-size", type=int, default=1024, help="value size in bytes")
+    p.add_argument("--shape", choices=["big", "etcd-big"], default="big",
+                   help="big: one bucket of 8-byte keys (the default); etcd-big: etcd's key "
+                        "bucket of revisions holding mvccpb.KeyValue messages, and meta "
+                        "(boltfix then decodes every record in dump and checks it in check)")
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
     p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and kept")
     p.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
@@ -374,7 +381,7 @@ def main(argv=None) -> int:
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
         for n in key_counts:
-            res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen)
+            res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen, args.shape)
             results.append(res)
             print_table(res)
         if len(results) == 2:
