@@ -28,14 +28,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from boltfix import etcd
+from boltfix import etcd, walk
 from boltfix import structs as S
 from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
-from boltfix.walk import Walker
+from boltfix.walk import Run, Walker
 
 # What repair itself drops on top of the walk's losses: keys bbolt cannot
 # write, and etcd records etcd cannot load.
@@ -294,8 +294,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
     # etcd exits at start on a `key` record it cannot decode: such records
     # are dropped (and reported), so that etcd starts from the output.
     etcd_keys = etcd.looks_like_etcd(top_level_names(db))
-    for bucket, batch in walker.walk_batches():
-        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
+    for bucket, batch, etcd_check in _batches(walker, etcd_keys):
         if (batch.bucket_entry is None and skipped is None
                 and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
                 and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
@@ -357,6 +356,29 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
 
 
 _ETCD_KEY_BUCKET = (b"key",)
+
+
+def _batches(walker: Walker, etcd_keys: bool):
+    """(bucket, batch, whether its records need etcd's check) in walk order.
+
+    Runs of clean pages come from the C core; in etcd's ``key`` bucket only
+    the pages C cannot vouch for (``_speedups.etcd_key_suspects``, the rules
+    of ``etcd.check_key_record``) have their records checked here.
+    """
+    suspects_of = getattr(walk._speedups, "etcd_key_suspects", None)
+    for bucket, item in walker.walk_batches(runs=True):
+        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
+        if type(item) is not Run:
+            yield bucket, item, etcd_check
+            continue
+        suspects = range(len(item.leaves))
+        if etcd_check and suspects_of is not None:
+            try:
+                suspects = set(suspects_of(walker.buf, walker.page_size, item.leaves))
+            except ValueError as exc:  # a page changed under the map
+                raise BoltError(str(exc)) from exc
+        for i, batch in enumerate(walker.run_batches(item.leaves)):
+            yield bucket, batch, etcd_check and i in suspects
 
 
 def _etcd_unloadable(key: bytes, value) -> bool:
