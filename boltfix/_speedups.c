@@ -279,6 +279,8 @@ static PyObject *advance(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "page size below 512");
         return NULL;
     }
+    if (max_leaves < 1)
+        max_leaves = 1; /* the caller loops while `more`: always make progress */
     key_ref lastk;
     if (!as_key(last, &lastk)) {
         PyErr_SetString(PyExc_TypeError, "last must be bytes or None");
@@ -873,7 +875,8 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
     uint64_t pgid, end;
     uint32_t count;
     int python = 0;
-    for (; i < nleaves && s.n < (size_t)budget; i++) {
+    /* at least one leaf per call, whatever the budget: the caller loops */
+    for (; i < nleaves && (i == start || s.n < (size_t)budget); i++) {
         if (max_records >= 0 && records >= max_records)
             break;
         if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)

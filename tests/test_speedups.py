@@ -323,6 +323,22 @@ def test_jsonl_auto_is_dumps_auto_encoding():
 
 
 @needs_c
+def test_every_call_makes_progress():
+    """The callers loop while C says there is more: a zero budget or leaf
+    limit must still take a leaf, or they would spin."""
+    page = bytes(8192) + _leaf_page([(b"a", b"1")]) + _leaf_page([(b"b", b"2")], pgid=3)
+    leaves = [(2, 1, 3 * 4096), (3, 1, 4 * 4096)]
+    data, nxt, n, python = jsonl(page, leaves, budget=0)
+    assert (nxt, n, python) == (1, 1, False) and data.count(b"\n") == 1
+    root = _page(4, 1, [(b"a", b""), (b"b", b"")], branch_children=[
+        (2).to_bytes(8, "little"), (3).to_bytes(8, "little")])
+    page += root + bytes(4096 - len(root))
+    stack = [(4, None, None, ())]
+    got = C.advance(stack, page, bytearray(5), 4096, 5, 5, None, 0)
+    assert [leaf[0] for leaf in got[0]] == [2] and got[-1] is True and len(stack) == 1
+
+
+@needs_c
 def test_jsonl_refuses_a_leaf_that_does_not_fit():
     page = bytes(8192) + _leaf_page([(b"k", b"v" * 100)])
     for leaf in [(2, 1, 3 * 4096 + 1), (2, 300, 3 * 4096), (3, 1, 3 * 4096), (2, 1, 8192 + 40)]:
