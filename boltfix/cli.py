@@ -492,6 +492,34 @@ def _format_bytes(data, encoding: str) -> bytes:
     return data if _is_text(data) is not None else data.hex().encode()
 
 
+#: bytes that can be in text (printable ASCII, \t \n \r, and anything non-ASCII
+#: for UTF-8 to judge): deleting them leaves the ASCII controls, which never are
+_MAYBE_TEXT = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
+
+
+def _format_keys(keys, encoding: str) -> list:
+    """:func:`_format_bytes` for a page of keys at once, each line ended."""
+    from binascii import hexlify
+
+    if encoding == "hex":
+        return [hexlify(k) + b"\n" for k in keys]
+    if encoding in ("raw", "utf8"):
+        return [bytes(k) + b"\n" for k in keys]
+    if encoding == "base64":
+        return [_format_bytes(k, encoding) + b"\n" for k in keys]
+    from boltfix.dump import _is_text
+
+    out = []
+    for k in keys:
+        if k.translate(None, _MAYBE_TEXT):  # an ASCII control: never text
+            out.append(hexlify(k) + b"\n")
+        elif k.isascii() or _is_text(k) is not None:
+            out.append(k + b"\n")
+        else:
+            out.append(hexlify(k) + b"\n")
+    return out
+
+
 def _open_bucket_or_exit(d, names, what):
     from boltfix.dump import DumpResult, open_path
     from boltfix.walk import Walker
@@ -527,8 +555,8 @@ def keys(db, bucket, encoding, page_size, meta_index):
     out = sys.stdout.buffer
     try:
         chunk = []
-        for rec in walker.records(b):
-            chunk.append(_format_bytes(rec.key, encoding) + b"\n")
+        for page_keys in walker.key_lists(b):
+            chunk += _format_keys(page_keys, encoding)
             if len(chunk) >= 4096:
                 out.write(b"".join(chunk))
                 chunk = []

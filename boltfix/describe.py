@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Callable, Iterator, Optional
 
@@ -10,7 +9,7 @@ from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.reader import DB
-from boltfix.walk import OVERFLOW, Walker
+from boltfix.walk import OVERFLOW, Batch, Run, Walker
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -53,9 +52,12 @@ def _bucket_tree(db: DB, walker: Walker):
     opened = []  # (node, Bucket): stats are final only once the walk is done
     top = [r.key for r in Walker(db).records(walker.root_bucket())] if db.meta else []
     facts = EtcdFacts() if etcd.looks_like_etcd(top) else None
-    for bucket, rec in walker.walk():
+    # a page (or a run of clean pages) at a time: only etcd's top-level
+    # buckets need their records one by one, for the facts
+    for bucket, item in walker.walk_batches(runs=True):
         parent = nodes[bucket.path]
-        if rec.is_bucket:
+        rec = item.bucket_entry if type(item) is Batch else None
+        if rec is not None:
             node = {"name": _name(rec.key), "keys": 0, "buckets": []}
             parent["buckets"].append(node)
             if rec.child is not None:
@@ -63,10 +65,16 @@ def _bucket_tree(db: DB, walker: Walker):
                 opened.append((node, rec.child))
             else:
                 node["unreadable"] = True
-        else:
-            parent["keys"] = parent.get("keys", 0) + 1
-            if facts is not None and len(bucket.path) == 1:
-                facts.see(bucket.path[0], rec.key, rec.value)
+            continue
+        batches = walker.run_batches(item.leaves) if type(item) is Run else (item,)
+        if facts is None or len(bucket.path) != 1:
+            parent["keys"] = parent.get("keys", 0) + (
+                item.records if type(item) is Run else len(item.keys))
+            continue
+        for batch in batches:
+            parent["keys"] = parent.get("keys", 0) + len(batch.keys)
+            for key, value in zip(batch.keys, batch.values):
+                facts.see(bucket.path[0], key, value)
     for node, b in opened:
         node.update(inline=b.is_inline, root_page=b.root, sequence=b.sequence,
                     depth=b.depth, pages=b.pages)
@@ -151,14 +159,22 @@ def _free_pages(db: DB, walker: Walker) -> dict:
 
 
 def _page_types(db: DB, walker: Walker) -> dict:
-    """Counts of reached pages by type (overflow pages counted on their own)."""
+    """Counts of reached pages by type (overflow pages counted on their own).
+
+    The two bytes of every page's flags are read as strided slices of the
+    map and counted with the reachability map in one C pass (Counter over
+    zip), not a Page object per page.
+    """
     counts = Counter()
-    reached = walker.reached
-    for pgid in _nonzero_positions(reached):
-        if reached[pgid] == OVERFLOW:
-            counts["overflow"] += 1
-            continue
-        counts[db.page(pgid).type] += 1
+    n = db.pages_in_file
+    ps = db.page_size
+    buf = db.buf[: n * ps]
+    seen = Counter(zip(walker.reached[:n], buf[8::ps], buf[9::ps]))
+    for (state, lo, hi), k in seen.items():
+        if state == OVERFLOW:
+            counts["overflow"] += k
+        elif state:
+            counts[S.page_type_name(lo | hi << 8)] += k
     counts["meta"] = 2
     fl = db.freelist()
     if fl is not None and fl.pgid < db.pages_in_file:
@@ -166,20 +182,11 @@ def _page_types(db: DB, walker: Walker) -> dict:
     return dict(counts)
 
 
-_NONZERO = re.compile(rb"[^\x00]")
-
-
-def _nonzero_positions(data: bytearray) -> Iterator[int]:
-    """Positions of the non-zero bytes (the scan runs in C)."""
-    return (m.start() for m in _NONZERO.finditer(data))
-
-
 # ---------------------------------------------------------------- pages
 def page_rows(db: DB, progress=None) -> Iterator[dict]:
     """One row per page (overflow continuations folded into their page)."""
     walker = Walker(db, None, progress)
-    for _ in walker.walk():
-        pass
+    walker.count_all()
     reached = walker.reached
     reached[0:2] = b"\x01\x01"
     free = bytearray(db.pages_in_file)

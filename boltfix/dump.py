@@ -800,16 +800,25 @@ def bucket_tree(db: DB, report: Optional[Callable[[Finding], None]] = None) -> L
     walker = Walker(db, report=report)
     top: List[dict] = []
     nodes = {(): {"buckets": top}}
-    for bucket, rec in walker.walk():
-        if rec.is_bucket:
-            child = rec.child
-            node = {"name": rec.key,
-                    "sequence": child.sequence if child else None,
-                    "inline": child.is_inline if child else None,
-                    "root": child.root if child else None,
-                    "keys": 0, "buckets": []}
-            nodes[bucket.path]["buckets"].append(node)
-            nodes[bucket.path + (rec.key,)] = node
-        else:
-            nodes[bucket.path]["keys"] += 1
+    for bucket, item in walker.walk_batches(runs=True):
+        if type(item) is Run:
+            nodes[bucket.path]["keys"] += item.records
+            continue
+        for rec in item.records():
+            _tree_node(nodes, bucket, rec)
     return top
+
+
+def _tree_node(nodes: dict, bucket: Bucket, rec: Record) -> None:
+    """bucket_tree's bookkeeping for one record."""
+    if not rec.is_bucket:
+        nodes[bucket.path]["keys"] += 1
+        return
+    child = rec.child
+    node = {"name": rec.key,
+            "sequence": child.sequence if child else None,
+            "inline": child.is_inline if child else None,
+            "root": child.root if child else None,
+            "keys": 0, "buckets": []}
+    nodes[bucket.path]["buckets"].append(node)
+    nodes[bucket.path + (rec.key,)] = node

@@ -310,6 +310,21 @@ class Walker:
         for page, idxs, flags, keys, values in self._leaves(bucket):
             yield from map(Record, keys, values, flags, repeat(page), idxs)
 
+    def key_lists(self, bucket: Bucket) -> Iterator[Sequence[bytes]]:
+        """The bucket's own keys (sub-bucket names included), a page at a
+        time: :meth:`records` without a Record per element."""
+        for leaf in self._leaves(bucket, True):
+            if type(leaf) is Run:
+                for page in self._run_leaves(leaf.leaves):
+                    yield page[3]
+            else:
+                yield leaf[3]
+
+    def count_all(self) -> None:
+        """Walk everything, for the reachability map and the findings only."""
+        for _ in self.walk_batches(runs=True):
+            pass
+
     def run_batches(self, leaves) -> Iterator[Batch]:
         """Pages of a :class:`Run` (its ``leaves``, or some of them) as
         batches: what walk_batches yields without runs."""

@@ -25,7 +25,8 @@ import oracle
 import test_check_fuzz as fuzz
 from boltfix import walk
 from boltfix.check import check
-from boltfix.dump import DumpOptions, dump
+from boltfix.describe import describe, page_rows
+from boltfix.dump import DumpOptions, bucket_tree, dump
 from boltfix.errors import BoltError
 from boltfix.reader import DB
 from boltfix.repair import repair
@@ -76,6 +77,14 @@ def everything(path, tmp_path, tag: str) -> dict:
         return {"open": str(exc)}
     with db:
         out["check"] = json.dumps(check(db).to_json(), sort_keys=True, default=str)
+        out["inspect"] = json.dumps(describe(db), sort_keys=True, default=str)
+        out["buckets"] = repr(bucket_tree(db))
+        out["pages"] = repr(list(page_rows(db)))
+        w = walk.Walker(db)
+        root = w.root_bucket()
+        if root is not None:
+            tops = [w.open_bucket(root, r) for r in w.records(root) if r.is_bucket]
+            out["keys"] = [list(w.key_lists(b)) for b in tops if b is not None]
         for i, opts in enumerate(DUMP_OPTIONS):
             stream = io.BytesIO()
             try:
