@@ -976,6 +976,64 @@ static PyObject *etcd_key_suspects(PyObject *self, PyObject *args)
     return out;
 }
 
+PyDoc_STRVAR(etcd_revision_stats_doc,
+"etcd_revision_stats(buf, page_size, leaves) -> (revisions, tombstones, first, last)\n\n"
+"What inspect's etcd facts count over leaves of etcd's `key` bucket: keys\n"
+"that are revisions (etcd.decode_revision), how many are tombstones, and the\n"
+"first and last one's main revision as int64 (None when there is none).");
+
+static PyObject *etcd_revision_stats(PyObject *self, PyObject *args)
+{
+    PyObject *bufobj, *leaves;
+    unsigned long long ps;
+    if (!PyArg_ParseTuple(args, "OKO!:etcd_revision_stats", &bufobj, &ps, &PyList_Type, &leaves))
+        return NULL;
+    if (ps < 512) {
+        PyErr_SetString(PyExc_ValueError, "page size below 512");
+        return NULL;
+    }
+    Py_buffer buf;
+    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+        return NULL;
+    const unsigned char *map = buf.buf;
+    unsigned long long revisions = 0, tombstones = 0;
+    long long first = 0, last = 0;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(leaves); i++) {
+        uint64_t pgid, end;
+        uint32_t count;
+        if (leaf_at(leaves, i, map, (uint64_t)buf.len, ps, &pgid, &count, &end) < 0)
+            goto done;
+        const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
+        const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
+        for (uint32_t j = 0; j < count; j++) {
+            const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
+            const uint64_t k = eoff + le32(map + eoff + 4), ksize = le32(map + eoff + 8);
+            if (k < floor || k + ksize > end) {
+                PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
+                             (unsigned long long)pgid);
+                goto done;
+            }
+            const int tombstone = revision_kind(map + k, ksize);
+            if (tombstone < 0)
+                continue;
+            const long long main_rev = (long long)be64(map + k);
+            if (!revisions)
+                first = main_rev;
+            last = main_rev;
+            revisions++;
+            tombstones += (unsigned)tombstone;
+        }
+    }
+    if (revisions)
+        result = Py_BuildValue("(KKLL)", revisions, tombstones, first, last);
+    else
+        result = Py_BuildValue("(KKOO)", revisions, tombstones, Py_None, Py_None);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 PyDoc_STRVAR(etcd_key_record_clean_doc,
 "etcd_key_record_clean(key, value) -> bool\n\n"
 "True when etcd.check_key_record(key, value) certainly returns [] (the test\n"
@@ -996,6 +1054,7 @@ static PyMethodDef methods[] = {
     {"advance", advance, METH_VARARGS, advance_doc},
     {"jsonl", jsonl, METH_VARARGS, jsonl_doc},
     {"etcd_key_suspects", etcd_key_suspects, METH_VARARGS, etcd_key_suspects_doc},
+    {"etcd_revision_stats", etcd_revision_stats, METH_VARARGS, etcd_revision_stats_doc},
     {"etcd_key_record_clean", py_etcd_key_record_clean, METH_VARARGS, etcd_key_record_clean_doc},
     {NULL, NULL, 0, NULL},
 };

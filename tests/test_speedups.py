@@ -541,3 +541,23 @@ def test_jsonl_etcd_member_cases():
             want = json.dumps(etcd.decode_record(b"key", key, value), ensure_ascii=False,
                               separators=(",", ":"))
             assert data.decode().endswith(',"etcd":' + want + "}\n")
+
+
+@needs_c
+@given(st.lists(st.one_of(REVISION_KEYS, st.binary(min_size=1, max_size=20)), min_size=1,
+                max_size=60, unique=True))
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+def test_etcd_revision_stats_is_inspects_count(keys):
+    """inspect's etcd revision facts, counted in C, equal EtcdFacts.see's."""
+    from boltfix.describe import EtcdFacts
+
+    records = sorted((k, b"v") for k in keys)
+    page = _page(2, 2, records)
+    if len(page) > 4096:
+        return  # more than a page holds
+    page = bytes(8192) + page + bytes(4096 - len(page))
+    got = C.etcd_revision_stats(page, 4096, [(2, len(records), 3 * 4096)])
+    facts = EtcdFacts()
+    for key, value in records:
+        facts.see(b"key", key, value)
+    assert got == (facts.revisions, facts.tombstones, facts.first_rev, facts.last_rev)
