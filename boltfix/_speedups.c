@@ -459,25 +459,68 @@ static unsigned char *put_decimal(unsigned char *dst, uint64_t v, size_t len)
     return dst + len;
 }
 
-/* one leaf of the `leaves` list, re-checked against the map: the file may
- * have changed since advance() looked (a damaged page must not be read) */
-static int leaf_at(PyObject *leaves, Py_ssize_t i, const unsigned char *map, uint64_t maplen,
-                   uint64_t ps, uint64_t *pgid, uint32_t *count, uint64_t *end)
+/* one leaf of advance()'s `leaves` list, re-checked against the map: the
+ * file may have changed since advance() looked (a damaged page must not be
+ * read) */
+typedef struct {
+    const unsigned char *map;
+    uint64_t pgid, end, base, floor; /* elements from base to floor, data up to end */
+    uint32_t count;
+} leaf_ref;
+
+static int changed(uint64_t pgid)
 {
-    PyObject *t = PyList_GET_ITEM(leaves, i);
+    PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
+                 (unsigned long long)pgid);
+    return -1;
+}
+
+static int leaf_at(PyObject *leaves, Py_ssize_t i, const Py_buffer *buf, uint64_t ps, leaf_ref *lf)
+{
     unsigned long long g, e;
     unsigned int n;
-    if (!PyArg_ParseTuple(t, "KIK", &g, &n, &e))
+    const uint64_t maplen = (uint64_t)buf->len;
+    if (!PyArg_ParseTuple(PyList_GET_ITEM(leaves, i), "KIK", &g, &n, &e))
         return -1;
-    if (g >= maplen / ps || e > maplen ||
-        g * ps + PAGE_HEADER_SIZE + (uint64_t)n * ELEMENT_SIZE > e) {
-        PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read", g);
+    if (g >= maplen / ps || e > maplen || g * ps + PAGE_HEADER_SIZE + (uint64_t)n * ELEMENT_SIZE > e)
+        return changed(g);
+    lf->map = buf->buf;
+    lf->pgid = g;
+    lf->end = e;
+    lf->count = n;
+    lf->base = g * ps + PAGE_HEADER_SIZE;
+    lf->floor = lf->base + (uint64_t)ELEMENT_SIZE * n;
+    return 0;
+}
+
+/* record j of a leaf, its key and value checked against the leaf's run */
+static int leaf_record(const leaf_ref *lf, uint32_t j, const unsigned char **key, uint64_t *ksize,
+                       const unsigned char **value, uint64_t *vsize)
+{
+    const uint64_t eoff = lf->base + (uint64_t)ELEMENT_SIZE * j;
+    const unsigned char *e = lf->map + eoff;
+    const uint64_t k = eoff + le32(e + 4);
+    *ksize = le32(e + 8);
+    *vsize = le32(e + 12);
+    if (k < lf->floor || k + *ksize + *vsize > lf->end)
+        return changed(lf->pgid);
+    *key = lf->map + k;
+    *value = *key + *ksize;
+    return 0;
+}
+
+/* the (buf, page_size, leaves) arguments of the functions over leaves */
+static int leaves_args(PyObject *args, const char *fmt, Py_buffer *buf, unsigned long long *ps,
+                       PyObject **leaves)
+{
+    PyObject *bufobj;
+    if (!PyArg_ParseTuple(args, fmt, &bufobj, ps, &PyList_Type, leaves))
+        return -1;
+    if (*ps < 512) {
+        PyErr_SetString(PyExc_ValueError, "page size below 512");
         return -1;
     }
-    *pgid = g;
-    *count = n;
-    *end = e;
-    return 0;
+    return get_buffer(bufobj, buf, 0, "buf");
 }
 
 /* ------------------------------------------------------------ etcd check */
@@ -785,22 +828,15 @@ enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
  * the passes).  Returns 1 when a record needs Python (the sink is then
  * left as it was), 0 when done, -1 with an error set.
  */
-static int leaf_lines(const unsigned char *map, uint64_t pgid, uint64_t ps, uint32_t count,
-                      uint64_t end, const Py_buffer *pc, int automatic, int etcd_key, sink *s)
+static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, int automatic,
+                      int etcd_key, sink *s)
 {
-    const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
-    const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
     const size_t start = s->n;
     for (uint32_t j = 0; j < count; j++) {
-        const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
-        const unsigned char *e = map + eoff;
-        const uint64_t k = eoff + le32(e + 4), ksize = le32(e + 8), vsize = le32(e + 12);
-        if (k < floor || k + ksize + vsize > end) {
-            PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
-                         (unsigned long long)pgid);
+        const unsigned char *key, *value;
+        uint64_t ksize, vsize;
+        if (leaf_record(lf, j, &key, &ksize, &value, &vsize) < 0)
             return -1;
-        }
-        const unsigned char *key = map + k, *value = key + ksize;
         const int kk = automatic ? auto_kind(key, ksize) : AS_HEX;
         const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
         if (kk == AS_PYTHON || vk == AS_PYTHON)
@@ -810,7 +846,7 @@ static int leaf_lines(const unsigned char *map, uint64_t pgid, uint64_t ps, uint
         put_buf(s, &pc[MID]);
         put_field(s, value, vsize, vk, automatic, &pc[VALUE_NOTE]);
         put_buf(s, &pc[TAIL_HEAD]);
-        put_u64(s, pgid);
+        put_u64(s, lf->pgid);
         put_buf(s, &pc[TAIL_END]);
         if (etcd_key) {
             if (!put_etcd_key_record(s, key, ksize, value, vsize))
@@ -863,8 +899,6 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
             goto release;
     if (get_buffer(bufobj, &buf, 0, "buf") < 0)
         goto release;
-    const unsigned char *map = buf.buf;
-    const uint64_t maplen = (uint64_t)buf.len;
     const Py_ssize_t nleaves = PyList_GET_SIZE(leaves);
     if (start < 0)
         start = 0;
@@ -872,18 +906,19 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
     /* pass 1: how far to go and how many bytes it takes */
     sink s = {NULL, 0, 0, 0};
     Py_ssize_t i = start, records = 0;
-    uint64_t pgid, end;
+    leaf_ref lf;
     uint32_t count;
     int python = 0;
     /* at least one leaf per call, whatever the budget: the caller loops */
     for (; i < nleaves && (i == start || s.n < (size_t)budget); i++) {
         if (max_records >= 0 && records >= max_records)
             break;
-        if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
+        if (leaf_at(leaves, i, &buf, ps, &lf) < 0)
             goto done;
+        count = lf.count;
         if (max_records >= 0 && records + (Py_ssize_t)count > max_records)
             count = (uint32_t)(max_records - records);
-        const int rc = leaf_lines(map, pgid, ps, count, end, pc, automatic, etcd_key, &s);
+        const int rc = leaf_lines(&lf, count, pc, automatic, etcd_key, &s);
         if (rc < 0)
             goto done;
         if (rc > 0) {
@@ -900,11 +935,12 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
     sink w = {(unsigned char *)PyBytes_AS_STRING(data), 0, s.n, 0};
     Py_ssize_t left = max_records;
     for (i = start; i < stop; i++) {
-        if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0)
+        if (leaf_at(leaves, i, &buf, ps, &lf) < 0)
             goto done;
+        count = lf.count;
         if (left >= 0 && (Py_ssize_t)count > left)
             count = (uint32_t)left;
-        const int rc = leaf_lines(map, pgid, ps, count, end, pc, automatic, etcd_key, &w);
+        const int rc = leaf_lines(&lf, count, pc, automatic, etcd_key, &w);
         if (rc < 0)
             goto done;
         if (rc > 0 || w.overflow)
@@ -934,36 +970,24 @@ PyDoc_STRVAR(etcd_key_suspects_doc,
 
 static PyObject *etcd_key_suspects(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *leaves;
+    PyObject *leaves;
     unsigned long long ps;
-    if (!PyArg_ParseTuple(args, "OKO!:etcd_key_suspects", &bufobj, &ps, &PyList_Type, &leaves))
-        return NULL;
-    if (ps < 512) {
-        PyErr_SetString(PyExc_ValueError, "page size below 512");
-        return NULL;
-    }
     Py_buffer buf;
-    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+    if (leaves_args(args, "OKO!:etcd_key_suspects", &buf, &ps, &leaves) < 0)
         return NULL;
-    const unsigned char *map = buf.buf;
-    const uint64_t maplen = (uint64_t)buf.len;
     PyObject *out = PyList_New(0);
     for (Py_ssize_t i = 0; out && i < PyList_GET_SIZE(leaves); i++) {
-        uint64_t pgid, end;
-        uint32_t count;
-        if (leaf_at(leaves, i, map, maplen, ps, &pgid, &count, &end) < 0) {
+        leaf_ref lf;
+        int clean = leaf_at(leaves, i, &buf, ps, &lf) == 0;
+        for (uint32_t j = 0; clean && j < lf.count; j++) {
+            const unsigned char *key, *value;
+            uint64_t ksize, vsize;
+            clean = leaf_record(&lf, j, &key, &ksize, &value, &vsize) == 0 &&
+                    etcd_key_record_clean(key, ksize, value, vsize);
+        }
+        if (PyErr_Occurred()) {
             Py_CLEAR(out);
             break;
-        }
-        const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
-        const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
-        int clean = 1;
-        for (uint32_t j = 0; clean && j < count; j++) {
-            const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
-            const unsigned char *e = map + eoff;
-            const uint64_t k = eoff + le32(e + 4), ksize = le32(e + 8), vsize = le32(e + 12);
-            clean = k >= floor && k + ksize + vsize <= end &&
-                    etcd_key_record_clean(map + k, ksize, map + k + ksize, vsize);
         }
         if (!clean) {
             PyObject *n = PyLong_FromSsize_t(i);
@@ -984,40 +1008,27 @@ PyDoc_STRVAR(etcd_revision_stats_doc,
 
 static PyObject *etcd_revision_stats(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *leaves;
+    PyObject *leaves;
     unsigned long long ps;
-    if (!PyArg_ParseTuple(args, "OKO!:etcd_revision_stats", &bufobj, &ps, &PyList_Type, &leaves))
-        return NULL;
-    if (ps < 512) {
-        PyErr_SetString(PyExc_ValueError, "page size below 512");
-        return NULL;
-    }
     Py_buffer buf;
-    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+    if (leaves_args(args, "OKO!:etcd_revision_stats", &buf, &ps, &leaves) < 0)
         return NULL;
-    const unsigned char *map = buf.buf;
     unsigned long long revisions = 0, tombstones = 0;
     long long first = 0, last = 0;
     PyObject *result = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(leaves); i++) {
-        uint64_t pgid, end;
-        uint32_t count;
-        if (leaf_at(leaves, i, map, (uint64_t)buf.len, ps, &pgid, &count, &end) < 0)
+        leaf_ref lf;
+        if (leaf_at(leaves, i, &buf, ps, &lf) < 0)
             goto done;
-        const uint64_t base = pgid * ps + PAGE_HEADER_SIZE;
-        const uint64_t floor = base + (uint64_t)ELEMENT_SIZE * count;
-        for (uint32_t j = 0; j < count; j++) {
-            const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * j;
-            const uint64_t k = eoff + le32(map + eoff + 4), ksize = le32(map + eoff + 8);
-            if (k < floor || k + ksize > end) {
-                PyErr_Format(PyExc_ValueError, "leaf page %llu changed while it was read",
-                             (unsigned long long)pgid);
+        for (uint32_t j = 0; j < lf.count; j++) {
+            const unsigned char *key, *value;
+            uint64_t ksize, vsize;
+            if (leaf_record(&lf, j, &key, &ksize, &value, &vsize) < 0)
                 goto done;
-            }
-            const int tombstone = revision_kind(map + k, ksize);
+            const int tombstone = revision_kind(key, ksize);
             if (tombstone < 0)
                 continue;
-            const long long main_rev = (long long)be64(map + k);
+            const long long main_rev = (long long)be64(key);
             if (!revisions)
                 first = main_rev;
             last = main_rev;
