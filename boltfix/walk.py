@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
 from operator import lt
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, BoltError, Finding
@@ -201,7 +201,7 @@ class Walker:
             yield from zip(repeat(bucket), batch.records())
 
     def walk_batches(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None,
-                     runs: bool = False) -> Iterator[Tuple[Bucket, Batch]]:
+                     runs: bool = False) -> Iterator[Tuple[Bucket, Union[Batch, "Run"]]]:
         """:meth:`walk`'s stream, grouped: (bucket, :class:`Batch`) per run of
         plain records of one page, and a batch of one per bucket entry, whose
         sub-bucket's batches follow it at once.
