@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from boltfix import structs as S
-from boltfix import walk
-from boltfix.errors import ERROR, WARNING, BoltError, Finding
+from boltfix.errors import ERROR, WARNING, Finding
 from boltfix.reader import DB, Meta
 from boltfix.walk import Batch, Bucket, Run, Walker
 
@@ -199,17 +198,11 @@ ETCD_CHECKED = frozenset({(b"key",), (b"meta",)})
 
 
 def _etcd_suspects(walker: Walker, bucket: Bucket, run: Run) -> list:
-    """The pages of a run that the etcd checks must look at: with the C core,
-    in the ``key`` bucket, only those holding a record C cannot vouch for
-    (``_speedups.etcd_key_suspects``: the same rules as
-    ``etcd.check_key_record``, which then runs on them)."""
-    fast = getattr(walk._speedups, "etcd_key_suspects", None)
-    if fast is None or bucket.path != (b"key",):
+    """The pages of a run that the etcd checks must look at: in the ``key``
+    bucket only those :meth:`Walker.etcd_key_suspects` names."""
+    if bucket.path != (b"key",):
         return run.leaves
-    try:
-        return [run.leaves[i] for i in fast(walker.buf, walker.page_size, run.leaves)]
-    except ValueError as exc:  # a page changed under the map
-        raise BoltError(str(exc)) from exc
+    return [run.leaves[i] for i in walker.etcd_key_suspects(run.leaves)]
 
 
 def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:

@@ -6,7 +6,6 @@ from collections import Counter
 from typing import Callable, Iterator, Optional
 
 from boltfix import etcd, walk
-from boltfix.errors import BoltError
 from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.reader import DB
@@ -67,15 +66,15 @@ def _bucket_tree(db: DB, walker: Walker):
             else:
                 node["unreadable"] = True
             continue
-        batches = walker.run_batches(item.leaves) if type(item) is Run else (item,)
-        if facts is None or len(bucket.path) != 1 or (
-                type(item) is Run and bucket.path == (b"key",)
-                and facts.see_revisions(walker, item.leaves)):
-            parent["keys"] = parent.get("keys", 0) + (
-                item.records if type(item) is Run else len(item.keys))
+        run = item if type(item) is Run else None
+        parent["keys"] = parent.get("keys", 0) + (
+            run.records if run is not None else len(item.keys))
+        if facts is None or len(bucket.path) != 1:
             continue
-        for batch in batches:
-            parent["keys"] = parent.get("keys", 0) + len(batch.keys)
+        if (run is not None and bucket.path == (b"key",)
+                and facts.see_revisions(walker, run.leaves)):
+            continue  # counted in C
+        for batch in walker.run_batches(run.leaves) if run is not None else (item,):
             for key, value in zip(batch.keys, batch.values):
                 facts.see(bucket.path[0], key, value)
     for node, b in opened:
@@ -130,10 +129,8 @@ class EtcdFacts:
         stats = getattr(walk._speedups, "etcd_revision_stats", None)
         if stats is None:
             return False
-        try:
-            revisions, tombstones, first, last = stats(walker.buf, walker.page_size, leaves)
-        except ValueError as exc:  # a page changed under the map
-            raise BoltError(str(exc)) from exc
+        revisions, tombstones, first, last = walk.call_c(stats, walker.buf, walker.page_size,
+                                                          leaves)
         if revisions:
             self.revisions += revisions
             self.tombstones += tombstones

@@ -81,7 +81,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
 from boltfix import structs as S
-from boltfix.errors import BoltError, Finding
+from boltfix.errors import Finding
 from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
@@ -538,12 +538,9 @@ class Dumper:
             leaves = run.leaves
             i = 0
             while i < len(leaves):
-                try:
-                    data, i, n, python = write_c(buf, ps, leaves, i, c_pieces, automatic,
-                                                 top_etcd is not None, chunk,
-                                                 -1 if left is None else left - count)
-                except ValueError as exc:  # a page changed under the map
-                    raise BoltError(str(exc)) from exc
+                data, i, n, python = _walk.call_c(write_c, buf, ps, leaves, i, c_pieces,
+                                                  automatic, top_etcd is not None, chunk,
+                                                  -1 if left is None else left - count)
                 if data:
                     if parts:
                         write_out()

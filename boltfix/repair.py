@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from boltfix import etcd, walk
+from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
@@ -362,21 +362,15 @@ def _batches(walker: Walker, etcd_keys: bool):
     """(bucket, batch, whether its records need etcd's check) in walk order.
 
     Runs of clean pages come from the C core; in etcd's ``key`` bucket only
-    the pages C cannot vouch for (``_speedups.etcd_key_suspects``, the rules
-    of ``etcd.check_key_record``) have their records checked here.
+    the pages :meth:`Walker.etcd_key_suspects` names have their records
+    checked here.
     """
-    suspects_of = getattr(walk._speedups, "etcd_key_suspects", None)
     for bucket, item in walker.walk_batches(runs=True):
         etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
         if type(item) is not Run:
             yield bucket, item, etcd_check
             continue
-        suspects = range(len(item.leaves))
-        if etcd_check and suspects_of is not None:
-            try:
-                suspects = set(suspects_of(walker.buf, walker.page_size, item.leaves))
-            except ValueError as exc:  # a page changed under the map
-                raise BoltError(str(exc)) from exc
+        suspects = set(walker.etcd_key_suspects(item.leaves)) if etcd_check else ()
         for i, batch in enumerate(walker.run_batches(item.leaves)):
             yield bucket, batch, etcd_check and i in suspects
 

@@ -47,6 +47,17 @@ def _load_speedups():
 
 
 _speedups = _load_speedups()
+
+
+def call_c(fn, *args):
+    """Call a C-core function.  Its ValueError means a page no longer holds
+    what an earlier look at it saw (the file changed under the map); that is
+    the library's own error, like every other unreadable page."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise BoltError(str(exc)) from exc
+
 #: leaf pages per call into the C core: small enough that the first records
 #: of a dump appear at once and progress moves, large enough to amortise it
 RUN_LEAVES = 1024
@@ -325,6 +336,16 @@ class Walker:
         for _ in self.walk_batches(runs=True):
             pass
 
+    def etcd_key_suspects(self, leaves) -> Sequence[int]:
+        """Indexes of the leaves (of a :class:`Run` in etcd's ``key`` bucket)
+        whose records ``etcd.check_key_record`` must see: with the C core
+        only those holding a record C cannot vouch for (the same rules);
+        without it, all."""
+        fast = getattr(_speedups, "etcd_key_suspects", None)
+        if fast is None:
+            return range(len(leaves))
+        return call_c(fast, self.buf, self.page_size, leaves)
+
     def run_batches(self, leaves) -> Iterator[Batch]:
         """Pages of a :class:`Run` (its ``leaves``, or some of them) as
         batches: what walk_batches yields without runs."""
@@ -387,12 +408,9 @@ class Walker:
         fast = _speedups if bucket.path else None
         while stack:
             if fast is not None:
-                try:
-                    leaves, last, walked, pages, depth, records, more = fast.advance(
-                        stack, buf, self.reached, ps, self.hwm, self.pages_in_file, last,
-                        RUN_LEAVES)
-                except ValueError as exc:  # a page changed under the map
-                    raise BoltError(str(exc)) from exc
+                leaves, last, walked, pages, depth, records, more = call_c(
+                    fast.advance, stack, buf, self.reached, ps, self.hwm, self.pages_in_file,
+                    last, RUN_LEAVES)
                 if walked:
                     self._count_walked(walked)
                     bucket.pages += pages

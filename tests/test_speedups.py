@@ -357,6 +357,17 @@ def test_jsonl_refuses_a_leaf_that_does_not_fit():
             jsonl(page, [leaf])
 
 
+@needs_c
+def test_a_page_that_changed_is_the_librarys_error():
+    """A leaf that no longer holds what advance() saw (the file changed under
+    the map) is a BoltError naming the page, not a ValueError or a crash."""
+    page = bytes(8192) + _leaf_page([(b"k", b"v" * 100)])
+    with pytest.raises(BoltError, match="leaf page 2 changed"):
+        walk.call_c(C.jsonl, page, 4096, [(2, 1, 8192 + 40)], 0, HEX, False, False, 1 << 20, -1)
+    with pytest.raises(BoltError, match="leaf page 2 changed"):
+        walk.call_c(C.etcd_key_suspects, page, 4096, [(2, 1, 8192 + 40)])
+
+
 def _mixed_file(path):
     """Values of every kind auto encoding meets, through the real writer."""
     from boltfix.writer import BoltWriter
