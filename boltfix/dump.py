@@ -421,9 +421,11 @@ class Dumper:
         (:meth:`Walker.walk_batches`).
 
         With the C core, runs of clean pages in ``--format jsonl`` with hex
-        or auto encoding are written by :func:`_speedups.jsonl` from the
-        map: about one 256 KB chunk per call, the line's pieces given from
-        here, a leaf with non-ASCII text handed back to be judged here.
+        or auto encoding, of plain buckets and of etcd's ``key`` bucket (its
+        ``"etcd"`` member included), are written by :func:`_speedups.jsonl`
+        from the map: about one 256 KB chunk per call, the line's pieces
+        given from here; a leaf with a record only Python can write
+        (non-ASCII text, an unusual etcd record) is handed back to emit().
         Otherwise, for ``--encoding hex`` a record is five byte strings (path
         and key prefix, the key's hex, the middle, the value's hex --
         hexlify of the zero-copy view --, the page's tail) put on a list
