@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from boltfix import etcd
+from boltfix import salvage as SV
 from boltfix import structs as S
 from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
@@ -70,6 +71,9 @@ class RepairReport:
     written: Optional[dict] = None
     verified: Optional[bool] = None
     verify_problems: List[str] = field(default_factory=list)
+    #: what salvage beyond the reachable tree found (boltfix.salvage.Plan.to_json)
+    salvage: Optional[dict] = None
+    lost_found: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -101,6 +105,8 @@ class RepairReport:
             "written": self.written,
             "verified": self.verified,
             "verify_problems": self.verify_problems,
+            "salvage": self.salvage,
+            "lost_found": self.lost_found,
         }
 
 
@@ -108,24 +114,64 @@ class RepairReport:
 def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
            meta: Optional[int] = None, page_size: Optional[int] = None,
            progress: Optional[Callable[[int], None]] = None,
-           max_dropped: int = 10000) -> RepairReport:
-    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written."""
+           max_dropped: int = 10000, lost_found: Optional[str] = None,
+           beyond_tree: bool = True) -> RepairReport:
+    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written.
+
+    ``beyond_tree``: salvage what the committed tree no longer reaches
+    (:mod:`boltfix.salvage`); ``lost_found``: where to write the evidence
+    that cannot be proven to belong anywhere (never into ``out_path``).
+    """
     out_path = os.fspath(out_path)
     _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
+    if lost_found is not None:
+        _refuse_bad_output(os.fspath(src_path), os.fspath(lost_found), force, dry_run)
     db = DB(src_path, page_size=page_size, meta=meta)
     try:
-        chosen = _choose_meta(db, meta)
+        plan = None
+        try:
+            chosen = _choose_meta(db, meta)
+            if chosen.get("index") is None and beyond_tree and any(m.valid for m in db.metas):
+                # A valid meta whose root is gone: a rediscovered root is an
+                # older tree.  In an etcd file its meta bucket (consistent_index)
+                # is stale, so rule 4 rebuilds `key` instead (salvage.py).
+                plan = SV.plan_root_lost(db)
+                if plan is None or not plan.etcd or not plan.extras:
+                    plan = None
+                    db.meta = _synthetic_meta(db, chosen["root"], chosen["txid"], 0,
+                                              S.PGID_NO_FREELIST)
+                else:
+                    raise NothingRecoverable("rule 4")
+        except NothingRecoverable:
+            if plan is None:
+                plan = SV.plan_root_lost(db) if beyond_tree else None
+            if plan is None or not (plan.extras or lost_found is not None):
+                raise
+            newest = max((m for m in db.metas if m.valid), key=lambda m: m.txid, default=None)
+            db.meta = _synthetic_meta(
+                db, 0, newest.txid if newest else 1, 0,
+                S.PGID_NO_FREELIST if plan.etcd or newest is None or not newest.freelist_synced
+                else 2)
+            chosen = {"index": None, "txid": db.meta.txid, "root": None, "pgid": db.meta.pgid,
+                      "root_lost": True,
+                      "reason": "no usable root page: the top level was rebuilt from the "
+                                "surviving bucket subtrees (rule 4)"}
         report = RepairReport(
             input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
             meta=chosen, page_size=db.page_size,
             freelist="synced" if db.meta.freelist_synced else "none")
         collector = Collector(max_dropped)
+        report.salvage = {"enabled": beyond_tree}
         if dry_run:
-            stats = _salvage(db, _NullFile(), collector, report, progress)
+            stats = _salvage(db, _NullFile(), collector, report, progress, plan)
         else:
-            stats = _write_verified(db, out_path, force, collector, report, progress)
+            stats = _write_verified(db, out_path, force, collector, report, progress, plan)
         report.written = stats
         _sort_findings(report, collector)
+        if lost_found is not None and report.salvage.get("_plan") is not None and not dry_run:
+            report.lost_found = SV.write_lost_found(db, report.salvage["_plan"], lost_found,
+                                                    force)
+        report.salvage.pop("_plan", None)
         return report
     finally:
         db.close()
@@ -277,24 +323,36 @@ def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
 
 
 # ---------------------------------------------------------------- salvage
-def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict:
-    """Walk the source and stream every valid record into a BoltWriter."""
+def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, plan=None) -> dict:
+    """Walk the source and stream every valid record into a BoltWriter.
+
+    The first pass writes what the tree reaches; when the walk pruned
+    something, :mod:`boltfix.salvage` plans what beyond the tree is proven
+    to belong, and a second pass writes the tree's records with those merged
+    in (an intact file is written once).
+    """
     from boltfix.writer import BoltWriter
 
     m = db.meta
     writer = BoltWriter(fileobj, db.page_size,
                         freelist="synced" if m.freelist_synced else "none",
                         txid=max(m.txid, 1), root_sequence=m.sequence)
-    walker = Walker(db, collector, progress)
-    root = walker.root_bucket()
-    _require_usable_root(db, root.root)
+    watch = SV.Watch(collector if plan is None else None)
+    walker = Walker(db, watch, progress)
+    seen = SV.Seen()
+    if plan is not None and plan.root_lost:
+        etcd_keys, stream = plan.etcd, iter(())
+    else:
+        root = walker.root_bucket()
+        _require_usable_root(db, root.root)
+        # etcd exits at start on a `key` record it cannot decode: such records
+        # are dropped (and reported), so that etcd starts from the output.
+        etcd_keys = etcd.looks_like_etcd(top_level_names(db))
+        stream = seen.observe(_batches(walker, etcd_keys))
     open_path: list = []
     per_bucket = Counter()
     skipped = None  # path of a bucket left out: its whole subtree goes with it
-    # etcd exits at start on a `key` record it cannot decode: such records
-    # are dropped (and reported), so that etcd starts from the output.
-    etcd_keys = etcd.looks_like_etcd(top_level_names(db))
-    for bucket, batch, etcd_check in _batches(walker, etcd_keys):
+    for bucket, batch, etcd_check in SV.merged(stream, plan, db):
         if (batch.bucket_entry is None and skipped is None
                 and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
                 and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
@@ -349,6 +407,15 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
         writer.end_bucket()
         open_path.pop()
     stats = writer.close()
+    if plan is None and report.salvage.get("enabled") and watch.pruned:
+        plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, watch), seen, etcd_keys)
+        if plan.extras:  # write again, with the salvaged records merged in
+            fileobj.seek(0)
+            fileobj.truncate(0)
+            report.records = report.buckets = 0
+            return _salvage(db, fileobj, SV.Dedupe(collector), report, progress, plan)
+    if plan is not None:
+        report.salvage.update(plan.to_json(), _plan=plan)
     report.per_bucket = [
         {"path": [_name(p) for p in path], "records": n}
         for path, n in sorted(per_bucket.items())[:MAX_REPORTED_BUCKETS]]
@@ -393,16 +460,18 @@ def _name(raw: bytes) -> str:
     return name_text(raw)
 
 
-def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress) -> dict:
+def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
+                    plan=None) -> dict:
     """Write to a temp file beside the target, fsync, verify, then move it in."""
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(db, raw, collector, report, progress)
+            stats = _salvage(db, raw, collector, report, progress, plan)
             raw.flush()
             os.fsync(raw.fileno())
-        db.close()  # unmap the input before mapping the output: half the peak RSS
+        if report.salvage.get("_plan") is None:
+            db.close()  # unmap the input before mapping the output: half the peak RSS
         _verify(tmp, report)
         if force:
             os.replace(tmp, out_path)
