@@ -40,7 +40,8 @@ from boltfix.walk import Run, Walker
 
 # What repair itself drops on top of the walk's losses: keys bbolt cannot
 # write, and etcd records etcd cannot load.
-LOSS_CODES = WALK_LOSS_CODES | {"key-too-long", "etcd-unloadable-record"}
+LOSS_CODES = WALK_LOSS_CODES | {"key-too-long", "etcd-unloadable-record",
+                                 "page-records-not-placed"}
 
 MAX_ROOT_CANDIDATES = 16
 MAX_REPORTED_BUCKETS = 1000
@@ -339,7 +340,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, plan=No
                         txid=max(m.txid, 1), root_sequence=m.sequence)
     watch = SV.Watch(collector if plan is None else None)
     walker = Walker(db, watch, progress)
-    seen = SV.Seen()
+    seen = SV.Seen(collector if plan is None else None)
     if plan is not None and plan.root_lost:
         etcd_keys, stream = plan.etcd, iter(())
     else:
@@ -348,7 +349,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, plan=No
         # etcd exits at start on a `key` record it cannot decode: such records
         # are dropped (and reported), so that etcd starts from the output.
         etcd_keys = etcd.looks_like_etcd(top_level_names(db))
-        stream = seen.observe(_batches(walker, etcd_keys))
+        stream = seen.observe(_batches(walker, etcd_keys), db)
     open_path: list = []
     per_bucket = Counter()
     skipped = None  # path of a bucket left out: its whole subtree goes with it
@@ -407,7 +408,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, plan=No
         writer.end_bucket()
         open_path.pop()
     stats = writer.close()
-    if plan is None and report.salvage.get("enabled") and watch.pruned:
+    if plan is None and report.salvage.get("enabled") and (watch.pruned or seen.bad_pages):
         plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, watch), seen, etcd_keys)
         if plan.extras:  # write again, with the salvaged records merged in
             fileobj.seek(0)

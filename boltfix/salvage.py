@@ -310,19 +310,60 @@ class Plan:
 
 
 class Seen:
-    """What the first writing pass saw: every bucket path, and the last key
-    of etcd's ``key`` bucket (its highest committed revision)."""
+    """What the first writing pass saw: every bucket path, the last key of
+    etcd's ``key`` bucket (its highest committed revision), and the pages
+    whose records rule 5 kept out."""
 
-    def __init__(self):
+    def __init__(self, report=None):
         self.paths = set()
         self.key_last: Optional[bytes] = None
+        self.bad_pages: Dict[int, tuple] = {}  # page -> bucket path
+        self.report = report
 
-    def observe(self, stream):
-        for bucket, batch, check in stream:
+    def observe(self, stream, db: DB):
+        for bucket, batch, check in rule_5(stream, db, self._drop):
             self.paths.add(bucket.path)
             if bucket.path == KEY_BUCKET and batch.keys:
                 self.key_last = batch.keys[-1]
             yield bucket, batch, check
+
+    def _drop(self, bucket, batch) -> None:
+        if batch.page not in self.bad_pages and self.report is not None:
+            self.report(Finding(
+                "page-records-not-placed",
+                f"page {batch.page} identifies itself as another page (a misdirected "
+                "write or a copied page): its records are kept out of the output "
+                "(rule 5) and go to lost+found", page=batch.page, bucket=bucket.path))
+        self.bad_pages.setdefault(batch.page, bucket.path)
+
+
+def rule_5(stream, db: DB, on_drop=None):
+    """The stream without the batches of pages whose header id is not their
+    position, nor anything under a bucket entry on such a page."""
+    skip = None
+    for bucket, batch, check in stream:
+        if skip is not None:
+            if bucket.path[:len(skip)] == skip:
+                continue
+            skip = None
+        if self_id_ok(db, batch):
+            yield bucket, batch, check
+            continue
+        if on_drop is not None:
+            on_drop(bucket, batch)
+        entry = batch.bucket_entry
+        if entry is not None and entry.child is not None:
+            skip = entry.child.path
+
+
+def self_id_ok(db: DB, batch: Batch) -> bool:
+    """Rule 5: the batch's page (not an inline bucket's parent page) holds
+    its own position in its header id.  bbolt asserts it on every page it
+    reads (``Page expected to be: N, but self identifies as M``)."""
+    pg = batch.page
+    if pg < 2 or pg >= db.pages_in_file:
+        return True
+    return S.U64.unpack_from(db.buf, pg * db.page_size)[0] == pg
 
 
 # ---------------------------------------------------------------- orphan pages
@@ -433,6 +474,11 @@ def plan_salvage(db: DB, inp: Inputs, seen: Optional[Seen], is_etcd: bool,
     when the root was lost and nothing was walked)."""
     plan = Plan(root_lost=root_lost, etcd=is_etcd)
     plan.facts["freelist"] = "synced" if inp.free is not None else "not synced or unreadable"
+    for pg, path in sorted((seen.bad_pages if seen is not None else {}).items()):
+        ev = Evidence(pg, "bad-self-id", [pg], likely=path,
+                      why="reached by the tree, but the page's header id is not its position "
+                          "(a misdirected write or a copied page): never placed (rule 5)")
+        plan.evidence.append(ev)
     if not inp.pruned and not root_lost:
         return plan
     orphans = scan_orphans(db, inp)
@@ -876,7 +922,7 @@ def merged(stream, plan: Optional[Plan], db: Optional[DB] = None):
     pending = {path: list(items) for path, items in plan.extras.items()}
     ctx = (pending, plan, db)
     active: List[tuple] = []
-    for bucket, batch, check in stream:
+    for bucket, batch, check in (rule_5(stream, db) if db is not None else stream):
         path = bucket.path
         while active and active[-1] != path[:len(active[-1])]:
             yield from _flush(ctx, active.pop(), check)
