@@ -133,16 +133,11 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
         try:
             chosen = _choose_meta(db, meta)
             if chosen.get("index") is None and beyond_tree and any(m.valid for m in db.metas):
-                # A valid meta whose root is gone: a rediscovered root is an
-                # older tree.  In an etcd file its meta bucket (consistent_index)
-                # is stale, so rule 4 rebuilds `key` instead (salvage.py).
-                plan = SV.plan_root_lost(db)
-                if plan is None or not plan.etcd or not plan.extras:
-                    plan = None
-                    db.meta = _synthetic_meta(db, chosen["root"], chosen["txid"], 0,
-                                              S.PGID_NO_FREELIST)
-                else:
-                    raise NothingRecoverable("rule 4")
+                # A valid meta whose root is gone: a rediscovered root is not
+                # the committed one (an older tree, or a sub-bucket's leaf that
+                # looks like a root), so nothing proves its records belong
+                # where it would put them: rule 4 instead (salvage.py).
+                raise NothingRecoverable("the committed root is lost")
         except NothingRecoverable:
             if plan is None:
                 plan = SV.plan_root_lost(db) if beyond_tree else None

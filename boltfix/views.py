@@ -193,6 +193,39 @@ def render_check(c, result) -> None:
 
 
 # ---------------------------------------------------------------- repair
+def _render_salvage(c, r) -> None:
+    """What salvage beyond the reachable tree added, and what it kept apart."""
+    sv = r.salvage or {}
+    if sv.get("root_lost"):
+        c.print("[yellow]no usable root page: the top level was rebuilt from the surviving "
+                "bucket subtrees (rule 4)[/yellow]")
+    if sv.get("salvaged"):
+        t = Table(title="salvaged beyond the reachable tree", title_justify="left")
+        t.add_column("bucket")
+        t.add_column("rule")
+        t.add_column("records", justify="right")
+        for bucket, rules in sorted(sv["salvaged"].items()):
+            for rule, n in sorted(rules.items()):
+                t.add_row(bucket, rule, f"{n:,}")
+        c.print(t)
+    facts = sv.get("facts") or {}
+    if facts.get("compact_revision_from"):
+        c.print(f"etcd: compaction point {facts.get('compact_revision')} "
+                f"({facts['compact_revision_from']}); highest committed revision "
+                f"{facts.get('committed_revision') or 'not provable (root lost)'}")
+    if sv.get("lost_found_subtrees"):
+        lf = r.lost_found
+        where = f" -> {lf['path']} ({lf['records']:,} records)" if lf else \
+            " (not written: pass --lost-found PATH)"
+        c.print(f"kept apart as evidence: {sv['lost_found_subtrees']} orphan subtrees or "
+                f"pages{where}")
+    gone = sv.get("gone") or []
+    if gone:
+        spans = ", ".join(f"{g['revisions'][0]}..{g['revisions'][1]}" for g in gone[:20])
+        c.print(f"[red]etcd revisions truly gone[/red]: {spans}"
+                + (f" … {len(gone) - 20} more" if len(gone) > 20 else ""))
+
+
 def render_repair(c, r) -> None:
     m = r.meta
     which = f"meta {m['index']}" if m.get("index") is not None else "a rediscovered root"
@@ -208,6 +241,7 @@ def render_repair(c, r) -> None:
         if len(r.per_bucket) > 50:
             t.add_row(f"… {len(r.per_bucket) - 50} more buckets", "")
         c.print(t)
+    _render_salvage(c, r)
     if r.meta.get("fallback"):
         c.print("[yellow]the newest meta's root could not be used: its transaction is lost "
                 "(exit 1)[/yellow]")
