@@ -87,7 +87,8 @@ UNCLAIMED_CODES = frozenset({"bucket-value-short", "inline-bucket-malformed",
 BROKEN_POINTER = frozenset({"page-out-of-bounds", "page-cycle", "multiple-references"})
 
 KEY_BUCKET = (b"key",)
-RULE1, RULE2, RULE3, RULE3_ROOT = "rule 1", "rule 2", "rule 3", "rule 3 (root lost)"
+RULE1, RULE2, RULE3 = "rule 1", "rule 2", "rule 3"
+RULE3_ROOT = "rule 3 (no committed bound)"  # no part of the committed `key` tree survives
 MAX_EVIDENCE_RECORDS = 1_000_000  # per lost+found file
 MAX_GAP_SCAN = 10_000_000  # revisions scanned per range when reporting what is gone
 
@@ -323,6 +324,8 @@ class Seen:
     def observe(self, stream, db: DB):
         for bucket, batch, check in rule_5(stream, db, self._drop):
             self.paths.add(bucket.path)
+            if batch.bucket_entry is not None and batch.bucket_entry.child is not None:
+                self.paths.add(batch.bucket_entry.child.path)
             if bucket.path == KEY_BUCKET and batch.keys:
                 self.key_last = batch.keys[-1]
             yield bucket, batch, check
@@ -431,7 +434,7 @@ class Subtree:
     top: int
     path: tuple
     records: List[Record]
-    pages: int  # bitmap of the pages it walked, as an int (bit n = page n)
+    pages: int  # the pages it walked, as an int (byte n nonzero: page n)
     problems: int
     leaves: List[int]
 
@@ -449,6 +452,8 @@ def walk_subtree(db: DB, top: int, path: tuple) -> Subtree:
 
 
 def _bitmap(reached) -> int:
+    """A page map (one byte per page, nonzero: set) as an int, so that two
+    maps intersect with one ``&``."""
     return int.from_bytes(bytes(reached).translate(_NONZERO), "little")
 
 
@@ -550,13 +555,14 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
     return taken, used
 
 
-def _pages_of(bitmap: int) -> Iterator[int]:
-    n = 0
-    while bitmap:
-        if bitmap & 1:
-            yield n
-        bitmap >>= 1
-        n += 1
+def _pages_of(bitmap: int) -> List[int]:
+    """The pages set in a page map held as an int (one byte per page)."""
+    raw = bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "little")
+    return [i for i, x in enumerate(raw) if x]
+
+
+def _has(bitmap: int, pgid: int) -> bool:
+    return bool((bitmap >> (8 * pgid)) & 0xFF)
 
 
 def _place_subtree(db: DB, plan: Plan, sub: Subtree, rule: str) -> None:
@@ -618,7 +624,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
     for o in orphans:
         if o.state == "bad-self-id" or o.flags != S.LEAF_PAGE_FLAG:
             continue
-        if (taken >> o.pgid) & 1:
+        if _has(taken, o.pgid):
             continue
         recs, ok = _revision_leaf(db, o)
         if not ok:
