@@ -675,6 +675,13 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
         plan.extras.setdefault((), []).append(
             Placed(b"key", b"", S.BUCKET_LEAF_FLAG, 0, rule,
                    Bucket(path=KEY_BUCKET, root=0, sequence=0), new_bucket=True))
+        if root_lost:
+            # An empty `meta` bucket, no record in it: every etcd creates it
+            # at start (UnsafeCreateMetaBucket), and etcdutl 3.5's snapshot
+            # restore writes consistent_index into it without creating it.
+            plan.extras[()].append(
+                Placed(b"meta", b"", S.BUCKET_LEAF_FLAG, 0, rule,
+                       Bucket(path=(b"meta",), root=0, sequence=0), new_bucket=True))
     _revision_gaps(plan, inp, compact, bound, items, seen)
     return used
 
@@ -966,8 +973,9 @@ def _merge_batch(ctx, bucket: Bucket, batch: Batch, check):
             dup = items.pop(0)
             if dup.flags != rec.flags or bytes(dup.value) != bytes(rec.value):
                 plan.conflicts.append((bucket.path, rec.key))
-            plan.duplicates += 1
-            plan.counts[(bucket.path, dup.rule)] -= 1
+            if not dup.new_bucket:
+                plan.duplicates += 1
+                plan.counts[(bucket.path, dup.rule)] -= 1
         one = Batch(rec.page, (rec.index,), (rec.flags,), (rec.key,), (rec.value,),
                     rec if rec.is_bucket else None)
         yield bucket, one, check
