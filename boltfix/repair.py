@@ -164,9 +164,9 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
             stats = _write_verified(db, out_path, force, collector, report, progress, plan)
         report.written = stats
         _sort_findings(report, collector)
-        if lost_found is not None and report.salvage.get("_plan") is not None and not dry_run:
-            report.lost_found = SV.write_lost_found(db, report.salvage["_plan"], lost_found,
-                                                    force)
+        if lost_found is not None and not dry_run:  # written even when empty
+            report.lost_found = SV.write_lost_found(
+                db, report.salvage.get("_plan") or SV.Plan(), lost_found, force)
         report.salvage.pop("_plan", None)
         return report
     finally:

@@ -62,7 +62,7 @@ import bisect
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from boltfix import etcd
 from boltfix import structs as S
@@ -124,6 +124,7 @@ class Inputs:
     page_limit: int
     truncated: bool
     unclaimed: int = 0  # subtrees lost without a range (a malformed bucket entry)
+    mismatch: int = 0  # pages the walk followed whose header id is not their position
 
 
 class Watch:
@@ -135,6 +136,7 @@ class Watch:
         self.collector = collector
         self.pruned: List[Finding] = []
         self.unclaimed = 0
+        self.mismatch = 0
 
     def __call__(self, finding: Finding) -> None:
         if self.collector is not None:
@@ -143,6 +145,13 @@ class Watch:
             self.pruned.append(finding)
         elif finding.code in UNCLAIMED_CODES:
             self.unclaimed += 1
+        elif finding.code == "page-id-mismatch":
+            # a copied page followed by the walk: its overflow run or
+            # sub-buckets may have claimed pages of others (so a later, real
+            # pointer to them reads as a second reference), and the entries
+            # of the page it replaced died with it
+            self.unclaimed += 1
+            self.mismatch += 1
 
 
 def inputs_from_walk(db: DB, walker: Walker, watch: Watch) -> Inputs:
@@ -152,7 +161,11 @@ def inputs_from_walk(db: DB, walker: Walker, watch: Watch) -> Inputs:
     (When the walk publishes a page map with a state per page, this is the
     only function to change.)
     """
-    pruned = [_pruned(db, f) for f in watch.pruned]
+    # rule 5: a pointer read from a page whose header id is not its position
+    # (a copy of another page) claims nothing about this bucket
+    pruned = [_pruned(db, f) for f in watch.pruned
+              if all(_own_id(db, pg) for pg in f.path)
+              and not (watch.mismatch and f.code == "multiple-references")]
     free = None
     m = db.meta
     if m is not None and m.freelist_synced:
@@ -161,7 +174,12 @@ def inputs_from_walk(db: DB, walker: Walker, watch: Watch) -> Inputs:
             free = frozenset(fl.ids(db))
     return Inputs(reached=bytes(walker.reached), pruned=pruned, free=free, hwm=db.hwm,
                   page_limit=db.page_limit, truncated=db.pages_in_file < db.hwm,
-                  unclaimed=watch.unclaimed)
+                  unclaimed=watch.unclaimed, mismatch=watch.mismatch)
+
+
+def _own_id(db: DB, pgid: int) -> bool:
+    return 2 <= pgid < db.pages_in_file and \
+        S.U64.unpack_from(db.buf, pgid * db.page_size)[0] == pgid
 
 
 def _pruned(db: DB, f: Finding) -> Pruned:
@@ -422,10 +440,13 @@ def _first_key(db: DB, o: Orphan) -> Optional[bytes]:
 
 
 def _children(db: DB, o: Orphan) -> List[int]:
-    if o.flags != S.BRANCH_PAGE_FLAG:
-        return []
-    return [c for _, _, c, t in _branch_elements(db.buf, o.pgid * db.page_size, o.count,
-                                                 _end(db, o)) if not t]
+    """Pages an orphan points at: a branch's children, a leaf's sub-bucket roots."""
+    off, end = o.pgid * db.page_size, _end(db, o)
+    if o.flags == S.BRANCH_PAGE_FLAG:
+        return [c for _, _, c, t in _branch_elements(db.buf, off, o.count, end) if not t]
+    return [S.BUCKET_HEADER.unpack_from(v, 0)[0]
+            for _, f, _, v, t in _leaf_elements(db.buf, off, o.count, end)
+            if not t and f & S.BUCKET_LEAF_FLAG and len(v) >= S.BUCKET_HEADER_SIZE]
 
 
 # ---------------------------------------------------------------- subtrees
@@ -486,6 +507,10 @@ def plan_salvage(db: DB, inp: Inputs, seen: Optional[Seen], is_etcd: bool,
         plan.evidence.append(ev)
     if not inp.pruned and not root_lost:
         return plan
+    if seen is not None and seen.bad_pages:
+        # a copied page reached by the walk took the place of another page,
+        # whose sub-bucket entries (subtrees with no range) died with it
+        inp.unclaimed += len(seen.bad_pages)
     orphans = scan_orphans(db, inp)
     by_page = {o.pgid: o for o in orphans}
     taken = _bitmap(inp.reached)
@@ -510,11 +535,9 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
         if o.state == "unreached" or (o.state == "free" and inp.free is None):
             if o.first is not None:
                 first_index[o.first].append(o)
-    claimed = []  # (bucket, lo, hi) of every pruned range, for rule 2
     for pr in inp.pruned:
         if not pr.exact:
             continue
-        claimed.append((pr.bucket, pr.lo, pr.hi))
         if not pr.broken_pointer or pr.key is None:
             continue
         cands = [walk_subtree(db, o.pgid, pr.bucket) for o in first_index.get(pr.key, ())
@@ -530,29 +553,48 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
         _place_subtree(db, plan, sub, RULE1)
     if inp.free is None:
         return taken, used
-    # rule 2: the tops of in-use unreached subtrees (not referenced by another)
+    # rule 2: the tops of in-use unreached subtrees (referenced by no other
+    # orphan page, through a branch element or a sub-bucket's value)
     inuse = [o for o in orphans if o.state == "unreached"]
     referenced = {c for o in inuse for c in _children(db, o)}
-    for o in inuse:
-        if o.pgid in referenced or o.pgid in used:
-            continue
-        fits = []
-        for bucket, lo, hi in claimed:
-            sub = walk_subtree(db, o.pgid, bucket)
-            if _fits(sub, lo, hi) and not sub.pages & taken and \
+    tops = [o for o in inuse if o.pgid not in referenced and o.pgid not in used]
+    fitting = defaultdict(list)  # range index -> subtrees that fit it
+    ranges_of = Counter()  # top page -> how many ranges it fits
+    for i, pr in enumerate(p for p in inp.pruned if p.exact):
+        for o in tops:
+            sub = walk_subtree(db, o.pgid, pr.bucket)
+            if _fits(sub, pr.lo, pr.hi) and not sub.pages & taken and \
                     not any(p in inp.free for p in _pages_of(sub.pages)):
-                fits.append(sub)
-        buckets = {s.path for s in fits}
-        if len(buckets) != 1 or (inp.unclaimed and any(
-                lo is None and hi is None for b, lo, hi in claimed if b in buckets)):
-            # a subtree lost with no range (a malformed bucket entry) would
-            # fit an open range too: which bucket it is cannot be proven
+                fitting[i].append((pr, sub))
+                ranges_of[o.pgid] += 1
+    for i, pairs in fitting.items():
+        pr = pairs[0][0]
+        subs = sorted((s for _, s in pairs), key=lambda s: s.records[0].key)
+        if any(ranges_of[s.top] != 1 for s in subs) or not _proves_range(pr, subs, inp):
             continue
-        sub = fits[0]
-        taken |= sub.pages
-        used.update(_pages_of(sub.pages))
-        _place_subtree(db, plan, sub, RULE2)
+        for sub in subs:
+            taken |= sub.pages
+            used.update(_pages_of(sub.pages))
+            _place_subtree(db, plan, sub, RULE2)
     return taken, used
+
+
+def _proves_range(pr: Pruned, subs: List[Subtree], inp: Inputs) -> bool:
+    """Rule 2's shape test: in-use subtrees that fit the range are its
+    content when either the pointer broke (the one real child or root is
+    intact: exactly one fits), or the page at a valid position is destroyed
+    (a zeroed branch) and its children tile the range from its own key: the
+    first starts exactly at the element's key (bbolt: a branch key is its
+    child's first key), and they do not overlap.  Sub-bucket roots whose
+    entries died with a destroyed leaf fit no such shape, except by chance
+    of their keys."""
+    if inp.unclaimed and pr.lo is None and pr.hi is None:
+        return False  # a subtree lost with no range would fit an open one too
+    if pr.broken_pointer or pr.code == "invalid-page-type" and pr.page < 2:
+        return len(subs) == 1
+    if pr.key is None or subs[0].records[0].key != pr.key:
+        return False
+    return all(a.records[-1].key < b.records[0].key for a, b in zip(subs, subs[1:]))
 
 
 def _pages_of(bitmap: int) -> List[int]:
