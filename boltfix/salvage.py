@@ -688,6 +688,10 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
         why = None
         if any(v != value for v, _ in vs[1:]):
             why = "conflict"  # (a) copies of one revision disagree
+        elif len(k) == 17 and etcd.decode_key_value(value).get("mod_revision") != _main(k):
+            # a put's KeyValue.mod_revision is its own main revision
+            # (kvstore_txn.go storeTxnWrite.put: ModRevision: rev)
+            why = "inconsistent"
         elif bound is not None and _main(k) > bound:
             why = "uncommitted"  # (b) above the committed revision
         elif compact is None:
@@ -805,6 +809,7 @@ def _kept_by_compaction(key: bytes, value: bytes, succ: set) -> bool:
 
 _WHY = {
     "conflict": "copies of these revisions disagree byte for byte",
+    "inconsistent": "the KeyValue's mod_revision is not its own revision key's",
     "uncommitted": "above the highest revision the committed tree proves; may come from "
                    "a transaction bbolt never committed (etcd replays it from its WAL)",
     "compacted": "at or below the compaction point and not provably the one revision "
