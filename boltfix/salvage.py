@@ -58,11 +58,10 @@ the walk and the rules.
 
 from __future__ import annotations
 
-import bisect
 import json
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from boltfix import etcd
 from boltfix import structs as S
@@ -71,7 +70,7 @@ from boltfix.errors import Finding
 from boltfix.reader import DB
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix.walk import Batch, Bucket, Record, Walker
+from boltfix.walk import Batch, Bucket, Record, Walker, sure_increasing
 
 # walk findings that prune a pointer: the subtree behind it was not walked
 POINTER_CODES = frozenset({"page-out-of-bounds", "page-past-eof", "page-cycle",
@@ -620,35 +619,24 @@ def _place_subtree(db: DB, plan: Plan, sub: Subtree, rule: str) -> None:
 
 
 # ---------------------------------------------------------------- rule 3
-def _lis(keys: Sequence[bytes]) -> List[int]:
-    """Indexes of the longest strictly increasing run of keys (rule 6)."""
-    tails, tails_idx, prev = [], [], [-1] * len(keys)
-    for i, k in enumerate(keys):
-        j = bisect.bisect_left(tails, k)
-        if j == len(tails):
-            tails.append(k)
-            tails_idx.append(i)
-        else:
-            tails[j] = k
-            tails_idx[j] = i
-        prev[i] = tails_idx[j - 1] if j else -1
-    out, i = [], tails_idx[-1] if tails_idx else -1
-    while i != -1:
-        out.append(i)
-        i = prev[i]
-    return out[::-1]
-
-
 def _revision_leaf(db: DB, o: Orphan):
     """(records, all revision-shaped) of an orphan leaf: its checked
-    elements, the longest increasing run of keys (rule 6)."""
+    elements whose keys lie on every longest increasing run (rule 6), each
+    as (key, value, consistent); consistent: a put's KeyValue.mod_revision
+    is its own main revision (kvstore_txn.go storeTxnWrite.put)."""
     els = [(k, v, f) for _, f, k, v, t in _leaf_elements(
         db.buf, o.pgid * db.page_size, o.count, _end(db, o)) if not t]
-    keep = _lis([k for k, _, _ in els])
-    recs = [els[i] for i in keep]
-    ok = bool(recs) and all(not f and etcd.revision_bucket_guess(k)
-                            and not etcd.check_key_record(k, v) for k, v, f in recs)
-    return recs, ok
+    keep = sure_increasing([k for k, _, _ in els])
+    recs = []
+    for i in sorted(keep):
+        k, v, f = els[i]
+        if f or not etcd.revision_bucket_guess(k):
+            return [], False
+        kv = etcd.decode_key_value(bytes(v))
+        if "error" in kv or (len(k) == 17 and not kv["key"]):
+            return [], False  # etcd.check_key_record's rules: etcd cannot load it
+        recs.append((k, v, len(k) != 17 or kv["mod_revision"] == _main(k)))
+    return recs, bool(recs)
 
 
 def _main(key: bytes) -> int:
@@ -662,6 +650,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
     plan.facts.update({"compact_revision": compact, "compact_revision_from": compact_from,
                        "committed_revision": bound})
     copies = defaultdict(list)  # revision key -> [(value bytes, page)]
+    inconsistent = set()
     used = set()
     for o in orphans:
         if o.state == "bad-self-id" or o.flags != S.LEAF_PAGE_FLAG:
@@ -672,8 +661,10 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
         if not ok:
             continue
         used.add(o.pgid)
-        for k, v, _ in recs:
+        for k, v, consistent in recs:
             copies[k].append((bytes(v), o.pgid))
+            if not consistent:
+                inconsistent.add(k)
     rule = RULE3_ROOT if bound is None else RULE3
     succ = _successors(db, copies, compact, bound, seen, root_lost)
     kept_low = _kept_by_old_trees(db, orphans, compact, copies)
@@ -688,7 +679,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
         why = None
         if any(v != value for v, _ in vs[1:]):
             why = "conflict"  # (a) copies of one revision disagree
-        elif len(k) == 17 and etcd.decode_key_value(value).get("mod_revision") != _main(k):
+        elif k in inconsistent:
             # a put's KeyValue.mod_revision is its own main revision
             # (kvstore_txn.go storeTxnWrite.put: ModRevision: rev)
             why = "inconsistent"
@@ -979,7 +970,7 @@ def merged(stream, plan: Optional[Plan], db: Optional[DB] = None):
     if plan is None or not plan.extras:
         yield from stream
         return
-    pending = {path: list(items) for path, items in plan.extras.items()}
+    pending = {path: deque(items) for path, items in plan.extras.items()}
     ctx = (pending, plan, db)
     active: List[tuple] = []
     for bucket, batch, check in (rule_5(stream, db) if db is not None else stream):
@@ -1008,16 +999,15 @@ def merged(stream, plan: Optional[Plan], db: Optional[DB] = None):
 def _merge_batch(ctx, bucket: Bucket, batch: Batch, check):
     pending, plan, _ = ctx
     items = pending[bucket.path]
+    yield from _emit_below(ctx, items, bucket.path, check, batch.keys[0])
     if not items or items[0].key > batch.keys[-1]:
         yield bucket, batch, check
         return
-    # interleave record by record
-    i = 0
+    # salvaged keys inside this batch's span: interleave record by record
     for rec in batch.records():
-        while items and items[0].key < rec.key:
-            yield from _emit(ctx, items.pop(0), bucket.path, check)
+        yield from _emit_below(ctx, items, bucket.path, check, rec.key)
         if items and items[0].key == rec.key:
-            dup = items.pop(0)
+            dup = items.popleft()
             if dup.flags != rec.flags or bytes(dup.value) != bytes(rec.value):
                 plan.conflicts.append((bucket.path, rec.key))
             if not dup.new_bucket:
@@ -1026,13 +1016,30 @@ def _merge_batch(ctx, bucket: Bucket, batch: Batch, check):
         one = Batch(rec.page, (rec.index,), (rec.flags,), (rec.key,), (rec.value,),
                     rec if rec.is_bucket else None)
         yield bucket, one, check
-        i += 1
 
 
 def _flush(ctx, path, check):
-    items = ctx[0].get(path) or []
-    while items:
-        yield from _emit(ctx, items.pop(0), path, check)
+    items = ctx[0].get(path)
+    if items:
+        yield from _emit_below(ctx, items, path, check, None)
+
+
+def _emit_below(ctx, items, path: tuple, check, below):
+    """The pending items with keys below ``below`` (all: None), runs of
+    plain records as one batch each."""
+    while items and (below is None or items[0].key < below):
+        if items[0].flags & S.BUCKET_LEAF_FLAG:
+            yield from _emit(ctx, items.popleft(), path, check)
+            continue
+        run = []
+        while items and not items[0].flags & S.BUCKET_LEAF_FLAG and (
+                below is None or items[0].key < below) and len(run) < 1024:
+            run.append(items.popleft())
+        # rule 3 already held each record to etcd's loadability check
+        loaded = all(p.rule in (RULE3, RULE3_ROOT) for p in run)
+        yield (Bucket(path=path, root=0, sequence=0),
+               Batch(run[0].page, range(len(run)), (0,) * len(run), [p.key for p in run],
+                     [p.value for p in run]), check and not loaded)
 
 
 def _emit(ctx, p: Placed, path: tuple, check):
