@@ -258,9 +258,58 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
                 cleanup=rm(out_bf)),
         best_of(runs, lambda: [gen, "compact", str(src), str(out_bb)], cleanup=rm(out_bb)))
     rm(out_bf, out_bb)()
+    if DAMAGED:
+        for name, secs in damaged_repairs(src, workdir, runs):
+            res.notes.append(f"boltfix repair of a damaged copy ({name}): {secs:.2f} s")
     if keep is None:
         src.unlink()
     return res
+
+
+#: --damaged: also time repair (with salvage beyond the tree) on damaged copies
+DAMAGED = False
+
+
+def damaged_repairs(src: Path, workdir: Path, runs: int):
+    """(damage, best repair seconds) for a zeroed branch near the root of the
+    largest bucket and for a truncation that takes every meta's root page."""
+    import shutil
+
+    from boltfix.reader import DB
+    from boltfix.walk import Walker
+
+    with DB(src) as db:
+        ps = db.page_size
+        roots = sorted({m.root for m in db.metas})
+        w = Walker(db)
+        children = [r.child for b, r in w.walk() if r.is_bucket and r.child is not None
+                    and r.child.root]  # .pages is known once the walk is done
+        big = max(children, key=lambda c: c.pages, default=None)
+        target = None
+        if big is not None:
+            # a branch one level below the bucket's root, else the root itself
+            p = db.page(big.root)
+            kids = [e.child for e in p.elements()] if p.type == "branch" else []
+            kids = [k for k in kids if db.page(k).type == "branch"]
+            target = kids[len(kids) // 2] if kids else big.root
+    out = workdir / "repaired-damaged.db"
+    cases = []
+    if target is not None:
+        cases.append((f"zeroed branch page {target} at or below the root of the largest bucket",
+                      lambda f: (f.seek(target * ps), f.write(bytes(ps)))))
+    cases.append((f"truncated to {roots[0] - 1} pages, below every root",
+                  lambda f: f.truncate((roots[0] - 1) * ps)))
+    for name, hurt in cases:
+        bad = workdir / "damaged.db"
+        shutil.copyfile(src, bad)
+        with open(bad, "r+b") as f:
+            hurt(f)
+        m = best_of(runs, lambda: boltfix_cmd() + ["repair", str(bad), "--out", str(out)],
+                    expect=(0, 1, 2), cleanup=lambda: out.unlink() if out.exists() else None)
+        yield name, m.seconds
+        bad.unlink()
+        if out.exists():
+            out.unlink()
 
 
 # ---------------------------------------------------------------- reporting
@@ -329,6 +378,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
     p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and kept")
     p.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
+    p.add_argument("--damaged", action="store_true",
+                   help="also time repair of damaged copies (zeroed branch, truncation)")
     p.add_argument("--smoke", action="store_true",
                    help=f"tiny and quick ({SMOKE_KEYS:,} keys, 1 run), for CI")
     p.add_argument("--scaling", nargs="*", type=float, metavar="MB",
@@ -338,6 +389,8 @@ def main(argv=None) -> int:
                         "e.g. to time another checkout: --boltfix 'python -m boltfix' "
                         "with PYTHONPATH set to it")
     args = p.parse_args(argv)
+    global DAMAGED
+    DAMAGED = args.damaged
     if args.boltfix:
         import shlex
 

@@ -31,12 +31,14 @@ rule 3  etcd's ``key`` bucket.  A revision record is written once
         ``scheduleCompaction`` deletes the revisions ``key_index.go``
         ``compact`` does not keep).  So an intact revision on any
         unreachable page is the committed record, provided that
-        (a) every copy agrees byte for byte, (b) it was committed: its main
-        revision is at most the highest one the committed tree reaches or a
-        committed branch element claims (a write transaction takes
-        ``beginRev+1``; a revision above that bound may come from a
-        transaction bbolt never committed, which etcd replays from its WAL
-        and would write again), and (c) no compaction removed it: above
+        (a) every copy agrees byte for byte, its KeyValue.mod_revision is
+        its own main revision, (b) it was committed: its main revision is at
+        most the highest one the committed tree reaches, or it lies inside a
+        range a committed branch element claims (the rightmost element
+        claims everything above its key; a lost bucket root, everything)
+        -- a write transaction takes ``beginRev+1``, and a revision outside
+        those may come from a transaction bbolt never committed, which etcd
+        replays from its WAL and would write again -- and (c) no compaction removed it: above
         ``max(finishedCompactRev, scheduledCompactRev)`` nothing was
         removed; at or below it, only the newest revision of a user key
         survives, and not a tombstone (``keyIndex.compact``), and a copy on
@@ -649,6 +651,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
     bound = _committed_bound(inp, seen, plan)
     plan.facts.update({"compact_revision": compact, "compact_revision_from": compact_from,
                        "committed_revision": bound})
+    claims = [(pr.lo, pr.hi) for pr in inp.pruned if pr.bucket == KEY_BUCKET and pr.exact]
     copies = defaultdict(list)  # revision key -> [(value bytes, page)]
     inconsistent = set()
     used = set()
@@ -683,8 +686,11 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
             # a put's KeyValue.mod_revision is its own main revision
             # (kvstore_txn.go storeTxnWrite.put: ModRevision: rev)
             why = "inconsistent"
-        elif bound is not None and _main(k) > bound:
-            why = "uncommitted"  # (b) above the committed revision
+        elif bound is not None and _main(k) > bound and not any(
+                (lo is None or k >= lo) and (hi is None or k < hi) for lo, hi in claims):
+            # (b) above the committed revision and in no range a committed
+            # branch element claims (the rightmost one claims all above it)
+            why = "uncommitted"
         elif compact is None:
             why = "compaction-unknown"
         elif _main(k) <= compact and k not in kept_low and \
