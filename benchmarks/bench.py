@@ -304,7 +304,7 @@ def damaged_repairs(src: Path, workdir: Path, runs: int):
         shutil.copyfile(src, bad)
         with open(bad, "r+b") as f:
             hurt(f)
-        m = best_of(runs, lambda: boltfix_cmd() + ["repair", str(bad), "--out", str(out)],
+        m = best_of(runs, lambda bad=bad: boltfix_cmd() + ["repair", str(bad), "--out", str(out)],
                     expect=(0, 1, 2), cleanup=lambda: out.unlink() if out.exists() else None)
         yield name, m.seconds
         bad.unlink()

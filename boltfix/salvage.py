@@ -63,7 +63,6 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from boltfix import etcd
 from boltfix import structs as S
@@ -100,12 +99,12 @@ class Pruned:
     """One pointer the walk did not follow, and what it claimed."""
 
     page: int
-    parent: Optional[int]  # the branch page holding the element; None: a bucket root
+    parent: int | None  # the branch page holding the element; None: a bucket root
     bucket: tuple
-    lo: Optional[bytes]  # the range [lo, hi) its ancestors allow
-    hi: Optional[bytes]
+    lo: bytes | None  # the range [lo, hi) its ancestors allow
+    hi: bytes | None
     code: str
-    key: Optional[bytes] = None  # the element's own key, when it was trusted
+    key: bytes | None = None  # the element's own key, when it was trusted
     exact: bool = True  # both bounds known exactly (or truly open)
 
     @property
@@ -119,8 +118,8 @@ class Inputs:
     """What the rules need from the walk (see :func:`inputs_from_walk`)."""
 
     reached: bytes  # one byte per page, nonzero: the committed tree reached it
-    pruned: List[Pruned]
-    free: Optional[frozenset]  # synced freelist ids, None when not synced/unreadable
+    pruned: list[Pruned]
+    free: frozenset | None  # synced freelist ids, None when not synced/unreadable
     hwm: int
     page_limit: int
     truncated: bool
@@ -135,7 +134,7 @@ class Watch:
 
     def __init__(self, collector=None):
         self.collector = collector
-        self.pruned: List[Finding] = []
+        self.pruned: list[Finding] = []
         self.unclaimed = 0
         self.mismatch = 0
 
@@ -205,7 +204,7 @@ def _pruned(db: DB, f: Finding) -> Pruned:
     return Pruned(f.page, parent, tuple(f.bucket), lo, hi, f.code, key, exact)
 
 
-def _unhex(x) -> Optional[bytes]:
+def _unhex(x) -> bytes | None:
     if x in (None, "-") or "…" in x:
         return None
     try:
@@ -238,7 +237,7 @@ def etcd_by_content(db: DB, inp: Inputs) -> bool:
                and _revision_leaf(db, o)[1] for o in scan_orphans(db, inp))
 
 
-def plan_root_lost(db: DB) -> Optional["Plan"]:
+def plan_root_lost(db: DB) -> Plan | None:
     """Rule 4: the plan when no root page can be used (None: nothing found)."""
     inp = root_lost_inputs(db)
     plan = plan_salvage(db, inp, None, etcd_by_content(db, inp), root_lost=True)
@@ -271,7 +270,7 @@ class Placed:
     flags: int
     page: int
     rule: str
-    child: Optional[Bucket] = None  # a sub-bucket entry: its tree, walked when written
+    child: Bucket | None = None  # a sub-bucket entry: its tree, walked when written
     new_bucket: bool = False  # a bucket the tree lost entirely (root lost)
 
 
@@ -281,11 +280,11 @@ class Evidence:
 
     page: int
     state: str  # free, unreached, bad-self-id, conflict, uncommitted, compacted, ...
-    leaves: List[int] = field(default_factory=list)
-    records: List[Tuple[bytes, bytes]] = field(default_factory=list)  # explicit records
-    lo: Optional[bytes] = None
-    hi: Optional[bytes] = None
-    likely: Optional[tuple] = None  # the bucket it most likely came from
+    leaves: list[int] = field(default_factory=list)
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)  # explicit records
+    lo: bytes | None = None
+    hi: bytes | None = None
+    likely: tuple | None = None  # the bucket it most likely came from
     why: str = ""
 
     def to_json(self) -> dict:
@@ -302,14 +301,14 @@ class Evidence:
 class Plan:
     root_lost: bool = False
     etcd: bool = False
-    extras: Dict[tuple, List[Placed]] = field(default_factory=dict)
-    evidence: List[Evidence] = field(default_factory=list)
+    extras: dict[tuple, list[Placed]] = field(default_factory=dict)
+    evidence: list[Evidence] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # (bucket path, rule) -> records
     facts: dict = field(default_factory=dict)
-    gone: List[dict] = field(default_factory=list)
+    gone: list[dict] = field(default_factory=list)
     #: filled while writing: records skipped because the tree had the key
     duplicates: int = 0
-    conflicts: List[Tuple[tuple, bytes]] = field(default_factory=list)
+    conflicts: list[tuple[tuple, bytes]] = field(default_factory=list)
 
     @property
     def placed(self) -> int:
@@ -336,8 +335,8 @@ class Seen:
 
     def __init__(self, report=None):
         self.paths = set()
-        self.key_last: Optional[bytes] = None
-        self.bad_pages: Dict[int, tuple] = {}  # page -> bucket path
+        self.key_last: bytes | None = None
+        self.bad_pages: dict[int, tuple] = {}  # page -> bucket path
         self.report = report
 
     def observe(self, stream, db: DB):
@@ -396,10 +395,10 @@ class Orphan:
     count: int
     overflow: int
     state: str  # unreached | free | bad-self-id
-    first: Optional[bytes] = None
+    first: bytes | None = None
 
 
-def scan_orphans(db: DB, inp: Inputs) -> List[Orphan]:
+def scan_orphans(db: DB, inp: Inputs) -> list[Orphan]:
     """Every unreached page below the high-water mark (and inside the file)
     that claims to be a branch or leaf page.  Overflow runs of the pages
     kept are skipped."""
@@ -429,7 +428,7 @@ def _end(db: DB, o: Orphan) -> int:
     return min((o.pgid + 1 + o.overflow) * db.page_size, db.size)
 
 
-def _first_key(db: DB, o: Orphan) -> Optional[bytes]:
+def _first_key(db: DB, o: Orphan) -> bytes | None:
     off = o.pgid * db.page_size
     if o.flags == S.BRANCH_PAGE_FLAG:
         for _, key, _, trouble in _branch_elements(db.buf, off, o.count, _end(db, o)):
@@ -440,7 +439,7 @@ def _first_key(db: DB, o: Orphan) -> Optional[bytes]:
     return None
 
 
-def _children(db: DB, o: Orphan) -> List[int]:
+def _children(db: DB, o: Orphan) -> list[int]:
     """Pages an orphan points at: a branch's children, a leaf's sub-bucket roots."""
     off, end = o.pgid * db.page_size, _end(db, o)
     if o.flags == S.BRANCH_PAGE_FLAG:
@@ -455,10 +454,10 @@ def _children(db: DB, o: Orphan) -> List[int]:
 class Subtree:
     top: int
     path: tuple
-    records: List[Record]
+    records: list[Record]
     pages: int  # the pages it walked, as an int (byte n nonzero: page n)
     problems: int
-    leaves: List[int]
+    leaves: list[int]
 
 
 def walk_subtree(db: DB, top: int, path: tuple) -> Subtree:
@@ -495,7 +494,7 @@ def _same_records(a: Subtree, b: Subtree) -> bool:
 
 
 # ---------------------------------------------------------------- the planner
-def plan_salvage(db: DB, inp: Inputs, seen: Optional[Seen], is_etcd: bool,
+def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
                  root_lost: bool = False) -> Plan:
     """Decide what goes where.  ``seen`` is what the first pass wrote (None
     when the root was lost and nothing was walked)."""
@@ -533,9 +532,9 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
         return taken, used
     first_index = defaultdict(list)
     for o in orphans:
-        if o.state == "unreached" or (o.state == "free" and inp.free is None):
-            if o.first is not None:
-                first_index[o.first].append(o)
+        if o.first is not None and (o.state == "unreached"
+                                    or (o.state == "free" and inp.free is None)):
+            first_index[o.first].append(o)
     for pr in inp.pruned:
         if not pr.exact:
             continue
@@ -580,7 +579,7 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
     return taken, used
 
 
-def _proves_range(pr: Pruned, subs: List[Subtree], inp: Inputs) -> bool:
+def _proves_range(pr: Pruned, subs: list[Subtree], inp: Inputs) -> bool:
     """Rule 2's shape test: in-use subtrees that fit the range are its
     content when either the pointer broke (the one real child or root is
     intact: exactly one fits), or the page at a valid position is destroyed
@@ -598,7 +597,7 @@ def _proves_range(pr: Pruned, subs: List[Subtree], inp: Inputs) -> bool:
     return all(a.records[-1].key < b.records[0].key for a, b in zip(subs, subs[1:]))
 
 
-def _pages_of(bitmap: int) -> List[int]:
+def _pages_of(bitmap: int) -> list[int]:
     """The pages set in a page map held as an int (one byte per page)."""
     raw = bitmap.to_bytes((bitmap.bit_length() + 7) // 8, "little")
     return [i for i, x in enumerate(raw) if x]
@@ -816,7 +815,7 @@ _WHY = {
 }
 
 
-def _committed_bound(inp: Inputs, seen, plan: Plan) -> Optional[int]:
+def _committed_bound(inp: Inputs, seen, plan: Plan) -> int | None:
     """The highest main revision the committed tree proves: its last ``key``
     record, and the keys pruned branch elements of ``key`` claim (each is a
     committed child's first key, or the next sibling's).  None when no part
@@ -828,7 +827,7 @@ def _committed_bound(inp: Inputs, seen, plan: Plan) -> Optional[int]:
     return max(mains) if mains else None
 
 
-def _compact_point(db: DB, orphans, root_lost: bool) -> Tuple[Optional[int], str]:
+def _compact_point(db: DB, orphans, root_lost: bool) -> tuple[int | None, str]:
     """max(finishedCompactRev, scheduledCompactRev): from the committed
     tree's ``meta`` bucket (absent keys: never compacted, 0); else the
     highest that any surviving copy of ``meta`` holds, a lower bound only
@@ -938,7 +937,7 @@ def _evidence(db, orphans, by_page, used: set, plan: Plan, is_etcd: bool) -> Non
             plan.evidence.append(ev)
 
 
-def _raw_records(db: DB, o: Orphan) -> List[Tuple[bytes, bytes]]:
+def _raw_records(db: DB, o: Orphan) -> list[tuple[bytes, bytes]]:
     end = min((o.pgid + 1) * db.page_size, db.size)
     out = []
     if o.flags == S.LEAF_PAGE_FLAG:
@@ -953,7 +952,7 @@ def _span(records):
     return (min(keys), max(keys)) if keys else (None, None)
 
 
-def _likely_bucket(sub: Subtree, is_etcd: bool) -> Optional[tuple]:
+def _likely_bucket(sub: Subtree, is_etcd: bool) -> tuple | None:
     keys = [r.key for r in sub.records]
     if not keys:
         return None
@@ -967,7 +966,7 @@ def _likely_bucket(sub: Subtree, is_etcd: bool) -> Optional[tuple]:
 
 
 # ---------------------------------------------------------------- merging
-def merged(stream, plan: Optional[Plan], db: Optional[DB] = None):
+def merged(stream, plan: Plan | None, db: DB | None = None):
     """The walk's (bucket, batch, etcd check) stream with the plan's
     records merged in, in the order the writer needs (keys ascending per
     bucket, a sub-bucket's records right after its entry).  A salvaged key
@@ -978,7 +977,7 @@ def merged(stream, plan: Optional[Plan], db: Optional[DB] = None):
         return
     pending = {path: deque(items) for path, items in plan.extras.items()}
     ctx = (pending, plan, db)
-    active: List[tuple] = []
+    active: list[tuple] = []
     for bucket, batch, check in (rule_5(stream, db) if db is not None else stream):
         path = bucket.path
         while active and active[-1] != path[:len(active[-1])]:
@@ -1049,7 +1048,7 @@ def _emit_below(ctx, items, path: tuple, check, below):
 
 
 def _emit(ctx, p: Placed, path: tuple, check):
-    pending, plan, db = ctx
+    _pending, plan, db = ctx
     bucket = Bucket(path=path, root=0, sequence=0)
     if not p.flags & S.BUCKET_LEAF_FLAG:
         yield bucket, Batch(p.page, (0,), (0,), (p.key,), (p.value,)), check
@@ -1113,11 +1112,11 @@ def write_lost_found(db: DB, plan: Plan, path: str, force: bool = False) -> dict
             "pages": stats.as_dict().get("pages") if hasattr(stats, "as_dict") else None}
 
 
-def _evidence_records(db: DB, ev: Evidence) -> List[Tuple[bytes, bytes]]:
+def _evidence_records(db: DB, ev: Evidence) -> list[tuple[bytes, bytes]]:
     recs = list(ev.records)
     ps = db.page_size
     for pg in ev.leaves:
-        pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(db.buf, pg * ps)
+        _pid, _flags, count, overflow = S.PAGE_HEADER.unpack_from(db.buf, pg * ps)
         end = min((pg + 1 + overflow) * ps, db.size)
         for _, _, k, v, t in _leaf_elements(db.buf, pg * ps, count, end):
             if not t:
@@ -1130,5 +1129,5 @@ def _evidence_records(db: DB, ev: Evidence) -> List[Tuple[bytes, bytes]]:
     return out
 
 
-def _hx(k) -> Optional[str]:
+def _hx(k) -> str | None:
     return None if k is None else bytes(k).hex()

@@ -791,7 +791,7 @@ def sure_increasing(keys: Sequence[bytes]) -> set:
     if n == 0:
         return set()
     ending = [0] * n  # length of the longest run ending at i
-    tails: List[bytes] = []
+    tails: list = []
     for i, k in enumerate(keys):
         j = bisect.bisect_left(tails, k)
         if j == len(tails):
@@ -825,7 +825,7 @@ class _Rev:
     def __init__(self, k: bytes):
         self.k = k
 
-    def __lt__(self, other: "_Rev") -> bool:
+    def __lt__(self, other: _Rev) -> bool:
         return self.k > other.k
 
 

@@ -15,10 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
-
 import damage
 import oracle
+import pytest
+
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker, sure_increasing

@@ -19,16 +19,16 @@ import os
 import tempfile
 from pathlib import Path
 
+import oracle
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from test_repair_fuzz import FIXTURE_BYTES, SOURCES, _geometry, apply, mutation
 
-import oracle
 from boltfix import structs as S
 from boltfix.errors import BoltError
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker
-from test_repair_fuzz import FIXTURE_BYTES, SOURCES, _geometry, apply, mutation
 
 MAX_EXAMPLES = int(os.environ.get("BOLTFIX_SALVAGE_FUZZ_EXAMPLES", "150"))
 STRUCTURAL = ("header", "element", "zero-page", "copy-page", "truncate")
