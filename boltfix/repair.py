@@ -98,7 +98,8 @@ class RepairReport:
             "kept": {"buckets": self.buckets, "records": self.records,
                      "per_bucket": self.per_bucket},
             "lost_data": self.lost_data,
-            "root_rediscovered": self.rediscovered,
+            "root_rediscovered": self.rediscovered,  # also true when the root was lost
+            "root_lost": bool(self.meta.get("root_lost")),
             "meta_fallback": bool(self.meta.get("fallback")),
             "dropped_counts": self.dropped_counts,
             "dropped": [f.to_json() for f in self.dropped],

@@ -511,6 +511,9 @@ def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
         # a copied page reached by the walk took the place of another page,
         # whose sub-bucket entries (subtrees with no range) died with it
         inp.unclaimed += len(seen.bad_pages)
+    if inp.truncated:
+        plan.gone.append({"pages": [db.pages_in_file, inp.hwm - 1],
+                          "note": "past the end of the file"})
     orphans = scan_orphans(db, inp)
     by_page = {o.pgid: o for o in orphans}
     taken = _bitmap(inp.reached)

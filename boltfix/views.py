@@ -220,15 +220,21 @@ def _render_salvage(c, r) -> None:
         c.print(f"kept apart as evidence: {sv['lost_found_subtrees']} orphan subtrees or "
                 f"pages{where}")
     gone = sv.get("gone") or []
-    if gone:
-        spans = ", ".join(f"{g['revisions'][0]}..{g['revisions'][1]}" for g in gone[:20])
+    for g in gone:
+        if "pages" in g:
+            c.print(f"[red]truly gone[/red]: pages {g['pages'][0]}..{g['pages'][1]} "
+                    f"({g.get('note', '')})")
+    revs = [g for g in gone if "revisions" in g]
+    if revs:
+        spans = ", ".join(f"{g['revisions'][0]}..{g['revisions'][1]}" for g in revs[:20])
         c.print(f"[red]etcd revisions truly gone[/red]: {spans}"
-                + (f" … {len(gone) - 20} more" if len(gone) > 20 else ""))
+                + (f" … {len(revs) - 20} more" if len(revs) > 20 else ""))
 
 
 def render_repair(c, r) -> None:
     m = r.meta
-    which = f"meta {m['index']}" if m.get("index") is not None else "a rediscovered root"
+    which = f"meta {m['index']}" if m.get("index") is not None else \
+        "no root (rebuilt by salvage)" if m.get("root_lost") else "a rediscovered root"
     c.print(f"source: {r.input}  (page size {r.page_size}, freelist {r.freelist})")
     c.print(f"used {which}: txid {m['txid']}, root page {m['root']} — {m['reason']}")
     c.print(f"kept {r.records:,} records in {r.buckets:,} buckets")
@@ -245,7 +251,7 @@ def render_repair(c, r) -> None:
     if r.meta.get("fallback"):
         c.print("[yellow]the newest meta's root could not be used: its transaction is lost "
                 "(exit 1)[/yellow]")
-    if r.rediscovered:
+    if r.rediscovered and not m.get("root_lost"):
         c.print("[yellow]no valid meta page: the root was rediscovered, so boltfix cannot "
                 "prove this is the last committed state (exit 1)[/yellow]")
     if r.dropped:
