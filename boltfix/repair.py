@@ -127,7 +127,10 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
     out_path = os.fspath(out_path)
     _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
     if lost_found is not None:
-        _refuse_bad_output(os.fspath(src_path), os.fspath(lost_found), force, dry_run)
+        lost_found = os.fspath(lost_found)
+        _refuse_bad_output(os.fspath(src_path), lost_found, force, dry_run)
+        if os.path.abspath(lost_found) == os.path.abspath(out_path):
+            raise RepairRefused("--lost-found must not be --out: evidence never goes there")
     db = DB(src_path, page_size=page_size, meta=meta)
     try:
         plan = None

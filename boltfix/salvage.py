@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
-from boltfix.errors import Finding
+from boltfix.errors import BoltError, Finding
 from boltfix.reader import DB
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import leaf_elements as _leaf_elements
@@ -1079,8 +1079,11 @@ def write_lost_found(db: DB, plan: Plan, path: str, force: bool = False) -> dict
 
     from boltfix.writer import BoltWriter
 
-    if os.path.lexists(path) and not force:
-        raise FileExistsError(f"{path} exists; pass --force to replace it")
+    path = os.fspath(path)
+    if os.path.lexists(path) and (not force or not os.path.isfile(path)
+                                  or os.path.islink(path)):
+        raise BoltError(f"{path} exists; lost+found is written only to a new file "
+                        "(or over a regular file with --force)")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".boltfix-lost-found-", suffix=".tmp", dir=directory)
     total = 0
@@ -1107,7 +1110,12 @@ def write_lost_found(db: DB, plan: Plan, path: str, force: bool = False) -> dict
             stats = w.close()
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, path)
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if it appeared meanwhile: no clobber
+    except FileExistsError as exc:
+        raise BoltError(f"{path} appeared while writing lost+found; nothing replaced") from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -331,3 +331,58 @@ def test_no_salvage_option_keeps_only_the_tree(tmp_path):
     with_salvage = repair(src, tmp_path / "a.db")
     without = repair(src, tmp_path / "b.db", beyond_tree=False)
     assert with_salvage.records == without.records + 43
+
+
+def test_pure_python_and_c_core_salvage_the_same_file(tmp_path):
+    import os
+    import subprocess
+
+    src = tmp_path / "damaged.db"
+    shutil.copyfile(ETCD / "etcd-3.5.db", src)
+    zero_key_branch(src)
+    outs = []
+    for pure in ("", "1"):
+        out = tmp_path / f"out{pure}.db"
+        env = dict(os.environ, BOLTFIX_PURE_PYTHON=pure)
+        if not pure:
+            env.pop("BOLTFIX_PURE_PYTHON")
+        proc = subprocess.run([sys.executable, "-m", "boltfix", "repair", str(src), "--out",
+                               str(out), "--json"], cwd=REPO, env=env, capture_output=True,
+                              check=False)
+        assert proc.returncode == 1, proc.stderr[-500:]
+        outs.append((out.read_bytes(), json.loads(proc.stdout)["salvage"]))
+    assert outs[0] == outs[1]
+
+
+def test_json_report_says_what_salvage_did_and_kept_apart(tmp_path):
+    src = tmp_path / "damaged.db"
+    shutil.copyfile(ETCD / "etcd-3.5.db", src)
+    truncate = 90  # takes meta 1's root: meta 0's tree, with salvage of what it lost
+    with open(src, "r+b") as f:
+        f.truncate(truncate * 4096)
+    rep = repair(src, tmp_path / "out.db", lost_found=tmp_path / "lf.db").to_json()
+    sv = rep["salvage"]
+    assert rep["lost_data"] and sv["enabled"] and sv["etcd"]
+    assert sv["facts"]["compact_revision_from"] == "committed tree"
+    assert {"pages": [truncate, 109], "note": "past the end of the file"} in sv["gone"]
+    states = {e["state"] for e in sv["lost_found"]}
+    assert states  # older copies, kept apart
+    assert rep["lost_found"]["path"].endswith("lf.db")
+    lf = oracle.oracle_dump(tmp_path / "lf.db")
+    names = {e["key"].decode() for e in lf if e["path"] == [] and e["type"] == "bucket"}
+    assert {f"page-{e['page']:08d}-{e['state']}" for e in sv["lost_found"]} <= names
+
+
+def test_lost_found_paths_are_refused_like_out(tmp_path):
+    from boltfix.repair import RepairRefused
+
+    src = damage.copy_fixture("nested", tmp_path, "damaged.db")
+    damage.branch_past_pgid(src)
+    with pytest.raises(RepairRefused):
+        repair(src, tmp_path / "o.db", lost_found=tmp_path / "o.db")
+    (tmp_path / "lf.db").write_bytes(b"x")
+    with pytest.raises(RepairRefused):
+        repair(src, tmp_path / "o.db", lost_found=tmp_path / "lf.db")
+    assert (tmp_path / "lf.db").read_bytes() == b"x" and not (tmp_path / "o.db").exists()
+    with pytest.raises(RepairRefused):
+        repair(src, tmp_path / "o.db", lost_found=src)
