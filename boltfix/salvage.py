@@ -667,7 +667,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
             continue
         used.add(o.pgid)
         for k, v, consistent in recs:
-            copies[k].append((bytes(v), o.pgid))
+            copies[k].append((v, o.pgid))  # a view of the map: no copy
             if not consistent:
                 inconsistent.add(k)
     rule = RULE3_ROOT if bound is None else RULE3
