@@ -515,12 +515,11 @@ def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
         plan.gone.append({"pages": [db.pages_in_file, inp.hwm - 1],
                           "note": "past the end of the file"})
     orphans = scan_orphans(db, inp)
-    by_page = {o.pgid: o for o in orphans}
     taken = _bitmap(inp.reached)
     taken, used = _rule_1_and_2(db, inp, orphans, plan, taken, root_lost)
     if is_etcd:
         used |= _rule_3(db, inp, orphans, plan, seen, taken, root_lost)
-    _evidence(db, orphans, by_page, used, plan, is_etcd)
+    _evidence(db, orphans, inp, used, plan, is_etcd)
     for path, items in plan.extras.items():
         items.sort(key=lambda p: p.key)
         for a, b in zip(items, items[1:]):
@@ -563,17 +562,20 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
     tops = [o for o in inuse if o.pgid not in referenced and o.pgid not in used]
     fitting = defaultdict(list)  # range index -> subtrees that fit it
     ranges_of = Counter()  # top page -> how many ranges it fits
+    walked = [walk_subtree(db, o.pgid, ()) for o in tops]  # once each: keys decide
+    walked = [t for t in walked if t.records and not t.pages & taken
+              and not any(p in inp.free for p in _pages_of(t.pages))]
     for i, pr in enumerate(p for p in inp.pruned if p.exact):
-        for o in tops:
-            sub = walk_subtree(db, o.pgid, pr.bucket)
-            if _fits(sub, pr.lo, pr.hi) and not sub.pages & taken and \
-                    not any(p in inp.free for p in _pages_of(sub.pages)):
+        for t in walked:
+            if _fits(t, pr.lo, pr.hi):
+                sub = Subtree(t.top, pr.bucket, t.records, t.pages, t.problems, t.leaves)
                 fitting[i].append((pr, sub))
-                ranges_of[o.pgid] += 1
+                ranges_of[t.top] += 1
     for i, pairs in fitting.items():
         pr = pairs[0][0]
         subs = sorted((s for _, s in pairs), key=lambda s: s.records[0].key)
-        if any(ranges_of[s.top] != 1 for s in subs) or not _proves_range(pr, subs, inp):
+        if any(ranges_of[s.top] != 1 or s.pages & taken for s in subs) or \
+                not _proves_range(pr, subs, inp):
             continue
         for sub in subs:
             taken |= sub.pages
@@ -907,16 +909,22 @@ def _revision_gaps(plan: Plan, inp: Inputs, compact: int, bound, items, seen) ->
 
 
 # ---------------------------------------------------------------- evidence
-def _evidence(db, orphans, by_page, used: set, plan: Plan, is_etcd: bool) -> None:
-    """Every orphan subtree (or page) nothing placed, as lost+found evidence."""
+def _evidence(db, orphans, inp: Inputs, used: set, plan: Plan, is_etcd: bool) -> None:
+    """Every orphan subtree (or page) nothing placed, as lost+found evidence.
+
+    One walker for all of them, its page map starting from the committed
+    tree's and the pages placed: each page is evidence at most once, and a
+    stale branch pointing at live pages does not copy them in."""
     referenced = set()
     for o in orphans:
         if o.state != "bad-self-id":
             referenced.update(_children(db, o))
-    done = set(used)
+    w = Walker(db, Collector(limit=0))
+    w.reached[:] = bytes(inp.reached)[:len(w.reached)].ljust(len(w.reached), b"\0")
+    for p in used:
+        if p < len(w.reached):
+            w.reached[p] = 1
     for o in orphans:
-        if o.pgid in done or (o.pgid in referenced and o.state != "bad-self-id"):
-            continue
         if o.state == "bad-self-id":
             ev = Evidence(o.pgid, o.state, why="the page's header id is not its position "
                           "(a misdirected write or a copied page): never placed (rule 5)")
@@ -924,18 +932,18 @@ def _evidence(db, orphans, by_page, used: set, plan: Plan, is_etcd: bool) -> Non
             ev.lo, ev.hi = _span(ev.records)
             plan.evidence.append(ev)
             continue
-        sub = walk_subtree(db, o.pgid, (b"?",))
-        leaves = [p for p in sub.leaves if p not in used]
-        done.update(_pages_of(sub.pages))
-        if not leaves:
+        if w.reached[o.pgid] or o.pgid in referenced:
             continue
-        likely = _likely_bucket(sub, is_etcd)
+        recs = list(w.records(Bucket(path=(b"?",), root=o.pgid, sequence=0)))
+        if not recs:
+            continue
+        sub = Subtree(o.pgid, (b"?",), recs, 0, 0, sorted({r.page for r in recs}))
         plan.evidence.append(Evidence(
-            o.pgid, o.state, leaves, lo=sub.records[0].key if sub.records else None,
-            hi=sub.records[-1].key if sub.records else None, likely=likely,
+            o.pgid, o.state, sub.leaves, lo=recs[0].key, hi=recs[-1].key,
+            likely=_likely_bucket(sub, is_etcd),
             why="not proven to be the current version of any bucket's range"))
     for o in orphans:  # leaves no surviving subtree walk reached
-        if o.flags == S.LEAF_PAGE_FLAG and o.state != "bad-self-id" and o.pgid not in done:
+        if o.flags == S.LEAF_PAGE_FLAG and o.state != "bad-self-id" and not w.reached[o.pgid]:
             ev = Evidence(o.pgid, o.state, [o.pgid], why="an orphan leaf no subtree reaches")
             plan.evidence.append(ev)
 
