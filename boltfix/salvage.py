@@ -1070,9 +1070,9 @@ def _emit(ctx, p: Placed, path: tuple, check):
     if p.new_bucket:
         yield from _flush(ctx, child.path, plan.etcd and child.path == KEY_BUCKET)
     elif child is not None and db is not None:
-        # an adopted sub-bucket: its own tree, walked with every check
-        for b, batch in Walker(db, Collector(limit=0)).walk_batches(start=child):
-            yield b, batch, False
+        # an adopted sub-bucket: its own tree, walked with every check (rule 5 too)
+        walk = Walker(db, Collector(limit=0)).walk_batches(start=child)
+        yield from rule_5(((b, batch, False) for b, batch in walk), db)
 
 
 # ---------------------------------------------------------------- lost+found
