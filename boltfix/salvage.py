@@ -1099,8 +1099,9 @@ def write_lost_found(db: DB, plan: Plan, path: str, force: bool = False) -> dict
         with os.fdopen(fd, "w+b", buffering=0) as raw:
             w = BoltWriter(raw, db.page_size)
             names = set()
-            for ev in sorted(plan.evidence, key=lambda e: (e.page, e.state)):
-                name = f"page-{ev.page:08d}-{ev.state}".encode()
+            named = sorted((f"page-{e.page:08d}-{e.state}".encode(), i, e)
+                           for i, e in enumerate(plan.evidence))  # the writer's key order
+            for name, _, ev in named:
                 if name in names:
                     continue
                 names.add(name)
