@@ -312,14 +312,15 @@ class Plan:
 
     @property
     def placed(self) -> int:
-        return sum(self.counts.values())
+        return sum(n for n in self.counts.values() if n > 0)
 
     def to_json(self) -> dict:
         from boltfix.render import name_text
 
         per = defaultdict(dict)
         for (path, rule), n in sorted(self.counts.items()):
-            per["/".join(name_text(b) for b in path)][rule] = n
+            if n > 0:  # records the tree already held are not salvaged ones
+                per["/".join(name_text(b) for b in path)][rule] = n
         return {"root_lost": self.root_lost, "etcd": self.etcd, "salvaged": dict(per),
                 "salvaged_records": self.placed, "facts": self.facts,
                 "lost_found": [e.to_json() for e in self.evidence[:1000]],
