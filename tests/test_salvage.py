@@ -386,3 +386,21 @@ def test_lost_found_paths_are_refused_like_out(tmp_path):
     assert (tmp_path / "lf.db").read_bytes() == b"x" and not (tmp_path / "o.db").exists()
     with pytest.raises(RepairRefused):
         repair(src, tmp_path / "o.db", lost_found=src)
+
+
+def test_cli_lost_found_and_no_salvage(tmp_path):
+    from click.testing import CliRunner
+
+    from boltfix.cli import main
+
+    src = damage.copy_fixture("nofreelist", tmp_path, "damaged.db")
+    damage.branch_empty_unrecoverable(src)
+    lf = tmp_path / "lf.db"
+    res = CliRunner().invoke(main, ["repair", str(src), "--out", str(tmp_path / "o.db"),
+                                    "--lost-found", str(lf), "--json"])
+    assert res.exit_code == 1, res.output
+    rep = json.loads(res.stdout)
+    assert rep["lost_found"]["records"] >= 250 and oracle.oracle_check(lf).ok
+    res = CliRunner().invoke(main, ["repair", str(src), "--out", str(tmp_path / "p.db"),
+                                    "--no-salvage", "--json"])
+    assert res.exit_code == 1 and json.loads(res.stdout)["salvage"] == {"enabled": False}
