@@ -229,6 +229,8 @@ class BoltWriter:
 
         # output buffer of completed pages
         self._out: List[bytes] = []
+        self._pending: Optional[list] = None  # see copy_leaves
+        self._copybuf = bytearray()
         self._out_len = 0
         self._next_pgid = 0
 
@@ -378,7 +380,9 @@ class BoltWriter:
             return 0
         fast = _speedups_leaf_copy()
         if fast is not None:
-            blob, firsts, records, last = fast(buf, self._ps, leaves, b.last)
+            # one buffer for every call: free again, since every copy ends
+            # with its pages written out (below)
+            blob, firsts, records, last = fast(buf, self._ps, leaves, b.last, self._copybuf)
         else:
             blob, firsts, records, last = _copy_leaves(buf, self._ps, leaves, b.last)
         if not firsts:
@@ -387,20 +391,40 @@ class BoltWriter:
             self._flush_leaf(b)  # its records come before the copied pages
         ps = self._ps
         view = memoryview(blob)
+        # copied pages wait here, as one slice of the blob, until a branch
+        # page is emitted between them (_emit_raw takes them first) or the
+        # copy ends: no page is sliced or joined on its own
+        self._pending = [view, 0, 0]
         start = 0
-        for first, npages in firsts:
-            size = npages * ps
-            page = view[start:start + size]
-            start += size
-            pgid = self._next_pgid
-            # the header id is the page's new position: only now known,
-            # since branch pages may be written between two leaves
-            U64.pack_into(page, 0, pgid)
-            self._emit_raw(page, npages)
-            self._n_pages += 1
-            self._n_leaf += 1
-            self._n_overflow += npages - 1
-            self._add_branch(b, 0, first, pgid)
+        pack = U64.pack_into
+        pending = self._pending
+        br = b.branches[0] if b.branches else None
+        try:
+            for first, npages in firsts:
+                pgid = self._next_pgid
+                # the header id is the page's new position: only now known,
+                # since branch pages may be written between two leaves
+                pack(view, start, pgid)
+                start += npages * ps
+                self._next_pgid = pgid + npages
+                pending[2] = start
+                self._n_overflow += npages - 1
+                esz = 16 + len(first)
+                if br is not None and (len(br.keys) < _MIN_KEYS_PER_PAGE
+                                       or br.size + esz <= ps):
+                    # _add_branch's common case inlined: room on the open page
+                    br.keys.append(first)
+                    br.pgids.append(pgid)
+                    br.size += esz
+                else:
+                    self._add_branch(b, 0, first, pgid)
+                    br = b.branches[0]
+        finally:
+            self._take_pending()
+            self._pending = None
+        self._n_pages += len(firsts)
+        self._n_leaf += len(firsts)
+        self._flush_out()  # nothing may still point into the buffer
         self._n_copied += len(firsts)
         b.last = last
         self._n_keys += records
@@ -595,7 +619,17 @@ class BoltWriter:
         _pack_leaf(buf, BUCKET_HEADER_SIZE, 0, 0, b.keys, b.vals, b.flags)
         return bytes(buf)
 
+    def _take_pending(self) -> None:
+        """Queue the copied pages not yet queued (see :meth:`copy_leaves`)."""
+        view, lo, hi = self._pending
+        if hi > lo:
+            self._out.append(view[lo:hi])
+            self._out_len += hi - lo
+            self._pending[1] = hi
+
     def _emit_raw(self, data, npages: int) -> int:
+        if self._pending is not None:
+            self._take_pending()  # copied leaves before this page come first
         pgid = self._next_pgid
         self._next_pgid = pgid + npages
         self._out.append(data)
@@ -610,6 +644,9 @@ class BoltWriter:
             return
         if len(out) == 1:
             self._f.write(out[0])
+        elif self._out_len >= len(out) << 16:
+            for data in out:  # big slices of copied pages: joining would copy them
+                self._f.write(data)
         else:
             self._f.write(b"".join(out))
         self._out = []
