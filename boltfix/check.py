@@ -20,7 +20,7 @@ from typing import Callable, List, Optional
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
 from boltfix.reader import DB, Meta
-from boltfix.walk import Batch, Bucket, Run, Walker
+from boltfix.walk import Batch, Bucket, Walker
 
 # bbolt tx.Check wording -> boltfix code
 BBOLT_EQUIVALENT = {
@@ -168,22 +168,19 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     is_etcd = etcd.looks_like_etcd(top)
     stats["etcd"] = is_etcd
     seen_consistent_index = False
-    # a page of records at a time, or a run of clean pages taken in C:
-    # nothing here needs a Record per element, and most buckets only a count
-    for bucket, item in walker.walk_batches(runs=True):
-        if type(item) is Run:
-            stats["keys"] += item.records
-            if not is_etcd or bucket.path not in ETCD_CHECKED:
-                continue
-            batches = walker.run_batches(_etcd_suspects(walker, bucket, item))
-        elif item.bucket_entry is not None:
+    # a page of records at a time, or many clean pages at once: nothing
+    # here needs a Record per element, and most buckets only a count
+    for bucket, leaves in walker.walk_leaves():
+        if leaves.bucket_entry is not None:
             stats["buckets"] += 1
             continue
+        stats["keys"] += leaves.count
+        if not is_etcd or bucket.path not in ETCD_CHECKED:
+            continue
+        if bucket.path == (b"key",):
+            batches = (b for b, suspect in leaves.etcd_key_batches() if suspect)
         else:
-            stats["keys"] += len(item.keys)
-            if not is_etcd or bucket.path not in ETCD_CHECKED:
-                continue
-            batches = (item,)
+            batches = leaves.batches()
         for batch in batches:
             seen_consistent_index |= _check_etcd_batch(bucket, batch, report)
     if is_etcd and not seen_consistent_index:
@@ -195,14 +192,6 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
 
 #: the etcd buckets whose records check looks at
 ETCD_CHECKED = frozenset({(b"key",), (b"meta",)})
-
-
-def _etcd_suspects(walker: Walker, bucket: Bucket, run: Run) -> list:
-    """The pages of a run that the etcd checks must look at: in the ``key``
-    bucket only those :meth:`Walker.etcd_key_suspects` names."""
-    if bucket.path != (b"key",):
-        return run.leaves
-    return [run.leaves[i] for i in walker.etcd_key_suspects(run.leaves)]
 
 
 def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:

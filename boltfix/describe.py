@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional
 
-from boltfix import etcd, walk
+from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.reader import DB
-from boltfix.walk import OVERFLOW, Batch, Run, Walker
+from boltfix.walk import OVERFLOW, Walker
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -54,9 +54,9 @@ def _bucket_tree(db: DB, walker: Walker):
     facts = EtcdFacts() if etcd.looks_like_etcd(top) else None
     # a page (or a run of clean pages) at a time: only etcd's top-level
     # buckets need their records one by one, for the facts
-    for bucket, item in walker.walk_batches(runs=True):
+    for bucket, leaves in walker.walk_leaves():
         parent = nodes[bucket.path]
-        rec = item.bucket_entry if type(item) is Batch else None
+        rec = leaves.bucket_entry
         if rec is not None:
             node = {"name": _name(rec.key), "keys": 0, "buckets": []}
             parent["buckets"].append(node)
@@ -66,15 +66,13 @@ def _bucket_tree(db: DB, walker: Walker):
             else:
                 node["unreadable"] = True
             continue
-        run = item if type(item) is Run else None
-        parent["keys"] = parent.get("keys", 0) + (
-            run.records if run is not None else len(item.keys))
+        parent["keys"] = parent.get("keys", 0) + leaves.count
         if facts is None or len(bucket.path) != 1:
             continue
-        if (run is not None and bucket.path == (b"key",)
-                and facts.see_revisions(walker, run.leaves)):
-            continue  # counted in C
-        for batch in walker.run_batches(run.leaves) if run is not None else (item,):
+        if bucket.path == (b"key",):
+            facts.see_revisions(leaves.revision_stats())
+            continue
+        for batch in leaves.batches():
             for key, value in zip(batch.keys, batch.values):
                 facts.see(bucket.path[0], key, value)
     for node, b in opened:
@@ -123,21 +121,16 @@ class EtcdFacts:
         elif bucket == b"lease":
             self.leases += 1
 
-    def see_revisions(self, walker: Walker, leaves) -> bool:
-        """:meth:`see` for every key of these leaves of the ``key`` bucket,
-        counted in C; False (nothing counted) without the C core."""
-        stats = getattr(walk._speedups, "etcd_revision_stats", None)
-        if stats is None:
-            return False
-        revisions, tombstones, first, last = walk.call_c(stats, walker.buf, walker.page_size,
-                                                          leaves)
+    def see_revisions(self, stats) -> None:
+        """What :meth:`see` counts for keys of the ``key`` bucket, from
+        :meth:`Leaves.revision_stats`."""
+        revisions, tombstones, first, last = stats
         if revisions:
             self.revisions += revisions
             self.tombstones += tombstones
             if self.first_rev is None:
                 self.first_rev = first
             self.last_rev = last
-        return True
 
     def to_json(self) -> dict:
         def meta_value(name):

@@ -85,8 +85,7 @@ from boltfix.errors import Finding
 from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix import walk as _walk
-from boltfix.walk import LOSS_CODES, Batch, Bucket, Record, Run, Walker
+from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker
 
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
@@ -445,8 +444,8 @@ class Dumper:
         etcd = self.etcd
         text = opts.fmt == "text"
         fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not etcd
-        write_c = (getattr(_walk._speedups, "jsonl", None)
-                   if opts.fmt == "jsonl" and opts.encoding in ("hex", "auto") else None)
+        # the lines Leaves.write_jsonl writes (in C when it is built)
+        jsonl_c = opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
         automatic = opts.encoding == "auto"
         buf, ps = walker.buf, walker.page_size
         enc = self.enc
@@ -534,15 +533,14 @@ class Dumper:
             if left is not None and count >= left:
                 raise _Limit()
 
-        def emit_run(run: Run) -> None:
+        def emit_leaves(leaves: Leaves) -> None:
             """Clean pages through the C writer; a leaf it hands back through emit()."""
             nonlocal count, first
-            leaves = run.leaves
             i = 0
-            while i < len(leaves):
-                data, i, n, python = _walk.call_c(write_c, buf, ps, leaves, i, c_pieces,
-                                                  automatic, top_etcd is not None, chunk,
-                                                  -1 if left is None else left - count)
+            while i < leaves.page_count:
+                data, i, n, batch = leaves.write_jsonl(i, c_pieces, automatic,
+                                                       top_etcd is not None, chunk,
+                                                       -1 if left is None else left - count)
                 if data:
                     if parts:
                         write_out()
@@ -553,15 +551,12 @@ class Dumper:
                 count += n
                 if left is not None and count >= left:
                     raise _Limit()
-                if python:
-                    for batch in walker.run_batches(leaves[i:i + 1]):
-                        emit(batch)
-                    i += 1
+                if batch is not None:
+                    emit(batch)
 
         cur = None
         try:
-            for bucket, item in walker.walk_batches(start, opts.prefix,
-                                                    runs=write_c is not None):
+            for bucket, leaves in walker.walk_leaves(start, opts.prefix):
                 if bucket is not cur:
                     cur = bucket
                     path = bucket.path
@@ -574,18 +569,16 @@ class Dumper:
                     # (its records' "etcd" member too); the other etcd
                     # buckets and secrets are written here
                     c_pieces = None
-                    if write_c is not None and not secret and top_etcd in (None, b"key"):
+                    if jsonl_c and not secret and top_etcd in (None, b"key"):
                         c_pieces = ((pathj + ',"key":').encode("utf-8", "surrogateescape"),
                                     b',"value":', b',"key_encoding":"hex"',
                                     b',"value_encoding":"hex"', b',"type":"kv","page":',
                                     b',"state":"live"}\n' if top_etcd is None
                                     else b',"state":"live","etcd":')
-                if type(item) is not Run:
-                    emit(item)
-                elif c_pieces is not None:
-                    emit_run(item)
+                if c_pieces is not None and leaves.bucket_entry is None:
+                    emit_leaves(leaves)
                 else:
-                    for batch in walker.run_batches(item.leaves):
+                    for batch in leaves.batches():
                         emit(batch)
         except _Limit:
             stream.write(join(parts))
@@ -706,8 +699,7 @@ class Dumper:
             if FREE in opts.include or ORPHAN in opts.include:
                 if not full_walk:
                     walker = Walker(db)  # quiet: only to learn what is reachable
-                    for _ in walker.walk_batches(runs=True):
-                        pass
+                    walker.count_all()
                 free, orphan, classes = classify(db, walker.reached)
                 if FREE in opts.include:
                     res.free_pages_scanned = len(free)
@@ -799,12 +791,11 @@ def bucket_tree(db: DB, report: Optional[Callable[[Finding], None]] = None) -> L
     walker = Walker(db, report=report)
     top: List[dict] = []
     nodes = {(): {"buckets": top}}
-    for bucket, item in walker.walk_batches(runs=True):
-        if type(item) is Run:
-            nodes[bucket.path]["keys"] += item.records
+    for bucket, leaves in walker.walk_leaves():
+        if leaves.bucket_entry is None:
+            nodes[bucket.path]["keys"] += leaves.count
             continue
-        for rec in item.records():
-            _tree_node(nodes, bucket, rec)
+        _tree_node(nodes, bucket, leaves.bucket_entry)
     return top
 
 

@@ -35,7 +35,7 @@ from boltfix.errors import BoltError, Finding
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
-from boltfix.walk import Run, Walker
+from boltfix.walk import Walker
 
 # What repair itself drops on top of the walk's losses: keys bbolt cannot
 # write, and etcd records etcd cannot load.
@@ -361,18 +361,16 @@ _ETCD_KEY_BUCKET = (b"key",)
 def _batches(walker: Walker, etcd_keys: bool):
     """(bucket, batch, whether its records need etcd's check) in walk order.
 
-    Runs of clean pages come from the C core; in etcd's ``key`` bucket only
-    the pages :meth:`Walker.etcd_key_suspects` names have their records
-    checked here.
+    In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_key_batches`
+    names have their records checked here.
     """
-    for bucket, item in walker.walk_batches(runs=True):
-        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
-        if type(item) is not Run:
-            yield bucket, item, etcd_check
-            continue
-        suspects = set(walker.etcd_key_suspects(item.leaves)) if etcd_check else ()
-        for i, batch in enumerate(walker.run_batches(item.leaves)):
-            yield bucket, batch, etcd_check and i in suspects
+    for bucket, leaves in walker.walk_leaves():
+        if etcd_keys and bucket.path == _ETCD_KEY_BUCKET:
+            for batch, suspect in leaves.etcd_key_batches():
+                yield bucket, batch, suspect
+        else:
+            for batch in leaves.batches():
+                yield bucket, batch, False
 
 
 def _etcd_unloadable(key: bytes, value) -> bool:
