@@ -20,7 +20,7 @@ from typing import Callable, List, Optional
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
 from boltfix.reader import DB, Meta
-from boltfix.walk import Batch, Bucket, Walker
+from boltfix.walk import Batch, Bucket, Walker, top_level_names
 
 # bbolt tx.Check wording -> boltfix code
 BBOLT_EQUIVALENT = {
@@ -206,15 +206,6 @@ def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:
             report(Finding(code, message, WARNING, batch.page, (), bucket.path,
                            {"key": key.hex()}))
     return False
-
-
-def top_level_names(db: DB) -> List[bytes]:
-    """Names of the root bucket's entries, read with a throwaway walker."""
-    w = Walker(db)
-    root = w.root_bucket()
-    if root is None:
-        return []
-    return [r.key for r in w.records(root)]
 
 
 # ---------------------------------------------------------------- freelist

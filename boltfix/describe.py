@@ -9,7 +9,7 @@ from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.reader import DB
-from boltfix.walk import OVERFLOW, Walker
+from boltfix.walk import OVERFLOW, Walker, top_level_names
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -50,7 +50,7 @@ def _bucket_tree(db: DB, walker: Walker):
     root = {"buckets": []}
     nodes = {(): root}
     opened = []  # (node, Bucket): stats are final only once the walk is done
-    top = [r.key for r in Walker(db).records(walker.root_bucket())] if db.meta else []
+    top = top_level_names(db)
     facts = EtcdFacts() if etcd.looks_like_etcd(top) else None
     # a page (or a run of clean pages) at a time: only etcd's top-level
     # buckets need their records one by one, for the facts

@@ -76,8 +76,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
 from boltfix import structs as S
@@ -85,7 +84,7 @@ from boltfix.errors import Finding
 from boltfix.reader import DB
 from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker
+from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
 
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
@@ -272,25 +271,6 @@ def _path_text(path) -> str:
     return "/".join(name_text(p) for p in path) if path else "the root"
 
 
-def walk_from(walker: Walker, start: Bucket, prefix: Optional[bytes] = None
-              ) -> Iterator[Tuple[Bucket, Record]]:
-    """Like :meth:`Walker.walk` but from ``start``; ``prefix`` filters the
-    keys of ``start`` itself (a matching sub-bucket comes whole) and stops
-    the walk once keys have passed it.  (:meth:`Walker.walk_batches` with
-    ``start`` and ``prefix``, a record at a time.)"""
-    for bucket, batch in walker.walk_batches(start, prefix):
-        yield from zip(repeat(bucket), batch.records())
-
-
-def top_level_names(db: DB) -> List[bytes]:
-    """Top-level bucket names (quiet, separate walker)."""
-    w = Walker(db)
-    top = w.root_bucket()
-    if top is None:
-        return []
-    return [r.key for r in w.records(top) if r.is_bucket]
-
-
 # ---------------------------------------------------------------- dumper
 class Dumper:
     def __init__(self, db: DB, out: Output, opts: DumpOptions):
@@ -447,7 +427,6 @@ class Dumper:
         # the lines Leaves.write_jsonl writes (in C when it is built)
         jsonl_c = opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
         automatic = opts.encoding == "auto"
-        buf, ps = walker.buf, walker.page_size
         enc = self.enc
         mid = b'","value":"'
         path = ()

@@ -795,6 +795,18 @@ class Walker:
                    detail={"index": idx} if idx is not None else {})
 
 
+def top_level_names(db: DB, tree: Optional[Tree] = None) -> List[bytes]:
+    """Names of the root bucket's bucket entries (of ``tree``, default the
+    meta in use's), read with a quiet throwaway walker: the one rule by
+    which check, inspect, dump and repair tell whether a file is etcd's.
+    A plain key in the root is not a bucket (bbolt allows none there)."""
+    w = Walker(db, tree=tree)
+    root = w.root_bucket()
+    if root is None:
+        return []
+    return [r.key for r in w.records(root) if r.is_bucket]
+
+
 # ---------------------------------------------------------------- elements
 def _leaf_page(buf, raw, off, count, end):
     """(flags, keys, values) of a whole leaf page, or None when any element
