@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # imported where needed: `boltfix --help` never loads them
     from boltfix.reader import DB
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
+#: an internal error in boltfix: a bug, never the input's fault
+EXIT_BUG = 3
 
 
 # ---------------------------------------------------------------- shared options
@@ -70,7 +72,7 @@ def guarded(f):
                 raise
             click.echo(f"boltfix: internal error: {type(exc).__name__}: {exc} "
                        "(set BOLTFIX_DEBUG=1 for a traceback; please report it)", err=True)
-            sys.exit(3)
+            sys.exit(EXIT_BUG)
 
     return wrapper
 

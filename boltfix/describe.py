@@ -224,12 +224,12 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
             state = "free"
         else:
             state = "unreachable"
-        row = {"id": pgid, "type": p.type if reached[pgid] or p.id == pgid else "unknown",
+        row = {"id": pgid, "type": p.type if reached[pgid] or p.self_id == pgid else "unknown",
                "items": p.count, "overflow": p.overflow, "state": state}
-        if p.id != pgid:
-            row["self_id"] = p.id
+        if p.self_id != pgid:
+            row["self_id"] = p.self_id
         if not reached[pgid]:
-            row["overflow"] = p.overflow if p.id == pgid else 0
+            row["overflow"] = p.overflow if p.self_id == pgid else 0
         yield row
     # pages the meta says exist but the file lacks
     for pgid in range(db.pages_in_file, hwm if db.meta else 0):
@@ -241,7 +241,7 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
 def page_view(db: DB, pgid: int) -> dict:
     """A decoded view of one page (raises BoltError if it is not in the file)."""
     p = db.page(pgid)
-    view = {"id": pgid, "self_id": p.id, "type": p.type, "flags": p.flags,
+    view = {"id": pgid, "self_id": p.self_id, "type": p.type, "flags": p.flags,
             "count": p.count, "overflow": p.overflow,
             "run_complete": p.run_complete}
     if pgid in (0, 1) or p.flags == S.META_PAGE_FLAG:
