@@ -9,7 +9,8 @@ from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.reader import DB
-from boltfix.walk import OVERFLOW, Walker, top_level_names
+from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
+from boltfix.walk import Walker, top_level_names
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -158,13 +159,11 @@ def _free_pages(db: DB, walker: Walker) -> dict:
     m = db.meta
     if m is None:
         return {"mode": "unknown", "free_pages": None}
-    fl = db.freelist()
+    pm = PageMap(db, walker)
+    fl = pm.freelist
     if fl is None:
-        limit = db.page_limit
-        reached = walker.reached[:limit]
-        reached[0:2] = b"\x01\x01"
         return {"mode": "not synced (free pages are the ones the tree does not reach)",
-                "synced": False, "free_pages": reached.count(0)}
+                "synced": False, "free_pages": pm.count(UNREACHED, 0, pm.limit)}
     return {"mode": "synced", "synced": True, "page": fl.pgid, "free_pages": fl.count,
             "problems": [f.code for f in fl.findings]}
 
@@ -198,37 +197,28 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
     """One row per page (overflow continuations folded into their page)."""
     walker = Walker(db, None, progress)
     walker.count_all()
-    reached = walker.reached
-    reached[0:2] = b"\x01\x01"
-    free = bytearray(db.pages_in_file)
-    fl = db.freelist()
-    if fl is not None:
-        if fl.pgid < len(reached):
-            end = min(fl.pgid + db.page(fl.pgid).overflow, len(reached) - 1)
-            reached[fl.pgid] = 1
-            reached[fl.pgid + 1: end + 1] = b"\x02" * (end - fl.pgid)
-        for pid in fl.ids(db):
-            if pid < len(free):
-                free[pid] = 1
-    synced = fl is not None
+    pm = PageMap(db, walker)
+    states = pm.states
     hwm = db.hwm
     for pgid in range(db.pages_in_file):
-        if reached[pgid] == OVERFLOW:
+        s = states[pgid] & 0x7F
+        if s == OVERFLOW or s == FREELIST_RUN:
             continue
         p = db.page(pgid)
-        if reached[pgid]:
+        reached = s in (REACHED, META, FREELIST)
+        if reached:
             state = "reachable"
         elif pgid >= hwm:
             state = "beyond-hwm"
-        elif free[pgid] or not synced:
+        elif pm.is_listed(pgid) or not pm.synced:
             state = "free"
         else:
             state = "unreachable"
-        row = {"id": pgid, "type": p.type if reached[pgid] or p.self_id == pgid else "unknown",
+        row = {"id": pgid, "type": p.type if reached or p.self_id == pgid else "unknown",
                "items": p.count, "overflow": p.overflow, "state": state}
         if p.self_id != pgid:
             row["self_id"] = p.self_id
-        if not reached[pgid]:
+        if not reached:
             row["overflow"] = p.overflow if p.self_id == pgid else 0
         yield row
     # pages the meta says exist but the file lacks

@@ -42,6 +42,8 @@ from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
 from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
 from boltfix import record as R
+from boltfix.pagemap import (BEYOND_HWM, FREELIST, FREELIST_RUN, LISTED, OVERFLOW, REACHED,
+                              UNREACHED, PageMap)
 from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
 
 
@@ -387,7 +389,7 @@ class Dumper:
                 if not full_walk:
                     walker = Walker(db)  # quiet: only to learn what is reachable
                     walker.count_all()
-                free, orphan, classes = classify(db, walker.reached)
+                free, orphan, classes = classify(db, walker)
                 if FREE in opts.include:
                     res.free_pages_scanned = len(free)
                     self.dump_unreached(FREE, free, classes)
@@ -542,6 +544,12 @@ class _LiveWriter:
 _KNOWN_FLAGS = (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG, S.FREELIST_PAGE_FLAG, S.META_PAGE_FLAG)
 # page classes for classify()
 C_REACHED, C_FREE, C_ORPHAN, C_OTHER = 1, 2, 3, 4
+# page map state -> class (free and orphan are set by classify itself)
+_MAP_CLASS = bytes(
+    C_FREE if b == UNREACHED | LISTED else
+    C_REACHED if b & 0x7F in (REACHED, OVERFLOW) else
+    0 if b & 0x7F in (UNREACHED, BEYOND_HWM) else C_OTHER
+    for b in range(256))
 _CLASS = {FREE: C_FREE, ORPHAN: C_ORPHAN}
 
 
@@ -550,8 +558,9 @@ def _has_header(buf, q: int, ps: int) -> bool:
     return pid == q and flags in _KNOWN_FLAGS
 
 
-def classify(db: DB, reached: bytearray) -> Tuple[List[int], List[int], bytearray]:
-    """Free and orphan candidate pages, and a class per page of the file.
+def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
+    """Free and orphan candidate pages, and a class per page of the file,
+    from the walk's :class:`PageMap`.
 
     Free: the synced freelist's ids (that are not reachable), or without a
     synced (readable) freelist, the unreached pages below the high-water mark.
@@ -559,50 +568,46 @@ def classify(db: DB, reached: bytearray) -> Tuple[List[int], List[int], bytearra
     neither free nor the freelist itself; in every case the pages at or past
     the HWM that are in the file.
     """
-    n = db.pages_in_file
-    limit = db.page_limit
-    classes = bytearray(n)
-    for i in range(min(2, n)):
-        classes[i] = C_OTHER
-    for i, r in enumerate(reached):
-        if r:
-            classes[i] = C_REACHED
-    fl = db.freelist() if db.meta is not None else None
-    # a freelist that could not be read at all counts as not synced
-    synced = fl is not None and (fl.count > 0 or not fl.findings)
-    free: List[int] = []
-    if synced:
-        # the freelist page's own run
-        try:
-            p = db.page(fl.pgid)
-            for i in range(fl.pgid, min(fl.pgid + p.overflow + 1, limit)):
-                if not classes[i]:
-                    classes[i] = C_OTHER
-        except Exception:
-            pass
-        for pid in fl.ids(db):
-            if 2 <= pid < limit and not classes[pid]:
-                classes[pid] = C_FREE
-                free.append(pid)
-        free.sort()
-        orphan = [i for i in range(2, limit) if not classes[i]]
-        for i in orphan:
-            classes[i] = C_ORPHAN
+    pm = PageMap(db, walker)
+    classes = bytes(pm.states).translate(_MAP_CLASS)
+    classes = bytearray(classes)
+    limit = pm.limit
+    if pm.readable:
+        free = list(pm.positions(UNREACHED | LISTED, 2, limit))
+        orphan = list(pm.positions(UNREACHED, 2, limit))
     else:
-        free = [i for i in range(2, limit) if not classes[i]]
+        # a freelist that could not be read at all counts as not synced: its
+        # own page is a candidate like any other page the tree does not reach
+        free = [i for i in range(2, limit)
+                if pm.states[i] in (UNREACHED, FREELIST, FREELIST_RUN)]
+        orphan = []
         for i in free:
             classes[i] = C_FREE
-        orphan = []
-    if db.meta is None:
+    if not pm.has_tree:
         # no tree at all: everything is an orphan
         orphan = free + orphan
-        for i in orphan:
-            classes[i] = C_ORPHAN
         free = []
-    beyond = list(range(max(limit, 2), n))
-    for i in beyond:
+    for i in orphan:
         classes[i] = C_ORPHAN
-    return free, orphan + beyond, classes
+    beyond = range(max(limit, 2), pm.pages_in_file)
+    classes[beyond.start:] = bytes([C_ORPHAN]) * len(beyond)
+    return free, _Pages(orphan, beyond), classes
+
+
+class _Pages:
+    """Page ids: a list, then a range (the pages past the high-water mark,
+    never made into a list)."""
+
+    def __init__(self, ids: List[int], tail: range):
+        self.ids = ids
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.tail)
+
+    def __iter__(self):
+        yield from self.ids
+        yield from self.tail
 
 
 def dump(db: DB, opts: DumpOptions, stream=None) -> DumpResult:
