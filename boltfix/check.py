@@ -19,8 +19,8 @@ from typing import Callable, List, Optional
 
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
-from boltfix.reader import DB, Meta
 from boltfix.pagemap import UNREACHED, PageMap, positions
+from boltfix.reader import DB, Meta
 from boltfix.walk import Batch, Bucket, Walker, top_level_names
 
 # bbolt tx.Check wording -> boltfix code

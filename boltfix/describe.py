@@ -8,8 +8,8 @@ from typing import Callable, Iterator, Optional
 from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
-from boltfix.reader import DB
 from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
+from boltfix.reader import DB
 from boltfix.walk import Walker, top_level_names
 
 

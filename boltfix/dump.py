@@ -35,17 +35,24 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
+from boltfix import record as R
 from boltfix import structs as S
 from boltfix.errors import Finding
+from boltfix.pagemap import (
+    BEYOND_HWM,
+    FREELIST,
+    FREELIST_RUN,
+    LISTED,
+    OVERFLOW,
+    REACHED,
+    UNREACHED,
+    PageMap,
+)
 from boltfix.reader import DB
-from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
-from boltfix import record as R
-from boltfix.pagemap import (BEYOND_HWM, FREELIST, FREELIST_RUN, LISTED, OVERFLOW, REACHED,
-                              UNREACHED, PageMap)
 from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
-
+from boltfix.render import name_text, redact_secrets
+from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
 
 
 # ---------------------------------------------------------------- output

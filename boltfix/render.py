@@ -6,6 +6,8 @@ Whether bytes are shown as text is :mod:`boltfix.record`'s one rule
 
 from __future__ import annotations
 
+import re as _re
+
 from boltfix.record import name_text  # noqa: F401  (the one rule, for people)
 
 
@@ -16,8 +18,6 @@ def short(data, limit: int = 64) -> str:
 
 
 # bcrypt hashes as etcd stores them in authUsers ($2a$10$ + 53 chars)
-import re as _re
-
 _BCRYPT = _re.compile(rb"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 

@@ -760,10 +760,11 @@ class Walker:
         if last >= self.hwm or last >= self.pages_in_file:
             limit = min(self.hwm, self.pages_in_file)
             code = "page-out-of-bounds" if last >= self.hwm else "page-past-eof"
+            past = ("the high-water mark" if code == "page-out-of-bounds"
+                    else "the end of the file")
             self._find(code,
                        f"page {pgid}'s overflow run ({overflow} pages) ends at page {last}, "
-                       f"past {'the high-water mark' if code == 'page-out-of-bounds' else 'the end of the file'}",
-                       pgid, parents, bucket_path, detail={"overflow": overflow})
+                       f"past {past}", pgid, parents, bucket_path, detail={"overflow": overflow})
             last = limit - 1
         if last > pgid:
             hit = _first_nonzero(self.reached, pgid + 1, last + 1)

@@ -117,7 +117,8 @@ class Recorder:
             self.run(label, "dump" + "".join(args), ["dump", *args, p])
         for bpath in _first_buckets(buckets):
             b = "-".join(bpath)
-            self.run(label, f"dump--bucket-{b}", ["dump", *sum((["--bucket", n] for n in bpath), []), p])
+            bucket_args = sum((["--bucket", n] for n in bpath), [])
+            self.run(label, f"dump--bucket-{b}", ["dump", *bucket_args, p])
             keys = ""
             for enc in ENCODINGS + ("raw",):
                 out = self.run(label, f"keys-{b}-{enc}", ["keys", "--encoding", enc, p, *bpath])
