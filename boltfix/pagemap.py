@@ -10,7 +10,7 @@ says the synced freelist lists it.  Pages the meta counts but the file lacks
 (past the end of the file) are not stored: :meth:`PageMap.state` says
 :data:`PAST_EOF` for them.  The reason for each state is :data:`REASONS`; a
 new kind of page (salvage's "orphan subtree root", say) is a new state
-number with its reason, set with :meth:`PageMap.mark`.
+number with its reason (:func:`add_state`), set with :meth:`PageMap.mark`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,17 @@ REASONS = {
     BEYOND_HWM: "at or above the high-water mark (never allocated by the meta in use)",
     PAST_EOF: "the meta counts it, the file does not hold it",
 }
+
+
+
+def add_state(state: int, reason: str) -> int:
+    """Register a new page state (a number below 0x80 not yet taken) and
+    its reason; returns it.  For example salvage's "orphan subtree root"."""
+    if not 0 <= state < LISTED or state in REASONS:
+        raise ValueError(f"page state {state} is taken or out of range")
+    REASONS[state] = reason
+    return state
+
 
 #: the states a reader of the tree reaches (tree pages, metas, the freelist)
 _IN_USE = (REACHED, OVERFLOW, META, FREELIST, FREELIST_RUN)
