@@ -18,7 +18,8 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
     problems = Collector(limit=20)
     walker = Walker(db, problems, progress)
     tree, etcd_facts = _bucket_tree(db, walker)
-    free = _free_pages(db, walker)
+    pm = PageMap(db, walker)  # once, after the walk
+    free = _free_pages(db, pm)
     info = {
         "file": {
             "path": db.path,
@@ -33,7 +34,7 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         "meta_in_use": db.meta.index if db.meta else None,
         "meta_reason": db.meta_source,
         "freelist": free,
-        "page_types": _page_types(db, walker),
+        "page_types": _page_types(db, walker, pm),
         "buckets": tree,
         "problems": {
             "total": problems.total,
@@ -155,11 +156,10 @@ class EtcdFacts:
         }
 
 
-def _free_pages(db: DB, walker: Walker) -> dict:
+def _free_pages(db: DB, pm: PageMap) -> dict:
     m = db.meta
     if m is None:
         return {"mode": "unknown", "free_pages": None}
-    pm = PageMap(db, walker)
     fl = pm.freelist
     if fl is None:
         return {"mode": "not synced (free pages are the ones the tree does not reach)",
@@ -168,7 +168,7 @@ def _free_pages(db: DB, walker: Walker) -> dict:
             "problems": [f.code for f in fl.findings]}
 
 
-def _page_types(db: DB, walker: Walker) -> dict:
+def _page_types(db: DB, walker: Walker, pm: PageMap) -> dict:
     """Counts of reached pages by type (overflow pages counted on their own).
 
     The two bytes of every page's flags are read as strided slices of the
@@ -186,7 +186,9 @@ def _page_types(db: DB, walker: Walker) -> dict:
         elif state:
             counts[S.page_type_name(lo | hi << 8)] += k
     counts["meta"] = 2
-    fl = db.freelist()
+    # the freelist page's own claim (its header's run), as inspect always
+    # showed it; the page map bounds and type-checks that run
+    fl = pm.freelist
     if fl is not None and fl.pgid < db.pages_in_file:
         counts["freelist"] += 1 + db.page(fl.pgid).overflow
     return dict(counts)
