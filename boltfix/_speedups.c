@@ -819,7 +819,7 @@ static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
     return 1;
 }
 
-/* the line's fixed pieces, all from dump.py */
+/* the line's fixed pieces, all from record.py (c_pieces) */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
 /*
@@ -1072,7 +1072,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "boltfix._speedups",
-    "The walk's clean path and the JSONL writer in C (see walk.py, dump.py).", -1, methods,
+    "The walk's clean path and the JSONL writer in C (see walk.py, record.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void)
