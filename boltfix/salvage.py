@@ -68,10 +68,11 @@ from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.errors import BoltError, Finding
+from boltfix.pagemap import PageMap, positions
 from boltfix.reader import DB
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix.walk import Batch, Bucket, Record, Walker, sure_increasing
+from boltfix.walk import Batch, Bucket, Record, Tree, Walker, sure_increasing
 
 # walk findings that prune a pointer: the subtree behind it was not walked
 POINTER_CODES = frozenset({"page-out-of-bounds", "page-past-eof", "page-cycle",
@@ -123,6 +124,8 @@ class Inputs:
     hwm: int
     page_limit: int
     truncated: bool
+    #: the tree repair walked (its high-water mark bounds every walk here)
+    tree: Tree | None = None
     unclaimed: int = 0  # subtrees lost without a range (a malformed bucket entry)
     mismatch: int = 0  # pages the walk followed whose header id is not their position
 
@@ -154,27 +157,41 @@ class Watch:
             self.mismatch += 1
 
 
-def inputs_from_walk(db: DB, walker: Walker, watch: Watch) -> Inputs:
-    """The one adapter from the walk to the rules: reachability map, pruned
-    pointers with their exact key ranges, and the freelist.
-
-    (When the walk publishes a page map with a state per page, this is the
-    only function to change.)
-    """
+def inputs_from_walk(db: DB, walker: Walker, watch: Watch, meta=None) -> Inputs:
+    """The one adapter from the walk to the rules: the page map (what the
+    tree reached, what the synced freelist lists: :class:`~boltfix.pagemap.PageMap`),
+    pruned pointers with their exact key ranges.  ``meta``: the meta whose
+    tree was walked (repair may use the other one than the meta in use)."""
     # rule 5: a pointer read from a page whose header id is not its position
     # (a copy of another page) claims nothing about this bucket
     pruned = [_pruned(db, f) for f in watch.pruned
-              if all(_own_id(db, pg) for pg in f.path)
+              if all(_own_id(db, pg) for pg in f.pages)
               and not (watch.mismatch and f.code == "multiple-references")]
+    pm = PageMap(db, walker)
+    marks = pm.reach_list()  # per page: bit 0 in use by the tree, bit 1 listed free
     free = None
-    m = db.meta
-    if m is not None and m.freelist_synced:
-        fl = db.freelist()
-        if fl is not None and not fl.findings:
-            free = frozenset(fl.ids(db))
-    return Inputs(reached=bytes(walker.reached), pruned=pruned, free=free, hwm=db.hwm,
-                  page_limit=db.page_limit, truncated=db.pages_in_file < db.hwm,
+    if meta is None or meta is db.meta:
+        if pm.freelist is not None and not pm.freelist.findings:
+            free = frozenset(positions(marks, 2))  # listed, not in use
+    elif meta.freelist_synced:  # the page map reads the meta in use's freelist
+        free = _freelist_of(db, meta, walker.hwm)
+    return Inputs(reached=marks.translate(_IN_USE), pruned=pruned, free=free, hwm=walker.hwm,
+                  page_limit=min(walker.hwm, db.pages_in_file),
+                  truncated=db.pages_in_file < walker.hwm, tree=walker.tree,
                   unclaimed=watch.unclaimed, mismatch=watch.mismatch)
+
+
+_IN_USE = bytes(b & 1 for b in range(256))
+
+
+def _freelist_of(db: DB, m, hwm: int) -> frozenset | None:
+    """The ids a meta's synced freelist lists, None when it cannot be read cleanly."""
+    if m.freelist >= min(hwm, db.pages_in_file):
+        return None
+    from boltfix.reader import read_freelist
+
+    fl = read_freelist(db, db.page(m.freelist))
+    return None if fl.findings else frozenset(fl.ids(db))
 
 
 def _own_id(db: DB, pgid: int) -> bool:
@@ -193,10 +210,10 @@ def _pruned(db: DB, f: Finding) -> Pruned:
     exact = not any("…" in (x or "") for x in rng)
     lo, hi = (_unhex(x) for x in rng)
     key = None
-    parent = f.path[-1] if f.path else None
+    parent = f.pages[-1] if f.pages else None
     if exact and lo is not None and parent is not None and 2 <= parent < db.pages_in_file:
         p = db.page(parent)
-        if p.flags == S.BRANCH_PAGE_FLAG and p.id == parent:
+        if p.flags == S.BRANCH_PAGE_FLAG and p.self_id == parent:
             for _, k, child, trouble in _branch_elements(db.buf, p.offset, p.count, p.run_end):
                 if child == f.page and not trouble and k == lo:
                     key = k
@@ -218,15 +235,10 @@ def root_lost_inputs(db: DB) -> Inputs:
     high-water mark and freelist of the newest meta that is still valid."""
     m = max((m for m in db.metas if m.valid), key=lambda m: m.txid, default=None)
     hwm = m.pgid if m is not None else db.pages_in_file
-    free = None
-    if m is not None and m.freelist_synced and m.freelist < min(hwm, db.pages_in_file):
-        from boltfix.reader import read_freelist
-
-        fl = read_freelist(db, db.page(m.freelist))
-        if not fl.findings:
-            free = frozenset(fl.ids(db))
+    free = _freelist_of(db, m, hwm) if m is not None and m.freelist_synced else None
     return Inputs(reached=bytes(db.pages_in_file), pruned=[], free=free, hwm=hwm,
-                  page_limit=min(hwm, db.pages_in_file), truncated=db.pages_in_file < hwm)
+                  page_limit=min(hwm, db.pages_in_file), truncated=db.pages_in_file < hwm,
+                  tree=Tree(0, 0, hwm))
 
 
 def etcd_by_content(db: DB, inp: Inputs) -> bool:
@@ -300,6 +312,7 @@ class Evidence:
 @dataclass
 class Plan:
     root_lost: bool = False
+    tree: Tree | None = None  # the tree repair walked (its high-water mark bounds walks)
     etcd: bool = False
     extras: dict[tuple, list[Placed]] = field(default_factory=dict)
     evidence: list[Evidence] = field(default_factory=list)
@@ -341,13 +354,21 @@ class Seen:
         self.report = report
 
     def observe(self, stream, db: DB):
-        for bucket, batch, check in rule_5(stream, db, self._drop):
+        """The repair stream ``(bucket, item, etcd check, whole)`` (see
+        ``repair._batches``) through rule 5, noting what it holds."""
+        for bucket, item, check, whole in rule_5(stream, db, self._drop):
             self.paths.add(bucket.path)
-            if batch.bucket_entry is not None and batch.bucket_entry.child is not None:
-                self.paths.add(batch.bucket_entry.child.path)
-            if bucket.path == KEY_BUCKET and batch.keys:
-                self.key_last = batch.keys[-1]
-            yield bucket, batch, check
+            if whole:
+                leaves, _start, stop = item
+                if bucket.path == KEY_BUCKET and stop == len(leaves.pages):
+                    self.key_last = leaves.last  # else a batch of its last page follows
+            else:
+                entry = item.bucket_entry
+                if entry is not None and entry.child is not None:
+                    self.paths.add(entry.child.path)
+                if bucket.path == KEY_BUCKET and item.keys:
+                    self.key_last = item.keys[-1]
+            yield bucket, item, check, whole
 
     def _drop(self, bucket, batch) -> None:
         if batch.page not in self.bad_pages and self.report is not None:
@@ -360,20 +381,22 @@ class Seen:
 
 
 def rule_5(stream, db: DB, on_drop=None):
-    """The stream without the batches of pages whose header id is not their
-    position, nor anything under a bucket entry on such a page."""
+    """The repair stream without the batches of pages whose header id is
+    not their position, nor anything under a bucket entry on such a page.
+    Whole pages pass: the C core takes a page only when its header id is
+    its position (``_speedups.c``: else the walk reads it in Python)."""
     skip = None
-    for bucket, batch, check in stream:
+    for bucket, item, check, whole in stream:
         if skip is not None:
             if bucket.path[:len(skip)] == skip:
                 continue
             skip = None
-        if self_id_ok(db, batch):
-            yield bucket, batch, check
+        if whole or self_id_ok(db, item):
+            yield bucket, item, check, whole
             continue
         if on_drop is not None:
-            on_drop(bucket, batch)
-        entry = batch.bucket_entry
+            on_drop(bucket, item)
+        entry = item.bucket_entry
         if entry is not None and entry.child is not None:
             skip = entry.child.path
 
@@ -461,12 +484,12 @@ class Subtree:
     leaves: list[int]
 
 
-def walk_subtree(db: DB, top: int, path: tuple) -> Subtree:
+def walk_subtree(db: DB, top: int, path: tuple, tree: Tree | None = None) -> Subtree:
     """An orphan subtree read with the walk's own machinery: every pointer,
     bound, cycle, self-id and key order checked as in the committed walk.
     Its own records only (sub-bucket entries are opened, not entered)."""
     problems = Collector(limit=0)
-    w = Walker(db, problems)
+    w = Walker(db, problems, tree=tree)
     recs = list(w.records(Bucket(path=path or (b"?",), root=top, sequence=0)))
     pages = _bitmap(w.reached)
     leaves = sorted({r.page for r in recs})
@@ -499,7 +522,7 @@ def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
                  root_lost: bool = False) -> Plan:
     """Decide what goes where.  ``seen`` is what the first pass wrote (None
     when the root was lost and nothing was walked)."""
-    plan = Plan(root_lost=root_lost, etcd=is_etcd)
+    plan = Plan(root_lost=root_lost, etcd=is_etcd, tree=inp.tree)
     plan.facts["freelist"] = "synced" if inp.free is not None else "not synced or unreadable"
     for pg, path in sorted((seen.bad_pages if seen is not None else {}).items()):
         ev = Evidence(pg, "bad-self-id", [pg], likely=path,
@@ -543,7 +566,7 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
             continue
         if not pr.broken_pointer or pr.key is None:
             continue
-        cands = [walk_subtree(db, o.pgid, pr.bucket) for o in first_index.get(pr.key, ())
+        cands = [walk_subtree(db, o.pgid, pr.bucket, inp.tree) for o in first_index.get(pr.key, ())
                  if o.pgid != pr.page]
         cands = [s for s in cands if _fits(s, pr.lo, pr.hi) and not s.pages & taken]
         if not cands or not all(_same_records(cands[0], s) for s in cands[1:]):
@@ -563,7 +586,7 @@ def _rule_1_and_2(db, inp: Inputs, orphans, plan: Plan, taken: int, root_lost: b
     tops = [o for o in inuse if o.pgid not in referenced and o.pgid not in used]
     fitting = defaultdict(list)  # range index -> subtrees that fit it
     ranges_of = Counter()  # top page -> how many ranges it fits
-    walked = [walk_subtree(db, o.pgid, ()) for o in tops]  # once each: keys decide
+    walked = [walk_subtree(db, o.pgid, (), inp.tree) for o in tops]  # once each: keys decide
     walked = [t for t in walked if t.records and not t.pages & taken
               and not any(p in inp.free for p in _pages_of(t.pages))]
     for i, pr in enumerate(p for p in inp.pruned if p.exact):
@@ -614,7 +637,7 @@ def _has(bitmap: int, pgid: int) -> bool:
 
 
 def _place_subtree(db: DB, plan: Plan, sub: Subtree, rule: str) -> None:
-    w = Walker(db)
+    w = Walker(db, tree=plan.tree)
     parent = Bucket(path=sub.path, root=sub.top, sequence=0)
     items = plan.extras.setdefault(sub.path, [])
     for r in sub.records:
@@ -652,7 +675,7 @@ def _main(key: bytes) -> int:
 
 def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: bool) -> set:
     """Revisions of etcd's ``key`` bucket from unreachable leaves (rule 3)."""
-    compact, compact_from = _compact_point(db, orphans, root_lost)
+    compact, compact_from = _compact_point(db, orphans, root_lost, inp.tree)
     bound = _committed_bound(inp, seen, plan)
     plan.facts.update({"compact_revision": compact, "compact_revision_from": compact_from,
                        "committed_revision": bound})
@@ -674,8 +697,8 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
             if not consistent:
                 inconsistent.add(k)
     rule = RULE3_ROOT if bound is None else RULE3
-    succ = _successors(db, copies, compact, bound, seen, root_lost)
-    kept_low = _kept_by_old_trees(db, orphans, compact, copies)
+    succ = _successors(db, copies, compact, bound, seen, root_lost, inp.tree)
+    kept_low = _kept_by_old_trees(db, orphans, compact, copies, inp.tree)
     plan.facts["old_trees_after_compaction"] = len(kept_low[1])
     kept_low = kept_low[0]
     bad = defaultdict(list)
@@ -734,7 +757,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
     return used
 
 
-def _successors(db, copies, compact, bound, seen, root_lost) -> set:
+def _successors(db, copies, compact, bound, seen, root_lost, tree) -> set:
     """(user key, create_revision, version) of every put above the
     compaction point that is proven: found copies that agree and are
     committed, and (when the tree survives) the tree's own records."""
@@ -752,19 +775,19 @@ def _successors(db, copies, compact, bound, seen, root_lost) -> set:
         if all(v == vs[0][0] for v, _ in vs) and (bound is None or _main(k) <= bound):
             add(k, vs[0][0])
     if not root_lost and seen is not None and KEY_BUCKET in seen.paths:
-        w = Walker(db)
+        w = Walker(db, tree=tree)
         top = w.root_bucket()
         key_bucket = next((r.child for r in w.records(top) if r.key == b"key" and r.is_bucket),
                           None) if top is not None else None
         if key_bucket is not None:
-            for page, _, _, keys, values in Walker(db)._leaves(key_bucket):
+            for page, _, _, keys, values in Walker(db, tree=tree)._leaves(key_bucket):
                 if keys and _main(keys[-1]) > compact:
                     for k, v in zip(keys, values):
                         add(k, bytes(v))
     return out
 
 
-def _kept_by_old_trees(db, orphans, compact, copies):
+def _kept_by_old_trees(db, orphans, compact, copies, tree):
     """Revision keys at or below the compaction point that an older,
     surviving tree holds *after* that compaction finished: an old root leaf
     whose inline ``meta`` says finishedCompactRev == scheduledCompactRev ==
@@ -783,14 +806,14 @@ def _kept_by_old_trees(db, orphans, compact, copies):
                 and marks.get(b"finishedCompactRev") == marks.get(b"scheduledCompactRev")
                 and _main(marks[b"finishedCompactRev"]) == compact):
             continue
-        w = Walker(db)
+        w = Walker(db, tree=tree)
         root = Bucket(path=(), root=o.pgid, sequence=0)
         entry = next((r for r in w.records(root) if r.key == b"key" and r.is_bucket), None)
         child = w.open_bucket(root, entry) if entry is not None else None
         if child is None:
             continue
         roots.append(o.pgid)
-        for _, _, _, ks, _ in Walker(db)._leaves(child):
+        for _, _, _, ks, _ in Walker(db, tree=tree)._leaves(child):
             keys.update(k for k in ks if _main(k) <= compact)
     return keys, roots
 
@@ -833,14 +856,14 @@ def _committed_bound(inp: Inputs, seen, plan: Plan) -> int | None:
     return max(mains) if mains else None
 
 
-def _compact_point(db: DB, orphans, root_lost: bool) -> tuple[int | None, str]:
+def _compact_point(db: DB, orphans, root_lost: bool, tree) -> tuple[int | None, str]:
     """max(finishedCompactRev, scheduledCompactRev): from the committed
     tree's ``meta`` bucket (absent keys: never compacted, 0); else the
     highest that any surviving copy of ``meta`` holds, a lower bound only
     (the report says so); None when no copy of ``meta`` survives at all."""
     best, found = 0, False
     if not root_lost:
-        w = Walker(db)
+        w = Walker(db, tree=tree)
         for bucket, rec in w.walk():
             if not bucket.path and rec.key == b"meta":
                 found = True
@@ -920,7 +943,7 @@ def _evidence(db, orphans, inp: Inputs, used: set, plan: Plan, is_etcd: bool) ->
     for o in orphans:
         if o.state != "bad-self-id":
             referenced.update(_children(db, o))
-    w = Walker(db, Collector(limit=0))
+    w = Walker(db, Collector(limit=0), tree=inp.tree)
     w.reached[:] = bytes(inp.reached)[:len(w.reached)].ljust(len(w.reached), b"\0")
     for p in used:
         if p < len(w.reached):
@@ -979,28 +1002,36 @@ def _likely_bucket(sub: Subtree, is_etcd: bool) -> tuple | None:
 
 # ---------------------------------------------------------------- merging
 def merged(stream, plan: Plan | None, db: DB | None = None):
-    """The walk's (bucket, batch, etcd check) stream with the plan's
-    records merged in, in the order the writer needs (keys ascending per
-    bucket, a sub-bucket's records right after its entry).  A salvaged key
-    the tree already holds is dropped (the tree's record is the committed
-    one); if its bytes differ, that is counted as a conflict."""
+    """The repair stream ``(bucket, item, etcd check, whole)`` with the
+    plan's records merged in, in the order the writer needs (keys ascending
+    per bucket, a sub-bucket's records right after its entry).  A salvaged
+    key the tree already holds is dropped (the tree's record is the
+    committed one); if its bytes differ, that is counted as a conflict.
+
+    Salvaged records come as batches with ``whole`` None (never copied as a
+    page: their records are not their page's).  In a bucket with salvaged
+    records pending, whole clean pages are still copied, one at a time,
+    when no pending key falls inside the page's key span (key order
+    allows it); the rest go as batches, interleaved."""
     if plan is None or not plan.extras:
         yield from stream
         return
     pending = {path: deque(items) for path, items in plan.extras.items()}
     ctx = (pending, plan, db)
     active: list[tuple] = []
-    for bucket, batch, check in (rule_5(stream, db) if db is not None else stream):
+    for bucket, item, check, whole in (rule_5(stream, db) if db is not None else stream):
         path = bucket.path
         while active and active[-1] != path[:len(active[-1])]:
             yield from _flush(ctx, active.pop(), check)
         if path in pending and (not active or active[-1] != path):
             active.append(path)
         if path not in pending:
-            yield bucket, batch, check
+            yield bucket, item, check, whole
+        elif whole:
+            yield from _merge_pages(ctx, bucket, item)
         else:
-            yield from _merge_batch(ctx, bucket, batch, check)
-        entry = batch.bucket_entry
+            yield from _merge_batch(ctx, bucket, item, check)
+        entry = None if whole else item.bucket_entry
         if entry is not None and entry.child is not None and entry.child.path in pending:
             active.append(entry.child.path)  # its records may all be salvaged ones
     while active:
@@ -1013,12 +1044,30 @@ def merged(stream, plan: Plan | None, db: DB | None = None):
             plan.counts[(path, p.rule)] -= 1
 
 
+def _merge_pages(ctx, bucket: Bucket, item):
+    """Whole clean pages ``(leaves, start, stop)`` of a bucket with salvaged
+    records pending: each page copied whole when no pending key lies inside
+    its key span, else merged record by record (no etcd check: the C core
+    vouched for these pages, see ``repair._batches``)."""
+    leaves, start, stop = item
+    items = ctx[0][bucket.path]
+    for i in range(start, stop):
+        batch = next(leaves.batches(i, i + 1))
+        if not batch.keys:
+            continue
+        yield from _emit_below(ctx, items, bucket.path, False, batch.keys[0])
+        if not items or items[0].key > batch.keys[-1]:
+            yield bucket, (leaves, i, i + 1), False, True
+        else:
+            yield from _merge_batch(ctx, bucket, batch, False)
+
+
 def _merge_batch(ctx, bucket: Bucket, batch: Batch, check):
     pending, plan, _ = ctx
     items = pending[bucket.path]
     yield from _emit_below(ctx, items, bucket.path, check, batch.keys[0])
     if not items or items[0].key > batch.keys[-1]:
-        yield bucket, batch, check
+        yield bucket, batch, check, False
         return
     # salvaged keys inside this batch's span: interleave record by record
     for rec in batch.records():
@@ -1032,7 +1081,7 @@ def _merge_batch(ctx, bucket: Bucket, batch: Batch, check):
                 plan.counts[(bucket.path, dup.rule)] -= 1
         one = Batch(rec.page, (rec.index,), (rec.flags,), (rec.key,), (rec.value,),
                     rec if rec.is_bucket else None)
-        yield bucket, one, check
+        yield bucket, one, check, False
 
 
 def _flush(ctx, path, check):
@@ -1056,24 +1105,24 @@ def _emit_below(ctx, items, path: tuple, check, below):
         loaded = all(p.rule in (RULE3, RULE3_ROOT) for p in run)
         yield (Bucket(path=path, root=0, sequence=0),
                Batch(run[0].page, range(len(run)), (0,) * len(run), [p.key for p in run],
-                     [p.value for p in run]), check and not loaded)
+                     [p.value for p in run]), check and not loaded, None)
 
 
 def _emit(ctx, p: Placed, path: tuple, check):
     _pending, plan, db = ctx
     bucket = Bucket(path=path, root=0, sequence=0)
     if not p.flags & S.BUCKET_LEAF_FLAG:
-        yield bucket, Batch(p.page, (0,), (0,), (p.key,), (p.value,)), check
+        yield bucket, Batch(p.page, (0,), (0,), (p.key,), (p.value,)), check, None
         return
     child = p.child
     rec = Record(p.key, memoryview(bytes(p.value)), p.flags, p.page, 0, child)
-    yield bucket, Batch(p.page, (0,), (p.flags,), (p.key,), (rec.value,), rec), check
+    yield bucket, Batch(p.page, (0,), (p.flags,), (p.key,), (rec.value,), rec), check, None
     if p.new_bucket:
         yield from _flush(ctx, child.path, plan.etcd and child.path == KEY_BUCKET)
     elif child is not None and db is not None:
         # an adopted sub-bucket: its own tree, walked with every check (rule 5 too)
-        walk = Walker(db, Collector(limit=0)).walk_batches(start=child)
-        yield from rule_5(((b, batch, False) for b, batch in walk), db)
+        walk = Walker(db, Collector(limit=0), tree=plan.tree).walk_batches(start=child)
+        yield from rule_5(((b, batch, False, False) for b, batch in walk), db)
 
 
 # ---------------------------------------------------------------- lost+found

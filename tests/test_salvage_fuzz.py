@@ -19,11 +19,11 @@ import os
 import tempfile
 from pathlib import Path
 
-import oracle
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_repair_fuzz import FIXTURE_BYTES, SOURCES, _geometry, apply, mutation
 
+import oracle
 from boltfix import structs as S
 from boltfix.errors import BoltError
 from boltfix.reader import DB
