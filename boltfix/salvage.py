@@ -1052,6 +1052,9 @@ def _merge_pages(ctx, bucket: Bucket, item):
     leaves, start, stop = item
     items = ctx[0][bucket.path]
     for i in range(start, stop):
+        if not items:  # nothing pending any more: the rest in one go
+            yield bucket, (leaves, i, stop), False, True
+            return
         batch = next(leaves.batches(i, i + 1))
         if not batch.keys:
             continue
