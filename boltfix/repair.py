@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from boltfix import etcd
+from boltfix import etcd, etcdstate
 from boltfix import structs as S
 from boltfix.check import Collector, check, top_level_names
 from boltfix.errors import BoltError, Finding
@@ -70,6 +70,8 @@ class RepairReport:
     written: Optional[dict] = None
     verified: Optional[bool] = None
     verify_problems: List[str] = field(default_factory=list)
+    #: etcd files only: what etcd will serve (boltfix.etcdstate)
+    etcd: Optional[etcdstate.EtcdState] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -83,7 +85,7 @@ class RepairReport:
         return bool(self.dropped_counts) or self.rediscovered or bool(self.meta.get("fallback"))
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "input": self.input,
             "output": self.output,
             "dry_run": self.dry_run,
@@ -102,14 +104,21 @@ class RepairReport:
             "verified": self.verified,
             "verify_problems": self.verify_problems,
         }
+        if self.etcd is not None:  # etcd files only: a generic report is unchanged
+            out["etcd"] = self.etcd.to_json()
+        return out
 
 
 # ---------------------------------------------------------------- entry point
 def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
            meta: Optional[int] = None, page_size: Optional[int] = None,
            progress: Optional[Callable[[int], None]] = None,
-           max_dropped: int = 10000) -> RepairReport:
-    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written."""
+           max_dropped: int = 10000, etcd_at_risk: str = "keep") -> RepairReport:
+    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written.
+
+    ``etcd_at_risk``: ``keep`` (default) writes every record; ``drop`` leaves
+    out every revision of each user key :mod:`boltfix.etcdstate` finds at risk.
+    """
     out_path = os.fspath(out_path)
     _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
     db = DB(src_path, page_size=page_size, meta=meta)
@@ -122,8 +131,12 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
         collector = Collector(max_dropped)
         if dry_run:
             stats = _salvage(db, _NullFile(), collector, report, progress)
+            report.etcd = etcdstate.for_repair(db, None, collector, chosen)
+            if report.etcd is not None:
+                report.etcd.at_risk_action = etcd_at_risk
         else:
-            stats = _write_verified(db, out_path, force, collector, report, progress)
+            stats = _write_verified(db, out_path, force, collector, report, progress,
+                                    etcd_at_risk)
         report.written = stats
         _sort_findings(report, collector)
         return report
@@ -277,8 +290,12 @@ def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
 
 
 # ---------------------------------------------------------------- salvage
-def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict:
-    """Walk the source and stream every valid record into a BoltWriter."""
+def _salvage(db: DB, fileobj, collector, report: RepairReport, progress,
+             keep=None) -> dict:
+    """Walk the source and stream every valid record into a BoltWriter.
+
+    ``keep``: (keys, values) -> the records of etcd's ``key`` bucket to write
+    (``--etcd-at-risk drop``); None writes all."""
     from boltfix.writer import BoltWriter
 
     m = db.meta
@@ -302,9 +319,12 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
             while tuple(open_path) != bucket.path:
                 writer.end_bucket()
                 open_path.pop()
-            writer.put_many(batch.keys, batch.values)
-            report.records += len(batch.keys)
-            per_bucket[bucket.path] += len(batch.keys)
+            keys, values = batch.keys, batch.values
+            if keep is not None and bucket.path == _ETCD_KEY_BUCKET:
+                keys, values = keep(keys, values)
+            writer.put_many(keys, values)
+            report.records += len(keys)
+            per_bucket[bucket.path] += len(keys)
             continue
         for rec in batch.records():
             if skipped is not None:
@@ -341,7 +361,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
                 open_path.append(rec.key)
                 report.buckets += 1
                 per_bucket[rec.child.path] += 0
-            else:
+            elif keep is None or bucket.path != _ETCD_KEY_BUCKET or keep([rec.key], [rec.value])[0]:
                 writer.put(rec.key, rec.value)
                 report.records += 1
                 per_bucket[bucket.path] += 1
@@ -393,7 +413,8 @@ def _name(raw: bytes) -> str:
     return name_text(raw)
 
 
-def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress) -> dict:
+def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
+                    etcd_at_risk: str = "keep") -> dict:
     """Write to a temp file beside the target, fsync, verify, then move it in."""
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
@@ -402,7 +423,11 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             stats = _salvage(db, raw, collector, report, progress)
             raw.flush()
             os.fsync(raw.fileno())
+        # what etcd will serve: from the records written, evidence from the input
+        report.etcd = etcdstate.for_repair(db, tmp, collector, report.meta)
         db.close()  # unmap the input before mapping the output: half the peak RSS
+        if report.etcd is not None and etcd_at_risk == "drop":
+            tmp, stats = _drop_at_risk(tmp, directory, report, stats)
         _verify(tmp, report)
         if force:
             os.replace(tmp, out_path)
@@ -416,6 +441,32 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
+    """``--etcd-at-risk drop``: rewrite the (clean) temp file without the
+    at-risk keys' revisions; returns the new temp file and its stats."""
+    import dataclasses
+
+    st = report.etcd
+    st.at_risk_action = "drop"
+    if not st.at_risk:
+        return tmp, stats
+    fd, tmp2 = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
+    again = dataclasses.replace(report, records=0, buckets=0, per_bucket=[])
+    try:
+        with DB(tmp) as src, os.fdopen(fd, "w+b", buffering=0) as raw:
+            stats = _salvage(src, raw, Collector(0), again, None, etcdstate.drop_filter(st))
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException:
+        os.unlink(tmp2)
+        raise
+    os.unlink(tmp)
+    st.dropped_records = report.records - again.records
+    report.records, report.buckets, report.per_bucket = \
+        again.records, again.buckets, again.per_bucket
+    return tmp2, stats
 
 
 def _verify(path: str, report: RepairReport) -> None:

@@ -1,0 +1,345 @@
+"""What etcd serves from a repaired db (boltfix.etcdstate), against the real
+etcd 3.4.23 and 3.5.1.
+
+A db per version is written through etcd's own API (its JSON gateway and
+etcdctl): several revisions per key, deletes (tombstones above the
+compaction point), leases (one revoked, which deletes its keys), a
+compaction, and enough revisions for a key bucket of many pages.  Each case
+damages a copy with crafted page damage, repairs it, and compares, with the
+real bbolt (tests/oracle.py), the newest revision of every user key in the
+intact and the repaired file: every key etcd would serve wrongly (stale,
+resurrected) must be in ``etcd.at_risk``, every key it would no longer
+serve in ``at_risk`` or ``lost_keys`` unless no evidence names it (counted).
+Then the real etcd starts from the repaired files (``snapshot restore``)
+and serves exactly that; with ``--etcd-at-risk drop`` no at-risk key.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import damage
+import oracle
+from boltfix import structs as S
+from boltfix.check import check
+from boltfix.etcd import decode_key_value, decode_revision
+from boltfix.reader import DB
+from boltfix.repair import repair
+from etcdtools import EtcdServer, require_etcd, restore_snapshot
+
+VERSIONS = ["3.4", "3.5"]
+NKEYS = 400
+
+
+# ---------------------------------------------------------------- building the db
+class Gateway:
+    """etcd's JSON gateway over one keep-alive connection (fast puts)."""
+
+    def __init__(self, endpoint: str):
+        host, port = endpoint.replace("http://", "").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
+
+    def call(self, path: str, body: dict) -> dict:
+        self.conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = json.loads(resp.read() or b"{}")
+        assert resp.status == 200, (path, body, data)
+        return data
+
+    def put(self, key: str, value: str, lease: int = 0) -> None:
+        body = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            body["lease"] = str(lease)
+        self.call("/v3/kv/put", body)
+
+    def delete(self, key: str) -> None:
+        self.call("/v3/kv/deleterange", {"key": _b64(key)})
+
+
+def _b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
+
+
+def _value(key: str, gen: int) -> str:
+    return f"{key}#gen{gen}#" + "v" * 900
+
+
+def _build(srv: EtcdServer) -> None:
+    g = Gateway(srv.endpoint)
+    keys = [f"/registry/pods/ns{i % 4}/pod-{i:04d}" for i in range(NKEYS)]
+    for k in keys:
+        g.put(k, _value(k, 1))
+    for k in keys[::2]:
+        g.put(k, _value(k, 2))
+    for k in keys[::7]:
+        g.delete(k)
+    lease = int(re.search(r"lease ([0-9a-f]+) granted",
+                          srv.ctl("lease", "grant", "3600").stdout).group(1), 16)
+    for n in range(20):
+        g.put(f"/registry/leases/node-{n:02d}", "held", lease)
+    srv.ctl("compact", str(srv.revision()))
+    # above the compaction point: more revisions, tombstones, re-creations
+    for gen in (3, 4, 5):
+        for i, k in enumerate(keys):
+            if i % gen == 0:
+                g.put(k, _value(k, gen))
+            elif i % 11 == gen:
+                g.delete(k)
+    revoked = int(re.search(r"lease ([0-9a-f]+) granted",
+                            srv.ctl("lease", "grant", "3600").stdout).group(1), 16)
+    for n in range(10):
+        g.put(f"/registry/events/ev-{n:02d}", "soon gone", revoked)
+    srv.ctl("lease", "revoke", f"{revoked:x}")
+    for k in keys[::5]:
+        g.put(k, _value(k, 6))
+
+
+@pytest.fixture(scope="session", params=VERSIONS)
+def etcd_db(request, tmp_path_factory):
+    version = request.param
+    require_etcd(version)
+    oracle.boltgen_path()
+    work = tmp_path_factory.mktemp(f"etcdstate-{version}")
+    dd = work / "data"
+    with EtcdServer(dd, version, log_dir=work / "log") as srv:
+        _build(srv)
+    db = work / "intact.db"
+    shutil.copyfile(dd / "member" / "snap" / "db", db)
+    shutil.rmtree(dd, ignore_errors=True)
+    return version, db
+
+
+# ---------------------------------------------------------------- the oracle
+def newest_per_key(path) -> dict:
+    """Real bbolt's view: user key -> (main, sub, tombstone, value bytes)."""
+    out = {}
+    for e in oracle.oracle_dump(path):
+        if e["path"] != [b"key"] or e["type"] != "kv":
+            continue
+        rev = decode_revision(e["key"])
+        kv = decode_key_value(e["value"])
+        r = (rev["main"], rev["sub"])
+        if kv["key"] not in out or r > out[kv["key"]][:2]:
+            out[kv["key"]] = (rev["main"], rev["sub"], rev["tombstone"], kv.get("value"))
+    return out
+
+
+def key_records(path) -> dict:
+    return {e["key"]: e["value"] for e in oracle.oracle_dump(path)
+            if e["path"] == [b"key"] and e["type"] == "kv"}
+
+
+def served(newest: dict) -> dict:
+    return {k: (v[0], v[3]) for k, v in newest.items() if not v[2]}
+
+
+def free_copies(path) -> list:
+    """(revision key, value) of every key-bucket record on free/orphan pages
+    (boltfix dump's forensic scan): "restore every identical copy"."""
+    from boltfix.dump import FREE, ORPHAN, DumpOptions, dump
+    import io
+
+    out = io.BytesIO()
+    with DB(path) as db:
+        dump(db, DumpOptions(include=(FREE, ORPHAN), encoding="hex", decode="none"), out)
+    recs = []
+    for line in out.getvalue().decode().splitlines():
+        d = json.loads(line)
+        if d.get("path") is None and d.get("type") == "kv":
+            k, v = bytes.fromhex(d["key"]), bytes.fromhex(d["value"])
+            if decode_revision(k) and "error" not in decode_key_value(v):
+                recs.append((k, v))
+    return recs
+
+
+def wrong_keys(intact: dict, repaired: dict) -> tuple:
+    """(served wrongly: stale or resurrected, no longer served)."""
+    a, b = served(intact), served(repaired)
+    wrong = {k for k in b if a.get(k) != b[k]}
+    gone = {k for k in a if k not in b}
+    return wrong, gone
+
+
+# ---------------------------------------------------------------- damage
+def _key_tree(path):
+    return damage.bucket_tree(path, (b"key",))
+
+
+def _zero(path, pgids):
+    ps = damage.page_size_of(path)
+    with open(path, "r+b") as f:
+        for p in pgids:
+            f.seek(p * ps)
+            f.write(bytes(ps))
+
+
+def zeroed_branch(path):
+    nodes = _key_tree(path)
+    br = [n for n in nodes if n.flags == S.BRANCH_PAGE_FLAG and n.depth == 1]
+    assert br, "the key bucket needs a depth-1 branch page"
+    _zero(path, [br[len(br) // 2].pgid])
+
+
+def zeroed_leaves(path):
+    lv = [n for n in _key_tree(path) if n.flags == S.LEAF_PAGE_FLAG]
+    _zero(path, [lv[len(lv) // 2].pgid, lv[-3].pgid, lv[-1].pgid])
+
+
+def pruned_pointers(path):
+    ps, hwm, _ = damage._geometry(path)
+    br = [n for n in _key_tree(path) if n.flags == S.BRANCH_PAGE_FLAG]
+    deepest = br[-1]
+    damage.write_branch_element(path, deepest.pgid, 1, ps, pgid=hwm + 5)
+    damage.write_branch_element(path, deepest.pgid, len(deepest.children) - 2, ps, pgid=0)
+
+
+def truncated(path):
+    lv = sorted(n.pgid for n in _key_tree(path) if n.flags == S.LEAF_PAGE_FLAG)
+    ps = damage.page_size_of(path)
+    with open(path, "r+b") as f:
+        f.truncate(lv[-len(lv) // 4] * ps)
+
+
+def lost_key_root(path):
+    """The key bucket's root page zeroed: every revision lost."""
+    _zero(path, [_key_tree(path)[0].pgid])
+
+
+def lost_meta_root(path):
+    """The newest meta's root page zeroed (and its checksum still right):
+    repair falls back to the older meta, the last transaction is lost."""
+    with DB(path) as db:
+        root = db.meta.root
+    _zero(path, [root])
+
+
+CASES = {"zeroed-branch": zeroed_branch, "zeroed-leaves": zeroed_leaves,
+         "pruned-pointers": pruned_pointers, "truncated": truncated,
+         "lost-key-root": lost_key_root, "lost-meta-root": lost_meta_root}
+
+
+@dataclass
+class Outcome:
+    case: str
+    rep: dict
+    intact: dict
+    repaired: dict
+    fixed: Path
+
+
+def _repair_case(etcd_db, case, tmp_path, mode="keep") -> Outcome:
+    version, db = etcd_db
+    src = tmp_path / f"{case}.db"
+    shutil.copyfile(db, src)
+    CASES[case](src)
+    fixed = tmp_path / f"{case}-{mode}.fixed.db"
+    rep = repair(src, fixed, etcd_at_risk=mode).to_json()
+    assert oracle.oracle_check(fixed).ok
+    return Outcome(case, rep, newest_per_key(db), newest_per_key(fixed), fixed)
+
+
+def _names(entries) -> set:
+    return {e["key"].encode() if not e["key"].startswith("0x") else bytes.fromhex(e["key"][2:])
+            for e in entries}
+
+
+FIGURES: dict = {}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_wrongly_served_key_is_at_risk(etcd_db, case, tmp_path):
+    o = _repair_case(etcd_db, case, tmp_path)
+    e = o.rep["etcd"]
+    assert e["analysed"]
+    at_risk, lost = _names(e["at_risk"]), _names(e["lost_keys"])
+    wrong, gone = wrong_keys(o.intact, o.repaired)
+    assert wrong or gone, "the damage must change what etcd serves"
+    assert wrong <= at_risk, sorted(wrong - at_risk)[:5]
+    # at risk is never claimed for a key etcd would serve from a revision
+    # above every loss: each at-risk key's newest surviving revision is as reported
+    for a in e["at_risk"]:
+        k = _names([a]).pop()
+        assert o.repaired[k][0] == a["newest_surviving_revision"]
+    unnamed = gone - at_risk - lost
+    # a key named lost for certain is gone; the others at least had a revision
+    assert _names([x for x in e["lost_keys"] if x["certain"]]) <= gone
+    assert all(_names([x]) <= set(o.intact) | gone or not x["certain"]
+               for x in e["lost_keys"])
+    # the salvage upper bound: restore every record of the intact tree that
+    # repair lost and of which a free/orphan page holds an identical copy
+    intact_records = key_records(etcd_db[1])
+    with_copies = dict(o.repaired)
+    for k, v in free_copies(tmp_path / f"{case}.db"):
+        if intact_records.get(k) != v:
+            continue
+        rev, kv = decode_revision(k), decode_key_value(v)
+        r = (rev["main"], rev["sub"], rev["tombstone"], kv.get("value"))
+        uk = kv["key"]
+        if uk not in with_copies or r[:2] > with_copies[uk][:2]:
+            with_copies[uk] = r
+    w2, g2 = wrong_keys(o.intact, with_copies)
+    FIGURES[(etcd_db[0], case)] = dict(
+        wrong=len(wrong), gone=len(gone), unnamed_gone=len(unnamed),
+        at_risk=len(at_risk), lost_keys=len(lost),
+        lost_keys_wrong=len(lost - gone),
+        lost_revisions=e["lost_revisions"]["count"], open=e["lost_revisions"]["open_above"],
+        upper_bound_wrong_or_gone=len(w2 | g2))
+    print(f"\netcd {etcd_db[0]} {case}: {FIGURES[(etcd_db[0], case)]}")
+
+
+def test_clean_etcd_file_runs_nothing(etcd_db, tmp_path):
+    rep = repair(etcd_db[1], tmp_path / "x.db").to_json()
+    assert rep["etcd"]["analysed"] is False and not rep["etcd"]["at_risk"]
+
+
+def test_generic_file_report_has_no_etcd_object(tmp_path):
+    src = damage.copy_fixture("nested", tmp_path)
+    damage.zeroed_page(src)
+    assert "etcd" not in repair(src, tmp_path / "x.db").to_json()
+
+
+def test_check_reports_the_same_at_risk_keys(etcd_db, tmp_path):
+    o = _repair_case(etcd_db, "zeroed-leaves", tmp_path)
+    with DB(tmp_path / "zeroed-leaves.db") as db:
+        res = check(db)
+    got = {f.detail["key"] for f in res.findings if f.code == "etcd-key-at-risk"}
+    assert got == {a["key"] for a in o.rep["etcd"]["at_risk"]}
+    assert res.counts.get("etcd-revisions-lost") == 1
+
+
+# ---------------------------------------------------------------- real etcd serves it
+def _served_by_etcd(version, fixed, work) -> dict:
+    dd = work / f"dd-{fixed.stem}"
+    port = restore_snapshot(fixed, dd, version)
+    try:
+        with EtcdServer(dd, version, peer_port=port, log_dir=work / "log") as srv:
+            return {kv["key"].encode(): (kv["mod_revision"], kv["value"].encode())
+                    for kv in srv.get_kvs("", "--from-key")}
+    finally:
+        shutil.rmtree(dd, ignore_errors=True)
+
+
+@pytest.mark.parametrize("case", ["zeroed-branch", "zeroed-leaves"])
+def test_real_etcd_serves_what_the_report_says(etcd_db, case, tmp_path):
+    version = etcd_db[0]
+    keep = _repair_case(etcd_db, case, tmp_path, "keep")
+    got = _served_by_etcd(version, keep.fixed, tmp_path)
+    assert got == served(keep.repaired)
+    intact = served(keep.intact)
+    wrongly = {k for k, v in got.items() if intact.get(k) != v}
+    assert wrongly and wrongly <= _names(keep.rep["etcd"]["at_risk"])
+
+    drop = _repair_case(etcd_db, case, tmp_path, "drop")
+    assert drop.rep["etcd"]["at_risk_action"] == "drop"
+    assert drop.rep["etcd"]["dropped_records"] > 0
+    got = _served_by_etcd(version, drop.fixed, tmp_path)
+    assert not set(got) & _names(drop.rep["etcd"]["at_risk"])
+    assert all(intact.get(k) == v for k, v in got.items())  # nothing served wrongly
