@@ -287,10 +287,14 @@ def check(db, as_json, max_findings, page_size, meta_index):
               help="Where to write the repaired copy (a new file).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists (never the input).")
 @click.option("--dry-run", is_flag=True, help="Plan and report, write nothing.")
+@click.option("--etcd-at-risk", type=click.Choice(["keep", "drop"]), default="keep",
+              show_default=True,
+              help="etcd files: keep the user keys etcd may now serve wrongly (stale or "
+                   "resurrected), or drop every revision of them (absence over staleness).")
 @json_option
 @open_options
 @guarded
-def repair(db, out, force, dry_run, as_json, page_size, meta_index):
+def repair(db, out, force, dry_run, etcd_at_risk, as_json, page_size, meta_index):
     """Write a valid copy of DB to --out, salvaging every record that can be read.
 
     The input is never changed.  The copy is written to a temporary file beside
@@ -305,7 +309,7 @@ def repair(db, out, force, dry_run, as_json, page_size, meta_index):
         total = probe.page_limit  # for the progress bar; repair opens the file itself
     with progress_bar("repairing", total, not as_json) as cb:
         report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,
-                            page_size=page_size, progress=cb)
+                            page_size=page_size, progress=cb, etcd_at_risk=etcd_at_risk)
     if as_json:
         emit_json(report.to_json())
     else:

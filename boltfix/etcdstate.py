@@ -49,7 +49,6 @@ built only when something was lost; nothing runs on a file without losses.
 
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -279,8 +278,7 @@ def _scan_written(db: DB, floor: int, probes: set):
                 found.add(k)
             if m > prev + 1:
                 gaps.append((prev + 1, m - 1))
-            if m > prev:
-                prev = m
+            prev = max(prev, m)
     return gaps, prev, found
 
 
@@ -404,8 +402,7 @@ def _gather_evidence(src: Optional[DB], st: EtcdState):
                 uk = _user_key(v)
                 if uk in below:
                     r = (_main(k), int.from_bytes(k[9:17], "big"), _is_tombstone(k))
-                    if r > below[uk]:
-                        below[uk] = r
+                    below[uk] = max(below[uk], r)
     return events, explained, below
 
 

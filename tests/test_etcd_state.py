@@ -24,16 +24,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import damage
 import oracle
+import pytest
+from etcdtools import EtcdServer, require_etcd, restore_snapshot
+
 from boltfix import structs as S
 from boltfix.check import check
 from boltfix.etcd import decode_key_value, decode_revision
 from boltfix.reader import DB
 from boltfix.repair import repair
-from etcdtools import EtcdServer, require_etcd, restore_snapshot
 
 VERSIONS = ["3.4", "3.5"]
 NKEYS = 400
@@ -144,8 +144,9 @@ def served(newest: dict) -> dict:
 def free_copies(path) -> list:
     """(revision key, value) of every key-bucket record on free/orphan pages
     (boltfix dump's forensic scan): "restore every identical copy"."""
-    from boltfix.dump import FREE, ORPHAN, DumpOptions, dump
     import io
+
+    from boltfix.dump import FREE, ORPHAN, DumpOptions, dump
 
     out = io.BytesIO()
     with DB(path) as db:
@@ -236,7 +237,7 @@ class Outcome:
 
 
 def _repair_case(etcd_db, case, tmp_path, mode="keep") -> Outcome:
-    version, db = etcd_db
+    db = etcd_db[1]
     src = tmp_path / f"{case}.db"
     shutil.copyfile(db, src)
     CASES[case](src)
