@@ -27,7 +27,7 @@ from pathlib import Path
 import damage
 import oracle
 import pytest
-from etcdtools import EtcdServer, require_etcd, restore_snapshot
+from etcdtools import EtcdServer, put_db_into_datadir, require_etcd, restore_snapshot
 
 from boltfix import structs as S
 from boltfix.check import check
@@ -111,10 +111,14 @@ def etcd_db(request, tmp_path_factory):
     dd = work / "data"
     with EtcdServer(dd, version, log_dir=work / "log") as srv:
         _build(srv)
+        DATADIRS[version] = (dd, srv.peer_port, srv.revision())
     db = work / "intact.db"
     shutil.copyfile(dd / "member" / "snap" / "db", db)
-    shutil.rmtree(dd, ignore_errors=True)
     return version, db
+
+
+#: version -> (the data dir the db came from, its peer port, etcd's revision at the end)
+DATADIRS: dict = {}
 
 
 # ---------------------------------------------------------------- the oracle
@@ -317,11 +321,20 @@ def test_check_reports_the_same_at_risk_keys(etcd_db, tmp_path):
 
 
 # ---------------------------------------------------------------- real etcd serves it
-def _served_by_etcd(version, fixed, work) -> dict:
+def _served_by_etcd(version, fixed, work, own_datadir=False, revision=None) -> dict:
+    """Every key the real etcd serves from ``fixed``: restored as a snapshot
+    into a new data dir, or put back into (a copy of) the data dir it came from."""
     dd = work / f"dd-{fixed.stem}"
-    port = restore_snapshot(fixed, dd, version)
+    if own_datadir:
+        orig, port, _ = DATADIRS[version]
+        shutil.copytree(orig, dd)
+        put_db_into_datadir(fixed, dd)
+    else:
+        port = restore_snapshot(fixed, dd, version)
     try:
         with EtcdServer(dd, version, peer_port=port, log_dir=work / "log") as srv:
+            if revision is not None:
+                revision.append(srv.revision())
             return {kv["key"].encode(): (kv["mod_revision"], kv["value"].encode())
                     for kv in srv.get_kvs("", "--from-key")}
     finally:
@@ -344,3 +357,40 @@ def test_real_etcd_serves_what_the_report_says(etcd_db, case, tmp_path):
     got = _served_by_etcd(version, drop.fixed, tmp_path)
     assert not set(got) & _names(drop.rep["etcd"]["at_risk"])
     assert all(intact.get(k) == v for k, v in got.items())  # nothing served wrongly
+
+
+def test_snapshot_restore_serves_the_highest_revision_left(etcd_db, tmp_path):
+    """A lost last transaction, restored as a snapshot: etcd's revision goes
+    back to the highest one left in the file (what clients saw is higher)."""
+    version = etcd_db[0]
+    o = _repair_case(etcd_db, "lost-meta-root", tmp_path)
+    e = o.rep["etcd"]
+    assert e["lost_revisions"]["open_above"] is not None
+    rev: list = []
+    got = _served_by_etcd(version, o.fixed, tmp_path, revision=rev)
+    assert got == served(o.repaired)
+    highest = max(v[0] for v in o.repaired.values())
+    assert rev == [max(highest, e["compaction_floor"])]
+    assert rev[0] < DATADIRS[version][2]  # the revision went backwards
+
+
+def test_own_data_dir_replays_a_lost_last_transaction_from_the_wal(etcd_db, tmp_path):
+    """Put back into the data dir it came from, the same repaired file is
+    complete again: etcd re-applies the WAL entries above the older tree's
+    meta/consistent_index (the lost transaction), and serves the intact state."""
+    version = etcd_db[0]
+    o = _repair_case(etcd_db, "lost-meta-root", tmp_path)
+    assert wrong_keys(o.intact, o.repaired) != (set(), set())
+    rev: list = []
+    got = _served_by_etcd(version, o.fixed, tmp_path, own_datadir=True, revision=rev)
+    assert got == served(o.intact)
+    assert rev == [DATADIRS[version][2]]
+
+
+def test_own_data_dir_does_not_replay_a_loss_inside_the_tree(etcd_db, tmp_path):
+    """A zeroed leaf lost revisions below meta/consistent_index: the WAL
+    does not bring them back; etcd serves what the report flags."""
+    version = etcd_db[0]
+    o = _repair_case(etcd_db, "zeroed-branch", tmp_path)
+    got = _served_by_etcd(version, o.fixed, tmp_path, own_datadir=True)
+    assert got == served(o.repaired) != served(o.intact)
