@@ -321,7 +321,8 @@ def test_check_reports_the_same_at_risk_keys(etcd_db, tmp_path):
 
 
 # ---------------------------------------------------------------- real etcd serves it
-def _served_by_etcd(version, fixed, work, own_datadir=False, revision=None) -> dict:
+def _served_by_etcd(version, fixed, work, own_datadir=False, revision=None,
+                    then=None) -> dict:
     """Every key the real etcd serves from ``fixed``: restored as a snapshot
     into a new data dir, or put back into (a copy of) the data dir it came from."""
     dd = work / f"dd-{fixed.stem}"
@@ -335,6 +336,8 @@ def _served_by_etcd(version, fixed, work, own_datadir=False, revision=None) -> d
         with EtcdServer(dd, version, peer_port=port, log_dir=work / "log") as srv:
             if revision is not None:
                 revision.append(srv.revision())
+            if then is not None:
+                then(srv)
             return {kv["key"].encode(): (kv["mod_revision"], kv["value"].encode())
                     for kv in srv.get_kvs("", "--from-key")}
     finally:
@@ -367,11 +370,30 @@ def test_snapshot_restore_serves_the_highest_revision_left(etcd_db, tmp_path):
     e = o.rep["etcd"]
     assert e["lost_revisions"]["open_above"] is not None
     rev: list = []
-    got = _served_by_etcd(version, o.fixed, tmp_path, revision=rev)
+    seen = DATADIRS[version][2]  # the revision clients saw
+    after: list = []
+
+    def bump_by_hand(srv):
+        """README's recipe for etcd without --bump-revision: puts of a scratch
+        key past the revision clients saw, a delete, a compaction."""
+        g = Gateway(srv.endpoint)
+        while srv.revision() <= seen:
+            g.put("/boltfix/bump", "x")
+        g.delete("/boltfix/bump")
+        now = srv.revision()
+        srv.ctl("compact", str(now))
+        after.append(now)
+        old = srv.ctl("get", "", "--from-key", f"--rev={rev[0]}", check=False)
+        assert old.returncode != 0 and "compacted" in old.stderr
+        w = srv.ctl("watch", "--rev", str(rev[0]), "", "--prefix", check=False, timeout=15)
+        assert "compacted" in (w.stdout + w.stderr)
+
+    got = _served_by_etcd(version, o.fixed, tmp_path, revision=rev, then=bump_by_hand)
     assert got == served(o.repaired)
     highest = max(v[0] for v in o.repaired.values())
     assert rev == [max(highest, e["compaction_floor"])]
-    assert rev[0] < DATADIRS[version][2]  # the revision went backwards
+    assert rev[0] < seen  # the revision went backwards
+    assert after[0] > seen
 
 
 def test_own_data_dir_replays_a_lost_last_transaction_from_the_wal(etcd_db, tmp_path):
