@@ -81,7 +81,9 @@ class EtcdState:
     lost_count: int = 0
     open_above: Optional[int] = None  # revisions above this may be lost (count unknown)
     compacted_possibly_lost: List[Tuple[int, int]] = field(default_factory=list)
-    at_risk: List[dict] = field(default_factory=list)
+    #: (user key, reason, newest surviving main revision, evidence events or None),
+    #: sorted by key: compact; :meth:`risk_entries` turns them into the report's dicts
+    at_risk: List[tuple] = field(default_factory=list)
     lost_keys: List[dict] = field(default_factory=list)
     highest_written: int = 0
     evidence_records: int = 0
@@ -89,10 +91,29 @@ class EtcdState:
     at_risk_action: str = "keep"  # keep | drop
     dropped_records: int = 0
     notes: List[str] = field(default_factory=list)
+    _ends: List[int] = field(default_factory=list, repr=False)
 
     @property
     def at_risk_keys(self) -> List[bytes]:
-        return [a["raw"] for a in self.at_risk]
+        return [a[0] for a in self.at_risk]
+
+    def risk_entry(self, risk: tuple) -> dict:
+        """One at-risk key as the report prints it."""
+        uk, reason, m, later = risk
+        ends = self._ends or [b for _, b in self.lost_ranges]
+        self._ends = ends
+        i = bisect_right(ends, m)  # the first range ending above m
+        above = [[max(a, m + 1), b] for a, b in self.lost_ranges[i:i + MAX_RANGES_PER_KEY]]
+        if self.open_above is not None:
+            above.append([max(self.open_above, m) + 1, None])  # None: how far is unknown
+        entry = {"key": key_text(uk), "reason": reason, "newest_surviving_revision": m,
+                 "lost_ranges_above": above}
+        if later:
+            entry["evidence"] = [{"revision": r, "tombstone": t} for r, t in later]
+        return entry
+
+    def risk_entries(self) -> Iterator[dict]:
+        return map(self.risk_entry, self.at_risk)
 
     def to_json(self) -> dict:
         return {
@@ -105,7 +126,7 @@ class EtcdState:
                 "open_above": self.open_above,
                 "compacted_possibly_lost": [list(r) for r in self.compacted_possibly_lost],
             },
-            "at_risk": [{k: v for k, v in a.items() if k != "raw"} for a in self.at_risk],
+            "at_risk": list(self.risk_entries()),
             "lost_keys": [{k: v for k, v in a.items() if k != "raw"} for a in self.lost_keys],
             "at_risk_action": self.at_risk_action,
             "dropped_records": self.dropped_records,
@@ -118,7 +139,7 @@ class EtcdState:
         """(key prefix up to its last '/', at-risk keys under it), most first."""
         counts: Dict[str, int] = {}
         for a in self.at_risk:
-            k = a["key"]
+            k = key_text(a[0])
             cut = k.rfind("/")
             p = k[:cut + 1] if cut > 0 else k
             counts[p] = counts.get(p, 0) + 1
@@ -521,8 +542,8 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below) -> None
             reason = POSSIBLY_RESURRECTED if later[-1][1] else POSSIBLY_STALE
         else:
             continue  # every lost revision above it is known and did not touch it
-        st.at_risk.append(_risk_entry(st, uk, m, tomb, reason, later))
-    st.at_risk.sort(key=lambda a: a["raw"])
+        st.at_risk.append((uk, reason, m, later or None))
+    st.at_risk.sort()
     lost = {}
     for uk, evs in named.items():
         last = max(evs)
@@ -537,21 +558,6 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below) -> None
         m, certain = lost[uk]
         st.lost_keys.append({"raw": uk, "key": key_text(uk), "evidence_revision": m,
                              "certain": certain})
-
-
-def _risk_entry(st: EtcdState, uk: bytes, m: int, tomb: bool, reason: str, later) -> dict:
-    above = [(max(a, m + 1), b) for a, b in st.lost_ranges if b > m]
-    entry = {
-        "raw": uk, "key": key_text(uk), "reason": reason,
-        "newest_surviving_revision": m, "newest_surviving_is_tombstone": tomb,
-        "lost_ranges_above": [list(r) for r in above[:MAX_RANGES_PER_KEY]],
-        "lost_revisions_above": sum(b - a + 1 for a, b in above),
-    }
-    if st.open_above is not None:
-        entry["open_above"] = st.open_above
-    if later:
-        entry["evidence"] = [{"revision": r, "tombstone": t} for r, t in later]
-    return entry
 
 
 # ---------------------------------------------------------------- entry points
@@ -601,7 +607,7 @@ def state_findings(st: EtcdState) -> Iterator[Finding]:
                       f"{rng or 'none counted'}{more}{tail}", WARNING, None, (), KEY_BUCKET,
                       {"count": st.lost_count, "open_above": st.open_above,
                        "ranges": [list(r) for r in st.lost_ranges[:MAX_RANGES_LISTED]]})
-    for a in st.at_risk:
+    for a in st.risk_entries():
         yield Finding("etcd-key-at-risk",
                       f"etcd would serve {a['key']!r} from revision "
                       f"{a['newest_surviving_revision']}, below lost revisions: {a['reason']}",
