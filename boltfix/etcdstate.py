@@ -229,13 +229,22 @@ def key_bucket_losses(findings: Sequence[Finding], truncated: bool) -> _Losses:
         out.any = True
         rng = (f.detail or {}).get("key_range")
         if f.code == "etcd-unloadable-record":
-            continue  # its revision is a gap of the written records, found exactly
+            # its revision is a gap of the written records (exact above the
+            # compaction point); below it, the key it held is gone
+            try:
+                k = bytes.fromhex((f.detail or {}).get("key", ""))
+            except ValueError:
+                k = b""
+            if _is_revision(k):
+                out.ranges.append((k, k))
+            continue
         if not rng:
             out.ranges.append((None, None))  # cannot be placed: anywhere
             out.unbounded = True
             continue
         (ok_lo, lo), (ok_hi, hi) = _parse_bound(rng[0]), _parse_bound(rng[1])
         if not ok_lo or not ok_hi:
+            out.ranges.append((None, None))
             out.unbounded = True
             continue
         out.ranges.append((lo, hi))
@@ -244,6 +253,7 @@ def key_bucket_losses(findings: Sequence[Finding], truncated: bool) -> _Losses:
     if truncated:
         out.any = True
         out.unbounded = True  # findings were left out: cannot place them all
+        out.ranges.append((None, None))
     return out
 
 

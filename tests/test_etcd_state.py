@@ -494,3 +494,23 @@ def test_random_page_damage_names_every_wrongly_served_key(etcd_db, seed, tmp_pa
             assert wrong <= at_risk, sorted(wrong - at_risk)[:5]
         else:
             assert not wrong and not set(served(repaired)) & at_risk
+
+
+def test_unloadable_newest_revision_puts_its_key_at_risk(etcd_db, tmp_path):
+    """A newest revision etcd cannot load is dropped by repair
+    (etcd-unloadable-record): its main revision is lost, its key at risk."""
+    src = tmp_path / "u.db"
+    shutil.copyfile(etcd_db[1], src)
+    intact = newest_per_key(etcd_db[1])
+    # a key's newest revision (a put), below the top: an interior revision
+    target = sorted(v[0] for v in intact.values() if not v[2])[-5]
+    leaf, idx = next((n, i) for n in damage.leaves(src, (b"key",))
+                     for i, key in enumerate(n.keys) if key[:8] == target.to_bytes(8, "big"))
+    off, ksize = damage.key_offset(src, leaf.pgid, idx)
+    damage._write(src, off + ksize, b"\x07")  # wire type 7: not a KeyValue
+    rep = repair(src, tmp_path / "f.db").to_json()
+    assert rep["dropped_counts"].get("etcd-unloadable-record") == 1
+    e = rep["etcd"]
+    assert [target, target] in e["lost_revisions"]["ranges"]
+    wrong, gone = wrong_keys(intact, newest_per_key(tmp_path / "f.db"))
+    assert wrong | gone and wrong <= _names(e["at_risk"])
