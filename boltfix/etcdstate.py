@@ -124,7 +124,8 @@ class EtcdState:
                 "ranges_total": len(self.lost_ranges),
                 "count": self.lost_count,
                 "open_above": self.open_above,
-                "compacted_possibly_lost": [list(r) for r in self.compacted_possibly_lost],
+                "compacted_possibly_lost": [
+                    list(r) for r in self.compacted_possibly_lost[:MAX_RANGES_LISTED]],
             },
             "at_risk": list(self.risk_entries()),
             "lost_keys": [{k: v for k, v in a.items() if k != "raw"} for a in self.lost_keys],
