@@ -514,3 +514,51 @@ def test_unloadable_newest_revision_puts_its_key_at_risk(etcd_db, tmp_path):
     assert [target, target] in e["lost_revisions"]["ranges"]
     wrong, gone = wrong_keys(intact, newest_per_key(tmp_path / "f.db"))
     assert wrong | gone and wrong <= _names(e["at_risk"])
+
+
+# ---------------------------------------------------------------- the CLI
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from boltfix.cli import main
+
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+    return r
+
+
+def test_cli_table_summarises_at_risk_keys_by_prefix(etcd_db, tmp_path):
+    src = tmp_path / "z.db"
+    shutil.copyfile(etcd_db[1], src)
+    zeroed_branch(src)
+    js = _cli("repair", src, "--out", tmp_path / "a.db", "--json")
+    assert js.exit_code == 1
+    e = json.loads(js.output)["etcd"]
+    prefixes: dict = {}
+    for a in e["at_risk"]:
+        p = a["key"][:a["key"].rfind("/") + 1]
+        prefixes[p] = prefixes.get(p, 0) + 1
+    table = _cli("repair", src, "--out", tmp_path / "b.db")
+    assert table.exit_code == 1
+    lines = table.output.splitlines()
+    for p, n in prefixes.items():
+        assert any(p in line and f"{n:,}" in line for line in lines), (p, n)
+    assert f"etcd: {e['lost_revisions']['count']:,} main revisions lost" in table.output
+
+
+def test_cli_drop_with_an_open_tail_empties_the_key_bucket(etcd_db, tmp_path):
+    """Every key is at risk when the last transaction is lost (an older
+    meta's tree): --etcd-at-risk drop leaves no revision in the key bucket."""
+    src = tmp_path / "m.db"
+    shutil.copyfile(etcd_db[1], src)
+    lost_meta_root(src)
+    r = _cli("repair", src, "--out", tmp_path / "d.db", "--etcd-at-risk", "drop", "--json")
+    rep = json.loads(r.output)
+    assert rep["etcd"]["at_risk_action"] == "drop"
+    assert rep["etcd"]["lost_revisions"]["open_above"] is not None
+    assert not newest_per_key(tmp_path / "d.db")
+    keep = _cli("repair", src, "--out", tmp_path / "k.db", "--json")
+    assert rep["etcd"]["dropped_records"] == len(key_records(tmp_path / "k.db")) > 0
+    assert json.loads(keep.output)["etcd"]["at_risk_action"] == "keep"
+    assert "dropped: every revision" in _cli("repair", src, "--out", tmp_path / "e.db",
+                                             "--etcd-at-risk", "drop").output
