@@ -51,11 +51,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix.errors import WARNING, Finding
 from boltfix.reader import DB
-from boltfix.walk import LOSS_CODES, Run, Walker
+from boltfix.walk import LOSS_CODES, Tree, Walker, top_level_names
 
 KEY_BUCKET = (b"key",)
 META_BUCKET = (b"meta",)
@@ -266,10 +267,10 @@ def _open_key_bucket(walker: Walker):
     return bucket
 
 
-def _meta_main(db: DB, name: bytes) -> Optional[int]:
+def _meta_main(db: DB, name: bytes, tree: Optional[Tree] = None) -> Optional[int]:
     from boltfix.dump import open_path
 
-    w = Walker(db)
+    w = Walker(db, tree=tree)
     meta, _ = open_path(w, ["meta"])
     if meta is None:
         return None
@@ -279,29 +280,38 @@ def _meta_main(db: DB, name: bytes) -> Optional[int]:
     return _main(rec.value)
 
 
-def _key_batches(db: DB) -> Iterator[Tuple[Sequence[bytes], Sequence]]:
-    """(keys, values) of the ``key`` bucket, a page at a time."""
-    walker = Walker(db)
+def _key_leaves(db: DB, tree: Optional[Tree] = None):
+    """The ``key`` bucket's own plain records, as :class:`~boltfix.walk.Leaves`."""
+    walker = Walker(db, tree=tree)
     bucket = _open_key_bucket(walker)
     if bucket is None:
         return
-    for b, item in walker.walk_batches(bucket, runs=True):
-        if b.path != KEY_BUCKET:
-            continue
-        if type(item) is Run:
-            for batch in walker.run_batches(item.leaves):
-                yield batch.keys, batch.values
-        elif item.bucket_entry is None:
-            yield item.keys, item.values
+    for b, leaves in walker.walk_leaves(bucket):
+        if b.path == KEY_BUCKET and leaves.bucket_entry is None:
+            yield leaves
 
 
-def _scan_written(db: DB, floor: int, probes: set):
+def _key_lists(db: DB, tree: Optional[Tree] = None) -> Iterator[Sequence[bytes]]:
+    """The keys of the ``key`` bucket, a page at a time."""
+    for leaves in _key_leaves(db, tree):
+        yield from leaves.key_lists()
+
+
+def _key_batches(db: DB, tree: Optional[Tree] = None
+                 ) -> Iterator[Tuple[Sequence[bytes], Sequence]]:
+    """(keys, values) of the ``key`` bucket, a page at a time."""
+    for leaves in _key_leaves(db, tree):
+        for batch in leaves.batches():
+            yield batch.keys, batch.values
+
+
+def _scan_written(db: DB, floor: int, probes: set, tree: Optional[Tree] = None):
     """One pass over the written keys: the gaps of main revisions above the
     floor (ranges), the highest main written, and which probe keys exist."""
     gaps: List[Tuple[int, int]] = []
     prev = floor  # dense above the floor: from floor + 1 on, every main exists
     found = set()
-    for keys, _ in _key_batches(db):
+    for keys in _key_lists(db, tree):
         for k in keys:
             if not _is_revision(k):
                 continue
@@ -314,8 +324,8 @@ def _scan_written(db: DB, floor: int, probes: set):
     return gaps, prev, found
 
 
-def _lowest_main(db: DB) -> Optional[int]:
-    for keys, _ in _key_batches(db):
+def _lowest_main(db: DB, tree: Optional[Tree] = None) -> Optional[int]:
+    for keys in _key_lists(db, tree):
         for k in keys:
             if _is_revision(k):
                 return _main(k)
@@ -337,16 +347,17 @@ def _merge(ranges: Iterable[Tuple[int, int]]) -> List[Tuple[int, int]]:
 class _Evidence:
     """The free and orphan leaf pages of the input whose elements all parse
     as ``key`` bucket records: dump's own scan (:func:`boltfix.dump.classify`
-    and :meth:`Dumper.dump_unreached`), with each leaf's elements collected
-    instead of printed.  The input is walked once (for what is reachable)."""
+    over the walk's page map, and :meth:`Dumper.dump_unreached`), with each
+    leaf's elements collected instead of printed.  The input's ``tree`` (the
+    one repair used) is walked once, for what is reachable."""
 
-    def __init__(self, src: DB):
+    def __init__(self, src: DB, tree: Optional[Tree] = None):
         from boltfix.dump import classify
 
         self.src = src
-        walker = Walker(src)
+        walker = Walker(src, tree=tree)
         walker.count_all()
-        self.free, self.orphan, self.classes = classify(src, walker.reached)
+        self.free, self.orphan, self.classes = classify(src, walker)
 
     def leaves(self) -> Iterator[List[Tuple[bytes, bytes]]]:
         """Each such leaf as its (revision key, value) list, in page order."""
@@ -369,8 +380,12 @@ class _Evidence:
         scan = _Collect(self.src, Output(_Sink()),
                         DumpOptions(decode="none", include=(FREE, ORPHAN)))
         for state, pages in ((FREE, self.free), (ORPHAN, self.orphan)):
-            for i in range(0, len(pages), 256):  # a few pages at a time: bounded memory
-                scan.dump_unreached(state, pages[i:i + 256], self.classes)
+            it = iter(pages)  # orphans past the HWM are a range, never a list
+            while True:
+                chunk = list(islice(it, 256))  # a few pages at a time: bounded memory
+                if not chunk:
+                    break
+                scan.dump_unreached(state, chunk, self.classes)
                 yield from found
                 found.clear()
 
@@ -388,7 +403,7 @@ def _in(ranges: List[Tuple[int, int]], starts: List[int], m: int) -> bool:
     return i >= 0 and ranges[i][0] <= m <= ranges[i][1]
 
 
-def _gather_evidence(src: Optional[DB], st: EtcdState):
+def _gather_evidence(src: Optional[DB], st: EtcdState, tree: Optional[Tree] = None):
     """What free/orphan copies of ``key`` leaves say about the losses.
 
     Returns (events: {main: [(user key, tombstone)]} for records at lost
@@ -402,7 +417,7 @@ def _gather_evidence(src: Optional[DB], st: EtcdState):
     lost, comp = st.lost_ranges, st.compacted_possibly_lost
     if src is None or not (lost or comp or st.open_above is not None):
         return events, explained, below
-    ev = _Evidence(src)
+    ev = _Evidence(src, tree)
     starts, cstarts = [a for a, _ in lost], [a for a, _ in comp]
     open_above = INF if st.open_above is None else st.open_above
     for page in ev.leaves():
@@ -440,23 +455,26 @@ def _gather_evidence(src: Optional[DB], st: EtcdState):
 
 # ---------------------------------------------------------------- analysis
 def analyse(written: DB, losses: _Losses, *, src: Optional[DB] = None,
-            tail_lost: bool = False) -> EtcdState:
+            tail_lost: bool = False, tree: Optional[Tree] = None,
+            src_tree: Optional[Tree] = None) -> EtcdState:
     """The etcd state of ``written`` (the records repair wrote, or a damaged
     file's own tree), given what was lost (``losses``, the walk's findings)
     and the input ``src`` to look for evidence in (free and orphan pages).
 
+    ``tree``/``src_tree``: the trees to read (default: each file's meta in
+    use's; a dry run passes the tree repair chose for both).
     ``tail_lost``: the last committed transaction(s) may be missing (an
     older meta or a rediscovered root was used)."""
     st = EtcdState(analysed=True)
-    fin = _meta_main(written, b"finishedCompactRev")
-    sched = _meta_main(written, b"scheduledCompactRev")
+    fin = _meta_main(written, b"finishedCompactRev", tree)
+    sched = _meta_main(written, b"scheduledCompactRev", tree)
     st.floor_known = fin is not None or sched is not None
     floor = fin if fin is not None else (sched or 0)
     if sched is not None and fin is not None and sched > fin:
         st.notes.append(f"a compaction at {sched} was interrupted (finished: {fin}): gaps "
                         f"in ({fin}, {sched}] may be compaction, counted as lost")
     if fin is None and sched is None:
-        low = _lowest_main(written)
+        low = _lowest_main(written, tree)
         floor = (low - 1) if low else 0
         if low:
             st.notes.append("meta/finishedCompactRev is missing: revisions below the lowest "
@@ -468,7 +486,7 @@ def analyse(written: DB, losses: _Losses, *, src: Optional[DB] = None,
     # is its child's first key when the parent was last written (bbolt's
     # node.spill), and revision keys are never reused
     probes = {k for r in losses.ranges for k in r if k is not None and _is_revision(k)}
-    gaps, highest, found = _scan_written(written, floor, probes)
+    gaps, highest, found = _scan_written(written, floor, probes, tree)
     st.highest_written = highest
     extra = []
     proven = highest
@@ -494,13 +512,14 @@ def analyse(written: DB, losses: _Losses, *, src: Optional[DB] = None,
         st.open_above = max(proven, floor)
     if not st.lost_ranges and st.open_above is None and not st.compacted_possibly_lost:
         return st
-    events, explained, below = _gather_evidence(src, st)
+    events, explained, below = _gather_evidence(src, st, src_tree)
     st.explained_revisions = len(explained)
-    _classify_keys(st, written, events, explained, below)
+    _classify_keys(st, written, events, explained, below, tree)
     return st
 
 
-def _classify_keys(st: EtcdState, written: DB, events, explained, below) -> None:
+def _classify_keys(st: EtcdState, written: DB, events, explained, below,
+                   tree: Optional[Tree] = None) -> None:
     """Per-key state for keys whose newest surviving revision is below a lost
     revision, then their verdicts; and the keys evidence names that no
     written record holds."""
@@ -523,7 +542,7 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below) -> None
     top = max(u_top, max(events, default=0))
     newest: Dict[bytes, int] = {}  # user key -> main << 1 | tombstone
     present = set()
-    for keys, values in _key_batches(written):
+    for keys, values in _key_batches(written, tree):
         for k, v in zip(keys, values):
             if not _is_revision(k):
                 continue
@@ -572,28 +591,28 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below) -> None
 
 
 # ---------------------------------------------------------------- entry points
-def is_etcd(db: DB) -> bool:
-    from boltfix.check import top_level_names
+def is_etcd(db: DB, tree: Optional[Tree] = None) -> bool:
     from boltfix.etcd import looks_like_etcd
 
-    return looks_like_etcd(top_level_names(db))
+    return looks_like_etcd(top_level_names(db, tree))
 
 
-def for_repair(src: DB, written_path, collector, meta_choice: dict) -> Optional[EtcdState]:
+def for_repair(src: DB, written_path, collector, meta_choice: dict,
+               tree: Optional[Tree] = None) -> Optional[EtcdState]:
     """repair's hook: None for a file that is not etcd's; an empty, not
     analysed state when nothing was lost (nothing runs); else the analysis
-    of the records written to ``written_path`` (the input's tree when None,
-    a dry run) with evidence from ``src``."""
-    if not is_etcd(src):
+    of the records written to ``written_path`` (the input's ``tree``, the
+    one repair chose, when None: a dry run) with evidence from ``src``."""
+    if not is_etcd(src, tree):
         return None
     losses = key_bucket_losses(collector.findings, collector.truncated > 0)
     tail = meta_choice.get("index") is None or bool(meta_choice.get("fallback"))
     if not losses.any and not tail:
         return EtcdState()
     if written_path is None:
-        return analyse(src, losses, src=src, tail_lost=tail)
+        return analyse(src, losses, src=src, tail_lost=tail, tree=tree, src_tree=tree)
     with DB(written_path) as out:
-        return analyse(out, losses, src=src, tail_lost=tail)
+        return analyse(out, losses, src=src, tail_lost=tail, src_tree=tree)
 
 
 def check_findings(db: DB, collector) -> None:

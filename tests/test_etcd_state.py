@@ -24,16 +24,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 import damage
 import oracle
-import pytest
-from etcdtools import EtcdServer, put_db_into_datadir, require_etcd, restore_snapshot
-
 from boltfix import structs as S
 from boltfix.check import check
 from boltfix.etcd import decode_key_value, decode_revision
 from boltfix.reader import DB
 from boltfix.repair import repair
+from etcdtools import EtcdServer, put_db_into_datadir, require_etcd, restore_snapshot
 
 VERSIONS = ["3.4", "3.5"]
 NKEYS = 400
