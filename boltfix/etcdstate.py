@@ -41,10 +41,15 @@ The rules (etcd's MVCC invariants; REFERENCE.md "etcd's MVCC"):
   clear a lost revision above a key's newest one.  They are not used to
   narrow the list (saying so here so nobody adds a rule that is not sound).
 
-Memory: lost main revisions as (first, last) ranges in an ``array``; the
-per-key state (a dict from user key to its newest main revision) only for
+Memory: lost main revisions as (first, last) ranges; the per-key state (a
+dict from user key to its newest main revision, packed in one int) only for
 keys whose newest surviving revision lies below the highest lost revision,
-built only when something was lost; nothing runs on a file without losses.
+built only when something was lost and freed after the verdicts; nothing runs
+on a file without losses.  What is kept of the at-risk keys is their count,
+a count per key prefix, the first :data:`MAX_AT_RISK_LISTED` keys (in key
+order) for the report, and the set of them only when ``--etcd-at-risk drop``
+needs it; ``check`` gets one finding per at-risk key as they are found (its
+collector keeps the first ``--max-findings``).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix.errors import WARNING, Finding
 from boltfix.reader import DB
@@ -63,6 +68,11 @@ META_BUCKET = (b"meta",)
 #: at most this many lost ranges listed per key and in the report
 MAX_RANGES_LISTED = 64
 MAX_RANGES_PER_KEY = 8
+#: at most this many at-risk keys listed (the smallest keys; the count and the
+#: summary by prefix cover all): what the report holds stays bounded
+MAX_AT_RISK_LISTED = 1000
+#: at most this many prefixes in the JSON report's at_risk_by_prefix
+MAX_PREFIXES_LISTED = 100
 INF = 1 << 63
 
 POSSIBLY_STALE = "possibly-stale"
@@ -83,8 +93,14 @@ class EtcdState:
     open_above: Optional[int] = None  # revisions above this may be lost (count unknown)
     compacted_possibly_lost: List[Tuple[int, int]] = field(default_factory=list)
     #: (user key, reason, newest surviving main revision, evidence events or None),
-    #: sorted by key: compact; :meth:`risk_entries` turns them into the report's dicts
+    #: the first MAX_AT_RISK_LISTED by key: compact; :meth:`risk_entries` turns
+    #: them into the report's dicts
     at_risk: List[tuple] = field(default_factory=list)
+    at_risk_count: int = 0  # every at-risk key, listed or not
+    #: key prefix (up to its last '/') -> at-risk keys under it, over all of them
+    prefix_counts: Dict[str, int] = field(default_factory=dict)
+    #: every at-risk user key: only when asked for (``--etcd-at-risk drop``)
+    drop_keys: Optional[set] = field(default=None, repr=False)
     lost_keys: List[dict] = field(default_factory=list)
     highest_written: int = 0
     evidence_records: int = 0
@@ -96,7 +112,20 @@ class EtcdState:
 
     @property
     def at_risk_keys(self) -> List[bytes]:
+        """The listed at-risk keys (all of them unless ``at_risk_truncated``)."""
         return [a[0] for a in self.at_risk]
+
+    @property
+    def at_risk_truncated(self) -> int:
+        """At-risk keys counted but not listed."""
+        return self.at_risk_count - len(self.at_risk)
+
+    def _count_risk(self, uk: bytes) -> None:
+        self.at_risk_count += 1
+        p = _prefix(key_text(uk))
+        self.prefix_counts[p] = self.prefix_counts.get(p, 0) + 1
+        if self.drop_keys is not None:
+            self.drop_keys.add(uk)
 
     def risk_entry(self, risk: tuple) -> dict:
         """One at-risk key as the report prints it."""
@@ -129,6 +158,9 @@ class EtcdState:
                     list(r) for r in self.compacted_possibly_lost[:MAX_RANGES_LISTED]],
             },
             "at_risk": list(self.risk_entries()),
+            "at_risk_total": self.at_risk_count,
+            "at_risk_truncated": self.at_risk_truncated,
+            "at_risk_by_prefix": [list(p) for p in self.by_prefix(MAX_PREFIXES_LISTED)],
             "lost_keys": [{k: v for k, v in a.items() if k != "raw"} for a in self.lost_keys],
             "at_risk_action": self.at_risk_action,
             "dropped_records": self.dropped_records,
@@ -139,13 +171,7 @@ class EtcdState:
 
     def by_prefix(self, limit: int = 20) -> List[Tuple[str, int]]:
         """(key prefix up to its last '/', at-risk keys under it), most first."""
-        counts: Dict[str, int] = {}
-        for a in self.at_risk:
-            k = key_text(a[0])
-            cut = k.rfind("/")
-            p = k[:cut + 1] if cut > 0 else k
-            counts[p] = counts.get(p, 0) + 1
-        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return sorted(self.prefix_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
 # ---------------------------------------------------------------- helpers
@@ -158,6 +184,11 @@ def key_text(raw: bytes) -> str:
     if not text or not text.isprintable():
         return "0x" + raw.hex()
     return text
+
+
+def _prefix(text: str) -> str:
+    cut = text.rfind("/")
+    return text[:cut + 1] if cut > 0 else text
 
 
 def _main(key) -> int:
@@ -456,7 +487,8 @@ def _gather_evidence(src: Optional[DB], st: EtcdState, tree: Optional[Tree] = No
 # ---------------------------------------------------------------- analysis
 def analyse(written: DB, losses: _Losses, *, src: Optional[DB] = None,
             tail_lost: bool = False, tree: Optional[Tree] = None,
-            src_tree: Optional[Tree] = None) -> EtcdState:
+            src_tree: Optional[Tree] = None, keep_keys: bool = False,
+            on_risk: Optional[Callable[[EtcdState, tuple], None]] = None) -> EtcdState:
     """The etcd state of ``written`` (the records repair wrote, or a damaged
     file's own tree), given what was lost (``losses``, the walk's findings)
     and the input ``src`` to look for evidence in (free and orphan pages).
@@ -464,7 +496,20 @@ def analyse(written: DB, losses: _Losses, *, src: Optional[DB] = None,
     ``tree``/``src_tree``: the trees to read (default: each file's meta in
     use's; a dry run passes the tree repair chose for both).
     ``tail_lost``: the last committed transaction(s) may be missing (an
-    older meta or a rediscovered root was used)."""
+    older meta or a rediscovered root was used).
+    ``keep_keys``: keep the set of every at-risk key (``drop_keys``, for
+    :func:`drop_filter`); ``on_risk(state, risk)`` sees every at-risk key as
+    it is found, listed or not."""
+    st = lost_revisions(written, losses, tail_lost=tail_lost, tree=tree)
+    keys_at_risk(st, written, src=src, tree=tree, src_tree=src_tree, keep_keys=keep_keys,
+                 on_risk=on_risk)
+    return st
+
+
+def lost_revisions(written: DB, losses: _Losses, *, tail_lost: bool = False,
+                   tree: Optional[Tree] = None) -> EtcdState:
+    """The first half of :func:`analyse`: the compaction floor and the lost
+    main revisions (exact ranges, and the open tail)."""
     st = EtcdState(analysed=True)
     fin = _meta_main(written, b"finishedCompactRev", tree)
     sched = _meta_main(written, b"scheduledCompactRev", tree)
@@ -510,16 +555,25 @@ def analyse(written: DB, losses: _Losses, *, src: Optional[DB] = None,
     st.lost_count = sum(b - a + 1 for a, b in st.lost_ranges)
     if losses.unbounded or tail_lost:
         st.open_above = max(proven, floor)
-    if not st.lost_ranges and st.open_above is None and not st.compacted_possibly_lost:
-        return st
-    events, explained, below = _gather_evidence(src, st, src_tree)
-    st.explained_revisions = len(explained)
-    _classify_keys(st, written, events, explained, below, tree)
     return st
 
 
+def keys_at_risk(st: EtcdState, written: DB, *, src: Optional[DB] = None,
+                 tree: Optional[Tree] = None, src_tree: Optional[Tree] = None,
+                 keep_keys: bool = False, on_risk=None) -> None:
+    """The second half of :func:`analyse`: evidence, then the keys at risk
+    and the lost keys (nothing runs when no revision was lost)."""
+    if not st.lost_ranges and st.open_above is None and not st.compacted_possibly_lost:
+        return
+    if keep_keys:
+        st.drop_keys = set()
+    events, explained, below = _gather_evidence(src, st, src_tree)
+    st.explained_revisions = len(explained)
+    _classify_keys(st, written, events, explained, below, tree, on_risk)
+
+
 def _classify_keys(st: EtcdState, written: DB, events, explained, below,
-                   tree: Optional[Tree] = None) -> None:
+                   tree: Optional[Tree] = None, on_risk=None) -> None:
     """Per-key state for keys whose newest surviving revision is below a lost
     revision, then their verdicts; and the keys evidence names that no
     written record holds."""
@@ -556,6 +610,8 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below,
                 newest.pop(uk, None)  # a revision above every loss: served right
                 continue
             newest[uk] = (m << 1) | _is_tombstone(k)
+    listed: List[tuple] = []
+    cap = max(MAX_AT_RISK_LISTED, 1)
     for uk, packed in newest.items():
         m, tomb = packed >> 1, bool(packed & 1)
         m_eff = max(m, st.floor or 0)
@@ -572,8 +628,17 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below,
             reason = POSSIBLY_RESURRECTED if later[-1][1] else POSSIBLY_STALE
         else:
             continue  # every lost revision above it is known and did not touch it
-        st.at_risk.append((uk, reason, m, later or None))
-    st.at_risk.sort()
+        risk = (uk, reason, m, later or None)
+        st._count_risk(uk)
+        if on_risk is not None:
+            on_risk(st, risk)
+        listed.append(risk)
+        if len(listed) >= 2 * cap:  # keep the smallest keys: bounded, whatever the count
+            listed.sort()
+            del listed[cap:]
+    del newest
+    listed.sort()
+    st.at_risk = listed[:cap]
     lost = {}
     for uk, evs in named.items():
         last = max(evs)
@@ -598,11 +663,12 @@ def is_etcd(db: DB, tree: Optional[Tree] = None) -> bool:
 
 
 def for_repair(src: DB, written_path, collector, meta_choice: dict,
-               tree: Optional[Tree] = None) -> Optional[EtcdState]:
+               tree: Optional[Tree] = None, keep_keys: bool = False) -> Optional[EtcdState]:
     """repair's hook: None for a file that is not etcd's; an empty, not
     analysed state when nothing was lost (nothing runs); else the analysis
     of the records written to ``written_path`` (the input's ``tree``, the
-    one repair chose, when None: a dry run) with evidence from ``src``."""
+    one repair chose, when None: a dry run) with evidence from ``src``.
+    ``keep_keys``: ``--etcd-at-risk drop`` will need every at-risk key."""
     if not is_etcd(src, tree):
         return None
     losses = key_bucket_losses(collector.findings, collector.truncated > 0)
@@ -612,7 +678,8 @@ def for_repair(src: DB, written_path, collector, meta_choice: dict,
     if written_path is None:
         return analyse(src, losses, src=src, tail_lost=tail, tree=tree, src_tree=tree)
     with DB(written_path) as out:
-        return analyse(out, losses, src=src, tail_lost=tail, src_tree=tree)
+        return analyse(out, losses, src=src, tail_lost=tail, src_tree=tree,
+                       keep_keys=keep_keys)
 
 
 def check_findings(db: DB, collector) -> None:
@@ -621,29 +688,48 @@ def check_findings(db: DB, collector) -> None:
     losses = key_bucket_losses(collector.findings, collector.truncated > 0)
     if not losses.any:
         return
-    st = analyse(db, losses, src=db)
-    for f in state_findings(st):
+    st = lost_revisions(db, losses)
+    if st.lost_count or st.open_above is not None:
+        collector(revisions_finding(st))
+    # one finding per at-risk key as it is found: the collector keeps the
+    # first --max-findings and counts all, the state lists only a few
+    keys_at_risk(st, db, src=db, on_risk=lambda s, risk: collector(risk_finding(s, risk)))
+    for f in lost_key_findings(st):
         collector(f)
 
 
 def state_findings(st: EtcdState) -> Iterator[Finding]:
+    """The analysis as findings (of the listed at-risk keys only)."""
     if st.lost_count or st.open_above is not None:
-        rng = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in st.lost_ranges[:8])
-        more = f" (+{len(st.lost_ranges) - 8} ranges)" if len(st.lost_ranges) > 8 else ""
-        tail = (f"; revisions above {st.open_above} may be lost too"
-                if st.open_above is not None else "")
-        yield Finding("etcd-revisions-lost",
-                      f"{st.lost_count} main revisions of etcd's key bucket are lost: "
-                      f"{rng or 'none counted'}{more}{tail}", WARNING, None, (), KEY_BUCKET,
-                      {"count": st.lost_count, "open_above": st.open_above,
-                       "ranges": [list(r) for r in st.lost_ranges[:MAX_RANGES_LISTED]]})
-    for a in st.risk_entries():
-        yield Finding("etcd-key-at-risk",
-                      f"etcd would serve {a['key']!r} from revision "
-                      f"{a['newest_surviving_revision']}, below lost revisions: {a['reason']}",
-                      WARNING, None, (), KEY_BUCKET,
-                      {"key": a["key"], "reason": a["reason"],
-                       "newest_surviving_revision": a["newest_surviving_revision"]})
+        yield revisions_finding(st)
+    for risk in st.at_risk:
+        yield risk_finding(st, risk)
+    yield from lost_key_findings(st)
+
+
+def revisions_finding(st: EtcdState) -> Finding:
+    rng = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in st.lost_ranges[:8])
+    more = f" (+{len(st.lost_ranges) - 8} ranges)" if len(st.lost_ranges) > 8 else ""
+    tail = (f"; revisions above {st.open_above} may be lost too"
+            if st.open_above is not None else "")
+    return Finding("etcd-revisions-lost",
+                   f"{st.lost_count} main revisions of etcd's key bucket are lost: "
+                   f"{rng or 'none counted'}{more}{tail}", WARNING, None, (), KEY_BUCKET,
+                   {"count": st.lost_count, "open_above": st.open_above,
+                    "ranges": [list(r) for r in st.lost_ranges[:MAX_RANGES_LISTED]]})
+
+
+def risk_finding(st: EtcdState, risk: tuple) -> Finding:
+    a = st.risk_entry(risk)
+    return Finding("etcd-key-at-risk",
+                   f"etcd would serve {a['key']!r} from revision "
+                   f"{a['newest_surviving_revision']}, below lost revisions: {a['reason']}",
+                   WARNING, None, (), KEY_BUCKET,
+                   {"key": a["key"], "reason": a["reason"],
+                    "newest_surviving_revision": a["newest_surviving_revision"]})
+
+
+def lost_key_findings(st: EtcdState) -> Iterator[Finding]:
     for a in st.lost_keys:
         yield Finding("etcd-key-lost",
                       f"{a['key']!r} has no surviving revision; a free or orphan page holds "
@@ -654,8 +740,13 @@ def state_findings(st: EtcdState) -> Iterator[Finding]:
 
 def drop_filter(state: EtcdState):
     """For ``--etcd-at-risk drop``: (keys, values) -> the same without the
-    records of at-risk keys (every revision of each, tombstones included)."""
-    drop = set(state.at_risk_keys)
+    records of at-risk keys (every revision of each, tombstones included).
+    The state must have been analysed with ``keep_keys``."""
+    drop = state.drop_keys
+    if drop is None:
+        if state.at_risk_truncated:
+            raise ValueError("drop_filter needs every at-risk key: analyse(keep_keys=True)")
+        drop = set(state.at_risk_keys)
 
     def keep(keys, values):
         pairs = [(k, v) for k, v in zip(keys, values) if _user_key(v) not in drop]

@@ -420,7 +420,8 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             raw.flush()
             os.fsync(raw.fileno())
         # what etcd will serve: from the records written, evidence from the input
-        report.etcd = etcdstate.for_repair(db, tmp, collector, report.meta, Tree.of(used))
+        report.etcd = etcdstate.for_repair(db, tmp, collector, report.meta, Tree.of(used),
+                                           keep_keys=etcd_at_risk == "drop")
         db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
             tmp, stats = _drop_at_risk(tmp, directory, report, stats)
@@ -446,7 +447,7 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
 
     st = report.etcd
     st.at_risk_action = "drop"
-    if not st.at_risk:
+    if not st.at_risk_count:
         return tmp, stats
     fd, tmp2 = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
     again = dataclasses.replace(report, records=0, buckets=0, per_bucket=[])

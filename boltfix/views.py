@@ -259,8 +259,8 @@ def render_etcd_state(c, st) -> None:
         c.print("etcd: below the compaction point, keys whose only revision lay in "
                 + ", ".join(f"{a}..{b}" for a, b in st.compacted_possibly_lost[:5])
                 + " are gone (not stale)")
-    if st.at_risk:
-        t = Table(title=f"etcd keys at risk ({len(st.at_risk):,}): etcd may serve them "
+    if st.at_risk_count:
+        t = Table(title=f"etcd keys at risk ({st.at_risk_count:,}): etcd may serve them "
                         "wrongly", title_justify="left", title_style="yellow")
         t.add_column("key prefix")
         t.add_column("at risk", justify="right")
@@ -270,7 +270,9 @@ def render_etcd_state(c, st) -> None:
         action = ("dropped: every revision of them was left out "
                   f"({st.dropped_records:,} records)" if st.at_risk_action == "drop"
                   else "kept (--etcd-at-risk drop leaves them out)")
-        c.print(f"etcd: at-risk keys {action}; --json lists each key and why")
+        listed = ("each key" if not st.at_risk_truncated
+                  else f"the first {len(st.at_risk):,} keys")
+        c.print(f"etcd: at-risk keys {action}; --json lists {listed} and why")
     if st.lost_keys:
         c.print(f"etcd: {len(st.lost_keys):,} keys with no surviving revision are named by "
                 "copies on free/orphan pages (--json: lost_keys)")

@@ -562,3 +562,39 @@ def test_cli_drop_with_an_open_tail_empties_the_key_bucket(etcd_db, tmp_path):
     assert json.loads(keep.output)["etcd"]["at_risk_action"] == "keep"
     assert "dropped: every revision" in _cli("repair", src, "--out", tmp_path / "e.db",
                                              "--etcd-at-risk", "drop").output
+
+
+def test_capped_at_risk_list_keeps_count_summary_and_drops_every_key(etcd_db, tmp_path,
+                                                                      monkeypatch):
+    """The report lists at most MAX_AT_RISK_LISTED at-risk keys (the smallest),
+    with the full count, how many were left out and the summary by prefix over
+    all of them; --etcd-at-risk drop still leaves out every at-risk key, and
+    check still gives one finding per at-risk key."""
+    from boltfix import etcdstate
+
+    full = _repair_case(etcd_db, "zeroed-leaves", tmp_path)
+    e = full.rep["etcd"]
+    n = len(e["at_risk"])
+    assert n > 20 and e["at_risk_total"] == n and e["at_risk_truncated"] == 0
+    assert sum(c for _, c in e["at_risk_by_prefix"]) == n
+    full_drop = _repair_case(etcd_db, "zeroed-leaves", tmp_path, "drop")
+
+    monkeypatch.setattr(etcdstate, "MAX_AT_RISK_LISTED", 7)
+    (tmp_path / "capped").mkdir()
+    capped = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "capped")
+    c = capped.rep["etcd"]
+    assert c["at_risk"] == e["at_risk"][:7]  # the smallest keys, the same entries
+    assert c["at_risk_total"] == n and c["at_risk_truncated"] == n - 7
+    assert c["at_risk_by_prefix"] == e["at_risk_by_prefix"]
+
+    drop = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "capped", "drop")
+    d = drop.rep["etcd"]
+    assert d["at_risk_total"] == n and len(d["at_risk"]) == 7
+    assert d["dropped_records"] == full_drop.rep["etcd"]["dropped_records"] > 0
+    assert not set(served(drop.repaired)) & _names(e["at_risk"])  # all, not the 7 listed
+
+    with DB(tmp_path / "capped" / "zeroed-leaves.db") as db:
+        res = check(db)
+    assert res.counts["etcd-key-at-risk"] == n
+    assert {f.detail["key"] for f in res.findings if f.code == "etcd-key-at-risk"} \
+        == {a["key"] for a in e["at_risk"]}
