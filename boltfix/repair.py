@@ -303,73 +303,20 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
     walker = Walker(db, collector, progress, tree=tree)
     root = walker.root_bucket()
     _require_usable_root(db, root.root)
-    open_path: list = []
-    per_bucket = Counter()
-    skipped = None  # path of a bucket left out: its whole subtree goes with it
     # etcd exits at start on a `key` record it cannot decode: such records
     # are dropped (and reported), so that etcd starts from the output.
     etcd_keys = etcd.looks_like_etcd(top_level_names(db, tree))
-    for bucket, batch, etcd_check in _batches(walker, etcd_keys):
-        if (batch.bucket_entry is None and skipped is None
-                and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
-                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
-            # the common case, a run of plain records of one page: in one go
-            while tuple(open_path) != bucket.path:
-                writer.end_bucket()
-                open_path.pop()
-            keys, values = batch.keys, batch.values
-            if keep is not None and bucket.path == _ETCD_KEY_BUCKET:
-                keys, values = keep(keys, values)
-            writer.put_many(keys, values)
-            report.records += len(keys)
-            per_bucket[bucket.path] += len(keys)
-            continue
-        for rec in batch.records():
-            if skipped is not None:
-                if bucket.path[:len(skipped)] == skipped:
-                    continue
-                skipped = None
-            if len(rec.key) > S.MAX_KEY_SIZE:
-                # bbolt can read such a key but never writes one (Put refuses it)
-                collector(Finding("key-too-long",
-                                  f"key of {len(rec.key)} bytes on page {rec.page} is longer "
-                                  f"than bbolt's limit of {S.MAX_KEY_SIZE}",
-                                  page=rec.page, bucket=bucket.path,
-                                  detail={"index": rec.index, "bucket_entry": rec.is_bucket}))
-                if rec.is_bucket:
-                    skipped = bucket.path + (rec.key,)
-                continue
-            if etcd_check:
-                problems = etcd.check_key_record(rec.key, None if rec.is_bucket else rec.value)
-                if problems:
-                    collector(Finding("etcd-unloadable-record",
-                                      f"etcd cannot load this `key` record, dropped: "
-                                      f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
-                                      detail={"index": rec.index, "key": rec.key.hex()}))
-                    if rec.is_bucket:
-                        skipped = bucket.path + (rec.key,)
-                    continue
-            while tuple(open_path) != bucket.path:
-                writer.end_bucket()
-                open_path.pop()
-            if rec.is_bucket:
-                if rec.child is None:
-                    continue  # reported by the walker (malformed bucket value)
-                writer.begin_bucket(rec.key, rec.child.sequence)
-                open_path.append(rec.key)
-                report.buckets += 1
-                per_bucket[rec.child.path] += 0
-            elif keep is None or bucket.path != _ETCD_KEY_BUCKET or keep([rec.key], [rec.value])[0]:
-                writer.put(rec.key, rec.value)
-                report.records += 1
-                per_bucket[bucket.path] += 1
-    while open_path:
-        writer.end_bucket()
-        open_path.pop()
+    into = _Into(db, walker, writer, collector, report, keep)
+    for bucket, item, etcd_check, whole in _batches(walker, etcd_keys):
+        if whole:
+            into.leaves(bucket, item)
+        else:
+            into.batch(bucket, item, etcd_check)
+    into.open(())
     stats = writer.close()
     report.per_bucket = [
         {"path": [_name(p) for p in path], "records": n}
-        for path, n in sorted(per_bucket.items())[:MAX_REPORTED_BUCKETS]]
+        for path, n in sorted(into.per_bucket.items())[:MAX_REPORTED_BUCKETS]]
     return stats.as_dict() if hasattr(stats, "as_dict") else dict(vars(stats))
 
 
@@ -377,18 +324,168 @@ _ETCD_KEY_BUCKET = (b"key",)
 
 
 def _batches(walker: Walker, etcd_keys: bool):
-    """(bucket, batch, whether its records need etcd's check) in walk order.
+    """(bucket, item, whether its records need etcd's check, whole) in walk
+    order.  ``item`` is a :class:`~boltfix.walk.Batch`, or with ``whole``
+    ``(leaves, start, stop)``: pages of whole clean
+    :class:`~boltfix.walk.Leaves` that need no etcd check.
 
-    In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_key_batches`
+    In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_suspects`
     names have their records checked here.
     """
     for bucket, leaves in walker.walk_leaves():
-        if etcd_keys and bucket.path == _ETCD_KEY_BUCKET:
-            for batch, suspect in leaves.etcd_key_batches():
-                yield bucket, batch, suspect
+        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
+        pages = leaves.pages
+        if pages is None:  # one page already read
+            yield bucket, next(leaves.batches()), etcd_check, False
+            continue
+        start = 0
+        for i in sorted(leaves.etcd_suspects()) if etcd_check else ():
+            if start < i:
+                yield bucket, (leaves, start, i), False, True
+            yield bucket, next(leaves.batches(i, i + 1)), True, False
+            start = i + 1
+        if start < len(pages):
+            yield bucket, (leaves, start, len(pages)), False, True
+
+class _Into:
+    """Where the walk's records go: the writer, its open bucket path kept in
+    step with the walk, and the report's counts.
+
+    A page whose every element the walk took, and that passed repair's own
+    checks, is copied as it stands when the writer can
+    (:meth:`BoltWriter.copy_leaves`: laid out exactly as ``node.write`` lays
+    out its records); the rule looks only at the page, so the file is the
+    same whether the page came in a C run or as a batch.
+    """
+
+    def __init__(self, db: DB, walker: Walker, writer, collector, report,
+                 keep=None) -> None:
+        self.db = db
+        self.keep = keep  # etcd's key bucket records to write (--etcd-at-risk drop)
+        self.walker = walker
+        self.writer = writer
+        self.collector = collector
+        self.report = report
+        self.open_path: list = []
+        self.per_bucket = Counter()
+        self.skipped = None  # path of a bucket left out: its whole subtree goes with it
+
+    def open(self, path) -> None:
+        while tuple(self.open_path) != path:
+            self.writer.end_bucket()
+            self.open_path.pop()
+
+    def leaves(self, bucket, item) -> None:
+        """Pages ``start:stop`` of whole clean :class:`~boltfix.walk.Leaves`:
+        copied in bulk; a page the writer will not copy goes as a batch
+        (with every check), and copying resumes after it."""
+        leaves, start, stop = item
+        if self._skip(bucket):
+            return
+        if self._filtered(bucket):  # records are left out: no page goes as it stands
+            for batch in leaves.batches(start, stop):
+                self.batch(bucket, batch, False)
+            return
+        pages = leaves.pages
+        while start < stop:
+            start += self._copy(bucket, pages[start:stop])
+            if start < stop:
+                self.batch(bucket, next(leaves.batches(start, start + 1)), False)
+                start += 1
+
+    def batch(self, bucket, batch, etcd_check: bool) -> None:
+        if (batch.bucket_entry is None and self.skipped is None
+                and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
+                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
+            # the common case, plain records of one page: in one go
+            self.open(bucket.path)
+            if self._filtered(bucket):
+                keys, values = self.keep(batch.keys, batch.values)
+                self.writer.put_many(keys, values)
+                self._count(bucket.path, len(keys))
+                return
+            if batch.indexes and batch.indexes[0] == 0:
+                leaf = _whole_leaf(self.db, batch.page, len(batch.keys))
+                if leaf is not None and self._copy(bucket, [leaf]):
+                    return
+            self.writer.put_many(batch.keys, batch.values)
+            self._count(bucket.path, len(batch.keys))
+            return
+        for rec in batch.records():
+            if not self._skip(bucket) and self._keep(bucket, rec, etcd_check):
+                self._record(bucket, rec)
+
+    def _skip(self, bucket) -> bool:
+        """Records below a bucket entry that was left out are left out too."""
+        if self.skipped is None:
+            return False
+        if bucket.path[:len(self.skipped)] == self.skipped:
+            return True
+        self.skipped = None
+        return False
+
+    def _keep(self, bucket, rec, etcd_check: bool) -> bool:
+        if len(rec.key) > S.MAX_KEY_SIZE:
+            # bbolt can read such a key but never writes one (Put refuses it)
+            self.collector(Finding("key-too-long",
+                                   f"key of {len(rec.key)} bytes on page {rec.page} is longer "
+                                   f"than bbolt's limit of {S.MAX_KEY_SIZE}",
+                                   page=rec.page, bucket=bucket.path,
+                                   detail={"index": rec.index, "bucket_entry": rec.is_bucket}))
+        elif etcd_check and (problems := etcd.check_key_record(
+                rec.key, None if rec.is_bucket else rec.value)):
+            self.collector(Finding("etcd-unloadable-record",
+                                   f"etcd cannot load this `key` record, dropped: "
+                                   f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
+                                   detail={"index": rec.index, "key": rec.key.hex()}))
         else:
-            for batch in leaves.batches():
-                yield bucket, batch, False
+            return True
+        if rec.is_bucket:
+            self.skipped = bucket.path + (rec.key,)
+        return False
+
+    def _filtered(self, bucket) -> bool:
+        return self.keep is not None and bucket.path == _ETCD_KEY_BUCKET
+
+    def _record(self, bucket, rec) -> None:
+        if self._filtered(bucket) and not rec.is_bucket and not self.keep([rec.key],
+                                                                         [rec.value])[0]:
+            return
+        self.open(bucket.path)
+        if not rec.is_bucket:
+            self.writer.put(rec.key, rec.value)
+            self._count(bucket.path, 1)
+        elif rec.child is not None:  # else reported by the walker (malformed value)
+            self.writer.begin_bucket(rec.key, rec.child.sequence)
+            self.open_path.append(rec.key)
+            self.report.buckets += 1
+            self.per_bucket[rec.child.path] += 0
+
+    def _copy(self, bucket, leaves) -> int:
+        """Whole leaves copied as they stand (how many: a prefix)."""
+        self.open(bucket.path)
+        before = self.writer.keys_written
+        taken = self.writer.copy_leaves(self.db.buf, leaves)
+        self._count(bucket.path, self.writer.keys_written - before)
+        return taken
+
+    def _count(self, path, n: int) -> None:
+        self.report.records += n
+        self.per_bucket[path] += n
+
+
+def _whole_leaf(db: DB, pgid: int, count: int):
+    """``(pgid, count, end)`` when a batch of ``count`` records starting at
+    element 0 holds every element the page's header counts (a page whose
+    count had to be recovered is rebuilt instead)."""
+    ps = db.page_size
+    off = pgid * ps
+    if off + S.PAGE_HEADER_SIZE > len(db.buf):
+        return None
+    _, flags, hcount, overflow = S.PAGE_HEADER.unpack_from(db.buf, off)
+    if hcount != count or flags != S.LEAF_PAGE_FLAG:
+        return None
+    return pgid, count, min(off + (overflow + 1) * ps, len(db.buf))
 
 
 def _etcd_unloadable(key: bytes, value) -> bool:

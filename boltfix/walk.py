@@ -193,14 +193,26 @@ class Leaves:
         """The keys, a page at a time."""
         return (b.keys for b in self.batches())
 
-    def etcd_key_batches(self) -> Iterator[Tuple[Batch, bool]]:
-        """(batch, whether ``etcd.check_key_record`` must see its records)
-        for leaves of etcd's ``key`` bucket: with the C core, only pages
-        holding a record C cannot vouch for (the same rules); else all."""
+    @property
+    def pages(self):
+        """``[(page id, element count, end of its run), ...]`` when these are
+        whole clean pages (every element taken, in key order: what repair can
+        copy as they stand), else None (one page already read)."""
+        return self._pages
+
+    def etcd_suspects(self):
+        """Indexes of the pages (of leaves of etcd's ``key`` bucket) whose
+        records ``etcd.check_key_record`` must see: with the C core, only
+        those holding a record C cannot vouch for (the same rules); else all."""
         fast = getattr(_speedups, "etcd_key_suspects", None)
         if self._pages is None or fast is None:
-            return zip(self.batches(), repeat(True))
-        suspects = set(call_c(fast, self.walker.buf, self.walker.page_size, self._pages))
+            return set(range(self.page_count))
+        return set(call_c(fast, self.walker.buf, self.walker.page_size, self._pages))
+
+    def etcd_key_batches(self) -> Iterator[Tuple[Batch, bool]]:
+        """(batch, whether ``etcd.check_key_record`` must see its records)
+        for leaves of etcd's ``key`` bucket (see :meth:`etcd_suspects`)."""
+        suspects = self.etcd_suspects()
         return ((b, i in suspects) for i, b in enumerate(self.batches()))
 
     def revision_stats(self) -> Tuple[int, int, Optional[int], Optional[int]]:
