@@ -296,10 +296,15 @@ def check(db, as_json, max_findings, page_size, meta_index):
                    "to this separate bbolt file. Never mixed into --out.")
 @click.option("--no-salvage", is_flag=True,
               help="Keep only what the committed tree reaches (no salvage beyond it).")
+@click.option("--etcd-at-risk", type=click.Choice(["keep", "drop"]), default="keep",
+              show_default=True,
+              help="etcd files: keep the user keys etcd may now serve wrongly (stale or "
+                   "resurrected), or drop every revision of them (absence over staleness).")
 @json_option
 @open_options
 @guarded
-def repair(db, out, force, dry_run, lost_found, no_salvage, as_json, page_size, meta_index):
+def repair(db, out, force, dry_run, lost_found, no_salvage, etcd_at_risk, as_json, page_size,
+           meta_index):
     """Write a valid copy of DB to --out, salvaging every record that can be read.
 
     The input is never changed.  The copy is written to a temporary file beside
@@ -315,7 +320,7 @@ def repair(db, out, force, dry_run, lost_found, no_salvage, as_json, page_size, 
     with progress_bar("repairing", total, not as_json) as cb:
         report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,
                             page_size=page_size, progress=cb, lost_found=lost_found,
-                            beyond_tree=not no_salvage)
+                            beyond_tree=not no_salvage, etcd_at_risk=etcd_at_risk)
     if as_json:
         emit_json(report.to_json())
     else:

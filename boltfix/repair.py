@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
-from boltfix import etcd
+from boltfix import etcd, etcdstate
 from boltfix import salvage as SV
 from boltfix import structs as S
 from boltfix.check import Collector, check
@@ -75,6 +75,8 @@ class RepairReport:
     #: what salvage beyond the reachable tree found (boltfix.salvage.Plan.to_json)
     salvage: Optional[dict] = None
     lost_found: Optional[dict] = None
+    #: etcd files only: what etcd will serve (boltfix.etcdstate)
+    etcd: Optional[etcdstate.EtcdState] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -88,7 +90,7 @@ class RepairReport:
         return bool(self.dropped_counts) or self.rediscovered or bool(self.meta.get("fallback"))
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "input": self.input,
             "output": self.output,
             "dry_run": self.dry_run,
@@ -110,6 +112,9 @@ class RepairReport:
             "salvage": self.salvage,
             "lost_found": self.lost_found,
         }
+        if self.etcd is not None:  # etcd files only: a generic report is unchanged
+            out["etcd"] = self.etcd.to_json()
+        return out
 
 
 # ---------------------------------------------------------------- entry point
@@ -117,12 +122,14 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
            meta: Optional[int] = None, page_size: Optional[int] = None,
            progress: Optional[Callable[[int], None]] = None,
            max_dropped: int = 10000, lost_found: Optional[str] = None,
-           beyond_tree: bool = True) -> RepairReport:
+           beyond_tree: bool = True, etcd_at_risk: str = "keep") -> RepairReport:
     """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written.
 
     ``beyond_tree``: salvage what the committed tree no longer reaches
     (:mod:`boltfix.salvage`); ``lost_found``: where to write the evidence
     that cannot be proven to belong anywhere (never into ``out_path``).
+    ``etcd_at_risk``: ``keep`` (default) writes every record; ``drop`` leaves
+    out every revision of each user key :mod:`boltfix.etcdstate` finds at risk.
     """
     out_path = os.fspath(out_path)
     _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
@@ -142,9 +149,12 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
         report.salvage = {"enabled": beyond_tree}
         if dry_run:
             stats = _salvage(db, _NullFile(), collector, report, progress, used, plan)
+            report.etcd = etcdstate.for_repair(db, None, collector, chosen, Tree.of(used))
+            if report.etcd is not None:
+                report.etcd.at_risk_action = etcd_at_risk
         else:
             stats = _write_verified(db, out_path, force, collector, report, progress, used,
-                                    plan)
+                                    plan, etcd_at_risk)
         report.written = stats
         _sort_findings(report, collector)
         if lost_found is not None and not dry_run:  # written even when empty
@@ -330,13 +340,15 @@ def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
 
 # ---------------------------------------------------------------- salvage
 def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta,
-             plan=None) -> dict:
+             plan=None, keep=None) -> dict:
     """Walk the tree of meta ``m`` and stream every valid record into a BoltWriter.
 
     The first pass writes what the tree reaches; when the walk pruned
     something, :mod:`boltfix.salvage` plans what beyond the tree is proven
     to belong, and a second pass writes the tree's records with those merged
     in (an intact file is written once, on the copy path).
+    ``keep``: (keys, values) -> the records of etcd's ``key`` bucket to write
+    (``--etcd-at-risk drop``); None writes all.
     """
     from boltfix.writer import BoltWriter
 
@@ -356,7 +368,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
         # are dropped (and reported), so that etcd starts from the output.
         etcd_keys = etcd.looks_like_etcd(top_level_names(db, tree))
         stream = seen.observe(_batches(walker, etcd_keys), db)
-    into = _Into(db, walker, writer, collector, report)
+    into = _Into(db, walker, writer, collector, report, keep)
     # whole: True pages copied as they stand, False a batch of the walk,
     # None a batch salvage placed (its records are not its page's: never copied)
     for bucket, item, etcd_check, whole in SV.merged(stream, plan, db):
@@ -419,8 +431,10 @@ class _Into:
     same whether the page came in a C run or as a batch.
     """
 
-    def __init__(self, db: DB, walker: Walker, writer, collector, report) -> None:
+    def __init__(self, db: DB, walker: Walker, writer, collector, report,
+                 keep=None) -> None:
         self.db = db
+        self.keep = keep  # etcd's key bucket records to write (--etcd-at-risk drop)
         self.walker = walker
         self.writer = writer
         self.collector = collector
@@ -441,6 +455,10 @@ class _Into:
         leaves, start, stop = item
         if self._skip(bucket):
             return
+        if self._filtered(bucket):  # records are left out: no page goes as it stands
+            for batch in leaves.batches(start, stop):
+                self.batch(bucket, batch, False)
+            return
         pages = leaves.pages
         while start < stop:
             start += self._copy(bucket, pages[start:stop])
@@ -454,6 +472,11 @@ class _Into:
                 and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
             # the common case, plain records of one page: in one go
             self.open(bucket.path)
+            if self._filtered(bucket):
+                keys, values = self.keep(batch.keys, batch.values)
+                self.writer.put_many(keys, values)
+                self._count(bucket.path, len(keys))
+                return
             if copy and batch.indexes and batch.indexes[0] == 0:
                 leaf = _whole_leaf(self.db, batch.page, len(batch.keys))
                 if leaf is not None and self._copy(bucket, [leaf]):
@@ -494,7 +517,13 @@ class _Into:
             self.skipped = bucket.path + (rec.key,)
         return False
 
+    def _filtered(self, bucket) -> bool:
+        return self.keep is not None and bucket.path == _ETCD_KEY_BUCKET
+
     def _record(self, bucket, rec) -> None:
+        if self._filtered(bucket) and not rec.is_bucket and not self.keep([rec.key],
+                                                                         [rec.value])[0]:
+            return
         self.open(bucket.path)
         if not rec.is_bucket:
             self.writer.put(rec.key, rec.value)
@@ -551,7 +580,7 @@ def _name(raw: bytes) -> str:
 
 
 def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
-                    used: Meta, plan=None) -> dict:
+                    used: Meta, plan=None, etcd_at_risk: str = "keep") -> dict:
     """Write to a temp file beside the target, fsync, verify, then move it in."""
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
@@ -560,8 +589,13 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             stats = _salvage(db, raw, collector, report, progress, used, plan)
             raw.flush()
             os.fsync(raw.fileno())
+        # what etcd will serve: from the records written, evidence from the input
+        report.etcd = etcdstate.for_repair(db, tmp, collector, report.meta, Tree.of(used),
+                                           keep_keys=etcd_at_risk == "drop")
         if report.salvage.get("_plan") is None:
             db.close()  # unmap the input before mapping the output: half the peak RSS
+        if report.etcd is not None and etcd_at_risk == "drop":
+            tmp, stats = _drop_at_risk(tmp, directory, report, stats)
         _verify(tmp, report)
         if force:
             os.replace(tmp, out_path)
@@ -575,6 +609,33 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
+    """``--etcd-at-risk drop``: rewrite the (clean) temp file without the
+    at-risk keys' revisions; returns the new temp file and its stats."""
+    import dataclasses
+
+    st = report.etcd
+    st.at_risk_action = "drop"
+    if not st.at_risk_count:
+        return tmp, stats
+    fd, tmp2 = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
+    again = dataclasses.replace(report, records=0, buckets=0, per_bucket=[])
+    try:
+        with DB(tmp) as src, os.fdopen(fd, "w+b", buffering=0) as raw:
+            stats = _salvage(src, raw, Collector(0), again, None, src.meta,
+                             keep=etcdstate.drop_filter(st))
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException:
+        os.unlink(tmp2)
+        raise
+    os.unlink(tmp)
+    st.dropped_records = report.records - again.records
+    report.records, report.buckets, report.per_bucket = \
+        again.records, again.buckets, again.per_bucket
+    return tmp2, stats
 
 
 def _verify(path: str, report: RepairReport) -> None:

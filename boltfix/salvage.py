@@ -309,6 +309,18 @@ class Evidence:
                 else [name_text(b) for b in self.likely], "why": self.why}
 
 
+#: an etcd file rebuilt without its root has an empty `meta` bucket: no
+#: consistent_index.  Put back into its own data dir, etcd would re-apply
+#: every WAL entry it still holds (server.go applyEntryNormal skips only
+#: entries at or below consistent_index): writes the file already holds would
+#: be applied twice, under new revisions (seen with the real etcd 3.4).  A
+#: snapshot restore makes a new data dir and WAL, where nothing is replayed.
+ETCD_SNAPSHOT_ONLY = ("restore it as a snapshot (etcdutl / etcdctl snapshot restore "
+                      "--skip-hash-check) into a new data dir; do not put it back into "
+                      "its own data dir: with no meta/consistent_index etcd would replay "
+                      "its whole WAL and apply those writes a second time")
+
+
 @dataclass
 class Plan:
     root_lost: bool = False
@@ -334,12 +346,15 @@ class Plan:
         for (path, rule), n in sorted(self.counts.items()):
             if n > 0:  # records the tree already held are not salvaged ones
                 per["/".join(name_text(b) for b in path)][rule] = n
-        return {"root_lost": self.root_lost, "etcd": self.etcd, "salvaged": dict(per),
+        out = {"root_lost": self.root_lost, "etcd": self.etcd, "salvaged": dict(per),
                 "salvaged_records": self.placed, "facts": self.facts,
                 "lost_found": [e.to_json() for e in self.evidence[:1000]],
                 "lost_found_subtrees": len(self.evidence),
                 "duplicates_of_tree": self.duplicates,
                 "conflicts_with_tree": len(self.conflicts), "gone": self.gone[:1000]}
+        if self.root_lost and self.etcd:
+            out["etcd_restore"] = ETCD_SNAPSHOT_ONLY
+        return out
 
 
 class Seen:

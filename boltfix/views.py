@@ -201,6 +201,8 @@ def _render_salvage(c, r) -> None:
     if sv.get("root_lost"):
         c.print("[yellow]no usable root page: the top level was rebuilt from the surviving "
                 "bucket subtrees (rule 4)[/yellow]")
+    if sv.get("etcd_restore"):
+        c.print(f"[bold yellow]etcd: {sv['etcd_restore']}[/bold yellow]")
     if sv.get("salvaged"):
         t = Table(title="salvaged beyond the reachable tree", title_justify="left")
         t.add_column("bucket")
@@ -274,9 +276,45 @@ def render_repair(c, r) -> None:
     if r.other_counts:
         c.print("repaired without data loss: "
                 + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.other_counts.items())))
+    if getattr(r, "etcd", None) is not None and r.etcd.analysed:
+        render_etcd_state(c, r.etcd)
     if r.dry_run:
         c.print("[yellow]dry run: nothing written[/yellow]")
     elif r.verified:
         w = r.written or {}
         c.print(f"[green]wrote {r.output}[/green] ({w.get('pages', '?')} pages); "
                 "boltfix check: clean")
+
+
+def render_etcd_state(c, st) -> None:
+    """What etcd will serve: lost revisions, at-risk keys by prefix."""
+    from rich.markup import escape
+
+    lr = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in st.lost_ranges[:10])
+    more = f" (+{len(st.lost_ranges) - 10} ranges)" if len(st.lost_ranges) > 10 else ""
+    c.print(f"etcd: {st.lost_count:,} main revisions lost above the compaction point "
+            f"{st.floor}" + (f": {lr}{more}" if lr else ""))
+    if st.open_above is not None:
+        c.print(f"[yellow]etcd: revisions above {st.open_above} may be lost too (how many "
+                "is unknown): every key is at risk[/yellow]")
+    if st.compacted_possibly_lost:
+        c.print("etcd: below the compaction point, keys whose only revision lay in "
+                + ", ".join(f"{a}..{b}" for a, b in st.compacted_possibly_lost[:5])
+                + " are gone (not stale)")
+    if st.at_risk_count:
+        t = Table(title=f"etcd keys at risk ({st.at_risk_count:,}): etcd may serve them "
+                        "wrongly", title_justify="left", title_style="yellow")
+        t.add_column("key prefix")
+        t.add_column("at risk", justify="right")
+        for prefix, n in st.by_prefix():
+            t.add_row(escape(name_text(prefix.encode())), f"{n:,}")
+        c.print(t)
+        action = ("dropped: every revision of them was left out "
+                  f"({st.dropped_records:,} records)" if st.at_risk_action == "drop"
+                  else "kept (--etcd-at-risk drop leaves them out)")
+        listed = ("each key" if not st.at_risk_truncated
+                  else f"the first {len(st.at_risk):,} keys")
+        c.print(f"etcd: at-risk keys {action}; --json lists {listed} and why")
+    if st.lost_keys:
+        c.print(f"etcd: {len(st.lost_keys):,} keys with no surviving revision are named by "
+                "copies on free/orphan pages (--json: lost_keys)")

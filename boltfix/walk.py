@@ -92,7 +92,9 @@ class Bucket:
 
     @property
     def is_inline(self) -> bool:
-        return self.root == 0
+        # a root of 0 with no inline page is no inline bucket but a pointer
+        # at meta page 0 (a tree whose root was lost): the walk reports it
+        return self.root == 0 and self.inline is not None
 
 
 @dataclass

@@ -27,6 +27,8 @@ CODE = re.compile(r'"([a-z]+(?:-[a-z0-9]+)+)"')
 NOT_CODES = {"utf-8", "beyond-hwm", "past-eof",
              # salvage's lost+found evidence states (README's repair section)
              "bad-self-id", "compaction-unknown"}
+#: etcdstate's at-risk reasons (detail.reason of etcd-key-at-risk), not codes
+NOT_CODES |= {"possibly-stale", "possibly-resurrected", "possibly-lost"}
 
 
 def _emitted_codes() -> set:
