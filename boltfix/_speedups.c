@@ -819,6 +819,26 @@ static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
     return 1;
 }
 
+/*
+ * k8s.is_k8s_candidate() on a `key` bucket value: a KeyValue whose key is
+ * under /registry/ or /bootstrap/, or whose value starts "k8s" (the
+ * protobuf magic, an encryption envelope) or "{" (JSON); or a value that
+ * is no clean KeyValue.  Such a record may need Kubernetes decoding or
+ * masking, which only Python does: 1 means "hand it back".
+ */
+static int k8s_candidate(const unsigned char *v, uint64_t vlen)
+{
+    key_value kv;
+    if (!parse_key_value(v, vlen, &kv))
+        return 1;
+    if ((kv.key_len >= 10 && memcmp(kv.key, "/registry/", 10) == 0)
+        || (kv.key_len >= 11 && memcmp(kv.key, "/bootstrap/", 11) == 0))
+        return 1;
+    if (kv.value_len >= 3 && memcmp(kv.value, "k8s", 3) == 0)
+        return 1;
+    return kv.value_len >= 1 && kv.value[0] == '{';
+}
+
 /* the line's fixed pieces, all from dump.py */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
@@ -841,6 +861,8 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
         if (kk == AS_PYTHON || vk == AS_PYTHON)
             goto python;
+        if (etcd_key && k8s_candidate(value, vsize))
+            goto python;
         put_buf(s, &pc[PRE]);
         put_field(s, key, ksize, kk, automatic, &pc[KEY_NOTE]);
         put_buf(s, &pc[MID]);
@@ -848,7 +870,7 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         put_buf(s, &pc[TAIL_HEAD]);
         put_u64(s, lf->pgid);
         put_buf(s, &pc[TAIL_END]);
-        if (etcd_key) {
+        if (etcd_key == 1) {
             if (!put_etcd_key_record(s, key, ksize, value, vsize))
                 goto python;
             put_lit(s, "}\n");
@@ -867,9 +889,10 @@ PyDoc_STRVAR(jsonl_doc,
 "pre + key + mid + value + tail_head + page + tail_end, `pieces` being those\n"
 "six (pre, mid, key_note, value_note, tail_head, tail_end); a key or value\n"
 "is \"hex\", or with `automatic` (dump's auto encoding) \"text\" when it is\n"
-"printable ASCII, else \"hex\" followed by its note.  With `etcd_key`\n"
+"printable ASCII, else \"hex\" followed by its note.  With `etcd_key` 1\n"
 "(etcd's `key` bucket) tail_end opens the \"etcd\" member and C writes the\n"
-"decoded record and closes the line.  Stops after the leaf that brings the\n"
+"decoded record and closes the line; with 1 or 2 a record that may hold a\n"
+"Kubernetes object (k8s.is_k8s_candidate) is handed back.  Stops after the leaf that brings the\n"
 "output to `budget` bytes, at `max_records` records (-1: no limit), or\n"
 "before a leaf with a record only Python can write (non-ASCII text, an\n"
 "unusual etcd record): then `python` is True and leaves[next] is that leaf.");
@@ -880,7 +903,7 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
     Py_ssize_t start, budget, max_records;
     int automatic, etcd_key;
     unsigned long long ps;
-    if (!PyArg_ParseTuple(args, "OKO!nO!ppnn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
+    if (!PyArg_ParseTuple(args, "OKO!nO!pinn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
                           &PyTuple_Type, &pieces, &automatic, &etcd_key, &budget, &max_records))
         return NULL;
     if (ps < 512) {

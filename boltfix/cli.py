@@ -368,11 +368,15 @@ def _include_list(ctx, param, value):
               help="Comma-separated: live (the tree), free (free pages), "
                    "orphan (pages neither reachable nor free, and past the high-water mark).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Stop after N records.")
-@click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact etcd password hashes and Kubernetes Secret data.")
+@click.option("--k8s-object", is_flag=True,
+              help="Add each Kubernetes object, decoded, to its \"k8s\" member "
+                   "(protobuf fields by number, as protoc --decode_raw; JSON as JSON).")
 @open_options
 @guarded
 def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
-         show_secrets, page_size, meta_index):
+         show_secrets, k8s_object, page_size, meta_index):
     """Print every record of DB as JSON lines (or text), streaming.
 
     Also recovers records from free and orphaned leaf pages with --include.
@@ -403,7 +407,7 @@ def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
     with progress_bar("dumping", d.page_limit, _stdout_is_a_file()) as cb:
         opts = DumpOptions(bucket=buckets, prefix=pfx, fmt=fmt, encoding=encoding,
                            decode=decode, include=include, limit=limit,
-                           show_secrets=show_secrets, progress=cb)
+                           show_secrets=show_secrets, k8s_object=k8s_object, progress=cb)
         try:
             result = run_dump(d, opts)
         except BrokenPipeError:

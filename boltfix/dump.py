@@ -80,6 +80,7 @@ from itertools import repeat
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
+from boltfix import k8s as K8S
 from boltfix import structs as S
 from boltfix.errors import Finding
 from boltfix.reader import DB
@@ -210,6 +211,8 @@ class DumpOptions:
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
+    #: add the decoded Kubernetes object to each "k8s" member ("object")
+    k8s_object: bool = False
     #: called with the number of pages walked so far (a progress bar)
     progress: Optional[Callable[[int], None]] = None
 
@@ -361,9 +364,13 @@ class Dumper:
         if state == LIVE:
             if path is not None and len(path) == 1 and path[0] in E.SECRET_BUCKETS:
                 return redact_user_value(value), True
+            if path is not None and len(path) == 1 and path[0] == b"key":
+                masked = K8S.mask_kv(value)  # a Kubernetes Secret's data
+                return (value, False) if masked is None else (masked, True)
             return value, False
         raw = bytes(value)
         masked = redact_secrets(raw)
+        masked = K8S.mask_kv(masked) or masked  # the bucket is unknown: any KeyValue
         return masked, masked != raw
 
     def _etcd(self, bucket: bytes, key, value) -> Optional[str]:
@@ -374,6 +381,10 @@ class Dumper:
             d = {"error": f"internal decoder error: {type(exc).__name__}"}
         if d is None:
             return None
+        if self.opts.k8s_object and "k8s" in d and value is not None:
+            # value is already masked where secret (_maybe_redact)
+            d["k8s"]["object"] = E._jsonable(K8S.decode_object(
+                E.decode_key_value(bytes(value)).get("value", b"")))
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
@@ -393,6 +404,10 @@ class Dumper:
         else:
             value, redacted = self._maybe_redact(path, value, state)
             d = self._etcd(etcd_bucket, key, value) if etcd_bucket is not None else None
+            if d is not None and '"k8s":' in d:
+                line = self._k8s_text(head, ptxt, key, d, redacted)
+                if line is not None:
+                    return line
             if d is not None and not d.startswith('{"error"') and '"error":' not in d:
                 # etcd's meaning says it all; the raw bytes are in the JSON format
                 return f"{head}{ptxt}  {name_text(key)} => {d}\n"
@@ -407,6 +422,25 @@ class Dumper:
             d = self._etcd(etcd_bucket, key, None)
             if d is not None:
                 line += "  etcd=" + d
+        return line + "\n"
+
+    def _k8s_text(self, head, ptxt, key, d: str, redacted: bool) -> Optional[str]:
+        """A key record holding a Kubernetes object: its one-line summary
+        (``--k8s-object`` adds the object as JSON)."""
+        obj = json.loads(d)
+        k = obj.get("k8s")
+        if not isinstance(k, dict):
+            return None
+        rev = obj.get("revision") or {}
+        ukey = obj.get("key", "")
+        ukey = (name_text(ukey.encode("utf-8", "surrogateescape")) if isinstance(ukey, str)
+                else "0x" + str((ukey or {}).get("hex", "")))
+        line = (f"{head}{ptxt}  {name_text(key)}  {ukey}"
+                f"  rev={rev.get('main')}  {K8S.summary(k)}")
+        if redacted:
+            line += "  [secret data redacted]"
+        if "object" in k:
+            line += "  " + json.dumps(k["object"], ensure_ascii=False, separators=(",", ":"))
         return line + "\n"
 
     def _count(self, state: str) -> None:
@@ -457,6 +491,7 @@ class Dumper:
         top_etcd = None
         secret = False
         c_pieces = None  # the C writer's line pieces for the current bucket, or None
+        c_mode = 0  # _speedups.jsonl's etcd_key: 0 plain, 1 "etcd" member, 2 mask only
         left = None if self.limit is None else self.limit - self.emitted
         count = 0
         # output pieces: bytes on the hex fast path, else str encoded per write
@@ -541,7 +576,7 @@ class Dumper:
             i = 0
             while i < len(leaves):
                 data, i, n, python = _walk.call_c(write_c, buf, ps, leaves, i, c_pieces,
-                                                  automatic, top_etcd is not None, chunk,
+                                                  automatic, c_mode, chunk,
                                                   -1 if left is None else left - count)
                 if data:
                     if parts:
@@ -570,11 +605,18 @@ class Dumper:
                     top_etcd = path[0] if etcd and len(path) == 1 else None
                     secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
                               and not opts.show_secrets)
+                    # etcd's key bucket may hold Kubernetes Secrets: its
+                    # records go through _line (masking) unless C vouches
+                    k8s_mask = len(path) == 1 and path[0] == b"key" and not opts.show_secrets
                     # the C writer takes plain buckets and etcd's key bucket
-                    # (its records' "etcd" member too); the other etcd
-                    # buckets and secrets are written here
+                    # (its records' "etcd" member too, handing back what may
+                    # be Kubernetes'); the other etcd buckets and secrets
+                    # are written here
                     c_pieces = None
-                    if write_c is not None and not secret and top_etcd in (None, b"key"):
+                    c_mode = 1 if top_etcd is not None else (2 if k8s_mask else 0)
+                    secret = secret or k8s_mask
+                    if (write_c is not None and (not secret or k8s_mask)
+                            and top_etcd in (None, b"key")):
                         c_pieces = ((pathj + ',"key":').encode("utf-8", "surrogateescape"),
                                     b',"value":', b',"key_encoding":"hex"',
                                     b',"value_encoding":"hex"', b',"type":"kv","page":',
