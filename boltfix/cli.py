@@ -211,7 +211,8 @@ def pages(db, as_json, page_size, meta_index):
 @db_argument
 @click.argument("ids", nargs=-1, type=int, required=True)
 @click.option("--hex", "as_hex", is_flag=True, help="Hexdump the page run instead of decoding it.")
-@click.option("--show-secrets", is_flag=True, help="Do not redact password hashes.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact password hashes and Kubernetes Secret data.")
 @json_option
 @open_options
 @guarded
@@ -228,7 +229,11 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
         if as_hex:
             data = bytes(p.data())
             if not show_secrets:
-                data = redact_secrets(data)
+                from boltfix.k8s import mask_file_range
+
+                # Kubernetes Secrets over the whole range shown (an overflow
+                # page alone too), then password hashes
+                data = redact_secrets(mask_file_range(d.buf, d.page_size, p.offset, data))
             click.echo(f"page {pgid} ({p.type}, {len(data)} bytes, offset {p.offset:#x})")
             click.echo(hexdump(data, p.offset))
             continue
@@ -246,11 +251,13 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
 
 
 def _redact_view(view: dict) -> dict:
+    from boltfix.k8s import mask_kv
     from boltfix.render import redact_secrets
 
     for el in view.get("elements", []):
         if isinstance(el.get("value"), bytes):
             el["value"] = redact_secrets(el["value"])
+            el["value"] = mask_kv(el["value"]) or el["value"]  # a Kubernetes Secret's data
     return view
 
 
@@ -547,19 +554,24 @@ def _open_bucket_or_exit(d, names, what):
 @click.argument("bucket", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
               help="auto: text when printable, else hex; raw: the bytes as they are.")
+@click.option("--prefix", default=None,
+              help="Only keys starting with this text; in etcd's `key` bucket, a prefix "
+                   "starting with / selects records by their etcd key, as etcdctl does.")
 @open_options
 @guarded
-def keys(db, bucket, encoding, page_size, meta_index):
+def keys(db, bucket, encoding, prefix, page_size, meta_index):
     """Print the keys of BUCKET (a nested path: BUCKET SUB ...), one per line.
 
     Sub-bucket names are listed too, like bbolt's `keys`.
     """
+    from boltfix.dump import key_lists
+
     d = open_db(db, page_size, meta_index)
     walker, b, result = _open_bucket_or_exit(d, bucket, "keys")
     out = sys.stdout.buffer
     try:
         chunk = []
-        for page_keys in walker.key_lists(b):
+        for page_keys in key_lists(walker, b, None if prefix is None else os.fsencode(prefix)):
             chunk += _format_keys(page_keys, encoding)
             if len(chunk) >= 4096:
                 out.write(b"".join(chunk))
@@ -578,7 +590,8 @@ def keys(db, bucket, encoding, page_size, meta_index):
 @click.argument("path", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
               help="auto: text when printable, else hex; raw: the bytes, no newline.")
-@click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact etcd password hashes and Kubernetes Secret data.")
 @open_options
 @guarded
 def get(db, path, encoding, show_secrets, page_size, meta_index):
@@ -609,6 +622,14 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     if len(b.path) == 1 and b.path[0] in SECRET_BUCKETS and not show_secrets:
         value = redact_user_value(value)
         click.echo("boltfix get: password hash redacted (use --show-secrets)", err=True)
+    elif b.path == (b"key",) and not show_secrets:
+        from boltfix.k8s import mask_kv
+
+        masked = mask_kv(value)
+        if masked is not None:
+            value = masked
+            click.echo("boltfix get: Kubernetes Secret data redacted (use --show-secrets)",
+                       err=True)
     out = sys.stdout.buffer
     try:
         out.write(_format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))

@@ -286,6 +286,35 @@ def walk_from(walker: Walker, start: Bucket, prefix: Optional[bytes] = None
         yield from zip(repeat(bucket), batch.records())
 
 
+def is_user_prefix(bucket: Bucket, prefix: Optional[bytes]) -> bool:
+    """Whether ``prefix`` selects etcd ``key`` bucket records by their user
+    key (etcdctl's ``--prefix``): a prefix starting with ``/`` in the
+    top-level ``key`` bucket.  (As a revision it would be above 2**61.)"""
+    return prefix is not None and prefix[:1] == b"/" and tuple(bucket.path) == (b"key",)
+
+
+def user_key_filter(keys, values, prefix: bytes):
+    """The (keys, values) of a page whose KeyValue's user key starts with ``prefix``."""
+    pairs = [(k, v) for k, v in zip(keys, values)
+             if (K8S.kv_user_key(v) or b"").startswith(prefix)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def key_lists(walker: Walker, bucket: Bucket, prefix: Optional[bytes] = None):
+    """``boltfix keys``: the keys of ``bucket`` a page at a time; with
+    ``prefix``, those starting with it, or in etcd's ``key`` bucket with a
+    ``/`` prefix, the revisions whose user key starts with it."""
+    if prefix is None:
+        yield from walker.key_lists(bucket)
+    elif is_user_prefix(bucket, prefix):
+        for b, batch in walker.walk_batches(bucket):
+            if b is bucket and batch.bucket_entry is None:
+                yield user_key_filter(batch.keys, batch.values, prefix)[0]
+    else:
+        for page_keys in walker.key_lists(bucket):
+            yield [k for k in page_keys if bytes(k).startswith(prefix)]
+
+
 def top_level_names(db: DB) -> List[bytes]:
     """Top-level bucket names (quiet, separate walker)."""
     w = Walker(db)
@@ -479,8 +508,10 @@ class Dumper:
         etcd = self.etcd
         text = opts.fmt == "text"
         fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not etcd
+        user_prefix = opts.prefix if is_user_prefix(start, opts.prefix) else None
         write_c = (getattr(_walk._speedups, "jsonl", None)
-                   if opts.fmt == "jsonl" and opts.encoding in ("hex", "auto") else None)
+                   if opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
+                   and user_prefix is None else None)
         automatic = opts.encoding == "auto"
         buf, ps = walker.buf, walker.page_size
         enc = self.enc
@@ -520,6 +551,8 @@ class Dumper:
             keys = batch.keys
             values = batch.values
             page = batch.page
+            if user_prefix is not None and batch.bucket_entry is None and path == (b"key",):
+                keys, values = user_key_filter(keys, values, user_prefix)
             n = len(keys)
             if left is not None and n > left - count:
                 n = left - count
@@ -595,8 +628,9 @@ class Dumper:
 
         cur = None
         try:
-            for bucket, item in walker.walk_batches(start, opts.prefix,
-                                                    runs=write_c is not None):
+            for bucket, item in walker.walk_batches(
+                    start, None if user_prefix is not None else opts.prefix,
+                    runs=write_c is not None):
                 if bucket is not cur:
                     cur = bucket
                     path = bucket.path
@@ -738,7 +772,10 @@ class Dumper:
                     res.notes.append("no valid meta page: the tree cannot be read "
                                      "(try --meta 0 or --meta 1, or --include orphan)")
                 else:
-                    start, why = open_path(walker, opts.bucket)
+                    names = opts.bucket
+                    if not names and self.etcd and (opts.prefix or b"")[:1] == b"/":
+                        names = ("key",)  # etcdctl's --prefix: etcd keys, in `key`
+                    start, why = open_path(walker, names)
                     if start is None:
                         res.bucket_missing = True
                         res.notes.append(why)

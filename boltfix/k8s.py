@@ -562,3 +562,111 @@ def mask_kv(kv: bytes) -> Optional[bytes]:
     for a, b in ranges:
         out[a:b] = b"*" * (b - a)
     return bytes(out)
+
+
+# ------------------------------------------------------------------ etcd records
+def kv_user_key(kv) -> Optional[bytes]:
+    """The user key (field 1) of a raw ``mvccpb.KeyValue``, or ``None``.
+
+    etcd marshals field 1 first, so the usual case reads one tag and one
+    length; anything else goes through the full wire decoder."""
+    kv = memoryview(kv)
+    if len(kv) >= 2 and kv[0] == 0x0A and kv[1] < 0x80:
+        n = kv[1]
+        if 2 + n <= len(kv):
+            return bytes(kv[2:2 + n])
+    try:
+        for no, wt, val, _off in E._iter_fields(bytes(kv)):
+            if no == 1 and wt == E.WIRE_LEN:
+                return val
+    except E.ProtoError:
+        return None
+    return None
+
+
+def inventory(records) -> Optional[dict]:
+    """Objects per resource and namespaces, from ``(revision key, KeyValue)``
+    pairs of etcd's ``key`` bucket in key (= revision) order: each user key's
+    newest revision counts, a tombstone ends it.  ``None`` when no key is
+    under ``/registry/``."""
+    latest: dict = {}
+    for rev_key, kv in records:
+        ukey = kv_user_key(kv)
+        if ukey is None or not ukey.startswith(REGISTRY):
+            continue
+        if len(rev_key) == 18 and rev_key[17:18] == b"t":
+            latest.pop(ukey, None)
+        else:
+            latest[ukey] = None
+    if not latest:
+        return None
+    per_resource: dict = {}
+    per_namespace: dict = {}
+    for ukey in latest:
+        info = parse_key(ukey) or {}
+        res = info.get("resource", "?")
+        if "group" in info:
+            res = f"{info['group']}/{res}"
+        per_resource[res] = per_resource.get(res, 0) + 1
+        if "namespace" in info:
+            per_namespace[info["namespace"]] = per_namespace.get(info["namespace"], 0) + 1
+    return {"objects": dict(sorted(per_resource.items())),
+            "namespaces": len(per_namespace),
+            "objects_per_namespace": dict(sorted(per_namespace.items()))}
+
+
+# ------------------------------------------------------------------ raw bytes
+_BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
+
+
+def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
+    """``data`` (the file's bytes from ``start``) with every Kubernetes
+    secret in it masked, for hexdumps.
+
+    The leaves whose page run overlaps the range are found from their
+    headers (also a leaf that starts up to ``_BACK_PAGES`` pages before, so
+    an overflow page shown alone is masked too); each element's value is
+    masked as :func:`kv_secret_ranges` says, over the whole range shown.
+    A Secret's marker outside every parsed element (damage) masks from
+    there to the end of the range.
+    """
+    import struct
+
+    out = bytearray(data)
+    end = start + len(data)
+    size = len(buf)
+    first, last = start // page_size, max(start, end - 1) // page_size
+    covered: List[Tuple[int, int]] = []
+    for q in range(max(0, first - _BACK_PAGES), last + 1):
+        off = q * page_size
+        if off + 16 > size:
+            break
+        pid, flags, count, overflow = struct.unpack_from("<QHHI", buf, off)
+        if pid != q or flags != 0x02 or q + overflow < first:
+            continue
+        run_end = min((q + overflow + 1) * page_size, size)
+        count = min(count, (run_end - off - 16) // 16)
+        for i in range(count):
+            el = off + 16 + 16 * i
+            eflags, pos, ksize, vsize = struct.unpack_from("<IIII", buf, el)
+            k = el + pos
+            v = k + ksize
+            e = v + vsize
+            if e > run_end or eflags & 1:
+                continue
+            if e <= start or k >= end:
+                continue
+            covered.append((k, e))
+            for a, b in kv_secret_ranges(bytes(buf[v:e])):
+                a, b = max(v + a, start), min(v + b, end)
+                if a < b:
+                    out[a - start:b - start] = b"*" * (b - a)
+    for marker in _SECRET_MARKERS:
+        i = bytes(data).find(marker)
+        while i >= 0:
+            absolute = start + i
+            if not any(k <= absolute < e for k, e in covered):
+                out[i:] = b"*" * (len(out) - i)
+                break
+            i = bytes(data).find(marker, i + 1)
+    return bytes(out)

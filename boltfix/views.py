@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -94,6 +95,15 @@ def _render_etcd(c, e: dict) -> None:
     for k, v in rows:
         t.add_row(k, str(v))
     c.print(t)
+    kube = e.get("kubernetes")
+    if kube:
+        k = Table(title=f"Kubernetes objects ({kube['namespaces']} namespaces)",
+                  title_justify="left")
+        k.add_column("resource")
+        k.add_column("objects", justify="right")
+        for res, n in kube["objects"].items():
+            k.add_row(escape(name_text(res.encode("utf-8", "surrogateescape"))), f"{n:,}")
+        c.print(k)
 
 
 def _revision(rev) -> str:

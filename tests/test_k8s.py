@@ -1,0 +1,317 @@
+"""Kubernetes objects in real etcd dbs: decoded, and their Secrets never shown
+by default.
+
+The dbs are written by the real etcd 3.4 and 3.5 through its API (the gRPC
+gateway's ``/v3/kv/put``: binary values without a shell in the way); the
+values are true Kubernetes encodings built by ``k8sbytes`` from the published
+field numbers, independently of boltfix's decoder.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+import etcdtools
+import k8sbytes as K
+from boltfix import walk
+from boltfix.cli import main
+
+WINDOW = 8
+
+
+def secret_value(tag: str) -> bytes:
+    """Secret bytes: random binary, and a text part (text windows too) that
+    no name shares (``tag`` only says what it is for)."""
+    return os.urandom(24) + b"s3cr3t-" + os.urandom(12).hex().encode()
+
+
+# what each object must decode to: key -> (kind, namespace, name)
+def build_objects():
+    objs = {}  # user key -> (value bytes, (kind, ns, name))
+    secrets = []  # every Secret data value ever written (also overwritten ones)
+
+    def put(key, value, ident):
+        objs[key] = (value, ident)
+
+    for i in range(12):
+        put(f"/registry/pods/default/web-{i}", K.pod(f"web-{i}", "default",
+            labels={"app": "web"}, owners=[{"kind": "ReplicaSet", "name": "web-rs",
+                                             "uid": "rs-uid", "apiVersion": "apps/v1"}]),
+            ("Pod", "default", f"web-{i}"))
+    put("/registry/pods/kube-system/coredns", K.pod("coredns", "kube-system"),
+        ("Pod", "kube-system", "coredns"))
+    opaque = {"password": secret_value("opaque-pw"), "user": secret_value("opaque-user")}
+    tok = {"token": secret_value("sa-token"), "ca.crt": secret_value("ca") * 4,
+           "namespace": secret_value("nsval")}
+    boot = {"token-id": secret_value("bt-id"), "token-secret": secret_value("bt-secret")}
+    last_applied = secret_value("last-applied")
+    # what etcd holds: the annotation keeps the hex text
+    secrets += list(opaque.values()) + list(tok.values()) + list(boot.values()) + [
+        last_applied.hex().encode()]
+    put("/registry/secrets/default/db-pass", K.secret(
+        "db-pass", "default", opaque, annotations={
+            "kubectl.kubernetes.io/last-applied-configuration": last_applied.hex()}),
+        ("Secret", "default", "db-pass"))
+    put("/registry/secrets/kube-system/default-token-abcde", K.secret(
+        "default-token-abcde", "kube-system", tok, type_="kubernetes.io/service-account-token",
+        annotations={"kubernetes.io/service-account.name": "default"}),
+        ("Secret", "kube-system", "default-token-abcde"))
+    put("/registry/secrets/kube-system/bootstrap-token-07401b", K.secret(
+        "bootstrap-token-07401b", "kube-system", boot, type_="bootstrap.kubernetes.io/token"),
+        ("Secret", "kube-system", "bootstrap-token-07401b"))
+    js = secret_value("json-secret")
+    secrets.append(base64.b64encode(js))  # what a JSON Secret holds
+    put("/registry/secrets/legacy/json-secret", K.json_object(
+        "v1", "Secret", "json-secret", "legacy", type="Opaque",
+        data={"key": base64.b64encode(js).decode()}), ("Secret", "legacy", "json-secret"))
+    put("/registry/configmaps/kube-system/kubeadm-config", K.configmap(
+        "kubeadm-config", "kube-system", {"ClusterConfiguration": "apiVersion: kubeadm/v1"}),
+        ("ConfigMap", "kube-system", "kubeadm-config"))
+    put("/registry/configmaps/default/app", K.configmap("app", "default", {"a": "1"}),
+        ("ConfigMap", "default", "app"))
+    put("/registry/deployments/default/web", K.deployment("web", "default"),
+        ("Deployment", "default", "web"))
+    put("/registry/example.com/widgets/default/w1", K.json_object(
+        "example.com/v1", "Widget", "w1", "default", spec={"size": 3}),
+        ("Widget", "default", "w1"))
+    put("/registry/services/specs/default/kubernetes", K.json_object(
+        "v1", "Service", "kubernetes", "default"), ("Service", "default", "kubernetes"))
+    put("/registry/secrets/default/encrypted", K.encrypted(ciphertext=os.urandom(200)),
+        (None, "default", "encrypted"))
+    return objs, secrets
+
+
+def http_put(srv, key: str, value: bytes) -> None:
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                       "value": base64.b64encode(value).decode()}).encode()
+    req = urllib.request.Request(srv.endpoint + "/v3/kv/put", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+@pytest.fixture(scope="module", params=["3.4", "3.5"])
+def k8s_db(request, tmp_path_factory):
+    version = request.param
+    etcdtools.require_etcd(version)
+    objs, secrets = build_objects()
+    data = tmp_path_factory.mktemp(f"k8s-{version}") / "data"
+    with etcdtools.EtcdServer(data, version) as srv:
+        # an old version of a Secret, and a deleted one: their data stays in
+        # free pages (compacted), where --include free finds the records
+        old = {"password": secret_value("old-pw")}
+        gone = {"token": secret_value("gone")}
+        secrets += list(old.values()) + list(gone.values())
+        http_put(srv, "/registry/secrets/default/db-pass",
+                 K.secret("db-pass", "default", old))
+        http_put(srv, "/registry/secrets/default/gone", K.secret("gone", "default", gone))
+        for key, (value, _ident) in objs.items():
+            http_put(srv, key, value)
+        srv.ctl("del", "/registry/secrets/default/gone")
+        srv.ctl("compact", str(srv.revision()), "--physical")
+        time.sleep(0.5)
+    return data / "member" / "snap" / "db", objs, secrets
+
+
+def run(*args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == code, (args, r.output, r.exception)
+    return r
+
+
+def leaks(output: bytes, secrets) -> list:
+    """Every way a window of a secret value may show: text, hex (also the
+    hexdump's spaced form), base64 at each alignment."""
+    found = []
+    low = output.lower()
+    spaced = re.sub(rb"\s+", b"", low)  # hexdump bytes run together
+    for s in secrets:
+        for i in range(0, len(s) - WINDOW + 1):
+            w = s[i:i + WINDOW]
+            for form, hay in ((w, output), (w.hex().encode(), low), (w.hex().encode(), spaced)):
+                at = hay.find(form)
+                if at >= 0:
+                    found.append((s[:12], i, hay[at - 60:at + 40]))
+                    break
+            else:
+                continue
+            break
+        for shift in range(3):
+            b64 = base64.b64encode(s[shift:])[:-4]
+            for i in range(0, len(b64) - 12, 4):
+                if b64[i:i + 12] in output:
+                    found.append((s[:12], "b64", shift, i))
+                    break
+    return found
+
+
+def hexdump_bytes(text: str) -> bytes:
+    """The bytes a `page --hex` output shows, in order (for window checks)."""
+    out = bytearray()
+    for line in text.splitlines():
+        m = re.match(r"^[0-9a-f]{8}  ((?:[0-9a-f]{2} ?)+)", line)
+        if m:
+            out += bytes.fromhex(m.group(1).replace(" ", ""))
+    return bytes(out)
+
+
+def page_ids(db) -> list:
+    return [row["id"] for row in json.loads(run("pages", db, "--json").output)]
+
+
+# ---------------------------------------------------------------- decoding
+def test_every_object_decodes(k8s_db):
+    db, objs, _ = k8s_db
+    lines = [json.loads(x) for x in run("dump", db, "--bucket", "key").output.splitlines()]
+    latest = {}
+    for rec in lines:
+        e = rec["etcd"]
+        if isinstance(e.get("key"), str):
+            latest[e["key"]] = e
+    for key, (_value, (kind, ns, name)) in objs.items():
+        k = latest[key]["k8s"]
+        assert "error" not in k, (key, k)
+        assert (k.get("kind"), k.get("namespace"), k.get("name")) == (kind, ns, name) \
+            or (kind is None and k["encoding"] == "encrypted"
+                and (k["namespace"], k["name"]) == (ns, name)), (key, k)
+    enc = latest["/registry/secrets/default/encrypted"]["k8s"]
+    assert (enc["provider"], enc["key_name"], enc["resource"]) == ("aescbc", "key1", "secrets")
+    tok = latest["/registry/secrets/kube-system/default-token-abcde"]["k8s"]
+    assert tok["secret"]["type"] == "kubernetes.io/service-account-token"
+    assert sorted(tok["secret"]["data"]) == ["ca.crt", "namespace", "token"]
+    pod = latest["/registry/pods/default/web-3"]["k8s"]
+    assert pod["labels"] == {"app": "web"} and pod["apiVersion"] == "v1"
+    assert pod["ownerReferences"][0]["name"] == "web-rs"
+    assert pod["creationTimestamp"] == "2023-11-14T22:13:20Z"
+    assert latest["/registry/services/specs/default/kubernetes"]["k8s"]["resource"] == "services"
+    assert latest["/registry/example.com/widgets/default/w1"]["k8s"]["group"] == "example.com"
+
+
+def test_text_summary_and_object(k8s_db):
+    db, _objs, _ = k8s_db
+    text = run("dump", db, "--bucket", "key", "--format", "text").output
+    assert re.search(r"/registry/deployments/default/web  rev=\d+  Deployment default/web apps/v1",
+                     text), text
+    assert "Secret kube-system/default-token-abcde v1" in text
+    assert "type=kubernetes.io/service-account-token data keys: ca.crt,namespace,token" in text
+    out = run("dump", db, "--bucket", "key", "--k8s-object").output
+    objs = {}
+    for line in out.splitlines():
+        e = json.loads(line)["etcd"]
+        if "k8s" in e and "object" in e["k8s"]:
+            objs[e["key"]] = e["k8s"]["object"]
+    dep = objs["/registry/deployments/default/web"]
+    assert dep["kind"] == "Deployment" and dep["metadata"]["name"] == "web"
+    assert dep["2"]["1"] == 3  # DeploymentSpec.replicas, by number
+    assert objs["/registry/example.com/widgets/default/w1"]["spec"] == {"size": 3}
+
+
+def test_inspect_counts_objects(k8s_db):
+    db, objs, _ = k8s_db
+    info = json.loads(run("inspect", db, "--json").output)
+    k = info["etcd"]["kubernetes"]
+    assert k["objects"]["pods"] == 13
+    assert k["objects"]["secrets"] == 5  # gone was deleted
+    assert k["objects"]["example.com/widgets"] == 1
+    assert k["namespaces"] == 3  # default, kube-system, legacy
+    assert k["objects_per_namespace"]["kube-system"] == 4
+    table = run("inspect", db).output
+    assert "pods" in table and "13" in table
+
+
+def test_prefix_selects_user_keys(k8s_db):
+    db, _objs, _ = k8s_db
+    out = run("dump", db, "--bucket", "key", "--prefix", "/registry/pods/").output
+    keys = {json.loads(x)["etcd"]["key"] for x in out.splitlines()}
+    assert keys == {f"/registry/pods/default/web-{i}" for i in range(12)} | {
+        "/registry/pods/kube-system/coredns"}
+    listed = run("keys", db, "key", "--prefix", "/registry/pods/").output.split()
+    assert len(listed) == 13
+
+
+# ---------------------------------------------------------------- secrets
+def dump_outputs(db):
+    """Every dump variant named by the issue, without --show-secrets."""
+    outs = {}
+    for enc in ("auto", "hex", "utf8", "base64"):
+        for dec in ("auto", "none"):
+            outs[f"jsonl-{enc}-{dec}"] = ["dump", db, "--encoding", enc, "--decode", dec,
+                                          "--include", "live,free,orphan"]
+    outs["text"] = ["dump", db, "--format", "text", "--include", "live,free,orphan"]
+    outs["object"] = ["dump", db, "--k8s-object", "--include", "live,free,orphan"]
+    outs["text-object"] = ["dump", db, "--k8s-object", "--format", "text"]
+    return outs
+
+
+def all_outputs(db, extra=()):
+    """(name, bytes) of every output, each run with `extra` options."""
+    for name, args in dump_outputs(db).items():
+        r = CliRunner().invoke(main, [str(a) for a in args] + list(extra))
+        assert r.exit_code in (0, 1), (name, r.output)
+        yield name, r.stdout_bytes + r.stderr_bytes if hasattr(r, "stderr_bytes") else r.stdout_bytes
+    lines = [json.loads(x) for x in run("dump", db, "--bucket", "key", "--encoding",
+                                        "hex").output.splitlines()]
+    for rec in lines:
+        for enc in ("auto", "raw", "hex", "base64"):
+            r = CliRunner().invoke(main, ["get", str(db), "key", "0x" + rec["key"],
+                                          "--encoding", enc] + list(extra))
+            yield f"get-{rec['key']}-{enc}", r.stdout_bytes
+    ids = [str(i) for i in page_ids(db)]
+    for args in (["page"], ["page", "--json"]):
+        r = CliRunner().invoke(main, [args[0], str(db), *ids, *args[1:], *extra])
+        yield " ".join(args), r.stdout_bytes
+    r = CliRunner().invoke(main, ["page", str(db), *ids, "--hex", *extra])
+    yield "page --hex", r.stdout_bytes + hexdump_bytes(r.output)
+    for pgid in ids:  # one page at a time: an overflow page alone
+        r = CliRunner().invoke(main, ["page", str(db), pgid, "--hex", *extra])
+        yield f"page --hex {pgid}", hexdump_bytes(r.output)
+
+
+def test_no_secret_in_any_output(k8s_db):
+    db, _objs, secrets = k8s_db
+    found_free = False
+    for name, out in all_outputs(db):
+        assert not leaks(out, secrets), (name, leaks(out, secrets)[:3])
+        found_free = found_free or (b'"state":"free"' in out and b"k8s" in out)
+    assert found_free  # the free-page records were there to be masked
+
+
+def test_show_secrets_shows_them_all(k8s_db):
+    db, _objs, secrets = k8s_db
+    live = secrets[:-2]  # the last two were overwritten / deleted
+    seen = {s: set() for s in secrets}
+    for name, out in all_outputs(db, ["--show-secrets"]):
+        for s in secrets:
+            if leaks(out, [s]):
+                seen[s].add(name.split("-")[0] if name.startswith("get") else name)
+    for s in live:
+        for must in ("jsonl-auto-auto", "jsonl-hex-none", "jsonl-base64-auto", "page --hex"):
+            assert must in seen[s], (s[:12], must, seen[s])
+        assert "get" in seen[s]
+    for s in secrets[-2:]:  # stale versions: only in the free pages
+        assert "jsonl-hex-none" in seen[s], (s[:12], seen[s])
+
+
+def test_same_with_and_without_c(k8s_db):
+    if walk._speedups is None:
+        pytest.skip("no C core")
+    db, _objs, _ = k8s_db
+    variants = [["dump", db], ["dump", db, "--encoding", "hex"],
+                ["dump", db, "--decode", "none"], ["dump", db, "--decode", "none", "--encoding",
+                                                   "hex"], ["dump", db, "--show-secrets"]]
+    fast = [run(*v).output for v in variants]
+    saved = walk._speedups
+    walk._speedups = None
+    try:
+        slow = [run(*v).output for v in variants]
+    finally:
+        walk._speedups = saved
+    assert fast == slow
