@@ -839,6 +839,35 @@ static int k8s_candidate(const unsigned char *v, uint64_t vlen)
     return kv.value_len >= 1 && kv.value[0] == '{';
 }
 
+/* whether needle (m > 0 bytes) occurs in hay */
+static int contains(const unsigned char *hay, uint64_t n, const char *needle, size_t m)
+{
+    const unsigned char *p = hay, *end = hay + n;
+    while ((uint64_t)(end - p) >= m) {
+        p = memchr(p, needle[0], (size_t)(end - p) - m + 1);
+        if (!p)
+            return 0;
+        if (memcmp(p, needle, m) == 0)
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+/*
+ * k8s.kv_secret_ranges' quick no, for dump without the "etcd" member: a
+ * KeyValue that may hold a secret spells one of these out.  1: hand it back.
+ */
+static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
+{
+    static const char *const markers[] = {"Secret", "/registry/secrets/", "\\u", "oauth",
+                                          "/bootstrap/"};
+    for (size_t i = 0; i < sizeof markers / sizeof *markers; i++)
+        if (contains(v, vlen, markers[i], strlen(markers[i])))
+            return 1;
+    return 0;
+}
+
 /* the line's fixed pieces, all from dump.py */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
@@ -861,7 +890,9 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
         if (kk == AS_PYTHON || vk == AS_PYTHON)
             goto python;
-        if (etcd_key && k8s_candidate(value, vsize))
+        if (etcd_key == 1 && k8s_candidate(value, vsize))
+            goto python;
+        if (etcd_key == 2 && k8s_maybe_secret(value, vsize))
             goto python;
         put_buf(s, &pc[PRE]);
         put_field(s, key, ksize, kk, automatic, &pc[KEY_NOTE]);
@@ -891,8 +922,9 @@ PyDoc_STRVAR(jsonl_doc,
 "is \"hex\", or with `automatic` (dump's auto encoding) \"text\" when it is\n"
 "printable ASCII, else \"hex\" followed by its note.  With `etcd_key` 1\n"
 "(etcd's `key` bucket) tail_end opens the \"etcd\" member and C writes the\n"
-"decoded record and closes the line; with 1 or 2 a record that may hold a\n"
-"Kubernetes object (k8s.is_k8s_candidate) is handed back.  Stops after the leaf that brings the\n"
+"decoded record and closes the line, and a record that may hold a Kubernetes\n"
+"object (k8s.is_k8s_candidate) is handed back; with 2 (the `key` bucket\n"
+"without the \"etcd\" member) one that may hold a secret is.  Stops after the leaf that brings the\n"
 "output to `budget` bytes, at `max_records` records (-1: no limit), or\n"
 "before a leaf with a record only Python can write (non-ASCII text, an\n"
 "unusual etcd record): then `python` is True and leaves[next] is that leaf.");

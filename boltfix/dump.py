@@ -56,7 +56,11 @@ does not parse) is replaced by ``*`` bytes of the same length and the record
 carries ``"value_redacted": true``.  Free and orphan values, whose bucket is
 unknown, have bcrypt-looking strings masked the same way (and are marked when
 something was masked).  The ``etcd`` decoding shows the password as
-``"<redacted>"``.
+``"<redacted>"``.  Kubernetes Secrets in etcd's ``key`` bucket (live, free
+and orphan records alike) have their data masked the same way
+(:func:`boltfix.k8s.mask_kv`; the README says exactly what is masked), and
+the ``etcd`` member of a record holding a Kubernetes object carries ``"k8s"``
+(:func:`boltfix.k8s.decode_value`; ``--k8s-object`` adds ``"object"``).
 
 Text format (``--format text``): one line per record::
 
@@ -404,8 +408,9 @@ class Dumper:
 
     def _etcd(self, bucket: bytes, key, value) -> Optional[str]:
         try:
+            # a key record's value was masked by _maybe_redact already
             d = E.decode_record(bucket, bytes(key), None if value is None else bytes(value),
-                                show_secrets=self.opts.show_secrets)
+                                show_secrets=self.opts.show_secrets or bucket == b"key")
         except Exception as exc:  # decode_record never raises on bytes; belt and braces
             d = {"error": f"internal decoder error: {type(exc).__name__}"}
         if d is None:

@@ -50,13 +50,21 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from boltfix import etcd as E
 
 __all__ = [
-    "MAGIC", "ENC_PREFIX", "parse_key", "decode_value", "decode_object",
-    "is_k8s_candidate", "secret_ranges", "mask_kv", "mask_value", "summary",
+    "ENC_PREFIX",
+    "MAGIC",
+    "decode_object",
+    "decode_value",
+    "is_k8s_candidate",
+    "mask_kv",
+    "mask_value",
+    "parse_key",
+    "secret_ranges",
+    "summary",
 ]
 
 MAGIC = b"k8s\x00"
@@ -72,12 +80,13 @@ WHOLE_SECRET_PREFIXES = (b"/bootstrap/",)
 _SECRET_MARKERS = (b"/registry/secrets/", b"\x12\x06Secret", b'"kind":"Secret"',
                    b'"kind": "Secret"') + WHOLE_SECRET_PREFIXES
 
+_QUICK_MARKERS = (b"Secret", b"/registry/secrets/", b"\\u", b"oauth") + WHOLE_SECRET_PREFIXES
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 
 
 # ------------------------------------------------------------------ keys
-def parse_key(user_key: bytes) -> Optional[dict]:
+def parse_key(user_key: bytes) -> dict | None:
     """``/registry/...`` -> ``{"resource", "group"?, "namespace"?, "name"}``.
 
     ``None`` for a key outside ``/registry/``.  One part after the resource
@@ -109,7 +118,7 @@ def parse_key(user_key: bytes) -> Optional[dict]:
     return out
 
 
-def _key_is_secret(user_key: Optional[bytes]) -> str:
+def _key_is_secret(user_key: bytes | None) -> str:
     """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``."""
     if not user_key:
         return ""
@@ -158,7 +167,7 @@ def _timestamp(data: bytes, base: int) -> Any:
     return s + "Z"
 
 
-def _map_entry(data: bytes, base: int) -> Tuple[bytes, bytes, int]:
+def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
     """A map entry {1 key, 2 value} -> (key, value, value's offset)."""
     k, v, voff = b"", b"", base
     for no, wt, val, off in _fields(data, base):
@@ -250,7 +259,7 @@ def _decode_protobuf(value: bytes, secret_by_key: bool) -> dict:
 
 
 # ------------------------------------------------------------------ JSON
-def _decode_json(value: bytes, secret_by_key: bool) -> Optional[dict]:
+def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
     ok, obj = E._parse_json(value)
     if not ok or not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
         return None
@@ -282,7 +291,7 @@ def _decode_encrypted(value: bytes) -> dict:
     head = value[len(ENC_PREFIX):len(ENC_PREFIX) + 512].split(b":", 3)
     out: dict = {"encoding": "encrypted"}
     if len(head) < 4:
-        out["error"] = "encryption envelope header is cut off at offset %d" % len(value)
+        out["error"] = f"encryption envelope header is cut off at offset {len(value)}"
         return out
     out["provider"] = _text(head[0])
     out["envelope_version"] = _text(head[1])
@@ -290,7 +299,7 @@ def _decode_encrypted(value: bytes) -> dict:
     return out
 
 
-def decode_value(value: bytes, user_key: Optional[bytes] = None) -> Optional[dict]:
+def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     """A Kubernetes value (KeyValue.value) -> what it says, or ``None``.
 
     ``{"encoding": "protobuf"|"json"|"encrypted", "apiVersion", "kind",
@@ -406,8 +415,8 @@ def decode_object(value: bytes) -> Any:
 
 
 # ------------------------------------------------------------------ masking
-def _protobuf_secret_ranges(value: bytes) -> List[Tuple[int, int]]:
-    ranges: List[Tuple[int, int]] = []
+def _protobuf_secret_ranges(value: bytes) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
     u = _unknown(value)
     raw, roff = u["raw"]
     if u.get("contentEncoding"):
@@ -427,12 +436,12 @@ def _protobuf_secret_ranges(value: bytes) -> List[Tuple[int, int]]:
     return ranges
 
 
-def _json_secret_ranges(value: bytes) -> List[Tuple[int, int]]:
+def _json_secret_ranges(value: bytes) -> list[tuple[int, int]]:
     """Byte ranges of the string contents under data/stringData (and the
     last-applied annotation) of a JSON Secret, found with json's scanner."""
     text = value.decode("utf-8")
     dec = json.JSONDecoder()
-    ranges: List[Tuple[int, int]] = []
+    ranges: list[tuple[int, int]] = []
 
     def members(i):
         """(key, value_start, value_end) of the object starting at text[i]."""
@@ -482,6 +491,8 @@ def _json_secret_ranges(value: bytes) -> List[Tuple[int, int]]:
 
 
 def _looks_secret_kind(value: bytes) -> bool:
+    if b"Secret" not in value and b"\\u" not in value:
+        return False  # the kind is spelt out (or JSON-escaped) where it is Secret
     if value.startswith(MAGIC):
         try:
             return _unknown(value).get("kind") == "Secret"
@@ -493,7 +504,7 @@ def _looks_secret_kind(value: bytes) -> bool:
     return False
 
 
-def secret_ranges(value: bytes, user_key: Optional[bytes] = None) -> List[Tuple[int, int]]:
+def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int, int]]:
     """Byte ranges of ``value`` (a KeyValue.value) that are secret; ``[]``
     when nothing is.  A Secret that does not decode (or is encrypted) is
     one range over everything after the magic / envelope header."""
@@ -518,7 +529,7 @@ def secret_ranges(value: bytes, user_key: Optional[bytes] = None) -> List[Tuple[
     return [(start, len(value))] if start < len(value) else []
 
 
-def mask_value(value: bytes, user_key: Optional[bytes] = None) -> Optional[bytes]:
+def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
     """``value`` with its secret ranges replaced by ``*`` (same length), or
     ``None`` when nothing in it is secret."""
     ranges = secret_ranges(value, user_key)
@@ -530,11 +541,15 @@ def mask_value(value: bytes, user_key: Optional[bytes] = None) -> Optional[bytes
     return bytes(out)
 
 
-def kv_secret_ranges(kv: bytes) -> List[Tuple[int, int]]:
+def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
     value).  A KeyValue that does not parse but shows a Secret's marker is
     masked whole: its structure cannot say what is metadata."""
     kv = bytes(kv)
+    # quick no: a Secret's KeyValue holds one of these literally (its key,
+    # the kind in typeMeta or JSON, or a JSON escape that may spell it)
+    if not any(m in kv for m in _QUICK_MARKERS):
+        return []
     try:
         key, value, voff = None, b"", -1
         for no, wt, val, off in E._iter_fields(kv):
@@ -551,7 +566,7 @@ def kv_secret_ranges(kv: bytes) -> List[Tuple[int, int]]:
     return [(voff + a, voff + b) for a, b in secret_ranges(value, key)]
 
 
-def mask_kv(kv: bytes) -> Optional[bytes]:
+def mask_kv(kv: bytes) -> bytes | None:
     """A raw ``mvccpb.KeyValue`` with the secrets of its Kubernetes value
     masked by ``*`` (same length, so every offset stays true), or ``None``
     when it holds no secret."""
@@ -565,7 +580,7 @@ def mask_kv(kv: bytes) -> Optional[bytes]:
 
 
 # ------------------------------------------------------------------ etcd records
-def kv_user_key(kv) -> Optional[bytes]:
+def kv_user_key(kv) -> bytes | None:
     """The user key (field 1) of a raw ``mvccpb.KeyValue``, or ``None``.
 
     etcd marshals field 1 first, so the usual case reads one tag and one
@@ -584,7 +599,7 @@ def kv_user_key(kv) -> Optional[bytes]:
     return None
 
 
-def inventory(records) -> Optional[dict]:
+def inventory(records) -> dict | None:
     """Objects per resource and namespaces, from ``(revision key, KeyValue)``
     pairs of etcd's ``key`` bucket in key (= revision) order: each user key's
     newest revision counts, a tombstone ends it.  ``None`` when no key is
@@ -636,7 +651,7 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
     end = start + len(data)
     size = len(buf)
     first, last = start // page_size, max(start, end - 1) // page_size
-    covered: List[Tuple[int, int]] = []
+    covered: list[tuple[int, int]] = []
     for q in range(max(0, first - _BACK_PAGES), last + 1):
         off = q * page_size
         if off + 16 > size:

@@ -16,11 +16,11 @@ import re
 import time
 import urllib.request
 
+import etcdtools
+import k8sbytes as K
 import pytest
 from click.testing import CliRunner
 
-import etcdtools
-import k8sbytes as K
 from boltfix import walk
 from boltfix.cli import main
 
@@ -134,7 +134,7 @@ def leaks(output: bytes, secrets) -> list:
     low = output.lower()
     spaced = re.sub(rb"\s+", b"", low)  # hexdump bytes run together
     for s in secrets:
-        for i in range(0, len(s) - WINDOW + 1):
+        for i in range(len(s) - WINDOW + 1):
             w = s[i:i + WINDOW]
             for form, hay in ((w, output), (w.hex().encode(), low), (w.hex().encode(), spaced)):
                 at = hay.find(form)
@@ -215,7 +215,7 @@ def test_text_summary_and_object(k8s_db):
 
 
 def test_inspect_counts_objects(k8s_db):
-    db, objs, _ = k8s_db
+    db, _objs, _ = k8s_db
     info = json.loads(run("inspect", db, "--json").output)
     k = info["etcd"]["kubernetes"]
     assert k["objects"]["pods"] == 13

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+import k8sbytes as K
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import k8sbytes as K
 from boltfix import etcd as E
 from boltfix import k8s
 
