@@ -821,7 +821,7 @@ static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
 
 /*
  * k8s.is_k8s_candidate() on a `key` bucket value: a KeyValue whose key is
- * under /registry/ or /bootstrap/, or whose value starts "k8s" (the
+ * under k8s.REGISTRY_PREFIXES or /bootstrap/, or whose value starts "k8s" (the
  * protobuf magic, an encryption envelope) or "{" (JSON); or a value that
  * is no clean KeyValue.  Such a record may need Kubernetes decoding or
  * masking, which only Python does: 1 means "hand it back".
@@ -831,9 +831,14 @@ static int k8s_candidate(const unsigned char *v, uint64_t vlen)
     key_value kv;
     if (!parse_key_value(v, vlen, &kv))
         return 1;
-    if ((kv.key_len >= 10 && memcmp(kv.key, "/registry/", 10) == 0)
-        || (kv.key_len >= 11 && memcmp(kv.key, "/bootstrap/", 11) == 0))
-        return 1;
+    /* k8s.REGISTRY_PREFIXES and WHOLE_SECRET_PREFIXES */
+    static const char *const prefixes[] = {"/registry/", "/kubernetes.io/", "/openshift.io/",
+                                           "/bootstrap/"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
+        const size_t m = strlen(prefixes[i]);
+        if (kv.key_len >= m && memcmp(kv.key, prefixes[i], m) == 0)
+            return 1;
+    }
     if (kv.value_len >= 3 && memcmp(kv.value, "k8s", 3) == 0)
         return 1;
     return kv.value_len >= 1 && kv.value[0] == '{';
@@ -860,7 +865,9 @@ static int contains(const unsigned char *hay, uint64_t n, const char *needle, si
  */
 static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
 {
-    static const char *const markers[] = {"Secret", "/registry/secrets/", "\\u", "oauth",
+    /* k8s._QUICK_MARKERS */
+    static const char *const markers[] = {"Secret", "\\u", "oauth", "/registry/secrets/",
+                                          "/kubernetes.io/secrets/", "/openshift.io/secrets/",
                                           "/bootstrap/"};
     for (size_t i = 0; i < sizeof markers / sizeof *markers; i++)
         if (contains(v, vlen, markers[i], strlen(markers[i])))

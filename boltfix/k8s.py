@@ -70,6 +70,9 @@ __all__ = [
 MAGIC = b"k8s\x00"
 ENC_PREFIX = b"k8s:enc:"
 REGISTRY = b"/registry/"
+#: where Kubernetes keeps its objects: the apiserver's default
+#: ``--etcd-prefix``, and the prefixes OpenShift 3 used
+REGISTRY_PREFIXES = (REGISTRY, b"/kubernetes.io/", b"/openshift.io/")
 LAST_APPLIED = b"kubectl.kubernetes.io/last-applied-configuration"
 #: resources whose whole value is a credential (OpenShift OAuth tokens)
 WHOLE_SECRET_RESOURCES = frozenset({"oauthaccesstokens", "oauthauthorizetokens",
@@ -77,10 +80,12 @@ WHOLE_SECRET_RESOURCES = frozenset({"oauthaccesstokens", "oauthauthorizetokens",
 #: user-key prefixes whose whole value is a credential (k3s bootstrap data)
 WHOLE_SECRET_PREFIXES = (b"/bootstrap/",)
 #: markers of a Secret in bytes that no longer parse (free pages, damage)
-_SECRET_MARKERS = (b"/registry/secrets/", b"\x12\x06Secret", b'"kind":"Secret"',
-                   b'"kind": "Secret"') + WHOLE_SECRET_PREFIXES
+_SECRET_KEYS = tuple(p + b"secrets/" for p in REGISTRY_PREFIXES)
+_SECRET_MARKERS = _SECRET_KEYS + (b"\x12\x06Secret", b'"kind":"Secret"',
+                                  b'"kind": "Secret"') + WHOLE_SECRET_PREFIXES
 
-_QUICK_MARKERS = (b"Secret", b"/registry/secrets/", b"\\u", b"oauth") + WHOLE_SECRET_PREFIXES
+#: (the C core's k8s_maybe_secret has the same list)
+_QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PREFIXES
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 
@@ -89,16 +94,16 @@ _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 def parse_key(user_key: bytes) -> dict | None:
     """``/registry/...`` -> ``{"resource", "group"?, "namespace"?, "name"}``.
 
-    ``None`` for a key outside ``/registry/``.  One part after the resource
+    ``None`` for a key outside :data:`REGISTRY_PREFIXES`.  One part after the resource
     is a cluster-scoped name, two are namespace and name; a first part with
     a dot is an API group (custom resources, ``apiregistration.k8s.io``).
     """
     if not isinstance(user_key, (bytes, bytearray, memoryview)):
         return None
     key = bytes(user_key)
-    if not key.startswith(REGISTRY):
+    if not key.startswith(REGISTRY_PREFIXES):
         return None
-    parts = key[len(REGISTRY):].decode("utf-8", "replace").split("/")
+    parts = key[key.index(b"/", 1) + 1:].decode("utf-8", "replace").split("/")
     out: dict = {}
     if parts[0] == "services" and len(parts) > 1 and parts[1] in ("specs", "endpoints"):
         out["resource"] = "services" if parts[1] == "specs" else "endpoints"
@@ -137,7 +142,7 @@ def _key_is_secret(user_key: bytes | None) -> str:
 def is_k8s_candidate(user_key: bytes, value: bytes) -> bool:
     """The C core's hand-back rule, in Python: a record that may need
     Kubernetes decoding or masking."""
-    return (user_key.startswith(REGISTRY) or user_key.startswith(WHOLE_SECRET_PREFIXES)
+    return (user_key.startswith(REGISTRY_PREFIXES) or user_key.startswith(WHOLE_SECRET_PREFIXES)
             or value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{")
 
 
@@ -607,7 +612,7 @@ def inventory(records) -> dict | None:
     latest: dict = {}
     for rev_key, kv in records:
         ukey = kv_user_key(kv)
-        if ukey is None or not ukey.startswith(REGISTRY):
+        if ukey is None or not ukey.startswith(REGISTRY_PREFIXES):
             continue
         if len(rev_key) == 18 and rev_key[17:18] == b"t":
             latest.pop(ukey, None)
@@ -685,3 +690,24 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
                 break
             i = bytes(data).find(marker, i + 1)
     return bytes(out)
+
+
+def resource_summary(user_keys) -> dict:
+    """For reports naming etcd keys (lost, at risk): the Kubernetes objects
+    among them, ``{"objects": [{"resource", "group"?, "namespace"?,
+    "name"}], "text": "3 deployments, 12 pods in kube-system, ..."}``; keys
+    outside :data:`REGISTRY_PREFIXES` are left out."""
+    objects = []
+    counts: dict = {}
+    for key in user_keys:
+        info = parse_key(bytes(key))
+        if info is None:
+            continue
+        objects.append(info)
+        res = info["resource"] if "group" not in info else f"{info['group']}/{info['resource']}"
+        where = info.get("namespace")
+        counts[(res, where)] = counts.get((res, where), 0) + 1
+    text = ", ".join(f"{n} {res}" + (f" in {ns}" if ns else "")
+                     for (res, ns), n in sorted(counts.items(), key=lambda i: (-i[1], i[0][0],
+                                                                                 i[0][1] or "")))
+    return {"objects": objects, "text": text}

@@ -84,6 +84,22 @@ def build_objects():
         ("Widget", "default", "w1"))
     put("/registry/services/specs/default/kubernetes", K.json_object(
         "v1", "Service", "kubernetes", "default"), ("Service", "default", "kubernetes"))
+    # credentials outside /registry/secrets/: OpenShift 3's prefix, an OAuth
+    # token, k3s' bootstrap data; masked whole (the values are no Kubernetes
+    # encoding here, or are JSON)
+    # (masked whole, the kind cannot show: what decodes comes from the key)
+    for key, ident in (("/kubernetes.io/secrets/ns3/plain", (None, "ns3", "plain")),
+                       ("/registry/oauth.openshift.io/oauthaccesstokens/sha256~tok",
+                        (None, None, "sha256~tok")),
+                       ("/bootstrap/3f1c9a", None)):
+        v = secret_value(key)
+        if "oauth" in key:
+            v = K.json_object("oauth.openshift.io/v1", "OAuthAccessToken", "sha256~tok",
+                              token=v.hex())
+            secrets.append(v[-60:-3])  # inside the token's text
+        else:
+            secrets.append(v)
+        put(key, v, ident)
     put("/registry/secrets/default/encrypted", K.encrypted(ciphertext=os.urandom(200)),
         (None, "default", "encrypted"))
     return objs, secrets
@@ -176,12 +192,14 @@ def test_every_object_decodes(k8s_db):
         e = rec["etcd"]
         if isinstance(e.get("key"), str):
             latest[e["key"]] = e
-    for key, (_value, (kind, ns, name)) in objs.items():
+    for key, (_value, ident) in objs.items():
+        if ident is None:
+            assert "k8s" not in latest[key]  # /bootstrap/: no Kubernetes object
+            continue
+        kind, ns, name = ident
         k = latest[key]["k8s"]
         assert "error" not in k, (key, k)
-        assert (k.get("kind"), k.get("namespace"), k.get("name")) == (kind, ns, name) \
-            or (kind is None and k["encoding"] == "encrypted"
-                and (k["namespace"], k["name"]) == (ns, name)), (key, k)
+        assert (k.get("kind"), k.get("namespace"), k.get("name")) == (kind, ns, name), (key, k)
     enc = latest["/registry/secrets/default/encrypted"]["k8s"]
     assert (enc["provider"], enc["key_name"], enc["resource"]) == ("aescbc", "key1", "secrets")
     tok = latest["/registry/secrets/kube-system/default-token-abcde"]["k8s"]
@@ -219,9 +237,9 @@ def test_inspect_counts_objects(k8s_db):
     info = json.loads(run("inspect", db, "--json").output)
     k = info["etcd"]["kubernetes"]
     assert k["objects"]["pods"] == 13
-    assert k["objects"]["secrets"] == 5  # gone was deleted
+    assert k["objects"]["secrets"] == 6  # 5 in /registry/, 1 in /kubernetes.io/; gone was deleted
     assert k["objects"]["example.com/widgets"] == 1
-    assert k["namespaces"] == 3  # default, kube-system, legacy
+    assert k["namespaces"] == 4  # default, kube-system, legacy, ns3
     assert k["objects_per_namespace"]["kube-system"] == 4
     table = run("inspect", db).output
     assert "pods" in table and "13" in table

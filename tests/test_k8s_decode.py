@@ -99,6 +99,14 @@ def test_errors_carry_offsets():
     assert k8s.decode_value(b"{not json") is None
 
 
+def test_resource_summary():
+    got = k8s.resource_summary([b"/registry/pods/a/p1", b"/registry/pods/a/p2", b"/other",
+                                b"/registry/deployments/a/d", b"/registry/namespaces/a",
+                                b"/registry/x.io/ws/b/w"])
+    assert got["text"] == "2 pods in a, 1 deployments in a, 1 namespaces, 1 x.io/ws in b"
+    assert len(got["objects"]) == 5
+
+
 def test_decode_object_names_metadata():
     obj = k8s.decode_object(K.deployment("d", "ns", replicas=5))
     assert obj["kind"] == "Deployment" and obj["metadata"]["name"] == "d"
