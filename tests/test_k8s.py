@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import re
 import time
 import urllib.request
@@ -29,8 +30,10 @@ WINDOW = 8
 
 def secret_value(tag: str) -> bytes:
     """Secret bytes: random binary, and a text part (text windows too) that
-    no name shares (``tag`` only says what it is for)."""
-    return os.urandom(24) + b"s3cr3t-" + os.urandom(12).hex().encode()
+    no name shares (``tag`` only says what it is for), of letters that are
+    no hex digits (8 random hex digits turn up in any long hex output)."""
+    text = "".join(random.choice("ghijklmnopqrstuvwxyz") for _ in range(24))
+    return os.urandom(24) + b"s3cr3t-" + text.encode()
 
 
 # what each object must decode to: key -> (kind, namespace, name)
@@ -53,12 +56,14 @@ def build_objects():
            "namespace": secret_value("nsval")}
     boot = {"token-id": secret_value("bt-id"), "token-secret": secret_value("bt-secret")}
     last_applied = secret_value("last-applied")
-    # what etcd holds: the annotation keeps the hex text
+    # what etcd holds: the annotation keeps base64 text (not hex: the
+    # windows of hex text would be found in any hex output by chance)
     secrets += list(opaque.values()) + list(tok.values()) + list(boot.values()) + [
-        last_applied.hex().encode()]
+        base64.b64encode(last_applied)]
     put("/registry/secrets/default/db-pass", K.secret(
         "db-pass", "default", opaque, annotations={
-            "kubectl.kubernetes.io/last-applied-configuration": last_applied.hex()}),
+            "kubectl.kubernetes.io/last-applied-configuration":
+                base64.b64encode(last_applied).decode()}),
         ("Secret", "default", "db-pass"))
     put("/registry/secrets/kube-system/default-token-abcde", K.secret(
         "default-token-abcde", "kube-system", tok, type_="kubernetes.io/service-account-token",
@@ -95,7 +100,7 @@ def build_objects():
         v = secret_value(key)
         if "oauth" in key:
             v = K.json_object("oauth.openshift.io/v1", "OAuthAccessToken", "sha256~tok",
-                              token=v.hex())
+                              token=base64.b64encode(v).decode())
             secrets.append(v[-60:-3])  # inside the token's text
         else:
             secrets.append(v)
