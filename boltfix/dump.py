@@ -306,11 +306,11 @@ def user_key_filter(keys, values, prefix: bytes):
 
 def key_lists(walker: Walker, bucket: Bucket, prefix: Optional[bytes] = None):
     """``boltfix keys``: the keys of ``bucket`` a page at a time; with
-    ``prefix``, those starting with it, or in etcd's ``key`` bucket with a
-    ``/`` prefix, the revisions whose user key starts with it."""
+    ``prefix``, those starting with it, or in an etcd db's ``key`` bucket
+    with a ``/`` prefix, the revisions whose user key starts with it."""
     if prefix is None:
         yield from walker.key_lists(bucket)
-    elif is_user_prefix(bucket, prefix):
+    elif is_user_prefix(bucket, prefix) and E.looks_like_etcd(top_level_names(walker.db)):
         for b, batch in walker.walk_batches(bucket):
             if b is bucket and batch.bucket_entry is None:
                 yield user_key_filter(batch.keys, batch.values, prefix)[0]
@@ -513,7 +513,7 @@ class Dumper:
         etcd = self.etcd
         text = opts.fmt == "text"
         fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not etcd
-        user_prefix = opts.prefix if is_user_prefix(start, opts.prefix) else None
+        user_prefix = opts.prefix if etcd and is_user_prefix(start, opts.prefix) else None
         write_c = (getattr(_walk._speedups, "jsonl", None)
                    if opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
                    and user_prefix is None else None)

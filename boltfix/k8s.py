@@ -363,24 +363,28 @@ def summary(d: dict) -> str:
 
 
 # ------------------------------------------------------------------ decode_raw
-def _raw_message(data: bytes, base: int, depth: int) -> Any:
+def _raw_message(data: bytes, base: int, depth: int, budget: list) -> Any:
     fields = _fields(data, base)
     out: dict = {}
     for no, wt, val, off in fields:
         if wt == E.WIRE_LEN:
-            val = _raw_bytes(val, off, depth + 1)
+            val = _raw_bytes(val, off, depth + 1, budget)
         out.setdefault(str(no), []).append(val)
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
 
-def _raw_bytes(b: bytes, off: int, depth: int) -> Any:
-    """protoc --decode_raw's guess: a message if it parses, else text, else hex."""
+def _raw_bytes(b: bytes, off: int, depth: int, budget: list) -> Any:
+    """protoc --decode_raw's guess: a message if it parses, else text, else hex.
+
+    ``budget`` (bytes still to parse, shared) keeps the work linear in the
+    value's size whatever its nesting: past it, bytes stay bytes."""
     text = E.render_bytes(b)
     if isinstance(text, str) and (not b or b[0] >= 0x20):
         return text
-    if depth < _MAX_DEPTH and b:
+    if depth < _MAX_DEPTH and b and budget[0] >= len(b):
+        budget[0] -= len(b)
         try:
-            return _raw_message(b, off, depth)
+            return _raw_message(b, off, depth, budget)
         except (E.ProtoError, RecursionError):
             pass
     return text
@@ -403,7 +407,7 @@ def decode_object(value: bytes) -> Any:
         if value.startswith(MAGIC):
             u = _unknown(value)
             raw, roff = u.pop("raw")
-            obj = _raw_message(raw, roff, 0) if raw else {}
+            obj = _raw_message(raw, roff, 0, [4 * len(raw) + (64 << 10)]) if raw else {}
             if "1" in obj and isinstance(obj["1"], dict):
                 meta = obj.pop("1")
                 meta = {_META_NAMES.get(k, k): v for k, v in meta.items()}

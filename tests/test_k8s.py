@@ -256,8 +256,12 @@ def test_prefix_selects_user_keys(k8s_db):
     keys = {json.loads(x)["etcd"]["key"] for x in out.splitlines()}
     assert keys == {f"/registry/pods/default/web-{i}" for i in range(12)} | {
         "/registry/pods/kube-system/coredns"}
+    # alone on an etcd db, as etcdctl's --prefix
+    alone = run("dump", db, "--prefix", "/registry/pods/kube-system/").output.splitlines()
+    assert [json.loads(x)["etcd"]["key"] for x in alone] == ["/registry/pods/kube-system/coredns"]
     listed = run("keys", db, "key", "--prefix", "/registry/pods/").output.split()
     assert len(listed) == 13
+    assert all(len(bytes.fromhex(k)) == 17 for k in listed)  # the revisions
 
 
 # ---------------------------------------------------------------- secrets

@@ -161,3 +161,15 @@ def test_fuzz_never_raises(value, key):
 def test_fuzz_mask_file_range(buf, start, n):
     out = k8s.mask_file_range(buf, 512, start, buf[start:start + n])
     assert len(out) == len(buf[start:start + n])
+
+
+def test_decode_object_stays_linear_on_deep_nesting():
+    import time
+
+    inner = b"\x08\x01" * 20000
+    for _ in range(40):  # 40 levels of a 40 KB message
+        inner = K.ld(1, inner)
+    t = time.monotonic()
+    obj = k8s.decode_object(b"k8s\x00" + K.ld(2, inner))
+    assert time.monotonic() - t < 5
+    json.dumps(E._jsonable(obj))
