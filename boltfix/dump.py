@@ -474,7 +474,8 @@ class Dumper:
         if redacted:
             line += "  [secret data redacted]"
         if "object" in k:
-            line += "  " + json.dumps(k["object"], ensure_ascii=False, separators=(",", ":"))
+            # ASCII: no control character of the file reaches a terminal raw
+            line += "  " + json.dumps(k["object"], separators=(",", ":"))
         return line + "\n"
 
     def _count(self, state: str) -> None:

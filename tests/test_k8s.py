@@ -333,7 +333,9 @@ def test_same_with_and_without_c(k8s_db):
     db, _objs, _ = k8s_db
     variants = [["dump", db], ["dump", db, "--encoding", "hex"],
                 ["dump", db, "--decode", "none"], ["dump", db, "--decode", "none", "--encoding",
-                                                   "hex"], ["dump", db, "--show-secrets"]]
+                                                   "hex"], ["dump", db, "--show-secrets"],
+                ["dump", db, "--include", "live,free,orphan"], ["dump", db, "--k8s-object"],
+                ["dump", db, "--limit", "7"]]
     fast = [run(*v).output for v in variants]
     saved = walk._speedups
     walk._speedups = None
@@ -342,3 +344,10 @@ def test_same_with_and_without_c(k8s_db):
     finally:
         walk._speedups = saved
     assert fast == slow
+    # runs of 3 leaves: C stops and resumes mid-bucket
+    saved_run = walk.RUN_LEAVES
+    walk.RUN_LEAVES = 3
+    try:
+        assert [run(*v).output for v in variants] == slow
+    finally:
+        walk.RUN_LEAVES = saved_run
