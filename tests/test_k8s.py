@@ -134,8 +134,10 @@ def k8s_db(request, tmp_path_factory):
         http_put(srv, "/registry/secrets/default/db-pass",
                  K.secret("db-pass", "default", old))
         http_put(srv, "/registry/secrets/default/gone", K.secret("gone", "default", gone))
-        for key, (value, _ident) in objs.items():
+        for i, (key, (value, _ident)) in enumerate(objs.items()):
             http_put(srv, key, value)
+            # plain etcd records between them: the C core writes these itself
+            http_put(srv, f"/app/config-{i:03d}", b"plain-value-%d" % i)
         srv.ctl("del", "/registry/secrets/default/gone")
         srv.ctl("compact", str(srv.revision()), "--physical")
         time.sleep(0.5)
