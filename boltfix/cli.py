@@ -237,7 +237,7 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
             click.echo(f"page {pgid} ({p.type}, {len(data)} bytes, offset {p.offset:#x})")
             click.echo(hexdump(data, p.offset))
             continue
-        views.append(page_view(d, pgid))
+        views.append(page_view(d, pgid) if show_secrets else _masked_page_view(d, p, pgid))
     if as_hex:
         return
     if not show_secrets:
@@ -248,6 +248,24 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
         c = console()
         for v in views:
             render_page(c, v)
+
+
+def _masked_page_view(d, p, pgid: int) -> dict:
+    """page_view, unless the page is not a leaf of its own and holds part of
+    a Kubernetes Secret's value (an overflow page): then its "header" and
+    "elements" would be the secret's bytes, and only a note is shown."""
+    from boltfix import structs as S
+    from boltfix.describe import page_view
+    from boltfix.k8s import mask_file_range
+
+    data = bytes(p.data())
+    if (p.id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
+            mask_file_range(d.buf, d.page_size, p.offset, data) == data:
+        return page_view(d, pgid)
+    return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
+            "overflow": 0, "run_complete": True,
+            "masked": "this page holds part of a Kubernetes Secret's value "
+                      "(use --show-secrets)"}
 
 
 def _redact_view(view: dict) -> dict:

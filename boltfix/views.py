@@ -149,6 +149,8 @@ def render_page(c, v: dict) -> None:
     if v.get("count_problem"):
         head += f" [red]{v['count_problem']}[/red]"
     c.print(head)
+    if "masked" in v:
+        c.print(f"[yellow]{v['masked']}[/yellow]")
     if "meta" in v:
         t = Table(show_header=False)
         for k, val in v["meta"].items():
