@@ -97,8 +97,9 @@ def _render_etcd(c, e: dict) -> None:
     c.print(t)
     kube = e.get("kubernetes")
     if kube:
-        k = Table(title=f"Kubernetes objects ({kube['namespaces']} namespaces)",
-                  title_justify="left")
+        k = Table(title="Kubernetes objects", title_justify="left",
+                  caption=f"{kube['namespaces']} namespaces",
+                  caption_justify="left")
         k.add_column("resource")
         k.add_column("objects", justify="right")
         for res, n in kube["objects"].items():
