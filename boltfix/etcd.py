@@ -44,6 +44,11 @@ Conventions of ``decode_record`` output
   a ``User`` are shown only by length, since a damaged tag could turn the
   password field into an "unknown" one.  Callers printing raw bytes must
   also consult :data:`SECRET_BUCKETS`.
+* **Kubernetes**: a ``key`` record whose KeyValue holds a Kubernetes object
+  gets ``"k8s"`` (:func:`boltfix.k8s.decode_value`); unless
+  ``show_secrets``, a Secret's data is masked in the decoded ``value``
+  (:func:`boltfix.k8s.mask_kv`).  Callers printing raw ``key`` values must
+  mask them with ``mask_kv`` too.
 """
 
 from __future__ import annotations
