@@ -676,8 +676,11 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
             k = el + pos
             v = k + ksize
             e = v + vsize
-            if e > run_end or eflags & 1:
+            if eflags & 1 or v >= run_end:
                 continue
+            # a value cut by the end of the run (or file) is judged on what is
+            # there: a KeyValue cut short that names a Secret is masked whole
+            e = min(e, run_end)
             if e <= start or k >= end:
                 continue
             covered.append((k, e))
