@@ -379,7 +379,9 @@ def _include_list(ctx, param, value):
               help="Dump only this bucket and below; repeat for a nested path "
                    "(a name written 0x<hex> is hex when no bucket has the literal name).")
 @click.option("--prefix", default=None, help="Only keys starting with this text "
-              "(in the --bucket bucket; top-level bucket names without --bucket).")
+              "(in the --bucket bucket; top-level bucket names without --bucket; on an "
+              "etcd db a prefix starting with / selects `key` records by their etcd key, "
+              "as etcdctl does).")
 @click.option("--prefix-hex", default=None, help="Like --prefix, given as hex.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl",
               show_default=True, help="JSON lines, or one readable line per record.")
