@@ -705,11 +705,11 @@ static void put_i64(sink *s, uint64_t v)
     }
 }
 
-/* how a key or value is written: dump.py's _enc_hex, or _enc_auto */
+/* how a key or value is written: record.py's _enc_hex, or _enc_auto */
 enum { AS_HEX, AS_TEXT, AS_PYTHON };
 
 /*
- * _enc_auto's (and etcd.render_bytes') choice for bytes whose answer needs
+ * _enc_auto's (and etcd.render_bytes') choice (record.as_text) for bytes whose answer needs
  * no Unicode tables: text when every byte is printable ASCII or \t \n \r;
  * hex as soon as a byte is another ASCII control (it is that character in
  * any decoding, and not printable); AS_PYTHON for non-ASCII without such a
@@ -819,31 +819,6 @@ static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
     return 1;
 }
 
-/*
- * k8s.is_k8s_candidate() on a `key` bucket value: a KeyValue whose key is
- * under k8s.REGISTRY_PREFIXES or /bootstrap/, or whose value starts "k8s" (the
- * protobuf magic, an encryption envelope) or "{" (JSON); or a value that
- * is no clean KeyValue.  Such a record may need Kubernetes decoding or
- * masking, which only Python does: 1 means "hand it back".
- */
-static int k8s_candidate(const unsigned char *v, uint64_t vlen)
-{
-    key_value kv;
-    if (!parse_key_value(v, vlen, &kv))
-        return 1;
-    /* k8s.REGISTRY_PREFIXES and WHOLE_SECRET_PREFIXES */
-    static const char *const prefixes[] = {"/registry/", "/kubernetes.io/", "/openshift.io/",
-                                           "/bootstrap/"};
-    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
-        const size_t m = strlen(prefixes[i]);
-        if (kv.key_len >= m && memcmp(kv.key, prefixes[i], m) == 0)
-            return 1;
-    }
-    if (kv.value_len >= 3 && memcmp(kv.value, "k8s", 3) == 0)
-        return 1;
-    return kv.value_len >= 1 && kv.value[0] == '{';
-}
-
 /* whether needle (m > 0 bytes) occurs in hay */
 static int contains(const unsigned char *hay, uint64_t n, const char *needle, size_t m)
 {
@@ -875,7 +850,29 @@ static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
     return 0;
 }
 
-/* the line's fixed pieces, all from dump.py */
+/*
+ * k8s.is_k8s_candidate() on a `key` bucket value, for dump with the "etcd"
+ * member: a value that is no clean KeyValue, a KeyValue.value that starts
+ * with k8s.MAGIC, k8s.ENC_PREFIX or "{" (a Kubernetes object: only Python
+ * decodes it into the "k8s" member), or a KeyValue that may hold a secret
+ * (k8s_maybe_secret: only Python masks).  1 means "hand it back".  Any other
+ * record, /registry/ key or not, gets no "k8s" member and is C's to write.
+ */
+static int k8s_candidate(const unsigned char *v, uint64_t vlen)
+{
+    key_value kv;
+    if (!parse_key_value(v, vlen, &kv))
+        return 1;
+    if (kv.value_len >= 4 && memcmp(kv.value, "k8s\0", 4) == 0)
+        return 1;
+    if (kv.value_len >= 8 && memcmp(kv.value, "k8s:enc:", 8) == 0)
+        return 1;
+    if (kv.value_len >= 1 && kv.value[0] == '{')
+        return 1;
+    return k8s_maybe_secret(v, vlen);
+}
+
+/* the line's fixed pieces, all from record.py (c_pieces) */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
 /*
@@ -930,8 +927,9 @@ PyDoc_STRVAR(jsonl_doc,
 "printable ASCII, else \"hex\" followed by its note.  With `etcd_key` 1\n"
 "(etcd's `key` bucket) tail_end opens the \"etcd\" member and C writes the\n"
 "decoded record and closes the line, and a record that may hold a Kubernetes\n"
-"object (k8s.is_k8s_candidate) is handed back; with 2 (the `key` bucket\n"
-"without the \"etcd\" member) one that may hold a secret is.  Stops after the leaf that brings the\n"
+"object or a secret (k8s.is_k8s_candidate) is handed back; with 2 (the `key`\n"
+"bucket without the \"etcd\" member) one that may hold a secret\n"
+"(k8s._QUICK_MARKERS) is.  Stops after the leaf that brings the\n"
 "output to `budget` bytes, at `max_records` records (-1: no limit), or\n"
 "before a leaf with a record only Python can write (non-ASCII text, an\n"
 "unusual etcd record): then `python` is True and leaves[next] is that leaf.");
@@ -1134,7 +1132,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "boltfix._speedups",
-    "The walk's clean path and the JSONL writer in C (see walk.py, dump.py).", -1, methods,
+    "The walk's clean path and the JSONL writer in C (see walk.py, record.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void)

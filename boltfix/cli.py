@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # imported where needed: `boltfix --help` never loads them
     from boltfix.reader import DB
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
+#: an internal error in boltfix: a bug, never the input's fault
+EXIT_BUG = 3
 
 
 # ---------------------------------------------------------------- shared options
@@ -70,7 +72,7 @@ def guarded(f):
                 raise
             click.echo(f"boltfix: internal error: {type(exc).__name__}: {exc} "
                        "(set BOLTFIX_DEBUG=1 for a traceback; please report it)", err=True)
-            sys.exit(3)
+            sys.exit(EXIT_BUG)
 
     return wrapper
 
@@ -259,7 +261,7 @@ def _masked_page_view(d, p, pgid: int) -> dict:
     from boltfix.k8s import mask_file_range
 
     data = bytes(p.data())
-    if (p.id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
+    if (p.self_id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
             mask_file_range(d.buf, d.page_size, p.offset, data) == data:
         return page_view(d, pgid)
     return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
@@ -460,7 +462,8 @@ def buckets(db, as_json, page_size, meta_index):
     --json gives [{"name", "name_encoding"?, "sequence", "inline", "root",
     "keys", "buckets": [...]}] with names as in dump's auto encoding.
     """
-    from boltfix.dump import DumpResult, bucket_tree, _is_text
+    from boltfix.dump import DumpResult, bucket_tree
+    from boltfix.record import as_text
 
     d = open_db(db, page_size, meta_index)
     if d.meta is None:
@@ -474,7 +477,7 @@ def buckets(db, as_json, page_size, meta_index):
             def conv(nodes):
                 out = []
                 for n in nodes:
-                    text = _is_text(n["name"])
+                    text = as_text(n["name"])
                     item = {"name": text if text is not None else n["name"].hex()}
                     if text is None:
                         item["name_encoding"] = "hex"
@@ -503,52 +506,6 @@ def buckets(db, as_json, page_size, meta_index):
 
 
 _KEY_ENCODINGS = click.Choice(["auto", "utf8", "hex", "base64", "raw"])
-
-
-def _format_bytes(data, encoding: str) -> bytes:
-    """auto: text if printable UTF-8, else hex (bbolt CLI's "auto")."""
-    import base64
-
-    from boltfix.dump import _is_text
-
-    data = bytes(data)
-    if encoding == "raw":
-        return data
-    if encoding == "hex":
-        return data.hex().encode()
-    if encoding == "base64":
-        return base64.b64encode(data)
-    if encoding == "utf8":
-        return data
-    return data if _is_text(data) is not None else data.hex().encode()
-
-
-#: bytes that can be in text (printable ASCII, \t \n \r, and anything non-ASCII
-#: for UTF-8 to judge): deleting them leaves the ASCII controls, which never are
-_MAYBE_TEXT = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
-
-
-def _format_keys(keys, encoding: str) -> list:
-    """:func:`_format_bytes` for a page of keys at once, each line ended."""
-    from binascii import hexlify
-
-    if encoding == "hex":
-        return [hexlify(k) + b"\n" for k in keys]
-    if encoding in ("raw", "utf8"):
-        return [bytes(k) + b"\n" for k in keys]
-    if encoding == "base64":
-        return [_format_bytes(k, encoding) + b"\n" for k in keys]
-    from boltfix.dump import _is_text
-
-    out = []
-    for k in keys:
-        if k.translate(None, _MAYBE_TEXT):  # an ASCII control: never text
-            out.append(hexlify(k) + b"\n")
-        elif k.isascii() or _is_text(k) is not None:
-            out.append(k + b"\n")
-        else:
-            out.append(hexlify(k) + b"\n")
-    return out
 
 
 def _open_bucket_or_exit(d, names, what):
@@ -585,6 +542,7 @@ def keys(db, bucket, encoding, prefix, page_size, meta_index):
     Sub-bucket names are listed too, like bbolt's `keys`.
     """
     from boltfix.dump import key_lists
+    from boltfix.record import format_key_lines
 
     d = open_db(db, page_size, meta_index)
     walker, b, result = _open_bucket_or_exit(d, bucket, "keys")
@@ -592,7 +550,7 @@ def keys(db, bucket, encoding, prefix, page_size, meta_index):
     try:
         chunk = []
         for page_keys in key_lists(walker, b, None if prefix is None else os.fsencode(prefix)):
-            chunk += _format_keys(page_keys, encoding)
+            chunk += format_key_lines(page_keys, encoding)
             if len(chunk) >= 4096:
                 out.write(b"".join(chunk))
                 chunk = []
@@ -621,6 +579,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     """
     from boltfix.dump import decode_name, find_in_bucket, redact_user_value
     from boltfix.etcd import SECRET_BUCKETS
+    from boltfix.record import format_bytes
 
     if len(path) < 2:
         raise click.UsageError("give a bucket and a key")
@@ -652,7 +611,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
                        err=True)
     out = sys.stdout.buffer
     try:
-        out.write(_format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))
+        out.write(format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))
         out.flush()
     except BrokenPipeError:
         _stdout_gone()

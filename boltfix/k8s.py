@@ -139,11 +139,13 @@ def _key_is_secret(user_key: bytes | None) -> str:
     return ""
 
 
-def is_k8s_candidate(user_key: bytes, value: bytes) -> bool:
-    """The C core's hand-back rule, in Python: a record that may need
-    Kubernetes decoding or masking."""
-    return (user_key.startswith(REGISTRY_PREFIXES) or user_key.startswith(WHOLE_SECRET_PREFIXES)
-            or value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{")
+def is_k8s_candidate(kv: bytes, value: bytes) -> bool:
+    """The C core's hand-back rule for dump's ``key`` records, in Python: a
+    KeyValue ``kv`` whose ``value`` may be a Kubernetes object (only those
+    get a "k8s" member, :func:`decode_value`), or that may hold a secret
+    (:func:`kv_secret_ranges`' quick markers)."""
+    return (value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{"
+            or any(m in kv for m in _QUICK_MARKERS))
 
 
 # ------------------------------------------------------------------ protobuf
@@ -311,9 +313,14 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     "namespace", "name", "uid", "creationTimestamp", "labels",
     "annotations", ...}``; a Secret adds ``"secret": {"type", "data": {key:
     length}}`` (lengths only: the values are never in this dict).  With
-    ``user_key`` under ``/registry/`` the key's ``resource`` (and ``group``)
-    are added, and a value that is not Kubernetes' gives ``{"resource", ...}``
-    alone.  A malformed protobuf value gives ``"error"`` with its offset.
+    ``user_key`` under ``/registry/`` the key's ``resource`` (and ``group``,
+    namespace, name) are added.  A value that is no Kubernetes object (not
+    :data:`MAGIC`, :data:`ENC_PREFIX` or a JSON object with a ``kind``)
+    gives ``None`` (what the key says is in the key; the C core writes such
+    records, ``_speedups.c``'s k8s_candidate), unless the key names a
+    credential (a Secret, an OAuth token: its value may be masked whole),
+    which gives the key's facts alone.  A malformed protobuf value gives
+    ``"error"`` with its offset.
     """
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"value must be bytes, not {type(value).__name__}")
@@ -334,9 +341,18 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
         out = {"encoding": "protobuf", "error": str(exc)}
     except (ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
         out = {"encoding": "protobuf", "error": f"{type(exc).__name__}: {exc}"}
-    if keyinfo is not None:
+    if keyinfo is not None and (out is not None or _names_credential(keyinfo)):
         out = dict(keyinfo, **(out or {}))
     return out
+
+
+def _names_credential(keyinfo: dict) -> bool:
+    """Whether a parsed key names one Secret or OAuth token.  (Such a key
+    spells out one of :data:`_QUICK_MARKERS`, so the C core hands its
+    record back.)"""
+    res = keyinfo["resource"]
+    return "name" in keyinfo and ((res == "secrets" and "group" not in keyinfo)
+                                  or res in WHOLE_SECRET_RESOURCES)
 
 
 def summary(d: dict) -> str:

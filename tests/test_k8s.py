@@ -17,11 +17,11 @@ import re
 import time
 import urllib.request
 
-import etcdtools
 import k8sbytes as K
 import pytest
 from click.testing import CliRunner
 
+import etcdtools
 from boltfix import walk
 from boltfix.cli import main
 
@@ -98,7 +98,9 @@ def build_objects():
     # credentials outside /registry/secrets/: OpenShift 3's prefix, an OAuth
     # token, k3s' bootstrap data; masked whole (the values are no Kubernetes
     # encoding here, or are JSON)
-    # (masked whole, the kind cannot show: what decodes comes from the key)
+    # (masked whole, the kind cannot show: what decodes comes from the key,
+    # which names a credential; a value that is no object under any other
+    # key gets no "k8s" member: test_non_object_values_stay_with_c)
     for key, ident in (("/kubernetes.io/secrets/ns3/plain", (None, "ns3", "plain")),
                        ("/registry/oauth.openshift.io/oauthaccesstokens/sha256~tok",
                         (None, None, "sha256~tok")),
@@ -209,9 +211,10 @@ def test_every_object_decodes(k8s_db):
             latest[e["key"]] = e
     for key, (_value, ident) in objs.items():
         if ident is None:
-            assert "k8s" not in latest[key]  # /bootstrap/: no Kubernetes object
+            assert "k8s" not in latest[key]  # no Kubernetes object in the value
             continue
         kind, ns, name = ident
+        assert "k8s" in latest[key], (key, latest[key])
         k = latest[key]["k8s"]
         assert "error" not in k, (key, k)
         assert (k.get("kind"), k.get("namespace"), k.get("name")) == (kind, ns, name), (key, k)
