@@ -835,19 +835,27 @@ static int contains(const unsigned char *hay, uint64_t n, const char *needle, si
 }
 
 /*
- * k8s.kv_secret_ranges' quick no, for dump without the "etcd" member: a
- * KeyValue that may hold a secret spells one of these out.  1: hand it back.
+ * k8s.kv_secret_ranges' quick no, for dump's `key` records: a KeyValue that
+ * may hold a secret spells one of k8s._QUICK_MARKERS out.  1: hand it back.
+ * The JSON escape "\\u" (a kind "Secret" spelt escaped) can only make a
+ * JSON value secret: it counts when the value starts with "{", or when the
+ * record is no clean KeyValue (Python's wire decoder may still read one).
  */
 static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
 {
-    /* k8s._QUICK_MARKERS */
-    static const char *const markers[] = {"Secret", "\\u", "oauth", "/registry/secrets/",
+    /* k8s._QUICK_MARKERS but "\\u" */
+    static const char *const markers[] = {"Secret", "oauth", "/registry/secrets/",
                                           "/kubernetes.io/secrets/", "/openshift.io/secrets/",
                                           "/bootstrap/"};
     for (size_t i = 0; i < sizeof markers / sizeof *markers; i++)
         if (contains(v, vlen, markers[i], strlen(markers[i])))
             return 1;
-    return 0;
+    if (!contains(v, vlen, "\\u", 2))
+        return 0;
+    key_value kv;
+    if (!parse_key_value(v, vlen, &kv))
+        return 1;
+    return kv.value_len >= 1 && kv.value[0] == '{';
 }
 
 /*

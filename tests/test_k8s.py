@@ -419,3 +419,64 @@ def test_no_secret_in_output_of_a_damaged_db(k8s_db, tmp_path, how):
     for name, out in all_outputs(path):
         assert b"internal error" not in out, name
         assert not leaks(out, secrets), (how, name, leaks(out, secrets)[:3])
+
+
+# ---------------------------------------------------------------- the C core's share
+def test_non_object_values_stay_with_c(tmp_path):
+    """An etcd-shaped file (real bbolt) whose /registry/ values are no
+    Kubernetes objects: they get no "k8s" member, the C core writes them
+    (it hands back only objects and what may be secret), and C and Python
+    agree; a JSON Secret whose kind is spelt with an escape is still masked."""
+    import oracle
+
+    if walk._speedups is None:
+        pytest.skip("no C core")
+    path = tmp_path / "etcd.db"
+    oracle.make_shape("etcd-big", path, "--keys", "3000", "--value-size", "300")
+    data = path.read_bytes()
+    assert data.count(b"k8s\x00") >= 3000
+    path.write_bytes(data.replace(b"k8s\x00", b"raw\x00"))  # no page checksums in bbolt
+    secret = secret_value("escaped")
+    b64 = base64.b64encode(secret).decode()
+    extra = [(b"/registry/widgets/ns/esc",
+              b'{"apiVersion":"v1","kind":"\\u0053ecret","metadata":{"name":"esc"},'
+              b'"data":{"k":"' + b64.encode() + b'"}}'),
+             (b"/registry/pods/ns/plain-escape", b"not json \\u0041 at all")]
+    for i, (key, value) in enumerate(extra):
+        rev = (10 ** 6 + i).to_bytes(8, "big") + b"_" + bytes(8)
+        oracle.put(path, [b"key"], rev, K.key_value(key, value))
+
+    back = []
+    orig = walk.Leaves.write_jsonl
+
+    def counting(self, *a):
+        r = orig(self, *a)
+        back.append(r[3] is not None)
+        return r
+
+    variants = [["dump", path], ["dump", path, "--encoding", "hex"],
+                ["dump", path, "--decode", "none"], ["dump", path, "--format", "text"]]
+    walk.Leaves.write_jsonl = counting
+    try:
+        fast = [run(*v).output for v in variants[:3]]
+    finally:
+        walk.Leaves.write_jsonl = orig
+    # only the page with the escaped Secret comes back to Python
+    assert 0 < sum(back) <= 3 * 2, sum(back)
+    lines = [json.loads(x) for x in fast[0].splitlines()]
+    kv = [x for x in lines if x["path"] == ["key"]]
+    assert len(kv) == 3000 + len(extra)
+    with_k8s = [x["etcd"]["key"] for x in kv if "k8s" in x["etcd"]]
+    assert with_k8s == ["/registry/widgets/ns/esc"]
+    esc = next(x for x in kv if x["etcd"]["key"] == "/registry/widgets/ns/esc")
+    assert esc.get("value_redacted") and esc["etcd"]["k8s"]["kind"] == "Secret"
+    for out in fast:
+        assert b64 not in out and secret.hex() not in out
+    saved = walk._speedups
+    walk._speedups = None
+    try:
+        slow = [run(*v).output for v in variants]
+    finally:
+        walk._speedups = saved
+    assert fast == slow[:3]
+    assert b64 not in slow[3]
