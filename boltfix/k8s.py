@@ -84,7 +84,8 @@ _SECRET_KEYS = tuple(p + b"secrets/" for p in REGISTRY_PREFIXES)
 _SECRET_MARKERS = _SECRET_KEYS + (b"\x12\x06Secret", b'"kind":"Secret"',
                                   b'"kind": "Secret"') + WHOLE_SECRET_PREFIXES
 
-#: (the C core's k8s_maybe_secret has the same list)
+#: (the C core's k8s_maybe_secret has the same list; it counts "\\u" only
+#: in a JSON value, the one place an escape can spell a kind)
 _QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PREFIXES
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
@@ -139,13 +140,19 @@ def _key_is_secret(user_key: bytes | None) -> str:
     return ""
 
 
-def is_k8s_candidate(kv: bytes, value: bytes) -> bool:
-    """The C core's hand-back rule for dump's ``key`` records, in Python: a
-    KeyValue ``kv`` whose ``value`` may be a Kubernetes object (only those
-    get a "k8s" member, :func:`decode_value`), or that may hold a secret
-    (:func:`kv_secret_ranges`' quick markers)."""
-    return (value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{"
-            or any(m in kv for m in _QUICK_MARKERS))
+def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
+    """The C core's hand-back rule for dump's ``key`` records, in Python
+    (``_speedups.c``'s k8s_candidate): ``kv`` a raw KeyValue, ``value`` its
+    field 5 (``None`` when ``kv`` is no clean KeyValue).  True for a value
+    that may be a Kubernetes object (only those get a "k8s" member,
+    :func:`decode_value`) and for a KeyValue that may hold a secret
+    (:func:`kv_secret_ranges`' quick markers; the JSON escape ``\\u`` only
+    in a JSON value, the one place an escape can spell a kind)."""
+    if value is None:
+        return True
+    if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
+        return True
+    return any(m in kv for m in _QUICK_MARKERS if m != b"\\u")
 
 
 # ------------------------------------------------------------------ protobuf
