@@ -819,6 +819,67 @@ static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
     return 1;
 }
 
+/* whether needle (m > 0 bytes) occurs in hay */
+static int contains(const unsigned char *hay, uint64_t n, const char *needle, size_t m)
+{
+    const unsigned char *p = hay, *end = hay + n;
+    while ((uint64_t)(end - p) >= m) {
+        p = memchr(p, needle[0], (size_t)(end - p) - m + 1);
+        if (!p)
+            return 0;
+        if (memcmp(p, needle, m) == 0)
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+/*
+ * k8s.kv_secret_ranges' quick no, for dump's `key` records: a KeyValue that
+ * may hold a secret spells one of k8s._QUICK_MARKERS out.  1: hand it back.
+ * The JSON escape "\\u" (a kind "Secret" spelt escaped) can only make a
+ * JSON value secret: it counts when the value starts with "{", or when the
+ * record is no clean KeyValue (Python's wire decoder may still read one).
+ */
+static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
+{
+    /* k8s._QUICK_MARKERS but "\\u" */
+    static const char *const markers[] = {"Secret", "oauth", "/registry/secrets/",
+                                          "/kubernetes.io/secrets/", "/openshift.io/secrets/",
+                                          "/bootstrap/"};
+    for (size_t i = 0; i < sizeof markers / sizeof *markers; i++)
+        if (contains(v, vlen, markers[i], strlen(markers[i])))
+            return 1;
+    if (!contains(v, vlen, "\\u", 2))
+        return 0;
+    key_value kv;
+    if (!parse_key_value(v, vlen, &kv))
+        return 1;
+    return kv.value_len >= 1 && kv.value[0] == '{';
+}
+
+/*
+ * k8s.is_k8s_candidate() on a `key` bucket value, for dump with the "etcd"
+ * member: a value that is no clean KeyValue, a KeyValue.value that starts
+ * with k8s.MAGIC, k8s.ENC_PREFIX or "{" (a Kubernetes object: only Python
+ * decodes it into the "k8s" member), or a KeyValue that may hold a secret
+ * (k8s_maybe_secret: only Python masks).  1 means "hand it back".  Any other
+ * record, /registry/ key or not, gets no "k8s" member and is C's to write.
+ */
+static int k8s_candidate(const unsigned char *v, uint64_t vlen)
+{
+    key_value kv;
+    if (!parse_key_value(v, vlen, &kv))
+        return 1;
+    if (kv.value_len >= 4 && memcmp(kv.value, "k8s\0", 4) == 0)
+        return 1;
+    if (kv.value_len >= 8 && memcmp(kv.value, "k8s:enc:", 8) == 0)
+        return 1;
+    if (kv.value_len >= 1 && kv.value[0] == '{')
+        return 1;
+    return k8s_maybe_secret(v, vlen);
+}
+
 /* the line's fixed pieces, all from record.py (c_pieces) */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
@@ -841,6 +902,10 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
         if (kk == AS_PYTHON || vk == AS_PYTHON)
             goto python;
+        if (etcd_key == 1 && k8s_candidate(value, vsize))
+            goto python;
+        if (etcd_key == 2 && k8s_maybe_secret(value, vsize))
+            goto python;
         put_buf(s, &pc[PRE]);
         put_field(s, key, ksize, kk, automatic, &pc[KEY_NOTE]);
         put_buf(s, &pc[MID]);
@@ -848,7 +913,7 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         put_buf(s, &pc[TAIL_HEAD]);
         put_u64(s, lf->pgid);
         put_buf(s, &pc[TAIL_END]);
-        if (etcd_key) {
+        if (etcd_key == 1) {
             if (!put_etcd_key_record(s, key, ksize, value, vsize))
                 goto python;
             put_lit(s, "}\n");
@@ -867,9 +932,12 @@ PyDoc_STRVAR(jsonl_doc,
 "pre + key + mid + value + tail_head + page + tail_end, `pieces` being those\n"
 "six (pre, mid, key_note, value_note, tail_head, tail_end); a key or value\n"
 "is \"hex\", or with `automatic` (dump's auto encoding) \"text\" when it is\n"
-"printable ASCII, else \"hex\" followed by its note.  With `etcd_key`\n"
+"printable ASCII, else \"hex\" followed by its note.  With `etcd_key` 1\n"
 "(etcd's `key` bucket) tail_end opens the \"etcd\" member and C writes the\n"
-"decoded record and closes the line.  Stops after the leaf that brings the\n"
+"decoded record and closes the line, and a record that may hold a Kubernetes\n"
+"object or a secret (k8s.is_k8s_candidate) is handed back; with 2 (the `key`\n"
+"bucket without the \"etcd\" member) one that may hold a secret\n"
+"(k8s._QUICK_MARKERS) is.  Stops after the leaf that brings the\n"
 "output to `budget` bytes, at `max_records` records (-1: no limit), or\n"
 "before a leaf with a record only Python can write (non-ASCII text, an\n"
 "unusual etcd record): then `python` is True and leaves[next] is that leaf.");
@@ -880,7 +948,7 @@ static PyObject *jsonl(PyObject *self, PyObject *args)
     Py_ssize_t start, budget, max_records;
     int automatic, etcd_key;
     unsigned long long ps;
-    if (!PyArg_ParseTuple(args, "OKO!nO!ppnn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
+    if (!PyArg_ParseTuple(args, "OKO!nO!pinn:jsonl", &bufobj, &ps, &PyList_Type, &leaves, &start,
                           &PyTuple_Type, &pieces, &automatic, &etcd_key, &budget, &max_records))
         return NULL;
     if (ps < 512) {

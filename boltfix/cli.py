@@ -213,7 +213,8 @@ def pages(db, as_json, page_size, meta_index):
 @db_argument
 @click.argument("ids", nargs=-1, type=int, required=True)
 @click.option("--hex", "as_hex", is_flag=True, help="Hexdump the page run instead of decoding it.")
-@click.option("--show-secrets", is_flag=True, help="Do not redact password hashes.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact password hashes and Kubernetes Secret data.")
 @json_option
 @open_options
 @guarded
@@ -230,11 +231,15 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
         if as_hex:
             data = bytes(p.data())
             if not show_secrets:
-                data = redact_secrets(data)
+                from boltfix.k8s import mask_file_range
+
+                # Kubernetes Secrets over the whole range shown (an overflow
+                # page alone too), then password hashes
+                data = redact_secrets(mask_file_range(d.buf, d.page_size, p.offset, data))
             click.echo(f"page {pgid} ({p.type}, {len(data)} bytes, offset {p.offset:#x})")
             click.echo(hexdump(data, p.offset))
             continue
-        views.append(page_view(d, pgid))
+        views.append(page_view(d, pgid) if show_secrets else _masked_page_view(d, p, pgid))
     if as_hex:
         return
     if not show_secrets:
@@ -247,12 +252,32 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
             render_page(c, v)
 
 
+def _masked_page_view(d, p, pgid: int) -> dict:
+    """page_view, unless the page is not a leaf of its own and holds part of
+    a Kubernetes Secret's value (an overflow page): then its "header" and
+    "elements" would be the secret's bytes, and only a note is shown."""
+    from boltfix import structs as S
+    from boltfix.describe import page_view
+    from boltfix.k8s import mask_file_range
+
+    data = bytes(p.data())
+    if (p.self_id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
+            mask_file_range(d.buf, d.page_size, p.offset, data) == data:
+        return page_view(d, pgid)
+    return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
+            "overflow": 0, "run_complete": True,
+            "masked": "this page holds part of a Kubernetes Secret's value "
+                      "(use --show-secrets)"}
+
+
 def _redact_view(view: dict) -> dict:
+    from boltfix.k8s import mask_kv
     from boltfix.render import redact_secrets
 
     for el in view.get("elements", []):
         if isinstance(el.get("value"), bytes):
             el["value"] = redact_secrets(el["value"])
+            el["value"] = mask_kv(el["value"]) or el["value"]  # a Kubernetes Secret's data
     return view
 
 
@@ -369,7 +394,9 @@ def _include_list(ctx, param, value):
               help="Dump only this bucket and below; repeat for a nested path "
                    "(a name written 0x<hex> is hex when no bucket has the literal name).")
 @click.option("--prefix", default=None, help="Only keys starting with this text "
-              "(in the --bucket bucket; top-level bucket names without --bucket).")
+              "(in the --bucket bucket; top-level bucket names without --bucket; on an "
+              "etcd db a prefix starting with / selects `key` records by their etcd key, "
+              "as etcdctl does).")
 @click.option("--prefix-hex", default=None, help="Like --prefix, given as hex.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl",
               show_default=True, help="JSON lines, or one readable line per record.")
@@ -383,11 +410,15 @@ def _include_list(ctx, param, value):
               help="Comma-separated: live (the tree), free (free pages), "
                    "orphan (pages neither reachable nor free, and past the high-water mark).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Stop after N records.")
-@click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact etcd password hashes and Kubernetes Secret data.")
+@click.option("--k8s-object", is_flag=True,
+              help="Add each Kubernetes object, decoded, to its \"k8s\" member "
+                   "(protobuf fields by number, as protoc --decode_raw; JSON as JSON).")
 @open_options
 @guarded
 def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
-         show_secrets, page_size, meta_index):
+         show_secrets, k8s_object, page_size, meta_index):
     """Print every record of DB as JSON lines (or text), streaming.
 
     Also recovers records from free and orphaned leaf pages with --include.
@@ -418,7 +449,7 @@ def dump(db, buckets, prefix, prefix_hex, fmt, encoding, decode, include, limit,
     with progress_bar("dumping", d.page_limit, _stdout_is_a_file()) as cb:
         opts = DumpOptions(bucket=buckets, prefix=pfx, fmt=fmt, encoding=encoding,
                            decode=decode, include=include, limit=limit,
-                           show_secrets=show_secrets, progress=cb)
+                           show_secrets=show_secrets, k8s_object=k8s_object, progress=cb)
         try:
             result = run_dump(d, opts)
         except BrokenPipeError:
@@ -513,13 +544,17 @@ def _open_bucket_or_exit(d, names, what):
 @click.argument("bucket", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
               help="auto: text when printable, else hex; raw: the bytes as they are.")
+@click.option("--prefix", default=None,
+              help="Only keys starting with this text; in etcd's `key` bucket, a prefix "
+                   "starting with / selects records by their etcd key, as etcdctl does.")
 @open_options
 @guarded
-def keys(db, bucket, encoding, page_size, meta_index):
+def keys(db, bucket, encoding, prefix, page_size, meta_index):
     """Print the keys of BUCKET (a nested path: BUCKET SUB ...), one per line.
 
     Sub-bucket names are listed too, like bbolt's `keys`.
     """
+    from boltfix.dump import key_lists
     from boltfix.record import format_key_lines
 
     d = open_db(db, page_size, meta_index)
@@ -527,7 +562,7 @@ def keys(db, bucket, encoding, page_size, meta_index):
     out = sys.stdout.buffer
     try:
         chunk = []
-        for page_keys in walker.key_lists(b):
+        for page_keys in key_lists(walker, b, None if prefix is None else os.fsencode(prefix)):
             chunk += format_key_lines(page_keys, encoding)
             if len(chunk) >= 4096:
                 out.write(b"".join(chunk))
@@ -546,7 +581,8 @@ def keys(db, bucket, encoding, page_size, meta_index):
 @click.argument("path", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
               help="auto: text when printable, else hex; raw: the bytes, no newline.")
-@click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact etcd password hashes and Kubernetes Secret data.")
 @open_options
 @guarded
 def get(db, path, encoding, show_secrets, page_size, meta_index):
@@ -578,6 +614,14 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     if len(b.path) == 1 and b.path[0] in SECRET_BUCKETS and not show_secrets:
         value = redact_user_value(value)
         click.echo("boltfix get: password hash redacted (use --show-secrets)", err=True)
+    elif b.path == (b"key",) and not show_secrets:
+        from boltfix.k8s import mask_kv
+
+        masked = mask_kv(value)
+        if masked is not None:
+            value = masked
+            click.echo("boltfix get: Kubernetes Secret data redacted (use --show-secrets)",
+                       err=True)
     out = sys.stdout.buffer
     try:
         out.write(format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))

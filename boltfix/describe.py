@@ -44,6 +44,9 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
     }
     if etcd_facts is not None:
         info["etcd"] = etcd_facts
+        kube = _kubernetes(db)
+        if kube is not None:
+            etcd_facts["kubernetes"] = kube
     return info
 
 
@@ -81,6 +84,26 @@ def _bucket_tree(db: DB, walker: Walker):
         node.update(inline=b.is_inline, root_page=b.root, sequence=b.sequence,
                     depth=b.depth, pages=b.pages)
     return root["buckets"], (facts.to_json() if facts else None)
+
+
+def _kubernetes(db: DB) -> Optional[dict]:
+    """Kubernetes objects per resource in etcd's ``key`` bucket (a walk of
+    its own, quiet: the main walk's findings are already reported)."""
+    from boltfix import k8s
+
+    w = Walker(db)
+    root = w.root_bucket()
+    rec = w.find(root, b"key") if root is not None else None
+    bucket = w.open_bucket(root, rec) if rec is not None and rec.is_bucket else None
+    if bucket is None:
+        return None
+
+    def records():
+        for b, batch in w.walk_batches(bucket):
+            if b is bucket and batch.bucket_entry is None:
+                yield from zip(batch.keys, batch.values)
+
+    return k8s.inventory(records())
 
 
 def _name(raw: bytes):

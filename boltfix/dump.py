@@ -21,7 +21,11 @@ does not parse) is replaced by ``*`` bytes of the same length and the record
 carries ``"value_redacted": true``.  Free and orphan values, whose bucket is
 unknown, have bcrypt-looking strings masked the same way (and are marked when
 something was masked).  The ``etcd`` decoding shows the password as
-``"<redacted>"``.
+``"<redacted>"``.  Kubernetes Secrets in etcd's ``key`` bucket (live, free
+and orphan records alike) have their data masked the same way
+(:func:`boltfix.k8s.mask_kv`; the README says exactly what is masked), and
+the ``etcd`` member of a record holding a Kubernetes object carries ``"k8s"``
+(:func:`boltfix.k8s.decode_value`; ``--k8s-object`` adds ``"object"``).
 
 Text format (``--format text``): see :mod:`boltfix.record`.
 """
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
+from boltfix import k8s as K8S
 from boltfix import record as R
 from boltfix import structs as S
 from boltfix.errors import Finding
@@ -126,6 +131,8 @@ class DumpOptions:
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
+    #: add the decoded Kubernetes object to each "k8s" member ("object")
+    k8s_object: bool = False
     #: called with the number of pages walked so far (a progress bar)
     progress: Optional[Callable[[int], None]] = None
 
@@ -189,6 +196,35 @@ def _path_text(path) -> str:
     return "/".join(name_text(p) for p in path) if path else "the root"
 
 
+def is_user_prefix(bucket: Bucket, prefix: Optional[bytes]) -> bool:
+    """Whether ``prefix`` selects etcd ``key`` bucket records by their user
+    key (etcdctl's ``--prefix``): a prefix starting with ``/`` in the
+    top-level ``key`` bucket.  (As a revision it would be above 2**61.)"""
+    return prefix is not None and prefix[:1] == b"/" and tuple(bucket.path) == (b"key",)
+
+
+def user_key_filter(keys, values, prefix: bytes):
+    """The (keys, values) of a page whose KeyValue's user key starts with ``prefix``."""
+    pairs = [(k, v) for k, v in zip(keys, values)
+             if (K8S.kv_user_key(v) or b"").startswith(prefix)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def key_lists(walker: Walker, bucket: Bucket, prefix: Optional[bytes] = None):
+    """``boltfix keys``: the keys of ``bucket`` a page at a time; with
+    ``prefix``, those starting with it, or in an etcd db's ``key`` bucket
+    with a ``/`` prefix, the revisions whose user key starts with it."""
+    if prefix is None:
+        yield from walker.key_lists(bucket)
+    elif is_user_prefix(bucket, prefix) and E.looks_like_etcd(top_level_names(walker.db)):
+        for b, batch in walker.walk_batches(bucket):
+            if b is bucket and batch.bucket_entry is None:
+                yield user_key_filter(batch.keys, batch.values, prefix)[0]
+    else:
+        for page_keys in walker.key_lists(bucket):
+            yield [k for k in page_keys if bytes(k).startswith(prefix)]
+
+
 # ---------------------------------------------------------------- dumper
 class Dumper:
     def __init__(self, db: DB, out: Output, opts: DumpOptions):
@@ -229,19 +265,28 @@ class Dumper:
         if state == LIVE:
             if path is not None and len(path) == 1 and path[0] in E.SECRET_BUCKETS:
                 return redact_user_value(value), True
+            if path is not None and len(path) == 1 and path[0] == b"key":
+                masked = K8S.mask_kv(value)  # a Kubernetes Secret's data
+                return (value, False) if masked is None else (masked, True)
             return value, False
         raw = bytes(value)
         masked = redact_secrets(raw)
+        masked = K8S.mask_kv(masked) or masked  # the bucket is unknown: any KeyValue
         return masked, masked != raw
 
     def _etcd(self, bucket: bytes, key, value) -> Optional[str]:
         try:
+            # a key record's value was masked by _maybe_redact already
             d = E.decode_record(bucket, bytes(key), None if value is None else bytes(value),
-                                show_secrets=self.opts.show_secrets)
+                                show_secrets=self.opts.show_secrets or bucket == b"key")
         except Exception as exc:  # decode_record never raises on bytes; belt and braces
             d = {"error": f"internal decoder error: {type(exc).__name__}"}
         if d is None:
             return None
+        if self.opts.k8s_object and "k8s" in d and value is not None:
+            # value is already masked where secret (_maybe_redact)
+            d["k8s"]["object"] = E._jsonable(K8S.decode_object(
+                E.decode_key_value(bytes(value)).get("value", b"")))
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
@@ -253,7 +298,31 @@ class Dumper:
             return R.text_bucket_line(head, key, value, d)
         value, redacted = self._maybe_redact(path, value, state)
         d = self._etcd(etcd_bucket, key, value) if etcd_bucket is not None else None
+        if d is not None and '"k8s":' in d:
+            line = self._k8s_text(head, key, d, redacted)
+            if line is not None:
+                return line
         return R.text_kv_line(head, key, value, redacted, d)
+
+    @staticmethod
+    def _k8s_text(head: str, key, d: str, redacted: bool) -> Optional[str]:
+        """A key record holding a Kubernetes object: its one-line summary
+        (``--k8s-object`` adds the object as JSON)."""
+        obj = json.loads(d)
+        k = obj.get("k8s")
+        if not isinstance(k, dict):
+            return None
+        rev = obj.get("revision") or {}
+        ukey = obj.get("key", "")
+        ukey = (name_text(ukey.encode("utf-8", "surrogateescape")) if isinstance(ukey, str)
+                else "0x" + str((ukey or {}).get("hex", "")))
+        line = f"{head}  {name_text(key)}  {ukey}  rev={rev.get('main')}  {K8S.summary(k)}"
+        if redacted:
+            line += "  [secret data redacted]"
+        if "object" in k:
+            # ASCII: no control character of the file reaches a terminal raw
+            line += "  " + json.dumps(k["object"], separators=(",", ":"))
+        return line + "\n"
 
     def _count(self, state: str) -> None:
         self.result.records[state] += 1
@@ -266,9 +335,10 @@ class Dumper:
         """Live records in tree order, a page's run of records at a time
         (:meth:`Walker.walk_leaves`), through a :class:`_LiveWriter`."""
         self.out.flush()
-        live = _LiveWriter(self)
+        live = _LiveWriter(self, start)
+        prefix = None if live.user_prefix is not None else self.opts.prefix
         try:
-            for bucket, leaves in walker.walk_leaves(start, self.opts.prefix):
+            for bucket, leaves in walker.walk_leaves(start, prefix):
                 if bucket is not live.bucket:
                     live.enter(bucket)
                 if live.c_pieces is not None and leaves.bucket_entry is None:
@@ -385,7 +455,10 @@ class Dumper:
                     res.notes.append("no valid meta page: the tree cannot be read "
                                      "(try --meta 0 or --meta 1, or --include orphan)")
                 else:
-                    start, why = open_path(walker, opts.bucket)
+                    names = opts.bucket
+                    if not names and self.etcd and (opts.prefix or b"")[:1] == b"/":
+                        names = ("key",)  # etcdctl's --prefix: etcd keys, in `key`
+                    start, why = open_path(walker, names)
                     if start is None:
                         res.bucket_missing = True
                         res.notes.append(why)
@@ -428,15 +501,19 @@ class _LiveWriter:
     line per record.  The first page goes out at once (``| head`` sees it).
     """
 
-    def __init__(self, dumper: "Dumper"):
+    def __init__(self, dumper: "Dumper", start: Bucket):
         opts = dumper.opts
+        #: etcdctl's --prefix: key records selected by their etcd key (in emit)
+        self.user_prefix = (opts.prefix if dumper.etcd and is_user_prefix(start, opts.prefix)
+                            else None)
         self.dumper = dumper
         self.stream = dumper.out.stream
         self.chunk = dumper.out.chunk
         self.text = opts.fmt == "text"
         self.hex = opts.fmt == "jsonl" and opts.encoding == "hex" and not dumper.etcd
         #: the lines Leaves.write_jsonl writes (in C when it is built)
-        self.jsonl_c = opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
+        self.jsonl_c = (opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
+                        and self.user_prefix is None)
         self.automatic = opts.encoding == "auto"
         self.left = None if dumper.limit is None else dumper.limit - dumper.emitted
         self.count = 0
@@ -451,6 +528,7 @@ class _LiveWriter:
         self.top_etcd = None
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
+        self.c_mode = 0  # write_jsonl's etcd mode: 0 plain, 1 "etcd" member, 2 mask only
 
     def enter(self, bucket: Bucket) -> None:
         """The records that follow are ``bucket``'s."""
@@ -460,13 +538,18 @@ class _LiveWriter:
         self.pathj = d._path_json(path)
         self.pre = R.hex_prefix(self.pathj)
         self.top_etcd = path[0] if d.etcd and len(path) == 1 else None
-        self.secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
-                       and not d.opts.show_secrets)
+        secret = len(path) == 1 and path[0] in E.SECRET_BUCKETS and not d.opts.show_secrets
+        # etcd's key bucket may hold Kubernetes Secrets: its records go
+        # through emit()'s _line (masking) unless C vouches for them
+        k8s_mask = path == (b"key",) and not d.opts.show_secrets
+        self.secret = secret or k8s_mask
         # the C writer takes plain buckets and etcd's key bucket (its
-        # records' "etcd" member too); the other etcd buckets and secrets
-        # are written by emit()
+        # records' "etcd" member too; it hands back what may be
+        # Kubernetes' or secret); the other etcd buckets and secrets are
+        # written by emit()
         self.c_pieces = None
-        if self.jsonl_c and not self.secret and self.top_etcd in (None, b"key"):
+        self.c_mode = 1 if self.top_etcd is not None else (2 if k8s_mask else 0)
+        if self.jsonl_c and not secret and self.top_etcd in (None, b"key"):
             self.c_pieces = R.c_pieces(self.pathj, self.top_etcd is not None)
 
     def write_out(self) -> None:
@@ -488,7 +571,7 @@ class _LiveWriter:
         while i < leaves.page_count:
             left = self.left
             data, i, n, batch = leaves.write_jsonl(
-                i, self.c_pieces, self.automatic, self.top_etcd is not None, self.chunk,
+                i, self.c_pieces, self.automatic, self.c_mode, self.chunk,
                 -1 if left is None else left - self.count)
             if data:
                 if self.parts:
@@ -506,6 +589,9 @@ class _LiveWriter:
     def emit(self, batch: Batch) -> None:
         """One page's records (or one bucket entry) through the Python writers."""
         keys, values, page = batch.keys, batch.values, batch.page
+        if self.user_prefix is not None and batch.bucket_entry is None \
+                and self.path == (b"key",):
+            keys, values = user_key_filter(keys, values, self.user_prefix)
         n = len(keys)
         left = self.left
         if left is not None and n > left - self.count:

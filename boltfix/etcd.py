@@ -44,6 +44,11 @@ Conventions of ``decode_record`` output
   a ``User`` are shown only by length, since a damaged tag could turn the
   password field into an "unknown" one.  Callers printing raw bytes must
   also consult :data:`SECRET_BUCKETS`.
+* **Kubernetes**: a ``key`` record whose KeyValue holds a Kubernetes object
+  gets ``"k8s"`` (:func:`boltfix.k8s.decode_value`); unless
+  ``show_secrets``, a Secret's data is masked in the decoded ``value``
+  (:func:`boltfix.k8s.mask_kv`).  Callers printing raw ``key`` values must
+  mask them with ``mask_kv`` too.
 """
 
 from __future__ import annotations
@@ -732,14 +737,23 @@ def decode_alarm(key: bytes, value: bytes = b"") -> dict:
 
 
 # ------------------------------------------------------------------ dispatcher
-def _record_key(key: bytes, value: bytes) -> dict:
+def _record_key(key: bytes, value: bytes, show_secrets: bool = False) -> dict:
+    from boltfix import k8s  # k8s builds on this module's wire decoder
+
     rev = decode_revision(key)
     out: dict = {"revision": rev}
+    if not show_secrets:
+        # a Kubernetes Secret's data, masked at the same length (k8s.mask_kv)
+        value = k8s.mask_kv(value) or value
     kv = decode_key_value(value)
     if "error" in kv:
         out["error"] = "KeyValue: " + kv["error"]
     else:
         out.update(kv)
+    if "error" not in kv:
+        obj = k8s.decode_value(kv["value"], kv["key"])
+        if obj is not None:
+            out["k8s"] = obj
     if rev is None:
         msg = f"key is not a revision ({len(key)} bytes)"
         out["error"] = msg + ("; " + out["error"] if "error" in out else "")
@@ -773,7 +787,7 @@ def decode_record(
         return {"error": f"unexpected nested bucket in etcd bucket {bucket.decode()!r}"}
     try:
         if bucket == b"key":
-            out = _record_key(key, value)
+            out = _record_key(key, value, show_secrets)
         elif bucket == b"meta":
             out = decode_meta(key, value)
         elif bucket == b"lease":

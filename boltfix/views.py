@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -95,6 +96,16 @@ def _render_etcd(c, e: dict) -> None:
     for k, v in rows:
         t.add_row(k, str(v))
     c.print(t)
+    kube = e.get("kubernetes")
+    if kube:
+        k = Table(title="Kubernetes objects", title_justify="left",
+                  caption=f"{kube['namespaces']} namespaces",
+                  caption_justify="left")
+        k.add_column("resource")
+        k.add_column("objects", justify="right")
+        for res, n in kube["objects"].items():
+            k.add_row(escape(name_text(res.encode("utf-8", "surrogateescape"))), f"{n:,}")
+        c.print(k)
 
 
 def _revision(rev) -> str:
@@ -140,6 +151,8 @@ def render_page(c, v: dict) -> None:
     if v.get("count_problem"):
         head += f" [red]{v['count_problem']}[/red]"
     c.print(head)
+    if "masked" in v:
+        c.print(f"[yellow]{v['masked']}[/yellow]")
     if "meta" in v:
         t = Table(show_header=False)
         for k, val in v["meta"].items():

@@ -238,12 +238,15 @@ class Leaves:
                     last = rev["main"]
         return revisions, tombstones, first, last
 
-    def write_jsonl(self, start: int, pieces, automatic: bool, etcd: bool, chunk: int,
+    def write_jsonl(self, start: int, pieces, automatic: bool, etcd: int, chunk: int,
                     left: int):
         """JSONL lines for pages ``start``.. (see :mod:`boltfix.record` and
         ``_speedups.jsonl``): (bytes written, next page, records in them, a
         :class:`Batch` the Python writer must write next or None).  ``left``:
-        records still allowed, -1 for no limit.  Without the C core (or for
+        records still allowed, -1 for no limit.  ``etcd``: 0 plain; 1 etcd's
+        ``key`` bucket with the "etcd" member (a record that may hold a
+        Kubernetes object or secret comes back); 2 the ``key`` bucket without
+        it (one that may hold a secret comes back).  Without the C core (or for
         a page read in Python) the bytes are empty and the page comes back
         as the batch."""
         fast = getattr(_speedups, "jsonl", None)

@@ -1,0 +1,743 @@
+"""Kubernetes objects inside etcd values, and masking their secrets.
+
+Pure functions, no I/O; every input is untrusted bytes.  No public function
+raises on ``bytes`` input: a malformed value gives ``{"error": "... at
+offset N"}`` (the offset counted from the start of the value).  The
+protobuf wire format is read with :mod:`boltfix.etcd`'s decoder (one wire
+decoder in the project).
+
+Facts used (from Kubernetes' own sources, no schema vendored):
+
+* ``k8s.io/apimachinery/pkg/runtime/serializer/protobuf``: a protobuf value
+  is the magic ``k8s\\x00`` and a ``runtime.Unknown``
+  (``pkg/runtime/generated.proto``): 1 typeMeta {1 apiVersion, 2 kind},
+  2 raw (the object), 3 contentEncoding, 4 contentType.
+* every top-level kind has field 1 ``ObjectMeta``
+  (``pkg/apis/meta/v1/generated.proto``): 1 name, 2 generateName,
+  3 namespace, 5 uid, 6 resourceVersion, 7 generation, 8 creationTimestamp,
+  9 deletionTimestamp ({1 seconds, 2 nanos}), 11 labels, 12 annotations
+  (map entries {1 key, 2 value}), 13 ownerReferences {1 kind, 3 name, 4 uid,
+  5 apiVersion, 6 controller}, 14 finalizers.
+* ``core/v1`` ``Secret``: 1 metadata, 2 data (map string -> bytes), 3 type,
+  4 stringData (map string -> string; write-only, masked if ever stored),
+  5 immutable.
+* JSON values (custom resources, old clusters): an object with
+  ``apiVersion``, ``kind`` and ``metadata``.
+* encryption at rest (``apiserver/pkg/storage/value/encrypt``): the value
+  starts ``k8s:enc:<provider>:<v1|v2>:<name>:``, then ciphertext.
+* keys (``apiserver/pkg/registry/generic/registry/store.go``):
+  ``/registry/<resource>/[<namespace>/]<name>``; custom resources
+  ``/registry/<group>/<resource>/...``; exceptions: Services under
+  ``/registry/services/specs/``, Endpoints under
+  ``/registry/services/endpoints/``.
+
+What is secret (masked unless the caller asks for secrets; see the README):
+
+* a Secret (user key under ``/registry/secrets/``, or decoded kind
+  ``Secret``): the values of ``data`` and ``stringData``, and the
+  ``kubectl.kubernetes.io/last-applied-configuration`` annotation (which
+  holds a copy of the whole Secret when it was created by ``kubectl
+  apply``).  Name, namespace, labels, other annotations and the data *keys*
+  stay visible.  A Secret whose structure does not decode, or that is
+  encrypted, is masked whole (after the envelope's header).
+* OpenShift OAuth tokens (resources ``oauthaccesstokens``,
+  ``oauthauthorizetokens``, ``useroauthaccesstokens``) and k3s' bootstrap
+  data (user key under ``/bootstrap/``, the cluster's CA keys): the whole
+  value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from boltfix import etcd as E
+
+__all__ = [
+    "ENC_PREFIX",
+    "MAGIC",
+    "decode_object",
+    "decode_value",
+    "is_k8s_candidate",
+    "mask_kv",
+    "mask_value",
+    "parse_key",
+    "secret_ranges",
+    "summary",
+]
+
+MAGIC = b"k8s\x00"
+ENC_PREFIX = b"k8s:enc:"
+REGISTRY = b"/registry/"
+#: where Kubernetes keeps its objects: the apiserver's default
+#: ``--etcd-prefix``, and the prefixes OpenShift 3 used
+REGISTRY_PREFIXES = (REGISTRY, b"/kubernetes.io/", b"/openshift.io/")
+LAST_APPLIED = b"kubectl.kubernetes.io/last-applied-configuration"
+#: resources whose whole value is a credential (OpenShift OAuth tokens)
+WHOLE_SECRET_RESOURCES = frozenset({"oauthaccesstokens", "oauthauthorizetokens",
+                                    "useroauthaccesstokens"})
+#: user-key prefixes whose whole value is a credential (k3s bootstrap data)
+WHOLE_SECRET_PREFIXES = (b"/bootstrap/",)
+#: markers of a Secret in bytes that no longer parse (free pages, damage)
+_SECRET_KEYS = tuple(p + b"secrets/" for p in REGISTRY_PREFIXES)
+_SECRET_MARKERS = _SECRET_KEYS + (b"\x12\x06Secret", b'"kind":"Secret"',
+                                  b'"kind": "Secret"') + WHOLE_SECRET_PREFIXES
+
+#: (the C core's k8s_maybe_secret has the same list; it counts "\\u" only
+#: in a JSON value, the one place an escape can spell a kind)
+_QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PREFIXES
+_MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
+_MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
+
+
+# ------------------------------------------------------------------ keys
+def parse_key(user_key: bytes) -> dict | None:
+    """``/registry/...`` -> ``{"resource", "group"?, "namespace"?, "name"}``.
+
+    ``None`` for a key outside :data:`REGISTRY_PREFIXES`.  One part after the resource
+    is a cluster-scoped name, two are namespace and name; a first part with
+    a dot is an API group (custom resources, ``apiregistration.k8s.io``).
+    """
+    if not isinstance(user_key, (bytes, bytearray, memoryview)):
+        return None
+    key = bytes(user_key)
+    if not key.startswith(REGISTRY_PREFIXES):
+        return None
+    parts = key[key.index(b"/", 1) + 1:].decode("utf-8", "replace").split("/")
+    out: dict = {}
+    if parts[0] == "services" and len(parts) > 1 and parts[1] in ("specs", "endpoints"):
+        out["resource"] = "services" if parts[1] == "specs" else "endpoints"
+        rest = parts[2:]
+    elif "." in parts[0] and len(parts) > 1:
+        out["group"] = parts[0]
+        out["resource"] = parts[1]
+        rest = parts[2:]
+    else:
+        out["resource"] = parts[0]
+        rest = parts[1:]
+    if len(rest) == 1:
+        out["name"] = rest[0]
+    elif len(rest) >= 2:
+        out["namespace"] = rest[0]
+        out["name"] = "/".join(rest[1:])
+    return out
+
+
+def _key_is_secret(user_key: bytes | None) -> str:
+    """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``."""
+    if not user_key:
+        return ""
+    if user_key.startswith(WHOLE_SECRET_PREFIXES):
+        return "whole"
+    info = parse_key(user_key)
+    if info is None:
+        return ""
+    if info["resource"] == "secrets" and "group" not in info:
+        return "secret"
+    if info["resource"] in WHOLE_SECRET_RESOURCES:
+        return "whole"
+    return ""
+
+
+def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
+    """The C core's hand-back rule for dump's ``key`` records, in Python
+    (``_speedups.c``'s k8s_candidate): ``kv`` a raw KeyValue, ``value`` its
+    field 5 (``None`` when ``kv`` is no clean KeyValue).  True for a value
+    that may be a Kubernetes object (only those get a "k8s" member,
+    :func:`decode_value`) and for a KeyValue that may hold a secret
+    (:func:`kv_secret_ranges`' quick markers; the JSON escape ``\\u`` only
+    in a JSON value, the one place an escape can spell a kind)."""
+    if value is None:
+        return True
+    if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
+        return True
+    return any(m in kv for m in _QUICK_MARKERS if m != b"\\u")
+
+
+# ------------------------------------------------------------------ protobuf
+def _fields(data: bytes, base: int) -> list:
+    return E._iter_fields(data, base)
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
+
+
+def _timestamp(data: bytes, base: int) -> Any:
+    secs = nanos = 0
+    for no, wt, val, _off in _fields(data, base):
+        if no == 1 and wt == E.WIRE_VARINT:
+            secs = E._int64(val)
+        elif no == 2 and wt == E.WIRE_VARINT:
+            nanos = E._int32(val)
+    try:
+        t = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return {"seconds": secs, "nanos": nanos}
+    s = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        s += f".{nanos:09d}".rstrip("0")
+    return s + "Z"
+
+
+def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
+    """A map entry {1 key, 2 value} -> (key, value, value's offset)."""
+    k, v, voff = b"", b"", base
+    for no, wt, val, off in _fields(data, base):
+        if wt != E.WIRE_LEN:
+            continue
+        if no == 1:
+            k = val
+        elif no == 2:
+            v, voff = val, off
+    return k, v, voff
+
+
+def _owner(data: bytes, base: int) -> dict:
+    names = {1: "kind", 3: "name", 4: "uid", 5: "apiVersion"}
+    out: dict = {}
+    for no, wt, val, _off in _fields(data, base):
+        if no in names and wt == E.WIRE_LEN:
+            out[names[no]] = _text(val)
+        elif no == 6 and wt == E.WIRE_VARINT:
+            out["controller"] = val != 0
+    return out
+
+
+_META_STRINGS = {1: "name", 2: "generateName", 3: "namespace", 4: "selfLink", 5: "uid",
+                 6: "resourceVersion"}
+
+
+def _object_meta(data: bytes, base: int, secret: bool) -> dict:
+    out: dict = {}
+    for no, wt, val, off in _fields(data, base):
+        if no in _META_STRINGS and wt == E.WIRE_LEN:
+            out[_META_STRINGS[no]] = _text(val)
+        elif no == 7 and wt == E.WIRE_VARINT:
+            out["generation"] = E._int64(val)
+        elif no in (8, 9) and wt == E.WIRE_LEN:
+            out["creationTimestamp" if no == 8 else "deletionTimestamp"] = _timestamp(val, off)
+        elif no in (11, 12) and wt == E.WIRE_LEN:
+            k, v, _ = _map_entry(val, off)
+            if secret and k == LAST_APPLIED:
+                v = E.REDACTED.encode()
+            d = out.setdefault("labels" if no == 11 else "annotations", {})
+            if len(d) < _MAX_ITEMS:
+                d[_text(k)] = _text(v)
+        elif no == 13 and wt == E.WIRE_LEN:
+            owners = out.setdefault("ownerReferences", [])
+            if len(owners) < _MAX_ITEMS:
+                owners.append(_owner(val, off))
+        elif no == 14 and wt == E.WIRE_LEN:
+            out.setdefault("finalizers", []).append(_text(val))
+    return out
+
+
+def _unknown(value: bytes) -> dict:
+    """``runtime.Unknown`` after the magic -> its parts (raw with offset)."""
+    out: dict = {"raw": (b"", len(MAGIC))}
+    for no, wt, val, off in _fields(value[len(MAGIC):], len(MAGIC)):
+        if wt != E.WIRE_LEN:
+            continue
+        if no == 1:
+            for tno, twt, tval, _toff in _fields(val, off):
+                if tno in (1, 2) and twt == E.WIRE_LEN:
+                    out["apiVersion" if tno == 1 else "kind"] = _text(tval)
+        elif no == 2:
+            out["raw"] = (val, off)
+        elif no == 3:
+            out["contentEncoding"] = _text(val)
+        elif no == 4:
+            out["contentType"] = _text(val)
+    return out
+
+
+def _decode_protobuf(value: bytes, secret_by_key: bool) -> dict:
+    u = _unknown(value)
+    raw, roff = u.pop("raw")
+    out: dict = {"encoding": "protobuf"}
+    out.update({k: v for k, v in u.items() if v})
+    secret = secret_by_key or u.get("kind") == "Secret"
+    if u.get("contentEncoding"):
+        return out  # not decodable without its encoding; nothing claimed
+    for no, wt, val, off in _fields(raw, roff):
+        if no == 1 and wt == E.WIRE_LEN:
+            out.update(_object_meta(val, off, secret))
+        elif secret and no == 2 and wt == E.WIRE_LEN:
+            k, v, _ = _map_entry(val, off)
+            out.setdefault("secret", {}).setdefault("data", {})[_text(k)] = len(v)
+        elif secret and no == 3 and wt == E.WIRE_LEN:
+            out.setdefault("secret", {})["type"] = _text(val)
+    return out
+
+
+# ------------------------------------------------------------------ JSON
+def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
+    ok, obj = E._parse_json(value)
+    if not ok or not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
+        return None
+    out: dict = {"encoding": "json", "apiVersion": obj.get("apiVersion"), "kind": obj["kind"]}
+    meta = obj.get("metadata")
+    secret = secret_by_key or obj["kind"] == "Secret"
+    if isinstance(meta, dict):
+        for name in ("name", "generateName", "namespace", "uid", "resourceVersion",
+                     "generation", "creationTimestamp", "deletionTimestamp", "labels",
+                     "annotations", "ownerReferences", "finalizers"):
+            if name in meta:
+                out[name] = meta[name]
+        ann = out.get("annotations")
+        if secret and isinstance(ann, dict) and LAST_APPLIED.decode() in ann:
+            out["annotations"] = dict(ann, **{LAST_APPLIED.decode(): E.REDACTED})
+    if secret:
+        data = obj.get("data")
+        sec: dict = {}
+        if isinstance(obj.get("type"), str):
+            sec["type"] = obj["type"]
+        if isinstance(data, dict):
+            sec["data"] = {k: len(v) if isinstance(v, str) else None for k, v in data.items()}
+        out["secret"] = sec
+    return out
+
+
+# ------------------------------------------------------------------ envelope
+def _decode_encrypted(value: bytes) -> dict:
+    head = value[len(ENC_PREFIX):len(ENC_PREFIX) + 512].split(b":", 3)
+    out: dict = {"encoding": "encrypted"}
+    if len(head) < 4:
+        out["error"] = f"encryption envelope header is cut off at offset {len(value)}"
+        return out
+    out["provider"] = _text(head[0])
+    out["envelope_version"] = _text(head[1])
+    out["key_name"] = _text(head[2])
+    return out
+
+
+def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
+    """A Kubernetes value (KeyValue.value) -> what it says, or ``None``.
+
+    ``{"encoding": "protobuf"|"json"|"encrypted", "apiVersion", "kind",
+    "namespace", "name", "uid", "creationTimestamp", "labels",
+    "annotations", ...}``; a Secret adds ``"secret": {"type", "data": {key:
+    length}}`` (lengths only: the values are never in this dict).  With
+    ``user_key`` under ``/registry/`` the key's ``resource`` (and ``group``,
+    namespace, name) are added.  A value that is no Kubernetes object (not
+    :data:`MAGIC`, :data:`ENC_PREFIX` or a JSON object with a ``kind``)
+    gives ``None`` (what the key says is in the key; the C core writes such
+    records, ``_speedups.c``'s k8s_candidate), unless the key names a
+    credential (a Secret, an OAuth token: its value may be masked whole),
+    which gives the key's facts alone.  A malformed protobuf value gives
+    ``"error"`` with its offset.
+    """
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"value must be bytes, not {type(value).__name__}")
+    value = bytes(value)
+    key = bytes(user_key) if user_key is not None else None
+    keyinfo = parse_key(key) if key is not None else None
+    by_key = _key_is_secret(key) == "secret"
+    try:
+        if value.startswith(MAGIC):
+            out = _decode_protobuf(value, by_key)
+        elif value.startswith(ENC_PREFIX):
+            out = _decode_encrypted(value)
+        elif value[:1] == b"{":
+            out = _decode_json(value, by_key)
+        else:
+            out = None
+    except E.ProtoError as exc:
+        out = {"encoding": "protobuf", "error": str(exc)}
+    except (ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
+        out = {"encoding": "protobuf", "error": f"{type(exc).__name__}: {exc}"}
+    if keyinfo is not None and (out is not None or _names_credential(keyinfo)):
+        out = dict(keyinfo, **(out or {}))
+    return out
+
+
+def _names_credential(keyinfo: dict) -> bool:
+    """Whether a parsed key names one Secret or OAuth token.  (Such a key
+    spells out one of :data:`_QUICK_MARKERS`, so the C core hands its
+    record back.)"""
+    res = keyinfo["resource"]
+    return "name" in keyinfo and ((res == "secrets" and "group" not in keyinfo)
+                                  or res in WHOLE_SECRET_RESOURCES)
+
+
+def summary(d: dict) -> str:
+    """A one-line summary of :func:`decode_value`'s answer, for text output."""
+    kind = d.get("kind") or d.get("resource", "?")
+    ns, name = d.get("namespace"), d.get("name", "?")
+    parts = [str(kind), f"{ns}/{name}" if ns else str(name)]
+    if d.get("apiVersion"):
+        parts.append(str(d["apiVersion"]))
+    if d.get("encoding") == "encrypted":
+        parts.append(f"encrypted ({d.get('provider')}, key {d.get('key_name')})")
+    if d.get("uid"):
+        parts.append(f"uid={d['uid']}")
+    if d.get("creationTimestamp"):
+        parts.append(f"created={d['creationTimestamp']}")
+    sec = d.get("secret")
+    if sec is not None:
+        parts.append(f"type={sec.get('type', '?')} data keys: "
+                     + (",".join(sec.get("data") or {}) or "none"))
+    if d.get("error"):
+        parts.append(f"error: {d['error']}")
+    # names come from the file: no control character reaches a terminal raw
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(parts))
+
+
+# ------------------------------------------------------------------ decode_raw
+def _raw_message(data: bytes, base: int, depth: int, budget: list) -> Any:
+    fields = _fields(data, base)
+    out: dict = {}
+    for no, wt, val, off in fields:
+        if wt == E.WIRE_LEN:
+            val = _raw_bytes(val, off, depth + 1, budget)
+        out.setdefault(str(no), []).append(val)
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+
+def _raw_bytes(b: bytes, off: int, depth: int, budget: list) -> Any:
+    """protoc --decode_raw's guess: a message if it parses, else text, else hex.
+
+    ``budget`` (bytes still to parse, shared) keeps the work linear in the
+    value's size whatever its nesting: past it, bytes stay bytes."""
+    text = E.render_bytes(b)
+    if isinstance(text, str) and (not b or b[0] >= 0x20):
+        return text
+    if depth < _MAX_DEPTH and b and budget[0] >= len(b):
+        budget[0] -= len(b)
+        try:
+            return _raw_message(b, off, depth, budget)
+        except (E.ProtoError, RecursionError):
+            pass
+    return text
+
+
+_META_NAMES = {str(k): v for k, v in _META_STRINGS.items()}
+_META_NAMES.update({"7": "generation", "8": "creationTimestamp", "9": "deletionTimestamp",
+                    "11": "labels", "12": "annotations", "13": "ownerReferences",
+                    "14": "finalizers", "17": "managedFields"})
+
+
+def decode_object(value: bytes) -> Any:
+    """The whole object, for ``dump --k8s-object``: JSON values as parsed
+    JSON; protobuf ones the way ``protoc --decode_raw`` prints them (field
+    numbers as keys; repeated fields as lists; ``metadata`` named), with
+    ``typeMeta`` first.  Call it on masked bytes to keep secrets masked.
+    ``None`` for a value that is neither; ``{"error"}`` when malformed."""
+    value = bytes(value)
+    try:
+        if value.startswith(MAGIC):
+            u = _unknown(value)
+            raw, roff = u.pop("raw")
+            obj = _raw_message(raw, roff, 0, [4 * len(raw) + (64 << 10)]) if raw else {}
+            if "1" in obj and isinstance(obj["1"], dict):
+                meta = obj.pop("1")
+                meta = {_META_NAMES.get(k, k): v for k, v in meta.items()}
+                obj = {"metadata": meta, **obj}
+            return {"apiVersion": u.get("apiVersion"), "kind": u.get("kind"), **obj}
+        if value[:1] == b"{":
+            ok, obj = E._parse_json(value)
+            return obj if ok else {"error": "value is not valid JSON"}
+    except E.ProtoError as exc:
+        return {"error": str(exc)}
+    except (ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return None
+
+
+# ------------------------------------------------------------------ masking
+def _protobuf_secret_ranges(value: bytes) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    u = _unknown(value)
+    raw, roff = u["raw"]
+    if u.get("contentEncoding"):
+        raise ValueError("content encoding")
+    for no, wt, val, off in _fields(raw, roff):
+        if wt != E.WIRE_LEN:
+            continue
+        if no in (2, 4):  # data, stringData: mask each entry's value
+            _k, v, voff = _map_entry(val, off)
+            ranges.append((voff, voff + len(v)))
+        elif no == 1:
+            for mno, mwt, mval, moff in _fields(val, off):
+                if mno == 12 and mwt == E.WIRE_LEN:
+                    k, v, voff = _map_entry(mval, moff)
+                    if k == LAST_APPLIED:
+                        ranges.append((voff, voff + len(v)))
+    return ranges
+
+
+def _json_secret_ranges(value: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of the string contents under data/stringData (and the
+    last-applied annotation) of a JSON Secret, found with json's scanner."""
+    text = value.decode("utf-8")
+    dec = json.JSONDecoder()
+    ranges: list[tuple[int, int]] = []
+
+    def members(i):
+        """(key, value_start, value_end) of the object starting at text[i]."""
+        end_obj = dec.raw_decode(text, i)[1]  # validates the whole object
+        j = i + 1
+        out = []
+        while True:
+            while text[j] in " \t\r\n,":
+                j += 1
+            if text[j] == "}":
+                return out, end_obj
+            key, j = json.decoder.scanstring(text, j + 1)
+            while text[j] in " \t\r\n:":
+                j += 1
+            _v, k = dec.raw_decode(text, j)
+            out.append((key, j, k))
+            j = k
+
+    def strings_in(start, end):
+        # every string inside [start, end): a secret's values and, to be
+        # safe, anything nested under them
+        j = start
+        while j < end:
+            if text[j] == '"':
+                _s, k = json.decoder.scanstring(text, j + 1)
+                ranges.append((j + 1, k - 1))
+                j = k
+            else:
+                j += 1
+
+    i = len(text) - len(text.lstrip())
+    top, _ = members(i)
+    for key, s, e in top:
+        if key in ("data", "stringData") and text[s] == "{":
+            for _k, vs, ve in members(s)[0]:
+                strings_in(vs, ve)
+        elif key == "metadata" and text[s] == "{":
+            for mk, ms, _me in members(s)[0]:
+                if mk == "annotations" and text[ms] == "{":
+                    for ak, vs, ve in members(ms)[0]:
+                        if ak == LAST_APPLIED.decode():
+                            strings_in(vs, ve)
+    if text.isascii():
+        return ranges
+    # character offsets -> byte offsets
+    return [(len(text[:a].encode()), len(text[:b].encode())) for a, b in ranges]
+
+
+def _looks_secret_kind(value: bytes) -> bool:
+    if b"Secret" not in value and b"\\u" not in value:
+        return False  # the kind is spelt out (or JSON-escaped) where it is Secret
+    if value.startswith(MAGIC):
+        try:
+            return _unknown(value).get("kind") == "Secret"
+        except (E.ProtoError, ValueError):
+            return b"\x12\x06Secret" in value[:64]
+    if value[:1] == b"{":
+        ok, obj = E._parse_json(value)
+        return ok and isinstance(obj, dict) and obj.get("kind") == "Secret"
+    return False
+
+
+def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int, int]]:
+    """Byte ranges of ``value`` (a KeyValue.value) that are secret; ``[]``
+    when nothing is.  A Secret that does not decode (or is encrypted) is
+    one range over everything after the magic / envelope header."""
+    value = bytes(value)
+    how = _key_is_secret(bytes(user_key) if user_key else None)
+    if how == "whole":
+        return [(0, len(value))] if value else []
+    if not how and not _looks_secret_kind(value):
+        return []
+    try:
+        if value.startswith(MAGIC):
+            return _protobuf_secret_ranges(value)
+        if value[:1] == b"{":
+            return _json_secret_ranges(value)
+    except (E.ProtoError, ValueError, IndexError, RecursionError):
+        pass
+    if value.startswith(ENC_PREFIX):
+        head = value.split(b":", 5)
+        skip = sum(len(h) + 1 for h in head[:5]) if len(head) == 6 else 0
+        return [(skip, len(value))] if skip < len(value) else []
+    start = len(MAGIC) if value.startswith(MAGIC) else 0
+    return [(start, len(value))] if start < len(value) else []
+
+
+def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
+    """``value`` with its secret ranges replaced by ``*`` (same length), or
+    ``None`` when nothing in it is secret."""
+    ranges = secret_ranges(value, user_key)
+    if not ranges:
+        return None
+    out = bytearray(value)
+    for a, b in ranges:
+        out[a:b] = b"*" * (b - a)
+    return bytes(out)
+
+
+def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
+    """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
+    value).  A KeyValue that does not parse but shows a Secret's marker is
+    masked whole: its structure cannot say what is metadata."""
+    kv = bytes(kv)
+    # quick no: a Secret's KeyValue holds one of these literally (its key,
+    # the kind in typeMeta or JSON, or a JSON escape that may spell it)
+    if not any(m in kv for m in _QUICK_MARKERS):
+        return []
+    try:
+        key, value, voff = None, b"", -1
+        for no, wt, val, off in E._iter_fields(kv):
+            if wt == E.WIRE_LEN and no == 1:
+                key = val
+            elif wt == E.WIRE_LEN and no == 5:
+                value, voff = val, off
+    except E.ProtoError:
+        if any(m in kv for m in _SECRET_MARKERS):
+            return [(0, len(kv))]
+        return []
+    if voff < 0:
+        return []
+    return [(voff + a, voff + b) for a, b in secret_ranges(value, key)]
+
+
+def mask_kv(kv: bytes) -> bytes | None:
+    """A raw ``mvccpb.KeyValue`` with the secrets of its Kubernetes value
+    masked by ``*`` (same length, so every offset stays true), or ``None``
+    when it holds no secret."""
+    ranges = kv_secret_ranges(kv)
+    if not ranges:
+        return None
+    out = bytearray(kv)
+    for a, b in ranges:
+        out[a:b] = b"*" * (b - a)
+    return bytes(out)
+
+
+# ------------------------------------------------------------------ etcd records
+def kv_user_key(kv) -> bytes | None:
+    """The user key (field 1) of a raw ``mvccpb.KeyValue``, or ``None``.
+
+    etcd marshals field 1 first, so the usual case reads one tag and one
+    length; anything else goes through the full wire decoder."""
+    kv = memoryview(kv)
+    if len(kv) >= 2 and kv[0] == 0x0A and kv[1] < 0x80:
+        n = kv[1]
+        if 2 + n <= len(kv):
+            return bytes(kv[2:2 + n])
+    try:
+        for no, wt, val, _off in E._iter_fields(bytes(kv)):
+            if no == 1 and wt == E.WIRE_LEN:
+                return val
+    except E.ProtoError:
+        return None
+    return None
+
+
+def inventory(records) -> dict | None:
+    """Objects per resource and namespaces, from ``(revision key, KeyValue)``
+    pairs of etcd's ``key`` bucket in key (= revision) order: each user key's
+    newest revision counts, a tombstone ends it.  ``None`` when no key is
+    under ``/registry/``."""
+    latest: dict = {}
+    for rev_key, kv in records:
+        ukey = kv_user_key(kv)
+        if ukey is None or not ukey.startswith(REGISTRY_PREFIXES):
+            continue
+        if len(rev_key) == 18 and rev_key[17:18] == b"t":
+            latest.pop(ukey, None)
+        else:
+            latest[ukey] = None
+    if not latest:
+        return None
+    per_resource: dict = {}
+    per_namespace: dict = {}
+    for ukey in latest:
+        info = parse_key(ukey) or {}
+        res = info.get("resource", "?")
+        if "group" in info:
+            res = f"{info['group']}/{res}"
+        per_resource[res] = per_resource.get(res, 0) + 1
+        if "namespace" in info:
+            per_namespace[info["namespace"]] = per_namespace.get(info["namespace"], 0) + 1
+    return {"objects": dict(sorted(per_resource.items())),
+            "namespaces": len(per_namespace),
+            "objects_per_namespace": dict(sorted(per_namespace.items()))}
+
+
+# ------------------------------------------------------------------ raw bytes
+_BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
+
+
+def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
+    """``data`` (the file's bytes from ``start``) with every Kubernetes
+    secret in it masked, for hexdumps.
+
+    The leaves whose page run overlaps the range are found from their
+    headers (also a leaf that starts up to ``_BACK_PAGES`` pages before, so
+    an overflow page shown alone is masked too); each element's value is
+    masked as :func:`kv_secret_ranges` says, over the whole range shown.
+    A Secret's marker outside every parsed element (damage) masks from
+    there to the end of the range.
+    """
+    import struct
+
+    out = bytearray(data)
+    end = start + len(data)
+    size = len(buf)
+    first, last = start // page_size, max(start, end - 1) // page_size
+    covered: list[tuple[int, int]] = []
+    for q in range(max(0, first - _BACK_PAGES), last + 1):
+        off = q * page_size
+        if off + 16 > size:
+            break
+        pid, flags, count, overflow = struct.unpack_from("<QHHI", buf, off)
+        if pid != q or flags != 0x02 or q + overflow < first:
+            continue
+        run_end = min((q + overflow + 1) * page_size, size)
+        count = min(count, (run_end - off - 16) // 16)
+        for i in range(count):
+            el = off + 16 + 16 * i
+            eflags, pos, ksize, vsize = struct.unpack_from("<IIII", buf, el)
+            k = el + pos
+            v = k + ksize
+            e = v + vsize
+            if eflags & 1 or v >= run_end:
+                continue
+            # a value cut by the end of the run (or file) is judged on what is
+            # there: a KeyValue cut short that names a Secret is masked whole
+            e = min(e, run_end)
+            if e <= start or k >= end:
+                continue
+            covered.append((k, e))
+            for a, b in kv_secret_ranges(bytes(buf[v:e])):
+                a, b = max(v + a, start), min(v + b, end)
+                if a < b:
+                    out[a - start:b - start] = b"*" * (b - a)
+    for marker in _SECRET_MARKERS:
+        i = bytes(data).find(marker)
+        while i >= 0:
+            absolute = start + i
+            if not any(k <= absolute < e for k, e in covered):
+                out[i:] = b"*" * (len(out) - i)
+                break
+            i = bytes(data).find(marker, i + 1)
+    return bytes(out)
+
+
+def resource_summary(user_keys) -> dict:
+    """For reports naming etcd keys (lost, at risk): the Kubernetes objects
+    among them, ``{"objects": [{"resource", "group"?, "namespace"?,
+    "name"}], "text": "3 deployments, 12 pods in kube-system, ..."}``; keys
+    outside :data:`REGISTRY_PREFIXES` are left out."""
+    objects = []
+    counts: dict = {}
+    for key in user_keys:
+        info = parse_key(bytes(key))
+        if info is None:
+            continue
+        objects.append(info)
+        res = info["resource"] if "group" not in info else f"{info['group']}/{info['resource']}"
+        where = info.get("namespace")
+        counts[(res, where)] = counts.get((res, where), 0) + 1
+    text = ", ".join(f"{n} {res}" + (f" in {ns}" if ns else "")
+                     for (res, ns), n in sorted(counts.items(), key=lambda i: (-i[1], i[0][0],
+                                                                                 i[0][1] or "")))
+    return {"objects": objects, "text": text}

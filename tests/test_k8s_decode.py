@@ -1,0 +1,175 @@
+"""boltfix.k8s on bytes built by the independent encoder (tests/k8sbytes.py),
+and a fuzzer of random and truncated envelopes."""
+
+from __future__ import annotations
+
+import json
+
+import k8sbytes as K
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from boltfix import etcd as E
+from boltfix import k8s
+
+SECRET = b"\x00\x01TOPSECRETVALUE\xff\xfe" * 3
+
+
+def test_protobuf_objects_decode():
+    pod = k8s.decode_value(K.pod("p", "ns", labels={"a": "b"}, annotations={"x": "y"},
+                                 finalizers=["f1"]), b"/registry/pods/ns/p")
+    assert (pod["kind"], pod["apiVersion"], pod["namespace"], pod["name"]) == \
+        ("Pod", "v1", "ns", "p")
+    assert pod["labels"] == {"a": "b"} and pod["annotations"] == {"x": "y"}
+    assert pod["finalizers"] == ["f1"] and pod["resource"] == "pods"
+    dep = k8s.decode_value(K.deployment("d", "ns"))
+    assert (dep["kind"], dep["apiVersion"]) == ("Deployment", "apps/v1")
+    cm = k8s.decode_value(K.configmap("c", "kube-system", {"k": "v"}))
+    assert (cm["kind"], cm["namespace"], cm["name"]) == ("ConfigMap", "kube-system", "c")
+    assert "secret" not in cm
+
+
+def test_key_layout():
+    assert k8s.parse_key(b"/registry/services/endpoints/default/kubernetes") == {
+        "resource": "endpoints", "namespace": "default", "name": "kubernetes"}
+    assert k8s.parse_key(b"/registry/apiextensions.k8s.io/customresourcedefinitions/w.ex.com") \
+        == {"group": "apiextensions.k8s.io", "resource": "customresourcedefinitions",
+            "name": "w.ex.com"}
+    assert k8s.parse_key(b"/registry/namespaces/default") == {"resource": "namespaces",
+                                                              "name": "default"}
+    assert k8s.parse_key(b"/other/x") is None
+
+
+def test_secret_masked_at_same_length_metadata_kept():
+    value = K.secret("s", "ns", {"a": SECRET, "b": SECRET[::-1]}, type_="Opaque",
+                     labels={"team": "x"},
+                     annotations={k8s.LAST_APPLIED.decode(): SECRET.hex()})
+    masked = k8s.mask_value(value)  # found by its kind, no key given
+    assert len(masked) == len(value)
+    assert SECRET not in masked and SECRET[::-1] not in masked and SECRET.hex().encode() \
+        not in masked
+    d = k8s.decode_value(masked)
+    assert (d["kind"], d["name"], d["labels"]) == ("Secret", "s", {"team": "x"})
+    assert d["secret"] == {"data": {"a": len(SECRET), "b": len(SECRET)}, "type": "Opaque"}
+    assert d["annotations"][k8s.LAST_APPLIED.decode()] == E.REDACTED
+    # the masked bytes are exactly the values: everything else is unchanged
+    diff = [i for i in range(len(value)) if value[i] != masked[i]]
+    assert len(diff) <= 2 * len(SECRET) + len(SECRET.hex())
+
+
+def test_json_secret_and_kv_masking():
+    js = K.json_object("v1", "Secret", "j", "ns", data={"k": "ÄÖ" + SECRET.hex()},
+                       stringData={"p": "plain-text-password"})
+    kv = K.key_value(b"/registry/secrets/ns/j", js)
+    masked = k8s.mask_kv(kv)
+    assert len(masked) == len(kv)
+    assert SECRET.hex().encode() not in masked and b"plain-text-password" not in masked
+    obj = json.loads(E.decode_key_value(masked)["value"])
+    assert obj["metadata"]["name"] == "j" and set(obj["data"]) == {"k"}
+    # not a Secret: untouched
+    assert k8s.mask_kv(K.key_value(b"/registry/configmaps/ns/c", K.configmap("c", "ns", {
+        "a": "b"}))) is None
+
+
+def test_undecodable_secret_masked_whole():
+    raw = b"plain secret value " + SECRET
+    masked = k8s.mask_value(raw, b"/registry/secrets/ns/x")
+    assert masked == b"*" * len(raw)
+    cut = K.secret("s", "ns", {"a": SECRET})[:60]
+    m = k8s.mask_value(cut)
+    assert m[:4] == b"k8s\x00" and set(m[4:]) == {ord("*")}
+    # a KeyValue cut short that names a Secret: all of it
+    kv = K.key_value(b"/registry/secrets/ns/s", K.secret("s", "ns", {"a": SECRET}))[:-7]
+    assert k8s.mask_kv(kv) == b"*" * len(kv)
+
+
+def test_encrypted_envelope():
+    v = K.encrypted("kms", "my-kms", b"\x01\x02" * 30)
+    d = k8s.decode_value(v, b"/registry/secrets/ns/e")
+    assert (d["encoding"], d["provider"], d["key_name"]) == ("encrypted", "kms", "my-kms")
+    m = k8s.mask_value(v, b"/registry/secrets/ns/e")
+    assert m.startswith(b"k8s:enc:kms:v1:my-kms:") and set(m[22:]) == {ord("*")}
+    assert k8s.decode_value(b"k8s:enc:aescbc")["error"].startswith("encryption envelope")
+
+
+def test_errors_carry_offsets():
+    d = k8s.decode_value(K.pod("p", "ns")[:30])
+    assert d["encoding"] == "protobuf" and "at offset" in d["error"]
+    assert k8s.decode_value(b"plain") is None
+    assert k8s.decode_value(b"{not json") is None
+
+
+def test_resource_summary():
+    got = k8s.resource_summary([b"/registry/pods/a/p1", b"/registry/pods/a/p2", b"/other",
+                                b"/registry/deployments/a/d", b"/registry/namespaces/a",
+                                b"/registry/x.io/ws/b/w"])
+    assert got["text"] == "2 pods in a, 1 deployments in a, 1 namespaces, 1 x.io/ws in b"
+    assert len(got["objects"]) == 5
+
+
+def test_decode_object_names_metadata():
+    obj = k8s.decode_object(K.deployment("d", "ns", replicas=5))
+    assert obj["kind"] == "Deployment" and obj["metadata"]["name"] == "d"
+    assert obj["2"]["1"] == 5
+    json.dumps(E._jsonable(obj))
+
+
+# ---------------------------------------------------------------- fuzzing
+def _valid_values():
+    return st.sampled_from([
+        K.pod("p", "ns"), K.secret("s", "ns", {"a": SECRET}), K.deployment("d", "ns"),
+        K.configmap("c", "ns", {"a": "b"}), K.json_object("v1", "Secret", "j", "ns",
+                                                           data={"a": "QUJD"}),
+        K.encrypted(),
+    ])
+
+
+envelopes = st.one_of(
+    st.binary(max_size=300).map(lambda b: b"k8s\x00" + b),
+    st.binary(max_size=100).map(lambda b: b"k8s:enc:" + b),
+    st.binary(max_size=200).map(lambda b: b"{" + b),
+    st.tuples(_valid_values(), st.integers(0, 400)).map(lambda t: t[0][:t[1]]),
+    st.tuples(_valid_values(), st.integers(0, 400), st.integers(0, 255)).map(
+        lambda t: t[0][:t[1] % max(1, len(t[0]))] + bytes([t[2]]) + t[0][t[1] % max(1, len(
+            t[0])) + 1:]),
+    st.binary(max_size=300),
+)
+user_keys = st.sampled_from([None, b"/registry/secrets/ns/s", b"/registry/pods/ns/p",
+                             b"/bootstrap/abc", b"/registry/x.io/things/a/b/c", b"/registry/"])
+
+
+@settings(max_examples=600, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(envelopes, user_keys)
+def test_fuzz_never_raises(value, key):
+    d = k8s.decode_value(value, key)
+    if d is not None:
+        json.dumps(E._jsonable(d))
+    json.dumps(E._jsonable(k8s.decode_object(value)))
+    m = k8s.mask_value(value, key)
+    assert m is None or len(m) == len(value)
+    kv = K.key_value(key or b"/k", value)
+    mk = k8s.mask_kv(kv)
+    assert mk is None or len(mk) == len(kv)
+    for cut in (len(kv) // 2, len(kv) - 1):
+        k8s.mask_kv(kv[:cut])
+        json.dumps(E.decode_record(b"key", b"\x00" * 8 + b"_" + b"\x00" * 8, kv[:cut]))
+    k8s.summary(d or {})
+
+
+@settings(max_examples=200, deadline=2000)
+@given(st.binary(min_size=16, max_size=3 * 512), st.integers(0, 1024), st.integers(1, 700))
+def test_fuzz_mask_file_range(buf, start, n):
+    out = k8s.mask_file_range(buf, 512, start, buf[start:start + n])
+    assert len(out) == len(buf[start:start + n])
+
+
+def test_decode_object_stays_linear_on_deep_nesting():
+    import time
+
+    inner = b"\x08\x01" * 20000
+    for _ in range(40):  # 40 levels of a 40 KB message
+        inner = K.ld(1, inner)
+    t = time.monotonic()
+    obj = k8s.decode_object(b"k8s\x00" + K.ld(2, inner))
+    assert time.monotonic() - t < 5
+    json.dumps(E._jsonable(obj))
