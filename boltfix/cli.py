@@ -3,8 +3,12 @@
 Exit codes (every command):
   0  done; for ``check``: no problems
   1  problems found (``check``), data not recoverable (``repair``), key absent (``get``)
-  2  the file could not be opened or the request was refused; nothing written
+  2  the file could not be opened, the request was refused, or the output could
+     not be written (full or read-only filesystem...); nothing written
   3  an internal error in boltfix (a bug: please report it)
+  4  stopped part-way: the input changed (shrank, was rewritten) while it was
+     read; output already printed is incomplete; repair wrote nothing
+  130, 143  interrupted by SIGINT / SIGTERM; repair wrote nothing
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from boltfix import __version__
 if TYPE_CHECKING:  # imported where needed: `boltfix --help` never loads them
     from boltfix.reader import DB
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT, EXIT_BUG, EXIT_CHANGED = 0, 1, 2, 3, 4
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal, as a shell reports it
 
 
 # ---------------------------------------------------------------- shared options
@@ -46,16 +51,41 @@ def open_options(f):
     return f
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (finally blocks remove temp files), exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def guarded(f):
-    """Turn BoltError into one line on stderr and exit 2; never a traceback."""
+    """Map every way a command ends to one exit code and one line on stderr;
+    never a traceback.  A change of the input seen at any point (even after a
+    normal end) makes it exit 4: what was produced is incomplete."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        from boltfix.errors import BoltError
+        import signal
 
+        from boltfix import guard
+        from boltfix.errors import BoltError, FileChanged
+
+        guard.start_session()
         try:
-            return f(*args, **kwargs)
+            old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread: leave signals alone
+            old_term = None
+        code = EXIT_OK
+        try:
+            f(*args, **kwargs)
+        except SystemExit as exc:
+            code = exc.code
+        except FileChanged as exc:
+            _changed_exit(exc)
         except BoltError as exc:
+            if guard.first_change() is not None:
+                _changed_exit()  # the change is why the read failed
             click.echo(f"boltfix: {exc}", err=True)
             sys.exit(EXIT_CANNOT)
         except BrokenPipeError:
@@ -63,16 +93,44 @@ def guarded(f):
             with contextlib.suppress(Exception):
                 sys.stdout = open(os.devnull, "w")
             sys.exit(EXIT_OK)
-        except (KeyboardInterrupt, SystemExit, click.exceptions.Exit, click.ClickException):
+        except KeyboardInterrupt:
+            click.echo("boltfix: interrupted (SIGINT); stopped, nothing written", err=True)
+            sys.exit(EXIT_SIGINT)
+        except Terminated:
+            click.echo("boltfix: terminated (SIGTERM); stopped, nothing written", err=True)
+            sys.exit(EXIT_SIGTERM)
+        except (click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:  # a bug in boltfix, never the user's fault
+            if guard.first_change() is not None:
+                _changed_exit()
             if os.environ.get("BOLTFIX_DEBUG"):
                 raise
             click.echo(f"boltfix: internal error: {type(exc).__name__}: {exc} "
                        "(set BOLTFIX_DEBUG=1 for a traceback; please report it)", err=True)
-            sys.exit(3)
+            sys.exit(EXIT_BUG)
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+        if guard.first_change() is not None:
+            _changed_exit()
+        sys.exit(code)
 
     return wrapper
+
+
+def _changed_exit(exc=None) -> None:
+    """Exit 4: the input changed while it was read (see boltfix.guard)."""
+    from boltfix import guard
+
+    if exc is None:
+        path, reason = guard.first_change()
+        what = f"{path} changed while it was being read: {reason}"
+    else:
+        what = exc.message
+    click.echo(f"boltfix: {what}; stopped part-way: any output is incomplete and "
+               "repair wrote nothing (run again on a copy nothing writes to)", err=True)
+    sys.exit(EXIT_CHANGED)
 
 
 def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None) -> DB:
@@ -98,10 +156,14 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
     """A rich progress bar on stderr, only when stderr is a terminal, and only
     once the work has run for a second (short runs stay quiet).
 
-    Yields a callback taking the number of pages done so far.
+    Yields a callback taking the number of pages done so far; it also stops
+    the work (FileChanged) at the first batch after the input changed.
     """
+    from boltfix.guard import batch_boundary
+
     if not enabled or not sys.stderr.isatty():
-        yield None
+        yield batch_boundary  # no bar, but still stop at the first batch after a change
+        batch_boundary()  # and before the result is shown
         return
     import time
 
@@ -118,6 +180,7 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
 
     def update(done: int) -> None:
         nonlocal shown
+        batch_boundary()
         if not shown:
             if time.monotonic() < show_after:
                 return
@@ -127,6 +190,7 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
 
     try:
         yield update
+        batch_boundary()
     finally:
         if shown:
             bar.stop()

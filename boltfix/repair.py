@@ -22,6 +22,7 @@ How it works, in one pass:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections import Counter
@@ -31,7 +32,7 @@ from typing import Callable, List, Optional
 from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector, check, top_level_names
-from boltfix.errors import BoltError, Finding
+from boltfix.errors import BoltError, FileChanged, Finding, OutputError
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
@@ -127,6 +128,11 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
         report.written = stats
         _sort_findings(report, collector)
         return report
+    except BoltError as exc:
+        why = None if isinstance(exc, FileChanged) else db.changed()
+        if why is not None:  # the change is why a page stopped making sense
+            raise FileChanged(f"{db.path} changed while it was being read: {why}") from exc
+        raise
     finally:
         db.close()
 
@@ -139,11 +145,34 @@ def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
         return
     if os.path.isdir(out):
         raise RepairRefused(f"{out} is a directory")
-    if os.path.lexists(out) and not force:
-        raise RepairRefused(f"{out} exists; pass --force to replace it")
+    if os.path.lexists(out):
+        # a device, FIFO or socket is never replaced, forced or not (rename
+        # would swap /dev/sdX or a pipe for a plain file)
+        kind = _not_regular(out)
+        if kind:
+            raise RepairRefused(f"{out} is {kind}, not a regular file; refusing to replace it")
+        if not force:
+            raise RepairRefused(f"{out} exists; pass --force to replace it")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise RepairRefused(f"the directory {parent} does not exist")
+
+
+def _not_regular(path: str) -> Optional[str]:
+    """What ``path`` (following links) is when it is not a regular file."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a dangling link" if os.path.islink(path) else "unreadable"
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 # ---------------------------------------------------------------- meta
@@ -394,14 +423,22 @@ def _name(raw: bytes) -> str:
 
 
 def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress) -> dict:
-    """Write to a temp file beside the target, fsync, verify, then move it in."""
+    """Write to a temp file beside the target, fsync, verify, then move it in.
+
+    Whatever stops it (a full or read-only filesystem, a signal, the input
+    changing), the temp file is removed and nothing is moved into place.
+    """
     directory = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w+b", buffering=0) as raw:
             stats = _salvage(db, raw, collector, report, progress)
             raw.flush()
             os.fsync(raw.fileno())
+        _raise_if_input_changed(db)
         db.close()  # unmap the input before mapping the output: half the peak RSS
         _verify(tmp, report)
         if force:
@@ -413,9 +450,20 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         return stats
     except FileExistsError as exc:
         raise RepairRefused(f"{out_path} appeared while repairing; nothing replaced") from exc
+    except OSError as exc:
+        # ENOSPC, EROFS, EACCES, EIO...: the user's environment, not damage
+        raise OutputError(f"cannot write {out_path} (temporary file {tmp}): "
+                          f"{exc.strerror or exc}; nothing written") from exc
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _raise_if_input_changed(db: DB) -> None:
+    """The input changed while it was copied: the copy is not of one file state."""
+    why = db.changed()
+    if why is not None:
+        raise FileChanged(f"{db.path} changed while it was being read: {why}")
 
 
 def _verify(path: str, report: RepairReport) -> None:
