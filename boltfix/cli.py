@@ -133,10 +133,21 @@ def _changed_exit(exc=None) -> None:
     sys.exit(EXIT_CHANGED)
 
 
-def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None) -> DB:
+def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None,
+            need_root: bool = True) -> DB:
+    from boltfix.errors import BoltError
     from boltfix.reader import DB
 
-    return DB(path, page_size=page_size, meta=meta_index)
+    d = DB(path, page_size=page_size, meta=meta_index)
+    if need_root and meta_index is not None and not 2 <= d.meta.root < d.pages_in_file:
+        # a forced meta whose root is no page (a zeroed meta says root 0,
+        # which the walk would take for an inline bucket): nothing to follow
+        problems = ", ".join(d.meta.problems) or "no problems"
+        d.close()
+        raise BoltError(f"{path}: meta {meta_index} cannot be used: its root page "
+                        f"{d.meta.root} is not a page of the file ({problems}); try --meta "
+                        f"{1 - meta_index}, or `boltfix repair`, which looks for the root")
+    return d
 
 
 def emit_json(data) -> None:
@@ -285,7 +296,7 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     from boltfix.render import hexdump, redact_secrets
     from boltfix.views import render_page
 
-    d = open_db(db, page_size, meta_index)
+    d = open_db(db, page_size, meta_index, need_root=False)  # pages by id: no walk
     views = []
     for pgid in ids:
         p = d.page(pgid)
@@ -365,7 +376,7 @@ def repair(db, out, force, dry_run, as_json, page_size, meta_index):
     from boltfix.repair import repair as run_repair
     from boltfix.views import render_repair
 
-    with open_db(db, page_size, meta_index) as probe:
+    with open_db(db, page_size) as probe:  # repair judges a forced meta itself
         total = probe.page_limit  # for the progress bar; repair opens the file itself
     with progress_bar("repairing", total, not as_json) as cb:
         report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,

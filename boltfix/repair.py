@@ -23,6 +23,7 @@ How it works, in one pass:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections import Counter
@@ -435,7 +436,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(db, raw, collector, report, progress)
+            stats = _salvage(db, _WholeWrites(raw), collector, report, progress)
             raw.flush()
             os.fsync(raw.fileno())
         _raise_if_input_changed(db)
@@ -498,6 +499,30 @@ def _sort_findings(report: RepairReport, collector: Collector) -> None:
     report.dropped = [f for f in collector.findings if f.code in LOSS_CODES]
     report.dropped_counts = {k: v for k, v in collector.counts.items() if k in LOSS_CODES}
     report.other_counts = {k: v for k, v in collector.counts.items() if k not in LOSS_CODES}
+
+
+class _WholeWrites:
+    """The temp file, whose write() writes everything or raises.
+
+    An unbuffered file may write only part of a chunk (a filesystem filling
+    up) and say so in its return value; the next write then raises ENOSPC.
+    """
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            n = self._raw.write(view[done:])
+            if not n:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+        return done
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
 
 class _NullFile:
