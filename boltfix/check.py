@@ -45,6 +45,27 @@ META_MESSAGES = {
 }
 
 
+#: Warnings that never stop bbolt or etcd: ``check`` shows them but exits 0
+#: for them unless ``--strict``.  Trailing bytes past the last whole page
+#: (bbolt maps and ignores them); a bad meta that is not the newer one (bbolt
+#: opens the other, and its next commit rewrites this one); a valid meta whose
+#: page header flags are off (bbolt's validate never reads them); a sub-bucket
+#: inside an inline bucket (bbolt reads it); an etcd file without
+#: consistent_index (etcd starts from 0).  Not here, though warnings:
+#: page-overflow-too-large (bbolt frees the next page with the run: "page
+#: already freed" later), leaf-empty (records lost), etcd-bad-* (etcd exits
+#: at start).
+NEVER_STOP_BBOLT = frozenset({
+    "file-partial-page", "inline-bucket-nested", "etcd-missing-consistent-index",
+    "meta-bad-header", *META_MESSAGES,
+})
+
+
+def fails_check(finding: Finding) -> bool:
+    """Does this finding make ``check`` exit 1 by default?  (The one rule.)"""
+    return finding.severity != WARNING or finding.code not in NEVER_STOP_BBOLT
+
+
 class Collector:
     """Keeps the first ``limit`` findings and counts every one by code."""
 
@@ -53,10 +74,13 @@ class Collector:
         self.findings: List[Finding] = []
         self.counts: Counter = Counter()
         self.severities: Counter = Counter()
+        #: findings that fail check by default (:func:`fails_check`)
+        self.failing = 0
 
     def __call__(self, finding: Finding) -> None:
         self.counts[finding.code] += 1
         self.severities[finding.severity] += 1
+        self.failing += fails_check(finding)
         if self.limit is None or len(self.findings) < self.limit:
             self.findings.append(finding)
 
@@ -75,14 +99,21 @@ class CheckResult:
     counts: dict
     total: int
     stats: dict = field(default_factory=dict)
+    #: findings that fail check by default (the rest never stop bbolt or etcd)
+    failing: int = 0
 
     @property
     def clean(self) -> bool:
         return self.total == 0
 
+    def failed(self, strict: bool = False) -> bool:
+        """Exit 1?  Any finding with ``strict``, else only those :func:`fails_check` names."""
+        return bool(self.total if strict else self.failing)
+
     def to_json(self) -> dict:
         return {
             "clean": self.clean,
+            "failing": self.failing,
             "total": self.total,
             "counts": dict(self.counts),
             "shown": len(self.findings),
@@ -101,7 +132,8 @@ def check(db: DB, *, max_findings: Optional[int] = None,
     stats = walk_everything(db, walker, report)
     check_freelist(db, walker, report, stats)
     stats.update(pages_reached=walker.pages_walked, records=walker.records_yielded)
-    return CheckResult(report.findings, dict(report.counts), report.total, stats)
+    return CheckResult(report.findings, dict(report.counts), report.total, stats,
+                       report.failing)
 
 
 # ---------------------------------------------------------------- metas
@@ -171,6 +203,7 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     # a page of records at a time, or a run of clean pages taken in C:
     # nothing here needs a Record per element, and most buckets only a count
     for bucket, item in walker.walk_batches(runs=True):
+        _check_key_sizes(db, walker, bucket, item, report)
         if type(item) is Run:
             stats["keys"] += item.records
             if not is_etcd or bucket.path not in ETCD_CHECKED:
@@ -191,6 +224,38 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
                        "etcd file without meta/consistent_index: etcd cannot tell which "
                        "WAL entries are applied", WARNING, None, (), (b"meta",)))
     return stats
+
+
+def key_too_long(key, page: int, bucket: tuple, index: int,
+                 is_bucket: bool) -> Optional[Finding]:
+    """``key-too-long`` when a key (or bucket name) is longer than bbolt's
+    MaxKeySize: bbolt reads such a key but its Put refuses one
+    (ErrKeyTooLarge), so no bbolt wrote it.  check reports it, repair drops
+    it (the one rule for both)."""
+    if len(key) <= S.MAX_KEY_SIZE:
+        return None
+    return Finding("key-too-long",
+                   f"key of {len(key)} bytes on page {page} is longer than bbolt's limit "
+                   f"of {S.MAX_KEY_SIZE}", page=page, bucket=bucket,
+                   detail={"index": index, "bucket_entry": is_bucket})
+
+
+def _check_key_sizes(db: DB, walker: Walker, bucket: Bucket, item, report) -> None:
+    """Report keys over bbolt's limit.  In a run taken by the C core only a
+    page whose run is longer than the limit can hold one."""
+    if type(item) is Run:
+        ps = db.page_size
+        long_runs = [leaf for leaf in item.leaves if leaf[2] - leaf[0] * ps > S.MAX_KEY_SIZE]
+        batches = walker.run_batches(long_runs) if long_runs else ()
+    else:
+        batches = (item,)
+    for batch in batches:
+        if batch.bucket_entry is None and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE:
+            continue
+        for rec in batch.records():
+            finding = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
+            if finding is not None:
+                report(finding)
 
 
 #: the etcd buckets whose records check looks at

@@ -293,7 +293,7 @@ def pages(db, as_json, page_size, meta_index):
 def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     """Decode pages by id: header, elements, meta fields or freelist ids."""
     from boltfix.describe import page_view
-    from boltfix.render import hexdump, redact_secrets
+    from boltfix.render import hexdump, redact_range
     from boltfix.views import render_page
 
     d = open_db(db, page_size, meta_index, need_root=False)  # pages by id: no walk
@@ -301,9 +301,9 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     for pgid in ids:
         p = d.page(pgid)
         if as_hex:
-            data = bytes(p.data())
-            if not show_secrets:
-                data = redact_secrets(data)
+            # masked over the bytes around the run too: a hash may straddle it
+            data = (bytes(p.data()) if show_secrets
+                    else redact_range(d.buf, p.offset, p.run_end))
             click.echo(f"page {pgid} ({p.type}, {len(data)} bytes, offset {p.offset:#x})")
             click.echo(hexdump(data, p.offset))
             continue
@@ -335,12 +335,16 @@ def _redact_view(view: dict) -> dict:
 @json_option
 @click.option("--max-findings", type=click.IntRange(1), default=10000, show_default=True,
               help="Keep at most this many findings (all are still counted).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 for any finding, also warnings that never stop bbolt or etcd.")
 @open_options
 @guarded
-def check(db, as_json, max_findings, page_size, meta_index):
+def check(db, as_json, max_findings, strict, page_size, meta_index):
     """Find every problem in DB; never crashes or hangs on a damaged file.
 
-    Exit 0 when clean, 1 when problems were found, 2 when DB cannot be opened.
+    Exit 0 when clean or only warnings that never stop bbolt or etcd were
+    found (shown; --strict counts them), 1 when problems were found, 2 when
+    DB cannot be opened.
     """
     from boltfix.check import check as run_check
     from boltfix.views import render_check
@@ -352,7 +356,7 @@ def check(db, as_json, max_findings, page_size, meta_index):
         emit_json(result.to_json())
     else:
         render_check(console(), result)
-    sys.exit(EXIT_OK if result.clean else EXIT_PROBLEMS)
+    sys.exit(EXIT_PROBLEMS if result.failed(strict) else EXIT_OK)
 
 
 # ---------------------------------------------------------------- repair
@@ -550,10 +554,12 @@ _KEY_ENCODINGS = click.Choice(["auto", "utf8", "hex", "base64", "raw"])
 
 
 def _format_bytes(data, encoding: str) -> bytes:
-    """auto: text if printable UTF-8, else hex (bbolt CLI's "auto")."""
+    """One key or value for a terminal.  auto: text when printable (no control
+    character at all: the rule inspect and check use), else hex, as bbolt's
+    CLI; utf8: text with control characters escaped; raw: the bytes."""
     import base64
 
-    from boltfix.dump import _is_text
+    from boltfix.render import escape_controls, is_printable_text
 
     data = bytes(data)
     if encoding == "raw":
@@ -563,13 +569,12 @@ def _format_bytes(data, encoding: str) -> bytes:
     if encoding == "base64":
         return base64.b64encode(data)
     if encoding == "utf8":
-        return data
-    return data if _is_text(data) is not None else data.hex().encode()
+        return escape_controls(data)
+    return data if is_printable_text(data) else data.hex().encode()
 
 
-#: bytes that can be in text (printable ASCII, \t \n \r, and anything non-ASCII
-#: for UTF-8 to judge): deleting them leaves the ASCII controls, which never are
-_MAYBE_TEXT = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
+#: printable ASCII: deleting it from an ASCII key leaves its control characters
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 def _format_keys(keys, encoding: str) -> list:
@@ -578,20 +583,16 @@ def _format_keys(keys, encoding: str) -> list:
 
     if encoding == "hex":
         return [hexlify(k) + b"\n" for k in keys]
-    if encoding in ("raw", "utf8"):
+    if encoding == "raw":
         return [bytes(k) + b"\n" for k in keys]
-    if encoding == "base64":
+    if encoding != "auto":
         return [_format_bytes(k, encoding) + b"\n" for k in keys]
-    from boltfix.dump import _is_text
-
     out = []
     for k in keys:
-        if k.translate(None, _MAYBE_TEXT):  # an ASCII control: never text
-            out.append(hexlify(k) + b"\n")
-        elif k.isascii() or _is_text(k) is not None:
-            out.append(k + b"\n")
+        if k.isascii():  # the common case, without decoding
+            out.append((k if not k.translate(None, _PRINTABLE_ASCII) else hexlify(k)) + b"\n")
         else:
-            out.append(hexlify(k) + b"\n")
+            out.append(_format_bytes(k, encoding) + b"\n")
     return out
 
 
@@ -617,7 +618,8 @@ def _open_bucket_or_exit(d, names, what):
 @db_argument
 @click.argument("bucket", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
-              help="auto: text when printable, else hex; raw: the bytes as they are.")
+              help="auto: text when printable, else hex; utf8: text, control characters "
+                   "escaped; raw: the bytes as they are.")
 @open_options
 @guarded
 def keys(db, bucket, encoding, page_size, meta_index):
@@ -648,7 +650,8 @@ def keys(db, bucket, encoding, page_size, meta_index):
 @db_argument
 @click.argument("path", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
-              help="auto: text when printable, else hex; raw: the bytes, no newline.")
+              help="auto: text when printable, else hex; utf8: text, control characters "
+                   "escaped; raw: the bytes, no newline.")
 @click.option("--show-secrets", is_flag=True, help="Do not redact etcd password hashes.")
 @open_options
 @guarded

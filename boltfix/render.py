@@ -12,6 +12,24 @@ def is_printable_text(data: bytes) -> bool:
     return text.isprintable()
 
 
+def escape_controls(data) -> bytes:
+    """Bytes with every control character written as ``\\xNN`` (and ``\\`` as
+    ``\\\\``, so it stays unambiguous): text that is safe on a terminal."""
+    text = bytes(data).decode("utf-8", "surrogateescape")
+    out = []
+    for c in text:
+        o = ord(c)
+        if c == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif not c.isprintable() and c != " ":
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out).encode("utf-8")
+
+
 def name_text(data) -> str:
     """A bucket name or key for people: text when printable, else 0x-hex."""
     data = bytes(data)
@@ -35,6 +53,18 @@ _BCRYPT = _re.compile(rb"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
 def redact_secrets(data: bytes) -> bytes:
     """Mask password hashes in raw bytes (same length, so offsets stay true)."""
     return _BCRYPT.sub(lambda m: b"*" * len(m.group(0)), bytes(data))
+
+
+#: a bcrypt hash is 60 bytes: this much on each side of a shown range finds
+#: one that straddles its edge (a page boundary, whatever the page size)
+_SECRET_REACH = 59
+
+
+def redact_range(buf, start: int, end: int) -> bytes:
+    """``buf[start:end]`` with password hashes masked, including a hash that
+    only partly lies inside the range (the bytes around it are looked at too)."""
+    lo, hi = max(0, start - _SECRET_REACH), min(len(buf), end + _SECRET_REACH)
+    return redact_secrets(buf[lo:hi])[start - lo: end - lo]
 
 
 def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:

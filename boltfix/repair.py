@@ -32,7 +32,7 @@ from typing import Callable, List, Optional
 
 from boltfix import etcd
 from boltfix import structs as S
-from boltfix.check import Collector, check, top_level_names
+from boltfix.check import Collector, check, key_too_long, top_level_names
 from boltfix.errors import BoltError, FileChanged, Finding, OutputError
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
@@ -116,7 +116,12 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
     _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
     db = DB(src_path, page_size=page_size, meta=meta)
     try:
-        chosen = _choose_meta(db, meta)
+        try:
+            chosen = _choose_meta(db, meta)
+        except NothingRecoverable as exc:
+            if page_size is not None:
+                raise
+            db, chosen = _retry_page_size(db, src_path, meta, exc)
         report = RepairReport(
             input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
             meta=chosen, page_size=db.page_size,
@@ -220,6 +225,29 @@ def _choose_meta(db: DB, forced: Optional[int]) -> dict:
     return {"index": None, "txid": txid, "root": root, "pgid": db.meta.pgid,
             "reason": f"{why_not or 'both metas invalid; '}rediscovered root page {root} "
                       f"({records} records; {considered} candidates considered)"}
+
+
+def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingRecoverable):
+    """Nothing parses at the page size the meta claims (a meta with a good
+    checksum but a wrong page size, e.g. 65536 on a 4096 file): try the size
+    the page headers suggest (ids equal to their position) before giving up.
+    Returns the reopened DB and the meta choice; raises ``failure`` when
+    there is no other size to try."""
+    claimed = db.page_size
+    alt = db._scan_page_size()  # the reader's own header scan
+    if alt is None or alt == claimed:
+        raise failure
+    db.close()
+    db = DB(src_path, page_size=alt, meta=meta)
+    try:
+        chosen = _choose_meta(db, meta)
+    except BaseException:
+        db.close()
+        raise
+    chosen["reason"] = (f"page size {alt} from the page headers (nothing parses at the "
+                        f"{claimed} the meta claims); " + chosen["reason"])
+    chosen["page_size_guessed"] = True
+    return db, chosen
 
 
 def _root_problem(db: DB, root: int) -> Optional[str]:
@@ -341,13 +369,9 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
                 if bucket.path[:len(skipped)] == skipped:
                     continue
                 skipped = None
-            if len(rec.key) > S.MAX_KEY_SIZE:
-                # bbolt can read such a key but never writes one (Put refuses it)
-                collector(Finding("key-too-long",
-                                  f"key of {len(rec.key)} bytes on page {rec.page} is longer "
-                                  f"than bbolt's limit of {S.MAX_KEY_SIZE}",
-                                  page=rec.page, bucket=bucket.path,
-                                  detail={"index": rec.index, "bucket_entry": rec.is_bucket}))
+            too_long = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
+            if too_long is not None:
+                collector(too_long)  # bbolt's Put refuses it: dropped
                 if rec.is_bucket:
                     skipped = bucket.path + (rec.key,)
                 continue
