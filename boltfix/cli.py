@@ -56,6 +56,9 @@ class Terminated(BaseException):
 
 
 def _on_sigterm(signum, frame):
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
     raise Terminated()
 
 
@@ -94,10 +97,10 @@ def guarded(f):
                 sys.stdout = open(os.devnull, "w")
             sys.exit(EXIT_OK)
         except KeyboardInterrupt:
-            click.echo("boltfix: interrupted (SIGINT); stopped, nothing written", err=True)
+            click.echo(f"boltfix: interrupted (SIGINT); {_PART_WAY}", err=True)
             sys.exit(EXIT_SIGINT)
         except Terminated:
-            click.echo("boltfix: terminated (SIGTERM); stopped, nothing written", err=True)
+            click.echo(f"boltfix: terminated (SIGTERM); {_PART_WAY}", err=True)
             sys.exit(EXIT_SIGTERM)
         except (click.exceptions.Exit, click.ClickException):
             raise
@@ -128,9 +131,12 @@ def _changed_exit(exc=None) -> None:
         what = f"{path} changed while it was being read: {reason}"
     else:
         what = exc.message
-    click.echo(f"boltfix: {what}; stopped part-way: any output is incomplete and "
-               "repair wrote nothing (run again on a copy nothing writes to)", err=True)
+    click.echo(f"boltfix: {what}; {_PART_WAY} (run again on a copy nothing writes to)",
+               err=True)
     sys.exit(EXIT_CHANGED)
+
+
+_PART_WAY = "stopped part-way: any output is incomplete, and repair wrote nothing"
 
 
 def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None,
