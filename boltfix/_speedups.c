@@ -705,11 +705,11 @@ static void put_i64(sink *s, uint64_t v)
     }
 }
 
-/* how a key or value is written: dump.py's _enc_hex, or _enc_auto */
+/* how a key or value is written: record.py's _enc_hex, or _enc_auto */
 enum { AS_HEX, AS_TEXT, AS_PYTHON };
 
 /*
- * _enc_auto's (and etcd.render_bytes') choice for bytes whose answer needs
+ * _enc_auto's (and etcd.render_bytes') choice (record.as_text) for bytes whose answer needs
  * no Unicode tables: text when every byte is printable ASCII or \t \n \r;
  * hex as soon as a byte is another ASCII control (it is that character in
  * any decoding, and not printable); AS_PYTHON for non-ASCII without such a
@@ -819,7 +819,7 @@ static int put_etcd_key_record(sink *s, const unsigned char *k, uint64_t klen,
     return 1;
 }
 
-/* the line's fixed pieces, all from dump.py */
+/* the line's fixed pieces, all from record.py (c_pieces) */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
 /*
@@ -1072,7 +1072,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "boltfix._speedups",
-    "The walk's clean path and the JSONL writer in C (see walk.py, dump.py).", -1, methods,
+    "The walk's clean path and the JSONL writer in C (see walk.py, record.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void)

@@ -19,8 +19,9 @@ from typing import Callable, List, Optional
 
 from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
+from boltfix.pagemap import UNREACHED, PageMap, positions
 from boltfix.reader import DB, Meta
-from boltfix.walk import Batch, Bucket, Run, Walker
+from boltfix.walk import Batch, Bucket, Walker, top_level_names
 
 # bbolt tx.Check wording -> boltfix code
 BBOLT_EQUIVALENT = {
@@ -200,23 +201,20 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     is_etcd = etcd.looks_like_etcd(top)
     stats["etcd"] = is_etcd
     seen_consistent_index = False
-    # a page of records at a time, or a run of clean pages taken in C:
-    # nothing here needs a Record per element, and most buckets only a count
-    for bucket, item in walker.walk_batches(runs=True):
-        _check_key_sizes(db, walker, bucket, item, report)
-        if type(item) is Run:
-            stats["keys"] += item.records
-            if not is_etcd or bucket.path not in ETCD_CHECKED:
-                continue
-            batches = walker.run_batches(_etcd_suspects(walker, bucket, item))
-        elif item.bucket_entry is not None:
+    # a page of records at a time, or many clean pages at once: nothing
+    # here needs a Record per element, and most buckets only a count
+    for bucket, leaves in walker.walk_leaves():
+        _check_key_sizes(bucket, leaves, report)
+        if leaves.bucket_entry is not None:
             stats["buckets"] += 1
             continue
+        stats["keys"] += leaves.count
+        if not is_etcd or bucket.path not in ETCD_CHECKED:
+            continue
+        if bucket.path == (b"key",):
+            batches = (b for b, suspect in leaves.etcd_key_batches() if suspect)
         else:
-            stats["keys"] += len(item.keys)
-            if not is_etcd or bucket.path not in ETCD_CHECKED:
-                continue
-            batches = (item,)
+            batches = leaves.batches()
         for batch in batches:
             seen_consistent_index |= _check_etcd_batch(bucket, batch, report)
     if is_etcd and not seen_consistent_index:
@@ -240,17 +238,11 @@ def key_too_long(key, page: int, bucket: tuple, index: int,
                    detail={"index": index, "bucket_entry": is_bucket})
 
 
-def _check_key_sizes(db: DB, walker: Walker, bucket: Bucket, item, report) -> None:
-    """Report keys over bbolt's limit.  In a run taken by the C core only a
-    page whose run is longer than the limit can hold one."""
-    if type(item) is Run:
-        ps = db.page_size
-        long_runs = [leaf for leaf in item.leaves if leaf[2] - leaf[0] * ps > S.MAX_KEY_SIZE]
-        batches = walker.run_batches(long_runs) if long_runs else ()
-    else:
-        batches = (item,)
-    for batch in batches:
-        if batch.bucket_entry is None and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE:
+def _check_key_sizes(bucket: Bucket, leaves, report) -> None:
+    """Report keys over bbolt's limit.  Of many pages taken by the C core,
+    only a page whose run is longer than the limit can hold one."""
+    for batch in leaves.batches_over(S.MAX_KEY_SIZE):
+        if max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE:
             continue
         for rec in batch.records():
             finding = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
@@ -260,14 +252,6 @@ def _check_key_sizes(db: DB, walker: Walker, bucket: Bucket, item, report) -> No
 
 #: the etcd buckets whose records check looks at
 ETCD_CHECKED = frozenset({(b"key",), (b"meta",)})
-
-
-def _etcd_suspects(walker: Walker, bucket: Bucket, run: Run) -> list:
-    """The pages of a run that the etcd checks must look at: in the ``key``
-    bucket only those :meth:`Walker.etcd_key_suspects` names."""
-    if bucket.path != (b"key",):
-        return run.leaves
-    return [run.leaves[i] for i in walker.etcd_key_suspects(run.leaves)]
 
 
 def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:
@@ -284,95 +268,26 @@ def _check_etcd_batch(bucket: Bucket, batch: Batch, report) -> bool:
     return False
 
 
-def top_level_names(db: DB) -> List[bytes]:
-    """Names of the root bucket's entries, read with a throwaway walker."""
-    w = Walker(db)
-    root = w.root_bucket()
-    if root is None:
-        return []
-    return [r.key for r in w.records(root)]
-
-
 # ---------------------------------------------------------------- freelist
-def check_freelist(db: DB, walker: Walker, report, stats: dict) -> None:
-    reached = walker.reached
-    n = len(reached)
-    for meta_page in (0, 1):
-        if meta_page < n:
-            reached[meta_page] = 1
-    fl = db.freelist()
-    stats["freelist"] = "synced" if fl is not None else "not synced"
-    if fl is None:
+def check_freelist(db: DB, walker: Walker, report, stats: dict) -> PageMap:
+    """The freelist against what the walk reached, through the one page map
+    (its freelist findings are reported as it is built); returns the map."""
+    pm = PageMap(db, walker, report)
+    stats["freelist"] = "synced" if pm.synced else "not synced"
+    if not pm.synced:
         # No synced freelist (etcd): the free pages are exactly the ones the
         # tree does not reach, so 'unreachable unfreed' cannot happen.
-        stats["free_pages"] = reached[: db.page_limit].count(0)
-        return
-    for f in fl.findings:
-        report(f)
-    hwm = db.hwm
-    if fl.pgid < min(hwm, n):
-        fpage = db.page(fl.pgid)
-        # a page that is not a freelist has no overflow run we can trust
-        overflow = fpage.overflow if fpage.flags == S.FREELIST_PAGE_FLAG else 0
-        last = fl.pgid + overflow
-        if last >= hwm:
-            report(Finding("freelist-out-of-bounds",
-                           f"freelist page {fl.pgid}'s overflow run ({overflow} pages) ends "
-                           f"at page {last}, at or above the high-water mark {hwm}",
-                           ERROR, fl.pgid, detail={"overflow": overflow}))
-        end = min(last, hwm - 1, n - 1)
-        for hit in range(fl.pgid, end + 1):
-            if reached[hit]:  # a tree page's head (1) or overflow page (2)
-                report(Finding("multiple-references",
-                               f"page {hit} is reached from the tree and is also part of "
-                               f"freelist page {fl.pgid}'s run",
-                               ERROR, hit, detail={"bbolt": f"page {hit}: multiple references"}))
-        reached[fl.pgid: end + 1] = b"\x01" * (end + 1 - fl.pgid)  # any non-zero: reached
-    free = bytearray(n)
-    nfree = 0
-    for pid in fl.ids(db):
-        if pid < 2:
-            report(Finding("freelist-reserved-page",
-                           f"the freelist lists meta page {pid} as free", ERROR, pid))
-            continue
-        if pid >= hwm:
-            report(Finding("freelist-out-of-bounds",
-                           f"the freelist lists page {pid}, at or above the high-water mark {hwm}",
-                           ERROR, pid))
-            continue
-        if pid == fl.pgid:
-            report(Finding("freelist-self", f"the freelist lists its own page {pid} as free",
-                           ERROR, pid))
-            continue
-        if pid >= n:
-            continue  # past the end of the file: file-truncated already says so
-        if free[pid]:
-            report(Finding("already-freed", f"page {pid} is listed twice in the freelist",
-                           ERROR, pid, detail={"bbolt": f"page {pid}: already freed"}))
-            continue
-        free[pid] = 1
-        nfree += 1
-    stats["free_pages"] = nfree
-    limit = min(hwm, n)
-    # One pass in C: 0 = neither, 1 = reached, 2 = free, 3 = both.
-    reached_bits = bytes(reached[:limit]).translate(_NONZERO_TO_ONE)
-    state = (int.from_bytes(reached_bits, "little")
-             | (int.from_bytes(free[:limit], "little") << 1)).to_bytes(limit, "little")
-    for pid in _positions(state, 3):
+        stats["free_pages"] = pm.count(UNREACHED, 0, pm.limit)
+        return pm
+    stats["free_pages"] = pm.listed
+    state = pm.reach_list()  # 0 = neither, 1 = reached, 2 = free, 3 = both
+    for pid in positions(state, 3):
         report(Finding("reachable-freed", f"page {pid} is reachable but listed as free",
                        ERROR, pid, detail={"bbolt": f"page {pid}: reachable freed"}))
-    for pid in _positions(state, 0):
+    for pid in positions(state, 0):
         report(Finding("unreachable-unfreed",
                        f"page {pid} is neither reachable nor free (leaked)", ERROR, pid,
                        detail={"bbolt": f"page {pid}: unreachable unfreed"}))
+    return pm
 
 
-_NONZERO_TO_ONE = bytes([0] + [1] * 255)
-
-
-def _positions(data: bytes, value: int):
-    needle = bytes([value])
-    i = data.find(needle)
-    while i != -1:
-        yield i
-        i = data.find(needle, i + 1)

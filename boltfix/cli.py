@@ -28,7 +28,11 @@ from boltfix import __version__
 if TYPE_CHECKING:  # imported where needed: `boltfix --help` never loads them
     from boltfix.reader import DB
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT, EXIT_BUG, EXIT_CHANGED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
+#: an internal error in boltfix: a bug, never the input's fault
+EXIT_BUG = 3
+#: stopped part-way: the input changed while it was read (boltfix.guard)
+EXIT_CHANGED = 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal, as a shell reports it
 
 
@@ -514,7 +518,8 @@ def buckets(db, as_json, page_size, meta_index):
     --json gives [{"name", "name_encoding"?, "sequence", "inline", "root",
     "keys", "buckets": [...]}] with names as in dump's auto encoding.
     """
-    from boltfix.dump import DumpResult, bucket_tree, _is_text
+    from boltfix.dump import DumpResult, bucket_tree
+    from boltfix.record import as_text
 
     d = open_db(db, page_size, meta_index)
     if d.meta is None:
@@ -528,7 +533,7 @@ def buckets(db, as_json, page_size, meta_index):
             def conv(nodes):
                 out = []
                 for n in nodes:
-                    text = _is_text(n["name"])
+                    text = as_text(n["name"])
                     item = {"name": text if text is not None else n["name"].hex()}
                     if text is None:
                         item["name_encoding"] = "hex"
@@ -557,49 +562,6 @@ def buckets(db, as_json, page_size, meta_index):
 
 
 _KEY_ENCODINGS = click.Choice(["auto", "utf8", "hex", "base64", "raw"])
-
-
-def _format_bytes(data, encoding: str) -> bytes:
-    """One key or value for a terminal.  auto: text when printable (no control
-    character at all: the rule inspect and check use), else hex, as bbolt's
-    CLI; utf8: text with control characters escaped; raw: the bytes."""
-    import base64
-
-    from boltfix.render import escape_controls, is_printable_text
-
-    data = bytes(data)
-    if encoding == "raw":
-        return data
-    if encoding == "hex":
-        return data.hex().encode()
-    if encoding == "base64":
-        return base64.b64encode(data)
-    if encoding == "utf8":
-        return escape_controls(data)
-    return data if is_printable_text(data) else data.hex().encode()
-
-
-#: printable ASCII: deleting it from an ASCII key leaves its control characters
-_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
-
-
-def _format_keys(keys, encoding: str) -> list:
-    """:func:`_format_bytes` for a page of keys at once, each line ended."""
-    from binascii import hexlify
-
-    if encoding == "hex":
-        return [hexlify(k) + b"\n" for k in keys]
-    if encoding == "raw":
-        return [bytes(k) + b"\n" for k in keys]
-    if encoding != "auto":
-        return [_format_bytes(k, encoding) + b"\n" for k in keys]
-    out = []
-    for k in keys:
-        if k.isascii():  # the common case, without decoding
-            out.append((k if not k.translate(None, _PRINTABLE_ASCII) else hexlify(k)) + b"\n")
-        else:
-            out.append(_format_bytes(k, encoding) + b"\n")
-    return out
 
 
 def _open_bucket_or_exit(d, names, what):
@@ -633,13 +595,15 @@ def keys(db, bucket, encoding, page_size, meta_index):
 
     Sub-bucket names are listed too, like bbolt's `keys`.
     """
+    from boltfix.record import format_key_lines
+
     d = open_db(db, page_size, meta_index)
     walker, b, result = _open_bucket_or_exit(d, bucket, "keys")
     out = sys.stdout.buffer
     try:
         chunk = []
         for page_keys in walker.key_lists(b):
-            chunk += _format_keys(page_keys, encoding)
+            chunk += format_key_lines(page_keys, encoding)
             if len(chunk) >= 4096:
                 out.write(b"".join(chunk))
                 chunk = []
@@ -668,6 +632,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     """
     from boltfix.dump import decode_name, find_in_bucket, redact_user_value
     from boltfix.etcd import SECRET_BUCKETS
+    from boltfix.record import format_bytes
 
     if len(path) < 2:
         raise click.UsageError("give a bucket and a key")
@@ -691,7 +656,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
         click.echo("boltfix get: password hash redacted (use --show-secrets)", err=True)
     out = sys.stdout.buffer
     try:
-        out.write(_format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))
+        out.write(format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))
         out.flush()
     except BrokenPipeError:
         _stdout_gone()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional
 
-from boltfix import etcd, walk
+from boltfix import etcd
 from boltfix import structs as S
 from boltfix.check import Collector
+from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
 from boltfix.reader import DB
-from boltfix.walk import OVERFLOW, Batch, Run, Walker
+from boltfix.walk import Walker, top_level_names
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -17,7 +18,8 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
     problems = Collector(limit=20)
     walker = Walker(db, problems, progress)
     tree, etcd_facts = _bucket_tree(db, walker)
-    free = _free_pages(db, walker)
+    pm = PageMap(db, walker)  # once, after the walk
+    free = _free_pages(db, pm)
     info = {
         "file": {
             "path": db.path,
@@ -32,7 +34,7 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         "meta_in_use": db.meta.index if db.meta else None,
         "meta_reason": db.meta_source,
         "freelist": free,
-        "page_types": _page_types(db, walker),
+        "page_types": _page_types(db, walker, pm),
         "buckets": tree,
         "problems": {
             "total": problems.total,
@@ -50,13 +52,13 @@ def _bucket_tree(db: DB, walker: Walker):
     root = {"buckets": []}
     nodes = {(): root}
     opened = []  # (node, Bucket): stats are final only once the walk is done
-    top = [r.key for r in Walker(db).records(walker.root_bucket())] if db.meta else []
+    top = top_level_names(db)
     facts = EtcdFacts() if etcd.looks_like_etcd(top) else None
     # a page (or a run of clean pages) at a time: only etcd's top-level
     # buckets need their records one by one, for the facts
-    for bucket, item in walker.walk_batches(runs=True):
+    for bucket, leaves in walker.walk_leaves():
         parent = nodes[bucket.path]
-        rec = item.bucket_entry if type(item) is Batch else None
+        rec = leaves.bucket_entry
         if rec is not None:
             node = {"name": _name(rec.key), "keys": 0, "buckets": []}
             parent["buckets"].append(node)
@@ -66,15 +68,13 @@ def _bucket_tree(db: DB, walker: Walker):
             else:
                 node["unreadable"] = True
             continue
-        run = item if type(item) is Run else None
-        parent["keys"] = parent.get("keys", 0) + (
-            run.records if run is not None else len(item.keys))
+        parent["keys"] = parent.get("keys", 0) + leaves.count
         if facts is None or len(bucket.path) != 1:
             continue
-        if (run is not None and bucket.path == (b"key",)
-                and facts.see_revisions(walker, run.leaves)):
-            continue  # counted in C
-        for batch in walker.run_batches(run.leaves) if run is not None else (item,):
+        if bucket.path == (b"key",):
+            facts.see_revisions(leaves.revision_stats())
+            continue
+        for batch in leaves.batches():
             for key, value in zip(batch.keys, batch.values):
                 facts.see(bucket.path[0], key, value)
     for node, b in opened:
@@ -123,21 +123,16 @@ class EtcdFacts:
         elif bucket == b"lease":
             self.leases += 1
 
-    def see_revisions(self, walker: Walker, leaves) -> bool:
-        """:meth:`see` for every key of these leaves of the ``key`` bucket,
-        counted in C; False (nothing counted) without the C core."""
-        stats = getattr(walk._speedups, "etcd_revision_stats", None)
-        if stats is None:
-            return False
-        revisions, tombstones, first, last = walk.call_c(stats, walker.buf, walker.page_size,
-                                                          leaves)
+    def see_revisions(self, stats) -> None:
+        """What :meth:`see` counts for keys of the ``key`` bucket, from
+        :meth:`Leaves.revision_stats`."""
+        revisions, tombstones, first, last = stats
         if revisions:
             self.revisions += revisions
             self.tombstones += tombstones
             if self.first_rev is None:
                 self.first_rev = first
             self.last_rev = last
-        return True
 
     def to_json(self) -> dict:
         def meta_value(name):
@@ -161,22 +156,19 @@ class EtcdFacts:
         }
 
 
-def _free_pages(db: DB, walker: Walker) -> dict:
+def _free_pages(db: DB, pm: PageMap) -> dict:
     m = db.meta
     if m is None:
         return {"mode": "unknown", "free_pages": None}
-    fl = db.freelist()
+    fl = pm.freelist
     if fl is None:
-        limit = db.page_limit
-        reached = walker.reached[:limit]
-        reached[0:2] = b"\x01\x01"
         return {"mode": "not synced (free pages are the ones the tree does not reach)",
-                "synced": False, "free_pages": reached.count(0)}
+                "synced": False, "free_pages": pm.count(UNREACHED, 0, pm.limit)}
     return {"mode": "synced", "synced": True, "page": fl.pgid, "free_pages": fl.count,
             "problems": [f.code for f in fl.findings]}
 
 
-def _page_types(db: DB, walker: Walker) -> dict:
+def _page_types(db: DB, walker: Walker, pm: PageMap) -> dict:
     """Counts of reached pages by type (overflow pages counted on their own).
 
     The two bytes of every page's flags are read as strided slices of the
@@ -194,7 +186,9 @@ def _page_types(db: DB, walker: Walker) -> dict:
         elif state:
             counts[S.page_type_name(lo | hi << 8)] += k
     counts["meta"] = 2
-    fl = db.freelist()
+    # the freelist page's own claim (its header's run), as inspect always
+    # showed it; the page map bounds and type-checks that run
+    fl = pm.freelist
     if fl is not None and fl.pgid < db.pages_in_file:
         counts["freelist"] += 1 + db.page(fl.pgid).overflow
     return dict(counts)
@@ -205,38 +199,29 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
     """One row per page (overflow continuations folded into their page)."""
     walker = Walker(db, None, progress)
     walker.count_all()
-    reached = walker.reached
-    reached[0:2] = b"\x01\x01"
-    free = bytearray(db.pages_in_file)
-    fl = db.freelist()
-    if fl is not None:
-        if fl.pgid < len(reached):
-            end = min(fl.pgid + db.page(fl.pgid).overflow, len(reached) - 1)
-            reached[fl.pgid] = 1
-            reached[fl.pgid + 1: end + 1] = b"\x02" * (end - fl.pgid)
-        for pid in fl.ids(db):
-            if pid < len(free):
-                free[pid] = 1
-    synced = fl is not None
+    pm = PageMap(db, walker)
+    states = pm.states
     hwm = db.hwm
     for pgid in range(db.pages_in_file):
-        if reached[pgid] == OVERFLOW:
+        s = states[pgid] & 0x7F
+        if s == OVERFLOW or s == FREELIST_RUN:
             continue
         p = db.page(pgid)
-        if reached[pgid]:
+        reached = s in (REACHED, META, FREELIST)
+        if reached:
             state = "reachable"
         elif pgid >= hwm:
             state = "beyond-hwm"
-        elif free[pgid] or not synced:
+        elif pm.is_listed(pgid) or not pm.synced:
             state = "free"
         else:
             state = "unreachable"
-        row = {"id": pgid, "type": p.type if reached[pgid] or p.id == pgid else "unknown",
+        row = {"id": pgid, "type": p.type if reached or p.self_id == pgid else "unknown",
                "items": p.count, "overflow": p.overflow, "state": state}
-        if p.id != pgid:
-            row["self_id"] = p.id
-        if not reached[pgid]:
-            row["overflow"] = p.overflow if p.id == pgid else 0
+        if p.self_id != pgid:
+            row["self_id"] = p.self_id
+        if not reached:
+            row["overflow"] = p.overflow if p.self_id == pgid else 0
         yield row
     # pages the meta says exist but the file lacks
     for pgid in range(db.pages_in_file, hwm if db.meta else 0):
@@ -248,7 +233,7 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
 def page_view(db: DB, pgid: int) -> dict:
     """A decoded view of one page (raises BoltError if it is not in the file)."""
     p = db.page(pgid)
-    view = {"id": pgid, "self_id": p.id, "type": p.type, "flags": p.flags,
+    view = {"id": pgid, "self_id": p.self_id, "type": p.type, "flags": p.flags,
             "count": p.count, "overflow": p.overflow,
             "run_complete": p.run_complete}
     if pgid in (0, 1) or p.flags == S.META_PAGE_FLAG:

@@ -1,43 +1,8 @@
 """``boltfix dump``: every record of a bbolt file, streamed, etcd-aware,
 including what the tree no longer reaches.
 
-JSONL record format (one JSON object per line, stable)
-------------------------------------------------------
-Keys appear in this order; optional ones only when they apply::
-
-    {"path": [NAME, ...] | null,   # bucket names from the top level; [] for a
-                                   # top-level bucket's own entry; null when
-                                   # unknown (free/orphan records)
-     "path_encoding": [E, ...],    # --encoding auto only, only when some
-                                   # path element is not text ("utf8"|"hex")
-     "key": K,
-     "key_encoding": "hex",        # --encoding auto only, only when K is hex
-     "value": V | null,            # null for a bucket entry
-     "value_encoding": "hex",      # --encoding auto only, only when V is hex
-     "type": "kv" | "bucket",
-     "sequence": N,                # bucket entries only (the bucket's sequence)
-     "page": PGID,                 # page holding the element (for an inline
-                                   # bucket: the page holding its parent entry)
-     "state": "live" | "free" | "orphan",
-     "bucket_guess": [NAME, ...],  # free/orphan only, when the bucket can be
-                                   # told (an etcd revision key -> ["key"]; a
-                                   # record inside an inline bucket value ->
-                                   # [that bucket's name], innermost only)
-     "value_redacted": true,       # the value was masked (see Secrets)
-     "etcd": {...}}                # etcd decoding on: etcd.decode_record()
-
-Encodings (``--encoding``), applied to every name, key and value:
-
-* ``hex``: lower-case hex of the exact bytes.
-* ``base64``: standard base64 (with padding) of the exact bytes.
-* ``utf8``: always a JSON string.  Bytes that are not valid UTF-8 come out as
-  lone surrogates ``\\udc80``..``\\udcff`` (Python's ``surrogateescape``), so
-  ``s.encode("utf-8", "surrogateescape")`` gives the bytes back.
-* ``auto`` (default): a JSON string when the bytes are UTF-8 text whose
-  characters are all printable (tab, newline and carriage return allowed),
-  else lower-case hex; a hex field is marked by ``key_encoding`` /
-  ``value_encoding`` = ``"hex"``, and ``path_encoding`` lists ``"utf8"`` or
-  ``"hex"`` per path element.  Absent marker = text.
+The line format, the encodings and the text-or-hex rule live in
+:mod:`boltfix.record`.
 
 States (``--include``, default ``live``): ``live`` records are reached from
 the meta's root and come first, in tree order (a bucket's entry, then its
@@ -58,41 +23,36 @@ unknown, have bcrypt-looking strings masked the same way (and are marked when
 something was masked).  The ``etcd`` decoding shows the password as
 ``"<redacted>"``.
 
-Text format (``--format text``): one line per record::
-
-    nested/level2  key-1 = value-1
-    nested  level2/  [bucket seq 3]
-    [free p12] ?  key-9 = old-value
-
-names, keys and values as text when printable, else ``0x``-hex.
+Text format (``--format text``): see :mod:`boltfix.record`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import sys
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import repeat
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from boltfix import etcd as E
+from boltfix import record as R
 from boltfix import structs as S
 from boltfix.errors import Finding
+from boltfix.pagemap import (
+    BEYOND_HWM,
+    FREELIST,
+    FREELIST_RUN,
+    LISTED,
+    OVERFLOW,
+    REACHED,
+    UNREACHED,
+    PageMap,
+)
 from boltfix.reader import DB
-from boltfix.render import name_text, redact_secrets
 from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix import walk as _walk
-from boltfix.walk import LOSS_CODES, Batch, Bucket, Record, Run, Walker
-
-LIVE, FREE, ORPHAN = "live", "free", "orphan"
-STATES = (LIVE, FREE, ORPHAN)
-ENCODINGS = ("auto", "utf8", "hex", "base64")
-
-_TEXT_CONTROLS = frozenset("\t\n\r")
+from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
+from boltfix.render import name_text, redact_secrets
+from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
 
 
 # ---------------------------------------------------------------- output
@@ -126,51 +86,7 @@ class Output:
         self.stream.flush()
 
 
-# ---------------------------------------------------------------- encodings
-def _is_text(b: bytes) -> Optional[str]:
-    try:
-        s = b.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if s.isprintable() or all(c.isprintable() or c in _TEXT_CONTROLS for c in s):
-        return s
-    return None
-
-
-# json.dumps(s, ensure_ascii=False) is encode_basestring(s), and json.dumps(s)
-# is encode_basestring_ascii(s) (both in C): the same bytes without building a
-# JSONEncoder per call.
-_json_str = json.encoder.encode_basestring
-_json_str_ascii = json.encoder.encode_basestring_ascii
-
-
-def _enc_hex(b) -> Tuple[str, Optional[str]]:
-    return '"' + b.hex() + '"', None
-
-
-def _enc_base64(b) -> Tuple[str, Optional[str]]:
-    return '"' + base64.b64encode(b).decode("ascii") + '"', None
-
-
-def _enc_utf8(b) -> Tuple[str, Optional[str]]:
-    b = bytes(b)
-    try:
-        return _json_str(b.decode("utf-8")), None
-    except UnicodeDecodeError:
-        return _json_str_ascii(b.decode("utf-8", "surrogateescape")), None
-
-
-def _enc_auto(b) -> Tuple[str, Optional[str]]:
-    b = bytes(b)
-    s = _is_text(b)
-    if s is None:
-        return '"' + b.hex() + '"', "hex"
-    return _json_str(s), None
-
-
-ENCODERS = {"hex": _enc_hex, "base64": _enc_base64, "utf8": _enc_utf8, "auto": _enc_auto}
-
-
+# ---------------------------------------------------------------- names
 def decode_name(text: str) -> List[bytes]:
     """Candidate bytes for a name typed on the command line: the literal
     text first, then, for ``0x<hex>``, the hex bytes."""
@@ -273,25 +189,6 @@ def _path_text(path) -> str:
     return "/".join(name_text(p) for p in path) if path else "the root"
 
 
-def walk_from(walker: Walker, start: Bucket, prefix: Optional[bytes] = None
-              ) -> Iterator[Tuple[Bucket, Record]]:
-    """Like :meth:`Walker.walk` but from ``start``; ``prefix`` filters the
-    keys of ``start`` itself (a matching sub-bucket comes whole) and stops
-    the walk once keys have passed it.  (:meth:`Walker.walk_batches` with
-    ``start`` and ``prefix``, a record at a time.)"""
-    for bucket, batch in walker.walk_batches(start, prefix):
-        yield from zip(repeat(bucket), batch.records())
-
-
-def top_level_names(db: DB) -> List[bytes]:
-    """Top-level bucket names (quiet, separate walker)."""
-    w = Walker(db)
-    top = w.root_bucket()
-    if top is None:
-        return []
-    return [r.key for r in w.records(top) if r.is_bucket]
-
-
 # ---------------------------------------------------------------- dumper
 class Dumper:
     def __init__(self, db: DB, out: Output, opts: DumpOptions):
@@ -310,50 +207,21 @@ class Dumper:
             self.etcd = E.looks_like_etcd(top_level_names(db))
         self.result.etcd = self.etcd
 
-    # -- record rendering
+    # -- record rendering (the format itself is boltfix.record's)
     def _path_json(self, path) -> str:
-        if path is None:
-            return '{"path":null'
-        encs = [self.enc(p) for p in path]
-        s = '{"path":[' + ",".join(e[0] for e in encs) + "]"
-        if any(e[1] for e in encs):
-            s += ',"path_encoding":[' + ",".join(
-                '"hex"' if e[1] else '"utf8"' for e in encs) + "]"
-        return s
+        return R.path_json(path, self.enc)
 
     def _line(self, pathj: str, path, key, value, is_bucket, page, state,
               guess=None, etcd_bucket=None) -> str:
-        """One JSONL line (generic path; the hex live path has its own)."""
-        enc = self.enc
-        kj, ke = enc(key)
-        parts = [pathj, ',"key":', kj]
-        if ke:
-            parts.append(',"key_encoding":"hex"')
+        """One JSONL line, its value masked and decoded as the options say."""
         redacted = False
-        seq = None
-        if is_bucket:
-            parts.append(',"value":null,"type":"bucket"')
-            if len(value) >= S.BUCKET_HEADER_SIZE:
-                seq = S.BUCKET_HEADER.unpack_from(value, 0)[1]
-            parts.append(',"sequence":%s' % ("null" if seq is None else seq))
-        else:
+        if not is_bucket:
             value, redacted = self._maybe_redact(path, value, state)
-            vj, ve = enc(value)
-            parts += [',"value":', vj]
-            if ve:
-                parts.append(',"value_encoding":"hex"')
-            parts.append(',"type":"kv"')
-        parts.append(',"page":%d,"state":"%s"' % (page, state))
-        if guess is not None:
-            parts.append(',"bucket_guess":' + self._path_json(guess)[len('{"path":'):])
-        if redacted:
-            parts.append(',"value_redacted":true')
+        d = None
         if etcd_bucket is not None:
             d = self._etcd(etcd_bucket, key, None if is_bucket else value)
-            if d is not None:
-                parts.append(',"etcd":' + d)
-        parts.append("}\n")
-        return "".join(parts)
+        return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
+                            redacted, d)
 
     def _maybe_redact(self, path, value, state):
         if self.opts.show_secrets:
@@ -378,36 +246,14 @@ class Dumper:
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
               etcd_bucket=None) -> str:
-        if state == LIVE:
-            head = ""
-        else:
-            head = f"[{state} p{page}] "
-        if path is None:
-            ptxt = ("?" + "/".join(name_text(p) for p in guess) + "?") if guess else "?"
-        else:
-            ptxt = "/".join(name_text(p) for p in path) if path else "/"
+        """One ``--format text`` line."""
+        head = R.text_head(path, state, page, guess)
         if is_bucket:
-            seq = (S.BUCKET_HEADER.unpack_from(value, 0)[1]
-                   if len(value) >= S.BUCKET_HEADER_SIZE else "?")
-            line = f"{head}{ptxt}  {name_text(key)}/  [bucket seq {seq}]"
-        else:
-            value, redacted = self._maybe_redact(path, value, state)
-            d = self._etcd(etcd_bucket, key, value) if etcd_bucket is not None else None
-            if d is not None and not d.startswith('{"error"') and '"error":' not in d:
-                # etcd's meaning says it all; the raw bytes are in the JSON format
-                return f"{head}{ptxt}  {name_text(key)} => {d}\n"
-            vtxt = '""' if len(value) == 0 else name_text(value)
-            line = f"{head}{ptxt}  {name_text(key)} = {vtxt}"
-            if redacted:
-                line += "  [redacted]"
-            if d is not None:
-                line += "  etcd=" + d
-            return line + "\n"
-        if etcd_bucket is not None:
-            d = self._etcd(etcd_bucket, key, None)
-            if d is not None:
-                line += "  etcd=" + d
-        return line + "\n"
+            d = self._etcd(etcd_bucket, key, None) if etcd_bucket is not None else None
+            return R.text_bucket_line(head, key, value, d)
+        value, redacted = self._maybe_redact(path, value, state)
+        d = self._etcd(etcd_bucket, key, value) if etcd_bucket is not None else None
+        return R.text_kv_line(head, key, value, redacted, d)
 
     def _count(self, state: str) -> None:
         self.result.records[state] += 1
@@ -418,185 +264,28 @@ class Dumper:
     # -- live
     def dump_live(self, walker: Walker, start: Bucket) -> None:
         """Live records in tree order, a page's run of records at a time
-        (:meth:`Walker.walk_batches`).
-
-        With the C core, runs of clean pages in ``--format jsonl`` with hex
-        or auto encoding, of plain buckets and of etcd's ``key`` bucket (its
-        ``"etcd"`` member included), are written by :func:`_speedups.jsonl`
-        from the map: about one 256 KB chunk per call, the line's pieces
-        given from here; a leaf with a record only Python can write
-        (non-ASCII text, an unusual etcd record) is handed back to emit().
-        Otherwise, for ``--encoding hex`` a record is five byte strings (path
-        and key prefix, the key's hex, the middle, the value's hex --
-        hexlify of the zero-copy view --, the page's tail) put on a list
-        that is joined and written once per chunk: no dict, no
-        ``json.dumps``, no per-record string concatenation.  Plain records
-        in the other encodings go on the list as str pieces the same way
-        (joined and encoded per write); bucket entries, etcd's top-level
-        buckets, secrets and ``--format text`` are one line per record.  The
-        first page goes out at once (``| head`` sees it).
-        """
-        opts = self.opts
-        out = self.out
-        out.flush()
-        stream = out.stream
-        chunk = out.chunk
-        hexlify = binascii.hexlify
-        etcd = self.etcd
-        text = opts.fmt == "text"
-        fast = opts.fmt == "jsonl" and opts.encoding == "hex" and not etcd
-        write_c = (getattr(_walk._speedups, "jsonl", None)
-                   if opts.fmt == "jsonl" and opts.encoding in ("hex", "auto") else None)
-        automatic = opts.encoding == "auto"
-        buf, ps = walker.buf, walker.page_size
-        enc = self.enc
-        mid = b'","value":"'
-        path = ()
-        pathj = ""
-        pre = b""
-        top_etcd = None
-        secret = False
-        c_pieces = None  # the C writer's line pieces for the current bucket, or None
-        left = None if self.limit is None else self.limit - self.emitted
-        count = 0
-        # output pieces: bytes on the hex fast path, else str encoded per write
-        parts: list = []
-        size = 0  # about how many bytes are on parts
-        if fast:
-            join = b"".join
-        else:
-            def join(pieces):
-                return "".join(pieces).encode("utf-8", "surrogateescape")
-        first = True
-
-        def write_out():
-            # the first page goes out at once (| head sees it), then a chunk at a time
-            nonlocal first, size
-            stream.write(join(parts))
-            if first:
-                stream.flush()
-                first = False
-            parts.clear()
-            size = 0
-
-        def emit(batch: Batch) -> None:
-            """One page's records (or one bucket entry) through the Python writers."""
-            nonlocal count, size
-            keys = batch.keys
-            values = batch.values
-            page = batch.page
-            n = len(keys)
-            if left is not None and n > left - count:
-                n = left - count
-                keys = keys[:n]
-                values = values[:n]
-            if batch.bucket_entry is not None:
-                if text:
-                    line = self._text(path, keys[0], values[0], True, page, LIVE,
-                                      etcd_bucket=top_etcd)
-                else:
-                    line = self._line(pathj, path, keys[0], values[0], True, page, LIVE,
-                                      etcd_bucket=top_etcd)
-                if fast:
-                    line = line.encode("utf-8", "surrogateescape")
-                parts.append(line)
-                size += len(line)
-            elif fast and not secret:
-                tail = b'","type":"kv","page":%d,"state":"live"}\n' % page
-                for key, value in zip(keys, values):
-                    parts.extend((pre, hexlify(key), mid, hexlify(value), tail))
-                size += 2 * sum(map(len, values)) + 100 * n
-            elif fast:
-                data = "".join([self._line(pathj, path, key, value, False, page, LIVE)
-                                for key, value in zip(keys, values)]
-                               ).encode("utf-8", "surrogateescape")
-                parts.append(data)
-                size += len(data)
-            elif not text and not secret and top_etcd is None:
-                # what _line builds for a live kv record, as pieces
-                tail = ',"type":"kv","page":%d,"state":"live"}\n' % page
-                for key, value in zip(keys, values):
-                    kj, ke = enc(key)
-                    vj, ve = enc(value)
-                    parts.extend((pathj, ',"key":', kj,
-                                  ',"key_encoding":"hex","value":' if ke else ',"value":', vj,
-                                  ',"value_encoding":"hex"' + tail if ve else tail))
-                size += 2 * sum(map(len, values)) + 100 * n
-            else:
-                render = self._text if text else partial(self._line, pathj)
-                for key, value in zip(keys, values):
-                    line = render(path, key, value, False, page, LIVE, etcd_bucket=top_etcd)
-                    parts.append(line)
-                    size += len(line)
-            count += n
-            if size >= chunk or first:
-                write_out()
-            if left is not None and count >= left:
-                raise _Limit()
-
-        def emit_run(run: Run) -> None:
-            """Clean pages through the C writer; a leaf it hands back through emit()."""
-            nonlocal count, first
-            leaves = run.leaves
-            i = 0
-            while i < len(leaves):
-                data, i, n, python = _walk.call_c(write_c, buf, ps, leaves, i, c_pieces,
-                                                  automatic, top_etcd is not None, chunk,
-                                                  -1 if left is None else left - count)
-                if data:
-                    if parts:
-                        write_out()
-                    stream.write(data)
-                    if first:
-                        stream.flush()
-                        first = False
-                count += n
-                if left is not None and count >= left:
-                    raise _Limit()
-                if python:
-                    for batch in walker.run_batches(leaves[i:i + 1]):
-                        emit(batch)
-                    i += 1
-
-        cur = None
+        (:meth:`Walker.walk_leaves`), through a :class:`_LiveWriter`."""
+        self.out.flush()
+        live = _LiveWriter(self)
         try:
-            for bucket, item in walker.walk_batches(start, opts.prefix,
-                                                    runs=write_c is not None):
-                if bucket is not cur:
-                    cur = bucket
-                    path = bucket.path
-                    pathj = self._path_json(path)
-                    pre = (pathj + ',"key":"').encode()
-                    top_etcd = path[0] if etcd and len(path) == 1 else None
-                    secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
-                              and not opts.show_secrets)
-                    # the C writer takes plain buckets and etcd's key bucket
-                    # (its records' "etcd" member too); the other etcd
-                    # buckets and secrets are written here
-                    c_pieces = None
-                    if write_c is not None and not secret and top_etcd in (None, b"key"):
-                        c_pieces = ((pathj + ',"key":').encode("utf-8", "surrogateescape"),
-                                    b',"value":', b',"key_encoding":"hex"',
-                                    b',"value_encoding":"hex"', b',"type":"kv","page":',
-                                    b',"state":"live"}\n' if top_etcd is None
-                                    else b',"state":"live","etcd":')
-                if type(item) is not Run:
-                    emit(item)
-                elif c_pieces is not None:
-                    emit_run(item)
+            for bucket, leaves in walker.walk_leaves(start, self.opts.prefix):
+                if bucket is not live.bucket:
+                    live.enter(bucket)
+                if live.c_pieces is not None and leaves.bucket_entry is None:
+                    live.emit_leaves(leaves)
                 else:
-                    for batch in walker.run_batches(item.leaves):
-                        emit(batch)
+                    for batch in leaves.batches():
+                        live.emit(batch)
         except _Limit:
-            stream.write(join(parts))
-            stream.flush()
+            live.write_out()
+            live.stream.flush()
             raise
         else:
-            stream.write(join(parts))
-            stream.flush()
+            live.write_out()
+            live.stream.flush()
         finally:
-            self.result.records[LIVE] += count
-            self.emitted += count
+            self.result.records[LIVE] += live.count
+            self.emitted += live.count
 
     # -- free / orphan
     def dump_unreached(self, state: str, pages: Sequence[int], classes: bytearray) -> int:
@@ -706,9 +395,8 @@ class Dumper:
             if FREE in opts.include or ORPHAN in opts.include:
                 if not full_walk:
                     walker = Walker(db)  # quiet: only to learn what is reachable
-                    for _ in walker.walk_batches(runs=True):
-                        pass
-                free, orphan, classes = classify(db, walker.reached)
+                    walker.count_all()
+                free, orphan, classes = classify(db, walker)
                 if FREE in opts.include:
                     res.free_pages_scanned = len(free)
                     self.dump_unreached(FREE, free, classes)
@@ -721,9 +409,154 @@ class Dumper:
         return res
 
 
+class _LiveWriter:
+    """:meth:`Dumper.dump_live`'s writer: the current bucket's line pieces,
+    the output pieces not yet written, and the ``--limit`` left.
+
+    With the C core, runs of clean pages in ``--format jsonl`` with hex or
+    auto encoding, of plain buckets and of etcd's ``key`` bucket (its
+    ``"etcd"`` member included), are written by :meth:`Leaves.write_jsonl`
+    from the map: about one 256 KB chunk per call, the line's pieces
+    (:func:`record.c_pieces`) given from here; a leaf with a record only
+    Python can write (non-ASCII text, an unusual etcd record) comes back to
+    :meth:`emit`.  There, for ``--encoding hex`` a record is five byte
+    strings (:func:`record.live_hex_pieces`) put on a list that is joined
+    and written once per chunk: no dict, no ``json.dumps``, no per-record
+    string concatenation.  Plain records in the other encodings go on the
+    list as str pieces the same way (joined and encoded per write); bucket
+    entries, etcd's top-level buckets, secrets and ``--format text`` are one
+    line per record.  The first page goes out at once (``| head`` sees it).
+    """
+
+    def __init__(self, dumper: "Dumper"):
+        opts = dumper.opts
+        self.dumper = dumper
+        self.stream = dumper.out.stream
+        self.chunk = dumper.out.chunk
+        self.text = opts.fmt == "text"
+        self.hex = opts.fmt == "jsonl" and opts.encoding == "hex" and not dumper.etcd
+        #: the lines Leaves.write_jsonl writes (in C when it is built)
+        self.jsonl_c = opts.fmt == "jsonl" and opts.encoding in ("hex", "auto")
+        self.automatic = opts.encoding == "auto"
+        self.left = None if dumper.limit is None else dumper.limit - dumper.emitted
+        self.count = 0
+        # output pieces: bytes on the hex path, else str encoded per write
+        self.parts: list = []
+        self.size = 0  # about how many bytes are on parts
+        self.first = True
+        self.bucket = None
+        self.path = ()
+        self.pathj = ""
+        self.pre = b""
+        self.top_etcd = None
+        self.secret = False
+        self.c_pieces = None  # the C writer's line pieces for this bucket, or None
+
+    def enter(self, bucket: Bucket) -> None:
+        """The records that follow are ``bucket``'s."""
+        d = self.dumper
+        self.bucket = bucket
+        path = self.path = bucket.path
+        self.pathj = d._path_json(path)
+        self.pre = R.hex_prefix(self.pathj)
+        self.top_etcd = path[0] if d.etcd and len(path) == 1 else None
+        self.secret = (len(path) == 1 and path[0] in E.SECRET_BUCKETS
+                       and not d.opts.show_secrets)
+        # the C writer takes plain buckets and etcd's key bucket (its
+        # records' "etcd" member too); the other etcd buckets and secrets
+        # are written by emit()
+        self.c_pieces = None
+        if self.jsonl_c and not self.secret and self.top_etcd in (None, b"key"):
+            self.c_pieces = R.c_pieces(self.pathj, self.top_etcd is not None)
+
+    def write_out(self) -> None:
+        """Write the pieces; the first write is flushed at once (| head sees it)."""
+        parts = self.parts
+        if self.hex:
+            self.stream.write(b"".join(parts))
+        else:
+            self.stream.write("".join(parts).encode("utf-8", "surrogateescape"))
+        if self.first:
+            self.stream.flush()
+            self.first = False
+        parts.clear()
+        self.size = 0
+
+    def emit_leaves(self, leaves: Leaves) -> None:
+        """Clean pages through the C writer; a leaf it hands back through emit()."""
+        i = 0
+        while i < leaves.page_count:
+            left = self.left
+            data, i, n, batch = leaves.write_jsonl(
+                i, self.c_pieces, self.automatic, self.top_etcd is not None, self.chunk,
+                -1 if left is None else left - self.count)
+            if data:
+                if self.parts:
+                    self.write_out()
+                self.stream.write(data)
+                if self.first:
+                    self.stream.flush()
+                    self.first = False
+            self.count += n
+            if left is not None and self.count >= left:
+                raise _Limit()
+            if batch is not None:
+                self.emit(batch)
+
+    def emit(self, batch: Batch) -> None:
+        """One page's records (or one bucket entry) through the Python writers."""
+        keys, values, page = batch.keys, batch.values, batch.page
+        n = len(keys)
+        left = self.left
+        if left is not None and n > left - self.count:
+            n = left - self.count
+            keys = keys[:n]
+            values = values[:n]
+        if batch.bucket_entry is not None:
+            self._put(self._render(keys[0], values[0], True, page))
+        elif self.hex and not self.secret:
+            R.live_hex_pieces(self.parts, self.pre, keys, values, page)
+            self.size += 2 * sum(map(len, values)) + 100 * n
+        elif not self.text and not self.secret and self.top_etcd is None:
+            R.live_kv_pieces(self.parts, self.dumper.enc, self.pathj, keys, values, page)
+            self.size += 2 * sum(map(len, values)) + 100 * n
+        elif self.hex:
+            self._put("".join([self._render(key, value, False, page)
+                               for key, value in zip(keys, values)]))
+        else:
+            for key, value in zip(keys, values):
+                self._put(self._render(key, value, False, page))
+        self.count += n
+        if self.size >= self.chunk or self.first:
+            self.write_out()
+        if left is not None and self.count >= left:
+            raise _Limit()
+
+    def _render(self, key, value, is_bucket: bool, page: int) -> str:
+        d = self.dumper
+        if self.text:
+            return d._text(self.path, key, value, is_bucket, page, LIVE,
+                           etcd_bucket=self.top_etcd)
+        return d._line(self.pathj, self.path, key, value, is_bucket, page, LIVE,
+                       etcd_bucket=self.top_etcd)
+
+    def _put(self, line: str) -> None:
+        if self.hex:
+            line = line.encode("utf-8", "surrogateescape")
+        self.parts.append(line)
+        self.size += len(line)
+
+
+
 _KNOWN_FLAGS = (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG, S.FREELIST_PAGE_FLAG, S.META_PAGE_FLAG)
 # page classes for classify()
 C_REACHED, C_FREE, C_ORPHAN, C_OTHER = 1, 2, 3, 4
+# page map state -> class (free and orphan are set by classify itself)
+_MAP_CLASS = bytes(
+    C_FREE if b == UNREACHED | LISTED else
+    C_REACHED if b & 0x7F in (REACHED, OVERFLOW) else
+    0 if b & 0x7F in (UNREACHED, BEYOND_HWM) else C_OTHER
+    for b in range(256))
 _CLASS = {FREE: C_FREE, ORPHAN: C_ORPHAN}
 
 
@@ -732,8 +565,9 @@ def _has_header(buf, q: int, ps: int) -> bool:
     return pid == q and flags in _KNOWN_FLAGS
 
 
-def classify(db: DB, reached: bytearray) -> Tuple[List[int], List[int], bytearray]:
-    """Free and orphan candidate pages, and a class per page of the file.
+def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
+    """Free and orphan candidate pages, and a class per page of the file,
+    from the walk's :class:`PageMap`.
 
     Free: the synced freelist's ids (that are not reachable), or without a
     synced (readable) freelist, the unreached pages below the high-water mark.
@@ -741,50 +575,46 @@ def classify(db: DB, reached: bytearray) -> Tuple[List[int], List[int], bytearra
     neither free nor the freelist itself; in every case the pages at or past
     the HWM that are in the file.
     """
-    n = db.pages_in_file
-    limit = db.page_limit
-    classes = bytearray(n)
-    for i in range(min(2, n)):
-        classes[i] = C_OTHER
-    for i, r in enumerate(reached):
-        if r:
-            classes[i] = C_REACHED
-    fl = db.freelist() if db.meta is not None else None
-    # a freelist that could not be read at all counts as not synced
-    synced = fl is not None and (fl.count > 0 or not fl.findings)
-    free: List[int] = []
-    if synced:
-        # the freelist page's own run
-        try:
-            p = db.page(fl.pgid)
-            for i in range(fl.pgid, min(fl.pgid + p.overflow + 1, limit)):
-                if not classes[i]:
-                    classes[i] = C_OTHER
-        except Exception:
-            pass
-        for pid in fl.ids(db):
-            if 2 <= pid < limit and not classes[pid]:
-                classes[pid] = C_FREE
-                free.append(pid)
-        free.sort()
-        orphan = [i for i in range(2, limit) if not classes[i]]
-        for i in orphan:
-            classes[i] = C_ORPHAN
+    pm = PageMap(db, walker)
+    classes = bytes(pm.states).translate(_MAP_CLASS)
+    classes = bytearray(classes)
+    limit = pm.limit
+    if pm.readable:
+        free = list(pm.positions(UNREACHED | LISTED, 2, limit))
+        orphan = list(pm.positions(UNREACHED, 2, limit))
     else:
-        free = [i for i in range(2, limit) if not classes[i]]
+        # a freelist that could not be read at all counts as not synced: its
+        # own page is a candidate like any other page the tree does not reach
+        free = [i for i in range(2, limit)
+                if pm.states[i] in (UNREACHED, FREELIST, FREELIST_RUN)]
+        orphan = []
         for i in free:
             classes[i] = C_FREE
-        orphan = []
-    if db.meta is None:
+    if not pm.has_tree:
         # no tree at all: everything is an orphan
         orphan = free + orphan
-        for i in orphan:
-            classes[i] = C_ORPHAN
         free = []
-    beyond = list(range(max(limit, 2), n))
-    for i in beyond:
+    for i in orphan:
         classes[i] = C_ORPHAN
-    return free, orphan + beyond, classes
+    beyond = range(max(limit, 2), pm.pages_in_file)
+    classes[beyond.start:] = bytes([C_ORPHAN]) * len(beyond)
+    return free, _Pages(orphan, beyond), classes
+
+
+class _Pages:
+    """Page ids: a list, then a range (the pages past the high-water mark,
+    never made into a list)."""
+
+    def __init__(self, ids: List[int], tail: range):
+        self.ids = ids
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.tail)
+
+    def __iter__(self):
+        yield from self.ids
+        yield from self.tail
 
 
 def dump(db: DB, opts: DumpOptions, stream=None) -> DumpResult:
@@ -799,12 +629,11 @@ def bucket_tree(db: DB, report: Optional[Callable[[Finding], None]] = None) -> L
     walker = Walker(db, report=report)
     top: List[dict] = []
     nodes = {(): {"buckets": top}}
-    for bucket, item in walker.walk_batches(runs=True):
-        if type(item) is Run:
-            nodes[bucket.path]["keys"] += item.records
+    for bucket, leaves in walker.walk_leaves():
+        if leaves.bucket_entry is None:
+            nodes[bucket.path]["keys"] += leaves.count
             continue
-        for rec in item.records():
-            _tree_node(nodes, bucket, rec)
+        _tree_node(nodes, bucket, leaves.bucket_entry)
     return top
 
 

@@ -1,15 +1,19 @@
-"""Errors and findings.
-
-Two kinds of trouble, kept apart on purpose:
+"""The two kinds of trouble: :class:`BoltError` (an operation cannot go on)
+and :class:`Finding` (one problem in the file, as data), kept apart on purpose:
 
 * :class:`BoltError` is raised when an *operation* cannot go on (the file
-  cannot be opened, a page asked for by id does not exist).  It always
-  carries where it happened (page id, byte offset, field) so the CLI can
-  print one exact line instead of a traceback.  :func:`parse_guard` is the
-  one choke point that turns any low-level parse failure (``struct.error``,
-  ``construct`` errors, ``IndexError`` ...) into a ``BoltError``.
-* :class:`Finding` is *data*: one problem found in the file.  Walks report
-  findings and keep going, so a checker sees every problem, not the first.
+  cannot be opened, a page asked for by id does not exist, a page changed
+  under the map).  It carries where it happened (page id, byte offset,
+  field) when that is known, so the CLI prints one line, exit 2, instead of
+  a traceback; :class:`CannotOpen` is the file-level case.
+  :func:`parse_guard` wraps a parse of untrusted bytes (today the page
+  header read by ``DB.page``) so that a ``struct.error``, ``construct``
+  error, ``IndexError`` ... comes out as a located ``BoltError``.  Anything
+  else that escapes is a bug: the CLI's ``guarded`` turns it into exit 3.
+* :class:`Finding` is *data*: one problem found in the file (stable code,
+  severity, page, the pages leading to it, bucket path, detail).  Walks
+  report findings and keep going, so a checker sees every problem, not the
+  first.
 """
 
 from __future__ import annotations
@@ -84,8 +88,8 @@ class Finding:
     message: str
     severity: str = ERROR
     page: Optional[int] = None
-    #: page ids from the bucket's root page down to ``page``
-    path: tuple = ()
+    #: page ids from the bucket's root page down to ``page`` (``"path"`` in JSON)
+    pages: tuple = ()
     #: bucket names (bytes) from the top level down
     bucket: tuple = ()
     #: extra machine-readable facts (field, offset, key range, bbolt wording)
@@ -98,7 +102,7 @@ class Finding:
             "code": self.code,
             "severity": self.severity,
             "page": self.page,
-            "path": list(self.path),
+            "path": list(self.pages),
             "bucket": [name_text(b) for b in self.bucket],
             "message": self.message,
         }

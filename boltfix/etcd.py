@@ -51,6 +51,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
+from boltfix.record import as_text
+
 __all__ = [
     "ETCD_BUCKETS",
     "SECRET_BUCKETS",
@@ -293,19 +295,12 @@ def _guard(fn, *args, **kwargs) -> dict:
 
 
 # ------------------------------------------------------------------ rendering
-_TEXT_CONTROLS = frozenset("\t\n\r")
-
-
 def render_bytes(b: bytes) -> Any:
-    """Bytes as a JSON value: text if printable UTF-8, else ``{"hex": ...}``."""
+    """Bytes as a JSON value: text by :func:`boltfix.record.as_text`, else
+    ``{"hex": ...}``."""
     b = _check_bytes(b, "value")
-    try:
-        s = b.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"hex": b.hex()}
-    if s.isprintable() or all(c.isprintable() or c in _TEXT_CONTROLS for c in s):
-        return s
-    return {"hex": b.hex()}
+    s = as_text(b)
+    return {"hex": b.hex()} if s is None else s
 
 
 def _jsonable(value: Any) -> Any:

@@ -146,8 +146,8 @@ class Page:
     """A page header at its position, with its run bounds (not yet trusted)."""
 
     db: "DB"
-    pgid: int
-    id: int
+    pgid: int  # its position in the file: offset / page size
+    self_id: int  # the id its header claims (== pgid unless damaged)
     flags: int
     count: int
     overflow: int
@@ -533,7 +533,7 @@ class DB:
             yield p
             step = 1
             if p.flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG, S.FREELIST_PAGE_FLAG) \
-                    and p.id == n and n + 1 + p.overflow <= total:
+                    and p.self_id == n and n + 1 + p.overflow <= total:
                 step += p.overflow
             n += step
 

@@ -1,41 +1,14 @@
-"""Small text helpers shared by every output (names, keys, values)."""
+"""Small text helpers for people (tables, hexdumps), and secret masking.
+
+Whether bytes are shown as text is :mod:`boltfix.record`'s one rule
+(:func:`~boltfix.record.as_text`); :func:`name_text` is its line form.
+"""
 
 from __future__ import annotations
 
+import re as _re
 
-def is_printable_text(data: bytes) -> bool:
-    """True when bytes are UTF-8 text without control characters."""
-    try:
-        text = bytes(data).decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return text.isprintable()
-
-
-def escape_controls(data) -> bytes:
-    """Bytes with every control character written as ``\\xNN`` (and ``\\`` as
-    ``\\\\``, so it stays unambiguous): text that is safe on a terminal."""
-    text = bytes(data).decode("utf-8", "surrogateescape")
-    out = []
-    for c in text:
-        o = ord(c)
-        if c == "\\":
-            out.append("\\\\")
-        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif not c.isprintable() and c != " ":
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
-        else:
-            out.append(c)
-    return "".join(out).encode("utf-8")
-
-
-def name_text(data) -> str:
-    """A bucket name or key for people: text when printable, else 0x-hex."""
-    data = bytes(data)
-    if data and is_printable_text(data):
-        return data.decode("utf-8")
-    return "0x" + data.hex()
+from boltfix.record import name_text  # noqa: F401  (the one rule, for people)
 
 
 def short(data, limit: int = 64) -> str:
@@ -45,8 +18,6 @@ def short(data, limit: int = 64) -> str:
 
 
 # bcrypt hashes as etcd stores them in authUsers ($2a$10$ + 53 chars)
-import re as _re
-
 _BCRYPT = _re.compile(rb"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 

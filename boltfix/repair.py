@@ -28,16 +28,16 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from boltfix import etcd
 from boltfix import structs as S
-from boltfix.check import Collector, check, key_too_long, top_level_names
+from boltfix.check import Collector, check, key_too_long
 from boltfix.errors import BoltError, FileChanged, Finding, OutputError
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
-from boltfix.walk import Run, Walker
+from boltfix.walk import Tree, Walker, top_level_names
 
 # What repair itself drops on top of the walk's losses: keys bbolt cannot
 # write, and etcd records etcd cannot load.
@@ -117,20 +117,20 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
     db = DB(src_path, page_size=page_size, meta=meta)
     try:
         try:
-            chosen = _choose_meta(db, meta)
+            chosen, used = _choose_meta(db, meta)
         except NothingRecoverable as exc:
             if page_size is not None:
                 raise
-            db, chosen = _retry_page_size(db, src_path, meta, exc)
+            db, chosen, used = _retry_page_size(db, src_path, meta, exc)
         report = RepairReport(
             input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
             meta=chosen, page_size=db.page_size,
-            freelist="synced" if db.meta.freelist_synced else "none")
+            freelist="synced" if used.freelist_synced else "none")
         collector = Collector(max_dropped)
         if dry_run:
-            stats = _salvage(db, _NullFile(), collector, report, progress)
+            stats = _salvage(db, _NullFile(), collector, report, progress, used)
         else:
-            stats = _write_verified(db, out_path, force, collector, report, progress)
+            stats = _write_verified(db, out_path, force, collector, report, progress, used)
         report.written = stats
         _sort_findings(report, collector)
         return report
@@ -182,8 +182,10 @@ def _not_regular(path: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- meta
-def _choose_meta(db: DB, forced: Optional[int]) -> dict:
-    """Settle db.meta; describe the choice.  Rediscovers the root if needed.
+def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
+    """The meta whose tree repair walks (db.meta, the other one, or one made
+    for a rediscovered root), and the report's description of the choice.
+    db.meta itself is left as the file has it.
 
     A valid meta whose root page is unusable (past the end of a truncated
     file, zeroed) is passed over for the other meta when that one's root is
@@ -195,43 +197,41 @@ def _choose_meta(db: DB, forced: Optional[int]) -> dict:
         problem = _root_problem(db, db.meta.root)
         if problem is None:
             return {"index": db.meta.index, "txid": db.meta.txid, "root": db.meta.root,
-                    "pgid": db.meta.pgid, "reason": db.meta_source}
+                    "pgid": db.meta.pgid, "reason": db.meta_source}, db.meta
         if forced is not None:
             raise NothingRecoverable(f"meta {forced}: {problem}", page=db.meta.root)
         used, other = db.meta, db.metas[1 - db.meta.index]
         if other.valid and _root_problem(db, other.root) is None:
-            db.meta = other
             return {"index": other.index, "txid": other.txid, "root": other.root,
                     "pgid": other.pgid, "fallback": True,
                     "reason": f"meta {used.index} (txid {used.txid}) is valid but {problem}; "
-                              f"using meta {other.index}: transaction {used.txid} is lost"}
+                              f"using meta {other.index}: transaction {used.txid} is lost"}, other
         why_not = f"meta {used.index}: {problem}; "
     if forced is not None and db.meta is not None:
         m = db.meta
         if m.magic == S.MAGIC and _root_problem(db, m.root) is None:
             # A forced but imperfect meta: use its root, bound the HWM by the file.
-            db.meta = _synthetic_meta(db, m.root, m.txid, m.sequence,
-                                      m.freelist if m.freelist_synced else S.PGID_NO_FREELIST)
-            return {"index": forced, "txid": m.txid, "root": m.root, "pgid": db.meta.pgid,
-                    "reason": f"forced meta {forced} ({', '.join(m.problems)})"}
+            made = _synthetic_meta(db, m.root, m.txid, m.sequence,
+                                   m.freelist if m.freelist_synced else S.PGID_NO_FREELIST)
+            return {"index": forced, "txid": m.txid, "root": m.root, "pgid": made.pgid,
+                    "reason": f"forced meta {forced} ({', '.join(m.problems)})"}, made
     root, records, considered = rediscover_root(db)
     if root is None:
         raise NothingRecoverable(
             why_not + "no valid meta page with a usable root, and no page looks like a "
             "root bucket: nothing can be recovered", page=None)
     txid = max((m.txid for m in db.metas if m.magic == S.MAGIC), default=1)
-    db.meta = _synthetic_meta(db, root, txid, 0, S.PGID_NO_FREELIST)
-    db.meta_source = "rediscovered root"
-    return {"index": None, "txid": txid, "root": root, "pgid": db.meta.pgid,
+    made = _synthetic_meta(db, root, txid, 0, S.PGID_NO_FREELIST)
+    return {"index": None, "txid": txid, "root": root, "pgid": made.pgid,
             "reason": f"{why_not or 'both metas invalid; '}rediscovered root page {root} "
-                      f"({records} records; {considered} candidates considered)"}
+                      f"({records} records; {considered} candidates considered)"}, made
 
 
 def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingRecoverable):
     """Nothing parses at the page size the meta claims (a meta with a good
     checksum but a wrong page size, e.g. 65536 on a 4096 file): try the size
     the page headers suggest (ids equal to their position) before giving up.
-    Returns the reopened DB and the meta choice; raises ``failure`` when
+    Returns the reopened DB, the meta choice and the meta used; raises ``failure`` when
     there is no other size to try."""
     claimed = db.page_size
     alt = db._scan_page_size()  # the reader's own header scan
@@ -240,14 +240,14 @@ def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingReco
     db.close()
     db = DB(src_path, page_size=alt, meta=meta)
     try:
-        chosen = _choose_meta(db, meta)
+        chosen, used = _choose_meta(db, meta)
     except BaseException:
         db.close()
         raise
     chosen["reason"] = (f"page size {alt} from the page headers (nothing parses at the "
                         f"{claimed} the meta claims); " + chosen["reason"])
     chosen["page_size_guessed"] = True
-    return db, chosen
+    return db, chosen, used
 
 
 def _root_problem(db: DB, root: int) -> Optional[str]:
@@ -297,7 +297,6 @@ def rediscover_root(db: DB):
         score, records = _root_score(db, pgid, bool(referenced[pgid]))
         if best_score is None or score > best_score:
             best, best_score, best_records = pgid, score, records
-    db.meta = None
     return best, best_records, len(roots)
 
 
@@ -313,9 +312,8 @@ def _root_score(db: DB, pgid: int, referenced: bool):
     5. more records.
     """
     named = max((m.txid for m in db.metas if m.root == pgid), default=-1)
-    db.meta = _synthetic_meta(db, pgid, 1, 0, S.PGID_NO_FREELIST)
     problems = Collector(limit=0)
-    walker = Walker(db, problems)
+    walker = Walker(db, problems, tree=Tree(pgid, 0, db.pages_in_file))
     records = 0
     index = -1
     for bucket, rec in walker.walk():
@@ -335,15 +333,15 @@ def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
 
 
 # ---------------------------------------------------------------- salvage
-def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict:
-    """Walk the source and stream every valid record into a BoltWriter."""
+def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta) -> dict:
+    """Walk the tree of meta ``m`` and stream every valid record into a BoltWriter."""
     from boltfix.writer import BoltWriter
 
-    m = db.meta
     writer = BoltWriter(fileobj, db.page_size,
                         freelist="synced" if m.freelist_synced else "none",
                         txid=max(m.txid, 1), root_sequence=m.sequence)
-    walker = Walker(db, collector, progress)
+    tree = Tree.of(m)
+    walker = Walker(db, collector, progress, tree=tree)
     root = walker.root_bucket()
     _require_usable_root(db, root.root)
     open_path: list = []
@@ -351,7 +349,7 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress) -> dict
     skipped = None  # path of a bucket left out: its whole subtree goes with it
     # etcd exits at start on a `key` record it cannot decode: such records
     # are dropped (and reported), so that etcd starts from the output.
-    etcd_keys = etcd.looks_like_etcd(top_level_names(db))
+    etcd_keys = etcd.looks_like_etcd(top_level_names(db, tree))
     for bucket, batch, etcd_check in _batches(walker, etcd_keys):
         if (batch.bucket_entry is None and skipped is None
                 and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
@@ -415,18 +413,16 @@ _ETCD_KEY_BUCKET = (b"key",)
 def _batches(walker: Walker, etcd_keys: bool):
     """(bucket, batch, whether its records need etcd's check) in walk order.
 
-    Runs of clean pages come from the C core; in etcd's ``key`` bucket only
-    the pages :meth:`Walker.etcd_key_suspects` names have their records
-    checked here.
+    In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_key_batches`
+    names have their records checked here.
     """
-    for bucket, item in walker.walk_batches(runs=True):
-        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
-        if type(item) is not Run:
-            yield bucket, item, etcd_check
-            continue
-        suspects = set(walker.etcd_key_suspects(item.leaves)) if etcd_check else ()
-        for i, batch in enumerate(walker.run_batches(item.leaves)):
-            yield bucket, batch, etcd_check and i in suspects
+    for bucket, leaves in walker.walk_leaves():
+        if etcd_keys and bucket.path == _ETCD_KEY_BUCKET:
+            for batch, suspect in leaves.etcd_key_batches():
+                yield bucket, batch, suspect
+        else:
+            for batch in leaves.batches():
+                yield bucket, batch, False
 
 
 def _etcd_unloadable(key: bytes, value) -> bool:
@@ -447,7 +443,8 @@ def _name(raw: bytes) -> str:
     return name_text(raw)
 
 
-def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress) -> dict:
+def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
+                    used: Meta) -> dict:
     """Write to a temp file beside the target, fsync, verify, then move it in.
 
     Whatever stops it (a full or read-only filesystem, a signal, the input
@@ -460,7 +457,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(db, _WholeWrites(raw), collector, report, progress)
+            stats = _salvage(db, _WholeWrites(raw), collector, report, progress, used)
             raw.flush()
             os.fsync(raw.fileno())
         _raise_if_input_changed(db)

@@ -9,11 +9,14 @@ structs live in ``internal/common/page.go`` and ``internal/common/meta.go``.
 All integers are little-endian (bbolt writes host order; every platform etcd
 runs on is little-endian).  Structs have no padding.
 
-The ``construct`` declarations are the source of truth: they parse and build
-headers, meta pages and bucket values.  Element arrays and freelist ids are
-far too numerous for construct (about 50k elements/s), so the hot paths use
-:class:`struct.Struct` objects whose formats are *derived* from the construct
-declarations below and checked against their sizes at import time.
+The ``construct`` declarations are the source of truth for the layout.  The
+library reads every structure (page headers, elements, metas, bucket
+values, freelist ids) through :class:`struct.Struct` objects whose formats
+are *derived* from those declarations and checked against their sizes at
+import time (construct parses about 50k elements/s: far too slow for a
+walk).  construct itself builds the meta pages the writer emits
+(``meta_page.build``), and the tests' crafted damage (``tests/damage.py``)
+parses and builds with it.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def _add_buckets(tree, buckets) -> None:
         elif b.get("inline"):
             facts.append("inline")
         else:
-            facts.append(f"depth {b.get('depth')}, {b.get('pages', 0):,} pages, root {b.get('root_page')}")
+            facts.append(f"depth {b.get('depth')}, {b.get('pages', 0):,} pages, "
+                         f"root {b.get('root_page')}")
         if b.get("sequence"):
             facts.append(f"seq {b['sequence']}")
         node = tree.add(f"[cyan]{b['name']}[/cyan]  " + ", ".join(facts))
@@ -146,7 +147,8 @@ def render_page(c, v: dict) -> None:
         c.print(t)
     if "freelist" in v:
         fl = v["freelist"]
-        c.print(f"freelist: {fl['count']} ids" + (f" (first {fl['shown']})" if fl["shown"] < fl["count"] else ""))
+        shown = f" (first {fl['shown']})" if fl["shown"] < fl["count"] else ""
+        c.print(f"freelist: {fl['count']} ids" + shown)
         c.print(" ".join(str(i) for i in fl["ids"]))
         for p in fl["problems"]:
             c.print(f"[red]{p}[/red]")

@@ -138,16 +138,116 @@ class Batch(NamedTuple):
         return map(Record, self.keys, self.values, self.flags, repeat(self.page), self.indexes)
 
 
-class Run(NamedTuple):
-    """Whole leaf pages of one bucket, in key order, that the C core took:
-    each passed every check the Python walk makes, holds no bucket entry,
-    and its keys follow the previous page's.  For consumers that do not
-    need each record (a count, or the C hex writer);
-    :meth:`Walker.run_batches` turns it into :class:`Batch` objects."""
+@dataclass(frozen=True)
+class Tree:
+    """The tree a walk starts from: what a meta page names (root bucket's
+    page, its sequence, the high-water mark).  Repair may choose another
+    than the meta in use and passes it to :class:`Walker`."""
 
-    leaves: List[Tuple[int, int, int]]  # (page, element count, end of its run)
-    records: int
-    last: bytes  # the last key of the last page
+    root: int
+    sequence: int
+    hwm: int
+
+    @classmethod
+    def of(cls, meta) -> Optional["Tree"]:
+        return None if meta is None else cls(meta.root, meta.sequence, meta.pgid)
+
+
+class Leaves:
+    """Records of one bucket in key order, a page or more at a time: what
+    :meth:`Walker.walk_leaves` yields.
+
+    Either one page's records already read (a :class:`Batch`), or whole clean
+    leaf pages the C core took at once, read only when asked.  Every method
+    works on both, with or without the C core: a caller never needs to know
+    which.  ``count`` is the number of records, ``last`` the last key.
+    """
+
+    __slots__ = ("walker", "count", "last", "_batch", "_pages")
+
+    def __init__(self, walker: "Walker", count: int, last: bytes,
+                 batch: Optional[Batch] = None, pages=None):
+        self.walker = walker
+        self.count = count
+        self.last = last
+        self._batch = batch
+        #: (page id, element count, end offset of its run) per page, from C
+        self._pages = pages
+
+    @property
+    def bucket_entry(self) -> Optional[Record]:
+        """The bucket entry when these leaves are just one (its ``child`` opened)."""
+        return None if self._batch is None else self._batch.bucket_entry
+
+    @property
+    def page_count(self) -> int:
+        return 1 if self._pages is None else len(self._pages)
+
+    def batches(self, start: int = 0, stop: Optional[int] = None) -> Iterator[Batch]:
+        """The records as :class:`Batch` objects, one per page (pages ``start:stop``)."""
+        if self._pages is None:
+            return iter((self._batch,) if start == 0 and stop != 0 else ())
+        return self.walker._page_batches(self._pages[start:stop])
+
+    def batches_over(self, nbytes: int) -> Iterator[Batch]:
+        """:meth:`batches`, leaving out pages the C core took whose run is
+        ``nbytes`` or shorter: only a longer one can hold a key that long."""
+        if self._pages is None:
+            return self.batches()
+        ps = self.walker.page_size
+        return self.walker._page_batches([p for p in self._pages if p[2] - p[0] * ps > nbytes])
+
+    def key_lists(self) -> Iterator[Sequence[bytes]]:
+        """The keys, a page at a time."""
+        return (b.keys for b in self.batches())
+
+    def etcd_key_batches(self) -> Iterator[Tuple[Batch, bool]]:
+        """(batch, whether ``etcd.check_key_record`` must see its records)
+        for leaves of etcd's ``key`` bucket: with the C core, only pages
+        holding a record C cannot vouch for (the same rules); else all."""
+        fast = getattr(_speedups, "etcd_key_suspects", None)
+        if self._pages is None or fast is None:
+            return zip(self.batches(), repeat(True))
+        suspects = set(call_c(fast, self.walker.buf, self.walker.page_size, self._pages))
+        return ((b, i in suspects) for i, b in enumerate(self.batches()))
+
+    def revision_stats(self) -> Tuple[int, int, Optional[int], Optional[int]]:
+        """For leaves of etcd's ``key`` bucket: (keys that are revisions,
+        tombstones among them, first and last main revision or None)."""
+        fast = getattr(_speedups, "etcd_revision_stats", None)
+        if self._pages is not None and fast is not None:
+            return call_c(fast, self.walker.buf, self.walker.page_size, self._pages)
+        from boltfix.etcd import decode_revision
+
+        revisions = tombstones = 0
+        first = last = None
+        for keys in self.key_lists():
+            for key in keys:
+                rev = decode_revision(key)
+                if rev:
+                    revisions += 1
+                    tombstones += bool(rev["tombstone"])
+                    if first is None:
+                        first = rev["main"]
+                    last = rev["main"]
+        return revisions, tombstones, first, last
+
+    def write_jsonl(self, start: int, pieces, automatic: bool, etcd: bool, chunk: int,
+                    left: int):
+        """JSONL lines for pages ``start``.. (see :mod:`boltfix.record` and
+        ``_speedups.jsonl``): (bytes written, next page, records in them, a
+        :class:`Batch` the Python writer must write next or None).  ``left``:
+        records still allowed, -1 for no limit.  Without the C core (or for
+        a page read in Python) the bytes are empty and the page comes back
+        as the batch."""
+        fast = getattr(_speedups, "jsonl", None)
+        if self._pages is None or fast is None:
+            return b"", start + 1, 0, next(self.batches(start, start + 1))
+        data, i, n, python = call_c(fast, self.walker.buf, self.walker.page_size, self._pages,
+                                    start, pieces, automatic, etcd, chunk, left)
+        if python:
+            return data, i + 1, n, next(self.batches(i, i + 1))
+        return data, i, n, None
 
 
 # per-bucket leaf stream items: (page, indexes, flags, keys, values)
@@ -155,16 +255,26 @@ _Leaf = Tuple[int, Sequence[int], Sequence[int], Sequence[bytes], Sequence[memor
 
 
 class Walker:
-    """Walks one DB, sharing one reachability map across all its buckets."""
+    """Walks one tree of a DB, sharing one reachability map across all its buckets.
+
+    ``tree``: the tree to walk (default: the one the meta in use names; None
+    when there is no valid meta, then nothing is walked).
+    """
+
+    tree: Optional[Tree] = None
+    #: pages the C core took (of pages_walked): tests hold it near 100%
+    pages_in_c = 0
 
     def __init__(self, db: DB, report: Optional[Report] = None,
-                 progress: Optional[Callable[[int], None]] = None):
+                 progress: Optional[Callable[[int], None]] = None,
+                 tree: Optional[Tree] = None):
         self.db = db
         self.buf = db.buf
         # slices of the mmap are bytes: keys are copied out in one step
         self.raw = db._mm if getattr(db, "_mm", None) is not None else bytes(db.buf)
         self.page_size = db.page_size
-        self.hwm = db.hwm
+        self.tree = Tree.of(db.meta) if tree is None else tree
+        self.hwm = self.tree.hwm if self.tree is not None else db.pages_in_file
         self.pages_in_file = db.pages_in_file
         self.reached = bytearray(self.pages_in_file)
         self.report = report or (lambda f: None)
@@ -174,10 +284,10 @@ class Walker:
 
     # ------------------------------------------------------------ buckets
     def root_bucket(self) -> Optional[Bucket]:
-        meta = self.db.meta
-        if meta is None:
+        tree = self.tree
+        if tree is None:
             return None
-        return Bucket(path=(), root=meta.root, sequence=meta.sequence)
+        return Bucket(path=(), root=tree.root, sequence=tree.sequence)
 
     def open_bucket(self, parent: Bucket, rec: Record) -> Optional[Bucket]:
         """Decode a bucket entry's value; None (and a finding) when malformed."""
@@ -211,46 +321,58 @@ class Walker:
         for bucket, batch in self.walk_batches():
             yield from zip(repeat(bucket), batch.records())
 
-    def walk_batches(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None,
-                     runs: bool = False) -> Iterator[Tuple[Bucket, Union[Batch, "Run"]]]:
-        """:meth:`walk`'s stream, grouped: (bucket, :class:`Batch`) per run of
-        plain records of one page, and a batch of one per bucket entry, whose
-        sub-bucket's batches follow it at once.
+    def walk_batches(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None
+                     ) -> Iterator[Tuple[Bucket, Batch]]:
+        """:meth:`walk_leaves` a page at a time: (bucket, :class:`Batch`)."""
+        for bucket, leaves in self.walk_leaves(start, prefix):
+            for batch in leaves.batches():
+                yield bucket, batch
 
-        ``start``: walk that bucket and below instead of the whole file.
+    def walk_leaves(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None
+                    ) -> Iterator[Tuple[Bucket, Leaves]]:
+        """:meth:`walk`'s stream, grouped: (bucket, :class:`Leaves`) per run of
+        plain records (one page, or many clean pages the C core took), and
+        one per bucket entry, whose sub-bucket's leaves follow it at once.
+
+        ``start``: walk that bucket and below instead of the whole tree.
         ``prefix``: only the keys of ``start`` itself that begin with it (a
         matching sub-bucket comes whole); the walk stops at the first key
         past them.  Keys that do not match are dropped before anything looks
         at them: a non-matching bucket entry is not opened, a non-matching
         plain key of the root bucket is not reported.
-        ``runs``: the stream may also hold :class:`Run` items (many clean
-        pages taken by the C core at once) instead of their batches.
+
+        One explicit stack of open buckets, each with its own stream and the
+        rest of the page that held its last sub-bucket entry: a bucket with
+        many sub-buckets costs no deeper chain of iterators than one.
         """
         top = self.root_bucket() if start is None else start
         if top is None:
             return
-        if prefix is None:
-            leaves = self._leaves(top, runs)
-        else:
-            leaves = _prefixed(self._leaves(top, True), prefix, self._run_leaves)
-        stack = [(top, leaves)]
+        items = self._items(top)
+        if prefix is not None:
+            items = _prefixed(items, prefix, self._page_leaves)
+        # frames: [bucket, its stream, the rest of a page still to do or None]
+        stack = [[top, items, None]]
         while stack:
-            bucket, leaves = stack[-1]
-            for leaf in leaves:
-                if type(leaf) is Run:
+            frame = stack[-1]
+            bucket = frame[0]
+            rest, frame[2] = frame[2], None
+            for leaf in chain((rest,), frame[1]) if rest is not None else frame[1]:
+                if type(leaf) is Leaves:
                     yield bucket, leaf
                     continue
                 flags = leaf[2]
                 if not flags:
                     continue  # the empty rest of a page after a sub-bucket
                 if bucket.path and not any(map(S.BUCKET_LEAF_FLAG.__and__, flags)):
-                    yield bucket, Batch(*leaf)  # the common case: no bucket entries
+                    # the common case: no bucket entries
+                    yield bucket, Leaves(self, len(flags), leaf[3][-1], Batch(*leaf))
                     continue
                 child, rest = yield from self._split(bucket, leaf)
                 if child is not None:
                     # walk the sub-bucket, then the rest of this page, then on
-                    stack[-1] = (bucket, chain((rest,), leaves))
-                    stack.append((child, self._leaves(child, runs)))
+                    frame[2] = rest
+                    stack.append([child, self._items(child), None])
                     break
             else:
                 stack.pop()
@@ -265,8 +387,8 @@ class Walker:
         for i, f in enumerate(flags):
             if f & S.BUCKET_LEAF_FLAG or not bucket.path:
                 if start < i:
-                    yield bucket, Batch(page, idxs[start:i], flags[start:i], keys[start:i],
-                                        values[start:i])
+                    yield bucket, Leaves(self, i - start, keys[i - 1], Batch(
+                        page, idxs[start:i], flags[start:i], keys[start:i], values[start:i]))
                 start = i + 1
                 rec = Record(keys[i], values[i], f, page, idxs[i])
                 if not f & S.BUCKET_LEAF_FLAG:
@@ -275,14 +397,14 @@ class Walker:
                                "there", page, (), (rec.key,))
                     continue
                 rec.child = self.open_bucket(bucket, rec)
-                yield bucket, Batch(page, idxs[i:i + 1], flags[i:i + 1], keys[i:i + 1],
-                                    values[i:i + 1], rec)
+                yield bucket, Leaves(self, 1, keys[i], Batch(
+                    page, idxs[i:i + 1], flags[i:i + 1], keys[i:i + 1], values[i:i + 1], rec))
                 if rec.child is not None:
                     rest = (page, idxs[start:], flags[start:], keys[start:], values[start:])
                     return rec.child, rest
         if start < len(keys):
-            yield bucket, Batch(page, idxs[start:], flags[start:], keys[start:],
-                                values[start:])
+            yield bucket, Leaves(self, len(keys) - start, keys[-1], Batch(
+                page, idxs[start:], flags[start:], keys[start:], values[start:]))
         return None, None
 
     def find(self, bucket: Bucket, key: bytes) -> Optional[Record]:
@@ -324,42 +446,41 @@ class Walker:
     def key_lists(self, bucket: Bucket) -> Iterator[Sequence[bytes]]:
         """The bucket's own keys (sub-bucket names included), a page at a
         time: :meth:`records` without a Record per element."""
-        for leaf in self._leaves(bucket, True):
-            if type(leaf) is Run:
-                for page in self._run_leaves(leaf.leaves):
-                    yield page[3]
+        for leaf in self._items(bucket):
+            if type(leaf) is Leaves:
+                yield from leaf.key_lists()
             else:
                 yield leaf[3]
 
     def count_all(self) -> None:
         """Walk everything, for the reachability map and the findings only."""
-        for _ in self.walk_batches(runs=True):
+        for _ in self.walk_leaves():
             pass
 
-    def etcd_key_suspects(self, leaves) -> Sequence[int]:
-        """Indexes of the leaves (of a :class:`Run` in etcd's ``key`` bucket)
-        whose records ``etcd.check_key_record`` must see: with the C core
-        only those holding a record C cannot vouch for (the same rules);
-        without it, all."""
-        fast = getattr(_speedups, "etcd_key_suspects", None)
-        if fast is None:
-            return range(len(leaves))
-        return call_c(fast, self.buf, self.page_size, leaves)
-
-    def run_batches(self, leaves) -> Iterator[Batch]:
-        """Pages of a :class:`Run` (its ``leaves``, or some of them) as
-        batches: what walk_batches yields without runs."""
-        for page, idxs, flags, keys, values in self._run_leaves(leaves):
+    def _page_batches(self, pages) -> Iterator[Batch]:
+        """Pages the C core took, as batches."""
+        for page, idxs, flags, keys, values in self._page_leaves(pages):
             yield Batch(page, idxs, flags, keys, values)
 
-    def _leaves(self, bucket: Bucket, runs: bool = False) -> Iterator[_Leaf]:
-        """The bucket's own valid records, a page (or a single record) at a
-        time; with ``runs``, clean pages may come as :class:`Run` items."""
+    def _items(self, bucket: Bucket) -> Iterator[Union[_Leaf, Leaves]]:
+        """The bucket's own valid records: a page (or a single record) at a
+        time, or clean pages taken by the C core as :class:`Leaves`."""
         if bucket.is_inline:
             return self._inline_leaves(bucket)
-        return self._tree_leaves(bucket, runs)
+        return self._tree_items(bucket)
 
-    # ------------------------------------------------------------ inline
+    def _leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
+        """:meth:`_items` with the C core's pages read: a page at a time."""
+        for item in self._items(bucket):
+            if type(item) is Leaves:
+                yield from self._page_leaves(item._pages)
+            else:
+                yield item
+
+    def _tree_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
+        """:meth:`_leaves` of a paged bucket."""
+        return self._leaves(bucket)
+
     def _inline_leaves(self, bucket: Bucket) -> Iterator[_Leaf]:
         page = bucket.inline
         bucket.depth = 1
@@ -383,7 +504,7 @@ class Walker:
             yield bucket.page, (idx,), (flags,), (key,), (value,)
 
     # ------------------------------------------------------------ trees
-    def _tree_leaves(self, bucket: Bucket, runs: bool = False) -> Iterator[_Leaf]:
+    def _tree_items(self, bucket: Bucket) -> Iterator[Union[_Leaf, Leaves]]:
         """In-order walk of a paged bucket; only valid, ordered records.
 
         With the C core, the clean frames on top of the stack are taken in C
@@ -393,7 +514,8 @@ class Walker:
         here: its records are bucket entries, which need Python anyway.
 
         A leaf page with nothing wrong is checked in one tight pass
-        (:func:`_leaf_page`, then its keys' order in C) and comes whole.  A
+        (:func:`_leaf_page`, then its keys' order by :func:`_ascending`) and
+        comes whole.  A
         page with any problem is walked element by element, each problem
         reported in place and each good record coming on its own, right
         after the findings before it -- the same interleaving as a walk one
@@ -413,14 +535,12 @@ class Walker:
                     last, RUN_LEAVES)
                 if walked:
                     self._count_walked(walked)
+                    self.pages_in_c += walked
                     bucket.pages += pages
                     bucket.depth = max(bucket.depth, depth)
                     self.records_yielded += records
                 if leaves:
-                    if runs:
-                        yield Run(leaves, records, last)
-                    else:
-                        yield from self._run_leaves(leaves)
+                    yield Leaves(self, records, last, pages=leaves)
                 if more or not stack:
                     continue
             pgid, lo, hi, parents = stack.pop()
@@ -438,7 +558,7 @@ class Walker:
             if flags != S.BRANCH_PAGE_FLAG:
                 page = _leaf_page(buf, raw, off, count, end)
                 if page is not None:
-                    eflags, values, keys = page
+                    eflags, keys, values = page
                     if not keys:
                         continue
                     first, final = keys[0], keys[-1]
@@ -469,7 +589,7 @@ class Walker:
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
 
-    def _run_leaves(self, leaves) -> Iterator[_Leaf]:
+    def _page_leaves(self, leaves) -> Iterator[_Leaf]:
         """The records of pages the C core took, sliced as _leaf_page does."""
         buf, raw, ps = self.buf, self.raw, self.page_size
         for pgid, count, end in leaves:
@@ -477,7 +597,7 @@ class Walker:
             if page is None:  # it passed in C a moment ago
                 raise BoltError(f"leaf page {pgid} changed while it was read",
                                 page=pgid, offset=pgid * ps)
-            flags, values, keys = page
+            flags, keys, values = page
             yield pgid, range(count), flags, keys, values
 
     def _count_walked(self, n: int) -> None:
@@ -486,7 +606,7 @@ class Walker:
         if self.progress is not None and before >> 10 != self.pages_walked >> 10:
             self.progress(self.pages_walked)
 
-    def _zero_count(self, pgid, flags, off, end, path, bpath) -> int:
+    def _zero_count(self, pgid, flags, off, end, path, bucket_path) -> int:
         """A branch page, or a leaf below a branch, whose count is 0.
 
         bbolt never writes either (rebalance removes empty nodes; only a
@@ -504,22 +624,22 @@ class Walker:
             self._find("element-count-corrupt",
                        f"{'leaf' if leaf else 'branch'} page {pgid} has count 0, but element "
                        f"0 says {n} elements precede the data: read with count {n}",
-                       pgid, path, bpath, detail={"count": n})
+                       pgid, path, bucket_path, detail={"count": n})
             return n
         if leaf:
             self._find("leaf-empty",
                        f"leaf page {pgid} below a branch has no elements; bbolt never "
-                       "writes one (its count may be damaged)", pgid, path, bpath,
+                       "writes one (its count may be damaged)", pgid, path, bucket_path,
                        severity=WARNING)
         else:
             # its cursor panics on it, and in a file without a synced
             # freelist nothing else would show that the children were lost
             self._find("branch-empty",
                        f"branch page {pgid} has no elements (its children are lost)",
-                       pgid, path, bpath)
+                       pgid, path, bucket_path)
         return 0
 
-    def _branch_children(self, off, count, end, lo, hi, path, bpath):
+    def _branch_children(self, off, count, end, lo, hi, path, bucket_path):
         """Children of a branch page as frames, with the key range each may hold.
 
         A branch element with a bad key is reported but its child is still
@@ -532,19 +652,19 @@ class Walker:
         prev = None
         for idx, key, child, problem in _branch_elements(self.buf, off, count, end):
             if problem:
-                self._element_problem(problem, pgid, path, bpath, idx, "branch")
+                self._element_problem(problem, pgid, path, bucket_path, idx, "branch")
                 if problem not in ("element-count-overflow", "element-count-corrupt"):
                     children.append((child, None))
                 continue
             if prev is not None and key <= prev:
-                self._key_order(key, prev, pgid, path, bpath, "branch", idx)
+                self._key_order(key, prev, pgid, path, bucket_path, "branch", idx)
                 children.append((child, None))
                 continue
             if (lo is not None and key < lo) or (hi is not None and key >= hi):
                 self._find("key-out-of-range",
                            f"branch key[{idx}]={_hex(key)} on page {pgid} is outside the "
                            f"range [{_hex(lo)}, {_hex(hi)}) its ancestors allow",
-                           pgid, path, bpath, detail={"index": idx})
+                           pgid, path, bucket_path, detail={"index": idx})
                 children.append((child, None))
                 continue
             children.append((child, key))
@@ -565,11 +685,11 @@ class Walker:
             frames[i][1] = lower
         return [tuple(f) for f in frames]
 
-    def _follow(self, pgid, parents, bpath, lo, hi):
+    def _follow(self, pgid, parents, bucket_path, lo, hi):
         """Check a pointer before following it; (flags, count, run end) or None."""
         reached = self.reached
         if not (2 <= pgid < self.hwm and pgid < self.pages_in_file) or reached[pgid]:
-            self._bad_pointer(pgid, parents, bpath, lo, hi)
+            self._bad_pointer(pgid, parents, bucket_path, lo, hi)
             return None
         reached[pgid] = REACHED
         self._count_walked(1)
@@ -578,26 +698,26 @@ class Walker:
             where, rng = _where(pgid, parents, lo, hi)
             self._find("invalid-page-type",
                        f"{where} has type {S.page_type_name(flags)}, expected branch or leaf",
-                       pgid, parents, bpath,
+                       pgid, parents, bucket_path,
                        detail=dict(rng, flags=flags,
                                    bbolt=f"page {pgid}: invalid type: {S.page_type_name(flags)}"))
             return None
         if pid != pgid:
             self._find("page-id-mismatch",
                        f"page {pgid} identifies itself as page {pid}",
-                       pgid, parents, bpath, detail=_where(pgid, parents, lo, hi)[1])
+                       pgid, parents, bucket_path, detail=_where(pgid, parents, lo, hi)[1])
         if count == 0 and (parents or flags == S.BRANCH_PAGE_FLAG):
             # before the overflow check: the run a page needs depends on its count
             ps = self.page_size
             claimed_end = min((pgid + 1 + overflow) * ps, self.pages_in_file * ps)
             count = self._zero_count(pgid, flags, pgid * ps, claimed_end,
-                                     parents + (pgid,), bpath)
+                                     parents + (pgid,), bucket_path)
         if overflow:
-            overflow = self._needed_overflow(pgid, flags, count, overflow, parents, bpath)
-            return flags, count, self._mark_overflow(pgid, overflow, parents, bpath)
+            overflow = self._needed_overflow(pgid, flags, count, overflow, parents, bucket_path)
+            return flags, count, self._mark_overflow(pgid, overflow, parents, bucket_path)
         return flags, count, (pgid + 1) * self.page_size
 
-    def _needed_overflow(self, pgid, flags, count, overflow, parents, bpath) -> int:
+    def _needed_overflow(self, pgid, flags, count, overflow, parents, bucket_path) -> int:
         """The overflow run the page's own elements need, when that is shorter.
 
         bbolt allocates exactly ``ceil(size / page_size)`` pages for a node,
@@ -613,63 +733,64 @@ class Walker:
             self._find("page-overflow-too-large",
                        f"page {pgid} claims {overflow} overflow pages but its elements "
                        f"need {needed}; the extra pages are not claimed",
-                       pgid, parents, bpath, severity=WARNING,
+                       pgid, parents, bucket_path, severity=WARNING,
                        detail={"overflow": overflow, "needed": needed})
             return needed
         return overflow
 
-    def _bad_pointer(self, pgid, parents, bpath, lo, hi):
+    def _bad_pointer(self, pgid, parents, bucket_path, lo, hi):
         """Report why a pointer cannot be followed (meta page, past the
         high-water mark or the file, a cycle, or a second reference)."""
         where, rng = _where(pgid, parents, lo, hi)
         if pgid < 2:
             self._find("invalid-page-type", f"{where} points at meta page {pgid}",
-                       pgid, parents, bpath, detail=dict(rng, bbolt="invalid type: meta"))
+                       pgid, parents, bucket_path, detail=dict(rng, bbolt="invalid type: meta"))
         elif pgid >= self.hwm:
             self._find("page-out-of-bounds",
                        f"{where} is at or above the high-water mark {self.hwm}",
-                       pgid, parents, bpath,
+                       pgid, parents, bucket_path,
                        detail=dict(rng, bbolt=f"page {pgid}: out of bounds: {self.hwm}"))
         elif pgid >= self.pages_in_file:
             self._find("page-past-eof",
                        f"{where} is past the end of the file ({self.pages_in_file} pages); "
-                       "bbolt dies with SIGBUS here", pgid, parents, bpath, detail=rng)
+                       "bbolt dies with SIGBUS here", pgid, parents, bucket_path, detail=rng)
         elif pgid in parents:
             self._find("page-cycle", f"{where} points back at an ancestor: a cycle",
-                       pgid, parents, bpath, detail=rng)
+                       pgid, parents, bucket_path, detail=rng)
         else:
             self._find("multiple-references", f"{where} is referenced more than once",
-                       pgid, parents, bpath,
+                       pgid, parents, bucket_path,
                        detail=dict(rng, bbolt=f"page {pgid}: multiple references"))
 
-    def _mark_overflow(self, pgid, overflow, parents, bpath) -> int:
+    def _mark_overflow(self, pgid, overflow, parents, bucket_path) -> int:
         """Mark the overflow run reached; returns the usable end offset."""
         last = pgid + overflow
         if last >= self.hwm or last >= self.pages_in_file:
             limit = min(self.hwm, self.pages_in_file)
             code = "page-out-of-bounds" if last >= self.hwm else "page-past-eof"
+            past = ("the high-water mark" if code == "page-out-of-bounds"
+                    else "the end of the file")
             self._find(code,
                        f"page {pgid}'s overflow run ({overflow} pages) ends at page {last}, "
-                       f"past {'the high-water mark' if code == 'page-out-of-bounds' else 'the end of the file'}",
-                       pgid, parents, bpath, detail={"overflow": overflow})
+                       f"past {past}", pgid, parents, bucket_path, detail={"overflow": overflow})
             last = limit - 1
         if last > pgid:
             hit = _first_nonzero(self.reached, pgid + 1, last + 1)
             if hit != -1:
                 self._find("multiple-references",
                            f"page {pgid}'s overflow run overlaps page {hit}, reached elsewhere",
-                           hit, parents + (pgid,), bpath,
+                           hit, parents + (pgid,), bucket_path,
                            detail={"bbolt": f"page {hit}: multiple references"})
                 last = hit - 1
             self.reached[pgid + 1: last + 1] = b"\x02" * (last - pgid)
         return (last + 1) * self.page_size
 
     # ------------------------------------------------------------ findings
-    def _find(self, code, message, page, path, bpath, *, severity=ERROR, detail=None):
-        self.report(Finding(code, message, severity, page, tuple(path), tuple(bpath),
+    def _find(self, code, message, page, path, bucket_path, *, severity=ERROR, detail=None):
+        self.report(Finding(code, message, severity, page, tuple(path), tuple(bucket_path),
                             detail or {}))
 
-    def _element_problem(self, problem, pgid, path, bpath, idx, kind):
+    def _element_problem(self, problem, pgid, path, bucket_path, idx, kind):
         text = {
             "key-empty": "has a zero-length key",
             "element-out-of-bounds": "runs past its page",
@@ -678,19 +799,31 @@ class Walker:
             "element-count-corrupt": "is where the page's data starts: its element count "
                                      "is damaged (elements read up to there)",
         }[problem]
-        self._find(problem, f"{kind} element {idx} on page {pgid} {text}", pgid, path, bpath,
+        self._find(problem, f"{kind} element {idx} on page {pgid} {text}", pgid, path, bucket_path,
                    detail={"index": idx})
 
-    def _key_order(self, key, last, pgid, path, bpath, kind, idx=None):
+    def _key_order(self, key, last, pgid, path, bucket_path, kind, idx=None):
         self._find("key-order",
                    f"key {_hex(key)} on {kind} page {pgid} is not greater than the "
-                   f"previous key {_hex(last)}", pgid, path, bpath,
+                   f"previous key {_hex(last)}", pgid, path, bucket_path,
                    detail={"index": idx} if idx is not None else {})
+
+
+def top_level_names(db: DB, tree: Optional[Tree] = None) -> List[bytes]:
+    """Names of the root bucket's bucket entries (of ``tree``, default the
+    meta in use's), read with a quiet throwaway walker: the one rule by
+    which check, inspect, dump and repair tell whether a file is etcd's.
+    A plain key in the root is not a bucket (bbolt allows none there)."""
+    w = Walker(db, tree=tree)
+    root = w.root_bucket()
+    if root is None:
+        return []
+    return [r.key for r in w.records(root) if r.is_bucket]
 
 
 # ---------------------------------------------------------------- elements
 def _leaf_page(buf, raw, off, count, end):
-    """(flags, values, keys) of a whole leaf page, or None when any element
+    """(flags, keys, values) of a whole leaf page, or None when any element
     is out of bounds or has an empty key (or the count overruns the run).
 
     The fast form of :func:`_leaf_elements` for the common, undamaged page:
@@ -716,24 +849,24 @@ def _leaf_page(buf, raw, off, count, end):
         keys.append(raw[k:v])
         values.append(buf[v:e])
         eoff += S.LEAF_ELEMENT_SIZE
-    return flags, values, keys
+    return flags, keys, values
 
 
 def _prefixed(leaves, prefix: bytes, expand) -> Iterator[_Leaf]:
     """The keys of an ascending leaf stream that start with ``prefix``.
 
-    They are one contiguous run: keys below ``prefix`` are skipped (a
-    :class:`Run` whose last key is below it without slicing a key; others
-    through ``expand``), and the first key past the run ends the stream (no
-    further leaf is read).
+    They are one contiguous run: keys below ``prefix`` are skipped (the C
+    core's :class:`Leaves` whose last key is below it without slicing a key;
+    others through ``expand``), and the first key past the run ends the
+    stream (no further leaf is read).
     """
     for item in leaves:
-        if type(item) is not Run:
+        if type(item) is not Leaves:
             pages = (item,)
         elif item.last < prefix:
             continue
         else:
-            pages = expand(item.leaves)
+            pages = expand(item._pages)
         for leaf in pages:
             piece, past = _prefix_cut(leaf, prefix)
             if piece is not None:
@@ -763,7 +896,8 @@ def _prefix_cut(leaf: _Leaf, prefix: bytes) -> Tuple[Optional[_Leaf], bool]:
 
 
 def _ascending(keys: List[bytes]) -> bool:
-    """Strictly increasing (in C)."""
+    """Strictly increasing.  (all/map/lt: the loop runs inside CPython's
+    builtins, with no bytecode per key; not in boltfix's C core.)"""
     return all(map(lt, keys, islice(keys, 1, None)))
 
 
@@ -776,7 +910,8 @@ def _where(pgid, parents, lo, hi):
 
 
 def _first_nonzero(data: bytearray, start: int, end: int) -> int:
-    """Index of the first non-zero byte in data[start:end], or -1 (in C)."""
+    """Index of the first non-zero byte in data[start:end], or -1.
+    (lstrip does the scan inside CPython, with no bytecode per byte.)"""
     stripped = data[start:end].lstrip(b"\x00")
     return -1 if not stripped else end - len(stripped)
 

@@ -551,7 +551,7 @@ def keys_swapped(path, bucket_path=(b"nested", b"paged")) -> Damage:
     ps = page_size_of(path)
     i = next(i for i in range(1, len(leaf.keys) - 2)
              if len(leaf.keys[i]) == len(leaf.keys[i + 1]))
-    (o1, k1), (o2, k2) = key_offset(path, leaf.pgid, i, ps), key_offset(path, leaf.pgid, i + 1, ps)
+    (o1, _), (o2, _) = key_offset(path, leaf.pgid, i, ps), key_offset(path, leaf.pgid, i + 1, ps)
     _write(path, o1, leaf.keys[i + 1])
     _write(path, o2, leaf.keys[i])
     return Damage("keys-swapped", (leaf.pgid,), (("key-order", leaf.pgid),),

@@ -251,7 +251,7 @@ def explain(message: str, result: CheckResult, path) -> bool:
                 continue
             if f.page < 2 or f.page >= db.pages_in_file:
                 continue
-            header_id = db.page(f.page).id
+            header_id = db.page(f.page).self_id
             if header_id != f.page and (header_id == page or f.page == page):
                 return True
     return False

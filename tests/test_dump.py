@@ -313,7 +313,7 @@ def test_free_scan_skips_overflow_continuations(tmp_path):
     pages = [d["page"] for _, d in recs if d["state"] != "live"]
     with DB(path) as db:
         for p in set(pages):
-            assert db.page(p).id == p and db.page(p).flags == S.LEAF_PAGE_FLAG
+            assert db.page(p).self_id == p and db.page(p).flags == S.LEAF_PAGE_FLAG
 
 
 # ---------------------------------------------------------------- damage

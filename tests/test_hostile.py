@@ -497,8 +497,9 @@ def test_check_reports_key_too_long_like_repair(tmp_path):
     assert json.loads(out)["dropped_counts"] == {"key-too-long": 1}
 
 
-# ---------------------------------------------------------------- walk items (issue 10)
-@pytest.mark.xfail(strict=False, reason="walk recursion: left to the walk refactor (issue 10)")
+# ---------------------------------------------------------------- deep bucket trees
+@pytest.mark.xfail(strict=False, reason="inspect/buckets build the bucket tree recursively "
+                   "(the walk itself is one flat stack since issue 10)")
 def test_deep_buckets_inspect_json(tmp_path):
     path = tmp_path / "deep.db"
     shutil.copyfile(oracle.fixture("nested"), path)
