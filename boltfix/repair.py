@@ -451,11 +451,16 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
     changing), the temp file is removed and nothing is moved into place.
     """
     directory = os.path.dirname(os.path.abspath(out_path))
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
-    try:
+        # a signal raised inside mkstemp, after it made the file and before
+        # `tmp` names it, would leave the file behind: hold it till then
+        with _signals_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp",
+                                           dir=directory)
+            except OSError as exc:
+                raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
         with os.fdopen(fd, "w+b", buffering=0) as raw:
             stats = _salvage(db, _WholeWrites(raw), collector, report, progress, used)
             raw.flush()
@@ -477,8 +482,22 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         raise OutputError(f"cannot write {out_path} (temporary file {tmp}): "
                           f"{exc.strerror or exc}; nothing written") from exc
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM stay pending (not lost) for the lines inside; the
+    CLI's handler runs as soon as they are let through."""
+    import signal
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _raise_if_input_changed(db: DB) -> None:
