@@ -343,6 +343,48 @@ def test_signal_during_reading_commands(big, command, sig, code):
     raise AssertionError("the command always finished before the signal")
 
 
+@pytest.mark.parametrize("core", ["c", "python"])
+def test_walk_calls_progress_at_batch_boundaries(medium, tmp_path, monkeypatch, core):
+    """The guard stops a command at the walk's progress callback: walk_leaves
+    must call it every ~1024 pages, whether the C core takes the pages or
+    Python does, and a change seen there ends the walk part-way."""
+    from boltfix import walk
+    from boltfix.errors import FileChanged
+    from boltfix.reader import DB
+
+    if core == "python":
+        monkeypatch.setattr(walk, "_speedups", None)
+    elif walk._speedups is None:
+        pytest.skip("the C core is not built (or BOLTFIX_PURE_PYTHON)")
+    path = tmp_path / "medium.db"
+    shutil.copyfile(medium, path)
+    with DB(path) as db:
+        calls = []
+        w = walk.Walker(db, progress=calls.append)
+        w.count_all()
+        assert (w.pages_in_c > 0) == (core == "c")
+        assert w.pages_walked > 20_000 and len(calls) >= w.pages_walked // 2048, calls[:5]
+        gaps = [b - a for a, b in zip([0] + calls, calls + [w.pages_walked])]
+        assert max(gaps) <= 4096, max(gaps)
+        total = w.pages_walked
+
+    guard.start_session()
+    with DB(path) as db:
+        seen = []
+
+        def progress(done):
+            seen.append(done)
+            guard.batch_boundary(done)
+            if len(seen) == 2:  # the file grows under the walk: the next boundary stops it
+                with open(path, "ab") as f:
+                    f.write(b"\0" * 4096)
+
+        w = walk.Walker(db, progress=progress)
+        with pytest.raises(FileChanged):
+            w.count_all()
+        assert len(seen) == 3 and w.pages_walked < total // 2, (seen, total)
+
+
 # ---------------------------------------------------------------- 4. non-regular --out
 @pytest.mark.parametrize("force", [[], ["--force"]])
 def test_out_fifo_or_device_refused(tmp_path, force):
