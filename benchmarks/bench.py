@@ -67,6 +67,9 @@ class Measure:
     hwm_kb: int  # peak resident set (VmHWM / ru_maxrss)
     returncode: int
     stderr: str = ""
+    #: every run's (wall, CPU) seconds, in order: the machine is noisy, so
+    #: the table shows them all beside the best
+    runs: List[tuple] = field(default_factory=list)
 
 
 def _status_kb(pid: int, fields=("RssAnon:", "VmHWM:")) -> dict:
@@ -118,6 +121,7 @@ def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
     best: Optional[Measure] = None
     anon = hwm = 0
     cpu = float("inf")
+    every = []
     for _ in range(runs):
         if cleanup:
             cleanup()
@@ -127,9 +131,11 @@ def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
                              f"{m.stderr[-2000:]}")
         anon, hwm = max(anon, m.rss_anon_kb), max(hwm, m.hwm_kb)
         cpu = min(cpu, m.cpu)
+        every.append((m.seconds, m.cpu))
         if best is None or m.seconds < best.seconds:
             best = m
     best.rss_anon_kb, best.hwm_kb, best.cpu = anon, hwm, cpu
+    best.runs = every
     return best
 
 
@@ -184,6 +190,7 @@ class Result:
     make_seconds: Optional[float]  # None: an existing file was reused
     pairs: dict = field(default_factory=dict)  # name -> (boltfix Measure, bbolt Measure)
     notes: List[str] = field(default_factory=list)
+    floor: Optional[Measure] = None  # cp FILE NEW && sync, beside repair
 
 
 def _describe(gen: str, src: Path, keys: int, value_size: int):
@@ -209,7 +216,7 @@ def keys_for(size_mb: float, value_size: int) -> int:
 
 
 def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Optional[Path],
-              gen: str, shape: str = "big") -> Result:
+              gen: str, shape: str = "big", only=("check", "dump", "repair")) -> Result:
     src = keep if keep is not None else workdir / f"bench-{shape}-{keys}.db"
     t0 = time.perf_counter()
     if not src.exists():
@@ -236,10 +243,13 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
         while f.read(16 << 20):
             pass
 
-    print("  check ...", flush=True)
-    res.pairs["check"] = (best_of(runs, lambda: bf + ["check", str(src)]),
-                          best_of(runs, lambda: [gen, "check", str(src)]))
-    if dump_available():
+    if "check" in only:
+        print("  check ...", flush=True)
+        res.pairs["check"] = (best_of(runs, lambda: bf + ["check", str(src)]),
+                              best_of(runs, lambda: [gen, "check", str(src)]))
+    if "dump" not in only:
+        pass
+    elif dump_available():
         print("  dump ...", flush=True)
         res.pairs["dump"] = (
             best_of(runs, lambda: bf + ["dump", "--format", "jsonl", "--encoding", "hex",
@@ -252,15 +262,68 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
             res.pairs["dump"][1])
     else:
         res.notes.append("boltfix dump is not implemented yet: dump pair skipped")
-    print("  repair / compact ...", flush=True)
-    res.pairs["repair"] = (
-        best_of(runs, lambda: bf + ["repair", str(src), "--out", str(out_bf)],
-                cleanup=rm(out_bf)),
-        best_of(runs, lambda: [gen, "compact", str(src), str(out_bb)], cleanup=rm(out_bb)))
+    if "repair" in only:
+        print("  repair / compact ...", flush=True)
+        res.pairs["repair"] = (
+            best_of(runs, lambda: bf + ["repair", str(src), "--out", str(out_bf)],
+                    cleanup=rm(out_bf)),
+            best_of(runs, lambda: [gen, "compact", str(src), str(out_bb)], cleanup=rm(out_bb)))
+        # the floor: the data movement repair needs, as a copy that lands on disk
+        res.floor = best_of(runs, lambda: ["sh", "-c", f'cp "{src}" "{out_bf}" && sync'],
+                            cleanup=rm(out_bf))
     rm(out_bf, out_bb)()
+    if DAMAGED:
+        for name, secs in damaged_repairs(src, workdir, runs):
+            res.notes.append(f"boltfix repair of a damaged copy ({name}): {secs:.2f} s")
     if keep is None:
         src.unlink()
     return res
+
+
+#: --damaged: also time repair (with salvage beyond the tree) on damaged copies
+DAMAGED = False
+
+
+def damaged_repairs(src: Path, workdir: Path, runs: int):
+    """(damage, best repair seconds) for a zeroed branch near the root of the
+    largest bucket and for a truncation that takes every meta's root page."""
+    import shutil
+
+    from boltfix.reader import DB
+    from boltfix.walk import Walker
+
+    with DB(src) as db:
+        ps = db.page_size
+        roots = sorted({m.root for m in db.metas})
+        w = Walker(db)
+        children = [r.child for b, r in w.walk() if r.is_bucket and r.child is not None
+                    and r.child.root]  # .pages is known once the walk is done
+        big = max(children, key=lambda c: c.pages, default=None)
+        target = None
+        if big is not None:
+            # a branch one level below the bucket's root, else the root itself
+            p = db.page(big.root)
+            kids = [e.child for e in p.elements()] if p.type == "branch" else []
+            kids = [k for k in kids if db.page(k).type == "branch"]
+            target = kids[len(kids) // 2] if kids else big.root
+    out = workdir / "repaired-damaged.db"
+    cases = []
+    if target is not None:
+        cases.append((f"zeroed branch page {target} at or below the root of the largest bucket",
+                      lambda f: (f.seek(target * ps), f.write(bytes(ps)))))
+    cases.append((f"truncated to {roots[0] - 1} pages, below every root",
+                  lambda f: f.truncate((roots[0] - 1) * ps)))
+    for name, hurt in cases:
+        bad = workdir / "damaged.db"
+        shutil.copyfile(src, bad)
+        with open(bad, "r+b") as f:
+            hurt(f)
+        m = best_of(runs, lambda bad=bad: boltfix_cmd() + ["repair", str(bad), "--out", str(out)],
+                    expect=(0, 1, 2), cleanup=lambda: out.unlink() if out.exists() else None)
+        yield name, m.seconds
+        bad.unlink()
+        if out.exists():
+            out.unlink()
 
 
 # ---------------------------------------------------------------- reporting
@@ -291,9 +354,24 @@ def print_table(res: Result) -> None:
               f"{f.cpu:.2f} | {b.cpu:.2f} | {f.cpu / max(b.cpu, 1e-3):.2f}x | "
               f"{_mb(f.rss_anon_kb)} | {_mb(b.rss_anon_kb)} | {_mb(f.hwm_kb)} | "
               f"{_mb(b.hwm_kb)} |")
+    if res.floor is not None:
+        r = res.pairs["repair"]
+        print(f"| floor: cp FILE NEW && sync | {res.floor.seconds:.2f} | | "
+              f"repair {r[0].seconds / res.floor.seconds:.2f}x of it | {res.floor.cpu:.2f} | | "
+              f"| {_mb(res.floor.rss_anon_kb)} | | {_mb(res.floor.hwm_kb)} | |")
+    print()
+    print("every run, wall / CPU seconds (boltfix; bbolt):")
+    for name, (f, b) in res.pairs.items():
+        print(f"- {name}: {_runs(f)}; {_runs(b)}")
+    if res.floor is not None:
+        print(f"- floor: {_runs(res.floor)}")
     for note in res.notes:
         print(f"\nnote: {note}")
     print()
+
+
+def _runs(m: Measure) -> str:
+    return ", ".join(f"{w:.2f}/{c:.2f}" for w, c in m.runs)
 
 
 def print_scaling(small: Result, big: Result) -> None:
@@ -327,8 +405,12 @@ def main(argv=None) -> int:
                         "bucket of revisions holding mvccpb.KeyValue messages, and meta "
                         "(boltfix then decodes every record in dump and checks it in check)")
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
+    p.add_argument("--only", default="check,dump,repair",
+                   help="which pairs to run, comma-separated (default: check,dump,repair)")
     p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and kept")
     p.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
+    p.add_argument("--damaged", action="store_true",
+                   help="also time repair of damaged copies (zeroed branch, truncation)")
     p.add_argument("--smoke", action="store_true",
                    help=f"tiny and quick ({SMOKE_KEYS:,} keys, 1 run), for CI")
     p.add_argument("--scaling", nargs="*", type=float, metavar="MB",
@@ -338,6 +420,8 @@ def main(argv=None) -> int:
                         "e.g. to time another checkout: --boltfix 'python -m boltfix' "
                         "with PYTHONPATH set to it")
     args = p.parse_args(argv)
+    global DAMAGED
+    DAMAGED = args.damaged
     if args.boltfix:
         import shlex
 
@@ -381,7 +465,8 @@ def main(argv=None) -> int:
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
         for n in key_counts:
-            res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen, args.shape)
+            res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen, args.shape,
+                            only=tuple(args.only.split(",")))
             results.append(res)
             print_table(res)
         if len(results) == 2:

@@ -1061,7 +1061,155 @@ static PyObject *py_etcd_key_record_clean(PyObject *self, PyObject *args)
     return PyBool_FromLong(clean);
 }
 
+/* ------------------------------------------------------------ leaf copy */
+#define MAX_KEY_SIZE 32768u
+#define MAX_VALUE_SIZE ((1u << 31) - 2)
+
+/* writer.copyable_leaf: the page's size (header + elements + data) when it
+ * is laid out exactly as node.write lays out its records, else 0 */
+static uint64_t copyable_size(const leaf_ref *lf, uint64_t off, key_ref last, key_ref *first,
+                              key_ref *final)
+{
+    if (!lf->count)
+        return 0;
+    uint64_t data = lf->floor;
+    for (uint32_t j = 0; j < lf->count; j++) {
+        const uint64_t eoff = lf->base + (uint64_t)ELEMENT_SIZE * j;
+        const unsigned char *e = lf->map + eoff;
+        const uint32_t ksize = le32(e + 8), vsize = le32(e + 12);
+        if (le32(e) || eoff + le32(e + 4) != data || !ksize || ksize > MAX_KEY_SIZE ||
+            vsize > MAX_VALUE_SIZE)
+            return 0;
+        if (data + ksize + vsize > lf->end)
+            return 0;
+        if (j == 0) {
+            first->p = lf->map + data;
+            first->n = ksize;
+        }
+        final->p = lf->map + data;
+        final->n = ksize;
+        data += (uint64_t)ksize + vsize;
+    }
+    if (last.p && key_cmp(*first, last) <= 0)
+        return 0;
+    return data - off;
+}
+
+PyDoc_STRVAR(leaf_copy_doc,
+"leaf_copy(buf, page_size, leaves, last, out=None) -> (pages, [(first, npages)], records, last)\n\n"
+"writer._copy_leaves in C: the longest prefix of `leaves` ((pgid, count, end)\n"
+"of leaf pages the walk took whole) that writer.copyable_leaf accepts, each\n"
+"first key after the previous page's last key (`last`: bytes or None), as a\n"
+"bytearray of fresh pages (header id 0, overflow as the data needs, the\n"
+"last page's tail zeroed), their first keys and page counts, the records\n"
+"copied and the last key.  `out`, a bytearray, is resized and filled instead\n"
+"of a new one (no fresh memory to fault in on every call).");
+
+static PyObject *leaf_copy(PyObject *self, PyObject *args)
+{
+    PyObject *bufobj, *leaves, *lastobj, *outobj = Py_None;
+    unsigned long long ps;
+    Py_buffer buf;
+    key_ref last;
+    if (!PyArg_ParseTuple(args, "OKO!O|O:leaf_copy", &bufobj, &ps, &PyList_Type, &leaves, &lastobj,
+                          &outobj))
+        return NULL;
+    if (outobj != Py_None && !PyByteArray_Check(outobj)) {
+        PyErr_SetString(PyExc_TypeError, "out must be a bytearray or None");
+        return NULL;
+    }
+    if (ps < 512) {
+        PyErr_SetString(PyExc_ValueError, "page size below 512");
+        return NULL;
+    }
+    if (!as_key(lastobj, &last)) {
+        PyErr_SetString(PyExc_TypeError, "last must be bytes or None");
+        return NULL;
+    }
+    if (get_buffer(bufobj, &buf, 0, "buf") < 0)
+        return NULL;
+    const Py_ssize_t n = PyList_GET_SIZE(leaves);
+    uint64_t *sizes = PyMem_Malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    key_ref *firsts = PyMem_Malloc(sizeof(key_ref) * (size_t)(n ? n : 1));
+    PyObject *result = NULL, *blob = NULL, *list = NULL;
+    if (!sizes || !firsts) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* pass 1: which pages, how big (nothing allocated per page yet) */
+    Py_ssize_t taken = 0;
+    uint64_t total = 0, records = 0;
+    key_ref prev = last;
+    for (; taken < n; taken++) {
+        leaf_ref lf;
+        key_ref first, final;
+        if (leaf_at(leaves, taken, &buf, ps, &lf) < 0)
+            goto done;
+        const uint64_t size = copyable_size(&lf, lf.pgid * ps, prev, &first, &final);
+        if (!size)
+            break;
+        sizes[taken] = size;
+        firsts[taken] = first;
+        total += (size + ps - 1) / ps * ps;
+        records += lf.count;
+        prev = final;
+    }
+    if (outobj != Py_None) {
+        if (PyByteArray_Resize(outobj, (Py_ssize_t)total) < 0)
+            goto done;
+        Py_INCREF(outobj);
+        blob = outobj;
+    } else {
+        blob = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+    }
+    list = PyList_New(taken);
+    if (!blob || !list)
+        goto done;
+    /* pass 2: the pages themselves */
+    unsigned char *dst = (unsigned char *)PyByteArray_AS_STRING(blob);
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        leaf_ref lf;
+        if (leaf_at(leaves, i, &buf, ps, &lf) < 0)
+            goto done;
+        const uint64_t size = sizes[i], npages = (size + ps - 1) / ps;
+        if (lf.pgid * ps + size > lf.end)
+            goto done_changed;
+        memset(dst, 0, PAGE_HEADER_SIZE);
+        dst[8] = LEAF_PAGE_FLAG;
+        dst[10] = (unsigned char)(lf.count & 0xff);
+        dst[11] = (unsigned char)(lf.count >> 8);
+        const uint32_t ovf = (uint32_t)(npages - 1);
+        for (int b = 0; b < 4; b++)
+            dst[12 + b] = (unsigned char)(ovf >> (8 * b));
+        memcpy(dst + PAGE_HEADER_SIZE, lf.map + lf.base, (size_t)(size - PAGE_HEADER_SIZE));
+        memset(dst + size, 0, (size_t)(npages * ps - size));
+        PyObject *item = Py_BuildValue("(y#K)", (const char *)firsts[i].p, firsts[i].n,
+                                       (unsigned long long)npages);
+        if (!item)
+            goto done;
+        PyList_SET_ITEM(list, i, item);
+        dst += npages * ps;
+    }
+    {
+        PyObject *lastkey = prev.p ? PyBytes_FromStringAndSize((const char *)prev.p, prev.n)
+                                   : (Py_INCREF(Py_None), Py_None);
+        if (lastkey)
+            result = Py_BuildValue("(OOKN)", blob, list, (unsigned long long)records, lastkey);
+    }
+    goto done;
+done_changed:
+    changed(0);
+done:
+    Py_XDECREF(blob);
+    Py_XDECREF(list);
+    PyMem_Free(sizes);
+    PyMem_Free(firsts);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"leaf_copy", leaf_copy, METH_VARARGS, leaf_copy_doc},
     {"advance", advance, METH_VARARGS, advance_doc},
     {"jsonl", jsonl, METH_VARARGS, jsonl_doc},
     {"etcd_key_suspects", etcd_key_suspects, METH_VARARGS, etcd_key_suspects_doc},

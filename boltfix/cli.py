@@ -376,10 +376,17 @@ def check(db, as_json, max_findings, strict, page_size, meta_index):
               help="Where to write the repaired copy (a new file).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists (never the input).")
 @click.option("--dry-run", is_flag=True, help="Plan and report, write nothing.")
+@click.option("--lost-found", "lost_found", default=None,
+              type=click.Path(dir_okay=False, path_type=str),
+              help="Also write what was found but cannot be proven to belong anywhere "
+                   "(older copies, pages of unknown buckets, pages with a wrong self-id) "
+                   "to this separate bbolt file. Never mixed into --out.")
+@click.option("--no-salvage", is_flag=True,
+              help="Keep only what the committed tree reaches (no salvage beyond it).")
 @json_option
 @open_options
 @guarded
-def repair(db, out, force, dry_run, as_json, page_size, meta_index):
+def repair(db, out, force, dry_run, lost_found, no_salvage, as_json, page_size, meta_index):
     """Write a valid copy of DB to --out, salvaging every record that can be read.
 
     The input is never changed.  The copy is written to a temporary file beside
@@ -394,7 +401,8 @@ def repair(db, out, force, dry_run, as_json, page_size, meta_index):
         total = probe.page_limit  # for the progress bar; repair opens the file itself
     with progress_bar("repairing", total, not as_json) as cb:
         report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,
-                            page_size=page_size, progress=cb)
+                            page_size=page_size, progress=cb, lost_found=lost_found,
+                            beyond_tree=not no_salvage)
     if as_json:
         emit_json(report.to_json())
     else:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
 from boltfix import etcd
+from boltfix import salvage as SV
 from boltfix import structs as S
 from boltfix.check import Collector, check, key_too_long
 from boltfix.errors import BoltError, FileChanged, Finding, OutputError
@@ -41,7 +42,8 @@ from boltfix.walk import Tree, Walker, top_level_names
 
 # What repair itself drops on top of the walk's losses: keys bbolt cannot
 # write, and etcd records etcd cannot load.
-LOSS_CODES = WALK_LOSS_CODES | {"key-too-long", "etcd-unloadable-record"}
+LOSS_CODES = WALK_LOSS_CODES | {"key-too-long", "etcd-unloadable-record",
+                                 "page-records-not-placed"}
 
 MAX_ROOT_CANDIDATES = 16
 MAX_REPORTED_BUCKETS = 1000
@@ -72,6 +74,9 @@ class RepairReport:
     written: Optional[dict] = None
     verified: Optional[bool] = None
     verify_problems: List[str] = field(default_factory=list)
+    #: what salvage beyond the reachable tree found (boltfix.salvage.Plan.to_json)
+    salvage: Optional[dict] = None
+    lost_found: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -95,7 +100,8 @@ class RepairReport:
             "kept": {"buckets": self.buckets, "records": self.records,
                      "per_bucket": self.per_bucket},
             "lost_data": self.lost_data,
-            "root_rediscovered": self.rediscovered,
+            "root_rediscovered": self.rediscovered,  # also true when the root was lost
+            "root_lost": bool(self.meta.get("root_lost")),
             "meta_fallback": bool(self.meta.get("fallback")),
             "dropped_counts": self.dropped_counts,
             "dropped": [f.to_json() for f in self.dropped],
@@ -103,6 +109,8 @@ class RepairReport:
             "written": self.written,
             "verified": self.verified,
             "verify_problems": self.verify_problems,
+            "salvage": self.salvage,
+            "lost_found": self.lost_found,
         }
 
 
@@ -110,29 +118,47 @@ class RepairReport:
 def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
            meta: Optional[int] = None, page_size: Optional[int] = None,
            progress: Optional[Callable[[int], None]] = None,
-           max_dropped: int = 10000) -> RepairReport:
-    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written."""
+           max_dropped: int = 10000, lost_found: Optional[str] = None,
+           beyond_tree: bool = True) -> RepairReport:
+    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written.
+
+    ``beyond_tree``: salvage what the committed tree no longer reaches
+    (:mod:`boltfix.salvage`); ``lost_found``: where to write the evidence
+    that cannot be proven to belong anywhere (never into ``out_path``).
+    """
     out_path = os.fspath(out_path)
     _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
+    if lost_found is not None:
+        lost_found = os.fspath(lost_found)
+        _refuse_bad_output(os.fspath(src_path), lost_found, force, dry_run)
+        if os.path.abspath(lost_found) == os.path.abspath(out_path):
+            raise RepairRefused("--lost-found must not be --out: evidence never goes there")
     db = DB(src_path, page_size=page_size, meta=meta)
     try:
         try:
-            chosen, used = _choose_meta(db, meta)
+            chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
         except NothingRecoverable as exc:
             if page_size is not None:
                 raise
-            db, chosen, used = _retry_page_size(db, src_path, meta, exc)
+            db, chosen, used, plan = _retry_page_size(db, src_path, meta, exc,
+                                                      beyond_tree, lost_found)
         report = RepairReport(
             input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
             meta=chosen, page_size=db.page_size,
             freelist="synced" if used.freelist_synced else "none")
         collector = Collector(max_dropped)
+        report.salvage = {"enabled": beyond_tree}
         if dry_run:
-            stats = _salvage(db, _NullFile(), collector, report, progress, used)
+            stats = _salvage(db, _NullFile(), collector, report, progress, used, plan)
         else:
-            stats = _write_verified(db, out_path, force, collector, report, progress, used)
+            stats = _write_verified(db, out_path, force, collector, report, progress, used,
+                                    plan)
         report.written = stats
         _sort_findings(report, collector)
+        if lost_found is not None and not dry_run:  # written even when empty
+            report.lost_found = SV.write_lost_found(
+                db, report.salvage.get("_plan") or SV.Plan(), lost_found, force)
+        report.salvage.pop("_plan", None)
         return report
     except BoltError as exc:
         why = None if isinstance(exc, FileChanged) else db.changed()
@@ -141,6 +167,35 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
         raise
     finally:
         db.close()
+
+
+def _choose_meta_or_root_lost(db: DB, forced, beyond_tree: bool, lost_found):
+    """(report's meta, the meta to write, salvage plan or None).  When no
+    root can be used, salvage rebuilds the top level (rule 4) if it finds
+    anything (or lost+found is asked for); else NothingRecoverable."""
+    try:
+        chosen, used = _choose_meta(db, forced)
+        if chosen.get("index") is None and beyond_tree and any(m.valid for m in db.metas):
+            # A valid meta whose root is gone: a rediscovered root is not
+            # the committed one (an older tree, or a sub-bucket's leaf that
+            # looks like a root), so nothing proves its records belong
+            # where it would put them: rule 4 instead (salvage.py).
+            raise NothingRecoverable("the committed root is lost")
+        return chosen, used, None
+    except NothingRecoverable:
+        plan = SV.plan_root_lost(db) if beyond_tree else None
+        if plan is None or not (plan.extras or lost_found is not None):
+            raise
+    newest = max((m for m in db.metas if m.valid), key=lambda m: m.txid, default=None)
+    used = _synthetic_meta(
+        db, 0, newest.txid if newest else 1, 0,
+        S.PGID_NO_FREELIST if plan.etcd or newest is None or not newest.freelist_synced
+        else 2)
+    chosen = {"index": None, "txid": used.txid, "root": None, "pgid": used.pgid,
+              "root_lost": True,
+              "reason": "no usable root page: the top level was rebuilt from the "
+                        "surviving bucket subtrees (rule 4)"}
+    return chosen, used, plan
 
 
 def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
@@ -227,12 +282,13 @@ def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
                       f"({records} records; {considered} candidates considered)"}, made
 
 
-def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingRecoverable):
+def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingRecoverable,
+                     beyond_tree: bool, lost_found):
     """Nothing parses at the page size the meta claims (a meta with a good
     checksum but a wrong page size, e.g. 65536 on a 4096 file): try the size
     the page headers suggest (ids equal to their position) before giving up.
-    Returns the reopened DB, the meta choice and the meta used; raises ``failure`` when
-    there is no other size to try."""
+    Returns the reopened DB, the meta choice, the meta used and the salvage
+    plan; raises ``failure`` when there is no other size to try."""
     claimed = db.page_size
     alt = db._scan_page_size()  # the reader's own header scan
     if alt is None or alt == claimed:
@@ -240,14 +296,14 @@ def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingReco
     db.close()
     db = DB(src_path, page_size=alt, meta=meta)
     try:
-        chosen, used = _choose_meta(db, meta)
+        chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
     except BaseException:
         db.close()
         raise
     chosen["reason"] = (f"page size {alt} from the page headers (nothing parses at the "
                         f"{claimed} the meta claims); " + chosen["reason"])
     chosen["page_size_guessed"] = True
-    return db, chosen, used
+    return db, chosen, used, plan
 
 
 def _root_problem(db: DB, root: int) -> Optional[str]:
@@ -333,77 +389,55 @@ def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
 
 
 # ---------------------------------------------------------------- salvage
-def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta) -> dict:
-    """Walk the tree of meta ``m`` and stream every valid record into a BoltWriter."""
+def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta,
+             plan=None) -> dict:
+    """Walk the tree of meta ``m`` and stream every valid record into a BoltWriter.
+
+    The first pass writes what the tree reaches; when the walk pruned
+    something, :mod:`boltfix.salvage` plans what beyond the tree is proven
+    to belong, and a second pass writes the tree's records with those merged
+    in (an intact file is written once, on the copy path).
+    """
     from boltfix.writer import BoltWriter
 
     writer = BoltWriter(fileobj, db.page_size,
                         freelist="synced" if m.freelist_synced else "none",
                         txid=max(m.txid, 1), root_sequence=m.sequence)
     tree = Tree.of(m)
-    walker = Walker(db, collector, progress, tree=tree)
-    root = walker.root_bucket()
-    _require_usable_root(db, root.root)
-    open_path: list = []
-    per_bucket = Counter()
-    skipped = None  # path of a bucket left out: its whole subtree goes with it
-    # etcd exits at start on a `key` record it cannot decode: such records
-    # are dropped (and reported), so that etcd starts from the output.
-    etcd_keys = etcd.looks_like_etcd(top_level_names(db, tree))
-    for bucket, batch, etcd_check in _batches(walker, etcd_keys):
-        if (batch.bucket_entry is None and skipped is None
-                and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
-                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
-            # the common case, a run of plain records of one page: in one go
-            while tuple(open_path) != bucket.path:
-                writer.end_bucket()
-                open_path.pop()
-            writer.put_many(batch.keys, batch.values)
-            report.records += len(batch.keys)
-            per_bucket[bucket.path] += len(batch.keys)
-            continue
-        for rec in batch.records():
-            if skipped is not None:
-                if bucket.path[:len(skipped)] == skipped:
-                    continue
-                skipped = None
-            too_long = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
-            if too_long is not None:
-                collector(too_long)  # bbolt's Put refuses it: dropped
-                if rec.is_bucket:
-                    skipped = bucket.path + (rec.key,)
-                continue
-            if etcd_check:
-                problems = etcd.check_key_record(rec.key, None if rec.is_bucket else rec.value)
-                if problems:
-                    collector(Finding("etcd-unloadable-record",
-                                      f"etcd cannot load this `key` record, dropped: "
-                                      f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
-                                      detail={"index": rec.index, "key": rec.key.hex()}))
-                    if rec.is_bucket:
-                        skipped = bucket.path + (rec.key,)
-                    continue
-            while tuple(open_path) != bucket.path:
-                writer.end_bucket()
-                open_path.pop()
-            if rec.is_bucket:
-                if rec.child is None:
-                    continue  # reported by the walker (malformed bucket value)
-                writer.begin_bucket(rec.key, rec.child.sequence)
-                open_path.append(rec.key)
-                report.buckets += 1
-                per_bucket[rec.child.path] += 0
-            else:
-                writer.put(rec.key, rec.value)
-                report.records += 1
-                per_bucket[bucket.path] += 1
-    while open_path:
-        writer.end_bucket()
-        open_path.pop()
+    watch = SV.Watch(collector if plan is None else None)
+    walker = Walker(db, watch, progress, tree=tree)
+    seen = SV.Seen(collector if plan is None else None)
+    if plan is not None and plan.root_lost:
+        etcd_keys, stream = plan.etcd, iter(())
+    else:
+        root = walker.root_bucket()
+        _require_usable_root(db, root.root)
+        # etcd exits at start on a `key` record it cannot decode: such records
+        # are dropped (and reported), so that etcd starts from the output.
+        etcd_keys = etcd.looks_like_etcd(top_level_names(db, tree))
+        stream = seen.observe(_batches(walker, etcd_keys), db)
+    into = _Into(db, walker, writer, collector, report)
+    # whole: True pages copied as they stand, False a batch of the walk,
+    # None a batch salvage placed (its records are not its page's: never copied)
+    for bucket, item, etcd_check, whole in SV.merged(stream, plan, db):
+        if whole:
+            into.leaves(bucket, item)
+        else:
+            into.batch(bucket, item, etcd_check, copy=whole is not None)
+    into.open(())
     stats = writer.close()
+    if plan is None and report.salvage.get("enabled") and (watch.pruned or seen.bad_pages):
+        plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, watch, m), seen, etcd_keys)
+        if plan.extras:  # write again, with the salvaged records merged in
+            fileobj.seek(0)
+            fileobj.truncate(0)
+            report.records = report.buckets = 0
+            return _salvage(db, fileobj, SV.Dedupe(collector), report, progress, m, plan)
+    if plan is not None:
+        report.salvage.update(plan.to_json(), _plan=plan)
     report.per_bucket = [
         {"path": [_name(p) for p in path], "records": n}
-        for path, n in sorted(per_bucket.items())[:MAX_REPORTED_BUCKETS]]
+        for path, n in sorted(into.per_bucket.items())[:MAX_REPORTED_BUCKETS]]
     return stats.as_dict() if hasattr(stats, "as_dict") else dict(vars(stats))
 
 
@@ -411,18 +445,147 @@ _ETCD_KEY_BUCKET = (b"key",)
 
 
 def _batches(walker: Walker, etcd_keys: bool):
-    """(bucket, batch, whether its records need etcd's check) in walk order.
+    """(bucket, item, whether its records need etcd's check, whole) in walk
+    order.  ``item`` is a :class:`~boltfix.walk.Batch`, or with ``whole``
+    ``(leaves, start, stop)``: pages of whole clean
+    :class:`~boltfix.walk.Leaves` that need no etcd check.
 
-    In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_key_batches`
+    In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_suspects`
     names have their records checked here.
     """
     for bucket, leaves in walker.walk_leaves():
-        if etcd_keys and bucket.path == _ETCD_KEY_BUCKET:
-            for batch, suspect in leaves.etcd_key_batches():
-                yield bucket, batch, suspect
+        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
+        pages = leaves.pages
+        if pages is None:  # one page already read
+            yield bucket, next(leaves.batches()), etcd_check, False
+            continue
+        start = 0
+        for i in sorted(leaves.etcd_suspects()) if etcd_check else ():
+            if start < i:
+                yield bucket, (leaves, start, i), False, True
+            yield bucket, next(leaves.batches(i, i + 1)), True, False
+            start = i + 1
+        if start < len(pages):
+            yield bucket, (leaves, start, len(pages)), False, True
+
+class _Into:
+    """Where the walk's records go: the writer, its open bucket path kept in
+    step with the walk, and the report's counts.
+
+    A page whose every element the walk took, and that passed repair's own
+    checks, is copied as it stands when the writer can
+    (:meth:`BoltWriter.copy_leaves`: laid out exactly as ``node.write`` lays
+    out its records); the rule looks only at the page, so the file is the
+    same whether the page came in a C run or as a batch.
+    """
+
+    def __init__(self, db: DB, walker: Walker, writer, collector, report) -> None:
+        self.db = db
+        self.walker = walker
+        self.writer = writer
+        self.collector = collector
+        self.report = report
+        self.open_path: list = []
+        self.per_bucket = Counter()
+        self.skipped = None  # path of a bucket left out: its whole subtree goes with it
+
+    def open(self, path) -> None:
+        while tuple(self.open_path) != path:
+            self.writer.end_bucket()
+            self.open_path.pop()
+
+    def leaves(self, bucket, item) -> None:
+        """Pages ``start:stop`` of whole clean :class:`~boltfix.walk.Leaves`:
+        copied in bulk; a page the writer will not copy goes as a batch
+        (with every check), and copying resumes after it."""
+        leaves, start, stop = item
+        if self._skip(bucket):
+            return
+        pages = leaves.pages
+        while start < stop:
+            start += self._copy(bucket, pages[start:stop])
+            if start < stop:
+                self.batch(bucket, next(leaves.batches(start, start + 1)), False)
+                start += 1
+
+    def batch(self, bucket, batch, etcd_check: bool, copy: bool = True) -> None:
+        if (batch.bucket_entry is None and self.skipped is None
+                and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
+                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
+            # the common case, plain records of one page: in one go
+            self.open(bucket.path)
+            if copy and batch.indexes and batch.indexes[0] == 0:
+                leaf = _whole_leaf(self.db, batch.page, len(batch.keys))
+                if leaf is not None and self._copy(bucket, [leaf]):
+                    return
+            self.writer.put_many(batch.keys, batch.values)
+            self._count(bucket.path, len(batch.keys))
+            return
+        for rec in batch.records():
+            if not self._skip(bucket) and self._keep(bucket, rec, etcd_check):
+                self._record(bucket, rec)
+
+    def _skip(self, bucket) -> bool:
+        """Records below a bucket entry that was left out are left out too."""
+        if self.skipped is None:
+            return False
+        if bucket.path[:len(self.skipped)] == self.skipped:
+            return True
+        self.skipped = None
+        return False
+
+    def _keep(self, bucket, rec, etcd_check: bool) -> bool:
+        too_long = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
+        if too_long is not None:
+            self.collector(too_long)  # bbolt's Put refuses it: dropped (check's rule)
+        elif etcd_check and (problems := etcd.check_key_record(
+                rec.key, None if rec.is_bucket else rec.value)):
+            self.collector(Finding("etcd-unloadable-record",
+                                   f"etcd cannot load this `key` record, dropped: "
+                                   f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
+                                   detail={"index": rec.index, "key": rec.key.hex()}))
         else:
-            for batch in leaves.batches():
-                yield bucket, batch, False
+            return True
+        if rec.is_bucket:
+            self.skipped = bucket.path + (rec.key,)
+        return False
+
+    def _record(self, bucket, rec) -> None:
+        self.open(bucket.path)
+        if not rec.is_bucket:
+            self.writer.put(rec.key, rec.value)
+            self._count(bucket.path, 1)
+        elif rec.child is not None:  # else reported by the walker (malformed value)
+            self.writer.begin_bucket(rec.key, rec.child.sequence)
+            self.open_path.append(rec.key)
+            self.report.buckets += 1
+            self.per_bucket[rec.child.path] += 0
+
+    def _copy(self, bucket, leaves) -> int:
+        """Whole leaves copied as they stand (how many: a prefix)."""
+        self.open(bucket.path)
+        before = self.writer.keys_written
+        taken = self.writer.copy_leaves(self.db.buf, leaves)
+        self._count(bucket.path, self.writer.keys_written - before)
+        return taken
+
+    def _count(self, path, n: int) -> None:
+        self.report.records += n
+        self.per_bucket[path] += n
+
+
+def _whole_leaf(db: DB, pgid: int, count: int):
+    """``(pgid, count, end)`` when a batch of ``count`` records starting at
+    element 0 holds every element the page's header counts (a page whose
+    count had to be recovered is rebuilt instead)."""
+    ps = db.page_size
+    off = pgid * ps
+    if off + S.PAGE_HEADER_SIZE > len(db.buf):
+        return None
+    _, flags, hcount, overflow = S.PAGE_HEADER.unpack_from(db.buf, off)
+    if hcount != count or flags != S.LEAF_PAGE_FLAG:
+        return None
+    return pgid, count, min(off + (overflow + 1) * ps, len(db.buf))
 
 
 def _etcd_unloadable(key: bytes, value) -> bool:
@@ -444,7 +607,7 @@ def _name(raw: bytes) -> str:
 
 
 def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
-                    used: Meta) -> dict:
+                    used: Meta, plan=None) -> dict:
     """Write to a temp file beside the target, fsync, verify, then move it in.
 
     Whatever stops it (a full or read-only filesystem, a signal, the input
@@ -462,11 +625,12 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             except OSError as exc:
                 raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
         with os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(db, _WholeWrites(raw), collector, report, progress, used)
+            stats = _salvage(db, _WholeWrites(raw), collector, report, progress, used, plan)
             raw.flush()
             os.fsync(raw.fileno())
         _raise_if_input_changed(db)
-        db.close()  # unmap the input before mapping the output: half the peak RSS
+        if report.salvage.get("_plan") is None:
+            db.close()  # unmap the input before mapping the output: half the peak RSS
         _verify(tmp, report)
         if force:
             os.replace(tmp, out_path)

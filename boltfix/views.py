@@ -197,9 +197,48 @@ def render_check(c, result) -> None:
 
 
 # ---------------------------------------------------------------- repair
+def _render_salvage(c, r) -> None:
+    """What salvage beyond the reachable tree added, and what it kept apart."""
+    sv = r.salvage or {}
+    if sv.get("root_lost"):
+        c.print("[yellow]no usable root page: the top level was rebuilt from the surviving "
+                "bucket subtrees (rule 4)[/yellow]")
+    if sv.get("salvaged"):
+        t = Table(title="salvaged beyond the reachable tree", title_justify="left")
+        t.add_column("bucket")
+        t.add_column("rule")
+        t.add_column("records", justify="right")
+        for bucket, rules in sorted(sv["salvaged"].items()):
+            for rule, n in sorted(rules.items()):
+                t.add_row(bucket, rule, f"{n:,}")
+        c.print(t)
+    facts = sv.get("facts") or {}
+    if facts.get("compact_revision_from"):
+        c.print(f"etcd: compaction point {facts.get('compact_revision')} "
+                f"({facts['compact_revision_from']}); highest committed revision "
+                f"{facts.get('committed_revision') or 'not provable (root lost)'}")
+    if sv.get("lost_found_subtrees"):
+        lf = r.lost_found
+        where = f" -> {lf['path']} ({lf['records']:,} records)" if lf else \
+            " (not written: pass --lost-found PATH)"
+        c.print(f"kept apart as evidence: {sv['lost_found_subtrees']} orphan subtrees or "
+                f"pages{where}")
+    gone = sv.get("gone") or []
+    for g in gone:
+        if "pages" in g:
+            c.print(f"[red]truly gone[/red]: pages {g['pages'][0]}..{g['pages'][1]} "
+                    f"({g.get('note', '')})")
+    revs = [g for g in gone if "revisions" in g]
+    if revs:
+        spans = ", ".join(f"{g['revisions'][0]}..{g['revisions'][1]}" for g in revs[:20])
+        c.print(f"[red]etcd revisions truly gone[/red]: {spans}"
+                + (f" … {len(revs) - 20} more" if len(revs) > 20 else ""))
+
+
 def render_repair(c, r) -> None:
     m = r.meta
-    which = f"meta {m['index']}" if m.get("index") is not None else "a rediscovered root"
+    which = f"meta {m['index']}" if m.get("index") is not None else \
+        "no root (rebuilt by salvage)" if m.get("root_lost") else "a rediscovered root"
     c.print(f"source: {r.input}  (page size {r.page_size}, freelist {r.freelist})")
     c.print(f"used {which}: txid {m['txid']}, root page {m['root']} — {m['reason']}")
     c.print(f"kept {r.records:,} records in {r.buckets:,} buckets")
@@ -212,10 +251,11 @@ def render_repair(c, r) -> None:
         if len(r.per_bucket) > 50:
             t.add_row(f"… {len(r.per_bucket) - 50} more buckets", "")
         c.print(t)
+    _render_salvage(c, r)
     if r.meta.get("fallback"):
         c.print("[yellow]the newest meta's root could not be used: its transaction is lost "
                 "(exit 1)[/yellow]")
-    if r.rediscovered:
+    if r.rediscovered and not m.get("root_lost"):
         c.print("[yellow]no valid meta page: the root was rediscovered, so boltfix cannot "
                 "prove this is the last committed state (exit 1)[/yellow]")
     if r.dropped:

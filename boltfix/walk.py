@@ -201,14 +201,26 @@ class Leaves:
         """The keys, a page at a time."""
         return (b.keys for b in self.batches())
 
-    def etcd_key_batches(self) -> Iterator[Tuple[Batch, bool]]:
-        """(batch, whether ``etcd.check_key_record`` must see its records)
-        for leaves of etcd's ``key`` bucket: with the C core, only pages
-        holding a record C cannot vouch for (the same rules); else all."""
+    @property
+    def pages(self):
+        """``[(page id, element count, end of its run), ...]`` when these are
+        whole clean pages (every element taken, in key order: what repair can
+        copy as they stand), else None (one page already read)."""
+        return self._pages
+
+    def etcd_suspects(self):
+        """Indexes of the pages (of leaves of etcd's ``key`` bucket) whose
+        records ``etcd.check_key_record`` must see: with the C core, only
+        those holding a record C cannot vouch for (the same rules); else all."""
         fast = getattr(_speedups, "etcd_key_suspects", None)
         if self._pages is None or fast is None:
-            return zip(self.batches(), repeat(True))
-        suspects = set(call_c(fast, self.walker.buf, self.walker.page_size, self._pages))
+            return set(range(self.page_count))
+        return set(call_c(fast, self.walker.buf, self.walker.page_size, self._pages))
+
+    def etcd_key_batches(self) -> Iterator[Tuple[Batch, bool]]:
+        """(batch, whether ``etcd.check_key_record`` must see its records)
+        for leaves of etcd's ``key`` bucket (see :meth:`etcd_suspects`)."""
+        suspects = self.etcd_suspects()
         return ((b, i in suspects) for i, b in enumerate(self.batches()))
 
     def revision_stats(self) -> Tuple[int, int, Optional[int], Optional[int]]:
@@ -569,10 +581,23 @@ class Walker:
                         yield pgid, range(len(keys)), eflags, keys, values
                         continue
                 # something on this page is wrong: one element at a time
-                for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
+                elements = list(_leaf_elements(buf, off, count, end))
+                keep = sure_increasing([el[2] for el in elements if el[4] is None
+                                        and (last is None or el[2] > last)])
+                rank = 0
+                for idx, eflags, key, value, problem in elements:
                     if problem:
                         self._element_problem(problem, pgid, path, bucket.path, idx, "leaf")
                         continue
+                    if last is None or key > last:
+                        rank += 1
+                        if rank - 1 not in keep:
+                            # out of order on its page, and not in every longest
+                            # increasing run of its keys: it may carry another
+                            # key's value (two keys swapped), so it is dropped
+                            self._key_order(key, last if last is not None else key, pgid,
+                                            path, bucket.path, "leaf", idx)
+                            continue
                     if (lo is not None and key < lo) or (hi is not None and key >= hi):
                         self._find("key-out-of-range",
                                    f"key {_hex(key)} on leaf page {pgid} is outside the range "
@@ -893,6 +918,60 @@ def _prefix_cut(leaf: _Leaf, prefix: bytes) -> Tuple[Optional[_Leaf], bool]:
     else:
         piece = (page, idxs[i:j], flags[i:j], keys[i:j], values[i:j])
     return piece, j < n
+
+
+def sure_increasing(keys: Sequence[bytes]) -> set:
+    """Indexes of the keys that lie on *every* longest strictly increasing
+    run (subsequence) of ``keys``.
+
+    bbolt writes a leaf's keys strictly increasing, so on a damaged leaf the
+    keys out of order are the damage.  Keeping a longest increasing run
+    keeps the most records; keeping only the keys on every such run keeps
+    none that is in doubt: when two neighbours swapped their keys, either
+    could be the one in order, and each now sits beside the other's value.
+    """
+    import bisect
+
+    n = len(keys)
+    if n == 0:
+        return set()
+    ending = [0] * n  # length of the longest run ending at i
+    tails: list = []
+    for i, k in enumerate(keys):
+        j = bisect.bisect_left(tails, k)
+        if j == len(tails):
+            tails.append(k)
+        else:
+            tails[j] = k
+        ending[i] = j + 1
+    starting = [0] * n  # length of the longest run starting at i (negated keys)
+    tails = []
+    for i in range(n - 1, -1, -1):
+        # runs starting at i, read backwards, are decreasing runs: compare reversed
+        j = bisect.bisect_left(tails, _Rev(keys[i]))
+        if j == len(tails):
+            tails.append(_Rev(keys[i]))
+        else:
+            tails[j] = _Rev(keys[i])
+        starting[i] = j + 1
+    best = max(ending)
+    on_some = [i for i in range(n) if ending[i] + starting[i] - 1 == best]
+    per_level = {}
+    for i in on_some:
+        per_level[ending[i]] = per_level.get(ending[i], 0) + 1
+    return {i for i in on_some if per_level[ending[i]] == 1}
+
+
+class _Rev:
+    """A key ordered backwards (for the runs that start at an element)."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: bytes):
+        self.k = k
+
+    def __lt__(self, other: _Rev) -> bool:
+        return self.k > other.k
 
 
 def _ascending(keys: List[bytes]) -> bool:

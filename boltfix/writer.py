@@ -101,6 +101,9 @@ class WriteStats:
     branch_pages: int
     #: continuation pages of multi-page leaves/branches
     overflow_pages: int
+    #: leaf pages written by :meth:`BoltWriter.copy_leaves` (a source page
+    #: as it stood, header rewritten), included in ``leaf_pages``
+    copied_leaves: int
     #: sub-buckets at every depth (the root bucket is not counted)
     buckets: int
     inline_buckets: int
@@ -226,6 +229,8 @@ class BoltWriter:
 
         # output buffer of completed pages
         self._out: List[bytes] = []
+        self._pending: Optional[list] = None  # see copy_leaves
+        self._copybuf = bytearray()
         self._out_len = 0
         self._next_pgid = 0
 
@@ -234,6 +239,7 @@ class BoltWriter:
         self._n_leaf = 0
         self._n_branch = 0
         self._n_overflow = 0
+        self._n_copied = 0
         self._n_buckets = 0
         self._n_inline = 0
         self._n_keys = 0
@@ -256,6 +262,11 @@ class BoltWriter:
         self._stack: List[_Bucket] = [self._root]
 
     # ------------------------------------------------------------- public API
+    @property
+    def keys_written(self) -> int:
+        """Key/value records added so far (bucket entries not counted)."""
+        return self._n_keys
+
     @property
     def depth(self) -> int:
         """Number of open sub-buckets (0 at top level)."""
@@ -348,6 +359,77 @@ class BoltWriter:
         if b.inline and size > self._inline_max:
             b.inline = False
 
+    def copy_leaves(self, buf, leaves: Sequence) -> int:
+        """Write whole leaf pages of a source file as they stand, with only
+        their header rewritten; returns how many of ``leaves`` (a prefix)
+        were taken.  The caller :meth:`put_many`'s the records of the next
+        one, if any.
+
+        ``buf`` is the source file (same page size), ``leaves`` a list of
+        ``(pgid, count, end)``: leaf pages whose ``count`` elements the walk
+        took whole, in key order, after this bucket's last key.  A page is
+        taken when :func:`copyable_leaf` says it is laid out exactly as
+        ``node.write`` lays out its records (so the bytes are those a fresh
+        leaf of the same records holds); its overflow becomes what the data
+        needs and the rest of its last page is zeroed.  Nothing is taken
+        while the bucket could still be written inline (bbolt inlines a
+        small bucket; record by record decides that) or at top level.
+        """
+        b = self._stack[-1]
+        if b is self._root or b.inline or self._closed or not leaves:
+            return 0
+        fast = _speedups_leaf_copy()
+        if fast is not None:
+            # one buffer for every call: free again, since every copy ends
+            # with its pages written out (below)
+            blob, firsts, records, last = fast(buf, self._ps, leaves, b.last, self._copybuf)
+        else:
+            blob, firsts, records, last = _copy_leaves(buf, self._ps, leaves, b.last)
+        if not firsts:
+            return 0
+        if b.keys:
+            self._flush_leaf(b)  # its records come before the copied pages
+        ps = self._ps
+        view = memoryview(blob)
+        # copied pages wait here, as one slice of the blob, until a branch
+        # page is emitted between them (_emit_raw takes them first) or the
+        # copy ends: no page is sliced or joined on its own
+        self._pending = [view, 0, 0]
+        start = 0
+        pack = U64.pack_into
+        pending = self._pending
+        br = b.branches[0] if b.branches else None
+        try:
+            for first, npages in firsts:
+                pgid = self._next_pgid
+                # the header id is the page's new position: only now known,
+                # since branch pages may be written between two leaves
+                pack(view, start, pgid)
+                start += npages * ps
+                self._next_pgid = pgid + npages
+                pending[2] = start
+                self._n_overflow += npages - 1
+                esz = 16 + len(first)
+                if br is not None and (len(br.keys) < _MIN_KEYS_PER_PAGE
+                                       or br.size + esz <= ps):
+                    # _add_branch's common case inlined: room on the open page
+                    br.keys.append(first)
+                    br.pgids.append(pgid)
+                    br.size += esz
+                else:
+                    self._add_branch(b, 0, first, pgid)
+                    br = b.branches[0]
+        finally:
+            self._take_pending()
+            self._pending = None
+        self._n_pages += len(firsts)
+        self._n_leaf += len(firsts)
+        self._flush_out()  # nothing may still point into the buffer
+        self._n_copied += len(firsts)
+        b.last = last
+        self._n_keys += records
+        return len(firsts)
+
     def begin_bucket(self, name: bytes, sequence: int = 0) -> None:
         """Open a sub-bucket of the current bucket (a top-level bucket if
         none is open).  ``name`` takes its place in the parent's key order."""
@@ -410,6 +492,7 @@ class BoltWriter:
             leaf_pages=self._n_leaf,
             branch_pages=self._n_branch,
             overflow_pages=self._n_overflow,
+            copied_leaves=self._n_copied,
             buckets=self._n_buckets,
             inline_buckets=self._n_inline,
             keys=self._n_keys,
@@ -476,13 +559,17 @@ class BoltWriter:
         if not b.branches:
             # a single leaf (possibly empty: the root bucket of an empty DB)
             return self._write_leaf(b)
-        self._flush_leaf(b)  # non-empty: pages are only flushed before an add
+        if b.keys:  # empty only right after copy_leaves
+            self._flush_leaf(b)
         level = 0
         while True:
             br = b.branches[level]
             if level == len(b.branches) - 1:
                 # top level; it holds >= 2 children because the level below
-                # completed a page before its last one
+                # completed a page before its last one -- except a bucket
+                # that is one copied leaf, which is then the root itself
+                if len(br.pgids) == 1:
+                    return br.pgids[0]
                 return self._write_branch(br)
             first = br.keys[0]
             pgid = self._write_branch(br)
@@ -532,7 +619,17 @@ class BoltWriter:
         _pack_leaf(buf, BUCKET_HEADER_SIZE, 0, 0, b.keys, b.vals, b.flags)
         return bytes(buf)
 
+    def _take_pending(self) -> None:
+        """Queue the copied pages not yet queued (see :meth:`copy_leaves`)."""
+        view, lo, hi = self._pending
+        if hi > lo:
+            self._out.append(view[lo:hi])
+            self._out_len += hi - lo
+            self._pending[1] = hi
+
     def _emit_raw(self, data, npages: int) -> int:
+        if self._pending is not None:
+            self._take_pending()  # copied leaves before this page come first
         pgid = self._next_pgid
         self._next_pgid = pgid + npages
         self._out.append(data)
@@ -547,6 +644,9 @@ class BoltWriter:
             return
         if len(out) == 1:
             self._f.write(out[0])
+        elif self._out_len >= len(out) << 16:
+            for data in out:  # big slices of copied pages: joining would copy them
+                self._f.write(data)
         else:
             self._f.write(b"".join(out))
         self._out = []
@@ -582,6 +682,73 @@ _BYTES_LIKE = frozenset({bytes, bytearray, memoryview})
 def _all_bytes_like(keys, values) -> bool:
     """Keys all exactly bytes, values all bytes, bytearray or memoryview (in C)."""
     return set(map(type, keys)) <= {bytes} and set(map(type, values)) <= _BYTES_LIKE
+
+
+def copyable_leaf(buf, off: int, count: int, end: int, last: Optional[bytes]):
+    """``(size, first key, last key)`` of the leaf page at byte ``off`` of
+    ``buf`` when it can be written out as it stands, else None.
+
+    bbolt's ``node.write`` packs a leaf as: header, ``count`` elements, then
+    each record's key and value back to back in element order; element i's
+    ``pos`` is therefore ``16 * (count - i)`` plus the data before it.  A
+    page laid out exactly so, with plain records only (a bucket entry's
+    value is rebuilt), keys of 1..32768 bytes, values within bbolt's limit,
+    all inside ``end`` and its first key after ``last``, holds the very bytes
+    :func:`_pack_leaf` would write for its records.  ``size`` is header +
+    elements + data.  The C core's ``leaf_copy`` applies this same rule.
+    """
+    base = off + PAGE_HEADER_SIZE
+    floor = base + LEAF_ELEMENT_SIZE * count
+    if not count or floor > end or floor > len(buf):
+        return None
+    data = floor
+    eoff = base
+    first_k = first_n = last_k = last_n = 0
+    for eflags, pos, ksize, vsize in LEAF_ELEMENT.iter_unpack(buf[base:floor]):
+        if (eflags or eoff + pos != data or not 0 < ksize <= MAX_KEY_SIZE
+                or vsize > MAX_VALUE_SIZE):
+            return None
+        if eoff == base:
+            first_k, first_n = data, ksize
+        last_k, last_n = data, ksize
+        data += ksize + vsize
+        eoff += LEAF_ELEMENT_SIZE
+    if data > end:
+        return None
+    first = bytes(buf[first_k:first_k + first_n])
+    if last is not None and not first > last:
+        return None
+    return data - off, first, bytes(buf[last_k:last_k + last_n])
+
+
+def _copy_leaves(buf, ps: int, leaves, last: Optional[bytes]):
+    """The pure-Python ``leaf_copy``: the longest prefix of ``leaves`` that
+    :func:`copyable_leaf` accepts, each next first key after the previous
+    page's last, as ``(pages, [(first key, npages)], records, last key)``;
+    ``pages`` holds each page with its header (id left 0) and zeroed tail."""
+    out = bytearray()
+    firsts = []
+    records = 0
+    for pgid, count, end in leaves:
+        off = pgid * ps
+        got = copyable_leaf(buf, off, count, end, last)
+        if got is None:
+            break
+        size, first, last = got
+        npages = (size + ps - 1) // ps
+        page = bytearray(npages * ps)
+        PAGE_HEADER.pack_into(page, 0, 0, LEAF_PAGE_FLAG, count, npages - 1)
+        page[PAGE_HEADER_SIZE:size] = buf[off + PAGE_HEADER_SIZE:off + size]
+        out += page
+        firsts.append((first, npages))
+        records += count
+    return out, firsts, records, last
+
+
+def _speedups_leaf_copy():
+    from boltfix.walk import _speedups
+
+    return getattr(_speedups, "leaf_copy", None)
 
 
 def _pack_leaf(buf, base: int, pgid: int, overflow: int, keys, vals, flags) -> None:

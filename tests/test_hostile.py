@@ -315,9 +315,17 @@ def test_meta_0_zeroed_repair_still_rediscovers(tmp_path):
     path = damage.copy_fixture("nested", tmp_path)
     with open(path, "r+b") as f:
         f.write(bytes(4096))
-    rc, _, err = run("repair", path, "--meta", "0", "--out", tmp_path / "fixed.db")
-    assert rc == 1, err  # written; completeness cannot be proven
+    # without salvage, the root is rediscovered: written, completeness unproven
+    rc, _, err = run("repair", path, "--meta", "0", "--no-salvage", "--out",
+                     tmp_path / "fixed.db")
+    assert rc == 1, err
     assert (tmp_path / "fixed.db").exists()
+    no_temp_left(tmp_path)
+    # with salvage (issue 11) a rediscovered root is not trusted while a
+    # valid meta exists: refused (exit 2), one line, nothing left behind
+    rc, _, err = run("repair", path, "--meta", "0", "--out", tmp_path / "fixed2.db")
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "fixed2.db").exists()
     no_temp_left(tmp_path)
 
 
