@@ -6,4 +6,7 @@ and boltfix runs its pure-Python walk (slower, same results).
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("boltfix._speedups", ["boltfix/_speedups.c"], optional=True,
+                             extra_compile_args=["-O2", "-Wall"]),
+                   # the SIGBUS guard for input that shrinks while it is read (guard.py)
+                   Extension("boltfix._guard", ["boltfix/_guard.c"], optional=True,
                              extra_compile_args=["-O2", "-Wall"])])

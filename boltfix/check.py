@@ -46,6 +46,27 @@ META_MESSAGES = {
 }
 
 
+#: Warnings that never stop bbolt or etcd: ``check`` shows them but exits 0
+#: for them unless ``--strict``.  Trailing bytes past the last whole page
+#: (bbolt maps and ignores them); a bad meta that is not the newer one (bbolt
+#: opens the other, and its next commit rewrites this one); a valid meta whose
+#: page header flags are off (bbolt's validate never reads them); a sub-bucket
+#: inside an inline bucket (bbolt reads it); an etcd file without
+#: consistent_index (etcd starts from 0).  Not here, though warnings:
+#: page-overflow-too-large (bbolt frees the next page with the run: "page
+#: already freed" later), leaf-empty (records lost), etcd-bad-* (etcd exits
+#: at start).
+NEVER_STOP_BBOLT = frozenset({
+    "file-partial-page", "inline-bucket-nested", "etcd-missing-consistent-index",
+    "meta-bad-header", *META_MESSAGES,
+})
+
+
+def fails_check(finding: Finding) -> bool:
+    """Does this finding make ``check`` exit 1 by default?  (The one rule.)"""
+    return finding.severity != WARNING or finding.code not in NEVER_STOP_BBOLT
+
+
 class Collector:
     """Keeps the first ``limit`` findings and counts every one by code."""
 
@@ -54,10 +75,13 @@ class Collector:
         self.findings: List[Finding] = []
         self.counts: Counter = Counter()
         self.severities: Counter = Counter()
+        #: findings that fail check by default (:func:`fails_check`)
+        self.failing = 0
 
     def __call__(self, finding: Finding) -> None:
         self.counts[finding.code] += 1
         self.severities[finding.severity] += 1
+        self.failing += fails_check(finding)
         if self.limit is None or len(self.findings) < self.limit:
             self.findings.append(finding)
 
@@ -76,14 +100,21 @@ class CheckResult:
     counts: dict
     total: int
     stats: dict = field(default_factory=dict)
+    #: findings that fail check by default (the rest never stop bbolt or etcd)
+    failing: int = 0
 
     @property
     def clean(self) -> bool:
         return self.total == 0
 
+    def failed(self, strict: bool = False) -> bool:
+        """Exit 1?  Any finding with ``strict``, else only those :func:`fails_check` names."""
+        return bool(self.total if strict else self.failing)
+
     def to_json(self) -> dict:
         return {
             "clean": self.clean,
+            "failing": self.failing,
             "total": self.total,
             "counts": dict(self.counts),
             "shown": len(self.findings),
@@ -106,7 +137,8 @@ def check(db: DB, *, max_findings: Optional[int] = None,
         etcdstate.check_findings(db, report)
     check_freelist(db, walker, report, stats)
     stats.update(pages_reached=walker.pages_walked, records=walker.records_yielded)
-    return CheckResult(report.findings, dict(report.counts), report.total, stats)
+    return CheckResult(report.findings, dict(report.counts), report.total, stats,
+                       report.failing)
 
 
 # ---------------------------------------------------------------- metas
@@ -176,6 +208,7 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     # a page of records at a time, or many clean pages at once: nothing
     # here needs a Record per element, and most buckets only a count
     for bucket, leaves in walker.walk_leaves():
+        _check_key_sizes(bucket, leaves, report)
         if leaves.bucket_entry is not None:
             stats["buckets"] += 1
             continue
@@ -193,6 +226,32 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
                        "etcd file without meta/consistent_index: etcd cannot tell which "
                        "WAL entries are applied", WARNING, None, (), (b"meta",)))
     return stats
+
+
+def key_too_long(key, page: int, bucket: tuple, index: int,
+                 is_bucket: bool) -> Optional[Finding]:
+    """``key-too-long`` when a key (or bucket name) is longer than bbolt's
+    MaxKeySize: bbolt reads such a key but its Put refuses one
+    (ErrKeyTooLarge), so no bbolt wrote it.  check reports it, repair drops
+    it (the one rule for both)."""
+    if len(key) <= S.MAX_KEY_SIZE:
+        return None
+    return Finding("key-too-long",
+                   f"key of {len(key)} bytes on page {page} is longer than bbolt's limit "
+                   f"of {S.MAX_KEY_SIZE}", page=page, bucket=bucket,
+                   detail={"index": index, "bucket_entry": is_bucket})
+
+
+def _check_key_sizes(bucket: Bucket, leaves, report) -> None:
+    """Report keys over bbolt's limit.  Of many pages taken by the C core,
+    only a page whose run is longer than the limit can hold one."""
+    for batch in leaves.batches_over(S.MAX_KEY_SIZE):
+        if max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE:
+            continue
+        for rec in batch.records():
+            finding = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
+            if finding is not None:
+                report(finding)
 
 
 #: the etcd buckets whose records check looks at

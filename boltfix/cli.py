@@ -3,8 +3,12 @@
 Exit codes (every command):
   0  done; for ``check``: no problems
   1  problems found (``check``), data not recoverable (``repair``), key absent (``get``)
-  2  the file could not be opened or the request was refused; nothing written
+  2  the file could not be opened, the request was refused, or the output could
+     not be written (full or read-only filesystem...); nothing written
   3  an internal error in boltfix (a bug: please report it)
+  4  stopped part-way: the input changed (shrank, was rewritten) while it was
+     read; output already printed is incomplete; repair wrote nothing
+  130, 143  interrupted by SIGINT / SIGTERM; repair wrote nothing
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ if TYPE_CHECKING:  # imported where needed: `boltfix --help` never loads them
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
 #: an internal error in boltfix: a bug, never the input's fault
 EXIT_BUG = 3
+#: stopped part-way: the input changed while it was read (boltfix.guard)
+EXIT_CHANGED = 4
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal, as a shell reports it
 
 
 # ---------------------------------------------------------------- shared options
@@ -48,16 +55,55 @@ def open_options(f):
     return f
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (finally blocks remove temp files), exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+    raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    import signal
+
+    # like SIGTERM: once interrupted, nothing may cut the cleanup short (a
+    # SIGINT left pending while signals were held, or one during shutdown,
+    # must not kill the process after its exit code is chosen)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt()
+
+
 def guarded(f):
-    """Turn BoltError into one line on stderr and exit 2; never a traceback."""
+    """Map every way a command ends to one exit code and one line on stderr;
+    never a traceback.  A change of the input seen at any point (even after a
+    normal end) makes it exit 4: what was produced is incomplete."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        from boltfix.errors import BoltError
+        import signal
 
+        from boltfix import guard
+        from boltfix.errors import BoltError, FileChanged
+
+        guard.start_session()
         try:
-            return f(*args, **kwargs)
+            old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+            old_int = signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not the main thread: leave signals alone
+            old_term = old_int = None
+        code = EXIT_OK
+        try:
+            f(*args, **kwargs)
+        except SystemExit as exc:
+            code = exc.code
+        except FileChanged as exc:
+            _changed_exit(exc)
         except BoltError as exc:
+            if guard.first_change() is not None:
+                _changed_exit()  # the change is why the read failed
             click.echo(f"boltfix: {exc}", err=True)
             sys.exit(EXIT_CANNOT)
         except BrokenPipeError:
@@ -65,22 +111,66 @@ def guarded(f):
             with contextlib.suppress(Exception):
                 sys.stdout = open(os.devnull, "w")
             sys.exit(EXIT_OK)
-        except (KeyboardInterrupt, SystemExit, click.exceptions.Exit, click.ClickException):
+        except KeyboardInterrupt:
+            click.echo(f"boltfix: interrupted (SIGINT); {_PART_WAY}", err=True)
+            sys.exit(EXIT_SIGINT)
+        except Terminated:
+            click.echo(f"boltfix: terminated (SIGTERM); {_PART_WAY}", err=True)
+            sys.exit(EXIT_SIGTERM)
+        except (click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:  # a bug in boltfix, never the user's fault
+            if guard.first_change() is not None:
+                _changed_exit()
             if os.environ.get("BOLTFIX_DEBUG"):
                 raise
             click.echo(f"boltfix: internal error: {type(exc).__name__}: {exc} "
                        "(set BOLTFIX_DEBUG=1 for a traceback; please report it)", err=True)
             sys.exit(EXIT_BUG)
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+                if signal.getsignal(signal.SIGINT) is _on_sigint:  # not once interrupted
+                    signal.signal(signal.SIGINT, old_int)
+        if guard.first_change() is not None:
+            _changed_exit()
+        sys.exit(code)
 
     return wrapper
 
 
-def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None) -> DB:
+def _changed_exit(exc=None) -> None:
+    """Exit 4: the input changed while it was read (see boltfix.guard)."""
+    from boltfix import guard
+
+    if exc is None:
+        path, reason = guard.first_change()
+        what = f"{path} changed while it was being read: {reason}"
+    else:
+        what = exc.message
+    click.echo(f"boltfix: {what}; {_PART_WAY} (run again on a copy nothing writes to)",
+               err=True)
+    sys.exit(EXIT_CHANGED)
+
+
+_PART_WAY = "stopped part-way: any output is incomplete, and repair wrote nothing"
+
+
+def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int] = None,
+            need_root: bool = True) -> DB:
+    from boltfix.errors import BoltError
     from boltfix.reader import DB
 
-    return DB(path, page_size=page_size, meta=meta_index)
+    d = DB(path, page_size=page_size, meta=meta_index)
+    if need_root and meta_index is not None and not 2 <= d.meta.root < d.pages_in_file:
+        # a forced meta whose root is no page (a zeroed meta says root 0,
+        # which the walk would take for an inline bucket): nothing to follow
+        problems = ", ".join(d.meta.problems) or "no problems"
+        d.close()
+        raise BoltError(f"{path}: meta {meta_index} cannot be used: its root page "
+                        f"{d.meta.root} is not a page of the file ({problems}); try --meta "
+                        f"{1 - meta_index}, or `boltfix repair`, which looks for the root")
+    return d
 
 
 def emit_json(data) -> None:
@@ -100,10 +190,14 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
     """A rich progress bar on stderr, only when stderr is a terminal, and only
     once the work has run for a second (short runs stay quiet).
 
-    Yields a callback taking the number of pages done so far.
+    Yields a callback taking the number of pages done so far; it also stops
+    the work (FileChanged) at the first batch after the input changed.
     """
+    from boltfix.guard import batch_boundary
+
     if not enabled or not sys.stderr.isatty():
-        yield None
+        yield batch_boundary  # no bar, but still stop at the first batch after a change
+        batch_boundary()  # and before the result is shown
         return
     import time
 
@@ -120,6 +214,7 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
 
     def update(done: int) -> None:
         nonlocal shown
+        batch_boundary()
         if not shown:
             if time.monotonic() < show_after:
                 return
@@ -129,6 +224,7 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
 
     try:
         yield update
+        batch_boundary()
     finally:
         if shown:
             bar.stop()
@@ -221,21 +317,23 @@ def pages(db, as_json, page_size, meta_index):
 def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     """Decode pages by id: header, elements, meta fields or freelist ids."""
     from boltfix.describe import page_view
-    from boltfix.render import hexdump, redact_secrets
+    from boltfix.render import hexdump, redact_range
     from boltfix.views import render_page
 
-    d = open_db(db, page_size, meta_index)
+    d = open_db(db, page_size, meta_index, need_root=False)  # pages by id: no walk
     views = []
     for pgid in ids:
         p = d.page(pgid)
         if as_hex:
-            data = bytes(p.data())
+            # masked over the bytes around the run too: a hash may straddle it
+            data = (bytes(p.data()) if show_secrets
+                    else redact_range(d.buf, p.offset, p.run_end))
             if not show_secrets:
                 from boltfix.k8s import mask_file_range
 
                 # Kubernetes Secrets over the whole range shown (an overflow
-                # page alone too), then password hashes
-                data = redact_secrets(mask_file_range(d.buf, d.page_size, p.offset, data))
+                # page alone too)
+                data = mask_file_range(d.buf, d.page_size, p.offset, data)
             click.echo(f"page {pgid} ({p.type}, {len(data)} bytes, offset {p.offset:#x})")
             click.echo(hexdump(data, p.offset))
             continue
@@ -287,12 +385,16 @@ def _redact_view(view: dict) -> dict:
 @json_option
 @click.option("--max-findings", type=click.IntRange(1), default=10000, show_default=True,
               help="Keep at most this many findings (all are still counted).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 for any finding, also warnings that never stop bbolt or etcd.")
 @open_options
 @guarded
-def check(db, as_json, max_findings, page_size, meta_index):
+def check(db, as_json, max_findings, strict, page_size, meta_index):
     """Find every problem in DB; never crashes or hangs on a damaged file.
 
-    Exit 0 when clean, 1 when problems were found, 2 when DB cannot be opened.
+    Exit 0 when clean or only warnings that never stop bbolt or etcd were
+    found (shown; --strict counts them), 1 when problems were found, 2 when
+    DB cannot be opened.
     """
     from boltfix.check import check as run_check
     from boltfix.views import render_check
@@ -304,7 +406,7 @@ def check(db, as_json, max_findings, page_size, meta_index):
         emit_json(result.to_json())
     else:
         render_check(console(), result)
-    sys.exit(EXIT_OK if result.clean else EXIT_PROBLEMS)
+    sys.exit(EXIT_PROBLEMS if result.failed(strict) else EXIT_OK)
 
 
 # ---------------------------------------------------------------- repair
@@ -340,7 +442,7 @@ def repair(db, out, force, dry_run, lost_found, no_salvage, etcd_at_risk, as_jso
     from boltfix.repair import repair as run_repair
     from boltfix.views import render_repair
 
-    with open_db(db, page_size, meta_index) as probe:
+    with open_db(db, page_size) as probe:  # repair judges a forced meta itself
         total = probe.page_limit  # for the progress bar; repair opens the file itself
     with progress_bar("repairing", total, not as_json) as cb:
         report = run_repair(db, out, force=force, dry_run=dry_run, meta=meta_index,
@@ -543,7 +645,8 @@ def _open_bucket_or_exit(d, names, what):
 @db_argument
 @click.argument("bucket", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
-              help="auto: text when printable, else hex; raw: the bytes as they are.")
+              help="auto: text when printable, else hex; utf8: text, control characters "
+                   "escaped; raw: the bytes as they are.")
 @click.option("--prefix", default=None,
               help="Only keys starting with this text; in etcd's `key` bucket, a prefix "
                    "starting with / selects records by their etcd key, as etcdctl does.")
@@ -580,7 +683,8 @@ def keys(db, bucket, encoding, prefix, page_size, meta_index):
 @db_argument
 @click.argument("path", nargs=-1, required=True)
 @click.option("--encoding", type=_KEY_ENCODINGS, default="auto", show_default=True,
-              help="auto: text when printable, else hex; raw: the bytes, no newline.")
+              help="auto: text when printable, else hex; utf8: text, control characters "
+                   "escaped; raw: the bytes, no newline.")
 @click.option("--show-secrets", is_flag=True,
               help="Do not redact etcd password hashes and Kubernetes Secret data.")
 @open_options

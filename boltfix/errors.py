@@ -52,6 +52,16 @@ class CannotOpen(BoltError):
     """The file is missing, unreadable, empty or not a regular file."""
 
 
+class FileChanged(BoltError):
+    """The input changed (shrank, was rewritten) while it was read: what was
+    produced so far is incomplete.  See :mod:`boltfix.guard`."""
+
+
+class OutputError(BoltError):
+    """The output could not be written (full or read-only filesystem, no
+    permission...): the user's environment, not damage; nothing is left."""
+
+
 @contextlib.contextmanager
 def parse_guard(what: str, *, page: Optional[int] = None, offset: Optional[int] = None,
                 field: Optional[str] = None):

@@ -20,6 +20,7 @@ from typing import Iterator, List, Optional
 
 from boltfix import structs as S
 from boltfix.errors import BoltError, CannotOpen, Finding, parse_guard
+from boltfix.guard import Watch
 
 # how many leading pages the page-size scan looks at per candidate size
 _SCAN_PAGES = 64
@@ -369,6 +370,7 @@ class DB:
     def __init__(self, path, *, page_size: Optional[int] = None, meta: Optional[int] = None):
         self.path = os.fspath(path)
         self._mm = None
+        self._watch: Optional[Watch] = None
         self.buf = memoryview(b"")
         self._open()
         self.page_size, self.page_size_source = self._detect_page_size(page_size)
@@ -408,8 +410,11 @@ class DB:
                 self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError) as exc:
                 raise CannotOpen(f"cannot map {self.path}: {exc}") from exc
-        finally:
+            # the fd stays open: the watch fstats it to see the file change
+            self._watch = Watch(self.path, fd, self._mm)
+        except BaseException:
             os.close(fd)
+            raise
         self.size = len(self._mm)
         self.buf = memoryview(self._mm)
 
@@ -469,13 +474,21 @@ class DB:
     def close(self) -> None:
         # Slices handed out (values are memoryviews) may outlive the DB; then
         # the map is freed when the last of them is, not here.
+        unmapped = True
         for closer in (self.buf.release, self._mm.close if self._mm else None):
             if closer is not None:
                 try:
                     closer()
                 except BufferError:
-                    pass
+                    unmapped = False
         self._mm = None
+        if self._watch is not None:
+            self._watch.close(unmapped)
+            self._watch = None
+
+    def changed(self) -> Optional[str]:
+        """Why the file is no longer what was opened (truncated, written), or None."""
+        return self._watch.changed() if self._watch is not None else None
 
     def __enter__(self):
         return self

@@ -254,38 +254,62 @@ def text_kv_line(head: str, key, value, redacted: bool, etcd_json: Optional[str]
 
 
 # ---------------------------------------------------------------- keys / get
-#: bytes that can be in text (printable ASCII, \t \n \r, and anything non-ASCII
-#: for UTF-8 to judge): deleting them leaves the ASCII controls, which never are
-_MAYBE_TEXT = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
+# keys/get write to a terminal as often as to a pipe: a control character
+# (an escape sequence, a carriage return) must never reach it raw.  ``auto``
+# uses the strict rule of a line for people (no control at all), ``utf8``
+# escapes the controls; only ``raw`` writes the bytes as they are.
+
+#: printable ASCII: deleting it from an ASCII key leaves its control characters
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
+def escape_controls(data) -> bytes:
+    """Bytes with every control character written as ``\\xNN`` (and ``\\`` as
+    ``\\\\``, so it stays unambiguous): text that is safe on a terminal."""
+    text = bytes(data).decode("utf-8", "surrogateescape")
+    out = []
+    for c in text:
+        o = ord(c)
+        if c == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif not c.isprintable() and c != " ":
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out).encode("utf-8")
 
 
 def format_bytes(data, encoding: str) -> bytes:
-    """One key or value for ``keys``/``get``: ``raw`` and ``utf8`` the bytes,
-    ``hex``, ``base64``, or ``auto``: text when :func:`as_text`, else hex."""
+    """One key or value for ``keys``/``get``: ``raw`` the bytes, ``utf8``
+    text with control characters escaped, ``hex``, ``base64``, or ``auto``:
+    text when :func:`as_text` with ``line=True`` (no control character at
+    all, as bbolt's CLI), else hex."""
     data = bytes(data)
-    if encoding in ("raw", "utf8"):
+    if encoding == "raw":
         return data
+    if encoding == "utf8":
+        return escape_controls(data)
     if encoding == "hex":
         return data.hex().encode()
     if encoding == "base64":
         return base64.b64encode(data)
-    return data if as_text(data) is not None else data.hex().encode()
+    return data if as_text(data, line=True) is not None else data.hex().encode()
 
 
 def format_key_lines(keys, encoding: str) -> List[bytes]:
     """:func:`format_bytes` for a page of keys at once, each line ended."""
     if encoding == "hex":
         return [hexlify(k) + b"\n" for k in keys]
-    if encoding in ("raw", "utf8"):
+    if encoding == "raw":
         return [bytes(k) + b"\n" for k in keys]
-    if encoding == "base64":
+    if encoding != "auto":
         return [format_bytes(k, encoding) + b"\n" for k in keys]
     out = []
     for k in keys:
-        if k.translate(None, _MAYBE_TEXT):  # an ASCII control: never text
-            out.append(hexlify(k) + b"\n")
-        elif k.isascii() or as_text(k) is not None:
-            out.append(k + b"\n")
+        if k.isascii():  # the common case, without decoding
+            out.append((k if not k.translate(None, _PRINTABLE_ASCII) else hexlify(k)) + b"\n")
         else:
-            out.append(hexlify(k) + b"\n")
+            out.append(format_bytes(k, encoding) + b"\n")
     return out

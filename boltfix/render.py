@@ -26,6 +26,18 @@ def redact_secrets(data: bytes) -> bytes:
     return _BCRYPT.sub(lambda m: b"*" * len(m.group(0)), bytes(data))
 
 
+#: a bcrypt hash is 60 bytes: this much on each side of a shown range finds
+#: one that straddles its edge (a page boundary, whatever the page size)
+_SECRET_REACH = 59
+
+
+def redact_range(buf, start: int, end: int) -> bytes:
+    """``buf[start:end]`` with password hashes masked, including a hash that
+    only partly lies inside the range (the bytes around it are looked at too)."""
+    lo, hi = max(0, start - _SECRET_REACH), min(len(buf), end + _SECRET_REACH)
+    return redact_secrets(buf[lo:hi])[start - lo: end - lo]
+
+
 def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
     """A classic hexdump with absolute file offsets; repeated lines folded as '*'."""
     lines = []

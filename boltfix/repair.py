@@ -22,6 +22,8 @@ How it works, in one pass:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from collections import Counter
@@ -31,8 +33,8 @@ from typing import Callable, List, Optional, Tuple
 from boltfix import etcd, etcdstate
 from boltfix import salvage as SV
 from boltfix import structs as S
-from boltfix.check import Collector, check
-from boltfix.errors import BoltError, Finding
+from boltfix.check import Collector, check, key_too_long
+from boltfix.errors import BoltError, FileChanged, Finding, OutputError
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
@@ -140,7 +142,13 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
             raise RepairRefused("--lost-found must not be --out: evidence never goes there")
     db = DB(src_path, page_size=page_size, meta=meta)
     try:
-        chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
+        try:
+            chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
+        except NothingRecoverable as exc:
+            if page_size is not None:
+                raise
+            db, chosen, used, plan = _retry_page_size(db, src_path, meta, exc,
+                                                      beyond_tree, lost_found)
         report = RepairReport(
             input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
             meta=chosen, page_size=db.page_size,
@@ -162,6 +170,11 @@ def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
                 db, report.salvage.get("_plan") or SV.Plan(), lost_found, force)
         report.salvage.pop("_plan", None)
         return report
+    except BoltError as exc:
+        why = None if isinstance(exc, FileChanged) else db.changed()
+        if why is not None:  # the change is why a page stopped making sense
+            raise FileChanged(f"{db.path} changed while it was being read: {why}") from exc
+        raise
     finally:
         db.close()
 
@@ -203,11 +216,34 @@ def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
         return
     if os.path.isdir(out):
         raise RepairRefused(f"{out} is a directory")
-    if os.path.lexists(out) and not force:
-        raise RepairRefused(f"{out} exists; pass --force to replace it")
+    if os.path.lexists(out):
+        # a device, FIFO or socket is never replaced, forced or not (rename
+        # would swap /dev/sdX or a pipe for a plain file)
+        kind = _not_regular(out)
+        if kind:
+            raise RepairRefused(f"{out} is {kind}, not a regular file; refusing to replace it")
+        if not force:
+            raise RepairRefused(f"{out} exists; pass --force to replace it")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise RepairRefused(f"the directory {parent} does not exist")
+
+
+def _not_regular(path: str) -> Optional[str]:
+    """What ``path`` (following links) is when it is not a regular file."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a dangling link" if os.path.islink(path) else "unreadable"
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 # ---------------------------------------------------------------- meta
@@ -254,6 +290,30 @@ def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
     return {"index": None, "txid": txid, "root": root, "pgid": made.pgid,
             "reason": f"{why_not or 'both metas invalid; '}rediscovered root page {root} "
                       f"({records} records; {considered} candidates considered)"}, made
+
+
+def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingRecoverable,
+                     beyond_tree: bool, lost_found):
+    """Nothing parses at the page size the meta claims (a meta with a good
+    checksum but a wrong page size, e.g. 65536 on a 4096 file): try the size
+    the page headers suggest (ids equal to their position) before giving up.
+    Returns the reopened DB, the meta choice, the meta used and the salvage
+    plan; raises ``failure`` when there is no other size to try."""
+    claimed = db.page_size
+    alt = db._scan_page_size()  # the reader's own header scan
+    if alt is None or alt == claimed:
+        raise failure
+    db.close()
+    db = DB(src_path, page_size=alt, meta=meta)
+    try:
+        chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
+    except BaseException:
+        db.close()
+        raise
+    chosen["reason"] = (f"page size {alt} from the page headers (nothing parses at the "
+                        f"{claimed} the meta claims); " + chosen["reason"])
+    chosen["page_size_guessed"] = True
+    return db, chosen, used, plan
 
 
 def _root_problem(db: DB, root: int) -> Optional[str]:
@@ -498,13 +558,9 @@ class _Into:
         return False
 
     def _keep(self, bucket, rec, etcd_check: bool) -> bool:
-        if len(rec.key) > S.MAX_KEY_SIZE:
-            # bbolt can read such a key but never writes one (Put refuses it)
-            self.collector(Finding("key-too-long",
-                                   f"key of {len(rec.key)} bytes on page {rec.page} is longer "
-                                   f"than bbolt's limit of {S.MAX_KEY_SIZE}",
-                                   page=rec.page, bucket=bucket.path,
-                                   detail={"index": rec.index, "bucket_entry": rec.is_bucket}))
+        too_long = key_too_long(rec.key, rec.page, bucket.path, rec.index, rec.is_bucket)
+        if too_long is not None:
+            self.collector(too_long)  # bbolt's Put refuses it: dropped (check's rule)
         elif etcd_check and (problems := etcd.check_key_record(
                 rec.key, None if rec.is_bucket else rec.value)):
             self.collector(Finding("etcd-unloadable-record",
@@ -581,17 +637,30 @@ def _name(raw: bytes) -> str:
 
 def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
                     used: Meta, plan=None, etcd_at_risk: str = "keep") -> dict:
-    """Write to a temp file beside the target, fsync, verify, then move it in."""
+    """Write to a temp file beside the target, fsync, verify, then move it in.
+
+    Whatever stops it (a full or read-only filesystem, a signal, the input
+    changing), the temp file is removed and nothing is moved into place.
+    """
     directory = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        # a signal raised inside mkstemp, after it made the file and before
+        # `tmp` names it, would leave the file behind: hold it till then
+        with _signals_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".boltfix-repair-", suffix=".tmp",
+                                           dir=directory)
+            except OSError as exc:
+                raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
         with os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(db, raw, collector, report, progress, used, plan)
+            stats = _salvage(db, _WholeWrites(raw), collector, report, progress, used, plan)
             raw.flush()
             os.fsync(raw.fileno())
         # what etcd will serve: from the records written, evidence from the input
         report.etcd = etcdstate.for_repair(db, tmp, collector, report.meta, Tree.of(used),
                                            keep_keys=etcd_at_risk == "drop")
+        _raise_if_input_changed(db)
         if report.salvage.get("_plan") is None:
             db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
@@ -606,9 +675,34 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         return stats
     except FileExistsError as exc:
         raise RepairRefused(f"{out_path} appeared while repairing; nothing replaced") from exc
+    except OSError as exc:
+        # ENOSPC, EROFS, EACCES, EIO...: the user's environment, not damage
+        raise OutputError(f"cannot write {out_path} (temporary file {tmp}): "
+                          f"{exc.strerror or exc}; nothing written") from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM stay pending (not lost) for the lines inside; the
+    CLI's handler runs as soon as they are let through."""
+    import signal
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _raise_if_input_changed(db: DB) -> None:
+    """The input changed while it was copied: the copy is not of one file state."""
+    why = db.changed()
+    if why is not None:
+        raise FileChanged(f"{db.path} changed while it was being read: {why}")
 
 
 def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
@@ -670,6 +764,30 @@ def _sort_findings(report: RepairReport, collector: Collector) -> None:
     report.dropped = [f for f in collector.findings if f.code in LOSS_CODES]
     report.dropped_counts = {k: v for k, v in collector.counts.items() if k in LOSS_CODES}
     report.other_counts = {k: v for k, v in collector.counts.items() if k not in LOSS_CODES}
+
+
+class _WholeWrites:
+    """The temp file, whose write() writes everything or raises.
+
+    An unbuffered file may write only part of a chunk (a filesystem filling
+    up) and say so in its return value; the next write then raises ENOSPC.
+    """
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            n = self._raw.write(view[done:])
+            if not n:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+        return done
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
 
 class _NullFile:

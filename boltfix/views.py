@@ -205,6 +205,8 @@ def render_check(c, result) -> None:
     more = f" ({result.total - shown:,} more not shown)" if result.total > shown else ""
     counts = ", ".join(f"{k} x{v:,}" for k, v in sorted(result.counts.items()))
     c.print(f"[bold]{result.total:,} problems found[/bold]{more}: {counts}")
+    if not result.failing:
+        c.print("only warnings that never stop bbolt or etcd (exit 0; --strict counts them)")
 
 
 # ---------------------------------------------------------------- repair

@@ -191,6 +191,14 @@ class Leaves:
             return iter((self._batch,) if start == 0 and stop != 0 else ())
         return self.walker._page_batches(self._pages[start:stop])
 
+    def batches_over(self, nbytes: int) -> Iterator[Batch]:
+        """:meth:`batches`, leaving out pages the C core took whose run is
+        ``nbytes`` or shorter: only a longer one can hold a key that long."""
+        if self._pages is None:
+            return self.batches()
+        ps = self.walker.page_size
+        return self.walker._page_batches([p for p in self._pages if p[2] - p[0] * ps > nbytes])
+
     def key_lists(self) -> Iterator[Sequence[bytes]]:
         """The keys, a page at a time."""
         return (b.keys for b in self.batches())
