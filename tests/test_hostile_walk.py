@@ -1,0 +1,207 @@
+"""Hostile input at the walker level (issue 14): files whose shape, valid or
+crafted, once cost a RecursionError, gigabytes or minutes.
+
+Each file is made in the test: by the real bbolt (``tests/oracle.py``) where
+bbolt writes the shape, else built by boltfix's writer and damaged from the
+construct declarations.  Every command runs in its own process, so a signal
+death or a MemoryError is a failure of that run and not of the test run; its
+peak RSS is read with ``os.wait4``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import damage
+import oracle
+from boltfix import structs as S
+from boltfix.writer import BoltWriter
+
+#: the issue's limit for every hostile file
+RSS_LIMIT_MB = 300
+
+
+def run_cli(*args, timeout: float = 300):
+    """(exit code, stdout, stderr, peak RSS in MB, seconds) of ``boltfix ARGS``."""
+    t = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "boltfix", *map(str, args)],
+                            cwd=damage.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))
+    reader.start()
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    err = proc.stderr.read()
+    reader.join()
+    _, status, usage = os.wait4(proc.pid, 0)
+    timer.cancel()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    return code, out[0], err, usage.ru_maxrss / 1024, time.monotonic() - t
+
+
+def assert_sane(code, err, rss, *, ok=(0, 1)):
+    """Never a signal, never exit 3 (an internal error), memory bounded."""
+    assert code >= 0, f"killed by signal {-code}: {err[-500:]!r}"
+    assert code != 3 and b"internal error" not in err, err[-800:]
+    assert code in ok, (code, err[-800:])
+    assert rss < RSS_LIMIT_MB, f"peak RSS {rss:.0f} MB"
+
+
+def _loads_deep(text: bytes):
+    """json.loads of a deeply nested document (the decoder recurses too)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    try:
+        return json.loads(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+# ---------------------------------------------------------------- 1. deep buckets
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """1,000 nested buckets written by bbolt (a page per level); bbolt says OK."""
+    path = tmp_path_factory.mktemp("chain") / "chain.db"
+    oracle.make_shape("chain", path, "--keys", "1000")
+    assert oracle.oracle_check(path).status == "ok"
+    return path
+
+
+def _depth(nodes) -> int:
+    depth = 0
+    while nodes:
+        depth += 1
+        assert len(nodes) == 1
+        nodes = nodes[0]["buckets"]
+    return depth
+
+
+def test_deep_buckets_inspect(chain):
+    code, out, err, rss, _ = run_cli("inspect", chain)
+    assert_sane(code, err, rss, ok=(0,))
+    # the rich tree shows the first levels and sums up the rest
+    assert b"level-000010" in out and b"level-000500" not in out
+    assert b"988 more level(s) with 988 bucket(s) not shown" in b" ".join(out.split())
+
+
+def test_deep_buckets_json(chain):
+    code, out, err, rss, _ = run_cli("inspect", "--json", chain)
+    assert_sane(code, err, rss, ok=(0,))
+    info = _loads_deep(out)
+    assert _depth(info["buckets"]) == 1000
+    assert "buckets_not_shown" not in info
+    code, out, err, rss, _ = run_cli("buckets", "--json", chain)
+    assert_sane(code, err, rss, ok=(0,))
+    tree = _loads_deep(out)
+    assert _depth(tree) == 1000
+    node = tree[0]
+    for _ in range(999):
+        assert node["keys"] == 1
+        node = node["buckets"][0]
+    assert node["name"] == "level-000999" and node["inline"] is True
+
+
+def test_deep_buckets_other_commands(chain, tmp_path):
+    code, out, err, rss, _ = run_cli("buckets", chain)
+    assert_sane(code, err, rss, ok=(0,))
+    assert out.count(b"\n") == 1000
+    code, out, err, rss, _ = run_cli("check", chain)
+    assert_sane(code, err, rss, ok=(0,))
+    assert b"no problems (2,000 records" in out
+    fixed = tmp_path / "fixed.db"
+    code, out, err, rss, _ = run_cli("repair", chain, "--out", fixed)
+    assert_sane(code, err, rss, ok=(0,))
+    assert oracle.oracle_dump(fixed) == oracle.oracle_dump(chain)
+
+
+# ---------------------------------------------------------------- 2. nested inline buckets
+def nested_inline_value(levels: int) -> bytes:
+    """A bucket value holding ``levels`` inline buckets, each inside the one
+    before (the innermost holds one key): about 50 bytes per level.  bbolt
+    never writes an inline bucket that holds a sub-bucket, but reads one."""
+    inner = (S.BUCKET_HEADER.pack(0, 0) + S.PAGE_HEADER.pack(0, S.LEAF_PAGE_FLAG, 1, 0)
+             + S.LEAF_ELEMENT.pack(0, S.LEAF_ELEMENT_SIZE, 1, 1) + b"kv")
+    for _ in range(levels - 1):
+        inner = (S.BUCKET_HEADER.pack(0, 0) + S.PAGE_HEADER.pack(0, S.LEAF_PAGE_FLAG, 1, 0)
+                 + S.LEAF_ELEMENT.pack(S.BUCKET_LEAF_FLAG, S.LEAF_ELEMENT_SIZE, 1, len(inner))
+                 + b"b" + inner)
+    return inner
+
+
+def write_nested_inline(path, levels: int) -> None:
+    """Bucket ``nest`` whose entry ``n`` is ``levels`` nested inline buckets:
+    written as a plain value, then its element's flags made a bucket's."""
+    with open(path, "wb") as f:
+        w = BoltWriter(f, 4096)
+        w.begin_bucket(b"nest")
+        w.put(b"n", nested_inline_value(levels))
+        w.end_bucket()
+        w.close()
+    node, idx = damage.leaf_holding(path, [b"nest"], b"n")
+    damage.write_leaf_element(path, node.pgid, idx, flags=S.BUCKET_LEAF_FLAG)
+
+
+@pytest.mark.parametrize("levels", [20_000, 40_000])
+def test_nested_inline_buckets(tmp_path, levels):
+    """20,000 levels in a 1 MB file took check 1.6 GB and 30 s, buckets 4.3 GB,
+    dump 1.9 GB and 91 s; 40,000 levels a MemoryError.  The walk opens
+    MAX_BUCKET_DEPTH levels and reports the entry below (bucket-too-deep)."""
+    from boltfix.walk import MAX_BUCKET_DEPTH
+
+    path = tmp_path / "nested.db"
+    write_nested_inline(path, levels)
+    assert path.stat().st_size < 50 * levels + 100_000
+    for args in (["check", "--json"], ["buckets"], ["dump", "--format", "text"],
+                 ["inspect", "--json"], ["repair", "--out", tmp_path / "fixed.db", "--force"]):
+        code, out, err, rss, took = run_cli(*args, path)
+        assert_sane(code, err, rss)
+        assert took < 60, (args, took)
+        if args[0] == "check":
+            assert code == 1
+            result = json.loads(out)
+            assert result["counts"]["bucket-too-deep"] == 1
+            assert result["counts"]["inline-bucket-nested"] == MAX_BUCKET_DEPTH - 1
+        elif args[0] in ("buckets", "dump"):
+            assert code == 1 and b"bucket-too-deep" in err
+        if args[0] == "buckets":
+            # the bucket entry not opened is listed too (nothing known of it)
+            assert out.count(b"\n") == MAX_BUCKET_DEPTH + 1
+    # what repair kept is what it walked: the chain down to the limit
+    code, out, err, rss, _ = run_cli("buckets", tmp_path / "fixed.db")
+    assert_sane(code, err, rss, ok=(0,))
+    assert out.count(b"\n") == MAX_BUCKET_DEPTH
+
+
+# ---------------------------------------------------------------- 7. 300k sub-buckets
+def test_inspect_caps_the_bucket_tree(tmp_path):
+    """300,000 sub-buckets: inspect took 38 s and 475 MB (--json 8.8 s and
+    663 MB) building and drawing every one.  It describes BUCKETS_SHOWN and
+    counts the rest; ``buckets`` still lists them all."""
+    from test_core_guards import _many_sub_buckets
+
+    from boltfix.describe import BUCKETS_SHOWN
+
+    n = 300_000
+    path = tmp_path / "many.db"
+    _many_sub_buckets(path, n)
+    code, out, err, rss, took = run_cli("inspect", "--json", path)
+    assert_sane(code, err, rss, ok=(0,))
+    info = json.loads(out)
+    parent = info["buckets"][0]
+    assert len(parent["buckets"]) == BUCKETS_SHOWN - 1
+    assert parent["more_buckets"] == n - (BUCKETS_SHOWN - 1)
+    assert info["buckets_not_shown"] == n - (BUCKETS_SHOWN - 1)
+    assert info["top_level_buckets_not_shown"] == 0
+    assert parent["buckets"][-1]["keys"] == 1
+    code, out, err, rss, took = run_cli("inspect", path)
+    assert_sane(code, err, rss, ok=(0,))
+    assert f"{n - BUCKETS_SHOWN + 1:,} more bucket(s) not shown".encode() in b" ".join(
+        out.split())
+    assert b"sub-00000000" in out and b"sub-00200000" not in out
