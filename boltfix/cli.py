@@ -523,12 +523,14 @@ def keys(db, bucket, encoding, page_size, meta_index):
     walker, b, result = _open_bucket_or_exit(d, bucket, "keys")
     out = sys.stdout.buffer
     try:
-        chunk = []
+        chunk, size = [], 0
         for page_keys in walker.key_lists(b):
-            chunk += format_key_lines(page_keys, encoding)
-            if len(chunk) >= 4096:
+            lines = format_key_lines(page_keys, encoding)
+            chunk += lines
+            size += sum(map(len, lines))
+            if size >= 1 << 20:  # bytes, not lines: keys can be 32 KB (or more)
                 out.write(b"".join(chunk))
-                chunk = []
+                chunk, size = [], 0
         out.write(b"".join(chunk))
         out.flush()
     except BrokenPipeError:

@@ -516,10 +516,12 @@ class _LiveWriter:
             self._put(self._render(keys[0], values[0], True, page))
         elif self.hex and not self.secret:
             R.live_hex_pieces(self.parts, self.pre, keys, values, page)
-            self.size += 2 * sum(map(len, values)) + 100 * n
+            # keys too: a page of keys that share bytes is many records of big keys
+            self.size += 2 * (sum(map(len, values)) + sum(map(len, keys))) + 100 * n
         elif not self.text and not self.secret and self.top_etcd is None:
             R.live_kv_pieces(self.parts, self.dumper.enc, self.pathj, keys, values, page)
-            self.size += 2 * sum(map(len, values)) + 100 * n
+            # keys too: a page of keys that share bytes is many records of big keys
+            self.size += 2 * (sum(map(len, values)) + sum(map(len, keys))) + 100 * n
         elif self.hex:
             self._put("".join([self._render(key, value, False, page)
                                for key, value in zip(keys, values)]))

@@ -81,6 +81,14 @@ LOSS_CODES = frozenset({
 #: opened; etcd nests none, Kubernetes' etcd never more than one.
 MAX_BUCKET_DEPTH = 2048
 
+#: key bytes a leaf page's records may hold to be taken whole (a batch).
+#: bbolt's pages hold at most a page or two of keys (a key is at most
+#: 32,768 bytes; a node is split at the page size), but crafted elements can
+#: all point into the same bytes: 8,192 keys of 32 KB in 170 KB.  Such a page
+#: is read one record at a time, so what is held stays bounded.  The C core
+#: (page_clean) applies the same limit.
+KEY_BYTES_PER_PAGE = 1 << 20
+
 # reachability map values: a page's first page, and the rest of its run
 UNSEEN, REACHED, OVERFLOW = 0, 1, 2
 
@@ -842,7 +850,8 @@ def top_level_names(db: DB, tree: Optional[Tree] = None) -> List[bytes]:
 # ---------------------------------------------------------------- elements
 def _leaf_page(buf, raw, off, count, end):
     """(flags, keys, values) of a whole leaf page, or None when any element
-    is out of bounds or has an empty key (or the count overruns the run).
+    is out of bounds or has an empty key (or the count overruns the run), or
+    the keys add up to more than KEY_BYTES_PER_PAGE.
 
     The fast form of :func:`_leaf_elements` for the common, undamaged page:
     one tight loop, no generator, no per-element tuples.  ``raw`` is the
@@ -857,11 +866,13 @@ def _leaf_page(buf, raw, off, count, end):
         return None
     flags, keys, values = [], [], []
     eoff = base
+    held = 0
     for eflags, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(raw[base:floor]):
         k = eoff + pos
         v = k + ksize
         e = v + vsize
-        if not ksize or e > end or k < floor:
+        held += ksize
+        if not ksize or e > end or k < floor or held > KEY_BYTES_PER_PAGE:
             return None
         flags.append(eflags)
         keys.append(raw[k:v])
