@@ -268,3 +268,102 @@ def test_overlapping_keys_stream(tmp_path, n, ksize):
         # repair drops keys bbolt cannot hold; memory stays bounded
         code, out, err, rss, _ = run_cli("repair", path, "--out", tmp_path / "fixed.db")
         assert_sane(code, err, rss)
+
+
+# ---------------------------------------------------------------- 6. slow hostile cases
+def write_duplicate_freelist(path, n: int, dup: int = 5) -> None:
+    """A small bbolt file whose synced freelist (escape count) lists page
+    ``dup`` ``n`` times, its run appended at the end of the file."""
+    ps = 4096
+    with open(path, "wb") as f:
+        w = BoltWriter(f, ps)
+        w.begin_bucket(b"b")
+        for i in range(10):
+            w.put(b"k%d" % i, b"v")
+        w.end_bucket()
+        w.close()
+    fl = path.stat().st_size // ps
+    body = S.freelist_escape.build({"count": n}) + S.U64.pack(dup) * n
+    overflow = (S.PAGE_HEADER_SIZE + len(body) - 1) // ps
+    with open(path, "r+b") as f:
+        f.seek(fl * ps)
+        f.write(S.PAGE_HEADER.pack(fl, S.FREELIST_PAGE_FLAG, S.FREELIST_COUNT_ESCAPE, overflow)
+                + body)
+        f.truncate((fl + overflow + 1) * ps)
+    for i in (0, 1):
+        damage.write_meta(path, i, freelist=fl, pgid=fl + overflow + 1)
+
+
+def test_freelist_of_duplicates_is_quick(tmp_path):
+    """6 million duplicate ids took check 15-25 s (a Finding per id, and a
+    table row for each of the first 10,000).  The first FREELIST_FINDINGS
+    are reported one by one, the rest counted in one finding."""
+    from boltfix.pagemap import FREELIST_FINDINGS
+
+    n = 6_000_000
+    path = tmp_path / "dups.db"
+    write_duplicate_freelist(path, n)
+    code, out, err, rss, took = run_cli("check", "--json", "--max-findings", 20000, path)
+    assert_sane(code, err, rss, ok=(1,))
+    result = json.loads(out)
+    assert result["counts"]["already-freed"] == FREELIST_FINDINGS + 1
+    summary = [f for f in result["findings"] if f["code"] == "already-freed"][-1]
+    assert summary["detail"]["more"] == n - 1 - FREELIST_FINDINGS
+    assert took < 8, took
+    code, out, err, rss, took = run_cli("check", path)
+    assert_sane(code, err, rss, ok=(1,))
+    assert b"more errors kept but not drawn" in out
+    assert took < 8, took
+    for args in (["inspect"], ["pages", "--json"]):
+        code, out, err, rss, took = run_cli(*args, path)
+        assert_sane(code, err, rss, ok=(0, 1))
+        assert took < 8, (args, took)
+
+
+def write_branch_to_one_child(path, n: int = 65535) -> None:
+    """Bucket ``b``'s root replaced by a branch page of ``n`` elements (keys
+    ascending) that all point at the bucket's old root leaf."""
+    ps = 4096
+    with open(path, "wb") as f:
+        w = BoltWriter(f, ps)
+        w.begin_bucket(b"b")
+        for i in range(100):
+            w.put(b"k%03d" % i + b"." * 60, b"v" * 60)
+        w.end_bucket()
+        w.close()
+    from boltfix.reader import DB
+
+    with DB(path) as db:
+        pg, idx = damage.bucket_entry(db, [b"b"])
+    el = damage.read_leaf_element(path, pg, idx, ps)
+    voff = damage._element_offset(pg, idx, ps) + el.pos + el.ksize
+    hdr = S.bucket.parse(damage._read(path, voff, S.BUCKET_HEADER_SIZE))
+    branch = path.stat().st_size // ps
+    data = S.PAGE_HEADER_SIZE + n * S.BRANCH_ELEMENT_SIZE
+    els = b"".join(S.BRANCH_ELEMENT.pack(data + 4 * i - (S.PAGE_HEADER_SIZE + 16 * i), 4,
+                                         hdr.root) for i in range(n))
+    keys = b"".join(i.to_bytes(4, "big") for i in range(n))
+    overflow = (data + len(keys) - 1) // ps
+    with open(path, "r+b") as f:
+        f.seek(branch * ps)
+        f.write(S.PAGE_HEADER.pack(branch, S.BRANCH_PAGE_FLAG, n, overflow) + els + keys)
+        f.truncate((branch + overflow + 1) * ps)
+    hdr.root = branch
+    damage._write(path, voff, S.bucket.build(hdr))
+    for i in (0, 1):
+        damage.write_meta(path, i, pgid=branch + overflow + 1)
+
+
+def test_branch_to_one_child_is_quick(tmp_path):
+    """65,535 branch elements all pointing at one leaf took 4-9 s (drawing a
+    table row per multiple-references finding)."""
+    path = tmp_path / "branch.db"
+    write_branch_to_one_child(path)
+    code, out, err, rss, took = run_cli("check", "--json", path)
+    assert_sane(code, err, rss, ok=(1,))
+    assert json.loads(out)["counts"]["multiple-references"] == 65534
+    for args in (["check"], ["dump"], ["inspect"],
+                 ["repair", "--out", tmp_path / "fixed.db"]):
+        code, out, err, rss, took = run_cli(*args, path)
+        assert_sane(code, err, rss, ok=(0, 1))
+        assert took < 5, (args, took)
