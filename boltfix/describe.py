@@ -197,7 +197,9 @@ def _page_types(db: DB, walker: Walker, pm: PageMap) -> dict:
     zip), not a Page object per page.
     """
     counts = Counter()
-    n = db.pages_in_file
+    # the walk reaches nothing at or past the high-water mark: pages past it
+    # are never read (a 300 GB sparse file took 90 s and 14 GB of page cache)
+    n = min(db.pages_in_file, walker.hwm)
     ps = db.page_size
     buf = db.buf[: n * ps]
     seen = Counter(zip(walker.reached[:n], buf[8::ps], buf[9::ps]))

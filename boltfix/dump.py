@@ -578,8 +578,7 @@ def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
     the HWM that are in the file.
     """
     pm = PageMap(db, walker)
-    classes = bytes(pm.states).translate(_MAP_CLASS)
-    classes = bytearray(classes)
+    classes = pm.states.translate(_MAP_CLASS)  # a bytearray: one copy of the map
     limit = pm.limit
     if pm.readable:
         free = list(pm.positions(UNREACHED | LISTED, 2, limit))
@@ -599,7 +598,9 @@ def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
     for i in orphan:
         classes[i] = C_ORPHAN
     beyond = range(max(limit, 2), pm.pages_in_file)
-    classes[beyond.start:] = bytes([C_ORPHAN]) * len(beyond)
+    for start in range(beyond.start, beyond.stop, 1 << 22):  # no map-sized temporary
+        stop = min(beyond.stop, start + (1 << 22))
+        classes[start:stop] = bytes([C_ORPHAN]) * (stop - start)
     return free, _Pages(orphan, beyond), classes
 
 

@@ -85,8 +85,12 @@ class PageMap:
         self._report = report or (lambda f: None)
         if self.freelist is not None:
             self._mark_freelist(self.freelist)
-        beyond = self.states[self.hwm:n]
-        self.states[self.hwm:n] = beyond.replace(b"\x00", bytes([BEYOND_HWM]))
+        # in slices: a sparse file of 78 million pages past the high-water
+        # mark would need two more copies of the whole map at once
+        for start in range(self.hwm, n, 1 << 22):
+            stop = min(n, start + (1 << 22))
+            self.states[start:stop] = self.states[start:stop].replace(b"\x00",
+                                                                      bytes([BEYOND_HWM]))
 
     # ------------------------------------------------------------ reading
     def state(self, pgid: int) -> int:
