@@ -135,7 +135,7 @@ static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref
     const int leaf = flags == LEAF_PAGE_FLAG;
     uint64_t top = floor; /* reader.elements_end */
     key_ref prev = {NULL, 0};
-    uint64_t held = 0; /* key bytes of a leaf (walk._leaf_page) */
+    uint64_t held = 0; /* key bytes (walk._leaf_page, Walker._branch_children) */
     for (uint32_t i = 0; i < count; i++) {
         const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * i;
         const unsigned char *e = c->map + eoff;
@@ -154,8 +154,9 @@ static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref
         if (!ksize || stop > end || k < floor)
             return 0; /* key-empty, element-out-of-bounds */
         held += ksize;
-        if (leaf && held > KEY_BYTES_PER_PAGE)
-            return 0; /* keys sharing bytes: Python reads them one at a time */
+        if (held > KEY_BYTES_PER_PAGE)
+            return 0; /* keys sharing bytes: Python reads them one at a time
+                         (a branch's keys past the budget are not kept) */
         if (stop > top)
             top = stop;
         key_ref key = {c->map + k, (Py_ssize_t)ksize};

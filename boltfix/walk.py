@@ -676,11 +676,18 @@ class Walker:
         pgid = path[-1]
         children = []  # (child page, key or None when the key cannot be trusted)
         prev = None
+        held = 0
         for idx, key, child, problem in _branch_elements(self.buf, off, count, end):
             if problem:
                 self._element_problem(problem, pgid, path, bucket_path, idx, "branch")
                 if problem not in ("element-count-overflow", "element-count-corrupt"):
                     children.append((child, None))
+                continue
+            held += len(key)
+            if held > KEY_BYTES_PER_PAGE:
+                # keys sharing their bytes (bbolt's branch keys fit a page):
+                # past the budget a key is not kept, so it narrows no range
+                children.append((child, None))
                 continue
             if prev is not None and key <= prev:
                 self._key_order(key, prev, pgid, path, bucket_path, "branch", idx)

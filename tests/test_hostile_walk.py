@@ -320,9 +320,10 @@ def test_freelist_of_duplicates_is_quick(tmp_path):
         assert took < 8, (args, took)
 
 
-def write_branch_to_one_child(path, n: int = 65535) -> None:
+def write_branch_to_one_child(path, n: int = 65535, ksize: int = 4) -> None:
     """Bucket ``b``'s root replaced by a branch page of ``n`` elements (keys
-    ascending) that all point at the bucket's old root leaf."""
+    ascending) that all point at the bucket's old root leaf.  Keys of
+    ``ksize`` > 4 bytes overlap, as in write_overlapping_keys."""
     ps = 4096
     with open(path, "wb") as f:
         w = BoltWriter(f, ps)
@@ -340,9 +341,13 @@ def write_branch_to_one_child(path, n: int = 65535) -> None:
     hdr = S.bucket.parse(damage._read(path, voff, S.BUCKET_HEADER_SIZE))
     branch = path.stat().st_size // ps
     data = S.PAGE_HEADER_SIZE + n * S.BRANCH_ELEMENT_SIZE
-    els = b"".join(S.BRANCH_ELEMENT.pack(data + 4 * i - (S.PAGE_HEADER_SIZE + 16 * i), 4,
+    step = 4 if ksize == 4 else 1
+    els = b"".join(S.BRANCH_ELEMENT.pack(data + step * i - (S.PAGE_HEADER_SIZE + 16 * i), ksize,
                                          hdr.root) for i in range(n))
-    keys = b"".join(i.to_bytes(4, "big") for i in range(n))
+    if ksize == 4:
+        keys = b"".join(i.to_bytes(4, "big") for i in range(n))
+    else:
+        keys = bytes(1 + j * 254 // (n + ksize) for j in range(n + ksize))
     overflow = (data + len(keys) - 1) // ps
     with open(path, "r+b") as f:
         f.seek(branch * ps)
@@ -411,3 +416,17 @@ def test_repair_writes_a_big_value_through(tmp_path):
     assert rss < 2 * size / (1 << 20) + 100, f"peak RSS {rss:.0f} MB"
     assert fixed.read_bytes() == path.read_bytes() or oracle.oracle_dump(fixed) == \
         oracle.oracle_dump(path)
+
+
+def test_branch_keys_that_overlap(tmp_path):
+    """65,535 branch keys of 32 KB sharing their bytes: the walk kept every
+    key in its frames (check: 2 GB).  Past KEY_BYTES_PER_PAGE a branch key
+    is not kept and narrows no range; every child is still followed."""
+    path = tmp_path / "branch.db"
+    write_branch_to_one_child(path, ksize=32 * 1024)
+    code, out, err, rss, took = run_cli("check", "--json", path)
+    assert_sane(code, err, rss, ok=(1,))
+    assert json.loads(out)["counts"]["multiple-references"] == 65534
+    for args in (["dump"], ["repair", "--out", tmp_path / "fixed.db"]):
+        code, out, err, rss, took = run_cli(*args, path)
+        assert_sane(code, err, rss)
