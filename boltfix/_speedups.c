@@ -34,6 +34,9 @@
 #define BUCKET_LEAF_FLAG 0x01
 #define REACHED 1
 #define OVERFLOW 2
+/* walk.KEY_BYTES_PER_PAGE: a leaf page whose keys add up to more is read in
+ * Python one record at a time (crafted elements can share their key bytes) */
+#define KEY_BYTES_PER_PAGE (1u << 20)
 
 /* explicit little-endian loads: correct on any host, one load on x86/arm */
 static inline uint32_t le32(const unsigned char *p)
@@ -132,6 +135,7 @@ static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref
     const int leaf = flags == LEAF_PAGE_FLAG;
     uint64_t top = floor; /* reader.elements_end */
     key_ref prev = {NULL, 0};
+    uint64_t held = 0; /* key bytes (walk._leaf_page, Walker._branch_children) */
     for (uint32_t i = 0; i < count; i++) {
         const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * i;
         const unsigned char *e = c->map + eoff;
@@ -149,6 +153,10 @@ static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref
         }
         if (!ksize || stop > end || k < floor)
             return 0; /* key-empty, element-out-of-bounds */
+        held += ksize;
+        if (held > KEY_BYTES_PER_PAGE)
+            return 0; /* keys sharing bytes: Python reads them one at a time
+                         (a branch's keys past the budget are not kept) */
         if (stop > top)
             top = stop;
         key_ref key = {c->map + k, (Py_ssize_t)ksize};

@@ -174,7 +174,11 @@ def open_db(path: str, page_size: Optional[int] = None, meta_index: Optional[int
 
 
 def emit_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=_json_default))
+    # json.dumps' text, streamed without recursion (a deep bucket tree)
+    from boltfix import jsonout
+
+    jsonout.dump(data, sys.stdout, default=_json_default)
+    sys.stdout.flush()
 
 
 def _json_default(obj):
@@ -589,18 +593,24 @@ def buckets(db, as_json, page_size, meta_index):
     tree = bucket_tree(d, report=result.findings.append)
     try:
         if as_json:
-            def conv(nodes):
-                out = []
-                for n in nodes:
-                    text = as_text(n["name"])
-                    item = {"name": text if text is not None else n["name"].hex()}
-                    if text is None:
-                        item["name_encoding"] = "hex"
-                    item.update({k: n[k] for k in ("sequence", "inline", "root", "keys")})
-                    item["buckets"] = conv(n["buckets"])
-                    out.append(item)
-                return out
-            click.echo(json.dumps(conv(tree), indent=2, ensure_ascii=False))
+            from boltfix import jsonout
+
+            def conv(n):
+                text = as_text(n["name"])
+                item = {"name": text if text is not None else n["name"].hex()}
+                if text is None:
+                    item["name_encoding"] = "hex"
+                item.update({k: n[k] for k in ("sequence", "inline", "root", "keys")})
+                item["buckets"] = n["buckets"]
+                return item
+
+            # in place, with a stack: a deep tree must not recurse
+            stack = [tree]
+            while stack:
+                nodes = stack.pop()
+                nodes[:] = map(conv, nodes)
+                stack.extend(n["buckets"] for n in nodes)
+            jsonout.dump(tree, sys.stdout, ensure_ascii=False)
         else:
             from boltfix.render import name_text
 
@@ -664,12 +674,14 @@ def keys(db, bucket, encoding, prefix, page_size, meta_index):
     walker, b, result = _open_bucket_or_exit(d, bucket, "keys")
     out = sys.stdout.buffer
     try:
-        chunk = []
+        chunk, size = [], 0
         for page_keys in key_lists(walker, b, None if prefix is None else os.fsencode(prefix)):
-            chunk += format_key_lines(page_keys, encoding)
-            if len(chunk) >= 4096:
+            lines = format_key_lines(page_keys, encoding)
+            chunk += lines
+            size += sum(map(len, lines))
+            if size >= 1 << 20:  # bytes, not lines: keys can be 32 KB (or more)
                 out.write(b"".join(chunk))
-                chunk = []
+                chunk, size = [], 0
         out.write(b"".join(chunk))
         out.flush()
     except BrokenPipeError:

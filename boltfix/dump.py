@@ -602,10 +602,12 @@ class _LiveWriter:
             self._put(self._render(keys[0], values[0], True, page))
         elif self.hex and not self.secret:
             R.live_hex_pieces(self.parts, self.pre, keys, values, page)
-            self.size += 2 * sum(map(len, values)) + 100 * n
+            # keys too: a page of keys that share bytes is many records of big keys
+            self.size += 2 * (sum(map(len, values)) + sum(map(len, keys))) + 100 * n
         elif not self.text and not self.secret and self.top_etcd is None:
             R.live_kv_pieces(self.parts, self.dumper.enc, self.pathj, keys, values, page)
-            self.size += 2 * sum(map(len, values)) + 100 * n
+            # keys too: a page of keys that share bytes is many records of big keys
+            self.size += 2 * (sum(map(len, values)) + sum(map(len, keys))) + 100 * n
         elif self.hex:
             self._put("".join([self._render(key, value, False, page)
                                for key, value in zip(keys, values)]))
@@ -662,8 +664,7 @@ def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
     the HWM that are in the file.
     """
     pm = PageMap(db, walker)
-    classes = bytes(pm.states).translate(_MAP_CLASS)
-    classes = bytearray(classes)
+    classes = pm.states.translate(_MAP_CLASS)  # a bytearray: one copy of the map
     limit = pm.limit
     if pm.readable:
         free = list(pm.positions(UNREACHED | LISTED, 2, limit))
@@ -683,7 +684,9 @@ def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
     for i in orphan:
         classes[i] = C_ORPHAN
     beyond = range(max(limit, 2), pm.pages_in_file)
-    classes[beyond.start:] = bytes([C_ORPHAN]) * len(beyond)
+    for start in range(beyond.start, beyond.stop, 1 << 22):  # no map-sized temporary
+        stop = min(beyond.stop, start + (1 << 22))
+        classes[start:stop] = bytes([C_ORPHAN]) * (stop - start)
     return free, _Pages(orphan, beyond), classes
 
 

@@ -164,7 +164,8 @@ def inputs_from_walk(db: DB, walker: Walker, watch: Watch, meta=None) -> Inputs:
     tree was walked (repair may use the other one than the meta in use)."""
     # rule 5: a pointer read from a page whose header id is not its position
     # (a copy of another page) claims nothing about this bucket
-    pruned = [_pruned(db, f) for f in watch.pruned
+    parents: dict = {}  # the last parent branch page's elements, indexed once
+    pruned = [_pruned(db, f, parents) for f in watch.pruned
               if all(_own_id(db, pg) for pg in f.pages)
               and not (watch.mismatch and f.code == "multiple-references")]
     pm = PageMap(db, walker)
@@ -199,7 +200,32 @@ def _own_id(db: DB, pgid: int) -> bool:
         S.U64.unpack_from(db.buf, pgid * db.page_size)[0] == pgid
 
 
-def _pruned(db: DB, f: Finding) -> Pruned:
+def _has_branch_key(db: DB, parent: int, child: int, key: bytes, parents: dict) -> bool:
+    """Whether a sound element of branch page ``parent`` points at ``child``
+    with ``key``.  The page's elements are indexed once, (child, hash of
+    its key) -> element offsets (ints, no key copies: hostile pages hold GBs
+    of overlapping keys), and only the last page asked for is kept; a page
+    of 65,535 elements pointing at pruned children is then read once, not
+    per child."""
+    if parent not in parents:
+        parents.clear()
+        index: dict = {}
+        p = db.page(parent)
+        if p.flags == S.BRANCH_PAGE_FLAG and p.self_id == parent:
+            for i, k, child_id, trouble in _branch_elements(db.buf, p.offset, p.count,
+                                                            p.run_end):
+                if not trouble:
+                    index.setdefault((child_id, hash(k)), []).append(
+                        p.offset + S.PAGE_HEADER_SIZE + i * S.BRANCH_ELEMENT_SIZE)
+        parents[parent] = index
+    for eoff in parents[parent].get((child, hash(key)), ()):
+        pos, ksize, _ = S.BRANCH_ELEMENT.unpack_from(db.buf, eoff)
+        if ksize == len(key) and db.buf[eoff + pos:eoff + pos + ksize] == key:
+            return True
+    return False
+
+
+def _pruned(db: DB, f: Finding, parents: dict) -> Pruned:
     """A pruned-pointer finding with exact keys.  The finding's key_range is
     hex, shortened past 32 bytes: a shortened bound is unknown, and the
     pointer then takes part in no rule.  The element's own key is read back
@@ -212,12 +238,8 @@ def _pruned(db: DB, f: Finding) -> Pruned:
     key = None
     parent = f.pages[-1] if f.pages else None
     if exact and lo is not None and parent is not None and 2 <= parent < db.pages_in_file:
-        p = db.page(parent)
-        if p.flags == S.BRANCH_PAGE_FLAG and p.self_id == parent:
-            for _, k, child, trouble in _branch_elements(db.buf, p.offset, p.count, p.run_end):
-                if child == f.page and not trouble and k == lo:
-                    key = k
-                    break
+        if _has_branch_key(db, parent, f.page, lo, parents):
+            key = lo
     return Pruned(f.page, parent, tuple(f.bucket), lo, hi, f.code, key, exact)
 
 

@@ -6,6 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from boltfix.describe import BUCKETS_SHOWN
 from boltfix.render import name_text, short
 
 
@@ -48,7 +49,10 @@ def render_inspect(c, info: dict) -> None:
     c.print("reachable pages by type: " + ", ".join(f"{k} {v:,}" for k, v in sorted(types.items())))
 
     tree = Tree("[bold]buckets[/bold]")
-    _add_buckets(tree, info["buckets"])
+    _add_buckets(tree, info["buckets"], info.get("top_level_buckets_not_shown", 0))
+    if info.get("buckets_not_shown"):
+        c.print(f"{info['buckets_not_shown']:,} bucket(s) in all not shown: inspect "
+                f"describes the first {BUCKETS_SHOWN:,} (boltfix buckets lists them all)")
     c.print(tree)
 
     if "etcd" in info:
@@ -60,20 +64,65 @@ def render_inspect(c, info: dict) -> None:
                 "run `boltfix check` for all of them[/yellow]")
 
 
-def _add_buckets(tree, buckets) -> None:
-    for b in buckets:
-        facts = [f"{b['keys']:,} keys"]
-        if b.get("unreadable"):
-            facts = ["[red]unreadable[/red]"]
-        elif b.get("inline"):
-            facts.append("inline")
-        else:
-            facts.append(f"depth {b.get('depth')}, {b.get('pages', 0):,} pages, "
-                         f"root {b.get('root_page')}")
-        if b.get("sequence"):
-            facts.append(f"seq {b['sequence']}")
-        node = tree.add(f"[cyan]{b['name']}[/cyan]  " + ", ".join(facts))
-        _add_buckets(node, b["buckets"])
+#: bucket levels the tree shows; deeper ones are summed up in one line
+#: (rich draws 4 columns of guides per level: 1,000 levels are unreadable)
+TREE_LEVELS_SHOWN = 12
+
+
+def _add_buckets(tree, buckets, more=0) -> None:
+    """The bucket tree as rich Tree nodes, with an explicit stack (a tree of
+    a thousand levels must not recurse).  ``more``: buckets of this level
+    that describe() left out (see its BUCKETS_SHOWN)."""
+    # frames: (rich node, bucket nodes to add under it, their level), or
+    # (rich node, a note to add under it last, None)
+    stack = [(tree, _more_note(more), None), (tree, buckets, 1)]
+    while stack:
+        parent, nodes, level = stack.pop()
+        if level is None:
+            if nodes:
+                parent.add(nodes)
+            continue
+        for b in nodes:
+            node = parent.add(_bucket_line(b))
+            note = _more_note(b.get("more_buckets", 0))
+            if b["buckets"] and level >= TREE_LEVELS_SHOWN:
+                levels, count = _subtree_size(b["buckets"])
+                note = (f"[dim]… {levels:,} more level(s) with {count:,} bucket(s) not "
+                        "shown (boltfix buckets lists them all)[/dim]")
+            stack.append((node, note, None))
+            if b["buckets"] and level < TREE_LEVELS_SHOWN:
+                stack.append((node, b["buckets"], level + 1))
+
+
+def _more_note(more: int) -> str:
+    return (f"[dim]… {more:,} more bucket(s) not shown (boltfix buckets lists them "
+            "all)[/dim]") if more else ""
+
+
+def _subtree_size(buckets):
+    """(levels, buckets) below a node, counted with a stack."""
+    levels, count = 0, 0
+    stack = [(buckets, 1)]
+    while stack:
+        nodes, level = stack.pop()
+        levels = max(levels, level)
+        count += len(nodes)
+        stack.extend((b["buckets"], level + 1) for b in nodes if b["buckets"])
+    return levels, count
+
+
+def _bucket_line(b) -> str:
+    facts = [f"{b['keys']:,} keys"]
+    if b.get("unreadable"):
+        facts = ["[red]unreadable[/red]"]
+    elif b.get("inline"):
+        facts.append("inline")
+    else:
+        facts.append(f"depth {b.get('depth')}, {b.get('pages', 0):,} pages, "
+                     f"root {b.get('root_page')}")
+    if b.get("sequence"):
+        facts.append(f"seq {b['sequence']}")
+    return f"[cyan]{b['name']}[/cyan]  " + ", ".join(facts)
 
 
 def _render_etcd(c, e: dict) -> None:
@@ -183,6 +232,10 @@ def render_page(c, v: dict) -> None:
 
 
 # ---------------------------------------------------------------- check
+#: findings of each severity check draws as table rows (--json has them all)
+CHECK_ROWS_SHOWN = 1000
+
+
 def render_check(c, result) -> None:
     if result.clean:
         c.print(f"[green]OK[/green]: no problems ({result.stats.get('records', 0):,} records, "
@@ -192,6 +245,8 @@ def render_check(c, result) -> None:
         rows = [f for f in result.findings if f.severity == severity]
         if not rows:
             continue
+        # a rich table costs about 1 ms a row: 10,000 rows took 9 s to draw
+        rows, cut = rows[:CHECK_ROWS_SHOWN], len(rows) - CHECK_ROWS_SHOWN
         t = Table(title=f"{severity}s", title_justify="left", title_style=style)
         t.add_column("code", style=style)
         t.add_column("page", justify="right")
@@ -201,6 +256,9 @@ def render_check(c, result) -> None:
             t.add_row(f.code, "" if f.page is None else str(f.page),
                       "/".join(name_text(b) for b in f.bucket), f.message)
         c.print(t)
+        if cut > 0:
+            c.print(f"… {cut:,} more {severity}s kept but not drawn (boltfix check --json "
+                    "lists them all)")
     shown = len(result.findings)
     more = f" ({result.total - shown:,} more not shown)" if result.total > shown else ""
     counts = ", ".join(f"{k} x{v:,}" for k, v in sorted(result.counts.items()))

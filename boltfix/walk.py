@@ -70,8 +70,24 @@ LOSS_CODES = frozenset({
     "page-out-of-bounds", "page-past-eof", "page-cycle", "multiple-references",
     "invalid-page-type", "element-out-of-bounds", "element-count-overflow", "key-empty",
     "key-order", "key-out-of-range", "bucket-value-short", "inline-bucket-malformed",
-    "root-entry-not-bucket", "branch-empty",
+    "root-entry-not-bucket", "branch-empty", "bucket-too-deep",
 })
+
+#: levels of nested buckets the walk opens.  bbolt sets no limit (a chain of
+#: buckets costs it a page per level), but every open bucket carries its
+#: path from the top, so depth d costs d*d/2 names: 2,048 levels cost 16 MB,
+#: the 20,000 levels of nested inline buckets a 1 MB file can hold cost 1.6 GB.
+#: A bucket entry deeper than this is reported (bucket-too-deep) and not
+#: opened; etcd nests none, Kubernetes' etcd never more than one.
+MAX_BUCKET_DEPTH = 2048
+
+#: key bytes a leaf page's records may hold to be taken whole (a batch).
+#: bbolt's pages hold at most a page or two of keys (a key is at most
+#: 32,768 bytes; a node is split at the page size), but crafted elements can
+#: all point into the same bytes: 8,192 keys of 32 KB in 170 KB.  Such a page
+#: is read one record at a time, so what is held stays bounded.  The C core
+#: (page_clean) applies the same limit.
+KEY_BYTES_PER_PAGE = 1 << 20
 
 # reachability map values: a page's first page, and the rest of its run
 UNSEEN, REACHED, OVERFLOW = 0, 1, 2
@@ -308,6 +324,12 @@ class Walker:
 
     def open_bucket(self, parent: Bucket, rec: Record) -> Optional[Bucket]:
         """Decode a bucket entry's value; None (and a finding) when malformed."""
+        if len(parent.path) >= MAX_BUCKET_DEPTH:
+            self._find("bucket-too-deep",
+                       f"bucket entry {_hex(rec.key)} is {len(parent.path) + 1} levels deep; "
+                       f"boltfix opens {MAX_BUCKET_DEPTH} levels of buckets at most",
+                       rec.page, (), parent.path, detail={"depth": len(parent.path) + 1})
+            return None
         path = parent.path + (rec.key,)
         value = rec.value
         if len(value) < S.BUCKET_HEADER_SIZE:
@@ -586,11 +608,9 @@ class Walker:
                         yield pgid, range(len(keys)), eflags, keys, values
                         continue
                 # something on this page is wrong: one element at a time
-                elements = list(_leaf_elements(buf, off, count, end))
-                keep = sure_increasing([el[2] for el in elements if el[4] is None
-                                        and (last is None or el[2] > last)])
+                keep = sure_increasing(_page_key_refs(buf, raw, off, count, end, last))
                 rank = 0
-                for idx, eflags, key, value, problem in elements:
+                for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
                     if problem:
                         self._element_problem(problem, pgid, path, bucket.path, idx, "leaf")
                         continue
@@ -680,11 +700,18 @@ class Walker:
         pgid = path[-1]
         children = []  # (child page, key or None when the key cannot be trusted)
         prev = None
+        held = 0
         for idx, key, child, problem in _branch_elements(self.buf, off, count, end):
             if problem:
                 self._element_problem(problem, pgid, path, bucket_path, idx, "branch")
                 if problem not in ("element-count-overflow", "element-count-corrupt"):
                     children.append((child, None))
+                continue
+            held += len(key)
+            if held > KEY_BYTES_PER_PAGE:
+                # keys sharing their bytes (bbolt's branch keys fit a page):
+                # past the budget a key is not kept, so it narrows no range
+                children.append((child, None))
                 continue
             if prev is not None and key <= prev:
                 self._key_order(key, prev, pgid, path, bucket_path, "branch", idx)
@@ -854,7 +881,8 @@ def top_level_names(db: DB, tree: Optional[Tree] = None) -> List[bytes]:
 # ---------------------------------------------------------------- elements
 def _leaf_page(buf, raw, off, count, end):
     """(flags, keys, values) of a whole leaf page, or None when any element
-    is out of bounds or has an empty key (or the count overruns the run).
+    is out of bounds or has an empty key (or the count overruns the run), or
+    the keys add up to more than KEY_BYTES_PER_PAGE.
 
     The fast form of :func:`_leaf_elements` for the common, undamaged page:
     one tight loop, no generator, no per-element tuples.  ``raw`` is the
@@ -869,11 +897,13 @@ def _leaf_page(buf, raw, off, count, end):
         return None
     flags, keys, values = [], [], []
     eoff = base
+    held = 0
     for eflags, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(raw[base:floor]):
         k = eoff + pos
         v = k + ksize
         e = v + vsize
-        if not ksize or e > end or k < floor:
+        held += ksize
+        if not ksize or e > end or k < floor or held > KEY_BYTES_PER_PAGE:
             return None
         flags.append(eflags)
         keys.append(raw[k:v])
@@ -965,6 +995,34 @@ def sure_increasing(keys: Sequence[bytes]) -> set:
     for i in on_some:
         per_level[ending[i]] = per_level.get(ending[i], 0) + 1
     return {i for i in on_some if per_level[ending[i]] == 1}
+
+
+class _MapKey:
+    """A key compared where it lies in the map: a damaged page can hold
+    hundreds of MB of overlapping keys, which must never be copied at once."""
+
+    __slots__ = ("raw", "lo", "hi")
+
+    def __init__(self, raw, lo: int, hi: int):
+        self.raw, self.lo, self.hi = raw, lo, hi
+
+    def __lt__(self, other: "_MapKey") -> bool:
+        return self.raw[self.lo:self.hi] < other.raw[other.lo:other.hi]
+
+    def __gt__(self, other: "_MapKey") -> bool:
+        return other < self
+
+
+def _page_key_refs(buf, raw, off: int, count: int, end: int, last) -> List[_MapKey]:
+    """The sound keys of a damaged leaf after ``last``, as places in the map
+    (for :func:`sure_increasing`): one key copied at a time, none kept."""
+    refs = []
+    for idx, _, key, _, problem in _leaf_elements(buf, off, count, end):
+        if problem is None and (last is None or key > last):
+            eoff = off + S.PAGE_HEADER_SIZE + idx * S.LEAF_ELEMENT_SIZE
+            lo = eoff + S.LEAF_ELEMENT.unpack_from(buf, eoff)[1]
+            refs.append(_MapKey(raw, lo, lo + len(key)))
+    return refs
 
 
 class _Rev:

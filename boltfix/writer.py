@@ -291,8 +291,12 @@ class BoltWriter:
         vl = value.nbytes if type(value) is memoryview else len(value)
         if vl > MAX_VALUE_SIZE:
             raise ValueError(f"value is {vl} bytes; bbolt allows at most {MAX_VALUE_SIZE}")
-        if type(value) is not bytes:
+        if type(value) is not bytes and not (type(value) is memoryview and value.readonly
+                                             and value.c_contiguous and value.ndim == 1
+                                             and value.itemsize == 1):
             value = bytes(value)  # a private copy: the page is built later
+        # (a read-only byte view, e.g. of the input's map, is kept as it is:
+        # a 200 MB value is not copied before it is written)
         b.last = key
         self._n_keys += 1
 
@@ -579,14 +583,38 @@ class BoltWriter:
     def _write_leaf(self, b: _Bucket) -> int:
         ps = self._ps
         npages = (b.size + ps - 1) // ps
-        buf = bytearray(npages * ps)
         pgid = self._next_pgid
-        _pack_leaf(buf, 0, pgid, npages - 1, b.keys, b.vals, b.flags)
-        self._emit_raw(buf, npages)
+        if npages * ps >= BIG_LEAF:
+            self._write_big_leaf(b, pgid, npages)
+        else:
+            buf = bytearray(npages * ps)
+            _pack_leaf(buf, 0, pgid, npages - 1, b.keys, b.vals, b.flags)
+            self._emit_raw(buf, npages)
         self._n_pages += 1
         self._n_leaf += 1
         self._n_overflow += npages - 1
         return pgid
+
+    def _write_big_leaf(self, b: _Bucket, pgid: int, npages: int) -> None:
+        """_pack_leaf's page as pieces: header and elements, then each key and
+        value as it is (no page-sized buffer), then the zero padding."""
+        n = len(b.keys)
+        head = bytearray(16 + 16 * n)
+        PAGE_HEADER.pack_into(head, 0, pgid, LEAF_PAGE_FLAG, n, npages - 1)
+        pieces = [head]
+        off, epos = 16 + 16 * n, 16
+        for key, value, flag in zip(b.keys, b.vals, b.flags):
+            LEAF_ELEMENT.pack_into(head, epos, flag, off - epos, len(key), len(value))
+            pieces += (key, value)
+            off += len(key) + len(value)
+            epos += 16
+        pieces.append(bytes(npages * self._ps - off))
+        if self._pending is not None:
+            self._take_pending()  # copied leaves before this page come first
+        self._next_pgid = pgid + npages
+        self._out.extend(pieces)
+        self._out_len += npages * self._ps
+        self._flush_out()
 
     def _write_branch(self, br: _Branch) -> int:
         ps = self._ps
@@ -749,6 +777,11 @@ def _speedups_leaf_copy():
     from boltfix.walk import _speedups
 
     return getattr(_speedups, "leaf_copy", None)
+
+
+#: a leaf page run this big is written in pieces, its values as they are
+#: (writer._write_big_leaf) instead of packed into one page-sized buffer
+BIG_LEAF = 1 << 20
 
 
 def _pack_leaf(buf, base: int, pgid: int, overflow: int, keys, vals, flags) -> None:
