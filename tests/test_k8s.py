@@ -20,6 +20,7 @@ import urllib.request
 import k8sbytes as K
 import pytest
 from click.testing import CliRunner
+from test_speedups import pure_python
 
 import etcdtools
 from boltfix import walk
@@ -362,12 +363,8 @@ def test_same_with_and_without_c(k8s_db):
                 ["dump", db, "--include", "live,free,orphan"], ["dump", db, "--k8s-object"],
                 ["dump", db, "--limit", "7"]]
     fast = [run(*v).output for v in variants]
-    saved = walk._speedups
-    walk._speedups = None
-    try:
+    with pure_python():
         slow = [run(*v).output for v in variants]
-    finally:
-        walk._speedups = saved
     assert fast == slow
     # runs of 3 leaves: C stops and resumes mid-bucket
     saved_run = walk.RUN_LEAVES
@@ -472,11 +469,7 @@ def test_non_object_values_stay_with_c(tmp_path):
     assert esc.get("value_redacted") and esc["etcd"]["k8s"]["kind"] == "Secret"
     for out in fast:
         assert b64 not in out and secret.hex() not in out
-    saved = walk._speedups
-    walk._speedups = None
-    try:
+    with pure_python():
         slow = [run(*v).output for v in variants]
-    finally:
-        walk._speedups = saved
     assert fast == slow[:3]
     assert b64 not in slow[3]
