@@ -561,16 +561,21 @@ def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int
     return [(start, len(value))] if start < len(value) else []
 
 
-def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
-    """``value`` with its secret ranges replaced by ``*`` (same length), or
-    ``None`` when nothing in it is secret."""
-    ranges = secret_ranges(value, user_key)
+def _masked(data: bytes, ranges) -> bytes | None:
+    """``data`` with ``ranges`` replaced by ``*`` (same length), or None
+    when there are none."""
     if not ranges:
         return None
-    out = bytearray(value)
+    out = bytearray(data)
     for a, b in ranges:
         out[a:b] = b"*" * (b - a)
     return bytes(out)
+
+
+def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
+    """``value`` with its secret ranges replaced by ``*`` (same length), or
+    ``None`` when nothing in it is secret."""
+    return _masked(value, secret_ranges(value, user_key))
 
 
 def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
@@ -602,13 +607,7 @@ def mask_kv(kv: bytes) -> bytes | None:
     """A raw ``mvccpb.KeyValue`` with the secrets of its Kubernetes value
     masked by ``*`` (same length, so every offset stays true), or ``None``
     when it holds no secret."""
-    ranges = kv_secret_ranges(kv)
-    if not ranges:
-        return None
-    out = bytearray(kv)
-    for a, b in ranges:
-        out[a:b] = b"*" * (b - a)
-    return bytes(out)
+    return _masked(kv, kv_secret_ranges(kv))
 
 
 # ------------------------------------------------------------------ etcd records
