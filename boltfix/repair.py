@@ -438,8 +438,12 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
             into.batch(bucket, item, etcd_check, copy=whole is not None)
     into.open(())
     stats = writer.close()
-    if plan is None and report.salvage.get("enabled") and (watch.pruned or seen.bad_pages):
-        plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, watch, m), seen, etcd_keys)
+    # a meta fallback lost the newest transaction: its pages are evidence at least
+    newer_lost = bool(report.meta.get("fallback"))
+    if plan is None and report.salvage.get("enabled") and (watch.pruned or seen.bad_pages
+                                                           or newer_lost):
+        plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, watch, m), seen, etcd_keys,
+                               newer_lost=newer_lost)
         if plan.extras:  # write again, with the salvaged records merged in
             fileobj.seek(0)
             fileobj.truncate(0)

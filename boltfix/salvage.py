@@ -556,9 +556,13 @@ def _same_records(a: Subtree, b: Subtree) -> bool:
 
 # ---------------------------------------------------------------- the planner
 def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
-                 root_lost: bool = False) -> Plan:
+                 root_lost: bool = False, newer_lost: bool = False) -> Plan:
     """Decide what goes where.  ``seen`` is what the first pass wrote (None
-    when the root was lost and nothing was walked)."""
+    when the root was lost and nothing was walked).  ``newer_lost``: the
+    tree is the older meta's (the newest one's root is unusable), so the
+    newest transaction's pages lie unreached even when nothing was pruned:
+    no pointer claims them, so they are evidence (rules 1 and 2 need a
+    pruned pointer; rule 3 still places what it proves)."""
     plan = Plan(root_lost=root_lost, etcd=is_etcd, tree=inp.tree)
     plan.facts["freelist"] = "synced" if inp.free is not None else "not synced or unreadable"
     for pg, path in sorted((seen.bad_pages if seen is not None else {}).items()):
@@ -566,7 +570,7 @@ def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
                       why="reached by the tree, but the page's header id is not its position "
                           "(a misdirected write or a copied page): never placed (rule 5)")
         plan.evidence.append(ev)
-    if not inp.pruned and not root_lost:
+    if not inp.pruned and not root_lost and not newer_lost:
         return plan
     if seen is not None and seen.bad_pages:
         # a copied page reached by the walk took the place of another page,
@@ -581,6 +585,8 @@ def plan_salvage(db: DB, inp: Inputs, seen: Seen | None, is_etcd: bool,
     if is_etcd:
         used |= _rule_3(db, inp, orphans, plan, seen, taken, root_lost)
     _evidence(db, orphans, inp, used, plan, is_etcd)
+    if newer_lost:
+        _newer_evidence(db, inp, plan, is_etcd)
     for path, items in plan.extras.items():
         items.sort(key=lambda p: p.key)
         for a, b in zip(items, items[1:]):
@@ -850,9 +856,31 @@ def _kept_by_old_trees(db, orphans, compact, copies, tree):
         if child is None:
             continue
         roots.append(o.pgid)
-        for _, _, _, ks, _ in Walker(db, tree=tree)._leaves(child):
-            keys.update(k for k in ks if _main(k) <= compact)
+        for _, _, _, ks, vs in Walker(db, tree=tree)._leaves(child):
+            low = [(k, v) for k, v in zip(ks, vs) if _main(k) <= compact]
+            if not _pre_compaction(low):
+                keys.update(k for k, _ in low)
     return keys, roots
+
+
+def _pre_compaction(low) -> bool:
+    """Whether a leaf's revisions at or below the compaction point (``low``:
+    (revision key, value)) show it was written before that compaction
+    finished, so it never vouches for a revision.  After ``keyIndex.compact``
+    (key_index.go) each user key keeps at most one revision at or below the
+    point (the newest of the one generation that goes on past it; earlier
+    generations go whole) and no tombstone (a generation ended at or below
+    the point is dropped with its tombstone).  A page an old tree points at
+    may have been rewritten since, or damaged: this is what it must hold."""
+    users = set()
+    for k, v in low:
+        if len(k) != 17:
+            return True  # a tombstone (18 bytes), or not a revision at all
+        kv = etcd.decode_key_value(bytes(v))
+        if "error" in kv or kv["key"] in users:
+            return True
+        users.add(kv["key"])
+    return False
 
 
 def _kept_by_compaction(key: bytes, value: bytes, succ: set) -> bool:
@@ -1007,6 +1035,24 @@ def _evidence(db, orphans, inp: Inputs, used: set, plan: Plan, is_etcd: bool) ->
         if o.flags == S.LEAF_PAGE_FLAG and o.state != "bad-self-id" and not w.reached[o.pgid]:
             ev = Evidence(o.pgid, o.state, [o.pgid], why="an orphan leaf no subtree reaches")
             plan.evidence.append(ev)
+
+
+def _newer_evidence(db: DB, inp: Inputs, plan: Plan, is_etcd: bool) -> None:
+    """The pages of a lost newest transaction at or above the older tree's
+    high-water mark (and below the newest valid meta's, inside the file):
+    evidence only.  No rule uses them -- rule 2's "reached or free"
+    invariant holds below the walked tree's own high-water mark only -- but
+    a valid meta committed them, so what they hold is kept apart."""
+    newer = max((m.pgid for m in db.metas if m.valid), default=0)
+    limit = min(newer, db.pages_in_file)
+    if limit <= inp.page_limit or inp.tree is None:
+        return
+    reached = bytes(inp.reached)[:limit].ljust(limit, b"\0")
+    marks = bytearray(reached)
+    marks[:inp.page_limit] = b"\1" * inp.page_limit  # below: handled by _evidence
+    wide = Inputs(reached=bytes(marks), pruned=[], free=None, hwm=newer, page_limit=limit,
+                  truncated=False, tree=Tree(inp.tree.root, inp.tree.sequence, newer))
+    _evidence(db, scan_orphans(db, wide), wide, set(), plan, is_etcd)
 
 
 def _raw_records(db: DB, o: Orphan) -> list[tuple[bytes, bytes]]:
