@@ -1249,7 +1249,13 @@ def write_lost_found(db: DB, plan: Plan, path: str, force: bool = False) -> dict
                 w.put(b"provenance", json.dumps(prov, sort_keys=True).encode())
                 w.begin_bucket(b"records")
                 for k, v in recs:
-                    w.put(k, v)
+                    if isinstance(v, list):  # an inline sub-bucket, with its records
+                        w.begin_bucket(k)
+                        for k2, v2 in v:
+                            w.put(k2, v2)
+                        w.end_bucket()
+                    else:
+                        w.put(k, v)
                 w.end_bucket()
                 w.end_bucket()
             stats = w.close()
@@ -1268,19 +1274,43 @@ def write_lost_found(db: DB, plan: Plan, path: str, force: bool = False) -> dict
             "pages": stats.as_dict().get("pages") if hasattr(stats, "as_dict") else None}
 
 
-def _evidence_records(db: DB, ev: Evidence) -> list[tuple[bytes, bytes]]:
+def _evidence_records(db: DB, ev: Evidence) -> list[tuple[bytes, object]]:
+    """(key, value) of the evidence, sorted, a repeated key kept once; an
+    inline sub-bucket's value is the list of its own records (its records
+    live inside its value, so they are evidence too)."""
     recs = list(ev.records)
     ps = db.page_size
     for pg in ev.leaves:
         _pid, _flags, count, overflow = S.PAGE_HEADER.unpack_from(db.buf, pg * ps)
         end = min((pg + 1 + overflow) * ps, db.size)
-        for _, _, k, v, t in _leaf_elements(db.buf, pg * ps, count, end):
+        for _, f, k, v, t in _leaf_elements(db.buf, pg * ps, count, end):
             if not t:
-                recs.append((k, bytes(v)))
+                inline = _inline_records(v) if f & S.BUCKET_LEAF_FLAG else None
+                recs.append((k, bytes(v) if inline is None else inline))
     out, last = [], None
     for k, v in sorted(recs, key=lambda kv: kv[0]):
         if k != last and 0 < len(k) <= S.MAX_KEY_SIZE and len(v) <= S.MAX_VALUE_SIZE:
             out.append((k, v))
+            last = k
+    return out
+
+
+def _inline_records(value) -> list[tuple[bytes, bytes]] | None:
+    """The plain records of an inline bucket's value (bucket header with
+    root 0, then a leaf page), in key order as the checked decoder reads
+    them; None when it is not one (a paged sub-bucket: its pages are
+    evidence of their own)."""
+    if len(value) < S.BUCKET_HEADER_SIZE + S.PAGE_HEADER_SIZE or \
+            S.BUCKET_HEADER.unpack_from(value, 0)[0] != 0:
+        return None
+    inline = bytes(value[S.BUCKET_HEADER_SIZE:])
+    _, flags, count, _ = S.PAGE_HEADER.unpack_from(inline, 0)
+    if flags != S.LEAF_PAGE_FLAG:
+        return None
+    out, last = [], None
+    for _, f, k, v, t in _leaf_elements(inline, 0, count, len(inline)):
+        if not t and not f and 0 < len(k) <= S.MAX_KEY_SIZE and (last is None or k > last):
+            out.append((k, bytes(v)))
             last = k
     return out
 
