@@ -726,6 +726,7 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
     copies = defaultdict(list)  # revision key -> [(value bytes, page)]
     inconsistent = set()
     used = set()
+    spans = []  # (first, last, page) of leaves read whole
     for o in orphans:
         if o.state == "bad-self-id" or o.flags != S.LEAF_PAGE_FLAG:
             continue
@@ -735,10 +736,19 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
         if not ok:
             continue
         used.add(o.pgid)
+        if len(recs) == o.count:  # every element kept: its span says what it lacks
+            spans.append((recs[0][0], recs[-1][0], o.pgid))
         for k, v, consistent in recs:
             copies[k].append((v, o.pgid))  # a view of the map: no copy
             if not consistent:
                 inconsistent.add(k)
+    removed = _removed(copies, spans)
+    plan.facts["removed_revisions"] = len(removed)
+    if removed and compact is not None and compact_from != "committed tree":
+        # a removed revision was at or below some compaction point: a
+        # sounder lower bound than the surviving copies of meta alone
+        compact = max(compact, max(_main(k) for k in removed))
+        plan.facts["compact_revision"] = compact
     rule = RULE3_ROOT if bound is None else RULE3
     succ = _successors(db, copies, compact, bound, seen, root_lost, inp.tree)
     kept_low = _kept_by_old_trees(db, orphans, compact, copies, inp.tree)
@@ -753,6 +763,10 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
         why = None
         if any(v != value for v, _ in vs[1:]):
             why = "conflict"  # (a) copies of one revision disagree
+        elif k in removed:
+            # a leaf whose keys span this revision lacks it: removed before
+            # that leaf was written, and removals are permanent
+            why = "removed"
         elif k in inconsistent:
             # a put's KeyValue.mod_revision is its own main revision
             # (kvstore_txn.go storeTxnWrite.put: ModRevision: rev)
@@ -798,6 +812,33 @@ def _rule_3(db, inp: Inputs, orphans, plan: Plan, seen, taken: int, root_lost: b
                        Bucket(path=(b"meta",), root=0, sequence=0), new_bucket=True))
     _revision_gaps(plan, inp, compact, bound, items, seen)
     return used
+
+
+def _removed(copies, spans) -> set:
+    """Revision keys that some leaf read whole spans (first <= key <= last)
+    but does not hold.  Revisions are created in key order (a write takes
+    main revision ``currentRev+1``, its records sub 0, 1, ...:
+    kvstore_txn.go), so when a leaf holding ``last`` was written, every
+    revision below ``last`` already existed; a leaf written as bbolt's
+    ``node.write`` writes it holds every key of its range that the bucket
+    held at that moment.  One lacking a revision inside its range was
+    written after something removed it -- only compaction removes a
+    revision (kvstore_compaction.go), and nothing writes it again -- so the
+    revision is not current, whatever the compaction point.  Counted by a
+    sweep: the leaves spanning a key, against the leaves holding it."""
+    import bisect
+
+    if not spans:
+        return set()
+    firsts = sorted(f for f, _, _ in spans)
+    lasts = sorted(la for _, la, _ in spans)
+    whole = {pg for _, _, pg in spans}
+    out = set()
+    for k, vs in copies.items():
+        spanning = bisect.bisect_right(firsts, k) - bisect.bisect_left(lasts, k)
+        if spanning > sum(1 for _, pg in vs if pg in whole):
+            out.add(k)
+    return out
 
 
 def _successors(db, copies, compact, bound, seen, root_lost, tree) -> set:
@@ -904,6 +945,8 @@ _WHY = {
                    "a transaction bbolt never committed (etcd replays it from its WAL)",
     "compacted": "at or below the compaction point and not provably the one revision "
                  "of its user key that compaction keeps",
+    "removed": "a leaf whose keys span this revision lacks it: a compaction removed it "
+               "before that leaf was written (nothing writes a revision again)",
     "compaction-unknown": "no copy of the meta bucket survives, so whether a compaction "
                           "removed these revisions cannot be told",
 }
