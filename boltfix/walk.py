@@ -609,6 +609,7 @@ class Walker:
                         continue
                 # something on this page is wrong: one element at a time
                 keep = sure_increasing(_page_key_refs(buf, raw, off, count, end, last))
+                own = self._own_branch_key(path, lo)
                 rank = 0
                 for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
                     if problem:
@@ -623,6 +624,16 @@ class Walker:
                             self._key_order(key, last if last is not None else key, pgid,
                                             path, bucket.path, "leaf", idx)
                             continue
+                    if idx == 0 and own is not None and key != own:
+                        # rule 6: bbolt writes a branch element's key as its
+                        # child's first key (node.go spill: parent.put(key,
+                        # node.inodes[0].key, ...)), so element 0 is damaged
+                        self._find("key-out-of-range",
+                                   f"key {_hex(key)} is element 0 of leaf page {pgid}, but its "
+                                   f"parent's branch key is {_hex(own)} (bbolt sets a branch "
+                                   "key to its child's first key)", pgid, path, bucket.path,
+                                   detail={"index": idx})
+                        continue
                     if (lo is not None and key < lo) or (hi is not None and key >= hi):
                         self._find("key-out-of-range",
                                    f"key {_hex(key)} on leaf page {pgid} is outside the range "
@@ -638,6 +649,31 @@ class Walker:
             else:
                 stack.extend(reversed(self._branch_children(off, count, end, lo, hi,
                                                             path, bucket.path)))
+
+    def _own_branch_key(self, path, lo) -> Optional[bytes]:
+        """``lo`` when it is the key of the parent branch element pointing
+        at the page (path[-1]), else None (no parent, or the range's lower
+        bound came from another element).  The parent's elements are
+        indexed once by child (offsets only), for the last parent asked."""
+        if lo is None or len(path) < 2:
+            return None
+        parent, child = path[-2], path[-1]
+        cache = getattr(self, "_parent_index", None)
+        if cache is None or cache[0] != parent:
+            index: dict = {}
+            ps = self.page_size
+            _, flags, count, overflow = S.PAGE_HEADER.unpack_from(self.buf, parent * ps)
+            end = min((parent + 1 + overflow) * ps, len(self.buf))
+            for i, _key, c, trouble in _branch_elements(self.buf, parent * ps, count, end):
+                if not trouble:
+                    index.setdefault(c, []).append(
+                        parent * ps + S.PAGE_HEADER_SIZE + i * S.BRANCH_ELEMENT_SIZE)
+            cache = self._parent_index = (parent, index)
+        for eoff in cache[1].get(child, ()):
+            pos, ksize, _ = S.BRANCH_ELEMENT.unpack_from(self.buf, eoff)
+            if ksize == len(lo) and self.buf[eoff + pos:eoff + pos + ksize] == lo:
+                return lo
+        return None
 
     def _page_leaves(self, leaves) -> Iterator[_Leaf]:
         """The records of pages the C core took, sliced as _leaf_page does."""
