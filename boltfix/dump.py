@@ -57,7 +57,11 @@ from boltfix.reader import DB
 from boltfix.reader import leaf_elements as _leaf_elements
 from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
 from boltfix.render import name_text, redact_secrets
+from boltfix.salvage import self_id_ok
 from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
+
+#: a record the tree reaches through a page whose header id is not its position
+MISPLACED = "bad-self-id"
 
 
 # ---------------------------------------------------------------- output
@@ -354,7 +358,9 @@ class Dumper:
             live.write_out()
             live.stream.flush()
         finally:
-            self.result.records[LIVE] += live.count
+            self.result.records[LIVE] += live.count - live.misplaced
+            if live.misplaced:  # rule 5: not the tree's records (see _LiveWriter.emit)
+                self.result.records[MISPLACED] = live.misplaced
             self.emitted += live.count
 
     # -- free / orphan
@@ -529,12 +535,16 @@ class _LiveWriter:
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
         self.c_mode = 0  # write_jsonl's etcd mode: 0 plain, 1 "etcd" member, 2 mask only
+        self.misplaced = 0  # records marked MISPLACED (rule 5)
+        self.tainted = None  # a sub-bucket path whose entry lies on such a page
 
     def enter(self, bucket: Bucket) -> None:
         """The records that follow are ``bucket``'s."""
         d = self.dumper
         self.bucket = bucket
         path = self.path = bucket.path
+        if self.tainted is not None and path[:len(self.tainted)] != self.tainted:
+            self.tainted = None
         self.pathj = d._path_json(path)
         self.pre = R.hex_prefix(self.pathj)
         self.top_etcd = path[0] if d.etcd and len(path) == 1 else None
@@ -549,7 +559,8 @@ class _LiveWriter:
         # written by emit()
         self.c_pieces = None
         self.c_mode = 1 if self.top_etcd is not None else (2 if k8s_mask else 0)
-        if self.jsonl_c and not secret and self.top_etcd in (None, b"key"):
+        if self.jsonl_c and not secret and self.top_etcd in (None, b"key") \
+                and self.tainted is None:
             self.c_pieces = R.c_pieces(self.pathj, self.top_etcd is not None)
 
     def write_out(self) -> None:
@@ -588,6 +599,8 @@ class _LiveWriter:
 
     def emit(self, batch: Batch) -> None:
         """One page's records (or one bucket entry) through the Python writers."""
+        if self.tainted is not None or not self_id_ok(self.dumper.db, batch):
+            return self._emit_misplaced(batch)
         keys, values, page = batch.keys, batch.values, batch.page
         if self.user_prefix is not None and batch.bucket_entry is None \
                 and self.path == (b"key",):
@@ -620,12 +633,33 @@ class _LiveWriter:
         if left is not None and self.count >= left:
             raise _Limit()
 
-    def _render(self, key, value, is_bucket: bool, page: int) -> str:
+    def _emit_misplaced(self, batch: Batch) -> None:
+        """Rule 5, as repair applies it (salvage.rule_5): the tree reaches
+        these records through a page whose header id is not its position (a
+        misdirected write, a copied page), or below a bucket entry on such
+        a page.  They are dumped with ``"state": "bad-self-id"`` (their
+        values masked as for records of an unknown bucket), not as live."""
+        n = len(batch.keys)
+        if self.left is not None:
+            n = min(n, self.left - self.count)
+        for key, value in zip(batch.keys[:n], batch.values[:n]):
+            self._put(self._render(key, value, batch.bucket_entry is not None, batch.page,
+                                   MISPLACED))
+        entry = batch.bucket_entry
+        if entry is not None and entry.child is not None and self.tainted is None:
+            self.tainted = entry.child.path
+        self.count += n
+        self.misplaced += n
+        self.write_out()
+        if self.left is not None and self.count >= self.left:
+            raise _Limit()
+
+    def _render(self, key, value, is_bucket: bool, page: int, state: str = LIVE) -> str:
         d = self.dumper
         if self.text:
-            return d._text(self.path, key, value, is_bucket, page, LIVE,
+            return d._text(self.path, key, value, is_bucket, page, state,
                            etcd_bucket=self.top_etcd)
-        return d._line(self.pathj, self.path, key, value, is_bucket, page, LIVE,
+        return d._line(self.pathj, self.path, key, value, is_bucket, page, state,
                        etcd_bucket=self.top_etcd)
 
     def _put(self, line: str) -> None:
