@@ -1,0 +1,69 @@
+"""Rule 3's proofs about compaction, on the records of a real etcd 3.4 db
+(fixtures/etcd/etcd-3.4.db, compacted at the revision its expected.json
+names): what may vouch for a revision at or below the compaction point,
+and what shows a revision was removed whatever that point is."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from test_salvage import ETCD
+
+from boltfix import salvage as SV
+from boltfix.etcd import decode_key_value
+from boltfix.reader import DB
+from boltfix.walk import Walker
+
+DB_PATH = ETCD / "etcd-3.4.db"
+COMPACT = json.loads((ETCD / "etcd-3.4.expected.json").read_text())["compact_revision"]
+
+
+def key_leaves() -> list[list[tuple[bytes, bytes]]]:
+    """The `key` bucket's leaves, each as its (revision key, value) records."""
+    pages = defaultdict(list)
+    with DB(DB_PATH) as db:
+        for b, r in Walker(db).walk():
+            if b.path == (b"key",):
+                pages[r.page].append((r.key, bytes(r.value)))
+    return [pages[p] for p in sorted(pages, key=lambda p: pages[p][0][0])]
+
+
+def test_a_post_compaction_leaf_vouches_and_pre_compaction_content_does_not():
+    leaves = key_leaves()
+    low = [[(k, v) for k, v in leaf if SV._main(k) <= COMPACT] for leaf in leaves]
+    assert any(low)
+    # the committed tree is compacted: none of its leaves looks pre-compaction
+    assert not any(SV._pre_compaction(rs) for rs in low)
+    records = [kv for leaf in leaves for kv in leaf]
+    some = next(rs for rs in low if rs)
+    # a tombstone at or below the point: keyIndex.compact drops it
+    tomb = next((k, v) for k, v in records if len(k) == 18)
+    assert SV._pre_compaction(some + [tomb])
+    # two revisions of one user key (the tree holds such pairs across the
+    # point): at or below it, only the newest of them would have stayed
+    by_user = defaultdict(list)
+    for k, v in records:
+        if len(k) == 17:
+            by_user[decode_key_value(v)["key"]].append((k, v))
+    pair = next(rs[:2] for rs in by_user.values() if len(rs) >= 2)
+    assert not SV._pre_compaction(pair[:1]) and SV._pre_compaction(pair)
+    other = pair[1]
+    assert SV._pre_compaction([other] + [kv for kv in some if kv != other] + [pair[0]])
+
+
+def test_a_leaf_read_whole_that_lacks_a_revision_inside_its_span_shows_it_removed():
+    leaves = [leaf for leaf in key_leaves() if len(leaf) >= 3]
+    a, b = leaves[0], leaves[1]
+    copies = defaultdict(list)
+    for page, leaf in ((1000, a), (1001, b)):
+        for k, v in leaf:
+            copies[k].append((v, page))
+    spans = [(a[0][0], a[-1][0], 1000), (b[0][0], b[-1][0], 1001)]
+    assert SV._removed(copies, spans) == set()
+    # leaf a, read whole, lacks its middle revision, which a stale page 1002 holds
+    k, v = a[len(a) // 2]
+    copies[k] = [(v, 1002)]
+    assert SV._removed(copies, spans) == {k}
+    # the same revision outside every span a page read whole covers: not shown removed
+    assert SV._removed(copies, [spans[1]]) == set()
