@@ -132,6 +132,7 @@ def measure_cut(original: Path, cut: int, work: Path) -> dict:
     n = len(must) or 1
     return {"cut": cut, "must": len(must), "placed": len(placed) / n,
             "recovered": recovered / n, "invented": invented,
+            "compaction": (rep.salvage or {}).get("facts", {}).get("compact_revision_from"),
             "root_lost": bool(rep.meta.get("root_lost")),
             "fallback": bool(rep.meta.get("fallback"))}
 
@@ -143,7 +144,8 @@ def check_cases(name: str, original: Path, tmp_path) -> list[dict]:
         rows.append(row)
         how = "root lost" if row["root_lost"] else "older meta" if row["fallback"] else "tree"
         print(f"{name:12s} cut {cut:4d} ({how}): {row['must']:5d} records on surviving pages, "
-              f"placed {row['placed']:.3f}, recovered {row['recovered']:.3f}")
+              f"placed {row['placed']:.3f}, recovered {row['recovered']:.3f}"
+              + (f" (compaction point: {row['compaction']})" if row["compaction"] else ""))
     assert len(rows) >= 3
     for row in rows:
         assert not row["invented"], (name, row["cut"], row["invented"][:3])
