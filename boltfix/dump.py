@@ -639,10 +639,14 @@ class _LiveWriter:
         misdirected write, a copied page), or below a bucket entry on such
         a page.  They are dumped with ``"state": "bad-self-id"`` (their
         values masked as for records of an unknown bucket), not as live."""
-        n = len(batch.keys)
+        keys, values = batch.keys, batch.values
+        if self.user_prefix is not None and batch.bucket_entry is None \
+                and self.path == (b"key",):
+            keys, values = user_key_filter(keys, values, self.user_prefix)
+        n = len(keys)
         if self.left is not None:
             n = min(n, self.left - self.count)
-        for key, value in zip(batch.keys[:n], batch.values[:n]):
+        for key, value in zip(keys[:n], values[:n]):
             self._put(self._render(key, value, batch.bucket_entry is not None, batch.page,
                                    MISPLACED))
         entry = batch.bucket_entry

@@ -106,3 +106,19 @@ def test_check_and_dump_keep_a_bad_self_id_page_apart(case, tmp_path):
 def test_intact_dump_has_no_bad_self_id(tmp_path):
     lines = dump_lines(damage.FIXTURES / "nested.db")
     assert lines and all(x["state"] == "live" for x in lines)
+
+
+def test_dump_prefix_selects_bad_self_id_records_too(tmp_path):
+    """etcdctl's --prefix on an etcd db: the records of a bad-self-id page
+    are selected by their etcd key like live ones."""
+    src = tmp_path / "damaged.db"
+    shutil.copyfile(ETCD / "etcd-3.5.db", src)
+    etcd_key_leaf(src)
+    every = [x for x in dump_lines(src) if x["state"] == "bad-self-id"]
+    users = sorted({x["etcd"]["key"] for x in every if isinstance(x["etcd"].get("key"), str)})
+    assert users
+    prefix = users[0].rsplit("/", 1)[0] + "/"
+    bad = [x for x in dump_lines(src, "--prefix", prefix) if x["state"] == "bad-self-id"]
+    assert bad and all(x["etcd"]["key"].startswith(prefix) for x in bad)
+    assert len(bad) == sum(1 for x in every if isinstance(x["etcd"].get("key"), str)
+                           and x["etcd"]["key"].startswith(prefix))
