@@ -13,6 +13,8 @@ come from leaf pages that are neither reachable nor free (only possible with
 a synced freelist) and from pages at or past the high-water mark.  Free and
 orphan records follow the live ones, free first, each in page order; their
 elements are bounds-checked, and stale data is what it is: a forensic view.
+A record the tree reaches through a page whose header id is not its position
+is written with state ``bad-self-id``, not ``live`` (salvage rule 5).
 
 Secrets: values in etcd's ``authUsers`` bucket hold bcrypt password hashes.
 Unless ``--show-secrets``, the password field of such a value (and any
