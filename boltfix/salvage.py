@@ -947,8 +947,8 @@ _WHY = {
                  "of its user key that compaction keeps",
     "removed": "a leaf whose keys span this revision lacks it: a compaction removed it "
                "before that leaf was written (nothing writes a revision again)",
-    "compaction-unknown": "no copy of the meta bucket survives, so whether a compaction "
-                          "removed these revisions cannot be told",
+    "compaction-unknown": "no copy of the meta bucket with a compaction mark survives, so "
+                          "whether a compaction removed these revisions cannot be told",
 }
 
 
@@ -966,19 +966,29 @@ def _committed_bound(inp: Inputs, seen, plan: Plan) -> int | None:
 
 def _compact_point(db: DB, orphans, root_lost: bool, tree) -> tuple[int | None, str]:
     """max(finishedCompactRev, scheduledCompactRev): from the committed
-    tree's ``meta`` bucket (absent keys: never compacted, 0); else the
-    highest that any surviving copy of ``meta`` holds, a lower bound only
-    (the report says so); None when no copy of ``meta`` survives at all."""
-    best, found = 0, False
+    tree's ``meta`` bucket when the walk lost nothing of it (absent keys:
+    never compacted, 0); else the highest that any surviving copy of
+    ``meta`` holds, a lower bound only (the report says so); None when no
+    copy of ``meta`` survives, or none holds a compaction mark: such copies
+    predate every compaction, so they bound nothing (an etcd that never
+    compacted is rare: Kubernetes compacts every five minutes)."""
+    best, found, marked = 0, False, False
     if not root_lost:
-        w = Walker(db, tree=tree)
+        lost_meta = []  # a finding inside `meta`: its marks may be what was lost
+
+        def note(f: Finding) -> None:
+            if tuple(f.bucket)[:1] == (b"meta",):
+                lost_meta.append(f.code)
+
+        w = Walker(db, note, tree=tree)
         for bucket, rec in w.walk():
             if not bucket.path and rec.key == b"meta":
                 found = True
             if bucket.path == (b"meta",) and rec.key in _COMPACT_KEYS and len(rec.value) >= 8:
                 best = max(best, _main(bytes(rec.value)))
-        if found:
+        if found and not lost_meta:
             return best, "committed tree"
+        best, found = 0, False
     for o in orphans:
         if o.state == "bad-self-id" or o.flags != S.LEAF_PAGE_FLAG:
             continue
@@ -986,7 +996,10 @@ def _compact_point(db: DB, orphans, root_lost: bool, tree) -> tuple[int | None, 
             found = True
             if k in _COMPACT_KEYS and len(v) >= 8:
                 best = max(best, _main(v))
-    return (best, "surviving copies of meta (a lower bound)") if found else (None, "unknown")
+                marked = True
+    if found and marked:
+        return best, "surviving copies of meta (a lower bound)"
+    return None, "unknown" if not found else "unknown: no surviving copy of meta holds a mark"
 
 
 _COMPACT_KEYS = (b"finishedCompactRev", b"scheduledCompactRev")

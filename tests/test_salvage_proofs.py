@@ -67,3 +67,39 @@ def test_a_leaf_read_whole_that_lacks_a_revision_inside_its_span_shows_it_remove
     assert SV._removed(copies, spans) == {k}
     # the same revision outside every span a page read whole covers: not shown removed
     assert SV._removed(copies, [spans[1]]) == set()
+
+
+def test_copies_of_meta_without_a_compaction_mark_bound_nothing(tmp_path):
+    """The root lost and the surviving copies of `meta` hold no compaction
+    mark (here the marks' names are overwritten in place, same length): such
+    copies predate every compaction, so the point is unknown and no revision
+    is placed; they are all in lost+found."""
+    import shutil
+
+    from test_salvage import intact_records, truncate_past_root
+
+    import oracle
+    from boltfix.repair import repair
+
+    src = tmp_path / "damaged.db"
+    shutil.copyfile(DB_PATH, src)
+    truncate_past_root(src)
+    data = src.read_bytes()
+    assert b"finishedCompactRev" in data
+    data = data.replace(b"finishedCompactRev", b"finishedCompactXXX").replace(
+        b"scheduledCompactRev", b"scheduledCompactXXX")
+    src.write_bytes(data)
+    out, lf = tmp_path / "fixed.db", tmp_path / "lf.db"
+    rep = repair(src, out, lost_found=lf)
+    facts = rep.salvage["facts"]
+    assert facts["compact_revision"] is None and facts["compact_revision_from"].startswith("unknown")
+    assert rep.salvage["salvaged_records"] == 0
+    assert not [k for k in tree_records_of(out) if k[0] == (b"key",)]
+    kept = {e["key"] for e in oracle.oracle_dump(lf) if b"records" in e["path"]}
+    intact = {k for b, k in intact_records(DB_PATH) if b == (b"key",)}
+    assert len(kept & intact) > 100
+
+
+def tree_records_of(path) -> set:
+    with DB(path) as db:
+        return {(b.path, r.key) for b, r in Walker(db).walk() if not r.is_bucket}
