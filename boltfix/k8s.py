@@ -27,9 +27,12 @@ Facts used (from Kubernetes' own sources, no schema vendored):
   starts ``k8s:enc:<provider>:<v1|v2>:<name>:``, then ciphertext.
 * keys (``apiserver/pkg/registry/generic/registry/store.go``):
   ``/registry/<resource>/[<namespace>/]<name>``; custom resources
-  ``/registry/<group>/<resource>/...``; exceptions: Services under
+  ``/registry/<group>/<resource>/...``; exceptions
+  (``kubeapiserver``'s ``SpecialDefaultResourcePrefixes``): Services under
   ``/registry/services/specs/``, Endpoints under
-  ``/registry/services/endpoints/``.
+  ``/registry/services/endpoints/``, Nodes under ``minions``,
+  ReplicationControllers under ``controllers``, Ingresses under
+  ``ingress``, PodSecurityPolicies under ``podsecuritypolicy``.
 
 What is secret (masked unless the caller asks for secrets; see the README):
 
@@ -87,6 +90,11 @@ _SECRET_MARKERS = _SECRET_KEYS + (b"\x12\x06Secret", b'"kind":"Secret"',
 #: (the C core's k8s_maybe_secret has the same list; it counts "\\u" only
 #: in a JSON value, the one place an escape can spell a kind)
 _QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PREFIXES
+#: storage prefixes that are not the resource's name (Kubernetes'
+#: SpecialDefaultResourcePrefixes; services/specs and services/endpoints
+#: are two parts, read apart in parse_key)
+_PREFIX_RESOURCES = {"minions": "nodes", "controllers": "replicationcontrollers",
+                     "ingress": "ingresses", "podsecuritypolicy": "podsecuritypolicies"}
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 
@@ -114,7 +122,7 @@ def parse_key(user_key: bytes) -> dict | None:
         out["resource"] = parts[1]
         rest = parts[2:]
     else:
-        out["resource"] = parts[0]
+        out["resource"] = _PREFIX_RESOURCES.get(parts[0], parts[0])
         rest = parts[1:]
     if len(rest) == 1:
         out["name"] = rest[0]
@@ -721,22 +729,126 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
     return bytes(out)
 
 
+#: distinct (group, resource, namespace) groups a :class:`ResourceCounter`
+#: keeps apart; the keys of further groups are counted, as ``other``
+MAX_SUMMARY_GROUPS = 1000
+_TEXT_RESOURCES = 8  # resources named in a summary line (the most keys first)
+_TEXT_NAMESPACES = 3  # namespaces named per resource
+
+
+def resource_label(info: dict) -> str:
+    """``pods``, or ``example.com/widgets`` for a resource of an API group
+    (the key's own layout, as ``inspect`` names them)."""
+    return info["resource"] if "group" not in info else f"{info['group']}/{info['resource']}"
+
+
+def key_object(info: dict) -> dict:
+    """:func:`parse_key`'s answer as a report gives it per key: resource,
+    namespace and name always (``None`` when the key has none; a
+    cluster-scoped object has no namespace), group when there is one."""
+    out = {"resource": info["resource"], "namespace": info.get("namespace"),
+           "name": info.get("name")}
+    if "group" in info:
+        out["group"] = info["group"]
+    return out
+
+
+class ResourceCounter:
+    """Kubernetes objects among the user keys a report names (lost, at risk),
+    counted per (group, resource, namespace).
+
+    Every key is counted, none is kept: memory is bounded by
+    ``max_groups`` distinct groups (the keys of groups beyond it count in
+    ``other``), whatever the number of keys.  Keys outside
+    :data:`REGISTRY_PREFIXES` are not counted."""
+
+    def __init__(self, max_groups: int | None = None):
+        self.max_groups = MAX_SUMMARY_GROUPS if max_groups is None else max_groups
+        self.counts: dict = {}  # (group or "", resource, namespace or None) -> keys
+        self.total = 0
+        self.other = 0
+
+    def add(self, user_key) -> dict | None:
+        """Count one key; its :func:`parse_key` answer (``None``: not counted)."""
+        info = parse_key(user_key)
+        if info is None:
+            return None
+        self.total += 1
+        group = (info.get("group", ""), info["resource"], info.get("namespace"))
+        n = self.counts.get(group)
+        if n is None and len(self.counts) >= self.max_groups:
+            self.other += 1
+        else:
+            self.counts[group] = (n or 0) + 1
+        return info
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def groups(self) -> list:
+        """The groups, most keys first."""
+        return sorted(self.counts.items(), key=lambda g: (-g[1], g[0][0], g[0][1], g[0][2] or ""))
+
+    def to_json(self) -> dict:
+        rows = []
+        for (grp, res, ns), n in self.groups():
+            row = {"resource": res, "namespace": ns, "count": n}
+            if grp:
+                row["group"] = grp
+            rows.append(row)
+        return {"objects": self.total, "by_resource_namespace": rows,
+                "other": self.other, "text": self.text()}
+
+    def text(self) -> str:
+        """One line for people: ``15 pods (12 in kube-system, 3 in default),
+        3 deployments in default, 2 nodes, ...``: resources by most keys, a
+        few namespaces each; names shown by the project's one rule for text."""
+        from boltfix.record import name_text
+
+        per: dict = {}  # resource label -> [keys, {namespace: keys}]
+        for (grp, res, ns), n in self.counts.items():
+            label = res if not grp else f"{grp}/{res}"
+            slot = per.setdefault(label, [0, {}])
+            slot[0] += n
+            slot[1][ns] = slot[1].get(ns, 0) + n
+        ranked = sorted(per.items(), key=lambda r: (-r[1][0], r[0]))
+        shown = _TEXT_RESOURCES if len(ranked) > _TEXT_RESOURCES + 1 else len(ranked)
+        parts = [_resource_text(name_text(label.encode()), n, spaces, name_text)
+                 for label, (n, spaces) in ranked[:shown]]
+        rest = ranked[shown:]
+        if rest:
+            parts.append(f"{sum(r[1][0] for r in rest)} more of {len(rest)} other resources")
+        if self.other:
+            parts.append(f"{self.other} more in groups past the first {self.max_groups}")
+        return ", ".join(parts)
+
+
+def _resource_text(label: str, n: int, spaces: dict, name_text) -> str:
+    def where(ns):
+        return "cluster-scoped" if ns is None else f"in {name_text(ns.encode())}"
+
+    if len(spaces) == 1:
+        (ns,) = spaces
+        return f"{n} {label}" + ("" if ns is None else f" {where(ns)}")
+    ranked = sorted(spaces.items(), key=lambda s: (-s[1], s[0] or ""))
+    shown = _TEXT_NAMESPACES if len(ranked) > _TEXT_NAMESPACES + 1 else len(ranked)
+    inner = [f"{k} {where(ns)}" for ns, k in ranked[:shown]]
+    rest = ranked[shown:]
+    if rest:
+        inner.append(f"{sum(k for _, k in rest)} in {len(rest)} more namespaces")
+    return f"{n} {label} ({', '.join(inner)})"
+
+
 def resource_summary(user_keys) -> dict:
     """For reports naming etcd keys (lost, at risk): the Kubernetes objects
-    among them, ``{"objects": [{"resource", "group"?, "namespace"?,
-    "name"}], "text": "3 deployments, 12 pods in kube-system, ..."}``; keys
-    outside :data:`REGISTRY_PREFIXES` are left out."""
+    among them, ``{"objects": [key_object ...], "text": "3 deployments, 12
+    pods in kube-system, ..."}``; keys outside :data:`REGISTRY_PREFIXES` are
+    left out.  (Keeps every object: for a bounded list; the reports use
+    :class:`ResourceCounter` over all keys.)"""
+    counter = ResourceCounter()
     objects = []
-    counts: dict = {}
     for key in user_keys:
-        info = parse_key(bytes(key))
-        if info is None:
-            continue
-        objects.append(info)
-        res = info["resource"] if "group" not in info else f"{info['group']}/{info['resource']}"
-        where = info.get("namespace")
-        counts[(res, where)] = counts.get((res, where), 0) + 1
-    text = ", ".join(f"{n} {res}" + (f" in {ns}" if ns else "")
-                     for (res, ns), n in sorted(counts.items(), key=lambda i: (-i[1], i[0][0],
-                                                                                 i[0][1] or "")))
-    return {"objects": objects, "text": text}
+        info = counter.add(bytes(key))
+        if info is not None:
+            objects.append(key_object(info))
+    return {"objects": objects, "text": counter.text()}
