@@ -825,7 +825,7 @@ class ResourceCounter:
 
 def _resource_text(label: str, n: int, spaces: dict, name_text) -> str:
     def where(ns):
-        return "cluster-scoped" if ns is None else f"in {name_text(ns.encode())}"
+        return "not namespaced" if ns is None else f"in {name_text(ns.encode())}"
 
     if len(spaces) == 1:
         (ns,) = spaces

@@ -148,6 +148,8 @@ def test_resource_counter_counts_every_key_in_bounded_groups():
     for k in (b"/registry/a/x", b"/registry/b/ns/x", b"/registry/b/ms/y"):
         four.add(k)
     assert four.text() == "2 b (1 in ms, 1 in ns), 1 a"
+    four.add(b"/registry/b/z")  # a malformed key: one part under a namespaced resource
+    assert four.text() == "3 b (1 not namespaced, 1 in ms, 1 in ns), 1 a"
 
 
 def test_decode_object_names_metadata():
