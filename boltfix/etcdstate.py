@@ -732,8 +732,9 @@ def check_findings(db: DB, collector, stats: Optional[dict] = None) -> None:
     keys_at_risk(st, db, src=db, on_risk=lambda s, risk: collector(risk_finding(s, risk)))
     for f in lost_key_findings(st):
         collector(f)
-    if stats is not None and st.k8s_json():
-        stats["etcd_k8s_summary"] = st.k8s_json()["k8s_summary"]
+    summary = st.k8s_json()
+    if stats is not None and summary:
+        stats["etcd_k8s_summary"] = summary["k8s_summary"]
 
 
 def state_findings(st: EtcdState) -> Iterator[Finding]:
