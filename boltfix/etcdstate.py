@@ -168,7 +168,8 @@ class EtcdState:
             "at_risk_total": self.at_risk_count,
             "at_risk_truncated": self.at_risk_truncated,
             "at_risk_by_prefix": [list(p) for p in self.by_prefix(MAX_PREFIXES_LISTED)],
-            "lost_keys": [{k: v for k, v in a.items() if k != "raw"} for a in self.lost_keys],
+            "lost_keys": [_add_k8s({k: v for k, v in a.items() if k != "raw"}, a["raw"])
+                          for a in self.lost_keys],
             **self.k8s_json(),
             "at_risk_action": self.at_risk_action,
             "dropped_records": self.dropped_records,
@@ -678,8 +679,8 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below,
     for uk in sorted(lost):
         m, certain = lost[uk]
         st.k8s_lost.add(uk)
-        st.lost_keys.append(_add_k8s({"raw": uk, "key": key_text(uk), "evidence_revision": m,
-                                      "certain": certain}, uk))
+        st.lost_keys.append({"raw": uk, "key": key_text(uk), "evidence_revision": m,
+                             "certain": certain})
 
 
 # ---------------------------------------------------------------- entry points
@@ -776,8 +777,8 @@ def lost_key_findings(st: EtcdState) -> Iterator[Finding]:
                       f"{a['key']!r} has no surviving revision; a free or orphan page holds "
                       f"its put at lost revision {a['evidence_revision']}",
                       WARNING, None, (), KEY_BUCKET,
-                      {"key": a["key"], "evidence_revision": a["evidence_revision"],
-                       **({"k8s": a["k8s"]} if "k8s" in a else {})})
+                      _add_k8s({"key": a["key"], "evidence_revision": a["evidence_revision"]},
+                               a["raw"]))
 
 
 def drop_filter(state: EtcdState):

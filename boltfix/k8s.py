@@ -767,20 +767,33 @@ class ResourceCounter:
         self.counts: dict = {}  # (group or "", resource, namespace or None) -> keys
         self.total = 0
         self.other = 0
+        self._by_prefix: dict = {}  # key prefix -> its group (a cache, bounded)
 
-    def add(self, user_key) -> dict | None:
-        """Count one key; its :func:`parse_key` answer (``None``: not counted)."""
-        info = parse_key(user_key)
-        if info is None:
-            return None
+    def add(self, user_key) -> None:
+        """Count one key (a key outside :data:`REGISTRY_PREFIXES` is not)."""
+        key = bytes(user_key)
+        if not key.startswith(REGISTRY_PREFIXES):
+            return
+        # the group of a key whose prefix (up to its last '/') holds two
+        # parts or more below /registry/ is its prefix's: resource and
+        # namespace (or group and resource, or services/specs) lie in the
+        # prefix, the last part is always in the name (parse_key's layout).
+        # So such a prefix is parsed once: with the tail open, every key of
+        # the file is at risk and comes here.
+        prefix = key[:key.rfind(b"/") + 1]
+        group = self._by_prefix.get(prefix)
+        if group is None:
+            info = parse_key(key)
+            group = (info.get("group", ""), info["resource"], info.get("namespace"))
+            if (prefix.count(b"/") >= 4  # "/registry/" and two parts
+                    and len(self._by_prefix) < 4 * self.max_groups):
+                self._by_prefix[prefix] = group
         self.total += 1
-        group = (info.get("group", ""), info["resource"], info.get("namespace"))
         n = self.counts.get(group)
         if n is None and len(self.counts) >= self.max_groups:
             self.other += 1
         else:
             self.counts[group] = (n or 0) + 1
-        return info
 
     def __bool__(self) -> bool:
         return self.total > 0
@@ -817,9 +830,9 @@ class ResourceCounter:
                  for label, (n, spaces) in ranked[:shown]]
         rest = ranked[shown:]
         if rest:
-            parts.append(f"{sum(r[1][0] for r in rest)} more of {len(rest)} other resources")
+            parts.append(f"{sum(r[1][0] for r in rest):,} more of {len(rest):,} other resources")
         if self.other:
-            parts.append(f"{self.other} more in groups past the first {self.max_groups}")
+            parts.append(f"{self.other:,} more in groups past the first {self.max_groups:,}")
         return ", ".join(parts)
 
 
@@ -829,14 +842,14 @@ def _resource_text(label: str, n: int, spaces: dict, name_text) -> str:
 
     if len(spaces) == 1:
         (ns,) = spaces
-        return f"{n} {label}" + ("" if ns is None else f" {where(ns)}")
+        return f"{n:,} {label}" + ("" if ns is None else f" {where(ns)}")
     ranked = sorted(spaces.items(), key=lambda s: (-s[1], s[0] or ""))
     shown = _TEXT_NAMESPACES if len(ranked) > _TEXT_NAMESPACES + 1 else len(ranked)
-    inner = [f"{k} {where(ns)}" for ns, k in ranked[:shown]]
+    inner = [f"{k:,} {where(ns)}" for ns, k in ranked[:shown]]
     rest = ranked[shown:]
     if rest:
-        inner.append(f"{sum(k for _, k in rest)} in {len(rest)} more namespaces")
-    return f"{n} {label} ({', '.join(inner)})"
+        inner.append(f"{sum(k for _, k in rest):,} in {len(rest):,} more namespaces")
+    return f"{n:,} {label} ({', '.join(inner)})"
 
 
 def resource_summary(user_keys) -> dict:
@@ -848,7 +861,8 @@ def resource_summary(user_keys) -> dict:
     counter = ResourceCounter()
     objects = []
     for key in user_keys:
-        info = counter.add(bytes(key))
+        counter.add(key)
+        info = parse_key(bytes(key))
         if info is not None:
             objects.append(key_object(info))
     return {"objects": objects, "text": counter.text()}

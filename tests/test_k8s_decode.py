@@ -3,6 +3,7 @@ and a fuzzer of random and truncated envelopes."""
 
 from __future__ import annotations
 
+import collections
 import json
 
 import k8sbytes as K
@@ -150,6 +151,27 @@ def test_resource_counter_counts_every_key_in_bounded_groups():
     assert four.text() == "2 b (1 in ms, 1 in ns), 1 a"
     four.add(b"/registry/b/z")  # a malformed key: one part under a namespaced resource
     assert four.text() == "3 b (1 not namespaced, 1 in ms, 1 in ns), 1 a"
+
+
+_PARTS = st.sampled_from(["services", "specs", "endpoints", "x.io", "", "a", "b", "minions",
+                          "pods", "ns\x00", "n/m"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["/registry/", "/kubernetes.io/", "/other/", "/"]),
+                          st.lists(_PARTS, max_size=5)), max_size=40))
+def test_resource_counter_counts_what_parse_key_says(keys):
+    """The counter's per-prefix shortcut gives parse_key's group for every key."""
+    keys = [(head + "/".join(parts)).encode() for head, parts in keys]
+    c = k8s.ResourceCounter()
+    for k in keys:
+        c.add(k)
+    want = collections.Counter()
+    for k in keys:
+        info = k8s.parse_key(k)
+        if info is not None:
+            want[(info.get("group", ""), info["resource"], info.get("namespace"))] += 1
+    assert collections.Counter(c.counts) == want and c.total == sum(want.values())
 
 
 def test_decode_object_names_metadata():

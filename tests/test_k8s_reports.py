@@ -247,13 +247,13 @@ def assert_summary(summary, truths) -> None:
             continue
         text = ", " + summary["text"] + ", "
         if len(spaces[label]) > 1:
-            want = f", {n} {label} ("  # then a few namespaces
+            want = f", {n:,} {label} ("  # then a few namespaces
         else:
             (ns,) = spaces[label]
-            want = f", {n} {label}" + (f" in {ns}, " if ns else ", ")
+            want = f", {n:,} {label}" + (f" in {ns}, " if ns else ", ")
         assert want in text, (want, summary["text"])
     if len(per) > 9:
-        assert f"{sum(ranked[8:])} more of {len(per) - 8} other resources" in summary["text"]
+        assert f"{sum(ranked[8:]):,} more of {len(per) - 8} other resources" in summary["text"]
 
 
 @pytest.mark.parametrize("salvage", [False, True], ids=["tree-only", "salvage"])
