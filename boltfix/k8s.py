@@ -52,6 +52,7 @@ What is secret (masked unless the caller asks for secrets; see the README):
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from typing import Any
 
@@ -95,6 +96,7 @@ _QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PRE
 #: are two parts, read apart in parse_key)
 _PREFIX_RESOURCES = {"minions": "nodes", "controllers": "replicationcontrollers",
                      "ingress": "ingresses", "podsecuritypolicy": "podsecuritypolicies"}
+_QUICK_MARKERS_NO_ESCAPE = tuple(m for m in _QUICK_MARKERS if m != b"\\u")
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 
@@ -132,13 +134,15 @@ def parse_key(user_key: bytes) -> dict | None:
     return out
 
 
-def _key_is_secret(user_key: bytes | None) -> str:
-    """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``."""
+def _key_is_secret(user_key: bytes | None, info: dict | None = None) -> str:
+    """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``;
+    ``info``: the key's :func:`parse_key` answer when the caller has it."""
     if not user_key:
         return ""
     if user_key.startswith(WHOLE_SECRET_PREFIXES):
         return "whole"
-    info = parse_key(user_key)
+    if info is None:
+        info = parse_key(user_key)
     if info is None:
         return ""
     if info["resource"] == "secrets" and "group" not in info:
@@ -160,7 +164,7 @@ def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
         return True
     if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
         return True
-    return any(m in kv for m in _QUICK_MARKERS if m != b"\\u")
+    return any(map(kv.__contains__, _QUICK_MARKERS_NO_ESCAPE))
 
 
 # ------------------------------------------------------------------ protobuf
@@ -179,6 +183,12 @@ def _timestamp(data: bytes, base: int) -> Any:
             secs = E._int64(val)
         elif no == 2 and wt == E.WIRE_VARINT:
             nanos = E._int32(val)
+    t = _time_text(secs, nanos)
+    return dict(t) if isinstance(t, dict) else t  # (the cache's own dict stays its own)
+
+
+@functools.lru_cache(maxsize=1024)  # objects made together share their second
+def _time_text(secs: int, nanos: int) -> Any:
     try:
         t = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
     except (OverflowError, OSError, ValueError):
@@ -191,6 +201,13 @@ def _timestamp(data: bytes, base: int) -> Any:
 
 def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
     """A map entry {1 key, 2 value} -> (key, value, value's offset)."""
+    # the usual entry, as Go marshals it: 0a <len> key 12 <len> value, each
+    # length one byte, nothing else (the full decoder gives the same answer)
+    n = len(data)
+    if n >= 4 and data[0] == 0x0A and data[1] < 0x80:
+        j = 2 + data[1]
+        if j + 2 <= n and data[j] == 0x12 and data[j + 1] < 0x80 and j + 2 + data[j + 1] == n:
+            return data[2:j], data[j + 2:], base + j + 2
     k, v, voff = b"", b"", base
     for no, wt, val, off in _fields(data, base):
         if wt != E.WIRE_LEN:
@@ -342,7 +359,7 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     value = bytes(value)
     key = bytes(user_key) if user_key is not None else None
     keyinfo = parse_key(key) if key is not None else None
-    by_key = _key_is_secret(key) == "secret"
+    by_key = _key_is_secret(key, keyinfo) == "secret"
     try:
         if value.startswith(MAGIC):
             out = _decode_protobuf(value, by_key)
@@ -593,7 +610,7 @@ def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     kv = bytes(kv)
     # quick no: a Secret's KeyValue holds one of these literally (its key,
     # the kind in typeMeta or JSON, or a JSON escape that may spell it)
-    if not any(m in kv for m in _QUICK_MARKERS):
+    if not any(map(kv.__contains__, _QUICK_MARKERS)):
         return []
     try:
         key, value, voff = None, b"", -1
