@@ -134,7 +134,7 @@ def check(db: DB, *, max_findings: Optional[int] = None,
     if stats.get("etcd"):  # what etcd would serve, when the key bucket lost data
         from boltfix import etcdstate
 
-        etcdstate.check_findings(db, report)
+        etcdstate.check_findings(db, report, stats)
     check_freelist(db, walker, report, stats)
     stats.update(pages_reached=walker.pages_walked, records=walker.records_yielded)
     return CheckResult(report.findings, dict(report.counts), report.total, stats,

@@ -171,7 +171,11 @@ def _iter_fields(data: bytes, base: int = 0) -> list:
     end = len(data)
     while pos < end:
         tag_pos = pos
-        tag, pos = decode_varint(data, pos, base)
+        tag = data[pos]
+        if tag < 0x80:  # a one-byte varint (nearly every tag): no call
+            pos += 1
+        else:
+            tag, pos = decode_varint(data, pos, base)
         wire_type = tag & 7
         field_no = tag >> 3
         if field_no == 0:
@@ -180,14 +184,22 @@ def _iter_fields(data: bytes, base: int = 0) -> list:
             raise ProtoError(f"field number {field_no} out of range", base + tag_pos)
         payload = pos
         if wire_type == WIRE_VARINT:
-            value, pos = decode_varint(data, pos, base)
+            if pos < end and data[pos] < 0x80:
+                value = data[pos]
+                pos += 1
+            else:
+                value, pos = decode_varint(data, pos, base)
         elif wire_type == WIRE_FIXED64:
             if pos + 8 > end:
                 raise ProtoError(f"truncated fixed64 field {field_no}", base + pos)
             value = int.from_bytes(data[pos : pos + 8], "little")
             pos += 8
         elif wire_type == WIRE_LEN:
-            length, pos = decode_varint(data, pos, base)
+            if pos < end and data[pos] < 0x80:
+                length = data[pos]
+                pos += 1
+            else:
+                length, pos = decode_varint(data, pos, base)
             if length > end - pos:
                 raise ProtoError(
                     f"length {length} of field {field_no} runs past the end "
@@ -310,6 +322,9 @@ def render_bytes(b: bytes) -> Any:
 
 def _jsonable(value: Any) -> Any:
     """Recursively render bytes inside plain decoder output."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value  # most of a decoded record: nothing to render
     if isinstance(value, (bytes, bytearray, memoryview)):
         return render_bytes(bytes(value))
     if isinstance(value, dict):

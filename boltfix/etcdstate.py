@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from boltfix import k8s
 from boltfix.errors import WARNING, Finding
 from boltfix.reader import DB
 from boltfix.walk import LOSS_CODES, Tree, Walker, top_level_names
@@ -99,6 +100,10 @@ class EtcdState:
     at_risk_count: int = 0  # every at-risk key, listed or not
     #: key prefix (up to its last '/') -> at-risk keys under it, over all of them
     prefix_counts: Dict[str, int] = field(default_factory=dict)
+    #: the Kubernetes objects among all the at-risk keys and the lost keys,
+    #: counted per (resource, namespace): bounded by k8s.MAX_SUMMARY_GROUPS
+    k8s_at_risk: k8s.ResourceCounter = field(default_factory=k8s.ResourceCounter)
+    k8s_lost: k8s.ResourceCounter = field(default_factory=k8s.ResourceCounter)
     #: every at-risk user key: only when asked for (``--etcd-at-risk drop``)
     drop_keys: Optional[set] = field(default=None, repr=False)
     lost_keys: List[dict] = field(default_factory=list)
@@ -124,6 +129,7 @@ class EtcdState:
         self.at_risk_count += 1
         p = _prefix(key_text(uk))
         self.prefix_counts[p] = self.prefix_counts.get(p, 0) + 1
+        self.k8s_at_risk.add(uk)  # the key only: no value is decoded here
         if self.drop_keys is not None:
             self.drop_keys.add(uk)
 
@@ -138,6 +144,7 @@ class EtcdState:
             above.append([max(self.open_above, m) + 1, None])  # None: how far is unknown
         entry = {"key": key_text(uk), "reason": reason, "newest_surviving_revision": m,
                  "lost_ranges_above": above}
+        _add_k8s(entry, uk)
         if later:
             entry["evidence"] = [{"revision": r, "tombstone": t} for r, t in later]
         return entry
@@ -161,13 +168,24 @@ class EtcdState:
             "at_risk_total": self.at_risk_count,
             "at_risk_truncated": self.at_risk_truncated,
             "at_risk_by_prefix": [list(p) for p in self.by_prefix(MAX_PREFIXES_LISTED)],
-            "lost_keys": [{k: v for k, v in a.items() if k != "raw"} for a in self.lost_keys],
+            "lost_keys": [_add_k8s({k: v for k, v in a.items() if k != "raw"}, a["raw"])
+                          for a in self.lost_keys],
+            **self.k8s_json(),
             "at_risk_action": self.at_risk_action,
             "dropped_records": self.dropped_records,
             "evidence": {"records": self.evidence_records,
                          "revisions_explained": self.explained_revisions},
             "notes": self.notes,
         }
+
+    def k8s_json(self) -> dict:
+        """``{"k8s_summary": {"at_risk", "lost_keys"}}`` when a key named
+        is a Kubernetes object's, else ``{}`` (a plain etcd file's report is
+        unchanged)."""
+        if not self.k8s_at_risk and not self.k8s_lost:
+            return {}
+        return {"k8s_summary": {"at_risk": self.k8s_at_risk.to_json(),
+                                "lost_keys": self.k8s_lost.to_json()}}
 
     def by_prefix(self, limit: int = 20) -> List[Tuple[str, int]]:
         """(key prefix up to its last '/', at-risk keys under it), most first."""
@@ -184,6 +202,15 @@ def key_text(raw: bytes) -> str:
     if not text or not text.isprintable():
         return "0x" + raw.hex()
     return text
+
+
+def _add_k8s(entry: dict, uk: bytes) -> dict:
+    """``entry["k8s"]``: the Kubernetes resource, namespace and name the
+    user key names (its layout only), when it is under /registry/."""
+    info = k8s.parse_key(uk)
+    if info is not None:
+        entry["k8s"] = k8s.key_object(info)
+    return entry
 
 
 def _prefix(text: str) -> str:
@@ -651,6 +678,7 @@ def _classify_keys(st: EtcdState, written: DB, events, explained, below,
             lost[uk] = (m, False)  # below the floor a copy may predate a compaction
     for uk in sorted(lost):
         m, certain = lost[uk]
+        st.k8s_lost.add(uk)
         st.lost_keys.append({"raw": uk, "key": key_text(uk), "evidence_revision": m,
                              "certain": certain})
 
@@ -689,9 +717,11 @@ def for_repair(src: DB, written_path, collector, meta_choice: dict,
                        keep_keys=keep_keys)
 
 
-def check_findings(db: DB, collector) -> None:
+def check_findings(db: DB, collector, stats: Optional[dict] = None) -> None:
     """check's hook: the same analysis on a damaged etcd file's own tree,
-    reported as findings (etcd-revisions-lost, etcd-key-at-risk, etcd-key-lost)."""
+    reported as findings (etcd-revisions-lost, etcd-key-at-risk, etcd-key-lost);
+    on a Kubernetes db, ``stats["etcd_k8s_summary"]`` counts the objects of
+    all of them (the findings kept may be fewer: ``--max-findings``)."""
     losses = key_bucket_losses(collector.findings, collector.truncated > 0)
     if not losses.any:
         return
@@ -703,6 +733,9 @@ def check_findings(db: DB, collector) -> None:
     keys_at_risk(st, db, src=db, on_risk=lambda s, risk: collector(risk_finding(s, risk)))
     for f in lost_key_findings(st):
         collector(f)
+    summary = st.k8s_json()
+    if stats is not None and summary:
+        stats["etcd_k8s_summary"] = summary["k8s_summary"]
 
 
 def state_findings(st: EtcdState) -> Iterator[Finding]:
@@ -728,12 +761,14 @@ def revisions_finding(st: EtcdState) -> Finding:
 
 def risk_finding(st: EtcdState, risk: tuple) -> Finding:
     a = st.risk_entry(risk)
+    detail = {"key": a["key"], "reason": a["reason"],
+              "newest_surviving_revision": a["newest_surviving_revision"]}
+    if "k8s" in a:
+        detail["k8s"] = a["k8s"]
     return Finding("etcd-key-at-risk",
                    f"etcd would serve {a['key']!r} from revision "
                    f"{a['newest_surviving_revision']}, below lost revisions: {a['reason']}",
-                   WARNING, None, (), KEY_BUCKET,
-                   {"key": a["key"], "reason": a["reason"],
-                    "newest_surviving_revision": a["newest_surviving_revision"]})
+                   WARNING, None, (), KEY_BUCKET, detail)
 
 
 def lost_key_findings(st: EtcdState) -> Iterator[Finding]:
@@ -742,7 +777,8 @@ def lost_key_findings(st: EtcdState) -> Iterator[Finding]:
                       f"{a['key']!r} has no surviving revision; a free or orphan page holds "
                       f"its put at lost revision {a['evidence_revision']}",
                       WARNING, None, (), KEY_BUCKET,
-                      {"key": a["key"], "evidence_revision": a["evidence_revision"]})
+                      _add_k8s({"key": a["key"], "evidence_revision": a["evidence_revision"]},
+                               a["raw"]))
 
 
 def drop_filter(state: EtcdState):

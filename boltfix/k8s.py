@@ -27,9 +27,12 @@ Facts used (from Kubernetes' own sources, no schema vendored):
   starts ``k8s:enc:<provider>:<v1|v2>:<name>:``, then ciphertext.
 * keys (``apiserver/pkg/registry/generic/registry/store.go``):
   ``/registry/<resource>/[<namespace>/]<name>``; custom resources
-  ``/registry/<group>/<resource>/...``; exceptions: Services under
+  ``/registry/<group>/<resource>/...``; exceptions
+  (``kubeapiserver``'s ``SpecialDefaultResourcePrefixes``): Services under
   ``/registry/services/specs/``, Endpoints under
-  ``/registry/services/endpoints/``.
+  ``/registry/services/endpoints/``, Nodes under ``minions``,
+  ReplicationControllers under ``controllers``, Ingresses under
+  ``ingress``, PodSecurityPolicies under ``podsecuritypolicy``.
 
 What is secret (masked unless the caller asks for secrets; see the README):
 
@@ -49,6 +52,7 @@ What is secret (masked unless the caller asks for secrets; see the README):
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from typing import Any
 
@@ -87,6 +91,12 @@ _SECRET_MARKERS = _SECRET_KEYS + (b"\x12\x06Secret", b'"kind":"Secret"',
 #: (the C core's k8s_maybe_secret has the same list; it counts "\\u" only
 #: in a JSON value, the one place an escape can spell a kind)
 _QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PREFIXES
+#: storage prefixes that are not the resource's name (Kubernetes'
+#: SpecialDefaultResourcePrefixes; services/specs and services/endpoints
+#: are two parts, read apart in parse_key)
+_PREFIX_RESOURCES = {"minions": "nodes", "controllers": "replicationcontrollers",
+                     "ingress": "ingresses", "podsecuritypolicy": "podsecuritypolicies"}
+_QUICK_MARKERS_NO_ESCAPE = tuple(m for m in _QUICK_MARKERS if m != b"\\u")
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 
@@ -114,7 +124,7 @@ def parse_key(user_key: bytes) -> dict | None:
         out["resource"] = parts[1]
         rest = parts[2:]
     else:
-        out["resource"] = parts[0]
+        out["resource"] = _PREFIX_RESOURCES.get(parts[0], parts[0])
         rest = parts[1:]
     if len(rest) == 1:
         out["name"] = rest[0]
@@ -124,13 +134,15 @@ def parse_key(user_key: bytes) -> dict | None:
     return out
 
 
-def _key_is_secret(user_key: bytes | None) -> str:
-    """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``."""
+def _key_is_secret(user_key: bytes | None, info: dict | None = None) -> str:
+    """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``;
+    ``info``: the key's :func:`parse_key` answer when the caller has it."""
     if not user_key:
         return ""
     if user_key.startswith(WHOLE_SECRET_PREFIXES):
         return "whole"
-    info = parse_key(user_key)
+    if info is None:
+        info = parse_key(user_key)
     if info is None:
         return ""
     if info["resource"] == "secrets" and "group" not in info:
@@ -152,7 +164,7 @@ def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
         return True
     if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
         return True
-    return any(m in kv for m in _QUICK_MARKERS if m != b"\\u")
+    return any(map(kv.__contains__, _QUICK_MARKERS_NO_ESCAPE))
 
 
 # ------------------------------------------------------------------ protobuf
@@ -171,6 +183,12 @@ def _timestamp(data: bytes, base: int) -> Any:
             secs = E._int64(val)
         elif no == 2 and wt == E.WIRE_VARINT:
             nanos = E._int32(val)
+    t = _time_text(secs, nanos)
+    return dict(t) if isinstance(t, dict) else t  # (the cache's own dict stays its own)
+
+
+@functools.lru_cache(maxsize=1024)  # objects made together share their second
+def _time_text(secs: int, nanos: int) -> Any:
     try:
         t = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
     except (OverflowError, OSError, ValueError):
@@ -183,6 +201,13 @@ def _timestamp(data: bytes, base: int) -> Any:
 
 def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
     """A map entry {1 key, 2 value} -> (key, value, value's offset)."""
+    # the usual entry, as Go marshals it: 0a <len> key 12 <len> value, each
+    # length one byte, nothing else (the full decoder gives the same answer)
+    n = len(data)
+    if n >= 4 and data[0] == 0x0A and data[1] < 0x80:
+        j = 2 + data[1]
+        if j + 2 <= n and data[j] == 0x12 and data[j + 1] < 0x80 and j + 2 + data[j + 1] == n:
+            return data[2:j], data[j + 2:], base + j + 2
     k, v, voff = b"", b"", base
     for no, wt, val, off in _fields(data, base):
         if wt != E.WIRE_LEN:
@@ -334,7 +359,7 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     value = bytes(value)
     key = bytes(user_key) if user_key is not None else None
     keyinfo = parse_key(key) if key is not None else None
-    by_key = _key_is_secret(key) == "secret"
+    by_key = _key_is_secret(key, keyinfo) == "secret"
     try:
         if value.startswith(MAGIC):
             out = _decode_protobuf(value, by_key)
@@ -585,7 +610,7 @@ def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     kv = bytes(kv)
     # quick no: a Secret's KeyValue holds one of these literally (its key,
     # the kind in typeMeta or JSON, or a JSON escape that may spell it)
-    if not any(m in kv for m in _QUICK_MARKERS):
+    if not any(map(kv.__contains__, _QUICK_MARKERS)):
         return []
     try:
         key, value, voff = None, b"", -1
@@ -721,22 +746,140 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
     return bytes(out)
 
 
+#: distinct (group, resource, namespace) groups a :class:`ResourceCounter`
+#: keeps apart; the keys of further groups are counted, as ``other``
+MAX_SUMMARY_GROUPS = 1000
+_TEXT_RESOURCES = 8  # resources named in a summary line (the most keys first)
+_TEXT_NAMESPACES = 3  # namespaces named per resource
+
+
+def resource_label(info: dict) -> str:
+    """``pods``, or ``example.com/widgets`` for a resource of an API group
+    (the key's own layout, as ``inspect`` names them)."""
+    return info["resource"] if "group" not in info else f"{info['group']}/{info['resource']}"
+
+
+def key_object(info: dict) -> dict:
+    """:func:`parse_key`'s answer as a report gives it per key: resource,
+    namespace and name always (``None`` when the key has none; a
+    cluster-scoped object has no namespace), group when there is one."""
+    out = {"resource": info["resource"], "namespace": info.get("namespace"),
+           "name": info.get("name")}
+    if "group" in info:
+        out["group"] = info["group"]
+    return out
+
+
+class ResourceCounter:
+    """Kubernetes objects among the user keys a report names (lost, at risk),
+    counted per (group, resource, namespace).
+
+    Every key is counted, none is kept: memory is bounded by
+    ``max_groups`` distinct groups (the keys of groups beyond it count in
+    ``other``), whatever the number of keys.  Keys outside
+    :data:`REGISTRY_PREFIXES` are not counted."""
+
+    def __init__(self, max_groups: int | None = None):
+        self.max_groups = MAX_SUMMARY_GROUPS if max_groups is None else max_groups
+        self.counts: dict = {}  # (group or "", resource, namespace or None) -> keys
+        self.total = 0
+        self.other = 0
+        self._by_prefix: dict = {}  # key prefix -> its group (a cache, bounded)
+
+    def add(self, user_key) -> None:
+        """Count one key (a key outside :data:`REGISTRY_PREFIXES` is not)."""
+        key = bytes(user_key)
+        if not key.startswith(REGISTRY_PREFIXES):
+            return
+        # the group of a key whose prefix (up to its last '/') holds two
+        # parts or more below /registry/ is its prefix's: resource and
+        # namespace (or group and resource, or services/specs) lie in the
+        # prefix, the last part is always in the name (parse_key's layout).
+        # So such a prefix is parsed once: with the tail open, every key of
+        # the file is at risk and comes here.
+        prefix = key[:key.rfind(b"/") + 1]
+        group = self._by_prefix.get(prefix)
+        if group is None:
+            info = parse_key(key)
+            group = (info.get("group", ""), info["resource"], info.get("namespace"))
+            if (prefix.count(b"/") >= 4  # "/registry/" and two parts
+                    and len(self._by_prefix) < 4 * self.max_groups):
+                self._by_prefix[prefix] = group
+        self.total += 1
+        n = self.counts.get(group)
+        if n is None and len(self.counts) >= self.max_groups:
+            self.other += 1
+        else:
+            self.counts[group] = (n or 0) + 1
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def groups(self) -> list:
+        """The groups, most keys first."""
+        return sorted(self.counts.items(), key=lambda g: (-g[1], g[0][0], g[0][1], g[0][2] or ""))
+
+    def to_json(self) -> dict:
+        rows = []
+        for (grp, res, ns), n in self.groups():
+            row = {"resource": res, "namespace": ns, "count": n}
+            if grp:
+                row["group"] = grp
+            rows.append(row)
+        return {"objects": self.total, "by_resource_namespace": rows,
+                "other": self.other, "text": self.text()}
+
+    def text(self) -> str:
+        """One line for people: ``15 pods (12 in kube-system, 3 in default),
+        3 deployments in default, 2 nodes, ...``: resources by most keys, a
+        few namespaces each; names shown by the project's one rule for text."""
+        from boltfix.record import name_text
+
+        per: dict = {}  # resource label -> [keys, {namespace: keys}]
+        for (grp, res, ns), n in self.counts.items():
+            label = res if not grp else f"{grp}/{res}"
+            slot = per.setdefault(label, [0, {}])
+            slot[0] += n
+            slot[1][ns] = slot[1].get(ns, 0) + n
+        ranked = sorted(per.items(), key=lambda r: (-r[1][0], r[0]))
+        shown = _TEXT_RESOURCES if len(ranked) > _TEXT_RESOURCES + 1 else len(ranked)
+        parts = [_resource_text(name_text(label.encode()), n, spaces, name_text)
+                 for label, (n, spaces) in ranked[:shown]]
+        rest = ranked[shown:]
+        if rest:
+            parts.append(f"{sum(r[1][0] for r in rest):,} more of {len(rest):,} other resources")
+        if self.other:
+            parts.append(f"{self.other:,} more in groups past the first {self.max_groups:,}")
+        return ", ".join(parts)
+
+
+def _resource_text(label: str, n: int, spaces: dict, name_text) -> str:
+    def where(ns):
+        return "not namespaced" if ns is None else f"in {name_text(ns.encode())}"
+
+    if len(spaces) == 1:
+        (ns,) = spaces
+        return f"{n:,} {label}" + ("" if ns is None else f" {where(ns)}")
+    ranked = sorted(spaces.items(), key=lambda s: (-s[1], s[0] or ""))
+    shown = _TEXT_NAMESPACES if len(ranked) > _TEXT_NAMESPACES + 1 else len(ranked)
+    inner = [f"{k:,} {where(ns)}" for ns, k in ranked[:shown]]
+    rest = ranked[shown:]
+    if rest:
+        inner.append(f"{sum(k for _, k in rest):,} in {len(rest):,} more namespaces")
+    return f"{n:,} {label} ({', '.join(inner)})"
+
+
 def resource_summary(user_keys) -> dict:
     """For reports naming etcd keys (lost, at risk): the Kubernetes objects
-    among them, ``{"objects": [{"resource", "group"?, "namespace"?,
-    "name"}], "text": "3 deployments, 12 pods in kube-system, ..."}``; keys
-    outside :data:`REGISTRY_PREFIXES` are left out."""
+    among them, ``{"objects": [key_object ...], "text": "3 deployments, 12
+    pods in kube-system, ..."}``; keys outside :data:`REGISTRY_PREFIXES` are
+    left out.  (Keeps every object: for a bounded list; the reports use
+    :class:`ResourceCounter` over all keys.)"""
+    counter = ResourceCounter()
     objects = []
-    counts: dict = {}
     for key in user_keys:
+        counter.add(key)
         info = parse_key(bytes(key))
-        if info is None:
-            continue
-        objects.append(info)
-        res = info["resource"] if "group" not in info else f"{info['group']}/{info['resource']}"
-        where = info.get("namespace")
-        counts[(res, where)] = counts.get((res, where), 0) + 1
-    text = ", ".join(f"{n} {res}" + (f" in {ns}" if ns else "")
-                     for (res, ns), n in sorted(counts.items(), key=lambda i: (-i[1], i[0][0],
-                                                                                 i[0][1] or "")))
-    return {"objects": objects, "text": text}
+        if info is not None:
+            objects.append(key_object(info))
+    return {"objects": objects, "text": counter.text()}

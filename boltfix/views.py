@@ -265,6 +265,7 @@ def render_check(c, result) -> None:
     c.print(f"[bold]{result.total:,} problems found[/bold]{more}: {counts}")
     if not result.failing:
         c.print("only warnings that never stop bbolt or etcd (exit 0; --strict counts them)")
+    render_k8s_summary(c, result.stats.get("etcd_k8s_summary"))
 
 
 # ---------------------------------------------------------------- repair
@@ -391,3 +392,16 @@ def render_etcd_state(c, st) -> None:
     if st.lost_keys:
         c.print(f"etcd: {len(st.lost_keys):,} keys with no surviving revision are named by "
                 "copies on free/orphan pages (--json: lost_keys)")
+    render_k8s_summary(c, st.k8s_json().get("k8s_summary"))
+
+
+def render_k8s_summary(c, summary) -> None:
+    """The Kubernetes objects among the at-risk and lost etcd keys, one line
+    each (``EtcdState.k8s_json``; nothing on a plain etcd file)."""
+    from rich.markup import escape
+
+    for part, what in (("at_risk", "at risk"), ("lost_keys", "lost")):
+        s = (summary or {}).get(part)
+        if s and s["objects"]:
+            c.print(f"Kubernetes objects {what} ({s['objects']:,}): " + escape(s["text"]),
+                    soft_wrap=True)

@@ -3,6 +3,7 @@ and a fuzzer of random and truncated envelopes."""
 
 from __future__ import annotations
 
+import collections
 import json
 
 import k8sbytes as K
@@ -105,6 +106,72 @@ def test_resource_summary():
                                 b"/registry/x.io/ws/b/w"])
     assert got["text"] == "2 pods in a, 1 deployments in a, 1 namespaces, 1 x.io/ws in b"
     assert len(got["objects"]) == 5
+
+
+def test_parse_key_knows_the_storage_prefixes_that_are_no_resource_names():
+    # kubeapiserver's SpecialDefaultResourcePrefixes
+    for key, want in ((b"/registry/minions/n1", {"resource": "nodes", "name": "n1"}),
+                      (b"/registry/controllers/ns/rc", {"resource": "replicationcontrollers",
+                                                        "namespace": "ns", "name": "rc"}),
+                      (b"/registry/ingress/ns/i", {"resource": "ingresses", "namespace": "ns",
+                                                   "name": "i"}),
+                      (b"/registry/podsecuritypolicy/p", {"resource": "podsecuritypolicies",
+                                                          "name": "p"}),
+                      (b"/registry/services/endpoints/ns/s", {"resource": "endpoints",
+                                                              "namespace": "ns", "name": "s"})):
+        assert k8s.parse_key(key) == want, key
+
+
+def test_resource_counter_counts_every_key_in_bounded_groups():
+    c = k8s.ResourceCounter(max_groups=3)
+    keys = ([b"/registry/pods/ns%d/p%d" % (i % 5, i) for i in range(50)]
+            + [b"/registry/nodes/n1", b"/app/x", b"/registry/pods/\x1b[31m/p"])
+    for k in keys:
+        c.add(k)
+    assert c.total == 52 and len(c.counts) == 3
+    assert sum(c.counts.values()) + c.other == 52 and c.other == 52 - 30
+    j = c.to_json()
+    assert j["objects"] == 52 and [r["count"] for r in j["by_resource_namespace"]] == [10] * 3
+    assert j["text"] == "30 pods (10 in ns0, 10 in ns1, 10 in ns2), " \
+                        "22 more in groups past the first 3"
+    # a namespace of control characters is shown as hex (the one rule for text)
+    d = k8s.ResourceCounter()
+    for k in keys:
+        d.add(k)
+    t = d.text()
+    assert "\x1b" not in t
+    assert t.startswith("51 pods (10 in ns0, 10 in ns1, 10 in ns2, 21 in 3 more namespaces)")
+    assert t.endswith(", 1 nodes")
+    esc = k8s.ResourceCounter()
+    esc.add(b"/registry/pods/\x1b[31m/p")
+    assert esc.text() == "1 pods in 0x1b5b33316d"
+    four = k8s.ResourceCounter()
+    for k in (b"/registry/a/x", b"/registry/b/ns/x", b"/registry/b/ms/y"):
+        four.add(k)
+    assert four.text() == "2 b (1 in ms, 1 in ns), 1 a"
+    four.add(b"/registry/b/z")  # a malformed key: one part under a namespaced resource
+    assert four.text() == "3 b (1 not namespaced, 1 in ms, 1 in ns), 1 a"
+
+
+_PARTS = st.sampled_from(["services", "specs", "endpoints", "x.io", "", "a", "b", "minions",
+                          "pods", "ns\x00", "n/m"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["/registry/", "/kubernetes.io/", "/other/", "/"]),
+                          st.lists(_PARTS, max_size=5)), max_size=40))
+def test_resource_counter_counts_what_parse_key_says(keys):
+    """The counter's per-prefix shortcut gives parse_key's group for every key."""
+    keys = [(head + "/".join(parts)).encode() for head, parts in keys]
+    c = k8s.ResourceCounter()
+    for k in keys:
+        c.add(k)
+    want = collections.Counter()
+    for k in keys:
+        info = k8s.parse_key(k)
+        if info is not None:
+            want[(info.get("group", ""), info["resource"], info.get("namespace"))] += 1
+    assert collections.Counter(c.counts) == want and c.total == sum(want.values())
 
 
 def test_decode_object_names_metadata():
