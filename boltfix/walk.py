@@ -29,6 +29,7 @@ from boltfix.reader import DB
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import elements_end as _elements_end
 from boltfix.reader import leaf_elements as _leaf_elements
+from boltfix.resident import TRIM_BYTES, drop
 
 Report = Callable[[Finding], None]
 
@@ -314,6 +315,9 @@ class Walker:
         self.progress = progress
         self.pages_walked = 0
         self.records_yielded = 0
+        # the map is dropped from RSS every TRIM_BYTES walked (boltfix.resident)
+        self._trim_pages = max(TRIM_BYTES // self.page_size, 1)
+        self._untrimmed = 0  # pages, overflow included, walked since the last drop
 
     # ------------------------------------------------------------ buckets
     def root_bucket(self) -> Optional[Bucket]:
@@ -571,11 +575,12 @@ class Walker:
             if fast is not None:
                 leaves, last, walked, pages, depth, records, more = call_c(
                     fast.advance, stack, buf, self.reached, ps, self.hwm, self.pages_in_file,
-                    last, RUN_LEAVES)
+                    last, RUN_LEAVES, self._trim_pages)
                 if walked:
                     self._count_walked(walked)
                     self.pages_in_c += walked
                     bucket.pages += pages
+                    self._touched(pages)
                     bucket.depth = max(bucket.depth, depth)
                     self.records_yielded += records
                 if leaves:
@@ -590,6 +595,7 @@ class Walker:
             path = parents + (pgid,)
             off = pgid * ps
             bucket.pages += (end - off) // ps
+            self._touched((end - off) // ps)
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
             if count == 0 and flags == S.BRANCH_PAGE_FLAG:
@@ -655,6 +661,13 @@ class Walker:
         self.pages_walked += n
         if self.progress is not None and before >> 10 != self.pages_walked >> 10:
             self.progress(self.pages_walked)
+
+    def _touched(self, pages: int) -> None:
+        """``pages`` more pages (overflow included) of the map were read."""
+        self._untrimmed += pages
+        if self._untrimmed >= self._trim_pages:
+            self._untrimmed = 0
+            drop(self.raw)
 
     def _zero_count(self, pgid, flags, off, end, path, bucket_path) -> int:
         """A branch page, or a leaf below a branch, whose count is 0.
