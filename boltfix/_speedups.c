@@ -890,6 +890,9 @@ static int k8s_candidate(const unsigned char *v, uint64_t vlen)
     return k8s_maybe_secret(v, vlen);
 }
 
+/* boltfix.resident.BIG_VALUE: a record with a value this big goes to Python */
+#define BIG_VALUE (1ULL << 20)
+
 /* the line's fixed pieces, all from record.py (c_pieces) */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
@@ -908,6 +911,8 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         uint64_t ksize, vsize;
         if (leaf_record(lf, j, &key, &ksize, &value, &vsize) < 0)
             return -1;
+        if (vsize >= BIG_VALUE)
+            goto python; /* written in pieces (boltfix.bigrecord), never whole */
         const int kk = automatic ? auto_kind(key, ksize) : AS_HEX;
         const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
         if (kk == AS_PYTHON || vk == AS_PYTHON)

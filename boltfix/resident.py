@@ -18,7 +18,7 @@ file, whatever its size.
 from __future__ import annotations
 
 import mmap
-from typing import Iterator
+from typing import Iterator, Optional
 
 __all__ = ["TRIM_BYTES", "PIECE", "BIG_VALUE", "drop", "release", "pieces"]
 
@@ -53,9 +53,11 @@ def release(view) -> None:
         drop(view.obj)
 
 
-def pieces(view, size: int = PIECE) -> Iterator[memoryview]:
-    """``view`` in slices of ``size`` bytes; after each has been used (when
-    the next is asked for, and at the end) the map it lies in is dropped."""
+def pieces(view, size: Optional[int] = None) -> Iterator[memoryview]:
+    """``view`` in slices of ``size`` (default :data:`PIECE`) bytes; after
+    each has been used (when the next is asked for, and at the end) the map
+    it lies in is dropped."""
+    size = size or PIECE
     if type(view) is not memoryview:
         view = memoryview(view)
     n = view.nbytes
