@@ -16,6 +16,8 @@ import sys
 import time
 
 import pytest
+from test_hostile_walk import RSS_LIMIT_MB, assert_sane, run_cli, write_overlapping_keys
+from test_speedups import pure_python
 
 import damage
 from boltfix import bigrecord, resident
@@ -23,8 +25,6 @@ from boltfix import writer as W
 from boltfix.dump import DumpOptions, dump
 from boltfix.reader import DB
 from boltfix.writer import BoltWriter
-from test_hostile_walk import RSS_LIMIT_MB, assert_sane, run_cli, write_overlapping_keys
-from test_speedups import pure_python
 
 #: values that meet every rule: text, text with the controls JSON allows,
 #: multi-byte characters, invalid UTF-8, a control character, escapes, and
