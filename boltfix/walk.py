@@ -298,6 +298,10 @@ class Walker:
     tree: Optional[Tree] = None
     #: pages the C core took (of pages_walked): tests hold it near 100%
     pages_in_c = 0
+    #: pages walked between two drops of the map from RSS (boltfix.resident)
+    _trim_pages = TRIM_BYTES // 4096
+    #: pages, overflow included, walked since the last drop
+    _untrimmed = 0
 
     def __init__(self, db: DB, report: Optional[Report] = None,
                  progress: Optional[Callable[[int], None]] = None,
@@ -315,9 +319,7 @@ class Walker:
         self.progress = progress
         self.pages_walked = 0
         self.records_yielded = 0
-        # the map is dropped from RSS every TRIM_BYTES walked (boltfix.resident)
         self._trim_pages = max(TRIM_BYTES // self.page_size, 1)
-        self._untrimmed = 0  # pages, overflow included, walked since the last drop
 
     # ------------------------------------------------------------ buckets
     def root_bucket(self) -> Optional[Bucket]:
