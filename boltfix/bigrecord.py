@@ -29,7 +29,7 @@ from boltfix import record as R
 from boltfix import resident
 from boltfix.resident import BIG_VALUE
 
-__all__ = ["BIG_VALUE", "has_big", "jsonl_line_pieces", "text_line_pieces"]
+__all__ = ["BIG_VALUE", "has_big", "jsonl_line_pieces", "text_line_pieces", "format_pieces"]
 
 #: \t \n \r deleted: what is left of a text value must be printable (as_text)
 _DROP_TEXT_CONTROLS = {ord(c): None for c in R.TEXT_CONTROLS}
@@ -130,3 +130,17 @@ def text_line_pieces(head: str, key, value) -> Iterator[bytes]:
         yield b"0x"
         yield from _hex(value)
     yield b"\n"
+
+
+def format_pieces(value, encoding: str) -> Iterator[bytes]:
+    """:func:`boltfix.record.format_bytes` (``keys``/``get``), in pieces."""
+    if encoding == "raw" or (encoding == "auto" and _is_text(value, line=True)):
+        yield from resident.pieces(value)
+    elif encoding in ("hex", "auto"):
+        yield from _hex(value)
+    elif encoding == "base64":
+        for part in resident.pieces(value):
+            yield base64.b64encode(part)
+    else:  # utf8: control characters escaped, character by character
+        for s in _decoded(value, "surrogateescape"):
+            yield R.escape_controls(s.encode("utf-8", "surrogateescape"))

@@ -89,6 +89,17 @@ def test_big_value_lines_are_the_whole_lines(tmp_path, monkeypatch, fmt, encodin
     assert pieces == whole
 
 
+@pytest.mark.parametrize("encoding", ["auto", "utf8", "hex", "base64", "raw"])
+def test_get_pieces_are_format_bytes(monkeypatch, encoding):
+    """keys/get's format_bytes, piece by piece (9-byte pieces), is the same."""
+    from boltfix.record import format_bytes
+
+    monkeypatch.setattr(resident, "PIECE", 9)
+    for v in VALUES:
+        assert b"".join(bigrecord.format_pieces(memoryview(v), encoding)) == \
+            format_bytes(v, encoding), v
+
+
 @pytest.mark.parametrize("fmt, encoding", FORMATS)
 def test_c_hands_big_values_back(tmp_path, fmt, encoding):
     """A value of BIG_VALUE bytes or more is handed back by the C writer
@@ -207,6 +218,16 @@ def test_dump_of_a_200_mb_value_is_bounded(big_value_db, mode, fmt, encoding):
     assert rss < 150, f"peak RSS {rss:.0f} MB"
     assert out[0] == 4002
     assert out[1] > 200 << 20
+
+
+@pytest.mark.parametrize("encoding", ["auto", "hex", "raw"])
+def test_get_of_a_200_mb_value_is_bounded(big_value_db, mode, encoding):
+    """get copied the value and built its hex whole: 1.2 GB."""
+    code, out, err, rss, _ = run_cli("get", "--encoding", encoding, big_value_db, "b", "k00",
+                                     lines_only=True)
+    assert_sane(code, err, rss, ok=(0,))
+    assert rss < 150, f"peak RSS {rss:.0f} MB"
+    assert out[1] == (200 << 20) * (1 if encoding == "raw" else 2) + (encoding != "raw")
 
 
 def test_check_of_a_big_file_keeps_little_mapped(tmp_path, mode):
