@@ -243,8 +243,8 @@ def test_check_of_a_big_file_keeps_little_mapped(tmp_path, mode):
         w.end_bucket()
         w.close()
     assert os.path.getsize(path) > 300 << 20
-    for args in (["check"], ["dump", "--encoding", "hex"], ["inspect"], ["pages"],
-                 ["keys", "b"]):
-        code, err, rss, rss_file = _rss_parts(*args, path)
+    for args in (["check", path], ["dump", "--encoding", "hex", path], ["inspect", path],
+                 ["pages", path], ["keys", path, "b"]):
+        code, err, rss, rss_file = _rss_parts(*args)
         assert code == 0, err[-500:]
         assert rss_file < 4 * resident.TRIM_BYTES >> 20, (args, rss, rss_file)
