@@ -40,11 +40,11 @@ def has_big(values) -> bool:
     return max(map(len, values), default=0) >= BIG_VALUE
 
 
-def _decoded(value, errors: str = "strict") -> Iterator[str]:
+def _decoded(value, errors: str = "strict", size: Optional[int] = None) -> Iterator[str]:
     """The UTF-8 text of ``value``, piece by piece (a character cut by a
     piece's end is completed by the next); UnicodeDecodeError as decode's."""
     dec = codecs.getincrementaldecoder("utf-8")(errors)
-    for part in resident.pieces(value):
+    for part in resident.pieces(value, size):
         yield dec.decode(part)
     yield dec.decode(b"", True)
 
@@ -141,6 +141,7 @@ def format_pieces(value, encoding: str) -> Iterator[bytes]:
     elif encoding == "base64":
         for part in resident.pieces(value):
             yield base64.b64encode(part)
-    else:  # utf8: control characters escaped, character by character
-        for s in _decoded(value, "surrogateescape"):
+    else:  # utf8: control characters escaped, character by character (a
+        # list entry per character: small pieces)
+        for s in _decoded(value, "surrogateescape", min(resident.PIECE, 64 << 10)):
             yield R.escape_controls(s.encode("utf-8", "surrogateescape"))
