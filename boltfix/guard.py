@@ -14,9 +14,18 @@ calls it once more at the end of every command: a change ends the command
 with :class:`~boltfix.errors.FileChanged` (exit 4, "stopped part-way").
 
 Without the C module (no compiler at install, or ``BOLTFIX_NO_GUARD=1``) the
-size and mtime checks still run, but a page that vanishes between two checks
-still kills the process with SIGBUS.  ``BOLTFIX_PURE_PYTHON=1`` does not turn
-the guard off: it chooses the walk, not this.
+size and mtime checks still run, and the file is held with a read lease
+(``fcntl(F_SETLEASE, F_RDLCK)``, :func:`_take_lease`): another process that
+opens it to write or truncates it (``cp`` over it, ``truncate``) is held up
+by the kernel until boltfix lets go, or ``/proc/sys/fs/lease-break-time``
+seconds (45 by default) have passed, and boltfix is told (SIGIO): the change
+is recorded at once, the command stops at its next batch boundary and the
+lease goes with the descriptor.  So no page vanishes while it is read.  The
+kernel grants no lease on a file that some process has open for writing (a
+running etcd), nor to a user who does not own it without CAP_LEASE: then a
+page that vanishes between two checks still kills the process with SIGBUS.
+``BOLTFIX_PURE_PYTHON=1`` does not turn the guard off: it chooses the walk,
+not this.
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ def available() -> bool:
 class Watch:
     """One open input: its identity at open, its descriptor, its guard slot."""
 
+    leased = False  # a read lease holds writers off (no C guard: _take_lease)
+
     def __init__(self, path: str, fd: int, mm) -> None:
         self.path = path
         self.fd: Optional[int] = fd
@@ -72,6 +83,7 @@ class Watch:
                 # unmapped when the object goes (values sliced from it may
                 # keep it alive after DB.close)
                 _slots[self.slot] = weakref.ref(mm, _unregisterer(self.slot, path))
+        self.leased = _c is None and _take_lease(fd)
         _open.add(self)
 
     def changed(self) -> Optional[str]:
@@ -111,6 +123,49 @@ class Watch:
             finally:
                 os.close(self.fd)
                 self.fd = None
+
+
+_BROKEN = ("another process opened it to write or truncated it (held up until "
+           "boltfix let go)")
+
+
+def _take_lease(fd: int) -> bool:
+    """A read lease on ``fd``, its break told by SIGIO (see the module's
+    docstring); False when there can be none (the kernel refuses it, or not
+    in the main thread, where no signal handler can be set)."""
+    import fcntl
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(fcntl, "F_SETLEASE") or os.environ.get("BOLTFIX_NO_LEASE"):
+        return False
+    # the handler first: SIGIO's default action ends the process
+    old = signal.getsignal(signal.SIGIO)
+    if old is not _on_lease_break:
+        signal.signal(signal.SIGIO, _on_lease_break)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:  # EAGAIN: open for writing somewhere; EACCES; EINVAL
+        return False
+    return True
+
+
+def _on_lease_break(signum, frame) -> None:
+    """SIGIO: a leased input is about to change; its writer waits until we
+    close it.  Recorded here; the walk stops at its next batch boundary."""
+    import fcntl
+
+    for w in list(_open):
+        if not w.leased or w.fd is None or w.reason is not None:
+            continue
+        try:
+            broken = fcntl.fcntl(w.fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK
+        except OSError:
+            broken = True
+        if broken:
+            w.reason = _BROKEN
+            _changed.append((w.path, _BROKEN))
 
 
 #: guard slot -> weakref to its mmap, whose callback frees the slot
