@@ -88,7 +88,7 @@ def guarded(f):
         from boltfix import guard
         from boltfix.errors import BoltError, FileChanged
 
-        guard.start_session()
+        guard.start_session(lease=True)
         try:
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
             old_int = signal.signal(signal.SIGINT, _on_sigint)
