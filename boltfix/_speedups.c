@@ -267,21 +267,23 @@ static int get_buffer(PyObject *o, Py_buffer *view, int writable, const char *wh
 }
 
 PyDoc_STRVAR(advance_doc,
-"advance(stack, buf, reached, page_size, hwm, npages, last, max_leaves)\n"
+"advance(stack, buf, reached, page_size, hwm, npages, last, max_leaves[, max_pages])\n"
 "-> (leaves, last, pages_walked, pages, depth, records, more)\n\n"
 "Walk clean frames off the top of `stack` (walk.Walker._tree_leaves' stack\n"
 "of (pgid, lo, hi, parents) tuples) until it is empty, its top frame is not\n"
-"clean, or `max_leaves` leaf pages with records were taken.  `leaves` lists\n"
-"them as (pgid, count, end) in key order; `more` is True when it stopped\n"
-"only because of `max_leaves`.");
+"clean, `max_leaves` leaf pages with records were taken, or `max_pages`\n"
+"pages, overflow included, were walked (the walk then drops the map from\n"
+"RSS: boltfix.resident).  `leaves` lists them as (pgid, count, end) in key\n"
+"order; `more` is True when it stopped only because of a maximum.");
 
 static PyObject *advance(PyObject *self, PyObject *args)
 {
     PyObject *stack, *bufobj, *reachedobj, *last;
     unsigned long long page_size, hwm, npages;
     Py_ssize_t max_leaves;
-    if (!PyArg_ParseTuple(args, "O!OOKKKOn:advance", &PyList_Type, &stack, &bufobj, &reachedobj,
-                          &page_size, &hwm, &npages, &last, &max_leaves))
+    unsigned long long max_pages = (unsigned long long)-1;
+    if (!PyArg_ParseTuple(args, "O!OOKKKOn|K:advance", &PyList_Type, &stack, &bufobj, &reachedobj,
+                          &page_size, &hwm, &npages, &last, &max_leaves, &max_pages))
         return NULL;
     if (page_size < 512) {
         PyErr_SetString(PyExc_ValueError, "page size below 512");
@@ -316,7 +318,7 @@ static PyObject *advance(PyObject *self, PyObject *args)
         goto out;
     Py_INCREF(last);
     while (PyList_GET_SIZE(stack)) {
-        if (nleaves >= max_leaves) {
+        if (nleaves >= max_leaves || pages >= max_pages) {
             more = 1;
             break;
         }
@@ -888,6 +890,9 @@ static int k8s_candidate(const unsigned char *v, uint64_t vlen)
     return k8s_maybe_secret(v, vlen);
 }
 
+/* boltfix.resident.BIG_VALUE: a record with a value this big goes to Python */
+#define BIG_VALUE (1ULL << 20)
+
 /* the line's fixed pieces, all from record.py (c_pieces) */
 enum { PRE, MID, KEY_NOTE, VALUE_NOTE, TAIL_HEAD, TAIL_END, NPIECES };
 
@@ -906,6 +911,8 @@ static int leaf_lines(const leaf_ref *lf, uint32_t count, const Py_buffer *pc, i
         uint64_t ksize, vsize;
         if (leaf_record(lf, j, &key, &ksize, &value, &vsize) < 0)
             return -1;
+        if (vsize >= BIG_VALUE)
+            goto python; /* written in pieces (boltfix.bigrecord), never whole */
         const int kk = automatic ? auto_kind(key, ksize) : AS_HEX;
         const int vk = automatic ? auto_kind(value, vsize) : AS_HEX;
         if (kk == AS_PYTHON || vk == AS_PYTHON)
@@ -1172,23 +1179,26 @@ static uint64_t copyable_size(const leaf_ref *lf, uint64_t off, key_ref last, ke
 }
 
 PyDoc_STRVAR(leaf_copy_doc,
-"leaf_copy(buf, page_size, leaves, last, out=None) -> (pages, [(first, npages)], records, last)\n\n"
+"leaf_copy(buf, page_size, leaves, last, out=None, max_bytes=-1)\n"
+"-> (pages, [(first, npages)], records, last)\n\n"
 "writer._copy_leaves in C: the longest prefix of `leaves` ((pgid, count, end)\n"
 "of leaf pages the walk took whole) that writer.copyable_leaf accepts, each\n"
 "first key after the previous page's last key (`last`: bytes or None), as a\n"
 "bytearray of fresh pages (header id 0, overflow as the data needs, the\n"
 "last page's tail zeroed), their first keys and page counts, the records\n"
 "copied and the last key.  `out`, a bytearray, is resized and filled instead\n"
-"of a new one (no fresh memory to fault in on every call).");
+"of a new one (no fresh memory to fault in on every call).  The prefix stops\n"
+"before the page that would bring `pages` past `max_bytes` (a page bigger\n"
+"than that is never taken).");
 
 static PyObject *leaf_copy(PyObject *self, PyObject *args)
 {
     PyObject *bufobj, *leaves, *lastobj, *outobj = Py_None;
-    unsigned long long ps;
+    unsigned long long ps, max_bytes = (unsigned long long)-1;
     Py_buffer buf;
     key_ref last;
-    if (!PyArg_ParseTuple(args, "OKO!O|O:leaf_copy", &bufobj, &ps, &PyList_Type, &leaves, &lastobj,
-                          &outobj))
+    if (!PyArg_ParseTuple(args, "OKO!O|OK:leaf_copy", &bufobj, &ps, &PyList_Type, &leaves, &lastobj,
+                          &outobj, &max_bytes))
         return NULL;
     if (outobj != Py_None && !PyByteArray_Check(outobj)) {
         PyErr_SetString(PyExc_TypeError, "out must be a bytearray or None");
@@ -1222,7 +1232,7 @@ static PyObject *leaf_copy(PyObject *self, PyObject *args)
         if (leaf_at(leaves, taken, &buf, ps, &lf) < 0)
             goto done;
         const uint64_t size = copyable_size(&lf, lf.pgid * ps, prev, &first, &final);
-        if (!size)
+        if (!size || (size + ps - 1) / ps * ps > max_bytes - total)
             break;
         sizes[taken] = size;
         firsts[taken] = first;

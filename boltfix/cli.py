@@ -88,7 +88,7 @@ def guarded(f):
         from boltfix import guard
         from boltfix.errors import BoltError, FileChanged
 
-        guard.start_session()
+        guard.start_session(lease=True)
         try:
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
             old_int = signal.signal(signal.SIGINT, _on_sigint)
@@ -706,6 +706,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
 
     Exit 1 when the bucket or the key is absent (or KEY names a bucket).
     """
+    from boltfix import bigrecord as BIG
     from boltfix.dump import decode_name, find_in_bucket, redact_user_value
     from boltfix.etcd import SECRET_BUCKETS
     from boltfix.record import format_bytes
@@ -726,21 +727,26 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     if rec.is_bucket:
         click.echo(f"boltfix get: {path[-1]!r} is a bucket, not a key", err=True)
         sys.exit(EXIT_PROBLEMS)
-    value = bytes(rec.value)
+    value = rec.value if len(rec.value) >= BIG.BIG_VALUE else bytes(rec.value)
     if len(b.path) == 1 and b.path[0] in SECRET_BUCKETS and not show_secrets:
         value = redact_user_value(value)
         click.echo("boltfix get: password hash redacted (use --show-secrets)", err=True)
     elif b.path == (b"key",) and not show_secrets:
         from boltfix.k8s import mask_kv
 
-        masked = mask_kv(value)
+        masked = mask_kv(bytes(value))
         if masked is not None:
             value = masked
             click.echo("boltfix get: Kubernetes Secret data redacted (use --show-secrets)",
                        err=True)
     out = sys.stdout.buffer
     try:
-        out.write(format_bytes(value, encoding) + (b"" if encoding == "raw" else b"\n"))
+        if type(value) is memoryview:  # a big value, in pieces (boltfix.bigrecord)
+            for piece in BIG.format_pieces(value, encoding):
+                out.write(piece)
+        else:
+            out.write(format_bytes(value, encoding))
+        out.write(b"" if encoding == "raw" else b"\n")
         out.flush()
     except BrokenPipeError:
         _stdout_gone()

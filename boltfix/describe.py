@@ -10,6 +10,7 @@ from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
 from boltfix.reader import DB
+from boltfix.resident import TRIM_BYTES, drop
 from boltfix.walk import Walker, top_level_names
 
 
@@ -224,8 +225,15 @@ def _page_types(db: DB, walker: Walker, pm: PageMap) -> dict:
     # are never read (a 300 GB sparse file took 90 s and 14 GB of page cache)
     n = min(db.pages_in_file, walker.hwm)
     ps = db.page_size
-    buf = db.buf[: n * ps]
-    seen = Counter(zip(walker.reached[:n], buf[8::ps], buf[9::ps]))
+    # a window of TRIM_BYTES at a time, the map dropped from RSS after each
+    # (boltfix.resident): every page's header is touched
+    step = max(TRIM_BYTES // ps, 1)
+    seen = Counter()
+    for start in range(0, n, step):
+        buf = db.buf[start * ps: min(n, start + step) * ps]
+        seen.update(zip(walker.reached[start:start + step], buf[8::ps], buf[9::ps]))
+        buf.release()
+        drop(walker.raw)
     for (state, lo, hi), k in seen.items():
         if state == OVERFLOW:
             counts["overflow"] += k
@@ -248,7 +256,10 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
     pm = PageMap(db, walker)
     states = pm.states
     hwm = db.hwm
+    step = max(TRIM_BYTES // db.page_size, 1)
     for pgid in range(db.pages_in_file):
+        if pgid % step == step - 1:
+            drop(walker.raw)  # every header is touched: keep RSS bounded
         s = states[pgid] & 0x7F
         if s == OVERFLOW or s == FREELIST_RUN:
             continue

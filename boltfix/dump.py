@@ -40,6 +40,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from boltfix import bigrecord as BIG
 from boltfix import etcd as E
 from boltfix import k8s as K8S
 from boltfix import record as R
@@ -615,7 +616,40 @@ class _LiveWriter:
             values = values[:n]
         if batch.bucket_entry is not None:
             self._put(self._render(keys[0], values[0], True, page))
-        elif self.hex and not self.secret:
+        elif not self.secret and self.top_etcd is None and BIG.has_big(values):
+            self._emit_big(keys, values, page)
+        else:
+            self._emit_plain(keys, values, page)
+        self.count += n
+        if self.size >= self.chunk or self.first:
+            self.write_out()
+        if left is not None and self.count >= left:
+            raise _Limit()
+
+    def _emit_big(self, keys, values, page: int) -> None:
+        """Records of which some have a big value: those are written in
+        pieces (boltfix.bigrecord), the others as in :meth:`_emit_plain`."""
+        d = self.dumper
+        for i, (key, value) in enumerate(zip(keys, values)):
+            if len(value) < BIG.BIG_VALUE:
+                self._emit_plain(keys[i:i + 1], values[i:i + 1], page)
+                continue
+            if self.parts:
+                self.write_out()
+            if self.text:
+                pieces = BIG.text_line_pieces(R.text_head(self.path, LIVE, page), key, value)
+            else:
+                pieces = BIG.jsonl_line_pieces(d.opts.encoding, self.pathj, key, value, page)
+            for piece in pieces:
+                self.stream.write(piece)
+            if self.first:
+                self.stream.flush()
+                self.first = False
+
+    def _emit_plain(self, keys, values, page: int) -> None:
+        """Kv records of one page on :attr:`parts`, each whole."""
+        n = len(keys)
+        if self.hex and not self.secret:
             R.live_hex_pieces(self.parts, self.pre, keys, values, page)
             # keys too: a page of keys that share bytes is many records of big keys
             self.size += 2 * (sum(map(len, values)) + sum(map(len, keys))) + 100 * n
@@ -629,11 +663,6 @@ class _LiveWriter:
         else:
             for key, value in zip(keys, values):
                 self._put(self._render(key, value, False, page))
-        self.count += n
-        if self.size >= self.chunk or self.first:
-            self.write_out()
-        if left is not None and self.count >= left:
-            raise _Limit()
 
     def _emit_misplaced(self, batch: Batch) -> None:
         """Rule 5, as repair applies it (salvage.rule_5): the tree reaches

@@ -14,9 +14,19 @@ calls it once more at the end of every command: a change ends the command
 with :class:`~boltfix.errors.FileChanged` (exit 4, "stopped part-way").
 
 Without the C module (no compiler at install, or ``BOLTFIX_NO_GUARD=1``) the
-size and mtime checks still run, but a page that vanishes between two checks
-still kills the process with SIGBUS.  ``BOLTFIX_PURE_PYTHON=1`` does not turn
-the guard off: it chooses the walk, not this.
+size and mtime checks still run, and in a CLI command (:func:`start_session`)
+the file is held with a read lease (``fcntl(F_SETLEASE, F_RDLCK)``,
+:func:`lease_input`): another process that
+opens it to write or truncates it (``cp`` over it, ``truncate``) is held up
+by the kernel until boltfix lets go, or ``/proc/sys/fs/lease-break-time``
+seconds (45 by default) have passed, and boltfix is told (SIGIO): the change
+is recorded at once, the command stops at its next batch boundary and the
+lease goes with the descriptor.  So no page vanishes while it is read.  The
+kernel grants no lease on a file that some process has open for writing (a
+running etcd), nor to a user who does not own it without CAP_LEASE: then a
+page that vanishes between two checks still kills the process with SIGBUS.
+``BOLTFIX_PURE_PYTHON=1`` does not turn the guard off: it chooses the walk,
+not this.
 """
 
 from __future__ import annotations
@@ -54,7 +64,9 @@ def available() -> bool:
 class Watch:
     """One open input: its identity at open, its descriptor, its guard slot."""
 
-    def __init__(self, path: str, fd: int, mm) -> None:
+    leased = False  # a read lease holds writers off (no C guard: lease_input)
+
+    def __init__(self, path: str, fd: int, mm, leased: bool = False) -> None:
         self.path = path
         self.fd: Optional[int] = fd
         # the size the map was made with (the file may shrink before this fstat)
@@ -72,6 +84,7 @@ class Watch:
                 # unmapped when the object goes (values sliced from it may
                 # keep it alive after DB.close)
                 _slots[self.slot] = weakref.ref(mm, _unregisterer(self.slot, path))
+        self.leased = leased  # lease_input(fd) said so, before the file was mapped
         _open.add(self)
 
     def changed(self) -> Optional[str]:
@@ -113,6 +126,53 @@ class Watch:
                 self.fd = None
 
 
+_BROKEN = ("another process opened it to write or truncated it (held up until "
+           "boltfix let go)")
+
+
+def lease_input(fd: int) -> bool:
+    """Without the C guard, in a CLI command: a read lease on ``fd``, its
+    break told by SIGIO (see the module's docstring); taken before the file
+    is sized and mapped, so that no truncation falls between.  False when
+    there is none (the C guard is there, a library's DB, the kernel refuses
+    it, or not the main thread, where no signal handler can be set)."""
+    import fcntl
+    import signal
+    import threading
+
+    if _c is not None or not _leasing:
+        return False
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(fcntl, "F_SETLEASE") or os.environ.get("BOLTFIX_NO_LEASE"):
+        return False
+    # the handler first: SIGIO's default action ends the process
+    old = signal.getsignal(signal.SIGIO)
+    if old is not _on_lease_break:
+        signal.signal(signal.SIGIO, _on_lease_break)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:  # EAGAIN: open for writing somewhere; EACCES; EINVAL
+        return False
+    return True
+
+
+def _on_lease_break(signum, frame) -> None:
+    """SIGIO: a leased input is about to change; its writer waits until we
+    close it.  Recorded here; the walk stops at its next batch boundary."""
+    import fcntl
+
+    for w in list(_open):
+        if not w.leased or w.fd is None or w.reason is not None:
+            continue
+        try:
+            broken = fcntl.fcntl(w.fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK
+        except OSError:
+            broken = True
+        if broken:
+            w.reason = _BROKEN
+            _changed.append((w.path, _BROKEN))
+
+
 #: guard slot -> weakref to its mmap, whose callback frees the slot
 _slots: dict = {}
 
@@ -136,12 +196,21 @@ def _unregisterer(slot: int, path: str):
     return gone
 
 
-def start_session() -> None:
+#: whether inputs opened now are leased (without the C guard): only inside a
+#: CLI command, which ends soon; a library's DB may stay open for long, and
+#: would hold every writer of its file up to lease-break-time
+_leasing = False
+
+
+def start_session(lease: bool = False) -> None:
     """Forget files opened and changes seen before now (one CLI command is
     one session; a test or a library user may run many in one process and
-    change files between them)."""
+    change files between them).  ``lease``: lease the inputs opened from
+    now on when there is no C guard (the CLI does)."""
+    global _leasing
     _open.clear()
     _changed.clear()
+    _leasing = lease
 
 
 def first_change() -> Optional[Tuple[str, str]]:

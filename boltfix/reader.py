@@ -20,7 +20,7 @@ from typing import Iterator, List, Optional
 
 from boltfix import structs as S
 from boltfix.errors import BoltError, CannotOpen, Finding, parse_guard
-from boltfix.guard import Watch
+from boltfix.guard import Watch, lease_input
 
 # how many leading pages the page-size scan looks at per candidate size
 _SCAN_PAGES = 64
@@ -401,6 +401,9 @@ class DB:
         except OSError as exc:
             raise CannotOpen(f"cannot open {self.path}: {exc.strerror}") from exc
         try:
+            # before the size is read and the file mapped: a truncation from
+            # now on waits for us (without the C guard; guard.lease_input)
+            leased = lease_input(fd)
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise CannotOpen(f"{self.path} is not a regular file")
@@ -411,7 +414,7 @@ class DB:
             except (OSError, ValueError) as exc:
                 raise CannotOpen(f"cannot map {self.path}: {exc}") from exc
             # the fd stays open: the watch fstats it to see the file change
-            self._watch = Watch(self.path, fd, self._mm)
+            self._watch = Watch(self.path, fd, self._mm, leased)
         except BaseException:
             os.close(fd)
             raise

@@ -29,6 +29,7 @@ from boltfix.reader import DB
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.reader import elements_end as _elements_end
 from boltfix.reader import leaf_elements as _leaf_elements
+from boltfix.resident import TRIM_BYTES, drop
 
 Report = Callable[[Finding], None]
 
@@ -297,6 +298,10 @@ class Walker:
     tree: Optional[Tree] = None
     #: pages the C core took (of pages_walked): tests hold it near 100%
     pages_in_c = 0
+    #: pages walked between two drops of the map from RSS (boltfix.resident)
+    _trim_pages = TRIM_BYTES // 4096
+    #: pages, overflow included, walked since the last drop
+    _untrimmed = 0
 
     def __init__(self, db: DB, report: Optional[Report] = None,
                  progress: Optional[Callable[[int], None]] = None,
@@ -314,6 +319,7 @@ class Walker:
         self.progress = progress
         self.pages_walked = 0
         self.records_yielded = 0
+        self._trim_pages = max(TRIM_BYTES // self.page_size, 1)
 
     # ------------------------------------------------------------ buckets
     def root_bucket(self) -> Optional[Bucket]:
@@ -571,11 +577,12 @@ class Walker:
             if fast is not None:
                 leaves, last, walked, pages, depth, records, more = call_c(
                     fast.advance, stack, buf, self.reached, ps, self.hwm, self.pages_in_file,
-                    last, RUN_LEAVES)
+                    last, RUN_LEAVES, self._trim_pages)
                 if walked:
                     self._count_walked(walked)
                     self.pages_in_c += walked
                     bucket.pages += pages
+                    self._touched(pages)
                     bucket.depth = max(bucket.depth, depth)
                     self.records_yielded += records
                 if leaves:
@@ -590,6 +597,7 @@ class Walker:
             path = parents + (pgid,)
             off = pgid * ps
             bucket.pages += (end - off) // ps
+            self._touched((end - off) // ps)
             if len(path) > bucket.depth:
                 bucket.depth = len(path)
             if count == 0 and flags == S.BRANCH_PAGE_FLAG:
@@ -691,6 +699,13 @@ class Walker:
         self.pages_walked += n
         if self.progress is not None and before >> 10 != self.pages_walked >> 10:
             self.progress(self.pages_walked)
+
+    def _touched(self, pages: int) -> None:
+        """``pages`` more pages (overflow included) of the map were read."""
+        self._untrimmed += pages
+        if self._untrimmed >= self._trim_pages:
+            self._untrimmed = 0
+            drop(self.raw)
 
     def _zero_count(self, pgid, flags, off, end, path, bucket_path) -> int:
         """A branch page, or a leaf below a branch, whose count is 0.

@@ -46,6 +46,8 @@ from itertools import islice
 from operator import lt
 from typing import List, Optional, Sequence
 
+from . import resident
+from .resident import BIG_VALUE
 from .structs import (
     BRANCH_ELEMENT,
     BRANCH_ELEMENT_SIZE,
@@ -291,9 +293,7 @@ class BoltWriter:
         vl = value.nbytes if type(value) is memoryview else len(value)
         if vl > MAX_VALUE_SIZE:
             raise ValueError(f"value is {vl} bytes; bbolt allows at most {MAX_VALUE_SIZE}")
-        if type(value) is not bytes and not (type(value) is memoryview and value.readonly
-                                             and value.c_contiguous and value.ndim == 1
-                                             and value.itemsize == 1):
+        if type(value) is not bytes and not _plain_view(value):
             value = bytes(value)  # a private copy: the page is built later
         # (a read-only byte view, e.g. of the input's map, is kept as it is:
         # a 200 MB value is not copied before it is written)
@@ -341,7 +341,10 @@ class BoltWriter:
         bkeys, bvals, bflags = b.keys, b.vals, b.flags
         for key, value in zip(keys, values):
             if type(value) is not bytes:
-                value = bytes(value)  # a private copy: the page is built later
+                # a private copy: the page is built later; but a big read-only
+                # byte view (of the input's map) goes as it is, as in put()
+                if len(value) < BIG_VALUE or not _plain_view(value):
+                    value = bytes(value)
             vl = len(value)
             if vl > MAX_VALUE_SIZE:
                 b.size = size
@@ -364,6 +367,20 @@ class BoltWriter:
             b.inline = False
 
     def copy_leaves(self, buf, leaves: Sequence) -> int:
+        """:meth:`_copy_run` until a page is not taken: a run stops at
+        :data:`COPY_BYTES` of pages (the copy buffer's bound), and the next
+        run goes on from there; a page bigger than that is never copied
+        (its caller puts its records: a big value is written from the map
+        in pieces, never copied whole)."""
+        done = self._copy_run(buf, leaves)
+        while 0 < done < len(leaves):
+            more = self._copy_run(buf, leaves[done:])
+            if not more:
+                break
+            done += more
+        return done
+
+    def _copy_run(self, buf, leaves: Sequence) -> int:
         """Write whole leaf pages of a source file as they stand, with only
         their header rewritten; returns how many of ``leaves`` (a prefix)
         were taken.  The caller :meth:`put_many`'s the records of the next
@@ -386,9 +403,10 @@ class BoltWriter:
         if fast is not None:
             # one buffer for every call: free again, since every copy ends
             # with its pages written out (below)
-            blob, firsts, records, last = fast(buf, self._ps, leaves, b.last, self._copybuf)
+            blob, firsts, records, last = fast(buf, self._ps, leaves, b.last, self._copybuf,
+                                               COPY_BYTES)
         else:
-            blob, firsts, records, last = _copy_leaves(buf, self._ps, leaves, b.last)
+            blob, firsts, records, last = _copy_leaves(buf, self._ps, leaves, b.last, COPY_BYTES)
         if not firsts:
             return 0
         if b.keys:
@@ -612,8 +630,17 @@ class BoltWriter:
         if self._pending is not None:
             self._take_pending()  # copied leaves before this page come first
         self._next_pgid = pgid + npages
-        self._out.extend(pieces)
-        self._out_len += npages * self._ps
+        for piece in pieces:
+            if type(piece) is memoryview and piece.nbytes >= BIG_VALUE:
+                # a value from the input's map, in pieces: each is written,
+                # then the map dropped from RSS (boltfix.resident)
+                for part in resident.pieces(piece):
+                    self._out.append(part)
+                    self._out_len += part.nbytes
+                    self._flush_out()
+            else:
+                self._out.append(piece)
+                self._out_len += len(piece)
         self._flush_out()
 
     def _write_branch(self, br: _Branch) -> int:
@@ -707,6 +734,13 @@ class BoltWriter:
 _BYTES_LIKE = frozenset({bytes, bytearray, memoryview})
 
 
+def _plain_view(value) -> bool:
+    """A read-only, contiguous, one-dimensional byte view: kept as it is
+    until its page is written (the input's map does not change under it)."""
+    return (type(value) is memoryview and value.readonly and value.c_contiguous
+            and value.ndim == 1 and value.itemsize == 1)
+
+
 def _all_bytes_like(keys, values) -> bool:
     """Keys all exactly bytes, values all bytes, bytearray or memoryview (in C)."""
     return set(map(type, keys)) <= {bytes} and set(map(type, values)) <= _BYTES_LIKE
@@ -749,10 +783,11 @@ def copyable_leaf(buf, off: int, count: int, end: int, last: Optional[bytes]):
     return data - off, first, bytes(buf[last_k:last_k + last_n])
 
 
-def _copy_leaves(buf, ps: int, leaves, last: Optional[bytes]):
+def _copy_leaves(buf, ps: int, leaves, last: Optional[bytes], max_bytes: int = -1):
     """The pure-Python ``leaf_copy``: the longest prefix of ``leaves`` that
     :func:`copyable_leaf` accepts, each next first key after the previous
-    page's last, as ``(pages, [(first key, npages)], records, last key)``;
+    page's last, and that fits in ``max_bytes`` (-1: no bound), as
+    ``(pages, [(first key, npages)], records, last key)``;
     ``pages`` holds each page with its header (id left 0) and zeroed tail."""
     out = bytearray()
     firsts = []
@@ -762,8 +797,11 @@ def _copy_leaves(buf, ps: int, leaves, last: Optional[bytes]):
         got = copyable_leaf(buf, off, count, end, last)
         if got is None:
             break
-        size, first, last = got
+        size, first, last_key = got
         npages = (size + ps - 1) // ps
+        if max_bytes >= 0 and len(out) + npages * ps > max_bytes:
+            break
+        last = last_key
         page = bytearray(npages * ps)
         PAGE_HEADER.pack_into(page, 0, 0, LEAF_PAGE_FLAG, count, npages - 1)
         page[PAGE_HEADER_SIZE:size] = buf[off + PAGE_HEADER_SIZE:off + size]
@@ -778,6 +816,9 @@ def _speedups_leaf_copy():
 
     return getattr(_speedups, "leaf_copy", None)
 
+
+#: bytes of pages one copy_leaves run copies at most (its buffer's bound)
+COPY_BYTES = 16 << 20
 
 #: a leaf page run this big is written in pieces, its values as they are
 #: (writer._write_big_leaf) instead of packed into one page-sized buffer

@@ -285,10 +285,14 @@ def test_overlapping_keys_stream(tmp_path, n, ksize):
     code, out, err, rss, _ = run_cli("dump", "--format", "text", path, lines_only=True)
     assert_sane(code, err, rss, ok=(0,))
     assert out[0] == n + 1
-    if ksize > S.MAX_KEY_SIZE:
-        # repair drops keys bbolt cannot hold; memory stays bounded
-        code, out, err, rss, _ = run_cli("repair", path, "--out", tmp_path / "fixed.db")
-        assert_sane(code, err, rss)
+    # repair drops keys bbolt cannot hold (1 MB); the 32 KB keys it writes,
+    # one 9-page leaf each and two to a 17-page branch: an 872 MB file,
+    # whose self-check once kept all of it mapped (860 MB of RSS)
+    fixed = tmp_path / "fixed.db"
+    code, out, err, rss, _ = run_cli("repair", path, "--out", fixed)
+    assert_sane(code, err, rss, ok=(1,) if ksize > S.MAX_KEY_SIZE else (0,))
+    if ksize <= S.MAX_KEY_SIZE:
+        assert fixed.stat().st_size > 800 << 20
 
 
 # ---------------------------------------------------------------- 6. slow hostile cases
@@ -418,11 +422,11 @@ def test_sparse_file_past_the_high_water_mark(tmp_path):
 
 # ---------------------------------------------------------------- 4. a 200 MB value
 def test_repair_writes_a_big_value_through(tmp_path):
-    """A 200 MB value cost repair 629-827 MB: a private copy in put() and a
-    page-sized buffer in _write_leaf.  The writer keeps a read-only view of
-    the input's map and writes the leaf in pieces.  What is left is the two
-    maps (the input read, the output verified), both file-backed pages that
-    ru_maxrss counts: a copy of the value more would pass 600 MB."""
+    """A 200 MB value cost repair 629-827 MB: a private copy in put() and
+    put_many() and a page-sized buffer in _write_leaf, then the input's map
+    and the output's, resident as file-backed pages.  The writer keeps a
+    read-only view of the input's map and writes it in pieces, dropping the
+    map after each (boltfix.resident)."""
     size = 200 << 20
     path = tmp_path / "big.db"
     with open(path, "wb") as f:
@@ -433,8 +437,8 @@ def test_repair_writes_a_big_value_through(tmp_path):
         w.close()
     fixed = tmp_path / "fixed.db"
     code, out, err, rss, _ = run_cli("repair", path, "--out", fixed)
-    assert code == 0, err[-500:]
-    assert rss < 2 * size / (1 << 20) + 100, f"peak RSS {rss:.0f} MB"
+    assert_sane(code, err, rss, ok=(0,))
+    assert rss < 100, f"peak RSS {rss:.0f} MB"
     assert fixed.read_bytes() == path.read_bytes() or oracle.oracle_dump(fixed) == \
         oracle.oracle_dump(path)
 
