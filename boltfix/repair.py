@@ -733,8 +733,11 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
 
 
 def _verify(path: str, report: RepairReport) -> None:
+    from boltfix.writebehind import ReadBehind
+
     with DB(path) as out:
-        result = check(out, max_findings=20)
+        # the writer dropped the file from the cache as it went: so does this read
+        result = check(out, max_findings=20, progress=ReadBehind.of(out))
     # etcd-* findings judge the content (a value that is no KeyValue, a missing
     # consistent_index), copied byte for byte from the input; only structural
     # problems mean the new file is broken.
