@@ -17,7 +17,9 @@ How it works, in one pass:
    Keys and values are copied byte for byte: nothing is invented, nothing
    reordered.
 4. fsync, read the new file back with boltfix's own checker, and only if it
-   is clean move it into place (no-clobber unless ``force``).
+   is clean move it into place (no-clobber unless ``force``).  Neither the
+   writing nor the read-back leaves the file in the page cache
+   (:mod:`boltfix.writebehind`).
 """
 
 from __future__ import annotations

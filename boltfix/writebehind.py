@@ -12,9 +12,12 @@ So every ``WINDOW`` bytes the output's newest window is handed to writeback
 (``sync_file_range(SYNC_FILE_RANGE_WRITE)``: starts the disk write, does not
 wait), the window before it is waited for (it has had a window's worth of the
 writer's work to finish) and dropped from the cache (``posix_fadvise
-(POSIX_FADV_DONTNEED)``: clean pages only).  At most two windows of output
-are in the cache, the same pages are reused for the next ones, and the disk
-writes while the writer computes.  The bytes written are unchanged, and the
+(POSIX_FADV_DONTNEED)``: clean pages only).  About two windows of output
+are in the cache (a window ends at the first write past it), the same pages
+are reused for the next ones, and the disk writes while the writer computes.
+The price: repair's self-check then reads the file from the disk
+(:class:`ReadBehind` drops it again behind the walk), about 1.3 GB/s on the
+machine measured, +1.3 s on 2 GB.  The bytes written are unchanged, and the
 caller still fsyncs the file before it is renamed: this only changes *when*
 the kernel writes them, not *whether* they are durable.
 
