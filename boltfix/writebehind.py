@@ -25,7 +25,9 @@ Linux only; ``sync_file_range`` is not in :mod:`os`, so it is called through
 :mod:`ctypes`.  Without it (another libc, another platform) ``fdatasync`` plus
 ``posix_fadvise`` does the same with less overlap; without those nothing is
 done.  A file object without a regular file behind it (BytesIO, a pipe) is
-written as before.
+written as before.  Through a buffered file object, bytes still in its buffer
+are simply not dropped yet: ``DONTNEED`` never drops a dirty page, so this can
+only be less effective, never lose data.
 """
 
 from __future__ import annotations
