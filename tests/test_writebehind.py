@@ -62,6 +62,7 @@ def _with_and_without(src, tmp_path, monkeypatch):
         m.setattr(WB.ReadBehind, "of", classmethod(lambda cls, db, window=None: None))
         plain = _repair_bytes(src, tmp_path / "plain.db")
     monkeypatch.setattr(WB, "WINDOW", SMALL)
+    monkeypatch.setattr(WB, "KEEP", 0)
     # the writer's chunks (4 MB) would be bigger than these files
     monkeypatch.setitem(BoltWriter.__init__.__kwdefaults__, "chunk_size", 4096)
     calls = _spy_fadvise(monkeypatch)
@@ -114,7 +115,7 @@ def test_written_ranges_are_dropped_in_order(tmp_path, monkeypatch):
     calls = _spy_fadvise(monkeypatch)
     with open(tmp_path / "out.db", "wb") as f:
         w = BoltWriter(f, chunk_size=4096)
-        w._wb = WB.WriteBehind(f, 0, window=SMALL)
+        w._wb = WB.WriteBehind(f, 0, window=SMALL, keep=0)
         assert w._wb.active
         w.begin_bucket(b"b")
         for i in range(3000):
@@ -141,6 +142,26 @@ def test_repair_drops_what_it_wrote(tmp_path, monkeypatch):
 
 
 @linux_only
+def test_the_first_keep_bytes_are_left_alone(tmp_path, monkeypatch):
+    """Below KEEP the output is any file (nothing started, nothing dropped);
+    beyond it the drops start at KEEP, for the writer and the read-back."""
+    monkeypatch.setattr(WB, "WINDOW", SMALL)
+    calls = _spy_fadvise(monkeypatch)
+    _big_file(tmp_path / "default.db")  # ~0.7 MB, far below the default KEEP
+    assert calls == []
+    keep = 40 * 4096
+    monkeypatch.setattr(WB, "KEEP", keep)
+    out = _big_file(tmp_path / "kept.db", keys=20000)
+    drops = [(off, n) for off, n, advice in calls if advice == os.POSIX_FADV_DONTNEED]
+    assert drops and drops[0][0] == keep
+    assert all(off >= keep for off, _ in drops)
+    calls.clear()
+    with DB(out) as db:
+        check(db, progress=WB.ReadBehind.of(db, window=SMALL))
+    assert calls and min(off for off, _, _ in calls) == keep
+
+
+@linux_only
 def test_without_sync_file_range_fdatasync_does_it(tmp_path, monkeypatch):
     monkeypatch.setattr(WB, "_sfr", lambda: None)
     synced = []
@@ -148,6 +169,7 @@ def test_without_sync_file_range_fdatasync_does_it(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
     calls = _spy_fadvise(monkeypatch)
     monkeypatch.setattr(WB, "WINDOW", SMALL)
+    monkeypatch.setattr(WB, "KEEP", 0)
     out = _big_file(tmp_path / "fallback.db")
     assert synced, "fdatasync never ran"
     _assert_contiguous(calls, out.stat().st_size - 2 * SMALL)
@@ -187,6 +209,8 @@ def test_writeback_error_stops_the_repair(tmp_path, monkeypatch):
     would not repeat it): repair must stop there, with nothing left behind."""
     src = _big_file(tmp_path / "src.db")
     monkeypatch.setattr(WB, "WINDOW", SMALL)
+    monkeypatch.setattr(WB, "KEEP", 0)
+    monkeypatch.setitem(BoltWriter.__init__.__kwdefaults__, "chunk_size", 4096)
 
     def eio(fd, off, n, flags):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -207,7 +231,7 @@ def test_read_behind_check_finds_the_same(tmp_path, monkeypatch):
         with DB(path) as db:
             plain = check(db)
         with DB(path) as db:
-            behind = WB.ReadBehind.of(db, window=SMALL)
+            behind = WB.ReadBehind.of(db, window=SMALL, keep=0)
             assert behind is not None
             seen = check(db, progress=behind)
         assert [f.message for f in seen.findings] == [f.message for f in plain.findings]
