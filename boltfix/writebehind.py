@@ -4,9 +4,11 @@ A repair writes a file as big as its input (up to etcd's 8 GiB quota) in one
 sequential pass.  Left to itself the kernel keeps every written page cached:
 dirty ones until the dirty limit throttles the writer, clean ones until
 reclaim frees them, and each new page of output takes a page of memory that
-was free.  On the machines measured (benchmarks/RESULTS.md) that last cost
-grows faster than the file: 2 GB -> 8 GB took ``cp FILE NEW && sync`` 6.6x
-the CPU, almost all of it the kernel copying into fresh cache pages.
+was free.  On the machine measured (benchmarks/RESULTS.md: a VM whose
+balloon hands free memory back to the host, so a page is slow to fill the
+first time after) that last cost grows faster than the file: 2 GB -> 8 GB
+took ``cp FILE NEW && sync`` 6-8x the CPU, almost all of it the kernel
+copying into fresh cache pages.
 
 So every ``WINDOW`` bytes the output's newest window is handed to writeback
 (``sync_file_range(SYNC_FILE_RANGE_WRITE)``: starts the disk write, does not
@@ -17,9 +19,10 @@ are in the cache (a window ends at the first write past it), the same pages
 are reused for the next ones, and the disk writes while the writer computes.
 The price: repair's self-check then reads the file from the disk
 (:class:`ReadBehind` drops it again behind the walk), about 1.3 GB/s on the
-machine measured, +1.3 s on 2 GB.  The bytes written are unchanged, and the
-caller still fsyncs the file before it is renamed: this only changes *when*
-the kernel writes them, not *whether* they are durable.
+machine measured; hence the first ``KEEP`` bytes are left alone.  The bytes
+written are unchanged, and the caller still fsyncs the file before it is
+renamed: this only changes *when* the kernel writes them, not *whether*
+they are durable.
 
 Linux only; ``sync_file_range`` is not in :mod:`os`, so it is called through
 :mod:`ctypes`.  Without it (another libc, another platform) ``fdatasync`` plus
