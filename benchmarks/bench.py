@@ -67,9 +67,11 @@ class Measure:
     hwm_kb: int  # peak resident set (VmHWM / ru_maxrss)
     returncode: int
     stderr: str = ""
-    #: every run's (wall, CPU) seconds, in order: the machine is noisy, so
-    #: the table shows them all beside the best
+    #: every run's (wall, user CPU, system CPU) seconds, in order: the machine
+    #: is noisy, so the table shows them all beside the best
     runs: List[tuple] = field(default_factory=list)
+    user: float = 0.0  # user and system CPU of the run with the least CPU
+    sys: float = 0.0
 
 
 def _status_kb(pid: int, fields=("RssAnon:", "VmHWM:")) -> dict:
@@ -113,14 +115,15 @@ def run_measured(argv: List[str], stdout=subprocess.DEVNULL) -> Measure:
     hwm = max(peak["VmHWM:"], usage.ru_maxrss)  # ru_maxrss is in KB on Linux
     cpu = usage.ru_utime + usage.ru_stime
     return Measure(elapsed, cpu, peak["RssAnon:"], hwm, proc.returncode,
-                   b"".join(err_chunks).decode(errors="replace"))
+                   b"".join(err_chunks).decode(errors="replace"),
+                   user=usage.ru_utime, sys=usage.ru_stime)
 
 
 def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
     """Best (lowest) times of ``runs``; memory peaks are the max over runs."""
     best: Optional[Measure] = None
     anon = hwm = 0
-    cpu = float("inf")
+    cpu, user, sys_ = float("inf"), 0.0, 0.0
     every = []
     for _ in range(runs):
         if cleanup:
@@ -130,11 +133,13 @@ def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
             raise SystemExit(f"command failed (exit {m.returncode}): {' '.join(make_argv())}\n"
                              f"{m.stderr[-2000:]}")
         anon, hwm = max(anon, m.rss_anon_kb), max(hwm, m.hwm_kb)
-        cpu = min(cpu, m.cpu)
-        every.append((m.seconds, m.cpu))
+        if m.cpu < cpu:
+            cpu, user, sys_ = m.cpu, m.user, m.sys
+        every.append((m.seconds, m.user, m.sys))
         if best is None or m.seconds < best.seconds:
             best = m
     best.rss_anon_kb, best.hwm_kb, best.cpu = anon, hwm, cpu
+    best.user, best.sys = user, sys_
     best.runs = every
     return best
 
@@ -216,7 +221,8 @@ def keys_for(size_mb: float, value_size: int) -> int:
 
 
 def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Optional[Path],
-              gen: str, shape: str = "big", only=("check", "dump", "repair")) -> Result:
+              gen: str, shape: str = "big", only=("check", "dump", "repair"),
+              compact: bool = True) -> Result:
     src = keep if keep is not None else workdir / f"bench-{shape}-{keys}.db"
     t0 = time.perf_counter()
     if not src.exists():
@@ -267,7 +273,8 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
         res.pairs["repair"] = (
             best_of(runs, lambda: bf + ["repair", str(src), "--out", str(out_bf)],
                     cleanup=rm(out_bf)),
-            best_of(runs, lambda: [gen, "compact", str(src), str(out_bb)], cleanup=rm(out_bb)))
+            best_of(runs, lambda: [gen, "compact", str(src), str(out_bb)], cleanup=rm(out_bb))
+            if compact else None)
         # the floor: the data movement repair needs, as a copy that lands on disk
         res.floor = best_of(runs, lambda: ["sh", "-c", f'cp "{src}" "{out_bf}" && sync'],
                             cleanup=rm(out_bf))
@@ -350,6 +357,10 @@ def print_table(res: Result) -> None:
           "bbolt VmHWM MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (f, b) in res.pairs.items():
+        if b is None:  # --no-compact
+            print(f"| {name} | {f.seconds:.2f} | | | {f.cpu:.2f} | | | {_mb(f.rss_anon_kb)} | "
+                  f"| {_mb(f.hwm_kb)} | |")
+            continue
         print(f"| {name} | {f.seconds:.2f} | {b.seconds:.2f} | {f.seconds / b.seconds:.2f}x | "
               f"{f.cpu:.2f} | {b.cpu:.2f} | {f.cpu / max(b.cpu, 1e-3):.2f}x | "
               f"{_mb(f.rss_anon_kb)} | {_mb(b.rss_anon_kb)} | {_mb(f.hwm_kb)} | "
@@ -360,9 +371,9 @@ def print_table(res: Result) -> None:
               f"repair {r[0].seconds / res.floor.seconds:.2f}x of it | {res.floor.cpu:.2f} | | "
               f"| {_mb(res.floor.rss_anon_kb)} | | {_mb(res.floor.hwm_kb)} | |")
     print()
-    print("every run, wall / CPU seconds (boltfix; bbolt):")
+    print("every run, wall / user + system CPU seconds (boltfix; bbolt):")
     for name, (f, b) in res.pairs.items():
-        print(f"- {name}: {_runs(f)}; {_runs(b)}")
+        print(f"- {name}: {_runs(f)}" + (f"; {_runs(b)}" if b is not None else ""))
     if res.floor is not None:
         print(f"- floor: {_runs(res.floor)}")
     for note in res.notes:
@@ -371,24 +382,40 @@ def print_table(res: Result) -> None:
 
 
 def _runs(m: Measure) -> str:
-    return ", ".join(f"{w:.2f}/{c:.2f}" for w, c in m.runs)
+    return ", ".join(f"{w:.2f}/{u:.2f}+{s:.2f}" for w, u, s in m.runs)
 
 
 def print_scaling(small: Result, big: Result) -> None:
     f = big.file_bytes / small.file_bytes
     print(f"### scaling: {small.file_bytes / (1 << 20):,.0f} MB -> "
-          f"{big.file_bytes / (1 << 20):,.0f} MB (file x{f:.1f})")
+          f"{big.file_bytes / (1 << 20):,.0f} MB (file x{f:.2f})")
     print()
-    print("| command | boltfix time x | bbolt time x | boltfix RssAnon x | bbolt RssAnon x |")
-    print("|---|---:|---:|---:|---:|")
-    for name in small.pairs:
-        if name not in big.pairs:
-            continue
-        (fs, bs), (fb, bb) = small.pairs[name], big.pairs[name]
-        print(f"| {name} | {fb.seconds / fs.seconds:.1f} | {bb.seconds / bs.seconds:.1f} | "
-              f"{fb.rss_anon_kb / max(fs.rss_anon_kb, 1):.1f} | "
-              f"{bb.rss_anon_kb / max(bs.rss_anon_kb, 1):.1f} |")
+    print("| command | boltfix time x | bbolt time x | boltfix CPU x (user, system) | "
+          "boltfix RssAnon x | bbolt RssAnon x |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = [(name, small.pairs[name], big.pairs[name]) for name in small.pairs
+            if name in big.pairs]
+    if small.floor is not None and big.floor is not None:
+        rows.append(("floor: cp FILE NEW && sync", (small.floor, None), (big.floor, None)))
+    for name, (fs, bs), (fb, bb) in rows:
+        bbolt = ("", "")
+        if bs is not None and bb is not None:
+            bbolt = (f"{bb.seconds / bs.seconds:.2f}",
+                     f"{bb.rss_anon_kb / max(bs.rss_anon_kb, 1):.1f}")
+        print(f"| {name} | {fb.seconds / fs.seconds:.2f} | {bbolt[0]} | "
+              f"{fb.cpu / max(fs.cpu, 1e-3):.2f} ({fb.user / max(fs.user, 1e-3):.2f}, "
+              f"{fb.sys / max(fs.sys, 1e-3):.2f}) | "
+              f"{fb.rss_anon_kb / max(fs.rss_anon_kb, 1):.1f} | {bbolt[1]} |")
     print()
+    if "repair" in small.pairs and "repair" in big.pairs:
+        x = big.pairs["repair"][0].seconds / small.pairs["repair"][0].seconds
+        verdict = "within" if x <= f * 1.15 else "NOT within"
+        floor = ""
+        if small.floor is not None and big.floor is not None:
+            floor = f"; the floor's time x{big.floor.seconds / small.floor.seconds:.2f}"
+        print(f"repair: file x{f:.2f}, best wall time x{x:.2f}: {verdict} 15% of linear "
+              f"(at most x{f * 1.15:.2f}){floor}")
+        print()
 
 
 # ---------------------------------------------------------------- main
@@ -407,7 +434,10 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
     p.add_argument("--only", default="check,dump,repair",
                    help="which pairs to run, comma-separated (default: check,dump,repair)")
-    p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and kept")
+    p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and "
+                   "kept; with --scaling a directory, keeping both files there")
+    p.add_argument("--no-compact", action="store_true",
+                   help="time repair (and the cp floor) without bbolt's Compact beside it")
     p.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
     p.add_argument("--damaged", action="store_true",
                    help="also time repair of damaged copies (zeroed branch, truncation)")
@@ -440,9 +470,11 @@ def main(argv=None) -> int:
         sizes = [("keys", args.keys)]
     else:
         sizes = [("mb", args.size_mb or DEFAULT_SIZE_MB)]
-    if args.keep and len(sizes) > 1:
-        p.error("--keep names one file; not with --scaling")
     key_counts = [n if kind == "keys" else keys_for(n, args.value_size) for kind, n in sizes]
+    keeps = [args.keep] * len(key_counts)
+    if args.keep and len(sizes) > 1:  # a directory: one kept file per size
+        args.keep.mkdir(parents=True, exist_ok=True)
+        keeps = [args.keep / f"bench-{args.shape}-{n}.db" for n in key_counts]
 
     gen = boltgen()
     tmp = None
@@ -464,9 +496,9 @@ def main(argv=None) -> int:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
-        for n in key_counts:
-            res = bench_one(n, args.value_size, args.runs, workdir, args.keep, gen, args.shape,
-                            only=tuple(args.only.split(",")))
+        for n, keep in zip(key_counts, keeps):
+            res = bench_one(n, args.value_size, args.runs, workdir, keep, gen, args.shape,
+                            only=tuple(args.only.split(",")), compact=not args.no_compact)
             results.append(res)
             print_table(res)
         if len(results) == 2:

@@ -17,7 +17,9 @@ How it works, in one pass:
    Keys and values are copied byte for byte: nothing is invented, nothing
    reordered.
 4. fsync, read the new file back with boltfix's own checker, and only if it
-   is clean move it into place (no-clobber unless ``force``).
+   is clean move it into place (no-clobber unless ``force``).  Neither the
+   writing nor the read-back leaves the file in the page cache
+   (:mod:`boltfix.writebehind`).
 """
 
 from __future__ import annotations
@@ -737,8 +739,11 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
 
 
 def _verify(path: str, report: RepairReport) -> None:
+    from boltfix.writebehind import ReadBehind
+
     with DB(path) as out:
-        result = check(out, max_findings=20)
+        # the writer dropped the file from the cache as it went: so does this read
+        result = check(out, max_findings=20, progress=ReadBehind.of(out))
     # etcd-* findings judge the content (a value that is no KeyValue, a missing
     # consistent_index), copied byte for byte from the input; only structural
     # problems mean the new file is broken.

@@ -74,6 +74,7 @@ from .structs import (
     fnv64a,
     meta_page,
 )
+from .writebehind import WriteBehind
 
 __all__ = ["BoltWriter", "WriteStats", "DEFAULT_CHUNK_SIZE"]
 
@@ -228,6 +229,8 @@ class BoltWriter:
             self._base = fileobj.tell()
         except (AttributeError, OSError, io.UnsupportedOperation):
             self._base = 0
+        # the output's written pages leave the page cache as the disk takes them
+        self._wb = WriteBehind(fileobj, self._base)
 
         # output buffer of completed pages
         self._out: List[bytes] = []
@@ -704,6 +707,7 @@ class BoltWriter:
                 self._f.write(data)
         else:
             self._f.write(b"".join(out))
+        self._wb.wrote(self._out_len)
         self._out = []
         self._out_len = 0
 
