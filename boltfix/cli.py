@@ -128,6 +128,7 @@ def guarded(f):
                        "(set BOLTFIX_DEBUG=1 for a traceback; please report it)", err=True)
             sys.exit(EXIT_BUG)
         finally:
+            guard.end_session()
             if old_term is not None:
                 signal.signal(signal.SIGTERM, old_term)
                 if signal.getsignal(signal.SIGINT) is _on_sigint:  # not once interrupted

@@ -213,6 +213,13 @@ def start_session(lease: bool = False) -> None:
     _leasing = lease
 
 
+def end_session() -> None:
+    """The CLI command is over: inputs opened from now on (by a library user
+    or the next test in this process) are not leased, as before it began."""
+    global _leasing
+    _leasing = False
+
+
 def first_change() -> Optional[Tuple[str, str]]:
     """(path, reason) of the first input seen changing, after looking at all open ones."""
     for w in list(_open):
