@@ -16,8 +16,6 @@ and serves exactly that; with ``--etcd-at-risk drop`` no at-risk key.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import re
 import shutil
@@ -33,41 +31,13 @@ from boltfix.check import check
 from boltfix.etcd import decode_key_value, decode_revision
 from boltfix.reader import DB
 from boltfix.repair import repair
-from etcdtools import EtcdServer, put_db_into_datadir, require_etcd, restore_snapshot
+from etcdtools import EtcdServer, Gateway, put_db_into_datadir, require_etcd, restore_snapshot
 
 VERSIONS = ["3.4", "3.5"]
 NKEYS = 400
 
 
 # ---------------------------------------------------------------- building the db
-class Gateway:
-    """etcd's JSON gateway over one keep-alive connection (fast puts)."""
-
-    def __init__(self, endpoint: str):
-        host, port = endpoint.replace("http://", "").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
-
-    def call(self, path: str, body: dict) -> dict:
-        self.conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
-        data = json.loads(resp.read() or b"{}")
-        assert resp.status == 200, (path, body, data)
-        return data
-
-    def put(self, key: str, value: str, lease: int = 0) -> None:
-        body = {"key": _b64(key), "value": _b64(value)}
-        if lease:
-            body["lease"] = str(lease)
-        self.call("/v3/kv/put", body)
-
-    def delete(self, key: str) -> None:
-        self.call("/v3/kv/deleterange", {"key": _b64(key)})
-
-
-def _b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
-
-
 def _value(key: str, gen: int) -> str:
     return f"{key}#gen{gen}#" + "v" * 900
 

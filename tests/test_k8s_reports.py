@@ -13,8 +13,6 @@ A plain etcd db (no key under /registry/) gets no Kubernetes field at all.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import shutil
 import time
@@ -32,29 +30,9 @@ from boltfix.check import check
 from boltfix.cli import main
 from boltfix.reader import DB
 from boltfix.repair import repair
+from etcdtools import Gateway
 
 PAD = "x" * 500  # an annotation: values of ~800 bytes, a key bucket of many pages
-
-
-class Gateway:
-    """etcd's JSON gateway over one keep-alive connection (binary values)."""
-
-    def __init__(self, endpoint: str):
-        host, port = endpoint.replace("http://", "").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
-
-    def call(self, path: str, body: dict) -> None:
-        self.conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
-        data = resp.read()
-        assert resp.status == 200, (path, data)
-
-    def put(self, key: str, value: bytes) -> None:
-        self.call("/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
-                                 "value": base64.b64encode(value).decode()})
-
-    def delete(self, key: str) -> None:
-        self.call("/v3/kv/deleterange", {"key": base64.b64encode(key.encode()).decode()})
 
 
 # ---------------------------------------------------------------- the objects
