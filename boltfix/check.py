@@ -245,6 +245,8 @@ def key_too_long(key, page: int, bucket: tuple, index: int,
 def _check_key_sizes(bucket: Bucket, leaves, report) -> None:
     """Report keys over bbolt's limit.  Of many pages taken by the C core,
     only a page whose run is longer than the limit can hold one."""
+    if leaves.count == 1 and leaves.pages is None and len(leaves.last) <= S.MAX_KEY_SIZE:
+        return  # one record already read (a bucket entry, an inline bucket's record)
     for batch in leaves.batches_over(S.MAX_KEY_SIZE):
         if max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE:
             continue

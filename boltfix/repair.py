@@ -506,13 +506,17 @@ class _Into:
         self.collector = collector
         self.report = report
         self.open_path: list = []
+        self._opened: tuple = ()  # tuple(open_path), kept in step
         self.per_bucket = Counter()
         self.skipped = None  # path of a bucket left out: its whole subtree goes with it
 
     def open(self, path) -> None:
+        if self._opened == path:
+            return
         while tuple(self.open_path) != path:
             self.writer.end_bucket()
             self.open_path.pop()
+        self._opened = tuple(self.open_path)
 
     def leaves(self, bucket, item) -> None:
         """Pages ``start:stop`` of whole clean :class:`~boltfix.walk.Leaves`:
@@ -543,11 +547,14 @@ class _Into:
                 self.writer.put_many(keys, values)
                 self._count(bucket.path, len(keys))
                 return
-            if copy and batch.indexes and batch.indexes[0] == 0:
+            if copy and batch.indexes and batch.indexes[0] == 0 and self.writer.may_copy:
                 leaf = _whole_leaf(self.db, batch.page, len(batch.keys))
                 if leaf is not None and self._copy(bucket, [leaf]):
                     return
-            self.writer.put_many(batch.keys, batch.values)
+            if len(batch.keys) == 1:  # e.g. a small inline bucket's record
+                self.writer.put(batch.keys[0], batch.values[0])
+            else:
+                self.writer.put_many(batch.keys, batch.values)
             self._count(bucket.path, len(batch.keys))
             return
         for rec in batch.records():
@@ -593,6 +600,7 @@ class _Into:
         elif rec.child is not None:  # else reported by the walker (malformed value)
             self.writer.begin_bucket(rec.key, rec.child.sequence)
             self.open_path.append(rec.key)
+            self._opened = tuple(self.open_path)
             self.report.buckets += 1
             self.per_bucket[rec.child.path] += 0
 

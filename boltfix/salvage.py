@@ -423,12 +423,17 @@ def rule_5(stream, db: DB, on_drop=None):
     Whole pages pass: the C core takes a page only when its header id is
     its position (``_speedups.c``: else the walk reads it in Python)."""
     skip = None
+    ok = None  # the last page that passed: a page's records come in a row
     for bucket, item, check, whole in stream:
         if skip is not None:
             if bucket.path[:len(skip)] == skip:
                 continue
             skip = None
-        if whole or self_id_ok(db, item):
+        if whole:
+            yield bucket, item, check, whole
+            continue
+        if item.page == ok or self_id_ok(db, item):
+            ok = item.page
             yield bucket, item, check, whole
             continue
         if on_drop is not None:

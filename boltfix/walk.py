@@ -157,6 +157,11 @@ class Batch(NamedTuple):
         return map(Record, self.keys, self.values, self.flags, repeat(self.page), self.indexes)
 
 
+#: Batch(*fields) without NamedTuple's keyword-handling constructor: the
+#: walk builds two per small inline sub-bucket
+_batch = tuple.__new__
+
+
 @dataclass(frozen=True)
 class Tree:
     """The tree a walk starts from: what a meta page names (root bucket's
@@ -345,7 +350,7 @@ class Walker:
             return None
         root, sequence = S.BUCKET_HEADER.unpack_from(value, 0)
         if root != 0:
-            return Bucket(path=path, root=root, sequence=sequence, page=rec.page)
+            return Bucket(path, root, sequence, None, rec.page)  # positional: the hot path
         inline = value[S.BUCKET_HEADER_SIZE:]
         if len(inline) < S.PAGE_HEADER_SIZE:
             self._find("inline-bucket-malformed",
@@ -358,7 +363,7 @@ class Walker:
                        f"inline bucket page has type {S.page_type_name(flags)}, not leaf",
                        rec.page, (), path, detail={"flags": flags})
             return None
-        return Bucket(path=path, root=0, sequence=sequence, inline=inline, page=rec.page)
+        return Bucket(path, 0, sequence, inline, rec.page)
 
     def walk(self) -> Iterator[Tuple[Bucket, Record]]:
         """Every record of every bucket, depth first, a bucket's records right
@@ -429,8 +434,10 @@ class Walker:
         are reported and dropped."""
         page, idxs, flags, keys, values = leaf
         start = 0
+        is_root = not bucket.path
+        bucket_flag = S.BUCKET_LEAF_FLAG
         for i, f in enumerate(flags):
-            if f & S.BUCKET_LEAF_FLAG or not bucket.path:
+            if f & bucket_flag or is_root:
                 if start < i:
                     yield bucket, Leaves(self, i - start, keys[i - 1], Batch(
                         page, idxs[start:i], flags[start:i], keys[start:i], values[start:i]))
@@ -441,10 +448,23 @@ class Walker:
                                "the root bucket holds a plain key; bbolt allows only buckets "
                                "there", page, (), (rec.key,))
                     continue
-                rec.child = self.open_bucket(bucket, rec)
-                yield bucket, Leaves(self, 1, keys[i], Batch(
-                    page, idxs[i:i + 1], flags[i:i + 1], keys[i:i + 1], values[i:i + 1], rec))
-                if rec.child is not None:
+                rec.child = child = self.open_bucket(bucket, rec)
+                yield bucket, Leaves(self, 1, rec.key, _batch(
+                    Batch, (page, (rec.index,), (f,), (rec.key,), (rec.value,), rec)))
+                if child is not None and child.inline is not None and not child.root:
+                    # an inline sub-bucket with nothing wrong (the common
+                    # small bucket): its records right here, as its own
+                    # frame would yield them, without opening one
+                    inline = _clean_inline(child.inline)
+                    if inline is not None:
+                        child.depth = 1
+                        self.records_yielded += len(inline)
+                        cpage = child.page
+                        for el in inline:
+                            yield child, Leaves(self, 1, el[2], _batch(
+                                Batch, (cpage, (el[0],), (el[1],), (el[2],), (el[3],), None)))
+                        continue
+                if child is not None:
                     rest = (page, idxs[start:], flags[start:], keys[start:], values[start:])
                     return rec.child, rest
         if start < len(keys):
@@ -961,6 +981,42 @@ def _leaf_page(buf, raw, off, count, end):
         values.append(buf[v:e])
         eoff += S.LEAF_ELEMENT_SIZE
     return flags, keys, values
+
+
+def _clean_inline(page) -> Optional[list]:
+    """``[(index, flags, key, value), ...]`` of an inline bucket's page when
+    :meth:`Walker._inline_leaves` would report nothing on it and yield every
+    element (each in bounds, a key, keys ascending, no bucket entry), else
+    None (then that walk does it, with its findings)."""
+    count = S.PAGE_HEADER.unpack_from(page, 0)[2]
+    end = len(page)
+    floor = S.PAGE_HEADER_SIZE + S.LEAF_ELEMENT_SIZE * count
+    if floor > end:
+        return None
+    if count == 1:  # the common small bucket: the same rules, in one go
+        flags, pos, ksize, vsize = S.LEAF_ELEMENT.unpack_from(page, S.PAGE_HEADER_SIZE)
+        k = S.PAGE_HEADER_SIZE + pos
+        v = k + ksize
+        if not ksize or v + vsize > end or k < floor or flags & S.BUCKET_LEAF_FLAG:
+            return None
+        return [(0, flags, bytes(page[k:v]), page[v:v + vsize])]
+    out = []
+    last = None
+    eoff = S.PAGE_HEADER_SIZE
+    for i, (flags, pos, ksize, vsize) in enumerate(
+            S.LEAF_ELEMENT.iter_unpack(page[S.PAGE_HEADER_SIZE:floor])):
+        k = eoff + pos
+        v = k + ksize
+        e = v + vsize
+        eoff += S.LEAF_ELEMENT_SIZE
+        if not ksize or e > end or k < floor or flags & S.BUCKET_LEAF_FLAG:
+            return None
+        key = bytes(page[k:v])
+        if last is not None and key <= last:
+            return None
+        last = key
+        out.append((i, flags, key, page[v:e]))
+    return out
 
 
 def _prefixed(leaves, prefix: bytes, expand) -> Iterator[_Leaf]:

@@ -369,6 +369,14 @@ class BoltWriter:
         if b.inline and size > self._inline_max:
             b.inline = False
 
+    @property
+    def may_copy(self) -> bool:
+        """Whether :meth:`copy_leaves` may take a page now: not at top level,
+        nor while the open bucket could still be written inline (bbolt
+        inlines a small bucket; record by record decides that)."""
+        b = self._stack[-1]
+        return not (b is self._root or b.inline or self._closed)
+
     def copy_leaves(self, buf, leaves: Sequence) -> int:
         """:meth:`_copy_run` until a page is not taken: a run stops at
         :data:`COPY_BYTES` of pages (the copy buffer's bound), and the next
@@ -400,7 +408,7 @@ class BoltWriter:
         small bucket; record by record decides that) or at top level.
         """
         b = self._stack[-1]
-        if b is self._root or b.inline or self._closed or not leaves:
+        if not self.may_copy or not leaves:
             return 0
         fast = _speedups_leaf_copy()
         if fast is not None:
@@ -672,6 +680,12 @@ class BoltWriter:
 
     def _inline_value(self, b: _Bucket) -> bytes:
         """bucket.go write(): bucket header (root 0) + the leaf as a page."""
+        if len(b.keys) == 1:  # the common small bucket: what _pack_leaf writes
+            key, value = b.keys[0], b.vals[0]
+            return b"".join((BUCKET_HEADER.pack(0, b.sequence),
+                             PAGE_HEADER.pack(0, LEAF_PAGE_FLAG, 1, 0),
+                             LEAF_ELEMENT.pack(b.flags[0], 16, len(key), len(value)),
+                             key, value))
         buf = bytearray(BUCKET_HEADER_SIZE + b.size)
         BUCKET_HEADER.pack_into(buf, 0, 0, b.sequence)
         _pack_leaf(buf, BUCKET_HEADER_SIZE, 0, 0, b.keys, b.vals, b.flags)
