@@ -330,13 +330,27 @@ def test_generic_file_report_has_no_etcd_object(tmp_path):
     assert "etcd" not in repair(src, tmp_path / "x.db").to_json()
 
 
-def test_check_reports_the_same_at_risk_keys(etcd_db, tmp_path):
-    o = _repair_case(etcd_db, "zeroed-leaves", tmp_path)
-    with DB(tmp_path / "zeroed-leaves.db") as db:
+def _check_named(path) -> tuple:
+    """check's etcd-key-at-risk and etcd-key-lost keys, and its result."""
+    with DB(path) as db:
         res = check(db)
-    got = {f.detail["key"] for f in res.findings if f.code == "etcd-key-at-risk"}
-    assert got == {a["key"] for a in o.rep["etcd"]["at_risk"]}
+    named = {code: {f.detail["key"] for f in res.findings if f.code == code}
+             for code in ("etcd-key-at-risk", "etcd-key-lost")}
+    return named["etcd-key-at-risk"], named["etcd-key-lost"], res
+
+
+def test_check_reports_the_same_at_risk_keys(etcd_db, tmp_path):
+    """check analyses the damaged file's own tree, as repair does without
+    salvage: the same at-risk keys.  Salvage may bring back revisions of a key
+    check calls lost (copies on free pages, when etcd's page reuse left them):
+    repair then calls it at risk, never a key check did not name."""
+    o = _repair_case(etcd_db, "zeroed-leaves", tmp_path, salvage=False)
+    at_risk, lost, res = _check_named(tmp_path / "zeroed-leaves.db")
+    assert at_risk == {a["key"] for a in o.rep["etcd"]["at_risk"]}
     assert res.counts.get("etcd-revisions-lost") == 1
+    (tmp_path / "s").mkdir()
+    salvaged = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "s")
+    assert {a["key"] for a in salvaged.rep["etcd"]["at_risk"]} <= at_risk | lost
 
 
 # ---------------------------------------------------------------- real etcd serves it
@@ -582,22 +596,24 @@ def test_capped_at_risk_list_keeps_count_summary_and_drops_every_key(etcd_db, tm
     check still gives one finding per at-risk key."""
     from boltfix import etcdstate
 
-    full = _repair_case(etcd_db, "zeroed-leaves", tmp_path)
+    # tree-only, as check sees the file (salvage may turn lost keys into
+    # at-risk ones: test_check_reports_the_same_at_risk_keys)
+    full = _repair_case(etcd_db, "zeroed-leaves", tmp_path, salvage=False)
     e = full.rep["etcd"]
     n = len(e["at_risk"])
     assert n > 20 and e["at_risk_total"] == n and e["at_risk_truncated"] == 0
     assert sum(c for _, c in e["at_risk_by_prefix"]) == n
-    full_drop = _repair_case(etcd_db, "zeroed-leaves", tmp_path, "drop")
+    full_drop = _repair_case(etcd_db, "zeroed-leaves", tmp_path, "drop", salvage=False)
 
     monkeypatch.setattr(etcdstate, "MAX_AT_RISK_LISTED", 7)
     (tmp_path / "capped").mkdir()
-    capped = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "capped")
+    capped = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "capped", salvage=False)
     c = capped.rep["etcd"]
     assert c["at_risk"] == e["at_risk"][:7]  # the smallest keys, the same entries
     assert c["at_risk_total"] == n and c["at_risk_truncated"] == n - 7
     assert c["at_risk_by_prefix"] == e["at_risk_by_prefix"]
 
-    drop = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "capped", "drop")
+    drop = _repair_case(etcd_db, "zeroed-leaves", tmp_path / "capped", "drop", salvage=False)
     d = drop.rep["etcd"]
     assert d["at_risk_total"] == n and len(d["at_risk"]) == 7
     assert d["dropped_records"] == full_drop.rep["etcd"]["dropped_records"] > 0
