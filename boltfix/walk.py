@@ -1002,20 +1002,11 @@ def _clean_inline(page) -> Optional[list]:
         return [(0, flags, bytes(page[k:v]), page[v:v + vsize])]
     out = []
     last = None
-    eoff = S.PAGE_HEADER_SIZE
-    for i, (flags, pos, ksize, vsize) in enumerate(
-            S.LEAF_ELEMENT.iter_unpack(page[S.PAGE_HEADER_SIZE:floor])):
-        k = eoff + pos
-        v = k + ksize
-        e = v + vsize
-        eoff += S.LEAF_ELEMENT_SIZE
-        if not ksize or e > end or k < floor or flags & S.BUCKET_LEAF_FLAG:
-            return None
-        key = bytes(page[k:v])
-        if last is not None and key <= last:
+    for idx, flags, key, value, problem in _leaf_elements(page, 0, count, end):
+        if problem or flags & S.BUCKET_LEAF_FLAG or (last is not None and key <= last):
             return None
         last = key
-        out.append((i, flags, key, page[v:e]))
+        out.append((idx, flags, key, value))
     return out
 
 
