@@ -1294,9 +1294,109 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------ inline runs */
+/* walk.canonical_inline: the records of an inline bucket value laid out
+ * exactly as BoltWriter.end_bucket (bbolt's bucket.write) lays one out, else
+ * -1.  Bucket header: root u64 (0) | sequence u64; page header: id (0) |
+ * flags (leaf) | count | overflow (0); elements of flags 0 whose key and
+ * value follow the elements back to back, keys ascending, filling the value;
+ * at most inline_max bytes of page. */
+static long canonical_inline(const unsigned char *v, uint64_t n, uint64_t inline_max,
+                             uint64_t max_key)
+{
+    if (n < 32 || n - 16 > inline_max)
+        return -1;
+    if (le64(v) || le64(v + 16) || le16(v + 24) != LEAF_PAGE_FLAG || le32(v + 28))
+        return -1;
+    const uint32_t count = le16(v + 26);
+    uint64_t data = 32 + (uint64_t)ELEMENT_SIZE * count;
+    if (data > n)
+        return -1;
+    key_ref prev = {NULL, 0};
+    for (uint32_t i = 0; i < count; i++) {
+        const uint64_t eoff = 32 + (uint64_t)ELEMENT_SIZE * i;
+        const unsigned char *e = v + eoff;
+        const uint32_t ksize = le32(e + 8), vsize = le32(e + 12);
+        if (le32(e) || eoff + le32(e + 4) != data || !ksize || ksize > max_key ||
+            data + ksize + vsize > n)
+            return -1;
+        const key_ref key = {v + data, ksize};
+        if (prev.p && key_cmp(key, prev) <= 0)
+            return -1;
+        prev = key;
+        data += (uint64_t)ksize + vsize;
+    }
+    return data == n ? (long)count : -1;
+}
+
+PyDoc_STRVAR(inline_run_doc,
+"inline_run(flags, keys, values, start, inline_max, max_key) -> (stop, counts)\n\n"
+"walk.inline_run in C: the run of elements start:stop of a page's columns\n"
+"(lists or tuples) that are bucket entries (flags exactly BUCKET_LEAF_FLAG,\n"
+"names of at most max_key bytes) whose values are canonical inline buckets,\n"
+"and the record count of each.");
+
+static PyObject *inline_run(PyObject *self, PyObject *args)
+{
+    PyObject *flags_o, *keys_o, *values_o;
+    Py_ssize_t start;
+    unsigned long long inline_max, max_key;
+    if (!PyArg_ParseTuple(args, "OOOnKK:inline_run", &flags_o, &keys_o, &values_o, &start,
+                          &inline_max, &max_key))
+        return NULL;
+    if (start < 0) {
+        PyErr_SetString(PyExc_IndexError, "inline_run: start must not be negative");
+        return NULL;
+    }
+    PyObject *flags = PySequence_Fast(flags_o, "flags must be a sequence");
+    PyObject *keys = flags ? PySequence_Fast(keys_o, "keys must be a sequence") : NULL;
+    PyObject *values = keys ? PySequence_Fast(values_o, "values must be a sequence") : NULL;
+    PyObject *counts = values ? PyList_New(0) : NULL;
+    PyObject *result = NULL;
+    if (!counts)
+        goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(flags);
+    if (PySequence_Fast_GET_SIZE(keys) < n)
+        n = PySequence_Fast_GET_SIZE(keys);
+    if (PySequence_Fast_GET_SIZE(values) < n)
+        n = PySequence_Fast_GET_SIZE(values);
+    for (Py_ssize_t i = start; i < n; i++) {
+        PyObject *f = PySequence_Fast_GET_ITEM(flags, i);
+        PyObject *k = PySequence_Fast_GET_ITEM(keys, i);
+        if (!PyLong_Check(f) || PyLong_AsLong(f) != BUCKET_LEAF_FLAG || !PyBytes_Check(k) ||
+            (unsigned long long)PyBytes_GET_SIZE(k) > max_key)
+            break;
+        Py_buffer vb;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(values, i), &vb, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            break;
+        }
+        const long c = canonical_inline(vb.buf, (uint64_t)vb.len, inline_max, max_key);
+        PyBuffer_Release(&vb);
+        if (c < 0)
+            break;
+        PyObject *co = PyLong_FromLong(c);
+        if (!co || PyList_Append(counts, co) < 0) {
+            Py_XDECREF(co);
+            goto done;
+        }
+        Py_DECREF(co);
+    }
+    if (PyErr_Occurred())
+        goto done;
+    result = Py_BuildValue("nO", start + PyList_GET_SIZE(counts), counts);
+done:
+    Py_XDECREF(counts);
+    Py_XDECREF(values);
+    Py_XDECREF(keys);
+    Py_XDECREF(flags);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"leaf_copy", leaf_copy, METH_VARARGS, leaf_copy_doc},
     {"advance", advance, METH_VARARGS, advance_doc},
+    {"inline_run", inline_run, METH_VARARGS, inline_run_doc},
     {"jsonl", jsonl, METH_VARARGS, jsonl_doc},
     {"etcd_key_suspects", etcd_key_suspects, METH_VARARGS, etcd_key_suspects_doc},
     {"etcd_revision_stats", etcd_revision_stats, METH_VARARGS, etcd_revision_stats_doc},

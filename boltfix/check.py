@@ -21,7 +21,7 @@ from boltfix import structs as S
 from boltfix.errors import ERROR, WARNING, Finding
 from boltfix.pagemap import UNREACHED, PageMap, positions
 from boltfix.reader import DB, Meta
-from boltfix.walk import Batch, Bucket, Walker, top_level_names
+from boltfix.walk import Batch, Bucket, InlineRun, Walker, top_level_names
 
 # bbolt tx.Check wording -> boltfix code
 BBOLT_EQUIVALENT = {
@@ -207,7 +207,14 @@ def walk_everything(db: DB, walker: Walker, report) -> dict:
     seen_consistent_index = False
     # a page of records at a time, or many clean pages at once: nothing
     # here needs a Record per element, and most buckets only a count
-    for bucket, leaves in walker.walk_leaves():
+    for bucket, leaves in walker.walk_leaves(inline_runs=True):
+        if type(leaves) is InlineRun:
+            # small sub-buckets with nothing to report (names and keys within
+            # bbolt's limit): only counted; never etcd's checked buckets,
+            # which sit in the root
+            stats["buckets"] += len(leaves)
+            stats["keys"] += leaves.records
+            continue
         _check_key_sizes(bucket, leaves, report)
         if leaves.bucket_entry is not None:
             stats["buckets"] += 1

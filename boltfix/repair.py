@@ -40,7 +40,7 @@ from boltfix.errors import BoltError, FileChanged, Finding, OutputError
 from boltfix.reader import DB, Meta
 from boltfix.reader import branch_elements as _branch_elements
 from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
-from boltfix.walk import Tree, Walker, top_level_names
+from boltfix.walk import InlineRun, Tree, Walker, top_level_names
 
 # What repair itself drops on top of the walk's losses: keys bbolt cannot
 # write, and etcd records etcd cannot load.
@@ -429,7 +429,9 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
         # etcd exits at start on a `key` record it cannot decode: such records
         # are dropped (and reported), so that etcd starts from the output.
         etcd_keys = etcd.looks_like_etcd(top_level_names(db, tree))
-        stream = seen.observe(_batches(walker, etcd_keys), db)
+        # salvaged records may be merged into a small sub-bucket: with a
+        # plan, every sub-bucket comes on its own (SV.merged opens them)
+        stream = seen.observe(_batches(walker, etcd_keys, plan is None), db)
     into = _Into(db, walker, writer, collector, report, keep)
     # whole: True pages copied as they stand, False a batch of the walk,
     # None a batch salvage placed (its records are not its page's: never copied)
@@ -462,17 +464,26 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
 _ETCD_KEY_BUCKET = (b"key",)
 
 
-def _batches(walker: Walker, etcd_keys: bool):
+def _batches(walker: Walker, etcd_keys: bool, runs: bool = True):
     """(bucket, item, whether its records need etcd's check, whole) in walk
     order.  ``item`` is a :class:`~boltfix.walk.Batch`, or with ``whole``
     ``(leaves, start, stop)``: pages of whole clean
-    :class:`~boltfix.walk.Leaves` that need no etcd check.
+    :class:`~boltfix.walk.Leaves` that need no etcd check, or (with
+    ``runs``, not whole) an :class:`~boltfix.walk.InlineRun` of small
+    sub-buckets, written whole by :meth:`_Into.inline_run`.
 
     In etcd's ``key`` bucket only the pages :meth:`Leaves.etcd_suspects`
     names have their records checked here.
     """
-    for bucket, leaves in walker.walk_leaves():
+    for bucket, leaves in walker.walk_leaves(inline_runs=runs):
         etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
+        if type(leaves) is InlineRun:
+            if etcd_check:  # each entry goes through etcd's check (_Into._keep)
+                yield from ((b, next(lv.batches()), True, False)
+                            for b, lv in leaves.expand(walker, bucket))
+            else:
+                yield bucket, leaves, False, False
+            continue
         pages = leaves.pages
         if pages is None:  # one page already read
             yield bucket, next(leaves.batches()), etcd_check, False
@@ -537,6 +548,9 @@ class _Into:
                 start += 1
 
     def batch(self, bucket, batch, etcd_check: bool, copy: bool = True) -> None:
+        if type(batch) is InlineRun:
+            self.inline_run(bucket, batch)
+            return
         if (batch.bucket_entry is None and self.skipped is None
                 and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
                 and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
@@ -560,6 +574,19 @@ class _Into:
         for rec in batch.records():
             if not self._skip(bucket) and self._keep(bucket, rec, etcd_check):
                 self._record(bucket, rec)
+
+    def inline_run(self, bucket, run) -> None:
+        """Small sub-buckets whose values are the bytes the writer would
+        write for them (walk.canonical_inline), added as they stand: the
+        same file as :meth:`_record` and a batch for each, in one call."""
+        if self._skip(bucket):
+            return
+        self.open(bucket.path)
+        self.writer.put_inline_buckets(run.keys, run.values, run.records)
+        self.report.buckets += len(run)
+        self.report.records += run.records
+        path = bucket.path
+        self.per_bucket.update({path + (name,): n for name, n in zip(run.keys, run.counts)})
 
     def _skip(self, bucket) -> bool:
         """Records below a bucket entry that was left out are left out too."""

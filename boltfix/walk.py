@@ -18,6 +18,7 @@ the reachability map plus the walk's stack.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
 from operator import lt
@@ -89,6 +90,10 @@ MAX_BUCKET_DEPTH = 2048
 #: is read one record at a time, so what is held stays bounded.  The C core
 #: (page_clean) applies the same limit.
 KEY_BYTES_PER_PAGE = 1 << 20
+
+#: whether a walk asked for :class:`InlineRun` items gives them (tests turn
+#: it off to hold check and repair to the walk a sub-bucket at a time)
+INLINE_RUNS = True
 
 # reachability map values: a page's first page, and the rest of its run
 UNSEEN, REACHED, OVERFLOW = 0, 1, 2
@@ -289,6 +294,111 @@ class Leaves:
         return data, i, n, None
 
 
+class InlineRun:
+    """Consecutive bucket entries of one page whose values are each an
+    inline bucket exactly as :class:`~boltfix.writer.BoltWriter` writes one
+    (:func:`inline_run`): what :meth:`Walker.walk_leaves` yields with
+    ``inline_runs`` instead of two or more items per small sub-bucket.
+
+    Nothing in such a bucket can be wrong (every element in bounds, keys
+    ascending, no nested bucket), so a consumer that only counts (check) or
+    copies (repair: the values are the bytes it would write) takes the run
+    whole; any other calls :meth:`expand` for the per-bucket items.
+    ``keys`` are the sub-buckets' names, ``counts`` their record counts.
+    """
+
+    __slots__ = ("page", "indexes", "keys", "values", "counts", "records")
+    #: read like a :class:`Batch` by the repair stream (rule 5, salvage.Seen)
+    bucket_entry = None
+    pages = None
+
+    def __init__(self, page: int, indexes, keys, values, counts) -> None:
+        self.page = page
+        self.indexes = indexes
+        self.keys = keys
+        self.values = values
+        self.counts = counts
+        self.records = sum(counts)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def expand(self, walker: "Walker", bucket: "Bucket") -> Iterator[Tuple["Bucket", Leaves]]:
+        """The items :meth:`Walker.walk_leaves` yields for these entries
+        without ``inline_runs``: each entry, then its records."""
+        flag = S.BUCKET_LEAF_FLAG
+        for idx, key, value in zip(self.indexes, self.keys, self.values):
+            yield from walker._entry(bucket, Record(key, value, flag, self.page, idx), False)
+
+
+#: the head of a one-record inline bucket value: bucket header (root,
+#: sequence), page header (id, flags, count, overflow), its element
+_INLINE_ONE = struct.Struct("<QQQHHIIIII")
+_INLINE_HEAD = struct.Struct("<QQQHHI")
+
+
+def canonical_inline(value, inline_max: int) -> int:
+    """The number of records of a bucket value that is an inline bucket
+    byte for byte as BoltWriter (and bbolt's ``bucket.write``) writes one,
+    else -1.  Such a value: root 0; a leaf page header of id 0, overflow 0;
+    elements of flags 0 whose keys (1 to MAX_KEY_SIZE bytes) ascend and
+    whose keys and values follow the elements back to back, filling the
+    value exactly; and at most ``inline_max`` (page size / 4) bytes of page
+    (bbolt's ``inlineable``).  The C core's ``inline_run`` makes the same
+    checks."""
+    n = len(value)
+    if n < 32 or n - S.BUCKET_HEADER_SIZE > inline_max:
+        return -1
+    if n >= 48:
+        root, _seq, pid, pflags, count, overflow, ef, pos, ks, vs = _INLINE_ONE.unpack_from(value)
+        if count == 1:  # the common small bucket: every rule in one test
+            ok = (not root and not pid and pflags == S.LEAF_PAGE_FLAG and not overflow
+                  and not ef and pos == 16 and 0 < ks <= S.MAX_KEY_SIZE and 48 + ks + vs == n)
+            return 1 if ok else -1
+    else:
+        root, _seq, pid, pflags, count, overflow = _INLINE_HEAD.unpack_from(value)
+    if root or pid or pflags != S.LEAF_PAGE_FLAG or overflow:
+        return -1
+    data = 32 + S.LEAF_ELEMENT_SIZE * count
+    if data > n:
+        return -1
+    last = None
+    for i in range(count):
+        eoff = 32 + S.LEAF_ELEMENT_SIZE * i
+        ef, pos, ks, vs = S.LEAF_ELEMENT.unpack_from(value, eoff)
+        if ef or eoff + pos != data or not 0 < ks <= S.MAX_KEY_SIZE or data + ks + vs > n:
+            return -1
+        key = bytes(value[data:data + ks])
+        if last is not None and key <= last:
+            return -1
+        last = key
+        data += ks + vs
+    return count if data == n else -1
+
+
+def _inline_run_py(flags, keys, values, start: int, inline_max: int) -> Tuple[int, list]:
+    counts = []
+    for i in range(start, len(flags)):
+        if flags[i] != S.BUCKET_LEAF_FLAG or len(keys[i]) > S.MAX_KEY_SIZE:
+            break
+        c = canonical_inline(values[i], inline_max)
+        if c < 0:
+            break
+        counts.append(c)
+    return start + len(counts), counts
+
+
+def inline_run(flags, keys, values, start: int, inline_max: int) -> Tuple[int, list]:
+    """(stop, record counts) of the run of elements ``start:stop`` of a
+    page's columns that are bucket entries (flags exactly
+    BUCKET_LEAF_FLAG, names of at most MAX_KEY_SIZE bytes) whose values
+    are :func:`canonical_inline` buckets; ``stop == start`` for none."""
+    fast = getattr(_speedups, "inline_run", None)
+    if fast is None:
+        return _inline_run_py(flags, keys, values, start, inline_max)
+    return fast(flags, keys, values, start, inline_max, S.MAX_KEY_SIZE)
+
+
 # per-bucket leaf stream items: (page, indexes, flags, keys, values)
 _Leaf = Tuple[int, Sequence[int], Sequence[int], Sequence[bytes], Sequence[memoryview]]
 
@@ -378,8 +488,8 @@ class Walker:
             for batch in leaves.batches():
                 yield bucket, batch
 
-    def walk_leaves(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None
-                    ) -> Iterator[Tuple[Bucket, Leaves]]:
+    def walk_leaves(self, start: Optional[Bucket] = None, prefix: Optional[bytes] = None,
+                    inline_runs: bool = False) -> Iterator[Tuple[Bucket, Leaves]]:
         """:meth:`walk`'s stream, grouped: (bucket, :class:`Leaves`) per run of
         plain records (one page, or many clean pages the C core took), and
         one per bucket entry, whose sub-bucket's leaves follow it at once.
@@ -390,6 +500,10 @@ class Walker:
         past them.  Keys that do not match are dropped before anything looks
         at them: a non-matching bucket entry is not opened, a non-matching
         plain key of the root bucket is not reported.
+        ``inline_runs``: consecutive entries of small sub-buckets below the
+        top level come as one (bucket, :class:`InlineRun`) instead (for a
+        consumer that takes them whole; its :meth:`InlineRun.expand` gives
+        what would have come).
 
         One explicit stack of open buckets, each with its own stream and the
         rest of the page that held its last sub-bucket entry: a bucket with
@@ -418,7 +532,7 @@ class Walker:
                     # the common case: no bucket entries
                     yield bucket, Leaves(self, len(flags), leaf[3][-1], Batch(*leaf))
                     continue
-                child, rest = yield from self._split(bucket, leaf)
+                child, rest = yield from self._split(bucket, leaf, inline_runs)
                 if child is not None:
                     # walk the sub-bucket, then the rest of this page, then on
                     frame[2] = rest
@@ -427,7 +541,7 @@ class Walker:
             else:
                 stack.pop()
 
-    def _split(self, bucket: Bucket, leaf: _Leaf):
+    def _split(self, bucket: Bucket, leaf: _Leaf, inline_runs: bool = False):
         """Yield a page's records up to and including its first bucket entry
         that opens; returns (that sub-bucket, the rest of the page) or
         (None, None) when the page ran out.  Plain keys of the root bucket
@@ -436,41 +550,70 @@ class Walker:
         start = 0
         is_root = not bucket.path
         bucket_flag = S.BUCKET_LEAF_FLAG
-        for i, f in enumerate(flags):
-            if f & bucket_flag or is_root:
-                if start < i:
-                    yield bucket, Leaves(self, i - start, keys[i - 1], Batch(
-                        page, idxs[start:i], flags[start:i], keys[start:i], values[start:i]))
-                start = i + 1
-                rec = Record(keys[i], values[i], f, page, idxs[i])
-                if not f & S.BUCKET_LEAF_FLAG:
-                    self._find("root-entry-not-bucket",
-                               "the root bucket holds a plain key; bbolt allows only buckets "
-                               "there", page, (), (rec.key,))
+        # no runs in the root (its sub-buckets' records are what check's
+        # etcd rules read) nor where open_bucket refuses the depth
+        runs = (inline_runs and INLINE_RUNS and not is_root
+                and len(bucket.path) < MAX_BUCKET_DEPTH)
+        inline_max = self.page_size // 4
+        i, n = 0, len(flags)
+        while i < n:
+            f = flags[i]
+            if not (f & bucket_flag or is_root):
+                i += 1
+                continue
+            if start < i:
+                yield bucket, Leaves(self, i - start, keys[i - 1], Batch(
+                    page, idxs[start:i], flags[start:i], keys[start:i], values[start:i]))
+            if runs:
+                stop, counts = inline_run(flags, keys, values, i, inline_max)
+                if stop > i:
+                    self.records_yielded += sum(counts)
+                    yield bucket, InlineRun(page, idxs[i:stop], keys[i:stop],
+                                            values[i:stop], counts)
+                    start = i = stop
                     continue
-                rec.child = child = self.open_bucket(bucket, rec)
-                yield bucket, Leaves(self, 1, rec.key, _batch(
-                    Batch, (page, (rec.index,), (f,), (rec.key,), (rec.value,), rec)))
-                if child is not None and child.inline is not None and not child.root:
-                    # an inline sub-bucket with nothing wrong (the common
-                    # small bucket): its records right here, as its own
-                    # frame would yield them, without opening one
-                    inline = _clean_inline(child.inline)
-                    if inline is not None:
-                        child.depth = 1
-                        self.records_yielded += len(inline)
-                        cpage = child.page
-                        for el in inline:
-                            yield child, Leaves(self, 1, el[2], _batch(
-                                Batch, (cpage, (el[0],), (el[1],), (el[2],), (el[3],), None)))
-                        continue
-                if child is not None:
-                    rest = (page, idxs[start:], flags[start:], keys[start:], values[start:])
-                    return rec.child, rest
+            start = i + 1
+            rec = Record(keys[i], values[i], f, page, idxs[i])
+            i += 1
+            if not f & S.BUCKET_LEAF_FLAG:
+                self._find("root-entry-not-bucket",
+                           "the root bucket holds a plain key; bbolt allows only buckets "
+                           "there", page, (), (rec.key,))
+                continue
+            child = yield from self._entry(bucket, rec)
+            if child is not None:
+                rest = (page, idxs[start:], flags[start:], keys[start:], values[start:])
+                return child, rest
         if start < len(keys):
             yield bucket, Leaves(self, len(keys) - start, keys[-1], Batch(
                 page, idxs[start:], flags[start:], keys[start:], values[start:]))
         return None, None
+
+    def _entry(self, bucket: Bucket, rec: Record, count: bool = True):
+        """Yield a bucket entry and, when its sub-bucket is a clean inline
+        one, that bucket's records; returns the sub-bucket when its records
+        are still to walk (its own frame), else None.  ``count``: add the
+        inline records to records_yielded (an :class:`InlineRun` did)."""
+        rec.child = child = self.open_bucket(bucket, rec)
+        yield bucket, Leaves(self, 1, rec.key, _batch(
+            Batch, (rec.page, (rec.index,), (rec.flags,), (rec.key,), (rec.value,), rec)))
+        if child is None:
+            return None
+        if child.inline is not None and not child.root:
+            # an inline sub-bucket with nothing wrong (the common small
+            # bucket): its records right here, as its own frame would yield
+            # them, without opening one
+            inline = _clean_inline(child.inline)
+            if inline is not None:
+                child.depth = 1
+                if count:
+                    self.records_yielded += len(inline)
+                cpage = child.page
+                for el in inline:
+                    yield child, Leaves(self, 1, el[2], _batch(
+                        Batch, (cpage, (el[0],), (el[1],), (el[2],), (el[3],), None)))
+                return None
+        return child
 
     def find(self, bucket: Bucket, key: bytes) -> Optional[Record]:
         """The record for ``key`` in ``bucket``, descending the tree (O(depth)).

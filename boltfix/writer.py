@@ -369,6 +369,55 @@ class BoltWriter:
         if b.inline and size > self._inline_max:
             b.inline = False
 
+    def put_inline_buckets(self, names: Sequence[bytes], values: Sequence,
+                           records: int) -> None:
+        """Sub-buckets of the open bucket (or top-level buckets), each given
+        whole as its entry's value: an inline bucket exactly as
+        :meth:`end_bucket` writes one (what :func:`boltfix.walk.inline_run`
+        vouches for), ``records`` records in all.  The same file as
+        :meth:`begin_bucket`, :meth:`put` of its records and
+        :meth:`end_bucket` for each, in one lean loop: the values are not
+        looked into again, so only a walk's run may be passed."""
+        if self._closed:
+            raise ValueError("writer is closed")
+        b = self._stack[-1]
+        n = len(names)
+        if n != len(values):
+            raise ValueError(f"{n} names but {len(values)} values")
+        if not n:
+            return
+        last = b.last
+        if (not _all_bytes_like(names, values)
+                or not 0 < min(map(len, names)) <= max(map(len, names)) <= MAX_KEY_SIZE
+                or (last is not None and not names[0] > last)
+                or not all(map(lt, names, islice(names, 1, None)))):
+            for name in names:  # raises at the offending name, as begin_bucket does
+                last = _check_key(name, last, "bucket name")
+            raise TypeError("bucket names must be bytes, inline bucket values bytes-like")
+        # a bucket with a sub-bucket is never inline (bucket.go inlineable)
+        b.inline = False
+        ps = self._ps
+        size = b.size
+        bkeys, bvals, bflags = b.keys, b.vals, b.flags
+        for name, value in zip(names, values):
+            if type(value) is not bytes:
+                value = bytes(value)  # a private copy: the page is built later
+            esz = 16 + len(name) + len(value)
+            size += esz
+            if size > ps and bkeys:
+                b.size = size - esz  # the page as it stands, without this entry
+                self._flush_leaf(b)
+                bkeys, bvals, bflags = b.keys, b.vals, b.flags
+                size = 16 + esz
+            bkeys.append(name)
+            bvals.append(value)
+            bflags.append(BUCKET_LEAF_FLAG)
+        b.size = size
+        b.last = names[-1]
+        self._n_buckets += n
+        self._n_inline += n
+        self._n_keys += records
+
     @property
     def may_copy(self) -> bool:
         """Whether :meth:`copy_leaves` may take a page now: not at top level,
