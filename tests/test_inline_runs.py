@@ -345,3 +345,27 @@ def test_etcd_and_json_unchanged_by_runs(tmp_path, monkeypatch):
     path = damage.copy_fixture(damage.REPO / "fixtures" / "etcd" / "etcd-3.5.db", tmp_path)
     out = _assert_same(monkeypatch, path, tmp_path)
     assert json.dumps(out[1])
+
+
+def test_per_bucket_counts_are_those_of_the_first_buckets(subs, tmp_path):
+    """repair keeps the counts of the MAX_REPORTED_BUCKETS smallest bucket
+    paths only (3,000 sub-buckets here, more than twice that bound, with
+    nested ones whose parent's records come after them): each listed count
+    is the whole count, as a walk of the output tells it."""
+    from collections import Counter
+
+    from boltfix.repair import MAX_REPORTED_BUCKETS
+
+    report = repair(str(subs), str(tmp_path / "out.db")).to_json()
+    got = [(tuple(b["path"]), b["records"]) for b in report["kept"]["per_bucket"]]
+    counts = Counter()
+    with DB(tmp_path / "out.db") as db:
+        for bucket, rec in walk.Walker(db).walk():
+            if rec.is_bucket:
+                counts[bucket.path + (rec.key,)] += 0
+            else:
+                counts[bucket.path] += 1
+    want = [(tuple(p.decode() for p in path), n)
+            for path, n in sorted(counts.items())[:MAX_REPORTED_BUCKETS]]
+    assert len(counts) > 2 * MAX_REPORTED_BUCKETS
+    assert got == want
