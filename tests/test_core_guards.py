@@ -305,3 +305,32 @@ def test_page_map_states_agree_with_check_and_pages(tmp_path):
     pm.mark(free_page, 40)
     assert pm.state(free_page) == 40 and pm.is_listed(free_page)
     assert pm.reason(free_page).startswith("a test's own state")
+
+
+def _small_stack():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c", "pure"])
+def test_many_and_deep_buckets_under_a_1_mb_stack(tmp_path, pure):
+    """Issue 14: under `ulimit -s 1024`, 50,000 sub-buckets crashed (a C
+    iterator chain a level per bucket).  The walk keeps one flat stack: 50,000
+    sub-buckets and bbolt's 1,000-level chain work in every command with a
+    1 MB stack, with and without the C core."""
+    subs = tmp_path / "subs.db"
+    _many_sub_buckets(subs, 50_000)
+    chain = oracle.make_shape("chain", tmp_path / "chain.db", "--keys", "1000")
+    env = dict(os.environ)
+    env.pop("BOLTFIX_PURE_PYTHON", None)
+    if pure:
+        env["BOLTFIX_PURE_PYTHON"] = "1"
+    for path in (subs, chain):
+        for args in (["check"], ["dump"], ["inspect", "--json"], ["buckets", "--json"],
+                     ["repair", "--force", "--out", str(tmp_path / "out.db")]):
+            proc = subprocess.run([sys.executable, "-m", "boltfix", args[0], str(path),
+                                   *args[1:]], cwd=damage.REPO, env=env,
+                                  capture_output=True, timeout=600, preexec_fn=_small_stack)
+            assert proc.returncode == 0, (path.name, args, proc.returncode,
+                                          proc.stderr[-500:])
