@@ -45,7 +45,7 @@ from boltfix import etcd as E
 from boltfix import k8s as K8S
 from boltfix import record as R
 from boltfix import structs as S
-from boltfix.errors import Finding
+from boltfix.errors import BoltError, Finding
 from boltfix.pagemap import (
     BEYOND_HWM,
     FREELIST,
@@ -61,7 +61,17 @@ from boltfix.reader import leaf_elements as _leaf_elements
 from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
 from boltfix.render import name_text, redact_secrets
 from boltfix.salvage import self_id_ok
-from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
+from boltfix.walk import (
+    LOSS_CODES,
+    Batch,
+    Bucket,
+    InlineRun,
+    Leaves,
+    Record,
+    Walker,
+    clean_inline,
+    top_level_names,
+)
 
 #: a record the tree reaches through a page whose header id is not its position
 MISPLACED = "bad-self-id"
@@ -345,10 +355,12 @@ class Dumper:
         live = _LiveWriter(self, start)
         prefix = None if live.user_prefix is not None else self.opts.prefix
         try:
-            for bucket, leaves in walker.walk_leaves(start, prefix):
+            for bucket, leaves in walker.walk_leaves(start, prefix, inline_runs=True):
                 if bucket is not live.bucket:
                     live.enter(bucket)
-                if live.c_pieces is not None and leaves.bucket_entry is None:
+                if type(leaves) is InlineRun:
+                    live.emit_run(leaves, walker)
+                elif live.c_pieces is not None and leaves.bucket_entry is None:
                     live.emit_leaves(leaves)
                 else:
                     for batch in leaves.batches():
@@ -625,6 +637,60 @@ class _LiveWriter:
             self.write_out()
         if left is not None and self.count >= left:
             raise _Limit()
+
+    def emit_run(self, run: InlineRun, walker: Walker) -> None:
+        """Small sub-buckets of the current bucket (:class:`~boltfix.walk.InlineRun`):
+        each entry's line, then its records' lines, the bytes :meth:`enter`
+        and :meth:`emit` write for each sub-bucket, without a Bucket or an
+        item per sub-bucket.  Below a tainted entry, on a page rule 5 keeps
+        out, or with a ``--limit`` to count to, they go the general way."""
+        if self.tainted is not None or self.left is not None \
+                or not self_id_ok(self.dumper.db, run):
+            for bucket, leaves in run.expand(walker, self.bucket):
+                if bucket is not self.bucket:
+                    self.enter(bucket)
+                for batch in leaves.batches():
+                    self.emit(batch)
+            return
+        page = run.page
+        # an entry's line: the general one where it is decoded (etcd's buckets)
+        lean = not self.text and self.top_etcd is None
+        if lean and self.jsonl_c:
+            data = run.write_jsonl(self.pathj, self.automatic, self.dumper.db.page_size)
+            if data is not None:
+                if self.parts:
+                    self.write_out()
+                self.stream.write(data)
+                if self.first:
+                    self.stream.flush()
+                    self.first = False
+                self.count += len(run) + run.records
+                return
+        saved = self.path, self.pathj, self.pre, self.secret, self.top_etcd
+        path = self.path
+        enc = self.dumper.enc
+        try:
+            for name, value, n in zip(run.keys, run.values, run.counts):
+                self.path, self.pathj, self.pre, self.secret, self.top_etcd = saved
+                self._put(R.live_bucket_line(enc, saved[1], name, value, page) if lean
+                          else self._render(name, value, True, page))
+                if n:
+                    # what enter() sets for a bucket below the top level (no
+                    # secret bucket, no etcd bucket); a canonical inline
+                    # bucket is clean: walk.clean_inline takes it whole
+                    records = clean_inline(value[S.BUCKET_HEADER_SIZE:])
+                    if records is None:  # canonical when the walk read it
+                        raise BoltError(f"page {page} changed while it was read", page=page)
+                    self.path = path + (name,)
+                    self.pathj = R.path_json_below(saved[1], path, name, enc)
+                    self.pre = R.hex_prefix(self.pathj)
+                    self.secret, self.top_etcd = False, None
+                    self._emit_plain([r[2] for r in records], [r[3] for r in records], page)
+        finally:
+            self.path, self.pathj, self.pre, self.secret, self.top_etcd = saved
+        self.count += len(run) + run.records
+        if self.size >= self.chunk or self.first:
+            self.write_out()
 
     def _emit_big(self, keys, values, page: int) -> None:
         """Records of which some have a big value: those are written in

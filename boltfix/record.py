@@ -153,6 +153,16 @@ def path_json(path, enc) -> str:
     return s
 
 
+def path_json_below(pathj: str, path, name, enc) -> str:
+    """:func:`path_json` of ``path + (name,)``, given ``pathj`` (that of
+    ``path``): the name appended when neither needs ``path_encoding``."""
+    nj, ne = enc(name)
+    # (inside a JSON string a quote is escaped: this text is only the member)
+    if ne or not path or ',"path_encoding":[' in pathj:  # hex somewhere: the whole rule
+        return path_json(tuple(path) + (name,), enc)
+    return pathj[:-1] + "," + nj + "]"
+
+
 def bucket_sequence(value) -> Optional[int]:
     """A bucket entry's sequence, None when its value is too short."""
     if len(value) >= S.BUCKET_HEADER_SIZE:
@@ -187,6 +197,18 @@ def jsonl_line(enc, pathj: str, key, value, is_bucket: bool, page: int, state: s
         parts.append(',"etcd":' + etcd_json)
     parts.append("}\n")
     return "".join(parts)
+
+
+def live_bucket_line(enc, pathj: str, name, value, page: int) -> str:
+    """:func:`jsonl_line` of a live bucket entry that is not decoded (below
+    etcd's top-level buckets), in one join: what a run of small sub-buckets
+    writes per entry."""
+    nj, ne = enc(name)
+    seq = bucket_sequence(value)
+    return "".join((pathj, ',"key":', nj, ',"key_encoding":"hex"' if ne else "",
+                    ',"value":null,"type":"bucket","sequence":',
+                    "null" if seq is None else str(seq),
+                    ',"page":%d,"state":"live"}\n' % page))
 
 
 def live_kv_pieces(parts: list, enc, pathj: str, keys, values, page: int) -> None:

@@ -1,10 +1,11 @@
 """Small sub-buckets taken a run at a time (walk.InlineRun, issue 14).
 
-check and repair take consecutive entries of small inline sub-buckets as
-one item: check counts them, repair writes their values as they stand.
+check, dump and repair take consecutive entries of small inline
+sub-buckets as one item: check counts them, dump writes their lines
+without a Bucket each, repair writes their values as they stand.
 That is only right when the value is byte for byte what the writer writes
 for the bucket (walk.canonical_inline), so every test here holds check's
-result and repair's output to the walk a sub-bucket at a time
+result, dump's output and repair's output to the walk a sub-bucket at a time
 (walk.INLINE_RUNS off), on files real bbolt wrote, on every damage kind of
 the fixtures, and on crafted inline values that break one rule each.
 """
@@ -67,10 +68,44 @@ def _runs_in(path) -> int:
                    for _, lv in walk.Walker(db).walk_leaves(inline_runs=True))
 
 
+def _dumps(path) -> list:
+    """dump's bytes in every format and encoding (a few with --limit, with
+    --show-secrets, and below one bucket), and its result."""
+    import io
+
+    from boltfix.dump import dump
+
+    out = []
+    for opts in DUMP_OPTIONS:
+        buf = io.BytesIO()
+        with DB(path) as db:
+            res = dump(db, opts, buf)
+        out.append((buf.getvalue(), res.records, res.notes, res.limited))
+    return out
+
+
+_SPECS = [dict(fmt=f, encoding=e) for f in ("jsonl", "text")
+          for e in ("auto", "hex", "base64", "utf8")] + [
+    dict(limit=7), dict(limit=200, fmt="text"), dict(show_secrets=True),
+    dict(bucket=("parent",)), dict(include=("live", "free", "orphan"))]
+
+
+def _dump_options():
+    from boltfix.dump import DumpOptions
+
+    return [DumpOptions(**spec) for spec in _SPECS]
+
+
+DUMP_OPTIONS = _dump_options()
+
+
 def _assert_same(monkeypatch, path, tmp_path, **kw):
-    """check and repair give the same with and without runs."""
+    """check, dump and repair give the same with and without runs."""
     c1, c2 = _both_ways(monkeypatch, lambda _: _check_json(path))
     assert c1 == c2
+    d1, d2 = _both_ways(monkeypatch, lambda _: _dumps(path))
+    for spec, a, b in zip(_SPECS, d1, d2):
+        assert a == b, f"dump {spec} differs"
     r1, r2 = _both_ways(monkeypatch, lambda tag: _repair(
         path, tmp_path / f"out-{tag}.db",
         **({"lost_found": str(tmp_path / f"lf-{tag}.db")} if kw.get("lost_found") else {})))
@@ -369,3 +404,27 @@ def test_per_bucket_counts_are_those_of_the_first_buckets(subs, tmp_path):
             for path, n in sorted(counts.items())[:MAX_REPORTED_BUCKETS]]
     assert len(counts) > 2 * MAX_REPORTED_BUCKETS
     assert got == want
+
+
+def test_runs_in_etcd_and_secret_buckets(tmp_path, monkeypatch):
+    """Sub-buckets inside etcd's top-level buckets (whose own records are
+    decoded and masked: ``key``, ``authUsers``): their records are a
+    sub-bucket's, plain, as dump writes them a bucket at a time; entries
+    with names and values that need hex."""
+    path = tmp_path / "etcdish.db"
+    with open(path, "wb") as f:
+        w = BoltWriter(f, 4096)
+        for top in (b"authUsers", b"key", b"meta"):
+            w.begin_bucket(top)
+            if top == b"meta":
+                w.put(b"consistent_index", bytes(8))
+            names = sorted(b"s\xff%02d" % i if i % 3 else b"s%02d" % i for i in range(40))
+            for i, name in enumerate(names):
+                w.begin_bucket(name, i)
+                for j in range(i % 4):
+                    w.put(b"k%d" % j, b"$2a$10$" + b"x" * 53 if j == 1 else b"\x00\x01v")
+                w.end_bucket()
+            w.end_bucket()
+        w.close()
+    assert _runs_in(path) >= 3
+    _assert_same(monkeypatch, path, tmp_path)
