@@ -136,7 +136,7 @@ def contains(pieces, needle: bytes) -> bool:
         data = carry + bytes(part)
         if needle in data:
             return True
-        carry = data[len(data) - keep:] if keep else b""
+        carry = data[max(len(data) - keep, 0):] if keep else b""
     return False
 
 

@@ -334,7 +334,7 @@ def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
 
 # ------------------------------------------------------------------ envelope
 def _decode_encrypted(value: bytes) -> dict:
-    head = value[len(ENC_PREFIX):len(ENC_PREFIX) + 512].split(b":", 3)
+    head = bytes(value[len(ENC_PREFIX):len(ENC_PREFIX) + 512]).split(b":", 3)
     out: dict = {"encoding": "encrypted"}
     if len(head) < 4:
         out["error"] = f"encryption envelope header is cut off at offset {len(value)}"
