@@ -44,6 +44,7 @@ from boltfix import bigrecord as BIG
 from boltfix import etcd as E
 from boltfix import k8s as K8S
 from boltfix import record as R
+from boltfix import resident
 from boltfix import structs as S
 from boltfix.bigbytes import MAX_RANGES, Source, Span
 from boltfix.errors import Finding
@@ -486,9 +487,16 @@ class Dumper:
         want = _CLASS[state]
         found = 0
         skip_until = -1
+        # the headers read (a continuation run's too) stay mapped: the map
+        # is dropped every TRIM_BYTES of pages (boltfix.resident)
+        trim = max(resident.TRIM_BYTES // ps, 1)
+        next_trim = trim
         for pgid in pages:
             if pgid <= skip_until:
                 continue
+            if pgid >= next_trim:
+                resident.release(buf)
+                next_trim = pgid + trim
             try:
                 off = pgid * ps
                 pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(buf, off)
@@ -502,6 +510,9 @@ class Dumper:
                     if classes[q] != want or _has_header(buf, q, ps):
                         break
                     last = q
+                    if q >= next_trim:
+                        resident.release(buf)
+                        next_trim = q + trim
                 skip_until = last
                 if flags != S.LEAF_PAGE_FLAG:
                     continue
