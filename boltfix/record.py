@@ -277,11 +277,12 @@ def escape_controls(data) -> bytes:
     return escape_text(bytes(data).decode("utf-8", "surrogateescape")).encode("utf-8")
 
 
-#: backslashes, and characters that are not printable below U+0100 or a
-#: byte that is not UTF-8 (U+DC80..U+DCFF): both come out as ``\\xNN`` of
-#: that byte, a run at a time.  Other characters that are not printable
-#: (U+2028, unassigned ones) are rare: a second pass (:func:`_rare_pattern`)
-_ESCAPE = re.compile(r"\\+|[\x00-\x1f\x7f-\xa0\xad\udc80-\udcff]+")
+#: runs of backslashes and of characters that are not printable below
+#: U+0100 or a byte that is not UTF-8 (U+DC80..U+DCFF): those come out as
+#: ``\\xNN`` of that byte, a run at a time (one character class: sre scans
+#: it fastest).  Other characters that are not printable (U+2028,
+#: unassigned ones) are rare: a second pass (:func:`_rare_pattern`)
+_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\xa0\xad\udc80-\udcff]+")
 _RARE = None
 
 
@@ -306,8 +307,14 @@ def _rare_pattern():
 
 def _escape_run(m) -> str:
     run = m.group()
-    if run[0] == "\\":
-        return run + run
+    if "\\" in run:
+        return "\\\\".join(map(_escape_bytes, run.split("\\")))
+    return _escape_bytes(run)
+
+
+def _escape_bytes(run: str) -> str:
+    if not run:
+        return ""
     return "\\x" + run.encode("latin-1", "surrogateescape").hex("x").replace("x", "\\x")
 
 

@@ -22,6 +22,7 @@ import io
 import json
 import struct
 
+import k8sbytes as K
 import pytest
 from test_etcd_decode import BCRYPT, user
 from test_hostile_big import _rss_parts
@@ -29,7 +30,6 @@ from test_hostile_walk import RSS_LIMIT_MB, run_cli
 from test_speedups import pure_python
 
 import damage
-import k8sbytes as K
 from boltfix import bigbytes, bigrecord, resident
 from boltfix.dump import DumpOptions, dump
 from boltfix.reader import DB
@@ -367,3 +367,49 @@ def test_get_of_200_mb_secret_is_masked(big_dbs, mode):
     code, err, rss, _ = _rss_parts("get", big_dbs["secret"], "key", "0x" + _rev(2).hex())
     assert code == 0 and b"Kubernetes Secret data redacted" in err, err[-500:]
     assert rss < 150, rss
+
+
+# ---------------------------------------------------------------- escapes
+def _escape_per_character(data: bytes) -> bytes:
+    """The rule of record.escape_controls, one character at a time (what
+    it did before it went by runs)."""
+    out = []
+    for c in data.decode("utf-8", "surrogateescape"):
+        o = ord(c)
+        if c == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif not c.isprintable():
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out).encode("utf-8")
+
+
+def test_escape_controls_is_the_per_character_rule(monkeypatch):
+    """Runs of controls, backslashes, bytes that are not UTF-8, C1 controls,
+    U+2028 and unassigned characters: the same bytes as the per-character
+    rule, whole and in pieces (a character cut by a piece's end)."""
+    import random
+
+    from boltfix.record import escape_controls
+
+    rnd = random.Random(14)
+    samples = [b"\\\\a\x01\\", "é€😀\u2028\u00ad\x85\x9f\xa0\ue000\U000e0001\U0010ffff".encode(),
+               bytes(range(256)) * 3, b"\xed\xa0\x80", b"\\\x01\\\x02\\"] + VALUES_UTF8
+    for _ in range(3000):
+        n = rnd.randrange(0, 40)
+        samples.append(bytes(rnd.choice([rnd.randrange(256), 0x5C, 0x41]) for _ in range(n)))
+        samples.append("".join(chr(rnd.choice([rnd.randrange(0x110000), rnd.randrange(0x300), 0x5C]))
+                               for _ in range(n)).encode("utf-8", "surrogatepass"))
+    for s in samples:
+        assert escape_controls(s) == _escape_per_character(s), s
+    monkeypatch.setattr(resident, "PIECE", 5)
+    for s in samples[:200]:
+        assert b"".join(bigrecord.format_pieces(memoryview(s), "utf8")) == \
+            _escape_per_character(s), s
+
+
+VALUES_UTF8 = [b"tabs\tand\nnew\rlines " * 7, "é€😀 multi-byte ".encode() * 7,
+               b"\xff\xfe not utf-8 \x80" * 7, "line\u2028separator ".encode() * 9]
