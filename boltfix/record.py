@@ -315,7 +315,7 @@ def _escape_run(m) -> str:
 def _escape_bytes(run: str) -> str:
     if not run:
         return ""
-    return "\\x" + run.encode("latin-1", "surrogateescape").hex("x").replace("x", "\\x")
+    return "\\x" + run.encode("latin1", "surrogateescape").hex("x").replace("x", "\\x")
 
 
 def _escape_rare(m) -> str:
