@@ -440,3 +440,23 @@ def test_escape_controls_is_the_per_character_rule(monkeypatch):
 
 VALUES_UTF8 = [b"tabs\tand\nnew\rlines " * 7, "é€😀 multi-byte ".encode() * 7,
                b"\xff\xfe not utf-8 \x80" * 7, "line\u2028separator ".encode() * 9]
+
+
+def test_too_many_secret_ranges_mask_the_whole_value(tmp_path, monkeypatch):
+    """Past MAX_RANGES bcrypt-looking strings in a huge free value, the
+    whole value is masked (more masked, never less): no list of millions of
+    ranges is kept."""
+    path = tmp_path / "many.db"
+    value = (b"ab" + BCRYPT) * 50
+    pad = [(b"h%03d" % i, b"pad " * 30) for i in range(60)]
+    write_etcd(path, extra={b"zkey": [(b"k", value)] + pad, b"pad": pad})
+    free_bucket(path, b"zkey", b"pad")
+    opts = dict(encoding="hex", include=("free",))
+    whole = _dump(path, **opts)
+    assert (b"ab".hex() + "*".encode().hex() * 60).encode() in whole  # hashes masked, not "ab"
+    monkeypatch.setattr(bigrecord, "BIG_VALUE", 1000)
+    assert _dump(path, **opts) == whole  # under MAX_RANGES: the same masking
+    monkeypatch.setattr(bigbytes, "MAX_RANGES", 10)
+    out = _dump(path, **opts)
+    assert b"2a" * len(value) in out and b"ab".hex().encode() * 1 + b"2a" * 60 not in out
+    assert out.count(b'"value_redacted":true') == whole.count(b'"value_redacted":true')
