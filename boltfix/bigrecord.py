@@ -8,9 +8,10 @@ built whole, then encoded to bytes, then joined with the rest of the chunk
 from RSS after each piece (:func:`boltfix.resident.pieces`).
 
 The line itself is still :func:`boltfix.record.jsonl_line` (or
-:func:`~boltfix.record.text_kv_line`), built with a :class:`~boltfix.
-bigbytes.Big` mark where each huge part goes: the value, and the parts of
-the ``etcd`` decoding that hold a huge payload (:func:`dumps`).  A
+:func:`~boltfix.record.text_kv_line`), built with a
+:class:`~boltfix.bigbytes.Big` mark where each huge part goes: the value,
+and the parts of the ``etcd`` decoding that hold a huge payload
+(:func:`dumps`).  A
 :class:`BigLine` writes the line's text and fills each mark in pieces.  A
 value to mask is a :class:`~boltfix.bigbytes.Source` (its secret ranges
 shown as ``*``, piece by piece), so a secret never leaves it whole nor
