@@ -57,6 +57,7 @@ import json
 from typing import Any
 
 from boltfix import etcd as E
+from boltfix.bigbytes import Span, is_span
 
 __all__ = [
     "ENC_PREFIX",
@@ -165,6 +166,12 @@ def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
     if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
         return True
     return any(map(kv.__contains__, _QUICK_MARKERS_NO_ESCAPE))
+
+
+def _keep_span(value):
+    """``bytes(value)``, but a huge value's :class:`~boltfix.bigbytes.Span`
+    stays one (the decoders read it as bytes, never copied whole)."""
+    return value if type(value) is Span else bytes(value)
 
 
 # ------------------------------------------------------------------ protobuf
@@ -327,7 +334,7 @@ def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
 
 # ------------------------------------------------------------------ envelope
 def _decode_encrypted(value: bytes) -> dict:
-    head = value[len(ENC_PREFIX):len(ENC_PREFIX) + 512].split(b":", 3)
+    head = bytes(value[len(ENC_PREFIX):len(ENC_PREFIX) + 512]).split(b":", 3)
     out: dict = {"encoding": "encrypted"}
     if len(head) < 4:
         out["error"] = f"encryption envelope header is cut off at offset {len(value)}"
@@ -354,9 +361,9 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     which gives the key's facts alone.  A malformed protobuf value gives
     ``"error"`` with its offset.
     """
-    if not isinstance(value, (bytes, bytearray, memoryview)):
+    if not isinstance(value, (bytes, bytearray, memoryview, Span)):
         raise TypeError(f"value must be bytes, not {type(value).__name__}")
-    value = bytes(value)
+    value = _keep_span(value)
     key = bytes(user_key) if user_key is not None else None
     keyinfo = parse_key(key) if key is not None else None
     by_key = _key_is_secret(key, keyinfo) == "secret"
@@ -427,7 +434,8 @@ def _raw_bytes(b: bytes, off: int, depth: int, budget: list) -> Any:
     ``budget`` (bytes still to parse, shared) keeps the work linear in the
     value's size whatever its nesting: past it, bytes stay bytes."""
     text = E.render_bytes(b)
-    if isinstance(text, str) and (not b or b[0] >= 0x20):
+    # (a huge payload's rendering is a Big whose text flag is the rule's answer)
+    if (isinstance(text, str) or getattr(text, "text", False)) and (not b or b[0] >= 0x20):
         return text
     if depth < _MAX_DEPTH and b and budget[0] >= len(b):
         budget[0] -= len(b)
@@ -450,7 +458,7 @@ def decode_object(value: bytes) -> Any:
     numbers as keys; repeated fields as lists; ``metadata`` named), with
     ``typeMeta`` first.  Call it on masked bytes to keep secrets masked.
     ``None`` for a value that is neither; ``{"error"}`` when malformed."""
-    value = bytes(value)
+    value = _keep_span(value)
     try:
         if value.startswith(MAGIC):
             u = _unknown(value)
@@ -565,7 +573,7 @@ def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int
     """Byte ranges of ``value`` (a KeyValue.value) that are secret; ``[]``
     when nothing is.  A Secret that does not decode (or is encrypted) is
     one range over everything after the magic / envelope header."""
-    value = bytes(value)
+    value = _keep_span(value)
     how = _key_is_secret(bytes(user_key) if user_key else None)
     if how == "whole":
         return [(0, len(value))] if value else []
@@ -579,7 +587,9 @@ def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int
     except (E.ProtoError, ValueError, IndexError, RecursionError):
         pass
     if value.startswith(ENC_PREFIX):
-        head = value.split(b":", 5)
+        # (a huge value's header is looked for in its first MB: a header
+        # past it leaves the whole value masked)
+        head = (bytes(value[:1 << 20]) if is_span(value) else value).split(b":", 5)
         skip = sum(len(h) + 1 for h in head[:5]) if len(head) == 6 else 0
         return [(skip, len(value))] if skip < len(value) else []
     start = len(MAGIC) if value.startswith(MAGIC) else 0
@@ -607,14 +617,14 @@ def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
     value).  A KeyValue that does not parse but shows a Secret's marker is
     masked whole: its structure cannot say what is metadata."""
-    kv = bytes(kv)
+    kv = _keep_span(kv)
     # quick no: a Secret's KeyValue holds one of these literally (its key,
     # the kind in typeMeta or JSON, or a JSON escape that may spell it)
     if not any(map(kv.__contains__, _QUICK_MARKERS)):
         return []
     try:
         key, value, voff = None, b"", -1
-        for no, wt, val, off in E._iter_fields(kv):
+        for no, wt, val, off in E.iter_fields(kv):
             if wt == E.WIRE_LEN and no == 1:
                 key = val
             elif wt == E.WIRE_LEN and no == 5:

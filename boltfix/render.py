@@ -56,3 +56,12 @@ def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{base + i:08x}  {hexpart:<{width * 3 - 1}}  |{text}|")
     return "\n".join(lines)
+
+
+def bcrypt_ranges(view):
+    """The ranges :func:`redact_secrets` masks, found in windows
+    (:func:`boltfix.bigbytes.pattern_ranges`: a huge value is never copied
+    whole); None when there are too many to list (mask all)."""
+    from boltfix.bigbytes import pattern_ranges
+
+    return pattern_ranges(_BCRYPT, view, 59)  # a bcrypt hash is at most 60 bytes
