@@ -317,6 +317,14 @@ def test_300k_sub_buckets_dump_within_10x_of_300k_plain_keys(tmp_path, fmt):
     assert ratio < 10, times
 
 
+def test_300k_sub_buckets_inspect_within_10x_of_300k_plain_keys(tmp_path):
+    """And for inspect (--json: the text form also draws the 10,000
+    sub-buckets it describes with rich, about 6x): a run of small
+    sub-buckets is described or counted at once (describe._run_nodes)."""
+    ratio, times = _sub_bucket_ratios(tmp_path, lambda path, out: ("inspect", "--json", path))
+    assert ratio < 10, times
+
+
 def _small_stack():
     import resource
 

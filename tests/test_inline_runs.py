@@ -1,11 +1,12 @@
 """Small sub-buckets taken a run at a time (walk.InlineRun, issue 14).
 
-check, dump and repair take consecutive entries of small inline
-sub-buckets as one item: check counts them, dump writes their lines
-without a Bucket each, repair writes their values as they stand.
+check, inspect, dump and repair take consecutive entries of small inline
+sub-buckets as one item: check counts them, inspect describes or counts
+them, dump writes their lines without a Bucket each, repair writes their
+values as they stand.
 That is only right when the value is byte for byte what the writer writes
 for the bucket (walk.canonical_inline), so every test here holds check's
-result, dump's output and repair's output to the walk a sub-bucket at a time
+result, inspect's, dump's and repair's output to the walk a sub-bucket at a time
 (walk.INLINE_RUNS off), on files real bbolt wrote, on every damage kind of
 the fixtures, and on crafted inline values that break one rule each.
 """
@@ -68,6 +69,13 @@ def _runs_in(path) -> int:
                    for _, lv in walk.Walker(db).walk_leaves(inline_runs=True))
 
 
+def _describe(path) -> dict:
+    from boltfix.describe import describe
+
+    with DB(path) as db:
+        return describe(db)
+
+
 def _dumps(path) -> list:
     """dump's bytes in every format and encoding (a few with --limit, with
     --show-secrets, and below one bucket), and its result."""
@@ -100,9 +108,11 @@ DUMP_OPTIONS = _dump_options()
 
 
 def _assert_same(monkeypatch, path, tmp_path, **kw):
-    """check, dump and repair give the same with and without runs."""
+    """check, inspect, dump and repair give the same with and without runs."""
     c1, c2 = _both_ways(monkeypatch, lambda _: _check_json(path))
     assert c1 == c2
+    i1, i2 = _both_ways(monkeypatch, lambda _: _describe(path))
+    assert i1 == i2, "inspect differs"
     d1, d2 = _both_ways(monkeypatch, lambda _: _dumps(path))
     for spec, a, b in zip(_SPECS, d1, d2):
         assert a == b, f"dump {spec} differs"
@@ -428,3 +438,15 @@ def test_runs_in_etcd_and_secret_buckets(tmp_path, monkeypatch):
         w.close()
     assert _runs_in(path) >= 3
     _assert_same(monkeypatch, path, tmp_path)
+
+
+@pytest.mark.parametrize("shown", [1, 2, 37, 1000])
+def test_inspect_stops_describing_inside_a_run(subs, monkeypatch, shown):
+    """inspect's BUCKETS_SHOWN limit falls inside a run: the first ones
+    described, the rest counted, as a bucket at a time."""
+    from boltfix import describe
+
+    monkeypatch.setattr(describe, "BUCKETS_SHOWN", shown)
+    a, b = _both_ways(monkeypatch, lambda _: _describe(subs))
+    assert a == b
+    assert a["buckets_not_shown"] > 0
