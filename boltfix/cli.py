@@ -609,7 +609,8 @@ def buckets(db, as_json, page_size, meta_index):
             stack = [tree]
             while stack:
                 nodes = stack.pop()
-                nodes[:] = map(conv, nodes)
+                for i, n in enumerate(nodes):  # one at a time: the old node goes at once
+                    nodes[i] = conv(n)
                 stack.extend(n["buckets"] for n in nodes)
             jsonout.dump(tree, sys.stdout, ensure_ascii=False)
         else:

@@ -966,11 +966,18 @@ def bucket_tree(db: DB, report: Optional[Callable[[Finding], None]] = None) -> L
     walker = Walker(db, report=report)
     top: List[dict] = []
     nodes = {(): {"buckets": top}}
-    for bucket, leaves in walker.walk_leaves():
-        if leaves.bucket_entry is None:
+    for bucket, leaves in walker.walk_leaves(inline_runs=True):
+        if type(leaves) is InlineRun:
+            # small sub-buckets: their nodes whole, and none in ``nodes``
+            # (nothing of theirs follows)
+            nodes[bucket.path]["buckets"].extend(
+                {"name": key, "sequence": S.BUCKET_HEADER.unpack_from(value, 0)[1],
+                 "inline": True, "root": 0, "keys": count, "buckets": []}
+                for key, value, count in zip(leaves.keys, leaves.values, leaves.counts))
+        elif leaves.bucket_entry is None:
             nodes[bucket.path]["keys"] += leaves.count
-            continue
-        _tree_node(nodes, bucket, leaves.bucket_entry)
+        else:
+            _tree_node(nodes, bucket, leaves.bucket_entry)
     return top
 
 

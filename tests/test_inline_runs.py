@@ -69,6 +69,14 @@ def _runs_in(path) -> int:
                    for _, lv in walk.Walker(db).walk_leaves(inline_runs=True))
 
 
+def _bucket_tree_of(path) -> tuple:
+    from boltfix.dump import bucket_tree
+
+    findings = []
+    with DB(path) as db:
+        return bucket_tree(db, findings.append), [f.to_json() for f in findings]
+
+
 def _describe(path) -> dict:
     from boltfix.describe import describe
 
@@ -108,11 +116,14 @@ DUMP_OPTIONS = _dump_options()
 
 
 def _assert_same(monkeypatch, path, tmp_path, **kw):
-    """check, inspect, dump and repair give the same with and without runs."""
+    """check, inspect, buckets, dump and repair give the same with and
+    without runs."""
     c1, c2 = _both_ways(monkeypatch, lambda _: _check_json(path))
     assert c1 == c2
     i1, i2 = _both_ways(monkeypatch, lambda _: _describe(path))
     assert i1 == i2, "inspect differs"
+    b1, b2 = _both_ways(monkeypatch, lambda _: _bucket_tree_of(path))
+    assert b1 == b2, "buckets differs"
     d1, d2 = _both_ways(monkeypatch, lambda _: _dumps(path))
     for spec, a, b in zip(_SPECS, d1, d2):
         assert a == b, f"dump {spec} differs"
