@@ -30,4 +30,5 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 LD_PRELOAD="$asan:$ubsan" \
     python3 scripts/asan_pytest.py "$so" -q -p no:cacheprovider \
     tests/test_speedups.py tests/test_check_fuzz.py tests/test_repair_fuzz.py tests/test_dump.py \
+    tests/test_inline_runs.py \
     "$@"
