@@ -287,8 +287,17 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
             break
 
 
-def page_view(db: DB, pgid: int) -> dict:
-    """A decoded view of one page (raises BoltError if it is not in the file)."""
+#: a leaf value longer than this is shown by ``page`` as its first
+#: VALUE_PREVIEW bytes, with "truncated" and its length in "value_bytes"
+VALUE_PREVIEW = 64 << 10
+
+
+def page_view(db: DB, pgid: int, mask: Optional[Callable] = None) -> dict:
+    """A decoded view of one page (raises BoltError if it is not in the file).
+
+    ``mask(value, n)``: the first ``n`` bytes of a leaf value as shown
+    (masked); it sees the whole value (a view of the map), so a secret is
+    masked as the whole value says, also in a preview."""
     p = db.page(pgid)
     view = {"id": pgid, "self_id": p.self_id, "type": p.type, "flags": p.flags,
             "count": p.count, "overflow": p.overflow,
@@ -301,7 +310,7 @@ def page_view(db: DB, pgid: int) -> dict:
         view["freelist"] = {"count": fl.count, "ids": ids, "shown": len(ids),
                             "problems": [f.message for f in fl.findings]}
     elif p.flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
-        view["elements"] = [_element_json(el, p.flags) for el in p.elements()]
+        view["elements"] = [_element_json(el, p.flags, mask) for el in p.elements()]
         problem = p.count_problem()
         if problem:
             view["count_problem"] = problem
@@ -315,7 +324,7 @@ def _take(it, n):
         yield x
 
 
-def _element_json(el, flags) -> dict:
+def _element_json(el, flags, mask=None) -> dict:
     out = {"index": el.index, "pos": el.pos, "ksize": el.ksize}
     if el.problem:
         out["problem"] = el.problem
@@ -323,8 +332,15 @@ def _element_json(el, flags) -> dict:
         out["child"] = el.child
         out["key"] = el.key
     else:
+        value = el.value
+        if value is not None:
+            n = min(len(value), VALUE_PREVIEW)
+            value = mask(value, n) if mask else bytes(value[:n])
         out.update(flags=el.flags, vsize=el.vsize, key=el.key,
-                   bucket=el.is_bucket, value=None if el.value is None else bytes(el.value))
+                   bucket=el.is_bucket, value=value)
+        if el.value is not None and len(el.value) > VALUE_PREVIEW:
+            # never built whole: a 200 MB value's text took 1-2 GB
+            out.update(truncated=True, value_bytes=len(el.value))
         if el.is_bucket and el.value is not None and len(el.value) >= 16:
             root, seq = S.BUCKET_HEADER.unpack_from(el.value, 0)
             out["bucket_root"] = root

@@ -603,15 +603,48 @@ def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
     return _masked(value, secret_ranges(value, user_key))
 
 
+#: a KeyValue bigger than this that shows a Secret's marker is masked whole,
+#: not parsed (parsing copies it): no Kubernetes object is that big (the
+#: apiserver refuses objects over 3 MiB, etcd requests over
+#: --max-request-bytes, 1.5 MiB by default)
+KV_PARSE_LIMIT = 16 << 20
+_SCAN_PIECE = 1 << 20  # bytes of a view looked at per copy in _holds_any
+
+
+def _holds_any(data, markers) -> bool:
+    """Whether any of ``markers`` occurs in ``data``; a big memoryview is
+    read a piece at a time (with the overlap a marker needs), the map's
+    pages dropped after each, so it is never copied whole."""
+    if isinstance(data, bytes) or len(data) <= _SCAN_PIECE:
+        data = bytes(data)
+        return any(map(data.__contains__, markers))
+    from boltfix.resident import release
+
+    view = memoryview(data)
+    reach = max(map(len, markers)) - 1
+    for a in range(0, len(view), _SCAN_PIECE):
+        piece = bytes(view[a:a + _SCAN_PIECE + reach])
+        if any(map(piece.__contains__, markers)):
+            return True
+        release(view)
+    return False
+
+
 def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
     value).  A KeyValue that does not parse but shows a Secret's marker is
-    masked whole: its structure cannot say what is metadata."""
-    kv = bytes(kv)
+    masked whole: its structure cannot say what is metadata.
+
+    ``kv`` may be a memoryview of the map: the quick look goes through it a
+    piece at a time (no copy of a huge value), and a KeyValue over
+    :data:`KV_PARSE_LIMIT` that shows a marker is masked whole unparsed."""
     # quick no: a Secret's KeyValue holds one of these literally (its key,
     # the kind in typeMeta or JSON, or a JSON escape that may spell it)
-    if not any(map(kv.__contains__, _QUICK_MARKERS)):
+    if not _holds_any(kv, _QUICK_MARKERS):
         return []
+    if len(kv) > KV_PARSE_LIMIT:
+        return [(0, len(kv))]
+    kv = bytes(kv)
     try:
         key, value, voff = None, b"", -1
         for no, wt, val, off in E._iter_fields(kv):
@@ -692,26 +725,44 @@ _BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
 
 def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
     """``data`` (the file's bytes from ``start``) with every Kubernetes
-    secret in it masked, for hexdumps.
+    secret in it masked, for hexdumps: :func:`file_secret_spans` of the
+    range ``data`` covers, applied to it."""
+    out = bytearray(data)
+    for a, b in file_secret_spans(buf, page_size, start, start + len(data), data):
+        out[a - start:b - start] = b"*" * (b - a)
+    return bytes(out)
+
+
+def file_secret_spans(buf, page_size: int, start: int, end: int,
+                      data=None) -> list[tuple[int, int]]:
+    """The absolute byte ranges of ``buf[start:end]`` that hold a
+    Kubernetes secret (clipped to it, in no order), for hexdumps.
 
     The leaves whose page run overlaps the range are found from their
     headers (also a leaf that starts up to ``_BACK_PAGES`` pages before, so
     an overflow page shown alone is masked too); each element's value is
-    masked as :func:`kv_secret_ranges` says, over the whole range shown.
+    masked as :func:`kv_secret_ranges` says, over the whole range shown
+    (each value read once, as a view of the map: a range shown in pieces
+    asks for all of it once and masks each piece with the answer).
     A Secret's marker outside every parsed element (damage) masks from
-    there to the end of the range.
-    """
+    there to the end of the range.  The markers are looked for in ``data``
+    when given (the bytes shown, from ``start``), else in ``buf``."""
     import struct
 
-    out = bytearray(data)
-    end = start + len(data)
+    from boltfix.resident import TRIM_BYTES, release
+
     size = len(buf)
+    end = min(end, size) if data is None else end
+    trim = max(1, TRIM_BYTES // page_size)  # headers read between two drops
+    spans: list[tuple[int, int]] = []
     first, last = start // page_size, max(start, end - 1) // page_size
     covered: list[tuple[int, int]] = []
     for q in range(max(0, first - _BACK_PAGES), last + 1):
         off = q * page_size
         if off + 16 > size:
             break
+        if q % trim == 0:
+            release(buf)  # each header read maps its page: a long run maps the file
         pid, flags, count, overflow = struct.unpack_from("<QHHI", buf, off)
         if pid != q or flags != 0x02 or q + overflow < first:
             continue
@@ -731,19 +782,41 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
             if e <= start or k >= end:
                 continue
             covered.append((k, e))
-            for a, b in kv_secret_ranges(bytes(buf[v:e])):
+            for a, b in kv_secret_ranges(buf[v:e]):
                 a, b = max(v + a, start), min(v + b, end)
                 if a < b:
-                    out[a - start:b - start] = b"*" * (b - a)
-    for marker in _SECRET_MARKERS:
-        i = bytes(data).find(marker)
-        while i >= 0:
-            absolute = start + i
-            if not any(k <= absolute < e for k, e in covered):
-                out[i:] = b"*" * (len(out) - i)
-                break
-            i = bytes(data).find(marker, i + 1)
-    return bytes(out)
+                    spans.append((a, b))
+    cut = _first_stray_marker(buf if data is None else data,
+                              start if data is None else 0, end - start, covered,
+                              0 if data is None else start)
+    if cut is not None:
+        spans.append((cut, end))
+    return spans
+
+
+def _first_stray_marker(buf, lo: int, n: int, covered, shift: int):
+    """The absolute offset of the first Secret marker in ``buf[lo:lo + n]``
+    that lies in no element of ``covered``, or None; read a piece at a
+    time (``shift`` turns an offset in ``buf`` into a file offset)."""
+    from boltfix.resident import release
+
+    reach = max(map(len, _SECRET_MARKERS)) - 1
+    best = None
+    for a in range(lo, lo + n, _SCAN_PIECE):
+        b = min(a + _SCAN_PIECE + reach, lo + n)
+        piece = bytes(buf[a:b])
+        for marker in _SECRET_MARKERS:
+            i = piece.find(marker)
+            while i >= 0 and i < _SCAN_PIECE:
+                absolute = a + i + shift
+                if not any(k <= absolute < e for k, e in covered):
+                    best = absolute if best is None else min(best, absolute)
+                    break
+                i = piece.find(marker, i + 1)
+        release(buf)
+        if best is not None:
+            return best
+    return best
 
 
 #: distinct (group, resource, namespace) groups a :class:`ResourceCounter`
