@@ -324,6 +324,20 @@ def _take(it, n):
         yield x
 
 
+def _preview_end(value) -> int:
+    """How many bytes of a value ``page`` shows: all up to VALUE_PREVIEW;
+    past it VALUE_PREVIEW, less the start of a UTF-8 character it would cut
+    (so a long text stays text: the one rule, record.as_text, sees the
+    preview)."""
+    n = len(value)
+    if n <= VALUE_PREVIEW:
+        return n
+    n = VALUE_PREVIEW
+    while n > VALUE_PREVIEW - 3 and value[n] & 0xC0 == 0x80:
+        n -= 1
+    return n
+
+
 def _element_json(el, flags, mask=None) -> dict:
     out = {"index": el.index, "pos": el.pos, "ksize": el.ksize}
     if el.problem:
@@ -334,7 +348,7 @@ def _element_json(el, flags, mask=None) -> dict:
     else:
         value = el.value
         if value is not None:
-            n = min(len(value), VALUE_PREVIEW)
+            n = _preview_end(value)
             value = mask(value, n) if mask else bytes(value[:n])
         out.update(flags=el.flags, vsize=el.vsize, key=el.key,
                    bucket=el.is_bucket, value=value)

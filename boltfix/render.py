@@ -120,7 +120,9 @@ def hexdump_range(buf, page_size: int, start: int, end: int, show_secrets: bool 
                     break
                 s, e = max(s, a), min(e, b)
                 data[s - a:e - a] = b"*" * (e - s)
-        yield "\n".join(dump.lines(data, last=b == end)) + "\n"
+        lines = dump.lines(data, last=b == end)
+        if lines:  # (a piece all folded into an earlier '*' has none)
+            yield "\n".join(lines) + "\n"
         release(buf)
 
 
