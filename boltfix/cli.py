@@ -359,29 +359,41 @@ def _masked_page_view(d, p, pgid: int) -> dict:
 
     if (p.self_id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
             not file_secret_spans(d.buf, d.page_size, p.offset, p.run_end):
-        return page_view(d, pgid, mask=_masked_value)
+        return page_view(d, pgid, mask=_ValueMask())
     return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
             "overflow": 0, "run_complete": True,
             "masked": "this page holds part of a Kubernetes Secret's value "
                       "(use --show-secrets)"}
 
 
-def _masked_value(value, n: int) -> bytes:
+class _ValueMask:
     """The first ``n`` bytes of a leaf value, its password hashes and
     Kubernetes secrets masked as the whole value says (a value shown whole
-    is masked as before: hashes, then the KeyValue's secrets)."""
-    from boltfix.k8s import kv_secret_ranges, mask_kv
-    from boltfix.render import redact_range, redact_secrets
+    is masked as before: hashes, then the KeyValue's secrets).  Past
+    k8s.SPAN_READ_BUDGET bytes of values read for one page (a damaged page
+    whose elements all claim one huge value), a preview is masked whole."""
 
-    if n == len(value):
-        data = redact_secrets(value)
-        return mask_kv(data) or data  # a Kubernetes Secret's data
-    data = bytearray(redact_range(value, 0, n))  # a hash cut by the preview's end too
-    for a, b in kv_secret_ranges(value):  # the whole value, read in pieces
-        a, b = max(a, 0), min(b, n)
-        if a < b:
-            data[a:b] = b"*" * (b - a)
-    return bytes(data)
+    def __init__(self):
+        from boltfix.k8s import SPAN_READ_BUDGET
+
+        self.left = SPAN_READ_BUDGET
+
+    def __call__(self, value, n: int) -> bytes:
+        from boltfix.k8s import kv_secret_ranges, mask_kv
+        from boltfix.render import redact_range, redact_secrets
+
+        if len(value) > self.left:
+            return b"*" * n
+        self.left -= len(value)
+        if n == len(value):
+            data = redact_secrets(value)
+            return mask_kv(data) or data  # a Kubernetes Secret's data
+        data = bytearray(redact_range(value, 0, n))  # a hash cut by the preview's end too
+        for a, b in kv_secret_ranges(value):  # the whole value, read in pieces
+            a, b = max(a, 0), min(b, n)
+            if a < b:
+                data[a:b] = b"*" * (b - a)
+        return bytes(data)
 
 
 # ---------------------------------------------------------------- check

@@ -721,6 +721,10 @@ def inventory(records) -> dict | None:
 
 # ------------------------------------------------------------------ raw bytes
 _BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
+#: bytes of values read to mask one range shown (bbolt's largest value is
+#: 2 GiB less 2); past them (a damaged page whose elements all claim one huge
+#: value, each read again) a value is masked whole, unread
+SPAN_READ_BUDGET = 2 << 30
 
 
 def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
@@ -755,6 +759,7 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
     end = min(end, size) if data is None else end
     trim = max(1, TRIM_BYTES // page_size)  # headers read between two drops
     spans: list[tuple[int, int]] = []
+    left = SPAN_READ_BUDGET
     first, last = start // page_size, max(start, end - 1) // page_size
     covered: list[tuple[int, int]] = []
     for q in range(max(0, first - _BACK_PAGES), last + 1):
@@ -782,7 +787,8 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
             if e <= start or k >= end:
                 continue
             covered.append((k, e))
-            for a, b in kv_secret_ranges(buf[v:e]):
+            left -= e - v
+            for a, b in (kv_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]):
                 a, b = max(v + a, start), min(v + b, end)
                 if a < b:
                     spans.append((a, b))
@@ -798,8 +804,19 @@ def _first_stray_marker(buf, lo: int, n: int, covered, shift: int):
     """The absolute offset of the first Secret marker in ``buf[lo:lo + n]``
     that lies in no element of ``covered``, or None; read a piece at a
     time (``shift`` turns an offset in ``buf`` into a file offset)."""
+    from bisect import bisect_right
+
     from boltfix.resident import release
 
+    # the elements merged into sorted disjoint ranges: a marker inside one
+    # skips to its end (a value full of markers is not looked at per marker)
+    merged: list[list[int]] = []
+    for k, e in sorted(covered):
+        if merged and k <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([k, e])
+    starts = [k for k, _e in merged]
     reach = max(map(len, _SECRET_MARKERS)) - 1
     best = None
     for a in range(lo, lo + n, _SCAN_PIECE):
@@ -807,12 +824,13 @@ def _first_stray_marker(buf, lo: int, n: int, covered, shift: int):
         piece = bytes(buf[a:b])
         for marker in _SECRET_MARKERS:
             i = piece.find(marker)
-            while i >= 0 and i < _SCAN_PIECE:
+            while 0 <= i < _SCAN_PIECE:
                 absolute = a + i + shift
-                if not any(k <= absolute < e for k, e in covered):
+                j = bisect_right(starts, absolute) - 1
+                if j < 0 or absolute >= merged[j][1]:
                     best = absolute if best is None else min(best, absolute)
                     break
-                i = piece.find(marker, i + 1)
+                i = piece.find(marker, merged[j][1] - a - shift)
         release(buf)
         if best is not None:
             return best

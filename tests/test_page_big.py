@@ -312,3 +312,32 @@ def test_page_json_of_overflow_pages_is_bounded(big_value_db, mode):
     code, err, rss, _ = _rss_parts("page", "--json", big_value_db, 18, 1000, 51217)
     assert code == 0 and b"Traceback" not in err, err[-500:]
     assert rss < 150, f"peak RSS {rss:.0f} MB"
+
+
+def test_page_of_elements_that_all_claim_one_value(tmp_path):
+    """Damage: 4,000 elements of one leaf all claim the same 20 MB value (80
+    GB read to mask them, 260 MB of previews).  Past k8s.SPAN_READ_BUDGET
+    read (and describe.PAGE_PREVIEW shown) the rest is masked unread (and
+    shown in SMALL_PREVIEW bytes): bounded time and memory."""
+    import struct
+    import time
+
+    path = tmp_path / "overlap.db"
+    write_values(path, [bytes(range(256)) * (20 << 12)], pad=2000)
+    off, n = 17 * 4096, 4000
+    with open(path, "r+b") as f:
+        f.seek(off)
+        _pid, flags, _count, overflow = struct.unpack("<QHHI", f.read(16))
+        assert flags == 2 and overflow == 5120  # the value's leaf
+        value_at, run_end = off + 16 + 16 * n, off + (overflow + 1) * 4096
+        f.seek(off + 10)
+        f.write(struct.pack("<H", n))
+        for i in range(n):
+            el = off + 16 + 16 * i
+            f.seek(el)
+            f.write(struct.pack("<IIII", 0, value_at - el, 1, run_end - value_at - 1))
+    for extra in ([], ["--json"], ["--hex"]):
+        t = time.monotonic()
+        code, out, err, rss, _ = run_cli("page", path, 17, *extra, lines_only=True)
+        assert_sane(code, err, rss, ok=(0,))
+        assert rss < 150 and time.monotonic() - t < 120, (extra, rss)
