@@ -6,7 +6,9 @@ Whether bytes are shown as text is :mod:`boltfix.record`'s one rule
 
 from __future__ import annotations
 
+import array
 import re as _re
+import sys
 
 from boltfix.record import name_text  # noqa: F401  (the one rule, for people)
 
@@ -74,6 +76,57 @@ class Hexdump:
         self.prev, self.folded, self.offset = prev, folded, base + n
         return out
 
+    def text(self, data, last: bool) -> str:
+        """:meth:`lines` as text, each line ending in a newline.  A piece of
+        16-byte lines with no line equal to the one before (no fold), at
+        offsets of 8 hex digits, is laid out column by column in C (strided
+        slice assignments), not a line at a time: about twice as fast."""
+        data = bytes(data)
+        m = len(data) // 16
+        if self.width != 16 or m < 64 or self.offset + 16 * m > 1 << 32:
+            lines = self.lines(data, last)
+            return "\n".join(lines) + "\n" if lines else ""
+        full = data[:16 * m]
+        if _repeats(full) or full[:16].hex(" ") == self.prev:
+            lines = self.lines(data, last)
+            return "\n".join(lines) + "\n" if lines else ""
+        offsets = array.array("I", range(self.offset, self.offset + 16 * m, 16))
+        if sys.byteorder == "little":
+            offsets.byteswap()
+        digits = offsets.tobytes().hex().encode()
+        hexes = full.hex(" ").encode()
+        text = full.translate(_TEXT_COLUMN)
+        out = bytearray(b" " * (78 * m))  # 8 + 2 + 47 + 3 + 16 + 1 + newline
+        for j in range(8):
+            out[j::78] = digits[j::8]
+        for j in range(47):
+            out[10 + j::78] = hexes[j::48]
+        out[59::78] = b"|" * m
+        for j in range(16):
+            out[60 + j::78] = text[j::16]
+        out[76::78] = b"|" * m
+        out[77::78] = b"\n" * m
+        self.prev, self.folded = full[-16:].hex(" "), False
+        self.offset += 16 * m
+        tail = self.lines(data[16 * m:], last) if len(data) > 16 * m else []
+        return out.decode("ascii") + ("\n".join(tail) + "\n" if tail else "")
+
+
+def _repeats(full: bytes) -> bool:
+    """Whether a 16-byte line of ``full`` equals the one before it: where
+    ``full`` XOR itself shifted by a line holds 16 zero bytes at a line's
+    start (three big-int operations in C, not a comparison per line)."""
+    n = len(full) - 16
+    x = (int.from_bytes(full[16:], "little") ^ int.from_bytes(full[:n], "little")
+         ).to_bytes(n, "little")
+    i = x.find(_ZERO_LINE)
+    while i >= 0 and i % 16:
+        i = x.find(_ZERO_LINE, i + 1)
+    return i >= 0
+
+
+_ZERO_LINE = bytes(16)
+
 
 def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
     """A classic hexdump with absolute file offsets; repeated lines folded as '*'."""
@@ -120,9 +173,9 @@ def hexdump_range(buf, page_size: int, start: int, end: int, show_secrets: bool 
                     break
                 s, e = max(s, a), min(e, b)
                 data[s - a:e - a] = b"*" * (e - s)
-        lines = dump.lines(data, last=b == end)
-        if lines:  # (a piece all folded into an earlier '*' has none)
-            yield "\n".join(lines) + "\n"
+        text = dump.text(data, last=b == end)
+        if text:  # (a piece all folded into an earlier '*' has none)
+            yield text
         release(buf)
 
 

@@ -89,6 +89,32 @@ def test_hexdump_in_pieces_is_the_whole():
     assert lines[-1].startswith("000003f0")
 
 
+def test_hexdump_text_laid_out_in_columns_is_the_old_text():
+    """Hexdump.text's column-by-column layout (pieces of 64 lines or more,
+    no fold, offsets of 8 digits) and its fallbacks (a repeated line, also
+    one that repeats the last line of the piece before; offsets past 4 GiB)
+    give the old text."""
+    rnd = random.Random(16)
+    for t in range(300):
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 6000)))
+        if t % 3 == 1:  # a line repeated somewhere, and a run of one byte
+            at = rnd.randrange(0, max(1, len(data) - 16)) // 16 * 16
+            data = data[:at + 16] + data[at:at + 16] * rnd.randrange(1, 4) + data[at + 16:]
+        if t % 3 == 2:
+            data = data + bytes([rnd.randrange(256)]) * rnd.randrange(1, 200) + data
+        base = rnd.choice([0, 4096 * rnd.randrange(1 << 19), (1 << 32) - 16 * rnd.randrange(500),
+                           rnd.randrange(1 << 40)])
+        dump, out, i = render.Hexdump(base), "", 0
+        while True:
+            piece = data[i:i + 16 * rnd.choice([0, 1, 63, 64, 65, 128, 300])]
+            i += len(piece)
+            out += dump.text(piece, last=i >= len(data))
+            if i >= len(data):
+                break
+        want = old_hexdump(data, base)
+        assert out == (want + "\n" if want else "")
+
+
 # ---------------------------------------------------------------- files
 BCRYPT = b"$2a$10$" + b"N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
 SECRET_DATA = {"password": b"hunter2-very-secret-password-value-0123456789"}
