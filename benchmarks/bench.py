@@ -8,11 +8,14 @@
     python benchmarks/bench.py --scaling            # 200 MB and 2 GB, side by side
     python benchmarks/bench.py --smoke              # tiny, one run, for CI
     python benchmarks/bench.py --shape etcd-big --size-mb 1024   # an etcd-shaped file
+    python benchmarks/bench.py --shape subs --keys 300000        # 300,000 sub-buckets
 
 The test file is written by the real bbolt (``boltgen make big``: one bucket
 ``bench`` of N 8-byte keys with 1 KB values, fill 100%; or with ``--shape
 etcd-big`` etcd's ``key`` bucket of revision keys holding mvccpb.KeyValue
-messages, plus ``meta``, which boltfix decodes and checks record by record).  Then, on that same
+messages, plus ``meta``, which boltfix decodes and checks record by record;
+or with ``--shape subs`` bucket ``parent`` of N sub-buckets, most of them
+small and inline, some empty, paged or nested, plain keys between them).  Then, on that same
 file and best of ``--runs``:
 
     boltfix check                                   vs  boltgen check   (tx.Check())
@@ -427,10 +430,11 @@ def main(argv=None) -> int:
                       f"{DEFAULT_SIZE_MB}); picks --keys")
     size.add_argument("--keys", type=int, help="number of keys to make")
     p.add_argument("--value-size", type=int, default=1024, help="value size in bytes")
-    p.add_argument("--shape", choices=["big", "etcd-big"], default="big",
+    p.add_argument("--shape", choices=["big", "etcd-big", "subs"], default="big",
                    help="big: one bucket of 8-byte keys (the default); etcd-big: etcd's key "
                         "bucket of revisions holding mvccpb.KeyValue messages, and meta "
-                        "(boltfix then decodes every record in dump and checks it in check)")
+                        "(boltfix then decodes every record in dump and checks it in check); "
+                        "subs: --keys sub-buckets of one bucket (--value-size unused)")
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
     p.add_argument("--only", default="check,dump,repair",
                    help="which pairs to run, comma-separated (default: check,dump,repair)")

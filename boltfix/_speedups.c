@@ -1393,11 +1393,132 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------ dump of inline runs */
+enum { RUN_PRE, RUN_CHILD, RUN_KEY_NOTE, RUN_VALUE_NOTE, RUN_NPIECES };
+
+/* one run's lines into `s`: 1 done, 0 a name Python must write (its path
+ * needs "path_encoding", or Python decides its text), -1 the file changed */
+static int run_lines(PyObject *names, PyObject *values, const Py_buffer *pc, int automatic,
+                     uint64_t page, uint64_t inline_max, sink *s)
+{
+    const Py_ssize_t n = PyList_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyList_GET_ITEM(names, i);
+        if (!PyBytes_Check(name))
+            return 0;
+        const unsigned char *np = (const unsigned char *)PyBytes_AS_STRING(name);
+        const uint64_t nn = (uint64_t)PyBytes_GET_SIZE(name);
+        const int nk = automatic ? auto_kind(np, nn) : AS_HEX;
+        if (nk == AS_PYTHON || (automatic && nk == AS_HEX))
+            return 0; /* a path element in hex: path_encoding, Python's rule */
+        Py_buffer vb;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(values, i), &vb, PyBUF_SIMPLE) < 0)
+            return -1;
+        const unsigned char *v = vb.buf;
+        const uint64_t vn = (uint64_t)vb.len;
+        const long count = canonical_inline(v, vn, inline_max, MAX_KEY_SIZE);
+        if (count < 0) {
+            PyBuffer_Release(&vb);
+            PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
+            return -1;
+        }
+        /* the entry: record.live_bucket_line */
+        put_buf(s, &pc[RUN_PRE]);
+        put_field(s, np, nn, nk, automatic, &pc[RUN_KEY_NOTE]);
+        put_lit(s, ",\"value\":null,\"type\":\"bucket\",\"sequence\":");
+        put_u64(s, le64(v + 8));
+        put_lit(s, ",\"page\":");
+        put_u64(s, page);
+        put_lit(s, ",\"state\":\"live\"}\n");
+        /* its records: record.live_kv_pieces under the path one name longer */
+        uint64_t data = 32 + (uint64_t)ELEMENT_SIZE * (uint64_t)count;
+        for (long j = 0; j < count; j++) {
+            const unsigned char *e = v + 32 + (uint64_t)ELEMENT_SIZE * (uint64_t)j;
+            const uint64_t ks = le32(e + 8), vs = le32(e + 12);
+            const unsigned char *key = v + data, *val = v + data + ks;
+            data += ks + vs;
+            const int kk = automatic ? auto_kind(key, ks) : AS_HEX;
+            const int vk = automatic ? auto_kind(val, vs) : AS_HEX;
+            if (kk == AS_PYTHON || vk == AS_PYTHON) {
+                PyBuffer_Release(&vb);
+                return 0;
+            }
+            put_buf(s, &pc[RUN_CHILD]);
+            put_field(s, np, nn, nk, 0, NULL);
+            put_lit(s, "],\"key\":");
+            put_field(s, key, ks, kk, automatic, &pc[RUN_KEY_NOTE]);
+            put_lit(s, ",\"value\":");
+            put_field(s, val, vs, vk, automatic, &pc[RUN_VALUE_NOTE]);
+            put_lit(s, ",\"type\":\"kv\",\"page\":");
+            put_u64(s, page);
+            put_lit(s, ",\"state\":\"live\"}\n");
+        }
+        PyBuffer_Release(&vb);
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(jsonl_run_doc,
+"jsonl_run(names, values, pieces, automatic, page, inline_max) -> bytes or None\n\n"
+"The dump's live JSONL lines of a walk.InlineRun (names and values lists):\n"
+"each entry's line (record.live_bucket_line), then its records' lines under\n"
+"the path one name longer (record.live_kv_pieces).  `pieces`: (pre, child,\n"
+"key_note, value_note): pre the entry line's opening (path + ',\"key\":'),\n"
+"child the path's JSON without its closing ']' and with a ',' (the parent's\n"
+"path has no path_encoding).  None when a name needs path_encoding or a key\n"
+"or value is text only Python can judge; ValueError when a value is no\n"
+"longer a canonical inline bucket (the file changed).");
+
+static PyObject *jsonl_run(PyObject *self, PyObject *args)
+{
+    PyObject *names, *values, *pieces;
+    int automatic;
+    unsigned long long page, inline_max;
+    if (!PyArg_ParseTuple(args, "O!O!O!pKK:jsonl_run", &PyList_Type, &names, &PyList_Type,
+                          &values, &PyTuple_Type, &pieces, &automatic, &page, &inline_max))
+        return NULL;
+    if (PyList_GET_SIZE(values) != PyList_GET_SIZE(names) ||
+        PyTuple_GET_SIZE(pieces) != RUN_NPIECES) {
+        PyErr_SetString(PyExc_TypeError, "jsonl_run: names and values differ, or not 4 pieces");
+        return NULL;
+    }
+    Py_buffer pc[RUN_NPIECES];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < RUN_NPIECES; got++)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(pieces, got), &pc[got], PyBUF_SIMPLE) < 0)
+            goto release;
+    sink s = {NULL, 0, 0, 0};
+    int rc = run_lines(names, values, pc, automatic, page, inline_max, &s);
+    if (rc <= 0) {
+        if (rc == 0)
+            result = Py_NewRef(Py_None);
+        goto release;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)s.n);
+    if (!data)
+        goto release;
+    sink w = {(unsigned char *)PyBytes_AS_STRING(data), 0, s.n, 0};
+    rc = run_lines(names, values, pc, automatic, page, inline_max, &w);
+    if (rc <= 0 || w.overflow || w.n != s.n) {
+        Py_DECREF(data);
+        if (rc >= 0)
+            PyErr_SetString(PyExc_ValueError, "the file changed while it was read");
+        goto release;
+    }
+    result = data;
+release:
+    while (got-- > 0)
+        PyBuffer_Release(&pc[got]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"leaf_copy", leaf_copy, METH_VARARGS, leaf_copy_doc},
     {"advance", advance, METH_VARARGS, advance_doc},
     {"inline_run", inline_run, METH_VARARGS, inline_run_doc},
     {"jsonl", jsonl, METH_VARARGS, jsonl_doc},
+    {"jsonl_run", jsonl_run, METH_VARARGS, jsonl_run_doc},
     {"etcd_key_suspects", etcd_key_suspects, METH_VARARGS, etcd_key_suspects_doc},
     {"etcd_revision_stats", etcd_revision_stats, METH_VARARGS, etcd_revision_stats_doc},
     {"etcd_key_record_clean", py_etcd_key_record_clean, METH_VARARGS, etcd_key_record_clean_doc},

@@ -379,7 +379,7 @@ class _ValueMask:
         self.left = SPAN_READ_BUDGET
 
     def __call__(self, value, n: int) -> bytes:
-        from boltfix.k8s import kv_secret_ranges, mask_kv
+        from boltfix.k8s import kv_view_secret_ranges, mask_kv
         from boltfix.render import redact_range, redact_secrets
 
         if len(value) > self.left:
@@ -389,7 +389,7 @@ class _ValueMask:
             data = redact_secrets(value)
             return mask_kv(data) or data  # a Kubernetes Secret's data
         data = bytearray(redact_range(value, 0, n))  # a hash cut by the preview's end too
-        for a, b in kv_secret_ranges(value):  # the whole value, read in pieces
+        for a, b in kv_view_secret_ranges(value):  # the whole value, read in pieces
             a, b = max(a, 0), min(b, n)
             if a < b:
                 data[a:b] = b"*" * (b - a)
@@ -720,8 +720,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     Exit 1 when the bucket or the key is absent (or KEY names a bucket).
     """
     from boltfix import bigrecord as BIG
-    from boltfix.dump import decode_name, find_in_bucket, redact_user_value
-    from boltfix.etcd import SECRET_BUCKETS
+    from boltfix.dump import decode_name, find_in_bucket, get_value
     from boltfix.record import format_bytes
 
     if len(path) < 2:
@@ -740,21 +739,12 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     if rec.is_bucket:
         click.echo(f"boltfix get: {path[-1]!r} is a bucket, not a key", err=True)
         sys.exit(EXIT_PROBLEMS)
-    value = rec.value if len(rec.value) >= BIG.BIG_VALUE else bytes(rec.value)
-    if len(b.path) == 1 and b.path[0] in SECRET_BUCKETS and not show_secrets:
-        value = redact_user_value(value)
-        click.echo("boltfix get: password hash redacted (use --show-secrets)", err=True)
-    elif b.path == (b"key",) and not show_secrets:
-        from boltfix.k8s import mask_kv
-
-        masked = mask_kv(bytes(value))
-        if masked is not None:
-            value = masked
-            click.echo("boltfix get: Kubernetes Secret data redacted (use --show-secrets)",
-                       err=True)
+    value, redacted = get_value(b.path, rec.value, show_secrets)
+    if redacted:
+        click.echo(f"boltfix get: {redacted} (use --show-secrets)", err=True)
     out = sys.stdout.buffer
     try:
-        if type(value) is memoryview:  # a big value, in pieces (boltfix.bigrecord)
+        if type(value) is not bytes:  # a big value, in pieces (boltfix.bigrecord)
             for piece in BIG.format_pieces(value, encoding):
                 out.write(piece)
         else:

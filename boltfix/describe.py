@@ -11,7 +11,7 @@ from boltfix.check import Collector
 from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
 from boltfix.reader import DB
 from boltfix.resident import TRIM_BYTES, drop
-from boltfix.walk import Walker, top_level_names
+from boltfix.walk import InlineRun, Walker, top_level_names
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -72,8 +72,17 @@ def _bucket_tree(db: DB, walker: Walker):
     facts = EtcdFacts() if etcd.looks_like_etcd(top) else None
     # a page (or a run of clean pages) at a time: only etcd's top-level
     # buckets need their records one by one, for the facts
-    for bucket, leaves in walker.walk_leaves():
+    for bucket, leaves in walker.walk_leaves(inline_runs=True):
         parent = nodes.get(bucket.path)
+        if type(leaves) is InlineRun:  # small sub-buckets, nothing wrong in them
+            n = _run_nodes(parent, leaves, BUCKETS_SHOWN - shown)
+            shown += n
+            rest = len(leaves) - n
+            if rest:
+                hidden += rest
+                if parent is not None:
+                    parent["more_buckets"] = parent.get("more_buckets", 0) + rest
+            continue
         rec = leaves.bucket_entry
         if rec is not None and (parent is None or shown >= BUCKETS_SHOWN):
             hidden += 1
@@ -106,6 +115,20 @@ def _bucket_tree(db: DB, walker: Walker):
                     depth=b.depth, pages=b.pages)
     return root["buckets"], (facts.to_json() if facts else None), hidden, root.get(
         "more_buckets", 0)
+
+
+def _run_nodes(parent: Optional[dict], run: InlineRun, room: int) -> int:
+    """The first ``room`` sub-buckets of a run as nodes of ``parent``: what
+    a walk a bucket at a time gives a clean inline bucket (its records
+    counted, depth 1, no pages); how many."""
+    if parent is None or room <= 0:
+        return 0
+    n = min(room, len(run))
+    parent["buckets"].extend(
+        {"name": _name(key), "keys": count, "buckets": [], "inline": True, "root_page": 0,
+         "sequence": S.BUCKET_HEADER.unpack_from(value, 0)[1], "depth": 1, "pages": 0}
+        for key, value, count in zip(run.keys[:n], run.values[:n], run.counts[:n]))
+    return n
 
 
 def _kubernetes(db: DB) -> Optional[dict]:

@@ -44,8 +44,10 @@ from boltfix import bigrecord as BIG
 from boltfix import etcd as E
 from boltfix import k8s as K8S
 from boltfix import record as R
+from boltfix import resident
 from boltfix import structs as S
-from boltfix.errors import Finding
+from boltfix.bigbytes import MAX_RANGES, Source, Span
+from boltfix.errors import BoltError, Finding
 from boltfix.pagemap import (
     BEYOND_HWM,
     FREELIST,
@@ -59,9 +61,19 @@ from boltfix.pagemap import (
 from boltfix.reader import DB
 from boltfix.reader import leaf_elements as _leaf_elements
 from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
-from boltfix.render import name_text, redact_secrets
+from boltfix.render import bcrypt_ranges, name_text, redact_secrets
 from boltfix.salvage import self_id_ok
-from boltfix.walk import LOSS_CODES, Batch, Bucket, Leaves, Record, Walker, top_level_names
+from boltfix.walk import (
+    LOSS_CODES,
+    Batch,
+    Bucket,
+    InlineRun,
+    Leaves,
+    Record,
+    Walker,
+    clean_inline,
+    top_level_names,
+)
 
 #: a record the tree reaches through a page whose header id is not its position
 MISPLACED = "bad-self-id"
@@ -81,7 +93,15 @@ class Output:
         self.first = True
         self.lines = 0
 
-    def write(self, line: str) -> None:
+    def write(self, line) -> None:
+        if type(line) is BIG.BigLine:  # a huge value's line: written in pieces
+            self.flush()
+            for piece in line.pieces():
+                self.stream.write(piece)
+            self.lines += 1
+            self.first = False
+            self.stream.flush()
+            return
         self.parts.append(line)
         self.size += len(line)
         self.lines += 1
@@ -117,14 +137,70 @@ def redact_user_value(value) -> bytes:
     length-delimited field except name (1), roles (3) and options (4) masked
     with ``*``; the whole value when it does not parse."""
     raw = bytes(value)
-    out = bytearray(redact_secrets(raw))
+    return Source(raw, user_secret_ranges(raw)).bytes(0, len(raw))
+
+
+def user_secret_ranges(value) -> Optional[list]:
+    """The byte ranges :func:`redact_user_value` masks (bcrypt-looking
+    strings, and those fields), None for the whole value.  ``value``: bytes,
+    or a huge value's memoryview (read in pieces, never copied whole)."""
+    view = memoryview(value)
+    ranges = bcrypt_ranges(view)
+    if ranges is None:
+        return None
     try:
-        for field_no, wt, payload, off in E._iter_fields(raw):
+        for field_no, wt, payload, off in E.iter_fields(
+                Span(view) if view.nbytes >= BIG.BIG_VALUE else bytes(view)):
             if wt == E.WIRE_LEN and field_no not in (1, 3, 4):
-                out[off: off + len(payload)] = b"*" * len(payload)
+                ranges.append((off, off + len(payload)))
+                if len(ranges) > MAX_RANGES:
+                    return None
     except Exception:
-        return b"*" * len(raw)
-    return bytes(out)
+        return None
+    return ranges
+
+
+def big_masked(path, value, state: str, show_secrets: bool) -> Tuple[Source, bool]:
+    """A huge value (a memoryview) as :meth:`Dumper._maybe_redact` masks a
+    small one: a :class:`~boltfix.bigbytes.Source` with the same ranges
+    shown as ``*``, and whether it is marked redacted."""
+    view = memoryview(value)
+    if show_secrets:
+        return Source(view), False
+    if state == LIVE:
+        if path is not None and len(path) == 1 and path[0] in E.SECRET_BUCKETS:
+            return Source(view, user_secret_ranges(view)), True
+        if path is not None and len(path) == 1 and path[0] == b"key":
+            ranges = K8S.kv_secret_ranges(Span(view))  # a Kubernetes Secret's data
+            return Source(view, ranges), bool(ranges)
+        return Source(view), False
+    # the bucket is unknown: bcrypt-looking strings, then any KeyValue's secrets
+    ranges = bcrypt_ranges(view)
+    first = Source(view, ranges)
+    src = Source(view, None if ranges is None else
+                 ranges + K8S.kv_secret_ranges(Span(first)))
+    return src, src.differs()
+
+
+def get_value(bucket_path, value, show_secrets: bool):
+    """``get``'s value as it may be shown, and what was redacted (a note for
+    stderr) or None.  A huge value (a memoryview) comes back a memoryview or
+    a :class:`~boltfix.bigbytes.Source`, to write in pieces."""
+    big = len(value) >= BIG.BIG_VALUE
+    secret = len(bucket_path) == 1 and bucket_path[0] in E.SECRET_BUCKETS
+    if show_secrets or not (secret or tuple(bucket_path) == (b"key",)):
+        return (value if big else bytes(value)), None
+    if big:
+        src, redacted = big_masked(bucket_path, value, LIVE, False)
+        value = src if src.masked else value
+    elif secret:
+        value, redacted = redact_user_value(value), True
+    else:
+        masked = K8S.mask_kv(bytes(value))
+        value, redacted = (bytes(value), False) if masked is None else (masked, True)
+    if not redacted:
+        return value, None
+    return value, ("password hash redacted" if secret else "Kubernetes Secret data redacted")
 
 
 # ---------------------------------------------------------------- options
@@ -257,6 +333,8 @@ class Dumper:
     def _line(self, pathj: str, path, key, value, is_bucket, page, state,
               guess=None, etcd_bucket=None) -> str:
         """One JSONL line, its value masked and decoded as the options say."""
+        if not is_bucket and len(value) >= BIG.BIG_VALUE:
+            return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
         if not is_bucket:
             value, redacted = self._maybe_redact(path, value, state)
@@ -265,6 +343,35 @@ class Dumper:
             d = self._etcd(etcd_bucket, key, None if is_bucket else value)
         return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
                             redacted, d)
+
+    def _big_line(self, pathj, path, key, value, page, state, guess, etcd_bucket):
+        """:meth:`_line` of a huge value: the same line, its huge parts
+        written in pieces (boltfix.bigrecord)."""
+        src, redacted = big_masked(path, value, state, self.opts.show_secrets)
+        bigs: list = []
+        d = None if etcd_bucket is None else self._etcd(etcd_bucket, key, Span(src), bigs)
+        big, ve = BIG.value_big(src, self.opts.encoding)
+        vj = BIG.mark_json(bigs, big)
+        enc = self.enc
+        stand_in = object()  # the value's place in the line
+
+        def encode(b):
+            return (vj, ve) if b is stand_in else enc(b)
+
+        return BIG.BigLine(R.jsonl_line(encode, pathj, key, stand_in, False, page, state,
+                                        guess, redacted, d), bigs)
+
+    def _big_text(self, head, path, key, value, page, state, etcd_bucket):
+        """:meth:`_text` of a huge value, the same way."""
+        src, redacted = big_masked(path, value, state, self.opts.show_secrets)
+        bigs: list = []
+        d = None if etcd_bucket is None else self._etcd(etcd_bucket, key, Span(src), bigs)
+        if d is not None and '"k8s":' in d:
+            line = self._k8s_text(head, key, d, redacted)
+            if line is not None:
+                return BIG.BigLine(line, bigs)
+        vtxt = BIG.mark_json(bigs, BIG.text_big(src))
+        return BIG.BigLine(R.text_kv_line(head, key, src, redacted, d, vtxt), bigs)
 
     def _maybe_redact(self, path, value, state):
         if self.opts.show_secrets:
@@ -281,10 +388,14 @@ class Dumper:
         masked = K8S.mask_kv(masked) or masked  # the bucket is unknown: any KeyValue
         return masked, masked != raw
 
-    def _etcd(self, bucket: bytes, key, value) -> Optional[str]:
+    def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:
+        """The ``etcd`` member as JSON; with ``bigs``, ``value`` is a huge
+        value's Span and its huge parts are marks (boltfix.bigrecord.dumps)."""
+        if value is not None and type(value) is not Span:
+            value = bytes(value)
         try:
             # a key record's value was masked by _maybe_redact already
-            d = E.decode_record(bucket, bytes(key), None if value is None else bytes(value),
+            d = E.decode_record(bucket, bytes(key), value,
                                 show_secrets=self.opts.show_secrets or bucket == b"key")
         except Exception as exc:  # decode_record never raises on bytes; belt and braces
             d = {"error": f"internal decoder error: {type(exc).__name__}"}
@@ -293,7 +404,9 @@ class Dumper:
         if self.opts.k8s_object and "k8s" in d and value is not None:
             # value is already masked where secret (_maybe_redact)
             d["k8s"]["object"] = E._jsonable(K8S.decode_object(
-                E.decode_key_value(bytes(value)).get("value", b"")))
+                E.decode_key_value(value).get("value", b"")))
+        if bigs is not None:
+            return BIG.dumps(d, bigs)
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
@@ -303,6 +416,8 @@ class Dumper:
         if is_bucket:
             d = self._etcd(etcd_bucket, key, None) if etcd_bucket is not None else None
             return R.text_bucket_line(head, key, value, d)
+        if len(value) >= BIG.BIG_VALUE:
+            return self._big_text(head, path, key, value, page, state, etcd_bucket)
         value, redacted = self._maybe_redact(path, value, state)
         d = self._etcd(etcd_bucket, key, value) if etcd_bucket is not None else None
         if d is not None and '"k8s":' in d:
@@ -345,10 +460,12 @@ class Dumper:
         live = _LiveWriter(self, start)
         prefix = None if live.user_prefix is not None else self.opts.prefix
         try:
-            for bucket, leaves in walker.walk_leaves(start, prefix):
+            for bucket, leaves in walker.walk_leaves(start, prefix, inline_runs=True):
                 if bucket is not live.bucket:
                     live.enter(bucket)
-                if live.c_pieces is not None and leaves.bucket_entry is None:
+                if type(leaves) is InlineRun:
+                    live.emit_run(leaves, walker)
+                elif live.c_pieces is not None and leaves.bucket_entry is None:
                     live.emit_leaves(leaves)
                 else:
                     for batch in leaves.batches():
@@ -382,9 +499,16 @@ class Dumper:
         want = _CLASS[state]
         found = 0
         skip_until = -1
+        # the headers read (a continuation run's too) stay mapped: the map
+        # is dropped every TRIM_BYTES of pages (boltfix.resident)
+        trim = max(resident.TRIM_BYTES // ps, 1)
+        next_trim = trim
         for pgid in pages:
             if pgid <= skip_until:
                 continue
+            if pgid >= next_trim:
+                resident.release(buf)
+                next_trim = pgid + trim
             try:
                 off = pgid * ps
                 pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(buf, off)
@@ -398,6 +522,9 @@ class Dumper:
                     if classes[q] != want or _has_header(buf, q, ps):
                         break
                     last = q
+                    if q >= next_trim:
+                        resident.release(buf)
+                        next_trim = q + trim
                 skip_until = last
                 if flags != S.LEAF_PAGE_FLAG:
                     continue
@@ -626,25 +753,68 @@ class _LiveWriter:
         if left is not None and self.count >= left:
             raise _Limit()
 
+    def emit_run(self, run: InlineRun, walker: Walker) -> None:
+        """Small sub-buckets of the current bucket (:class:`~boltfix.walk.InlineRun`):
+        each entry's line, then its records' lines, the bytes :meth:`enter`
+        and :meth:`emit` write for each sub-bucket, without a Bucket or an
+        item per sub-bucket.  Below a tainted entry, on a page rule 5 keeps
+        out, or with a ``--limit`` to count to, they go the general way."""
+        if self.tainted is not None or self.left is not None \
+                or not self_id_ok(self.dumper.db, run):
+            for bucket, leaves in run.expand(walker, self.bucket):
+                if bucket is not self.bucket:
+                    self.enter(bucket)
+                for batch in leaves.batches():
+                    self.emit(batch)
+            return
+        page = run.page
+        # an entry's line: the general one where it is decoded (etcd's buckets)
+        lean = not self.text and self.top_etcd is None
+        if lean and self.jsonl_c:
+            data = run.write_jsonl(self.pathj, self.automatic, self.dumper.db.page_size)
+            if data is not None:
+                if self.parts:
+                    self.write_out()
+                self.stream.write(data)
+                if self.first:
+                    self.stream.flush()
+                    self.first = False
+                self.count += len(run) + run.records
+                return
+        saved = self.path, self.pathj, self.pre, self.secret, self.top_etcd
+        path = self.path
+        enc = self.dumper.enc
+        try:
+            for name, value, n in zip(run.keys, run.values, run.counts):
+                self.path, self.pathj, self.pre, self.secret, self.top_etcd = saved
+                self._put(R.live_bucket_line(enc, saved[1], name, value, page) if lean
+                          else self._render(name, value, True, page))
+                if n:
+                    # what enter() sets for a bucket below the top level (no
+                    # secret bucket, no etcd bucket); a canonical inline
+                    # bucket is clean: walk.clean_inline takes it whole
+                    records = clean_inline(value[S.BUCKET_HEADER_SIZE:])
+                    if records is None:  # canonical when the walk read it
+                        raise BoltError(f"page {page} changed while it was read", page=page)
+                    self.path = path + (name,)
+                    self.pathj = R.path_json_below(saved[1], path, name, enc)
+                    self.pre = R.hex_prefix(self.pathj)
+                    self.secret, self.top_etcd = False, None
+                    self._emit_plain([r[2] for r in records], [r[3] for r in records], page)
+        finally:
+            self.path, self.pathj, self.pre, self.secret, self.top_etcd = saved
+        self.count += len(run) + run.records
+        if self.size >= self.chunk or self.first:
+            self.write_out()
+
     def _emit_big(self, keys, values, page: int) -> None:
         """Records of which some have a big value: those are written in
         pieces (boltfix.bigrecord), the others as in :meth:`_emit_plain`."""
-        d = self.dumper
         for i, (key, value) in enumerate(zip(keys, values)):
             if len(value) < BIG.BIG_VALUE:
                 self._emit_plain(keys[i:i + 1], values[i:i + 1], page)
                 continue
-            if self.parts:
-                self.write_out()
-            if self.text:
-                pieces = BIG.text_line_pieces(R.text_head(self.path, LIVE, page), key, value)
-            else:
-                pieces = BIG.jsonl_line_pieces(d.opts.encoding, self.pathj, key, value, page)
-            for piece in pieces:
-                self.stream.write(piece)
-            if self.first:
-                self.stream.flush()
-                self.first = False
+            self._put(self._render(key, value, False, page))
 
     def _emit_plain(self, keys, values, page: int) -> None:
         """Kv records of one page on :attr:`parts`, each whole."""
@@ -657,7 +827,7 @@ class _LiveWriter:
             R.live_kv_pieces(self.parts, self.dumper.enc, self.pathj, keys, values, page)
             # keys too: a page of keys that share bytes is many records of big keys
             self.size += 2 * (sum(map(len, values)) + sum(map(len, keys))) + 100 * n
-        elif self.hex:
+        elif self.hex and not BIG.has_big(values):
             self._put("".join([self._render(key, value, False, page)
                                for key, value in zip(keys, values)]))
         else:
@@ -697,7 +867,16 @@ class _LiveWriter:
         return d._line(self.pathj, self.path, key, value, is_bucket, page, state,
                        etcd_bucket=self.top_etcd)
 
-    def _put(self, line: str) -> None:
+    def _put(self, line) -> None:
+        if type(line) is BIG.BigLine:  # a huge value's line: written in pieces
+            if self.parts:
+                self.write_out()
+            for piece in line.pieces():
+                self.stream.write(piece)
+            if self.first:
+                self.stream.flush()
+                self.first = False
+            return
         if self.hex:
             line = line.encode("utf-8", "surrogateescape")
         self.parts.append(line)

@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
+from boltfix.bigbytes import Span
 from boltfix.record import as_text
 
 __all__ = [
@@ -128,7 +129,7 @@ class ProtoError(ValueError):
 
 
 def _check_bytes(data: Any, name: str = "data") -> bytes:
-    if isinstance(data, bytes):
+    if isinstance(data, bytes) or type(data) is Span:  # a Span: a huge value's view
         return data
     if isinstance(data, (bytearray, memoryview)):
         return bytes(data)
@@ -166,7 +167,12 @@ def decode_varint(data: bytes, pos: int, base: int = 0) -> tuple:
 
 def _iter_fields(data: bytes, base: int = 0) -> list:
     """Like :func:`decode_fields` with a 4th item: the payload's offset."""
-    fields = []
+    return list(iter_fields(data, base))
+
+
+def iter_fields(data: bytes, base: int = 0):
+    """:func:`_iter_fields` one field at a time (a huge value's fields,
+    never all held)."""
     pos = 0
     end = len(data)
     while pos < end:
@@ -223,8 +229,7 @@ def _iter_fields(data: bytes, base: int = 0) -> list:
             raise ProtoError(
                 f"invalid wire type {wire_type} for field {field_no}", base + tag_pos
             )
-        fields.append((field_no, wire_type, value, base + payload))
-    return fields
+        yield field_no, wire_type, value, base + payload
 
 
 def decode_fields(data: bytes, base: int = 0) -> list:
@@ -316,6 +321,10 @@ def render_bytes(b: bytes) -> Any:
     """Bytes as a JSON value: text by :func:`boltfix.record.as_text`, else
     ``{"hex": ...}``."""
     b = _check_bytes(b, "value")
+    if type(b) is Span:  # a huge payload: written in pieces (boltfix.bigrecord)
+        from boltfix.bigrecord import etcd_big
+
+        return etcd_big(b.source())
     s = as_text(b)
     return {"hex": b.hex()} if s is None else s
 
@@ -327,6 +336,8 @@ def _jsonable(value: Any) -> Any:
         return value  # most of a decoded record: nothing to render
     if isinstance(value, (bytes, bytearray, memoryview)):
         return render_bytes(bytes(value))
+    if t is Span:
+        return render_bytes(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

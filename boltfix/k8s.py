@@ -57,6 +57,7 @@ import json
 from typing import Any
 
 from boltfix import etcd as E
+from boltfix.bigbytes import Span, is_span
 
 __all__ = [
     "ENC_PREFIX",
@@ -165,6 +166,12 @@ def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
     if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
         return True
     return any(map(kv.__contains__, _QUICK_MARKERS_NO_ESCAPE))
+
+
+def _keep_span(value):
+    """``bytes(value)``, but a huge value's :class:`~boltfix.bigbytes.Span`
+    stays one (the decoders read it as bytes, never copied whole)."""
+    return value if type(value) is Span else bytes(value)
 
 
 # ------------------------------------------------------------------ protobuf
@@ -327,7 +334,7 @@ def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
 
 # ------------------------------------------------------------------ envelope
 def _decode_encrypted(value: bytes) -> dict:
-    head = value[len(ENC_PREFIX):len(ENC_PREFIX) + 512].split(b":", 3)
+    head = bytes(value[len(ENC_PREFIX):len(ENC_PREFIX) + 512]).split(b":", 3)
     out: dict = {"encoding": "encrypted"}
     if len(head) < 4:
         out["error"] = f"encryption envelope header is cut off at offset {len(value)}"
@@ -354,9 +361,9 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     which gives the key's facts alone.  A malformed protobuf value gives
     ``"error"`` with its offset.
     """
-    if not isinstance(value, (bytes, bytearray, memoryview)):
+    if not isinstance(value, (bytes, bytearray, memoryview, Span)):
         raise TypeError(f"value must be bytes, not {type(value).__name__}")
-    value = bytes(value)
+    value = _keep_span(value)
     key = bytes(user_key) if user_key is not None else None
     keyinfo = parse_key(key) if key is not None else None
     by_key = _key_is_secret(key, keyinfo) == "secret"
@@ -427,7 +434,8 @@ def _raw_bytes(b: bytes, off: int, depth: int, budget: list) -> Any:
     ``budget`` (bytes still to parse, shared) keeps the work linear in the
     value's size whatever its nesting: past it, bytes stay bytes."""
     text = E.render_bytes(b)
-    if isinstance(text, str) and (not b or b[0] >= 0x20):
+    # (a huge payload's rendering is a Big whose text flag is the rule's answer)
+    if (isinstance(text, str) or getattr(text, "text", False)) and (not b or b[0] >= 0x20):
         return text
     if depth < _MAX_DEPTH and b and budget[0] >= len(b):
         budget[0] -= len(b)
@@ -450,7 +458,7 @@ def decode_object(value: bytes) -> Any:
     numbers as keys; repeated fields as lists; ``metadata`` named), with
     ``typeMeta`` first.  Call it on masked bytes to keep secrets masked.
     ``None`` for a value that is neither; ``{"error"}`` when malformed."""
-    value = bytes(value)
+    value = _keep_span(value)
     try:
         if value.startswith(MAGIC):
             u = _unknown(value)
@@ -565,7 +573,7 @@ def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int
     """Byte ranges of ``value`` (a KeyValue.value) that are secret; ``[]``
     when nothing is.  A Secret that does not decode (or is encrypted) is
     one range over everything after the magic / envelope header."""
-    value = bytes(value)
+    value = _keep_span(value)
     how = _key_is_secret(bytes(user_key) if user_key else None)
     if how == "whole":
         return [(0, len(value))] if value else []
@@ -579,7 +587,9 @@ def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int
     except (E.ProtoError, ValueError, IndexError, RecursionError):
         pass
     if value.startswith(ENC_PREFIX):
-        head = value.split(b":", 5)
+        # (a huge value's header is looked for in its first MB: a header
+        # past it leaves the whole value masked)
+        head = (bytes(value[:1 << 20]) if is_span(value) else value).split(b":", 5)
         skip = sum(len(h) + 1 for h in head[:5]) if len(head) == 6 else 0
         return [(skip, len(value))] if skip < len(value) else []
     start = len(MAGIC) if value.startswith(MAGIC) else 0
@@ -603,51 +613,30 @@ def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
     return _masked(value, secret_ranges(value, user_key))
 
 
-#: a KeyValue bigger than this that shows a Secret's marker is masked whole,
-#: not parsed (parsing copies it): no Kubernetes object is that big (the
-#: apiserver refuses objects over 3 MiB, etcd requests over
-#: --max-request-bytes, 1.5 MiB by default)
-KV_PARSE_LIMIT = 16 << 20
-_SCAN_PIECE = 1 << 20  # bytes of a view looked at per copy in _holds_any
+_SCAN_PIECE = 1 << 20  # bytes of a range looked at per copy for stray markers
 
 
-def _holds_any(data, markers) -> bool:
-    """Whether any of ``markers`` occurs in ``data``; a big memoryview is
-    read a piece at a time (with the overlap a marker needs), the map's
-    pages dropped after each, so it is never copied whole."""
-    if isinstance(data, bytes) or len(data) <= _SCAN_PIECE:
-        data = bytes(data)
-        return any(map(data.__contains__, markers))
-    from boltfix.resident import release
+def kv_view_secret_ranges(view) -> list[tuple[int, int]]:
+    """:func:`kv_secret_ranges` of a KeyValue that is a view of the map:
+    a huge one as a :class:`~boltfix.bigbytes.Span` (read in pieces, never
+    copied whole), a small one as bytes."""
+    from boltfix.resident import BIG_VALUE
 
-    view = memoryview(data)
-    reach = max(map(len, markers)) - 1
-    for a in range(0, len(view), _SCAN_PIECE):
-        piece = bytes(view[a:a + _SCAN_PIECE + reach])
-        if any(map(piece.__contains__, markers)):
-            return True
-        release(view)
-    return False
+    return kv_secret_ranges(Span(view) if len(view) >= BIG_VALUE else bytes(view))
 
 
 def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
     value).  A KeyValue that does not parse but shows a Secret's marker is
-    masked whole: its structure cannot say what is metadata.
-
-    ``kv`` may be a memoryview of the map: the quick look goes through it a
-    piece at a time (no copy of a huge value), and a KeyValue over
-    :data:`KV_PARSE_LIMIT` that shows a marker is masked whole unparsed."""
+    masked whole: its structure cannot say what is metadata."""
+    kv = _keep_span(kv)
     # quick no: a Secret's KeyValue holds one of these literally (its key,
     # the kind in typeMeta or JSON, or a JSON escape that may spell it)
-    if not _holds_any(kv, _QUICK_MARKERS):
+    if not any(map(kv.__contains__, _QUICK_MARKERS)):
         return []
-    if len(kv) > KV_PARSE_LIMIT:
-        return [(0, len(kv))]
-    kv = bytes(kv)
     try:
         key, value, voff = None, b"", -1
-        for no, wt, val, off in E._iter_fields(kv):
+        for no, wt, val, off in E.iter_fields(kv):
             if wt == E.WIRE_LEN and no == 1:
                 key = val
             elif wt == E.WIRE_LEN and no == 5:
@@ -788,7 +777,7 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
                 continue
             covered.append((k, e))
             left -= e - v
-            for a, b in (kv_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]):
+            for a, b in (kv_view_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]):
                 a, b = max(v + a, start), min(v + b, end)
                 if a < b:
                     spans.append((a, b))

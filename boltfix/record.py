@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from binascii import hexlify
 from typing import List, Optional, Tuple
 
@@ -153,6 +154,16 @@ def path_json(path, enc) -> str:
     return s
 
 
+def path_json_below(pathj: str, path, name, enc) -> str:
+    """:func:`path_json` of ``path + (name,)``, given ``pathj`` (that of
+    ``path``): the name appended when neither needs ``path_encoding``."""
+    nj, ne = enc(name)
+    # (inside a JSON string a quote is escaped: this text is only the member)
+    if ne or not path or ',"path_encoding":[' in pathj:  # hex somewhere: the whole rule
+        return path_json(tuple(path) + (name,), enc)
+    return pathj[:-1] + "," + nj + "]"
+
+
 def bucket_sequence(value) -> Optional[int]:
     """A bucket entry's sequence, None when its value is too short."""
     if len(value) >= S.BUCKET_HEADER_SIZE:
@@ -187,6 +198,18 @@ def jsonl_line(enc, pathj: str, key, value, is_bucket: bool, page: int, state: s
         parts.append(',"etcd":' + etcd_json)
     parts.append("}\n")
     return "".join(parts)
+
+
+def live_bucket_line(enc, pathj: str, name, value, page: int) -> str:
+    """:func:`jsonl_line` of a live bucket entry that is not decoded (below
+    etcd's top-level buckets), in one join: what a run of small sub-buckets
+    writes per entry."""
+    nj, ne = enc(name)
+    seq = bucket_sequence(value)
+    return "".join((pathj, ',"key":', nj, ',"key_encoding":"hex"' if ne else "",
+                    ',"value":null,"type":"bucket","sequence":',
+                    "null" if seq is None else str(seq),
+                    ',"page":%d,"state":"live"}\n' % page))
 
 
 def live_kv_pieces(parts: list, enc, pathj: str, keys, values, page: int) -> None:
@@ -242,12 +265,15 @@ def text_bucket_line(head: str, key, value, etcd_json: Optional[str]) -> str:
     return line + "\n"
 
 
-def text_kv_line(head: str, key, value, redacted: bool, etcd_json: Optional[str]) -> str:
+def text_kv_line(head: str, key, value, redacted: bool, etcd_json: Optional[str],
+                 vtxt: Optional[str] = None) -> str:
+    """``vtxt``: the value's text when the caller has it (a huge value's mark)."""
     if etcd_json is not None and not etcd_json.startswith('{"error"') \
             and '"error":' not in etcd_json:
         # etcd's meaning says it all; the raw bytes are in the JSON format
         return f"{head}  {name_text(key)} => {etcd_json}\n"
-    vtxt = '""' if len(value) == 0 else name_text(value)
+    if vtxt is None:
+        vtxt = '""' if len(value) == 0 else name_text(value)
     line = f"{head}  {name_text(key)} = {vtxt}"
     if redacted:
         line += "  [redacted]"
@@ -268,20 +294,68 @@ _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 def escape_controls(data) -> bytes:
     """Bytes with every control character written as ``\\xNN`` (and ``\\`` as
-    ``\\\\``, so it stays unambiguous): text that is safe on a terminal."""
-    text = bytes(data).decode("utf-8", "surrogateescape")
-    out = []
-    for c in text:
-        o = ord(c)
-        if c == "\\":
-            out.append("\\\\")
-        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif not c.isprintable() and c != " ":
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
-        else:
-            out.append(c)
-    return "".join(out).encode("utf-8")
+    ``\\\\``, so it stays unambiguous): text that is safe on a terminal
+    (:func:`escape_text` of the bytes decoded with ``surrogateescape``)."""
+    return escape_text(bytes(data).decode("utf-8", "surrogateescape")).encode("utf-8")
+
+
+#: runs of backslashes and of characters that are not printable below
+#: U+0100 or a byte that is not UTF-8 (U+DC80..U+DCFF): those come out as
+#: ``\\xNN`` of that byte, a run at a time (one character class: sre scans
+#: it fastest).  Other characters that are not printable (U+2028,
+#: unassigned ones) are rare: a second pass (:func:`_rare_pattern`)
+_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\xa0\xad\udc80-\udcff]+")
+_RARE = None
+
+
+def _rare_pattern():
+    """The characters above U+00FF that are not printable (str.isprintable),
+    but U+DC80..U+DCFF; built once, when first needed."""
+    global _RARE
+    if _RARE is None:
+        ranges = []
+        start = None
+        for o in range(0x100, 0x110001):
+            bad = o < 0x110000 and not chr(o).isprintable() and not 0xDC80 <= o <= 0xDCFF
+            if bad and start is None:
+                start = o
+            elif not bad and start is not None:
+                ranges.append((start, o - 1))
+                start = None
+        _RARE = re.compile("[" + "".join(
+            f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+    return _RARE
+
+
+def _escape_run(m) -> str:
+    run = m.group()
+    if "\\" in run:
+        return "\\\\".join(map(_escape_bytes, run.split("\\")))
+    return _escape_bytes(run)
+
+
+def _escape_bytes(run: str) -> str:
+    if not run:
+        return ""
+    return "\\x" + run.encode("latin1", "surrogateescape").hex("x").replace("x", "\\x")
+
+
+def _escape_rare(m) -> str:
+    o = ord(m.group())
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def escape_text(text: str) -> str:
+    """``text`` (decoded with ``surrogateescape``) with every character that
+    is not printable written as ``\\xNN`` (a byte that is not UTF-8: that
+    byte) or ``\\uNNNN``, and ``\\`` as ``\\\\``: safe on a terminal, and
+    unambiguous.  Runs are escaped by a regex, not a loop per character."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    text = _ESCAPE.sub(_escape_run, text)
+    if not text.isprintable():
+        text = _rare_pattern().sub(_escape_rare, text)
+    return text
 
 
 def format_bytes(data, encoding: str) -> bytes:

@@ -188,3 +188,12 @@ def _disjoint(spans) -> list:
         else:
             out.append((s, e))
     return out
+
+
+def bcrypt_ranges(view):
+    """The ranges :func:`redact_secrets` masks, found in windows
+    (:func:`boltfix.bigbytes.pattern_ranges`: a huge value is never copied
+    whole); None when there are too many to list (mask all)."""
+    from boltfix.bigbytes import pattern_ranges
+
+    return pattern_ranges(_BCRYPT, view, 59)  # a bcrypt hash is at most 60 bytes

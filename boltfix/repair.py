@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
 import os
 import tempfile
 from collections import Counter
@@ -587,6 +588,7 @@ class _Into:
         self.report.records += run.records
         path = bucket.path
         self.per_bucket.update({path + (name,): n for name, n in zip(run.keys, run.counts)})
+        self._bound()
 
     def _skip(self, bucket) -> bool:
         """Records below a bucket entry that was left out are left out too."""
@@ -630,6 +632,7 @@ class _Into:
             self._opened = tuple(self.open_path)
             self.report.buckets += 1
             self.per_bucket[rec.child.path] += 0
+            self._bound()
 
     def _copy(self, bucket, leaves) -> int:
         """Whole leaves copied as they stand (how many: a prefix)."""
@@ -642,6 +645,17 @@ class _Into:
     def _count(self, path, n: int) -> None:
         self.report.records += n
         self.per_bucket[path] += n
+        self._bound()
+
+    def _bound(self) -> None:
+        """Keep the counts of the MAX_REPORTED_BUCKETS smallest paths only
+        (what the report lists), so that 300,000 buckets cost no 300,000
+        entries.  A path left out has that many smaller paths kept, which
+        stay, so it can never come back into the list with a part count."""
+        if len(self.per_bucket) > 2 * MAX_REPORTED_BUCKETS:
+            counts = self.per_bucket
+            self.per_bucket = Counter(
+                {p: counts[p] for p in heapq.nsmallest(MAX_REPORTED_BUCKETS, counts)})
 
 
 def _whole_leaf(db: DB, pgid: int, count: int):

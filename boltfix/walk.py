@@ -323,6 +323,21 @@ class InlineRun:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def write_jsonl(self, pathj: str, automatic: bool, page_size: int) -> Optional[bytes]:
+        """dump's live JSONL lines of the run, written by the C core
+        (``_speedups.jsonl_run``: the bytes record.live_bucket_line and
+        record.live_kv_pieces give), or None: no C core, the bucket's path
+        (``pathj``, its :func:`~boltfix.record.path_json`) or a name needs
+        ``path_encoding``, or a key or value is text only Python judges."""
+        fast = getattr(_speedups, "jsonl_run", None)
+        if fast is None or ',"path_encoding":[' in pathj or not pathj.endswith("]"):
+            return None
+        pieces = ((pathj + ',"key":').encode("utf-8", "surrogateescape"),
+                  (pathj[:-1] + ",").encode("utf-8", "surrogateescape"),
+                  b',"key_encoding":"hex"', b',"value_encoding":"hex"')
+        return call_c(fast, list(self.keys), list(self.values), pieces, automatic, self.page,
+                      page_size // 4)
+
     def expand(self, walker: "Walker", bucket: "Bucket") -> Iterator[Tuple["Bucket", Leaves]]:
         """The items :meth:`Walker.walk_leaves` yields for these entries
         without ``inline_runs``: each entry, then its records."""
@@ -603,7 +618,7 @@ class Walker:
             # an inline sub-bucket with nothing wrong (the common small
             # bucket): its records right here, as its own frame would yield
             # them, without opening one
-            inline = _clean_inline(child.inline)
+            inline = clean_inline(child.inline)
             if inline is not None:
                 child.depth = 1
                 if count:
@@ -1126,7 +1141,7 @@ def _leaf_page(buf, raw, off, count, end):
     return flags, keys, values
 
 
-def _clean_inline(page) -> Optional[list]:
+def clean_inline(page) -> Optional[list]:
     """``[(index, flags, key, value), ...]`` of an inline bucket's page when
     :meth:`Walker._inline_leaves` would report nothing on it and yield every
     element (each in bounds, a key, keys ascending, no bucket entry), else

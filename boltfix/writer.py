@@ -331,11 +331,7 @@ class BoltWriter:
             raise ValueError(f"{n} keys but {len(values)} values")
         if not n:
             return
-        last = b.last
-        if (b is self._root or not _all_bytes_like(keys, values)
-                or not 0 < min(map(len, keys)) <= max(map(len, keys)) <= MAX_KEY_SIZE
-                or (last is not None and not keys[0] > last)
-                or not all(map(lt, keys, islice(keys, 1, None)))):
+        if b is self._root or not _batch_ok(keys, values, b.last):
             for key, value in zip(keys, values):
                 self.put(key, value)  # raises at the offending record
             return
@@ -386,11 +382,8 @@ class BoltWriter:
             raise ValueError(f"{n} names but {len(values)} values")
         if not n:
             return
-        last = b.last
-        if (not _all_bytes_like(names, values)
-                or not 0 < min(map(len, names)) <= max(map(len, names)) <= MAX_KEY_SIZE
-                or (last is not None and not names[0] > last)
-                or not all(map(lt, names, islice(names, 1, None)))):
+        if not _batch_ok(names, values, b.last):
+            last = b.last
             for name in names:  # raises at the offending name, as begin_bucket does
                 last = _check_key(name, last, "bucket name")
             raise TypeError("bucket names must be bytes, inline bucket values bytes-like")
@@ -806,6 +799,17 @@ def _plain_view(value) -> bool:
     until its page is written (the input's map does not change under it)."""
     return (type(value) is memoryview and value.readonly and value.c_contiguous
             and value.ndim == 1 and value.itemsize == 1)
+
+
+def _batch_ok(keys, values, last: Optional[bytes]) -> bool:
+    """Whether a batch of keys (or bucket names) may go in as it is: all
+    bytes, 1 to MAX_KEY_SIZE long, ascending and after ``last``, the values
+    bytes-like (each a C-level pass; a batch that fails is replayed one by
+    one, so the error names the offending key)."""
+    return (_all_bytes_like(keys, values)
+            and 0 < min(map(len, keys)) <= max(map(len, keys)) <= MAX_KEY_SIZE
+            and (last is None or keys[0] > last)
+            and all(map(lt, keys, islice(keys, 1, None))))
 
 
 def _all_bytes_like(keys, values) -> bool:

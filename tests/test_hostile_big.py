@@ -80,7 +80,7 @@ def test_big_value_lines_are_the_whole_lines(tmp_path, monkeypatch, fmt, encodin
     monkeypatch.setattr(bigrecord, "BIG_VALUE", 1)
     monkeypatch.setattr(resident, "PIECE", 9)
     calls = []
-    real = bigrecord.json_value if fmt == "jsonl" else bigrecord.text_line_pieces
+    real = bigrecord.json_value if fmt == "jsonl" else bigrecord.text_big
     monkeypatch.setattr(bigrecord, real.__name__,
                         lambda *a: calls.append(1) or real(*a))
     with pure_python():

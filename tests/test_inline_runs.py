@@ -1,10 +1,12 @@
 """Small sub-buckets taken a run at a time (walk.InlineRun, issue 14).
 
-check and repair take consecutive entries of small inline sub-buckets as
-one item: check counts them, repair writes their values as they stand.
+check, inspect, dump and repair take consecutive entries of small inline
+sub-buckets as one item: check counts them, inspect describes or counts
+them, dump writes their lines without a Bucket each, repair writes their
+values as they stand.
 That is only right when the value is byte for byte what the writer writes
 for the bucket (walk.canonical_inline), so every test here holds check's
-result and repair's output to the walk a sub-bucket at a time
+result, inspect's, dump's and repair's output to the walk a sub-bucket at a time
 (walk.INLINE_RUNS off), on files real bbolt wrote, on every damage kind of
 the fixtures, and on crafted inline values that break one rule each.
 """
@@ -67,10 +69,53 @@ def _runs_in(path) -> int:
                    for _, lv in walk.Walker(db).walk_leaves(inline_runs=True))
 
 
+def _describe(path) -> dict:
+    from boltfix.describe import describe
+
+    with DB(path) as db:
+        return describe(db)
+
+
+def _dumps(path) -> list:
+    """dump's bytes in every format and encoding (a few with --limit, with
+    --show-secrets, and below one bucket), and its result."""
+    import io
+
+    from boltfix.dump import dump
+
+    out = []
+    for opts in DUMP_OPTIONS:
+        buf = io.BytesIO()
+        with DB(path) as db:
+            res = dump(db, opts, buf)
+        out.append((buf.getvalue(), res.records, res.notes, res.limited))
+    return out
+
+
+_SPECS = [dict(fmt=f, encoding=e) for f in ("jsonl", "text")
+          for e in ("auto", "hex", "base64", "utf8")] + [
+    dict(limit=7), dict(limit=200, fmt="text"), dict(show_secrets=True),
+    dict(bucket=("parent",)), dict(include=("live", "free", "orphan"))]
+
+
+def _dump_options():
+    from boltfix.dump import DumpOptions
+
+    return [DumpOptions(**spec) for spec in _SPECS]
+
+
+DUMP_OPTIONS = _dump_options()
+
+
 def _assert_same(monkeypatch, path, tmp_path, **kw):
-    """check and repair give the same with and without runs."""
+    """check, inspect, dump and repair give the same with and without runs."""
     c1, c2 = _both_ways(monkeypatch, lambda _: _check_json(path))
     assert c1 == c2
+    i1, i2 = _both_ways(monkeypatch, lambda _: _describe(path))
+    assert i1 == i2, "inspect differs"
+    d1, d2 = _both_ways(monkeypatch, lambda _: _dumps(path))
+    for spec, a, b in zip(_SPECS, d1, d2):
+        assert a == b, f"dump {spec} differs"
     r1, r2 = _both_ways(monkeypatch, lambda tag: _repair(
         path, tmp_path / f"out-{tag}.db",
         **({"lost_found": str(tmp_path / f"lf-{tag}.db")} if kw.get("lost_found") else {})))
@@ -345,3 +390,63 @@ def test_etcd_and_json_unchanged_by_runs(tmp_path, monkeypatch):
     path = damage.copy_fixture(damage.REPO / "fixtures" / "etcd" / "etcd-3.5.db", tmp_path)
     out = _assert_same(monkeypatch, path, tmp_path)
     assert json.dumps(out[1])
+
+
+def test_per_bucket_counts_are_those_of_the_first_buckets(subs, tmp_path):
+    """repair keeps the counts of the MAX_REPORTED_BUCKETS smallest bucket
+    paths only (3,000 sub-buckets here, more than twice that bound, with
+    nested ones whose parent's records come after them): each listed count
+    is the whole count, as a walk of the output tells it."""
+    from collections import Counter
+
+    from boltfix.repair import MAX_REPORTED_BUCKETS
+
+    report = repair(str(subs), str(tmp_path / "out.db")).to_json()
+    got = [(tuple(b["path"]), b["records"]) for b in report["kept"]["per_bucket"]]
+    counts = Counter()
+    with DB(tmp_path / "out.db") as db:
+        for bucket, rec in walk.Walker(db).walk():
+            if rec.is_bucket:
+                counts[bucket.path + (rec.key,)] += 0
+            else:
+                counts[bucket.path] += 1
+    want = [(tuple(p.decode() for p in path), n)
+            for path, n in sorted(counts.items())[:MAX_REPORTED_BUCKETS]]
+    assert len(counts) > 2 * MAX_REPORTED_BUCKETS
+    assert got == want
+
+
+def test_runs_in_etcd_and_secret_buckets(tmp_path, monkeypatch):
+    """Sub-buckets inside etcd's top-level buckets (whose own records are
+    decoded and masked: ``key``, ``authUsers``): their records are a
+    sub-bucket's, plain, as dump writes them a bucket at a time; entries
+    with names and values that need hex."""
+    path = tmp_path / "etcdish.db"
+    with open(path, "wb") as f:
+        w = BoltWriter(f, 4096)
+        for top in (b"authUsers", b"key", b"meta"):
+            w.begin_bucket(top)
+            if top == b"meta":
+                w.put(b"consistent_index", bytes(8))
+            names = sorted(b"s\xff%02d" % i if i % 3 else b"s%02d" % i for i in range(40))
+            for i, name in enumerate(names):
+                w.begin_bucket(name, i)
+                for j in range(i % 4):
+                    w.put(b"k%d" % j, b"$2a$10$" + b"x" * 53 if j == 1 else b"\x00\x01v")
+                w.end_bucket()
+            w.end_bucket()
+        w.close()
+    assert _runs_in(path) >= 3
+    _assert_same(monkeypatch, path, tmp_path)
+
+
+@pytest.mark.parametrize("shown", [1, 2, 37, 1000])
+def test_inspect_stops_describing_inside_a_run(subs, monkeypatch, shown):
+    """inspect's BUCKETS_SHOWN limit falls inside a run: the first ones
+    described, the rest counted, as a bucket at a time."""
+    from boltfix import describe
+
+    monkeypatch.setattr(describe, "BUCKETS_SHOWN", shown)
+    a, b = _both_ways(monkeypatch, lambda _: _describe(subs))
+    assert a == b
+    assert a["buckets_not_shown"] > 0

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from test_hostile_big import _rss_parts, write_values
 from test_hostile_walk import assert_sane, run_cli
 
-from boltfix import describe, k8s, render
+from boltfix import bigbytes, describe, k8s, render, resident
 from boltfix.cli import main
 from boltfix.reader import DB
 from boltfix.writer import BoltWriter
@@ -223,8 +223,9 @@ def test_a_secret_cut_by_a_piece_edge_is_masked(secret_file, monkeypatch):
 
 
 def test_kv_secret_ranges_of_a_view_in_pieces(monkeypatch):
-    """kv_secret_ranges reads a view a piece at a time: with pieces of 3 to
-    20 bytes (a marker cut by every edge) its answer is that of the bytes."""
+    """k8s.kv_view_secret_ranges (what page masks a value with) reads a big
+    view as a bigbytes.Span: with every value "big" and pieces of 3 to 20
+    bytes (a marker cut by every edge) its answer is that of the bytes."""
     kvs = [_secret_kv("a"), _secret_kv("b", pad=50),
            K.key_value(b"/registry/configmaps/x/y", K.configmap("y", "x", {"k": b"v"})),
            K.key_value(b"/registry/pods/x/y", K.json_object("v1", "Secret", "y", "x",
@@ -232,13 +233,11 @@ def test_kv_secret_ranges_of_a_view_in_pieces(monkeypatch):
            K.key_value(b"/registry/pods/x/z", K.pod("z", "x")), b"\x0a\x05Secret"]
     want = [k8s.kv_secret_ranges(kv) for kv in kvs]
     assert want[0] and want[1] and want[3] and not want[2] and not want[4]
+    monkeypatch.setattr(resident, "BIG_VALUE", 1)
     for size in range(3, 21):
-        monkeypatch.setattr(k8s, "_SCAN_PIECE", size)
-        assert [k8s.kv_secret_ranges(memoryview(kv)) for kv in kvs] == want
-    # past the parse limit, a KeyValue with a marker is masked whole
-    monkeypatch.setattr(k8s, "KV_PARSE_LIMIT", 40)
-    assert k8s.kv_secret_ranges(memoryview(kvs[1])) == [(0, len(kvs[1]))]
-    assert k8s.kv_secret_ranges(memoryview(kvs[4])) == []
+        monkeypatch.setattr(resident, "PIECE", size)
+        monkeypatch.setattr(bigbytes, "MIN_SPAN", size)
+        assert [k8s.kv_view_secret_ranges(memoryview(kv)) for kv in kvs] == want
 
 
 # ---------------------------------------------------------------- previews
