@@ -322,7 +322,7 @@ def pages(db, as_json, page_size, meta_index):
 def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     """Decode pages by id: header, elements, meta fields or freelist ids."""
     from boltfix.describe import page_view
-    from boltfix.render import hexdump, redact_range
+    from boltfix.render import hexdump_range
     from boltfix.views import render_page
 
     d = open_db(db, page_size, meta_index, need_root=False)  # pages by id: no walk
@@ -330,23 +330,16 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     for pgid in ids:
         p = d.page(pgid)
         if as_hex:
-            # masked over the bytes around the run too: a hash may straddle it
-            data = (bytes(p.data()) if show_secrets
-                    else redact_range(d.buf, p.offset, p.run_end))
-            if not show_secrets:
-                from boltfix.k8s import mask_file_range
-
-                # Kubernetes Secrets over the whole range shown (an overflow
-                # page alone too)
-                data = mask_file_range(d.buf, d.page_size, p.offset, data)
-            click.echo(f"page {pgid} ({p.type}, {len(data)} bytes, offset {p.offset:#x})")
-            click.echo(hexdump(data, p.offset))
+            # streamed a piece at a time; secrets masked over the whole run
+            # and the bytes around it (a hash or Secret may straddle a piece)
+            click.echo(f"page {pgid} ({p.type}, {p.run_end - p.offset} bytes, "
+                       f"offset {p.offset:#x})")
+            for text in hexdump_range(d.buf, d.page_size, p.offset, p.run_end, show_secrets):
+                click.echo(text, nl=False)
             continue
         views.append(page_view(d, pgid) if show_secrets else _masked_page_view(d, p, pgid))
     if as_hex:
         return
-    if not show_secrets:
-        views = [_redact_view(v) for v in views]
     if as_json:
         emit_json(views)
     else:
@@ -356,32 +349,51 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
 
 
 def _masked_page_view(d, p, pgid: int) -> dict:
-    """page_view, unless the page is not a leaf of its own and holds part of
-    a Kubernetes Secret's value (an overflow page): then its "header" and
-    "elements" would be the secret's bytes, and only a note is shown."""
+    """page_view with secrets masked in each value shown, unless the page is
+    not a leaf of its own and holds part of a Kubernetes Secret's value (an
+    overflow page): then its "header" and "elements" would be the secret's
+    bytes, and only a note is shown."""
     from boltfix import structs as S
     from boltfix.describe import page_view
-    from boltfix.k8s import mask_file_range
+    from boltfix.k8s import file_secret_spans
 
-    data = bytes(p.data())
     if (p.self_id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
-            mask_file_range(d.buf, d.page_size, p.offset, data) == data:
-        return page_view(d, pgid)
+            not file_secret_spans(d.buf, d.page_size, p.offset, p.run_end):
+        return page_view(d, pgid, mask=_ValueMask())
     return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
             "overflow": 0, "run_complete": True,
             "masked": "this page holds part of a Kubernetes Secret's value "
                       "(use --show-secrets)"}
 
 
-def _redact_view(view: dict) -> dict:
-    from boltfix.k8s import mask_kv
-    from boltfix.render import redact_secrets
+class _ValueMask:
+    """The first ``n`` bytes of a leaf value, its password hashes and
+    Kubernetes secrets masked as the whole value says (a value shown whole
+    is masked as before: hashes, then the KeyValue's secrets).  Past
+    k8s.SPAN_READ_BUDGET bytes of values read for one page (a damaged page
+    whose elements all claim one huge value), a preview is masked whole."""
 
-    for el in view.get("elements", []):
-        if isinstance(el.get("value"), bytes):
-            el["value"] = redact_secrets(el["value"])
-            el["value"] = mask_kv(el["value"]) or el["value"]  # a Kubernetes Secret's data
-    return view
+    def __init__(self):
+        from boltfix.k8s import SPAN_READ_BUDGET
+
+        self.left = SPAN_READ_BUDGET
+
+    def __call__(self, value, n: int) -> bytes:
+        from boltfix.k8s import kv_view_secret_ranges, mask_kv
+        from boltfix.render import redact_range, redact_secrets
+
+        if len(value) > self.left:
+            return b"*" * n
+        self.left -= len(value)
+        if n == len(value):
+            data = redact_secrets(value)
+            return mask_kv(data) or data  # a Kubernetes Secret's data
+        data = bytearray(redact_range(value, 0, n))  # a hash cut by the preview's end too
+        for a, b in kv_view_secret_ranges(value):  # the whole value, read in pieces
+            a, b = max(a, 0), min(b, n)
+            if a < b:
+                data[a:b] = b"*" * (b - a)
+        return bytes(data)
 
 
 # ---------------------------------------------------------------- check

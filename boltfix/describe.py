@@ -310,8 +310,21 @@ def page_rows(db: DB, progress=None) -> Iterator[dict]:
             break
 
 
-def page_view(db: DB, pgid: int) -> dict:
-    """A decoded view of one page (raises BoltError if it is not in the file)."""
+#: a leaf value longer than this is shown by ``page`` as its first
+#: VALUE_PREVIEW bytes, with "truncated" and its length in "value_bytes"
+VALUE_PREVIEW = 64 << 10
+#: bytes of values one page view shows in all; past them (a damaged page
+#: whose elements all claim one huge value) each shows SMALL_PREVIEW at most
+PAGE_PREVIEW = 16 << 20
+SMALL_PREVIEW = 64
+
+
+def page_view(db: DB, pgid: int, mask: Optional[Callable] = None) -> dict:
+    """A decoded view of one page (raises BoltError if it is not in the file).
+
+    ``mask(value, n)``: the first ``n`` bytes of a leaf value as shown
+    (masked); it sees the whole value (a view of the map), so a secret is
+    masked as the whole value says, also in a preview."""
     p = db.page(pgid)
     view = {"id": pgid, "self_id": p.self_id, "type": p.type, "flags": p.flags,
             "count": p.count, "overflow": p.overflow,
@@ -324,7 +337,12 @@ def page_view(db: DB, pgid: int) -> dict:
         view["freelist"] = {"count": fl.count, "ids": ids, "shown": len(ids),
                             "problems": [f.message for f in fl.findings]}
     elif p.flags in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
-        view["elements"] = [_element_json(el, p.flags) for el in p.elements()]
+        view["elements"] = els = []
+        left = PAGE_PREVIEW
+        for el in p.elements():
+            els.append(_element_json(el, p.flags, mask,
+                                     max(SMALL_PREVIEW, min(VALUE_PREVIEW, left))))
+            left -= len(els[-1].get("value") or b"")
         problem = p.count_problem()
         if problem:
             view["count_problem"] = problem
@@ -338,7 +356,20 @@ def _take(it, n):
         yield x
 
 
-def _element_json(el, flags) -> dict:
+def _preview_end(value, limit: int) -> int:
+    """How many bytes of a value ``page`` shows: all up to ``limit``; past
+    it ``limit``, less the start of a UTF-8 character it would cut (so a
+    long text stays text: the one rule, record.as_text, sees the preview)."""
+    n = len(value)
+    if n <= limit:
+        return n
+    n = limit
+    while n > limit - 3 and value[n] & 0xC0 == 0x80:
+        n -= 1
+    return n
+
+
+def _element_json(el, flags, mask=None, limit: int = VALUE_PREVIEW) -> dict:
     out = {"index": el.index, "pos": el.pos, "ksize": el.ksize}
     if el.problem:
         out["problem"] = el.problem
@@ -346,8 +377,15 @@ def _element_json(el, flags) -> dict:
         out["child"] = el.child
         out["key"] = el.key
     else:
+        value = el.value
+        if value is not None:
+            n = _preview_end(value, limit)
+            value = mask(value, n) if mask else bytes(value[:n])
         out.update(flags=el.flags, vsize=el.vsize, key=el.key,
-                   bucket=el.is_bucket, value=None if el.value is None else bytes(el.value))
+                   bucket=el.is_bucket, value=value)
+        if value is not None and len(value) < len(el.value):
+            # never built whole: a 200 MB value's text took 1-2 GB
+            out.update(truncated=True, value_bytes=len(el.value))
         if el.is_bucket and el.value is not None and len(el.value) >= 16:
             root, seq = S.BUCKET_HEADER.unpack_from(el.value, 0)
             out["bucket_root"] = root

@@ -613,6 +613,18 @@ def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
     return _masked(value, secret_ranges(value, user_key))
 
 
+_SCAN_PIECE = 1 << 20  # bytes of a range looked at per copy for stray markers
+
+
+def kv_view_secret_ranges(view) -> list[tuple[int, int]]:
+    """:func:`kv_secret_ranges` of a KeyValue that is a view of the map:
+    a huge one as a :class:`~boltfix.bigbytes.Span` (read in pieces, never
+    copied whole), a small one as bytes."""
+    from boltfix.resident import BIG_VALUE
+
+    return kv_secret_ranges(Span(view) if len(view) >= BIG_VALUE else bytes(view))
+
+
 def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
     """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
     value).  A KeyValue that does not parse but shows a Secret's marker is
@@ -698,30 +710,53 @@ def inventory(records) -> dict | None:
 
 # ------------------------------------------------------------------ raw bytes
 _BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
+#: bytes of values read to mask one range shown (bbolt's largest value is
+#: 2 GiB less 2); past them (a damaged page whose elements all claim one huge
+#: value, each read again) a value is masked whole, unread
+SPAN_READ_BUDGET = 2 << 30
 
 
 def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
     """``data`` (the file's bytes from ``start``) with every Kubernetes
-    secret in it masked, for hexdumps.
+    secret in it masked, for hexdumps: :func:`file_secret_spans` of the
+    range ``data`` covers, applied to it."""
+    out = bytearray(data)
+    for a, b in file_secret_spans(buf, page_size, start, start + len(data), data):
+        out[a - start:b - start] = b"*" * (b - a)
+    return bytes(out)
+
+
+def file_secret_spans(buf, page_size: int, start: int, end: int,
+                      data=None) -> list[tuple[int, int]]:
+    """The absolute byte ranges of ``buf[start:end]`` that hold a
+    Kubernetes secret (clipped to it, in no order), for hexdumps.
 
     The leaves whose page run overlaps the range are found from their
     headers (also a leaf that starts up to ``_BACK_PAGES`` pages before, so
     an overflow page shown alone is masked too); each element's value is
-    masked as :func:`kv_secret_ranges` says, over the whole range shown.
+    masked as :func:`kv_secret_ranges` says, over the whole range shown
+    (each value read once, as a view of the map: a range shown in pieces
+    asks for all of it once and masks each piece with the answer).
     A Secret's marker outside every parsed element (damage) masks from
-    there to the end of the range.
-    """
+    there to the end of the range.  The markers are looked for in ``data``
+    when given (the bytes shown, from ``start``), else in ``buf``."""
     import struct
 
-    out = bytearray(data)
-    end = start + len(data)
+    from boltfix.resident import TRIM_BYTES, release
+
     size = len(buf)
+    end = min(end, size) if data is None else end
+    trim = max(1, TRIM_BYTES // page_size)  # headers read between two drops
+    spans: list[tuple[int, int]] = []
+    left = SPAN_READ_BUDGET
     first, last = start // page_size, max(start, end - 1) // page_size
     covered: list[tuple[int, int]] = []
     for q in range(max(0, first - _BACK_PAGES), last + 1):
         off = q * page_size
         if off + 16 > size:
             break
+        if q % trim == 0:
+            release(buf)  # each header read maps its page: a long run maps the file
         pid, flags, count, overflow = struct.unpack_from("<QHHI", buf, off)
         if pid != q or flags != 0x02 or q + overflow < first:
             continue
@@ -741,19 +776,54 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
             if e <= start or k >= end:
                 continue
             covered.append((k, e))
-            for a, b in kv_secret_ranges(bytes(buf[v:e])):
+            left -= e - v
+            for a, b in (kv_view_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]):
                 a, b = max(v + a, start), min(v + b, end)
                 if a < b:
-                    out[a - start:b - start] = b"*" * (b - a)
-    for marker in _SECRET_MARKERS:
-        i = bytes(data).find(marker)
-        while i >= 0:
-            absolute = start + i
-            if not any(k <= absolute < e for k, e in covered):
-                out[i:] = b"*" * (len(out) - i)
-                break
-            i = bytes(data).find(marker, i + 1)
-    return bytes(out)
+                    spans.append((a, b))
+    cut = _first_stray_marker(buf if data is None else data,
+                              start if data is None else 0, end - start, covered,
+                              0 if data is None else start)
+    if cut is not None:
+        spans.append((cut, end))
+    return spans
+
+
+def _first_stray_marker(buf, lo: int, n: int, covered, shift: int):
+    """The absolute offset of the first Secret marker in ``buf[lo:lo + n]``
+    that lies in no element of ``covered``, or None; read a piece at a
+    time (``shift`` turns an offset in ``buf`` into a file offset)."""
+    from bisect import bisect_right
+
+    from boltfix.resident import release
+
+    # the elements merged into sorted disjoint ranges: a marker inside one
+    # skips to its end (a value full of markers is not looked at per marker)
+    merged: list[list[int]] = []
+    for k, e in sorted(covered):
+        if merged and k <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([k, e])
+    starts = [k for k, _e in merged]
+    reach = max(map(len, _SECRET_MARKERS)) - 1
+    best = None
+    for a in range(lo, lo + n, _SCAN_PIECE):
+        b = min(a + _SCAN_PIECE + reach, lo + n)
+        piece = bytes(buf[a:b])
+        for marker in _SECRET_MARKERS:
+            i = piece.find(marker)
+            while 0 <= i < _SCAN_PIECE:
+                absolute = a + i + shift
+                j = bisect_right(starts, absolute) - 1
+                if j < 0 or absolute >= merged[j][1]:
+                    best = absolute if best is None else min(best, absolute)
+                    break
+                i = piece.find(marker, merged[j][1] - a - shift)
+        release(buf)
+        if best is not None:
+            return best
+    return best
 
 
 #: distinct (group, resource, namespace) groups a :class:`ResourceCounter`

@@ -227,6 +227,8 @@ def render_page(c, v: dict) -> None:
                 other = (f"bucket root={el.get('bucket_root')} seq={el.get('bucket_sequence')}")
             else:
                 other = short(el["value"]) if el["value"] is not None else f"({el['vsize']} bytes)"
+                if el.get("truncated"):  # the value's first bytes only
+                    other = f"{short(el['value'], 48)} ({el['value_bytes']:,} bytes)"
             t.add_row(str(el["index"]), short(el["key"]), other, el.get("problem") or "")
         c.print(t)
 
