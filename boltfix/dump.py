@@ -706,6 +706,15 @@ class _LiveWriter:
         parts.clear()
         self.size = 0
 
+    def _write_bytes(self, data: bytes) -> None:
+        """Lines the C core wrote, after the pieces still on :attr:`parts`."""
+        if self.parts:
+            self.write_out()
+        self.stream.write(data)
+        if self.first:
+            self.stream.flush()
+            self.first = False
+
     def emit_leaves(self, leaves: Leaves) -> None:
         """Clean pages through the C writer; a leaf it hands back through emit()."""
         i = 0
@@ -715,12 +724,7 @@ class _LiveWriter:
                 i, self.c_pieces, self.automatic, self.c_mode, self.chunk,
                 -1 if left is None else left - self.count)
             if data:
-                if self.parts:
-                    self.write_out()
-                self.stream.write(data)
-                if self.first:
-                    self.stream.flush()
-                    self.first = False
+                self._write_bytes(data)
             self.count += n
             if left is not None and self.count >= left:
                 raise _Limit()
@@ -773,12 +777,7 @@ class _LiveWriter:
         if lean and self.jsonl_c:
             data = run.write_jsonl(self.pathj, self.automatic, self.dumper.db.page_size)
             if data is not None:
-                if self.parts:
-                    self.write_out()
-                self.stream.write(data)
-                if self.first:
-                    self.stream.flush()
-                    self.first = False
+                self._write_bytes(data)
                 self.count += len(run) + run.records
                 return
         saved = self.path, self.pathj, self.pre, self.secret, self.top_etcd

@@ -306,13 +306,6 @@ def big_dbs(tmp_path_factory):
     return out
 
 
-@pytest.fixture(params=["c", "pure"])
-def mode(request, monkeypatch):
-    if request.param == "pure":
-        monkeypatch.setenv("BOLTFIX_PURE_PYTHON", "1")
-    return request.param
-
-
 def _bounded(args, limit=150):
     code, err, rss, _ = _rss_parts(*args, timeout=600)
     assert code == 0, err[-800:]

@@ -166,13 +166,6 @@ def _rss_parts(*args, timeout=300):
     return proc.returncode, err, peak["VmHWM"], peak["RssFile"]
 
 
-@pytest.fixture(params=["c", "pure"])
-def mode(request, monkeypatch):
-    if request.param == "pure":
-        monkeypatch.setenv("BOLTFIX_PURE_PYTHON", "1")
-    return request.param
-
-
 def test_repair_of_overlapping_keys_is_bounded(tmp_path, monkeypatch):
     """8,192 overlapping keys of 32 KB: a 188 KB input whose repaired file
     is 872 MB (a 9-page leaf per key, 2 keys per 17-page branch, as bbolt
@@ -189,14 +182,6 @@ def test_repair_of_overlapping_keys_is_bounded(tmp_path, monkeypatch):
     code, err, rss, rss_file = _rss_parts("check", fixed)
     assert code == 0, err[-500:]
     assert rss < RSS_LIMIT_MB and rss_file < 4 * resident.TRIM_BYTES >> 20, (rss, rss_file)
-
-
-@pytest.fixture(scope="module")
-def big_value_db(tmp_path_factory):
-    """200 MB value among small records (the pages around it are copied)."""
-    path = tmp_path_factory.mktemp("big") / "big.db"
-    write_values(path, [bytes(range(256)) * (200 << 12)], pad=2000)
-    return path
 
 
 def test_repair_of_a_200_mb_value_is_bounded(tmp_path, big_value_db, mode):

@@ -294,19 +294,8 @@ def test_small_values_keep_the_schema(secret_file):
 
 
 # ---------------------------------------------------------------- 200 MB
-@pytest.fixture(scope="module")
-def big_value_db(tmp_path_factory):
-    """200 MB value among small records; its leaf is page 17 (overflow 51200)."""
-    path = tmp_path_factory.mktemp("big") / "big.db"
-    write_values(path, [bytes(range(256)) * (200 << 12)], pad=2000)
-    return path
-
-
-@pytest.fixture(params=["c", "pure"])
-def mode(request, monkeypatch):
-    if request.param == "pure":
-        monkeypatch.setenv("BOLTFIX_PURE_PYTHON", "1")
-    return request.param
+# big_value_db (a 200 MB value among small records; its leaf is page 17,
+# overflow 51200) and mode (C core or pure Python) are in conftest.py
 
 
 @pytest.mark.parametrize("extra", [[], ["--json"], ["--show-secrets"]])
