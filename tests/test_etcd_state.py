@@ -278,7 +278,13 @@ def test_every_wrongly_served_key_is_at_risk(etcd_db, case, salvage, tmp_path):
         lost_revisions=e["lost_revisions"]["count"], open=e["lost_revisions"]["open_above"],
         at_risk_or_lost=len(at_risk | lost),
         upper_bound_wrong_or_gone=len(w2 | g2), upper_bound_at_risk_or_lost=upper)
-    assert len(w2 | g2) <= len(wrong | gone)
+    # restoring copies hurts only by resurrecting a key the intact file
+    # deleted (its tombstone lost, an older put of it copied on a free page):
+    # salvage never places such a copy, so for every key etcd serves the
+    # copies are at least as good as repair (CI met this on a real etcd 3.5)
+    worse = (w2 | g2) - (wrong | gone)
+    intact_served = served(o.intact)
+    assert all(k not in intact_served for k in worse), sorted(worse)[:5]
     print(f"\netcd {etcd_db[0]} {case} salvage={salvage}: "
           f"{FIGURES[(etcd_db[0], case, salvage)]}")
 
