@@ -587,7 +587,9 @@ class _Into:
         self.report.buckets += len(run)
         self.report.records += run.records
         path = bucket.path
-        self.per_bucket.update({path + (name,): n for name, n in zip(run.keys, run.counts)})
+        counts = self.per_bucket  # (Counter.update of a dict adds in a Python loop)
+        for name, n in zip(run.keys, run.counts):
+            counts[path + (name,)] += n
         self._bound()
 
     def _skip(self, bucket) -> bool:
