@@ -10,6 +10,7 @@ from boltfix import structs as S
 from boltfix.check import Collector
 from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
 from boltfix.reader import DB
+from boltfix.record import bucket_sequence
 from boltfix.resident import TRIM_BYTES, drop
 from boltfix.walk import InlineRun, Walker, top_level_names
 
@@ -126,7 +127,7 @@ def _run_nodes(parent: Optional[dict], run: InlineRun, room: int) -> int:
     n = min(room, len(run))
     parent["buckets"].extend(
         {"name": _name(key), "keys": count, "buckets": [], "inline": True, "root_page": 0,
-         "sequence": S.BUCKET_HEADER.unpack_from(value, 0)[1], "depth": 1, "pages": 0}
+         "sequence": bucket_sequence(value), "depth": 1, "pages": 0}
         for key, value, count in zip(run.keys[:n], run.values[:n], run.counts[:n]))
     return n
 

@@ -706,11 +706,13 @@ class _LiveWriter:
         parts.clear()
         self.size = 0
 
-    def _write_bytes(self, data: bytes) -> None:
-        """Lines the C core wrote, after the pieces still on :attr:`parts`."""
+    def _write_pieces(self, pieces) -> None:
+        """Bytes written as they come (lines the C core wrote, a huge value's
+        line a piece at a time: never joined), after what is on :attr:`parts`."""
         if self.parts:
             self.write_out()
-        self.stream.write(data)
+        for piece in pieces:
+            self.stream.write(piece)
         if self.first:
             self.stream.flush()
             self.first = False
@@ -724,7 +726,7 @@ class _LiveWriter:
                 i, self.c_pieces, self.automatic, self.c_mode, self.chunk,
                 -1 if left is None else left - self.count)
             if data:
-                self._write_bytes(data)
+                self._write_pieces((data,))
             self.count += n
             if left is not None and self.count >= left:
                 raise _Limit()
@@ -777,7 +779,7 @@ class _LiveWriter:
         if lean and self.jsonl_c:
             data = run.write_jsonl(self.pathj, self.automatic, self.dumper.db.page_size)
             if data is not None:
-                self._write_bytes(data)
+                self._write_pieces((data,))
                 self.count += len(run) + run.records
                 return
         saved = self.path, self.pathj, self.pre, self.secret, self.top_etcd
@@ -868,13 +870,7 @@ class _LiveWriter:
 
     def _put(self, line) -> None:
         if type(line) is BIG.BigLine:  # a huge value's line: written in pieces
-            if self.parts:
-                self.write_out()
-            for piece in line.pieces():
-                self.stream.write(piece)
-            if self.first:
-                self.stream.flush()
-                self.first = False
+            self._write_pieces(line.pieces())
             return
         if self.hex:
             line = line.encode("utf-8", "surrogateescape")
@@ -970,7 +966,7 @@ def bucket_tree(db: DB, report: Optional[Callable[[Finding], None]] = None) -> L
             # small sub-buckets: their nodes whole, and none in ``nodes``
             # (nothing of theirs follows)
             nodes[bucket.path]["buckets"].extend(
-                {"name": key, "sequence": S.BUCKET_HEADER.unpack_from(value, 0)[1],
+                {"name": key, "sequence": R.bucket_sequence(value),
                  "inline": True, "root": 0, "keys": count, "buckets": []}
                 for key, value, count in zip(leaves.keys, leaves.values, leaves.counts))
         elif leaves.bucket_entry is None:
