@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests"))  # tests/support
 
 #: bytes of file per key with 1 KB values (3 records per 4 KB leaf, measured)
 BYTES_PER_KEY_1K = 1366
@@ -149,7 +149,7 @@ def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
 
 # ---------------------------------------------------------------- tools
 def boltgen() -> str:
-    import oracle  # tests/oracle.py: builds fixtures/boltgen once per main.go content
+    from support import oracle  # builds fixtures/boltgen once per main.go content
 
     try:
         built = oracle._build()
@@ -177,8 +177,8 @@ def boltfix_cmd() -> List[str]:
 def core() -> str:
     """Which walk boltfix runs: its C core, or pure Python (no compiler, or
     BOLTFIX_PURE_PYTHON=1, which this script passes on)."""
-    proc = subprocess.run([sys.executable, "-c", "from boltfix import walk; "
-                           "print(walk._speedups is not None)"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", "from boltfix import ccore; "
+                           "print(ccore.speedups is not None)"], capture_output=True, text=True)
     if proc.stdout.strip() == "True":
         return "C core (boltfix._speedups)"
     return "pure Python (BOLTFIX_PURE_PYTHON set, or the C core not built)"

@@ -3,7 +3,7 @@ and profile ``boltfix dump`` on Kubernetes data.
 
     PYTHONPATH=. python benchmarks/make_k8s_db.py OUT.db [--size-mb 100]
 
-The values are ``tests/k8sbytes.py``'s encodings (protobuf Pods with labels,
+The values are ``tests/support/k8sbytes.py``'s encodings (protobuf Pods with labels,
 annotations and owners, Deployments, ConfigMaps, Secrets of each kind, JSON
 custom resources and Services, a few encrypted values), each in an
 ``mvccpb.KeyValue`` under etcd's 17-byte revision keys, with etcd's ``meta``
@@ -21,9 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-import k8sbytes as K  # noqa: E402
-
 from boltfix.writer import BoltWriter  # noqa: E402
+from support import k8sbytes as K  # noqa: E402
 
 
 def value_for(i: int, rnd: random.Random) -> tuple:

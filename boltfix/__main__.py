@@ -1,3 +1,5 @@
+"""``python -m boltfix``: the command line."""
+
 from boltfix.cli import main
 
 main()

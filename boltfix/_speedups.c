@@ -34,7 +34,7 @@
 #define BUCKET_LEAF_FLAG 0x01
 #define REACHED 1
 #define OVERFLOW 2
-/* walk.KEY_BYTES_PER_PAGE: a leaf page whose keys add up to more is read in
+/* leaves.KEY_BYTES_PER_PAGE: a leaf page whose keys add up to more is read in
  * Python one record at a time (crafted elements can share their key bytes) */
 #define KEY_BYTES_PER_PAGE (1u << 20)
 
@@ -104,7 +104,7 @@ typedef struct {
  * Is page `pgid`, followed with key range [lo, hi) after key `last`, one
  * the Python walk takes whole without a finding?  Nothing is changed.
  * It mirrors walk.Walker._follow, _needed_overflow, _mark_overflow,
- * _branch_children and _leaf_page; any doubt answers 0 (Python decides).
+ * _branch_children and leaves.leaf_page; any doubt answers 0 (Python decides).
  */
 static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref lo, key_ref hi,
                       key_ref last, page_info *pi)
@@ -135,7 +135,7 @@ static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref
     const int leaf = flags == LEAF_PAGE_FLAG;
     uint64_t top = floor; /* reader.elements_end */
     key_ref prev = {NULL, 0};
-    uint64_t held = 0; /* key bytes (walk._leaf_page, Walker._branch_children) */
+    uint64_t held = 0; /* key bytes (leaves.leaf_page, Walker._branch_children) */
     for (uint32_t i = 0; i < count; i++) {
         const uint64_t eoff = base + (uint64_t)ELEMENT_SIZE * i;
         const unsigned char *e = c->map + eoff;
@@ -172,8 +172,11 @@ static int page_clean(const walk_ctx *c, uint64_t pgid, int has_parents, key_ref
     if (count) {
         pi->final = prev;
         /* keys ascend, so the first and last bound them all */
-        if (lo.p && key_cmp(pi->first, lo) < 0)
-            return 0; /* key-out-of-range */
+        /* bbolt sets a branch key to its child's first key: anything else
+         * (a damaged element 0, a stale page, or a lower bound inherited
+         * from a damaged parent key) is Python's to judge */
+        if (lo.p && key_cmp(pi->first, lo) != 0)
+            return 0; /* key-out-of-range, child-key-mismatch */
         if (hi.p && key_cmp(prev, hi) >= 0)
             return 0;
     }
@@ -534,7 +537,7 @@ static int leaves_args(PyObject *args, const char *fmt, Py_buffer *buf, unsigned
 }
 
 /* ------------------------------------------------------------ etcd check */
-/* etcd.decode_varint: at most 10 bytes, the 10th at most 1 */
+/* protowire.decode_varint: at most 10 bytes, the 10th at most 1 */
 static int varint(const unsigned char *p, uint64_t n, uint64_t *pos, uint64_t *out)
 {
     uint64_t v = 0;
@@ -561,7 +564,7 @@ typedef struct {
     int unknown; /* a field other than 1-6 */
 } key_value;
 
-/* etcd._iter_fields' rules and _KV_SCHEMA's wire types; 0 when Python
+/* protowire.iter_fields' rules and _KV_SCHEMA's wire types; 0 when Python
  * would report an error */
 static int parse_key_value(const unsigned char *v, uint64_t vlen, key_value *kv)
 {
@@ -620,7 +623,7 @@ static int parse_key_value(const unsigned char *v, uint64_t vlen, key_value *kv)
     return 1;
 }
 
-/* etcd.decode_revision: 17 bytes, or 18 ending in 't', '_' at byte 8;
+/* etcdkeys.decode_revision: 17 bytes, or 18 ending in 't', '_' at byte 8;
  * -1 when not a revision, else whether it is a tombstone */
 static int revision_kind(const unsigned char *k, uint64_t klen)
 {
@@ -704,7 +707,7 @@ static void put_u64(sink *s, uint64_t v)
     }
 }
 
-/* etcd's int64 fields (etcd._int64): the raw u64 read as signed */
+/* etcd's int64 fields (protowire.int64): the raw u64 read as signed */
 static void put_i64(sink *s, uint64_t v)
 {
     if (v >> 63) {
@@ -715,11 +718,11 @@ static void put_i64(sink *s, uint64_t v)
     }
 }
 
-/* how a key or value is written: record.py's _enc_hex, or _enc_auto */
+/* how a key or value is written: text.py's _enc_hex, or _enc_auto */
 enum { AS_HEX, AS_TEXT, AS_PYTHON };
 
 /*
- * _enc_auto's (and etcd.render_bytes') choice (record.as_text) for bytes whose answer needs
+ * _enc_auto's (and bigrecord.render_bytes') choice (text.as_text) for bytes whose answer needs
  * no Unicode tables: text when every byte is printable ASCII or \t \n \r;
  * hex as soon as a byte is another ASCII control (it is that character in
  * any decoding, and not printable); AS_PYTHON for non-ASCII without such a
@@ -778,7 +781,7 @@ static void put_field(sink *s, const unsigned char *p, uint64_t n, int kind, int
         put_buf(s, note);
 }
 
-/* an etcd bytes value (etcd.render_bytes): "text" or {"hex":"..."} */
+/* an etcd bytes value (bigrecord.render_bytes): "text" or {"hex":"..."} */
 static void put_etcd_bytes(sink *s, const unsigned char *p, uint64_t n, int kind)
 {
     if (kind == AS_TEXT) {
@@ -845,15 +848,15 @@ static int contains(const unsigned char *hay, uint64_t n, const char *needle, si
 }
 
 /*
- * k8s.kv_secret_ranges' quick no, for dump's `key` records: a KeyValue that
- * may hold a secret spells one of k8s._QUICK_MARKERS out.  1: hand it back.
+ * secrets.kv_secret_ranges' quick no, for dump's `key` records: a KeyValue that
+ * may hold a secret spells one of secrets.QUICK_MARKERS out.  1: hand it back.
  * The JSON escape "\\u" (a kind "Secret" spelt escaped) can only make a
  * JSON value secret: it counts when the value starts with "{", or when the
  * record is no clean KeyValue (Python's wire decoder may still read one).
  */
 static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
 {
-    /* k8s._QUICK_MARKERS but "\\u" */
+    /* secrets.QUICK_MARKERS but "\\u" */
     static const char *const markers[] = {"Secret", "oauth", "/registry/secrets/",
                                           "/kubernetes.io/secrets/", "/openshift.io/secrets/",
                                           "/bootstrap/"};
@@ -869,7 +872,7 @@ static int k8s_maybe_secret(const unsigned char *v, uint64_t vlen)
 }
 
 /*
- * k8s.is_k8s_candidate() on a `key` bucket value, for dump with the "etcd"
+ * secrets.is_k8s_candidate() on a `key` bucket value, for dump with the "etcd"
  * member: a value that is no clean KeyValue, a KeyValue.value that starts
  * with k8s.MAGIC, k8s.ENC_PREFIX or "{" (a Kubernetes object: only Python
  * decodes it into the "k8s" member), or a KeyValue that may hold a secret
@@ -950,9 +953,9 @@ PyDoc_STRVAR(jsonl_doc,
 "printable ASCII, else \"hex\" followed by its note.  With `etcd_key` 1\n"
 "(etcd's `key` bucket) tail_end opens the \"etcd\" member and C writes the\n"
 "decoded record and closes the line, and a record that may hold a Kubernetes\n"
-"object or a secret (k8s.is_k8s_candidate) is handed back; with 2 (the `key`\n"
+"object or a secret (secrets.is_k8s_candidate) is handed back; with 2 (the `key`\n"
 "bucket without the \"etcd\" member) one that may hold a secret\n"
-"(k8s._QUICK_MARKERS) is.  Stops after the leaf that brings the\n"
+"(secrets.QUICK_MARKERS) is.  Stops after the leaf that brings the\n"
 "output to `budget` bytes, at `max_records` records (-1: no limit), or\n"
 "before a leaf with a record only Python can write (non-ASCII text, an\n"
 "unusual etcd record): then `python` is True and leaves[next] is that leaf.");
@@ -1086,7 +1089,7 @@ static PyObject *etcd_key_suspects(PyObject *self, PyObject *args)
 PyDoc_STRVAR(etcd_revision_stats_doc,
 "etcd_revision_stats(buf, page_size, leaves) -> (revisions, tombstones, first, last)\n\n"
 "What inspect's etcd facts count over leaves of etcd's `key` bucket: keys\n"
-"that are revisions (etcd.decode_revision), how many are tombstones, and the\n"
+"that are revisions (etcdkeys.decode_revision), how many are tombstones, and the\n"
 "first and last one's main revision as int64 (None when there is none).");
 
 static PyObject *etcd_revision_stats(PyObject *self, PyObject *args)
@@ -1295,7 +1298,7 @@ done:
 }
 
 /* ------------------------------------------------------------ inline runs */
-/* walk.canonical_inline: the records of an inline bucket value laid out
+/* leaves.canonical_inline: the records of an inline bucket value laid out
  * exactly as BoltWriter.end_bucket (bbolt's bucket.write) lays one out, else
  * -1.  Bucket header: root u64 (0) | sequence u64; page header: id (0) |
  * flags (leaf) | count | overflow (0); elements of flags 0 whose key and
@@ -1331,7 +1334,7 @@ static long canonical_inline(const unsigned char *v, uint64_t n, uint64_t inline
 
 PyDoc_STRVAR(inline_run_doc,
 "inline_run(flags, keys, values, start, inline_max, max_key) -> (stop, counts)\n\n"
-"walk.inline_run in C: the run of elements start:stop of a page's columns\n"
+"leaves.inline_run in C: the run of elements start:stop of a page's columns\n"
 "(lists or tuples) that are bucket entries (flags exactly BUCKET_LEAF_FLAG,\n"
 "names of at most max_key bytes) whose values are canonical inline buckets,\n"
 "and the record count of each.");

@@ -29,7 +29,7 @@ from typing import Iterator, List, Optional, Tuple
 from boltfix import resident
 
 __all__ = ["MIN_SPAN", "MAX_DECODE", "MAX_RANGES", "Span", "Source", "Big",
-           "pattern_ranges", "contains", "is_span"]
+           "pattern_ranges", "contains", "is_span", "keep_span"]
 
 #: a slice of a Span at least this long stays a Span (a view), a shorter
 #: one is bytes (the tests make it small to meet every boundary)
@@ -103,11 +103,13 @@ class Span:
         return contains(self.pieces, needle)
 
     def startswith(self, prefix) -> bool:
+        """Whether the bytes start with ``prefix`` (or one of a tuple of them)."""
         if isinstance(prefix, tuple):
             return any(map(self.startswith, prefix))
         return bytes(self[:len(prefix)]) == prefix
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The bytes decoded whole; ValueError past :data:`MAX_DECODE` bytes."""
         if self.n > MAX_DECODE:
             raise ValueError(f"{self.n} bytes: too big to decode whole")
         return bytes(self).decode(encoding, errors)
@@ -117,6 +119,7 @@ class Span:
         return self.src.part(self.off, self.off + self.n)
 
     def pieces(self, size: Optional[int] = None) -> Iterator[bytes]:
+        """The (masked) bytes in pieces of at most ``size`` bytes."""
         return self.source().pieces(size)
 
     def __repr__(self) -> str:
@@ -124,7 +127,14 @@ class Span:
 
 
 def is_span(data) -> bool:
+    """Whether ``data`` is a huge value's :class:`Span`."""
     return type(data) is Span
+
+
+def keep_span(value):
+    """``bytes(value)``, but a huge value's :class:`Span` stays one (the
+    decoders read it as bytes, never copied whole)."""
+    return value if type(value) is Span else bytes(value)
 
 
 def contains(pieces, needle: bytes) -> bool:
@@ -191,6 +201,7 @@ class Source:
 
     @property
     def masked(self) -> bool:
+        """Whether any byte range is masked."""
         return bool(self.ranges)
 
     def _masked_at(self, i: int) -> bool:
@@ -198,6 +209,7 @@ class Source:
         return k >= 0 and self.ranges[k][0] <= i < self.ranges[k][1]
 
     def byte(self, i: int) -> int:
+        """Byte ``i``, as masked."""
         return 0x2A if self.ranges and self._masked_at(i) else self.view[i]
 
     def bytes(self, start: int, stop: int) -> bytes:
@@ -260,7 +272,7 @@ class Source:
 class Big:
     """A huge part of a rendering, written in pieces by
     :mod:`boltfix.bigrecord`: ``kind`` says how (``"etcd"``:
-    :func:`boltfix.etcd.render_bytes`; ``"value"``: a JSONL value in
+    :func:`boltfix.bigrecord.render_bytes`; ``"value"``: a JSONL value in
     ``--encoding`` ``arg``; ``"text"``: a ``--format text`` value), ``src``
     (a :class:`Source`) what, ``text`` whether the text-or-hex rule said
     text.  In a JSON document it stands as :meth:`mark`, a string no file
@@ -277,4 +289,5 @@ class Big:
 
     @classmethod
     def mark(cls, i: int) -> str:
+        """The string that stands for the ``i``-th Big of a line."""
         return f"\ue000big-{cls._NONCE}-{i}\ue000"

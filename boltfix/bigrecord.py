@@ -21,7 +21,7 @@ The bytes are exactly those of a line built whole: every encoding used
 here works character by character (hex, JSON string escapes, control
 escapes) or on whole 3-byte groups (base64, :data:`~boltfix.resident.PIECE`
 being a multiple of 3), so the pieces' encodings add up to the whole's;
-where the text-or-hex rule (:func:`boltfix.record.as_text`) decides, a
+where the text-or-hex rule (:func:`boltfix.text.as_text`) decides, a
 first pass over the pieces decides it.
 """
 
@@ -32,18 +32,16 @@ import codecs
 import json
 import re
 from binascii import hexlify
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
-from boltfix import record as R
 from boltfix import resident
-from boltfix.bigbytes import Big, Source
+from boltfix import text as T
+from boltfix.bigbytes import Big, Source, Span
+from boltfix.protowire import check_bytes
 from boltfix.resident import BIG_VALUE
 
-__all__ = ["BIG_VALUE", "has_big", "json_value", "format_pieces", "BigLine", "dumps"]
-
-#: \t \n \r deleted: what is left of a text value must be printable (as_text)
-_DROP_TEXT_CONTROLS = {ord(c): None for c in R.TEXT_CONTROLS}
-
+__all__ = ["BIG_VALUE", "has_big", "json_value", "format_pieces", "BigLine", "dumps",
+           "render_bytes", "jsonable"]
 
 def has_big(values) -> bool:
     """Whether any of ``values`` is to be written in pieces."""
@@ -66,11 +64,11 @@ def _decoded(value, errors: str = "strict", size: Optional[int] = None) -> Itera
 
 
 def is_text(value, line: bool) -> bool:
-    """:func:`boltfix.record.as_text` is not None, decided piece by piece."""
+    """:func:`boltfix.text.as_text` is not None, decided piece by piece
+    (:func:`boltfix.text.printable` on each)."""
     try:
         for s in _decoded(value):
-            if not s.isprintable() and (
-                    line or not s.translate(_DROP_TEXT_CONTROLS).isprintable()):
+            if not T.printable(s, line):
                 return False
     except UnicodeDecodeError:
         return False
@@ -93,14 +91,14 @@ def _hex(value) -> Iterator[bytes]:
 
 def _json_text(value, ascii_only: bool, errors: str = "strict") -> Iterator[bytes]:
     """The inside of a JSON string of the text (no quotes), in pieces."""
-    enc = R._json_str_ascii if ascii_only else R._json_str
+    enc = T.json_str_ascii if ascii_only else T.json_str
     for s in _decoded(value, errors):
         if s:
             yield enc(s)[1:-1].encode("utf-8", "surrogateescape")
 
 
 def json_value(value, encoding: str) -> Tuple[Iterator[bytes], Optional[str]]:
-    """(the pieces of :data:`boltfix.record.ENCODERS` ``[encoding](value)``,
+    """(the pieces of :data:`boltfix.text.ENCODERS` ``[encoding](value)``,
     ``"hex"`` when auto chose hex, else None)."""
     if encoding == "hex":
         return _quoted(_hex(value)), None
@@ -122,7 +120,7 @@ def _quoted(pieces) -> Iterator[bytes]:
 
 
 def _etcd_bytes(big: Big, ascii_only: bool) -> Iterator[bytes]:
-    """:func:`boltfix.etcd.render_bytes` as JSON: the text, or ``{"hex"}``."""
+    """:func:`render_bytes` as JSON: the text, or ``{"hex"}``."""
     if big.text:
         yield from _quoted(_json_text(big.src, ascii_only))
     else:
@@ -136,7 +134,7 @@ def _render(big: Big, ascii_only: bool) -> Iterator[bytes]:
         return _etcd_bytes(big, ascii_only)
     if big.kind == "value":
         return big.arg  # json_value's pieces, made when the line was
-    # "text": record.name_text of the value
+    # "text": text.name_text of the value
     if big.text:
         return _pieces(big.src)  # text is valid UTF-8: the value's own bytes
     return _prefixed(b"0x", _hex(big.src))
@@ -148,7 +146,7 @@ def _prefixed(head: bytes, pieces) -> Iterator[bytes]:
 
 
 def etcd_big(src: Source) -> Big:
-    """:func:`boltfix.etcd.render_bytes` of a huge :class:`Span`'s bytes."""
+    """:func:`render_bytes` of a huge :class:`Span`'s bytes."""
     return Big("etcd", src, text=is_text(src, line=False))
 
 
@@ -159,7 +157,7 @@ def value_big(src: Source, encoding: str) -> Tuple[Big, Optional[str]]:
 
 
 def text_big(src: Source) -> Big:
-    """A ``--format text`` value (:func:`boltfix.record.name_text`)."""
+    """A ``--format text`` value (:func:`boltfix.text.name_text`)."""
     return Big("text", src, text=len(src) > 0 and is_text(src, line=True))
 
 
@@ -192,6 +190,7 @@ class BigLine:
         self.bigs = bigs
 
     def pieces(self) -> Iterator[bytes]:
+        """The line's bytes: its text, each mark written as its Big in pieces."""
         nonce = re.escape(Big.mark(0).split("-")[1])
         mark = re.compile('"(\ue000|\\\\ue000)big-' + nonce + r'-(\d+)(?:\ue000|\\ue000)"')
         pos = 0
@@ -208,7 +207,7 @@ class BigLine:
 
 # ---------------------------------------------------------------- keys / get
 def format_pieces(value, encoding: str) -> Iterator[bytes]:
-    """:func:`boltfix.record.format_bytes` (``keys``/``get``), in pieces."""
+    """:func:`boltfix.text.format_bytes` (``keys``/``get``), in pieces."""
     if encoding == "raw" or (encoding == "auto" and is_text(value, line=True)):
         yield from _pieces(value)
     elif encoding in ("hex", "auto"):
@@ -216,6 +215,35 @@ def format_pieces(value, encoding: str) -> Iterator[bytes]:
     elif encoding == "base64":
         for part in _pieces(value):
             yield base64.b64encode(part)
-    else:  # utf8: control characters escaped (R.escape_controls), a piece at a time
+    else:  # utf8: control characters escaped (T.escape_controls), a piece at a time
         for s in _decoded(value, "surrogateescape"):
-            yield R.escape_text(s).encode("utf-8")
+            yield T.escape_text(s).encode("utf-8")
+
+
+# ---------------------------------------------------------------- bytes as JSON values
+def render_bytes(b) -> Any:
+    """Bytes as a JSON value (the decoders' convention, :mod:`boltfix.etcd`):
+    text by :func:`boltfix.text.as_text`, else ``{"hex": ...}``; a huge
+    payload's :class:`~boltfix.bigbytes.Span` becomes a :class:`Big` mark,
+    written in pieces."""
+    b = check_bytes(b, "value")
+    if type(b) is Span:
+        return etcd_big(b.source())
+    s = T.as_text(b)
+    return {"hex": b.hex()} if s is None else s
+
+
+def jsonable(value: Any) -> Any:
+    """Recursively render bytes inside plain decoder output."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value  # most of a decoded record: nothing to render
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return render_bytes(bytes(value))
+    if t is Span:
+        return render_bytes(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value

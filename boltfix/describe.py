@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
-from boltfix import etcd
+from boltfix import ccore, commits, etcd, etcdkeys, k8s, secrets
 from boltfix import structs as S
-from boltfix.check import Collector
+from boltfix.etcdkeys import KEY, KEY_BUCKET, decode_revision
+from boltfix.findings import Collector
+from boltfix.leaves import InlineRun, Leaves
+from boltfix.navigate import top_level_names
 from boltfix.pagemap import FREELIST, FREELIST_RUN, META, OVERFLOW, REACHED, UNREACHED, PageMap
-from boltfix.reader import DB
-from boltfix.record import bucket_sequence
+from boltfix.reader import DB, Page
 from boltfix.resident import TRIM_BYTES, drop
-from boltfix.walk import InlineRun, Walker, top_level_names
+from boltfix.structs import bucket_sequence
+from boltfix.text import name_text
+from boltfix.walk import Walker
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -24,7 +28,7 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
     free = _free_pages(db, pm)
     info = {
         "file": {
-            "path": db.path,
+            "path": db.filename,
             "size": db.size,
             "page_size": db.page_size,
             "page_size_source": db.page_size_source,
@@ -33,6 +37,7 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
             "truncated": bool(db.meta and db.pages_in_file < db.meta.pgid),
         },
         "metas": [m.to_json() for m in db.metas],
+        "trees": _trees(db, walker, problems),
         "meta_in_use": db.meta.index if db.meta else None,
         "meta_reason": db.meta_source,
         "freelist": free,
@@ -53,6 +58,20 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         if kube is not None:
             etcd_facts["kubernetes"] = kube
     return info
+
+
+def _trees(db: DB, walker: Walker, problems: Collector) -> list:
+    """The health of each valid meta's tree (:mod:`boltfix.commits`): the one
+    in use from the walk just made, the other walked here."""
+    mine = commits.of_check(db, walker, problems.counts, {})
+    out = []
+    for m in commits.valid_metas(db):
+        j = mine if mine is not None and mine.candidate.meta is m else \
+            commits.judge(db, commits.meta_candidate(m))
+        out.append(j.to_json())
+    if mine is not None:
+        mine.reached = None
+    return out
 
 
 #: buckets inspect describes one by one (in walk order: depth first, in key
@@ -105,8 +124,8 @@ def _bucket_tree(db: DB, walker: Walker):
         parent["keys"] = parent.get("keys", 0) + leaves.count
         if facts is None or len(bucket.path) != 1:
             continue
-        if bucket.path == (b"key",):
-            facts.see_revisions(leaves.revision_stats())
+        if bucket.path == KEY_BUCKET:
+            facts.see_revisions(revision_stats(leaves))
             continue
         for batch in leaves.batches():
             for key, value in zip(batch.keys, batch.values):
@@ -132,14 +151,32 @@ def _run_nodes(parent: Optional[dict], run: InlineRun, room: int) -> int:
     return n
 
 
+def revision_stats(leaves: Leaves) -> Tuple[int, int, Optional[int], Optional[int]]:
+    """For leaves of etcd's ``key`` bucket: (keys that are revisions,
+    tombstones among them, first and last main revision or None)."""
+    fast = ccore.fast("etcd_revision_stats")
+    if leaves.pages is not None and fast is not None:
+        return ccore.call(fast, leaves.walker.buf, leaves.walker.page_size, leaves.pages)
+    revisions = tombstones = 0
+    first = last = None
+    for keys in leaves.key_lists():
+        for key in keys:
+            rev = decode_revision(key)
+            if rev:
+                revisions += 1
+                tombstones += bool(rev["tombstone"])
+                if first is None:
+                    first = rev["main"]
+                last = rev["main"]
+    return revisions, tombstones, first, last
+
+
 def _kubernetes(db: DB) -> Optional[dict]:
     """Kubernetes objects per resource in etcd's ``key`` bucket (a walk of
     its own, quiet: the main walk's findings are already reported)."""
-    from boltfix import k8s
-
     w = Walker(db)
     root = w.root_bucket()
-    rec = w.find(root, b"key") if root is not None else None
+    rec = w.find(root, KEY) if root is not None else None
     bucket = w.open_bucket(root, rec) if rec is not None and rec.is_bucket else None
     if bucket is None:
         return None
@@ -153,8 +190,6 @@ def _kubernetes(db: DB) -> Optional[dict]:
 
 
 def _name(raw: bytes):
-    from boltfix.render import name_text
-
     return name_text(raw)
 
 
@@ -173,15 +208,16 @@ class EtcdFacts:
         self.leases = 0
 
     def see(self, bucket: bytes, key: bytes, value) -> None:
-        if bucket == b"key":
-            rev = etcd.decode_revision(key)
+        """One record of etcd's top-level ``bucket``."""
+        if bucket == KEY:
+            rev = decode_revision(key)
             if rev:
                 self.revisions += 1
                 self.tombstones += bool(rev["tombstone"])
                 if self.first_rev is None:
                     self.first_rev = rev["main"]
                 self.last_rev = rev["main"]
-        elif bucket == b"meta":
+        elif bucket == etcdkeys.META:
             self.meta[key] = etcd.decode_meta(key, bytes(value))
         elif bucket == b"members":
             self.members.append(etcd.decode_record(b"members", key, bytes(value)))
@@ -204,6 +240,7 @@ class EtcdFacts:
             self.last_rev = last
 
     def to_json(self) -> dict:
+        """The facts as ``inspect --json``'s ``etcd`` member."""
         def meta_value(name):
             got = self.meta.get(name)
             if not isinstance(got, dict) or "error" in got:
@@ -360,7 +397,7 @@ def _take(it, n):
 def _preview_end(value, limit: int) -> int:
     """How many bytes of a value ``page`` shows: all up to ``limit``; past
     it ``limit``, less the start of a UTF-8 character it would cut (so a
-    long text stays text: the one rule, record.as_text, sees the preview)."""
+    long text stays text: the one rule, text.as_text, sees the preview)."""
     n = len(value)
     if n <= limit:
         return n
@@ -392,3 +429,18 @@ def _element_json(el, flags, mask=None, limit: int = VALUE_PREVIEW) -> dict:
             out["bucket_root"] = root
             out["bucket_sequence"] = seq
     return out
+
+
+def masked_page_view(db: DB, p: Page, pgid: int) -> dict:
+    """:func:`page_view` with secrets masked in each value shown
+    (:class:`boltfix.secrets.PreviewMask`), unless the page is not a leaf of
+    its own and holds part of a Kubernetes Secret's value (an overflow
+    page): then its "header" and "elements" would be the secret's bytes,
+    and only a note is shown."""
+    if (p.self_id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
+            not secrets.file_secret_spans(db.buf, db.page_size, p.offset, p.run_end):
+        return page_view(db, pgid, mask=secrets.PreviewMask())
+    return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
+            "overflow": 0, "run_complete": True,
+            "masked": "this page holds part of a Kubernetes Secret's value "
+                      "(use --show-secrets)"}

@@ -1,8 +1,9 @@
 """``boltfix dump``: every record of a bbolt file, streamed, etcd-aware,
 including what the tree no longer reaches.
 
-The line format, the encodings and the text-or-hex rule live in
-:mod:`boltfix.record`.
+The line format lives in :mod:`boltfix.record`, the encodings and the
+text-or-hex rule in :mod:`boltfix.text`, the masking rules in
+:mod:`boltfix.secrets`, the free/orphan page scan in :mod:`boltfix.unreached`.
 
 States (``--include``, default ``live``): ``live`` records are reached from
 the meta's root and come first, in tree order (a bucket's entry, then its
@@ -25,7 +26,7 @@ unknown, have bcrypt-looking strings masked the same way (and are marked when
 something was masked).  The ``etcd`` decoding shows the password as
 ``"<redacted>"``.  Kubernetes Secrets in etcd's ``key`` bucket (live, free
 and orphan records alike) have their data masked the same way
-(:func:`boltfix.k8s.mask_kv`; the README says exactly what is masked), and
+(:func:`boltfix.secrets.mask_kv`; the README says exactly what is masked), and
 the ``etcd`` member of a record holding a Kubernetes object carries ``"k8s"``
 (:func:`boltfix.k8s.decode_value`; ``--k8s-object`` adds ``"object"``).
 
@@ -35,45 +36,29 @@ Text format (``--format text``): see :mod:`boltfix.record`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 from boltfix import bigrecord as BIG
 from boltfix import etcd as E
+from boltfix import findings as F
 from boltfix import k8s as K8S
 from boltfix import record as R
-from boltfix import resident
+from boltfix import secrets
 from boltfix import structs as S
-from boltfix.bigbytes import MAX_RANGES, Source, Span
-from boltfix.errors import BoltError, Finding
-from boltfix.pagemap import (
-    BEYOND_HWM,
-    FREELIST,
-    FREELIST_RUN,
-    LISTED,
-    OVERFLOW,
-    REACHED,
-    UNREACHED,
-    PageMap,
-)
-from boltfix.reader import DB
-from boltfix.reader import leaf_elements as _leaf_elements
-from boltfix.record import ENCODERS, FREE, LIVE, ORPHAN, STATES  # noqa: F401  (re-exported)
-from boltfix.render import bcrypt_ranges, name_text, redact_secrets
-from boltfix.salvage import self_id_ok
-from boltfix.walk import (
-    LOSS_CODES,
-    Batch,
-    Bucket,
-    InlineRun,
-    Leaves,
-    Record,
-    Walker,
-    clean_inline,
-    top_level_names,
-)
+from boltfix.bigbytes import Span
+from boltfix.browse import is_user_prefix, user_key_filter
+from boltfix.errors import BoltError
+from boltfix.etcdkeys import KEY, KEY_BUCKET, revision_bucket_guess
+from boltfix.findings import Finding
+from boltfix.leaves import Batch, Bucket, InlineRun, Leaves, clean_inline
+from boltfix.navigate import open_path, top_level_names
+from boltfix.reader import DB, leaf_elements
+from boltfix.record import FREE, LIVE, ORPHAN
+from boltfix.text import ENCODERS, name_text
+from boltfix.unreached import C_FREE, C_ORPHAN, classify, leaf_pages
+from boltfix.walk import Walker, self_id_ok
 
 #: a record the tree reaches through a page whose header id is not its position
 MISPLACED = "bad-self-id"
@@ -94,6 +79,7 @@ class Output:
         self.lines = 0
 
     def write(self, line) -> None:
+        """Add a line (str), or write a huge value's line (a BigLine) in pieces."""
         if type(line) is BIG.BigLine:  # a huge value's line: written in pieces
             self.flush()
             for piece in line.pieces():
@@ -110,6 +96,7 @@ class Output:
             self.flush()
 
     def flush(self) -> None:
+        """Write what is gathered, and flush the stream."""
         if self.parts:
             data = "".join(self.parts).encode("utf-8", "surrogateescape")
             self.parts = []
@@ -118,94 +105,11 @@ class Output:
         self.stream.flush()
 
 
-# ---------------------------------------------------------------- names
-def decode_name(text: str) -> List[bytes]:
-    """Candidate bytes for a name typed on the command line: the literal
-    text first, then, for ``0x<hex>``, the hex bytes."""
-    out = [os.fsencode(text)]
-    if text.startswith("0x") and len(text) > 2:
-        try:
-            out.append(bytes.fromhex(text[2:]))
-        except ValueError:
-            pass
-    return out
-
-
-# ---------------------------------------------------------------- secrets
-def redact_user_value(value) -> bytes:
-    """An ``authpb.User`` value with its password (field 2) and any other
-    length-delimited field except name (1), roles (3) and options (4) masked
-    with ``*``; the whole value when it does not parse."""
-    raw = bytes(value)
-    return Source(raw, user_secret_ranges(raw)).bytes(0, len(raw))
-
-
-def user_secret_ranges(value) -> Optional[list]:
-    """The byte ranges :func:`redact_user_value` masks (bcrypt-looking
-    strings, and those fields), None for the whole value.  ``value``: bytes,
-    or a huge value's memoryview (read in pieces, never copied whole)."""
-    view = memoryview(value)
-    ranges = bcrypt_ranges(view)
-    if ranges is None:
-        return None
-    try:
-        for field_no, wt, payload, off in E.iter_fields(
-                Span(view) if view.nbytes >= BIG.BIG_VALUE else bytes(view)):
-            if wt == E.WIRE_LEN and field_no not in (1, 3, 4):
-                ranges.append((off, off + len(payload)))
-                if len(ranges) > MAX_RANGES:
-                    return None
-    except Exception:
-        return None
-    return ranges
-
-
-def big_masked(path, value, state: str, show_secrets: bool) -> Tuple[Source, bool]:
-    """A huge value (a memoryview) as :meth:`Dumper._maybe_redact` masks a
-    small one: a :class:`~boltfix.bigbytes.Source` with the same ranges
-    shown as ``*``, and whether it is marked redacted."""
-    view = memoryview(value)
-    if show_secrets:
-        return Source(view), False
-    if state == LIVE:
-        if path is not None and len(path) == 1 and path[0] in E.SECRET_BUCKETS:
-            return Source(view, user_secret_ranges(view)), True
-        if path is not None and len(path) == 1 and path[0] == b"key":
-            ranges = K8S.kv_secret_ranges(Span(view))  # a Kubernetes Secret's data
-            return Source(view, ranges), bool(ranges)
-        return Source(view), False
-    # the bucket is unknown: bcrypt-looking strings, then any KeyValue's secrets
-    ranges = bcrypt_ranges(view)
-    first = Source(view, ranges)
-    src = Source(view, None if ranges is None else
-                 ranges + K8S.kv_secret_ranges(Span(first)))
-    return src, src.differs()
-
-
-def get_value(bucket_path, value, show_secrets: bool):
-    """``get``'s value as it may be shown, and what was redacted (a note for
-    stderr) or None.  A huge value (a memoryview) comes back a memoryview or
-    a :class:`~boltfix.bigbytes.Source`, to write in pieces."""
-    big = len(value) >= BIG.BIG_VALUE
-    secret = len(bucket_path) == 1 and bucket_path[0] in E.SECRET_BUCKETS
-    if show_secrets or not (secret or tuple(bucket_path) == (b"key",)):
-        return (value if big else bytes(value)), None
-    if big:
-        src, redacted = big_masked(bucket_path, value, LIVE, False)
-        value = src if src.masked else value
-    elif secret:
-        value, redacted = redact_user_value(value), True
-    else:
-        masked = K8S.mask_kv(bytes(value))
-        value, redacted = (bytes(value), False) if masked is None else (masked, True)
-    if not redacted:
-        return value, None
-    return value, ("password hash redacted" if secret else "Kubernetes Secret data redacted")
-
-
 # ---------------------------------------------------------------- options
 @dataclass
 class DumpOptions:
+    """What ``dump`` prints: the CLI's options."""
+
     bucket: Sequence[str] = ()  # names as typed (see decode_name)
     prefix: Optional[bytes] = None
     fmt: str = "jsonl"  # jsonl | text
@@ -222,6 +126,8 @@ class DumpOptions:
 
 @dataclass
 class DumpResult:
+    """What a dump met: records per state, findings, notes, pages scanned."""
+
     records: dict = field(default_factory=lambda: {LIVE: 0, FREE: 0, ORPHAN: 0})
     findings: List[Finding] = field(default_factory=list)
     #: problems that are not walk findings (bucket not found, no meta, ...)
@@ -234,11 +140,12 @@ class DumpResult:
 
     @property
     def errors(self) -> List[Finding]:
-        """Findings that kept records out of the dump (walk.LOSS_CODES)."""
-        return list(dict.fromkeys(f for f in self.findings if f.code in LOSS_CODES))
+        """Findings that kept records out of the dump (findings.WALK_LOSS)."""
+        return list(dict.fromkeys(f for f in self.findings if f.code in F.WALK_LOSS))
 
     @property
     def damaged(self) -> bool:
+        """Some records could not be read (or the bucket asked for is missing)."""
         return bool(self.errors) or self.bucket_missing
 
 
@@ -246,70 +153,10 @@ class _Limit(Exception):
     pass
 
 
-# ---------------------------------------------------------------- lookups
-def find_in_bucket(walker: Walker, bucket: Bucket, key: bytes) -> Optional[Record]:
-    """The record for ``key`` in ``bucket`` (a fresh walker: two lookups may
-    pass the same pages)."""
-    return Walker(walker.db, report=walker.report).find(bucket, key)
-
-
-def open_path(walker: Walker, names: Sequence[str]) -> Tuple[Optional[Bucket], str]:
-    """Open the nested bucket named by ``names``; (bucket, "") or (None, why)."""
-    cur = walker.root_bucket()
-    if cur is None:
-        return None, "no valid meta page"
-    for name in names:
-        rec = None
-        for cand in decode_name(name):
-            rec = find_in_bucket(walker, cur, cand)
-            if rec is not None:
-                break
-        if rec is None:
-            return None, f"bucket {name!r} not found in {_path_text(cur.path)}"
-        if not rec.is_bucket:
-            return None, f"{name!r} in {_path_text(cur.path)} is a key, not a bucket"
-        child = walker.open_bucket(cur, rec)
-        if child is None:
-            return None, f"bucket {name!r} in {_path_text(cur.path)} is malformed"
-        cur = child
-    return cur, ""
-
-
-def _path_text(path) -> str:
-    return "/".join(name_text(p) for p in path) if path else "the root"
-
-
-def is_user_prefix(bucket: Bucket, prefix: Optional[bytes]) -> bool:
-    """Whether ``prefix`` selects etcd ``key`` bucket records by their user
-    key (etcdctl's ``--prefix``): a prefix starting with ``/`` in the
-    top-level ``key`` bucket.  (As a revision it would be above 2**61.)"""
-    return prefix is not None and prefix[:1] == b"/" and tuple(bucket.path) == (b"key",)
-
-
-def user_key_filter(keys, values, prefix: bytes):
-    """The (keys, values) of a page whose KeyValue's user key starts with ``prefix``."""
-    pairs = [(k, v) for k, v in zip(keys, values)
-             if (K8S.kv_user_key(v) or b"").startswith(prefix)]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def key_lists(walker: Walker, bucket: Bucket, prefix: Optional[bytes] = None):
-    """``boltfix keys``: the keys of ``bucket`` a page at a time; with
-    ``prefix``, those starting with it, or in an etcd db's ``key`` bucket
-    with a ``/`` prefix, the revisions whose user key starts with it."""
-    if prefix is None:
-        yield from walker.key_lists(bucket)
-    elif is_user_prefix(bucket, prefix) and E.looks_like_etcd(top_level_names(walker.db)):
-        for b, batch in walker.walk_batches(bucket):
-            if b is bucket and batch.bucket_entry is None:
-                yield user_key_filter(batch.keys, batch.values, prefix)[0]
-    else:
-        for page_keys in walker.key_lists(bucket):
-            yield [k for k in page_keys if bytes(k).startswith(prefix)]
-
-
 # ---------------------------------------------------------------- dumper
 class Dumper:
+    """One dump: its live records, then the free and orphan ones, as the options say."""
+
     def __init__(self, db: DB, out: Output, opts: DumpOptions):
         self.db = db
         self.out = out
@@ -337,7 +184,8 @@ class Dumper:
             return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
         if not is_bucket:
-            value, redacted = self._maybe_redact(path, value, state)
+            value, redacted = secrets.masked_record(path, value, state == LIVE,
+                                                    self.opts.show_secrets)
         d = None
         if etcd_bucket is not None:
             d = self._etcd(etcd_bucket, key, None if is_bucket else value)
@@ -347,7 +195,7 @@ class Dumper:
     def _big_line(self, pathj, path, key, value, page, state, guess, etcd_bucket):
         """:meth:`_line` of a huge value: the same line, its huge parts
         written in pieces (boltfix.bigrecord)."""
-        src, redacted = big_masked(path, value, state, self.opts.show_secrets)
+        src, redacted = secrets.big_masked(path, value, state == LIVE, self.opts.show_secrets)
         bigs: list = []
         d = None if etcd_bucket is None else self._etcd(etcd_bucket, key, Span(src), bigs)
         big, ve = BIG.value_big(src, self.opts.encoding)
@@ -363,7 +211,7 @@ class Dumper:
 
     def _big_text(self, head, path, key, value, page, state, etcd_bucket):
         """:meth:`_text` of a huge value, the same way."""
-        src, redacted = big_masked(path, value, state, self.opts.show_secrets)
+        src, redacted = secrets.big_masked(path, value, state == LIVE, self.opts.show_secrets)
         bigs: list = []
         d = None if etcd_bucket is None else self._etcd(etcd_bucket, key, Span(src), bigs)
         if d is not None and '"k8s":' in d:
@@ -373,37 +221,22 @@ class Dumper:
         vtxt = BIG.mark_json(bigs, BIG.text_big(src))
         return BIG.BigLine(R.text_kv_line(head, key, src, redacted, d, vtxt), bigs)
 
-    def _maybe_redact(self, path, value, state):
-        if self.opts.show_secrets:
-            return value, False
-        if state == LIVE:
-            if path is not None and len(path) == 1 and path[0] in E.SECRET_BUCKETS:
-                return redact_user_value(value), True
-            if path is not None and len(path) == 1 and path[0] == b"key":
-                masked = K8S.mask_kv(value)  # a Kubernetes Secret's data
-                return (value, False) if masked is None else (masked, True)
-            return value, False
-        raw = bytes(value)
-        masked = redact_secrets(raw)
-        masked = K8S.mask_kv(masked) or masked  # the bucket is unknown: any KeyValue
-        return masked, masked != raw
-
     def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:
         """The ``etcd`` member as JSON; with ``bigs``, ``value`` is a huge
         value's Span and its huge parts are marks (boltfix.bigrecord.dumps)."""
         if value is not None and type(value) is not Span:
             value = bytes(value)
         try:
-            # a key record's value was masked by _maybe_redact already
+            # a key record's value was masked by secrets.masked_record already
             d = E.decode_record(bucket, bytes(key), value,
-                                show_secrets=self.opts.show_secrets or bucket == b"key")
+                                show_secrets=self.opts.show_secrets or bucket == KEY)
         except Exception as exc:  # decode_record never raises on bytes; belt and braces
             d = {"error": f"internal decoder error: {type(exc).__name__}"}
         if d is None:
             return None
         if self.opts.k8s_object and "k8s" in d and value is not None:
-            # value is already masked where secret (_maybe_redact)
-            d["k8s"]["object"] = E._jsonable(K8S.decode_object(
+            # value is already masked where secret (secrets.masked_record)
+            d["k8s"]["object"] = BIG.jsonable(K8S.decode_object(
                 E.decode_key_value(value).get("value", b"")))
         if bigs is not None:
             return BIG.dumps(d, bigs)
@@ -418,7 +251,7 @@ class Dumper:
             return R.text_bucket_line(head, key, value, d)
         if len(value) >= BIG.BIG_VALUE:
             return self._big_text(head, path, key, value, page, state, etcd_bucket)
-        value, redacted = self._maybe_redact(path, value, state)
+        value, redacted = secrets.masked_record(path, value, state == LIVE, self.opts.show_secrets)
         d = self._etcd(etcd_bucket, key, value) if etcd_bucket is not None else None
         if d is not None and '"k8s":' in d:
             line = self._k8s_text(head, key, d, redacted)
@@ -484,58 +317,23 @@ class Dumper:
             self.emitted += live.count
 
     # -- free / orphan
-    def dump_unreached(self, state: str, pages: Sequence[int], classes: bytearray) -> int:
-        """Scan candidate pages (sorted) for leaf pages whose elements parse.
+    def dump_unreached(self, state: str, pages: Sequence[int], classes: bytearray) -> None:
+        """The records of the leaf pages among ``pages`` (sorted candidates
+        of ``state``) whose elements still parse
+        (:func:`boltfix.unreached.leaf_pages`)."""
+        want = C_FREE if state == FREE else C_ORPHAN
 
-        ``classes[p]`` tells what page ``p`` is: the candidate's own class
-        code for pages of the same state; a continuation run is cut at the
-        first page of another class, or one that has its own valid header.
-        Returns the number of leaf pages found.
-        """
-        db = self.db
-        buf = db.buf
-        ps = db.page_size
-        npages = db.pages_in_file
-        want = _CLASS[state]
-        found = 0
-        skip_until = -1
-        # the headers read (a continuation run's too) stay mapped: the map
-        # is dropped every TRIM_BYTES of pages (boltfix.resident)
-        trim = max(resident.TRIM_BYTES // ps, 1)
-        next_trim = trim
-        for pgid in pages:
-            if pgid <= skip_until:
-                continue
-            if pgid >= next_trim:
-                resident.release(buf)
-                next_trim = pgid + trim
+        def skipped(pgid: int, exc: Exception) -> None:
+            self.result.notes.append(f"{state} page {pgid} skipped: "
+                                     f"{type(exc).__name__}: {exc}")
+
+        for pgid, off, count, end in leaf_pages(self.db, pages, classes, want, skipped):
             try:
-                off = pgid * ps
-                pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(buf, off)
-                if pid != pgid or flags not in _KNOWN_FLAGS:
-                    continue
-                # the usable run: continuation pages of the same class without
-                # a header of their own
-                last = pgid
-                while last < pgid + overflow and last + 1 < npages:
-                    q = last + 1
-                    if classes[q] != want or _has_header(buf, q, ps):
-                        break
-                    last = q
-                    if q >= next_trim:
-                        resident.release(buf)
-                        next_trim = q + trim
-                skip_until = last
-                if flags != S.LEAF_PAGE_FLAG:
-                    continue
-                found += 1
-                self._emit_leaf(state, pgid, off, count, (last + 1) * ps)
+                self._emit_leaf(state, pgid, off, count, end)
             except _Limit:
                 raise
             except Exception as exc:  # never let stale bytes stop the dump
-                self.result.notes.append(f"{state} page {pgid} skipped: "
-                                         f"{type(exc).__name__}: {exc}")
-        return found
+                skipped(pgid, exc)
 
     def _emit_leaf(self, state, pgid, off, count, end, inline_in: Optional[bytes] = None,
                    buf=None) -> None:
@@ -548,14 +346,14 @@ class Dumper:
         buf = self.db.buf if buf is None else buf
         guessing = self.opts.decode != "none"
         text = self.opts.fmt == "text"
-        for idx, eflags, key, value, problem in _leaf_elements(buf, off, count, end):
+        for idx, eflags, key, value, problem in leaf_elements(buf, off, count, end):
             if problem:
                 continue
             is_bucket = bool(eflags & S.BUCKET_LEAF_FLAG)
             guess = None if inline_in is None else (inline_in,)
-            if guess is None and guessing and not is_bucket and E.revision_bucket_guess(key):
-                guess = (b"key",)
-            eb = b"key" if guess == (b"key",) else None
+            if guess is None and guessing and not is_bucket and revision_bucket_guess(key):
+                guess = KEY_BUCKET
+            eb = KEY if guess == KEY_BUCKET else None
             if text:
                 self.out.write(self._text(None, key, value, is_bucket, pgid, state, guess, eb))
             else:
@@ -580,6 +378,7 @@ class Dumper:
 
     # -- main
     def run(self) -> DumpResult:
+        """Dump what the options include; the result (records are on the output)."""
         db = self.db
         opts = self.opts
         res = self.result
@@ -593,7 +392,7 @@ class Dumper:
                 else:
                     names = opts.bucket
                     if not names and self.etcd and (opts.prefix or b"")[:1] == b"/":
-                        names = ("key",)  # etcdctl's --prefix: etcd keys, in `key`
+                        names = (KEY.decode(),)  # etcdctl's --prefix: etcd keys, in `key`
                     start, why = open_path(walker, names)
                     if start is None:
                         res.bucket_missing = True
@@ -678,10 +477,11 @@ class _LiveWriter:
         self.pathj = d._path_json(path)
         self.pre = R.hex_prefix(self.pathj)
         self.top_etcd = path[0] if d.etcd and len(path) == 1 else None
-        secret = len(path) == 1 and path[0] in E.SECRET_BUCKETS and not d.opts.show_secrets
+        secret = (len(path) == 1 and path[0] in secrets.SECRET_BUCKETS
+                  and not d.opts.show_secrets)
         # etcd's key bucket may hold Kubernetes Secrets: its records go
         # through emit()'s _line (masking) unless C vouches for them
-        k8s_mask = path == (b"key",) and not d.opts.show_secrets
+        k8s_mask = path == KEY_BUCKET and not d.opts.show_secrets
         self.secret = secret or k8s_mask
         # the C writer takes plain buckets and etcd's key bucket (its
         # records' "etcd" member too; it hands back what may be
@@ -689,7 +489,7 @@ class _LiveWriter:
         # written by emit()
         self.c_pieces = None
         self.c_mode = 1 if self.top_etcd is not None else (2 if k8s_mask else 0)
-        if self.jsonl_c and not secret and self.top_etcd in (None, b"key") \
+        if self.jsonl_c and not secret and self.top_etcd in (None, KEY) \
                 and self.tainted is None:
             self.c_pieces = R.c_pieces(self.pathj, self.top_etcd is not None)
 
@@ -739,7 +539,7 @@ class _LiveWriter:
             return self._emit_misplaced(batch)
         keys, values, page = batch.keys, batch.values, batch.page
         if self.user_prefix is not None and batch.bucket_entry is None \
-                and self.path == (b"key",):
+                and self.path == KEY_BUCKET:
             keys, values = user_key_filter(keys, values, self.user_prefix)
         n = len(keys)
         left = self.left
@@ -843,7 +643,7 @@ class _LiveWriter:
         values masked as for records of an unknown bucket), not as live."""
         keys, values = batch.keys, batch.values
         if self.user_prefix is not None and batch.bucket_entry is None \
-                and self.path == (b"key",):
+                and self.path == KEY_BUCKET:
             keys, values = user_key_filter(keys, values, self.user_prefix)
         n = len(keys)
         if self.left is not None:
@@ -879,113 +679,8 @@ class _LiveWriter:
 
 
 
-_KNOWN_FLAGS = (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG, S.FREELIST_PAGE_FLAG, S.META_PAGE_FLAG)
-# page classes for classify()
-C_REACHED, C_FREE, C_ORPHAN, C_OTHER = 1, 2, 3, 4
-# page map state -> class (free and orphan are set by classify itself)
-_MAP_CLASS = bytes(
-    C_FREE if b == UNREACHED | LISTED else
-    C_REACHED if b & 0x7F in (REACHED, OVERFLOW) else
-    0 if b & 0x7F in (UNREACHED, BEYOND_HWM) else C_OTHER
-    for b in range(256))
-_CLASS = {FREE: C_FREE, ORPHAN: C_ORPHAN}
-
-
-def _has_header(buf, q: int, ps: int) -> bool:
-    pid, flags = S.PAGE_HEADER.unpack_from(buf, q * ps)[:2]
-    return pid == q and flags in _KNOWN_FLAGS
-
-
-def classify(db: DB, walker: Walker) -> Tuple[List[int], List[int], bytearray]:
-    """Free and orphan candidate pages, and a class per page of the file,
-    from the walk's :class:`PageMap`.
-
-    Free: the synced freelist's ids (that are not reachable), or without a
-    synced (readable) freelist, the unreached pages below the high-water mark.
-    Orphan: with a synced freelist, unreached pages below the HWM that are
-    neither free nor the freelist itself; in every case the pages at or past
-    the HWM that are in the file.
-    """
-    pm = PageMap(db, walker)
-    classes = pm.states.translate(_MAP_CLASS)  # a bytearray: one copy of the map
-    limit = pm.limit
-    if pm.readable:
-        free = list(pm.positions(UNREACHED | LISTED, 2, limit))
-        orphan = list(pm.positions(UNREACHED, 2, limit))
-    else:
-        # a freelist that could not be read at all counts as not synced: its
-        # own page is a candidate like any other page the tree does not reach
-        free = [i for i in range(2, limit)
-                if pm.states[i] in (UNREACHED, FREELIST, FREELIST_RUN)]
-        orphan = []
-        for i in free:
-            classes[i] = C_FREE
-    if not pm.has_tree:
-        # no tree at all: everything is an orphan
-        orphan = free + orphan
-        free = []
-    for i in orphan:
-        classes[i] = C_ORPHAN
-    beyond = range(max(limit, 2), pm.pages_in_file)
-    for start in range(beyond.start, beyond.stop, 1 << 22):  # no map-sized temporary
-        stop = min(beyond.stop, start + (1 << 22))
-        classes[start:stop] = bytes([C_ORPHAN]) * (stop - start)
-    return free, _Pages(orphan, beyond), classes
-
-
-class _Pages:
-    """Page ids: a list, then a range (the pages past the high-water mark,
-    never made into a list)."""
-
-    def __init__(self, ids: List[int], tail: range):
-        self.ids = ids
-        self.tail = tail
-
-    def __len__(self) -> int:
-        return len(self.ids) + len(self.tail)
-
-    def __iter__(self):
-        yield from self.ids
-        yield from self.tail
-
-
 def dump(db: DB, opts: DumpOptions, stream=None) -> DumpResult:
     """Dump ``db`` to ``stream`` (default: stdout's byte buffer)."""
     return Dumper(db, Output(stream), opts).run()
 
 
-# ---------------------------------------------------------------- buckets
-def bucket_tree(db: DB, report: Optional[Callable[[Finding], None]] = None) -> List[dict]:
-    """The bucket tree: ``[{"name": bytes, "sequence", "inline", "root",
-    "keys" (own plain keys), "buckets": [...]}]`` in key order."""
-    walker = Walker(db, report=report)
-    top: List[dict] = []
-    nodes = {(): {"buckets": top}}
-    for bucket, leaves in walker.walk_leaves(inline_runs=True):
-        if type(leaves) is InlineRun:
-            # small sub-buckets: their nodes whole, and none in ``nodes``
-            # (nothing of theirs follows)
-            nodes[bucket.path]["buckets"].extend(
-                {"name": key, "sequence": R.bucket_sequence(value),
-                 "inline": True, "root": 0, "keys": count, "buckets": []}
-                for key, value, count in zip(leaves.keys, leaves.values, leaves.counts))
-        elif leaves.bucket_entry is None:
-            nodes[bucket.path]["keys"] += leaves.count
-        else:
-            _tree_node(nodes, bucket, leaves.bucket_entry)
-    return top
-
-
-def _tree_node(nodes: dict, bucket: Bucket, rec: Record) -> None:
-    """bucket_tree's bookkeeping for one record."""
-    if not rec.is_bucket:
-        nodes[bucket.path]["keys"] += 1
-        return
-    child = rec.child
-    node = {"name": rec.key,
-            "sequence": child.sequence if child else None,
-            "inline": child.is_inline if child else None,
-            "root": child.root if child else None,
-            "keys": 0, "buckets": []}
-    nodes[bucket.path]["buckets"].append(node)
-    nodes[bucket.path + (rec.key,)] = node

@@ -9,12 +9,12 @@ Bucket and record layouts follow etcd's ``server/storage/schema`` (3.5/3.6;
 ``mvcc/backend`` in 3.4) and the ``.proto`` files of ``mvccpb`` (kv.proto),
 ``leasepb`` (lease.proto), ``authpb`` (auth.proto) and ``etcdserverpb``
 (``AlarmMember`` in rpc.proto).  The protobuf wire format is decoded from the
-spec (https://protobuf.dev/programming-guides/encoding/) without a protobuf
-library.
+spec by :mod:`boltfix.protowire`; bucket names and revision keys are
+:mod:`boltfix.etcdkeys`'.
 
 Two layers
 ----------
-* ``decode_fields`` and the ``decode_*`` functions return plain Python values:
+* the ``decode_*`` functions return plain Python values:
   protobuf ``bytes`` fields stay ``bytes``.  On failure they return
   ``{"error": message}``.
 * ``decode_record`` is the dispatcher used by ``boltfix dump``: it returns a
@@ -23,7 +23,7 @@ Two layers
 
 Conventions of ``decode_record`` output
 ---------------------------------------
-* **Bytes** are rendered by :func:`render_bytes`: a JSON *string* when the
+* **Bytes** are rendered by :func:`boltfix.bigrecord.render_bytes`: a JSON *string* when the
   bytes are valid UTF-8 and every character is printable (``str.isprintable``)
   or one of tab/newline/carriage return; otherwise an object
   ``{"hex": "<lower-case hex>"}``.  So a string always means "these bytes,
@@ -43,31 +43,34 @@ Conventions of ``decode_record`` output
   ``"<redacted>"`` unless ``show_secrets``; unknown length-delimited fields of
   a ``User`` are shown only by length, since a damaged tag could turn the
   password field into an "unknown" one.  Callers printing raw bytes must
-  also consult :data:`SECRET_BUCKETS`.
+  also consult :data:`boltfix.secrets.SECRET_BUCKETS`.
 * **Kubernetes**: a ``key`` record whose KeyValue holds a Kubernetes object
   gets ``"k8s"`` (:func:`boltfix.k8s.decode_value`); unless
   ``show_secrets``, a Secret's data is masked in the decoded ``value``
-  (:func:`boltfix.k8s.mask_kv`).  Callers printing raw ``key`` values must
-  mask them with ``mask_kv`` too.
+  (:func:`boltfix.secrets.mask_kv`).  Callers printing raw ``key`` values
+  must mask them with ``mask_kv`` too.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Optional
 
-from boltfix.bigbytes import Span
-from boltfix.record import as_text
+from boltfix import findings as F
+from boltfix import k8s, secrets
+from boltfix.bigrecord import jsonable
+from boltfix.etcdkeys import ETCD_BUCKETS, KEY, META, decode_revision
+from boltfix.protowire import (
+    WIRE_LEN,
+    WIRE_VARINT,
+    check_bytes,
+    decode_schema,
+    decoded,
+    int64,
+    parse_json,
+)
+from boltfix.text import REDACTED
 
 __all__ = [
-    "ETCD_BUCKETS",
-    "SECRET_BUCKETS",
-    "REDACTED",
-    "ProtoError",
-    "decode_varint",
-    "decode_fields",
-    "render_bytes",
-    "decode_revision",
     "decode_key_value",
     "decode_lease",
     "decode_user",
@@ -82,270 +85,11 @@ __all__ = [
     "looks_like_etcd",
     "guess_etcd_version",
     "check_key_record",
-    "revision_bucket_guess",
 ]
-
-# ------------------------------------------------------------------ buckets
-ETCD_BUCKETS: frozenset = frozenset(
-    {
-        b"key",
-        b"meta",
-        b"lease",
-        b"auth",
-        b"authUsers",
-        b"authRoles",
-        b"members",
-        b"members_removed",
-        b"cluster",
-        b"alarm",
-    }
-)
-
-#: Buckets whose raw values hold secrets (bcrypt password hashes).  A caller
-#: that prints raw value bytes (hexdumps, ``get``) must hide these unless the
-#: user asked for secrets.
-SECRET_BUCKETS: frozenset = frozenset({b"authUsers"})
-
-REDACTED = "<redacted>"
-
-# ------------------------------------------------------------------ wire format
-WIRE_VARINT = 0
-WIRE_FIXED64 = 1
-WIRE_LEN = 2
-WIRE_SGROUP = 3
-WIRE_EGROUP = 4
-WIRE_FIXED32 = 5
-
-_MAX_FIELD_NO = (1 << 29) - 1
-_U64 = 1 << 64
-
-
-class ProtoError(ValueError):
-    """Malformed protobuf wire data; ``offset`` is where the problem starts."""
-
-    def __init__(self, message: str, offset: int):
-        super().__init__(f"{message} at offset {offset}")
-        self.offset = offset
-
-
-def _check_bytes(data: Any, name: str = "data") -> bytes:
-    if isinstance(data, bytes) or type(data) is Span:  # a Span: a huge value's view
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"{name} must be bytes, not {type(data).__name__}")
-
-
-def decode_varint(data: bytes, pos: int, base: int = 0) -> tuple:
-    """Decode a base-128 varint at ``data[pos:]`` -> ``(value, new_pos)``.
-
-    At most 10 bytes; a 10th byte above 1 would overflow 64 bits.  Both are
-    rejected, as is a varint cut off by the end of ``data``.  Non-minimal
-    encodings (``80 00``) are accepted, as Go's decoders accept them.
-    ``base`` is added to offsets in error messages (for nested messages).
-    """
-    result = 0
-    shift = 0
-    start = pos
-    end = len(data)
-    for i in range(10):
-        if pos >= end:
-            raise ProtoError("truncated varint", base + start)
-        b = data[pos]
-        pos += 1
-        if i == 9:
-            if b & 0x80:
-                raise ProtoError("varint longer than 10 bytes", base + start)
-            if b > 1:
-                raise ProtoError("varint overflows 64 bits", base + start)
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _iter_fields(data: bytes, base: int = 0) -> list:
-    """Like :func:`decode_fields` with a 4th item: the payload's offset."""
-    return list(iter_fields(data, base))
-
-
-def iter_fields(data: bytes, base: int = 0):
-    """:func:`_iter_fields` one field at a time (a huge value's fields,
-    never all held)."""
-    pos = 0
-    end = len(data)
-    while pos < end:
-        tag_pos = pos
-        tag = data[pos]
-        if tag < 0x80:  # a one-byte varint (nearly every tag): no call
-            pos += 1
-        else:
-            tag, pos = decode_varint(data, pos, base)
-        wire_type = tag & 7
-        field_no = tag >> 3
-        if field_no == 0:
-            raise ProtoError("invalid field number 0", base + tag_pos)
-        if field_no > _MAX_FIELD_NO:
-            raise ProtoError(f"field number {field_no} out of range", base + tag_pos)
-        payload = pos
-        if wire_type == WIRE_VARINT:
-            if pos < end and data[pos] < 0x80:
-                value = data[pos]
-                pos += 1
-            else:
-                value, pos = decode_varint(data, pos, base)
-        elif wire_type == WIRE_FIXED64:
-            if pos + 8 > end:
-                raise ProtoError(f"truncated fixed64 field {field_no}", base + pos)
-            value = int.from_bytes(data[pos : pos + 8], "little")
-            pos += 8
-        elif wire_type == WIRE_LEN:
-            if pos < end and data[pos] < 0x80:
-                length = data[pos]
-                pos += 1
-            else:
-                length, pos = decode_varint(data, pos, base)
-            if length > end - pos:
-                raise ProtoError(
-                    f"length {length} of field {field_no} runs past the end "
-                    f"({end - pos} bytes left)",
-                    base + payload,
-                )
-            payload = pos
-            value = data[pos : pos + length]
-            pos += length
-        elif wire_type == WIRE_FIXED32:
-            if pos + 4 > end:
-                raise ProtoError(f"truncated fixed32 field {field_no}", base + pos)
-            value = int.from_bytes(data[pos : pos + 4], "little")
-            pos += 4
-        elif wire_type in (WIRE_SGROUP, WIRE_EGROUP):
-            raise ProtoError(
-                f"unsupported group wire type {wire_type} for field {field_no}",
-                base + tag_pos,
-            )
-        else:
-            raise ProtoError(
-                f"invalid wire type {wire_type} for field {field_no}", base + tag_pos
-            )
-        yield field_no, wire_type, value, base + payload
-
-
-def decode_fields(data: bytes, base: int = 0) -> list:
-    """Split a protobuf message into ``[(field_no, wire_type, value), ...]``.
-
-    ``value`` is an unsigned ``int`` for varint, fixed64 and fixed32 fields
-    and ``bytes`` for length-delimited ones.  Groups (wire types 3 and 4),
-    the undefined wire types 6 and 7, field number 0 and field numbers above
-    2**29-1 raise :class:`ProtoError`, as does any length running past the
-    end.  ``base`` is added to reported offsets.
-    """
-    data = _check_bytes(data)
-    return [item[:3] for item in _iter_fields(data, base)]
-
-
-def _int64(u: int) -> int:
-    u &= _U64 - 1
-    return u - _U64 if u >= (1 << 63) else u
-
-
-def _int32(u: int) -> int:
-    """Go's ``int32(varint)``: keep the low 32 bits, signed."""
-    u &= 0xFFFFFFFF
-    return u - (1 << 32) if u >= (1 << 31) else u
-
-
-def _wrong_wire(field_no: int, name: str, got: int, want: int, offset: int):
-    return ProtoError(
-        f"wrong wire type {got} for field {field_no} ({name}), expected {want}",
-        offset,
-    )
-
-
-def _decode_schema(data: bytes, schema: dict, base: int = 0) -> tuple:
-    """Decode ``data`` against ``{field_no: (name, wire_type, kind)}``.
-
-    Returns ``(known, unknown)`` where ``known`` maps name -> value (last
-    occurrence wins for scalars, ``repeated`` kinds collect lists) and
-    ``unknown`` is ``[(field_no, wire_type, value, offset)]``.
-    """
-    known: dict = {}
-    unknown: list = []
-    for field_no, wt, value, off in _iter_fields(data, base):
-        spec = schema.get(field_no)
-        if spec is None:
-            unknown.append((field_no, wt, value, off))
-            continue
-        name, want, kind = spec
-        if wt != want:
-            # proto3 allows packed encoding of repeated scalars, but no field
-            # we know is a repeated scalar; everything else is a type error,
-            # which gogo-protobuf (what etcd uses) rejects too.
-            raise _wrong_wire(field_no, name, wt, want, off)
-        if kind == "int64":
-            known[name] = _int64(value)
-        elif kind == "uint64":
-            known[name] = value
-        elif kind == "int32":
-            known[name] = _int32(value)
-        elif kind == "bool":
-            known[name] = value != 0
-        elif kind == "bytes":
-            known[name] = value
-        elif kind == "repeated_bytes":
-            known.setdefault(name, []).append(value)
-        elif kind == "repeated_msg":
-            known.setdefault(name, []).append((value, off))
-        elif kind == "msg":
-            known[name] = (value, off)
-        else:  # pragma: no cover - schema typo
-            raise AssertionError(kind)
-    return known, unknown
-
-
-def _guard(fn, *args, **kwargs) -> dict:
-    """Run a decoder, turning any failure into ``{"error": ...}``."""
-    try:
-        return fn(*args, **kwargs)
-    except TypeError:
-        raise
-    except ProtoError as exc:
-        return {"error": str(exc)}
-    except (ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-# ------------------------------------------------------------------ rendering
-def render_bytes(b: bytes) -> Any:
-    """Bytes as a JSON value: text by :func:`boltfix.record.as_text`, else
-    ``{"hex": ...}``."""
-    b = _check_bytes(b, "value")
-    if type(b) is Span:  # a huge payload: written in pieces (boltfix.bigrecord)
-        from boltfix.bigrecord import etcd_big
-
-        return etcd_big(b.source())
-    s = as_text(b)
-    return {"hex": b.hex()} if s is None else s
-
-
-def _jsonable(value: Any) -> Any:
-    """Recursively render bytes inside plain decoder output."""
-    t = type(value)
-    if t is str or t is int or t is bool or value is None:
-        return value  # most of a decoded record: nothing to render
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return render_bytes(bytes(value))
-    if t is Span:
-        return render_bytes(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _unknown_list(unknown: list, hide_bytes: bool = False) -> list:
+    """Unknown fields as the output shows them (length only when hidden)."""
     out = []
     for field_no, wt, value, _off in unknown:
         entry = {"field": field_no, "wire_type": wt}
@@ -358,38 +102,6 @@ def _unknown_list(unknown: list, hide_bytes: bool = False) -> list:
     return out
 
 
-_MAX_JSON_DEPTH = 64
-
-
-def _json_depth_ok(obj: Any) -> bool:
-    stack = [(obj, 1)]
-    while stack:
-        o, d = stack.pop()
-        if d > _MAX_JSON_DEPTH:
-            return False
-        if isinstance(o, dict):
-            stack.extend((v, d + 1) for v in o.values())
-        elif isinstance(o, list):
-            stack.extend((v, d + 1) for v in o)
-    return True
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _parse_json(value: bytes) -> tuple:
-    """``(True, obj)`` if ``value`` is strict, modestly nested JSON."""
-    try:
-        text = value.decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return False, None
-    if not _json_depth_ok(obj):
-        return False, None
-    return True, obj
-
-
 def _be_u64(value: bytes) -> Optional[int]:
     if len(value) != 8:
         return None
@@ -397,42 +109,6 @@ def _be_u64(value: bytes) -> Optional[int]:
 
 
 # ------------------------------------------------------------------ key bucket
-def decode_revision(key: bytes) -> Optional[dict]:
-    """An etcd revision key -> ``{"main", "sub", "tombstone"}``, else ``None``.
-
-    17 bytes: 8-byte big-endian main, ``_``, 8-byte big-endian sub; 18 bytes
-    with a trailing ``t`` is a tombstone.  main and sub are read as int64,
-    as etcd's ``BytesToRev`` does.
-    """
-    key = _check_bytes(key, "key")
-    if len(key) == 18 and key[17:18] == b"t":
-        tombstone = True
-    elif len(key) == 17:
-        tombstone = False
-    else:
-        return None
-    if key[8:9] != b"_":
-        return None
-    return {
-        "main": _int64(int.from_bytes(key[0:8], "big")),
-        "sub": _int64(int.from_bytes(key[9:17], "big")),
-        "tombstone": tombstone,
-    }
-
-
-def revision_bucket_guess(key: bytes) -> bool:
-    """Whether a leaf key looks like an etcd revision key.
-
-    Stricter than :func:`decode_revision`: also requires main >= 1 and
-    sub >= 0, as every real revision has.  Used to attribute orphan leaf
-    pages to the ``key`` bucket.
-    """
-    if not isinstance(key, (bytes, bytearray, memoryview)):
-        return False
-    rev = decode_revision(bytes(key))
-    return rev is not None and rev["main"] >= 1 and rev["sub"] >= 0
-
-
 _KV_SCHEMA = {
     1: ("key", WIRE_LEN, "bytes"),
     2: ("create_revision", WIRE_VARINT, "int64"),
@@ -444,7 +120,7 @@ _KV_SCHEMA = {
 
 
 def _decode_key_value(value: bytes) -> dict:
-    known, unknown = _decode_schema(value, _KV_SCHEMA)
+    known, unknown = decode_schema(value, _KV_SCHEMA)
     out = {
         "key": known.get("key", b""),
         "create_revision": known.get("create_revision", 0),
@@ -466,8 +142,8 @@ def decode_key_value(value: bytes) -> dict:
     absent fields), plus ``"unknown"`` when there are unknown fields; or
     ``{"error": ...}``.
     """
-    value = _check_bytes(value, "value")
-    return _guard(_decode_key_value, value)
+    value = check_bytes(value, "value")
+    return decoded(_decode_key_value, value)
 
 
 # ------------------------------------------------------------------ lease
@@ -481,8 +157,8 @@ _LEASE_SCHEMA = {
 def _decode_lease(key: bytes, value: bytes) -> dict:
     out: dict = {}
     key_id = _be_u64(key)
-    out["key_id"] = None if key_id is None else _int64(key_id)
-    known, unknown = _decode_schema(value, _LEASE_SCHEMA)
+    out["key_id"] = None if key_id is None else int64(key_id)
+    known, unknown = decode_schema(value, _LEASE_SCHEMA)
     out["ID"] = known.get("ID", 0)
     out["TTL"] = known.get("TTL", 0)
     out["RemainingTTL"] = known.get("RemainingTTL", 0)
@@ -501,9 +177,9 @@ def decode_lease(key: bytes, value: bytes) -> dict:
     Returns ``{"key_id", "ID", "TTL", "RemainingTTL"}`` (``id_mismatch: True``
     when the key and the ID field disagree), or a dict with ``"error"``.
     """
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    return _guard(_decode_lease, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    return decoded(_decode_lease, key, value)
 
 
 # ------------------------------------------------------------------ auth
@@ -517,7 +193,7 @@ _USER_OPTIONS_SCHEMA = {1: ("no_password", WIRE_VARINT, "bool")}
 
 
 def _decode_user(value: bytes, show_secrets: bool) -> dict:
-    known, unknown = _decode_schema(value, _USER_SCHEMA)
+    known, unknown = decode_schema(value, _USER_SCHEMA)
     out: dict = {"name": known.get("name", b"")}
     password = known.get("password", b"")
     if show_secrets:
@@ -528,7 +204,7 @@ def _decode_user(value: bytes, show_secrets: bool) -> dict:
     opts = {"no_password": False}
     if "options" in known:
         data, off = known["options"]
-        o_known, o_unknown = _decode_schema(data, _USER_OPTIONS_SCHEMA, off)
+        o_known, o_unknown = decode_schema(data, _USER_OPTIONS_SCHEMA, off)
         opts["no_password"] = o_known.get("no_password", False)
         if o_unknown:
             opts["unknown"] = _unknown_list(o_unknown, hide_bytes=not show_secrets)
@@ -548,8 +224,8 @@ def decode_user(value: bytes, show_secrets: bool = False) -> dict:
     length-delimited fields are shown by length only.  Errors carry offsets,
     never data.
     """
-    value = _check_bytes(value, "value")
-    return _guard(_decode_user, value, bool(show_secrets))
+    value = check_bytes(value, "value")
+    return decoded(_decode_user, value, bool(show_secrets))
 
 
 PERM_TYPES = {0: "READ", 1: "WRITE", 2: "READWRITE"}
@@ -566,10 +242,10 @@ _PERMISSION_SCHEMA = {
 
 
 def _decode_role(value: bytes) -> dict:
-    known, unknown = _decode_schema(value, _ROLE_SCHEMA)
+    known, unknown = decode_schema(value, _ROLE_SCHEMA)
     perms = []
     for data, off in known.get("keyPermission", []):
-        p_known, p_unknown = _decode_schema(data, _PERMISSION_SCHEMA, off)
+        p_known, p_unknown = decode_schema(data, _PERMISSION_SCHEMA, off)
         pt = p_known.get("permType", 0)
         perm = {
             "permType": PERM_TYPES.get(pt, pt),
@@ -589,8 +265,8 @@ def decode_role(value: bytes) -> dict:
     """Decode an ``authpb.Role``: ``{"name": bytes, "keyPermission": [
     {"permType": "READ"|"WRITE"|"READWRITE"|int, "key": bytes,
     "range_end": bytes}]}``, or ``{"error": ...}``."""
-    value = _check_bytes(value, "value")
-    return _guard(_decode_role, value)
+    value = check_bytes(value, "value")
+    return decoded(_decode_role, value)
 
 
 def _decode_auth(key: bytes, value: bytes) -> dict:
@@ -612,9 +288,9 @@ def decode_auth(key: bytes, value: bytes) -> dict:
     """Decode an ``auth`` record: ``authEnabled`` -> ``{"value": bool}``,
     ``authRevision`` -> ``{"value": int}``; other keys are kept raw with
     ``"unknown_key": True``."""
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    return _guard(_decode_auth, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    return decoded(_decode_auth, key, value)
 
 
 # ------------------------------------------------------------------ meta
@@ -637,7 +313,7 @@ def _decode_meta(key: bytes, value: bytes) -> dict:
             }
         return {"value": rev}
     if key == b"confState":
-        ok, obj = _parse_json(value)
+        ok, obj = parse_json(value)
         if not ok:
             return {"error": "confState is not valid JSON", "value": value}
         return {"value": obj}
@@ -654,9 +330,9 @@ def decode_meta(key: bytes, value: bytes) -> dict:
     ``storageVersion`` -> bytes (text); other keys -> raw bytes with
     ``"unknown_key": True``.  Always ``{"value": ...}`` or ``{"error": ...}``.
     """
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    return _guard(_decode_meta, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    return decoded(_decode_meta, key, value)
 
 
 # ------------------------------------------------------------------ membership
@@ -674,7 +350,7 @@ def _hex_member_id(key: bytes) -> Optional[int]:
 
 def _decode_member(key: bytes, value: bytes) -> dict:
     out: dict = {"member_id": _hex_member_id(key)}
-    ok, obj = _parse_json(value)
+    ok, obj = parse_json(value)
     if ok:
         out["value"] = obj
     else:
@@ -690,9 +366,9 @@ def _decode_member(key: bytes, value: bytes) -> dict:
 def decode_member(key: bytes, value: bytes) -> dict:
     """A ``members`` record: hex id key, JSON value ->
     ``{"member_id": int|None, "value": obj}`` (``"error"`` when either is bad)."""
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    return _guard(_decode_member, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    return decoded(_decode_member, key, value)
 
 
 def _decode_member_removed(key: bytes, value: bytes) -> dict:
@@ -705,15 +381,15 @@ def _decode_member_removed(key: bytes, value: bytes) -> dict:
 def decode_member_removed(key: bytes, value: bytes) -> dict:
     """A ``members_removed`` record: ``{"member_id": int|None, "value": bytes}``
     (the value is normally ``removed``)."""
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    return _guard(_decode_member_removed, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    return decoded(_decode_member_removed, key, value)
 
 
 def _decode_cluster(key: bytes, value: bytes) -> dict:
     if key == b"clusterVersion":
         return {"value": value}
-    ok, obj = _parse_json(value)
+    ok, obj = parse_json(value)
     if key == b"downgrade":
         if not ok:
             return {"error": "downgrade is not valid JSON", "value": value}
@@ -726,9 +402,9 @@ def _decode_cluster(key: bytes, value: bytes) -> dict:
 def decode_cluster(key: bytes, value: bytes) -> dict:
     """A ``cluster`` record: ``clusterVersion`` -> bytes (text), ``downgrade``
     -> parsed JSON; other keys JSON if an object/array, else raw."""
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    return _guard(_decode_cluster, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    return decoded(_decode_cluster, key, value)
 
 
 ALARM_TYPES = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
@@ -740,7 +416,7 @@ _ALARM_SCHEMA = {
 
 
 def _decode_alarm(key: bytes, value: bytes) -> dict:
-    known, unknown = _decode_schema(key, _ALARM_SCHEMA)
+    known, unknown = decode_schema(key, _ALARM_SCHEMA)
     a = known.get("alarm", 0)
     out: dict = {"memberID": known.get("memberID", 0), "alarm": ALARM_TYPES.get(a, a)}
     if unknown:
@@ -754,9 +430,9 @@ def decode_alarm(key: bytes, value: bytes = b"") -> dict:
     """An ``alarm`` record: the *key* is an ``AlarmMember`` protobuf ->
     ``{"memberID": int, "alarm": "NONE"|"NOSPACE"|"CORRUPT"|int}``; a
     non-empty value is reported as ``"unexpected_value"``."""
-    key = _check_bytes(key, "key")
-    value = _check_bytes(value, "value")
-    out = _guard(_decode_alarm, key, value)
+    key = check_bytes(key, "key")
+    value = check_bytes(value, "value")
+    out = decoded(_decode_alarm, key, value)
     if "error" in out:
         out["error"] = "alarm key: " + out["error"]
     return out
@@ -764,13 +440,11 @@ def decode_alarm(key: bytes, value: bytes = b"") -> dict:
 
 # ------------------------------------------------------------------ dispatcher
 def _record_key(key: bytes, value: bytes, show_secrets: bool = False) -> dict:
-    from boltfix import k8s  # k8s builds on this module's wire decoder
-
     rev = decode_revision(key)
     out: dict = {"revision": rev}
     if not show_secrets:
-        # a Kubernetes Secret's data, masked at the same length (k8s.mask_kv)
-        value = k8s.mask_kv(value) or value
+        # a Kubernetes Secret's data, masked at the same length (secrets.mask_kv)
+        value = secrets.mask_kv(value) or value
     kv = decode_key_value(value)
     if "error" in kv:
         out["error"] = "KeyValue: " + kv["error"]
@@ -789,7 +463,7 @@ def _record_key(key: bytes, value: bytes, show_secrets: bool = False) -> dict:
 def _normalise_name(name: Any) -> bytes:
     if isinstance(name, str):
         return name.encode("utf-8", "surrogateescape")
-    return _check_bytes(name, "bucket")
+    return check_bytes(name, "bucket")
 
 
 def decode_record(
@@ -804,17 +478,17 @@ def decode_record(
     or ``None`` when ``bucket`` is not one of :data:`ETCD_BUCKETS`.
     """
     bucket = _normalise_name(bucket)
-    key = _check_bytes(key, "key")
+    key = check_bytes(key, "key")
     if value is not None:
-        value = _check_bytes(value, "value")
+        value = check_bytes(value, "value")
     if bucket not in ETCD_BUCKETS:
         return None
     if value is None:
         return {"error": f"unexpected nested bucket in etcd bucket {bucket.decode()!r}"}
     try:
-        if bucket == b"key":
+        if bucket == KEY:
             out = _record_key(key, value, show_secrets)
-        elif bucket == b"meta":
+        elif bucket == META:
             out = decode_meta(key, value)
         elif bucket == b"lease":
             out = decode_lease(key, value)
@@ -836,7 +510,7 @@ def decode_record(
             out = decode_cluster(key, value)
         else:  # alarm
             out = decode_alarm(key, value)
-        return _jsonable(out)
+        return jsonable(out)
     except TypeError:
         raise
     except Exception as exc:  # pragma: no cover - defence in depth
@@ -859,7 +533,7 @@ def _name_set(names: Iterable) -> set:
 def looks_like_etcd(top_level_bucket_names: Iterable) -> bool:
     """True when the root holds etcd's ``key`` and ``meta`` buckets."""
     names = _name_set(top_level_bucket_names)
-    return b"key" in names and b"meta" in names
+    return KEY in names and META in names
 
 
 def guess_etcd_version(meta_keys: Iterable) -> str:
@@ -886,7 +560,7 @@ def check_key_record(key: bytes, value: Optional[bytes]) -> list:
       non-tombstone with an empty key.  A tombstone value that decodes is
       fine.
     """
-    key = _check_bytes(key, "key")
+    key = check_bytes(key, "key")
     problems = []
     rev = decode_revision(key)
     if rev is None:
@@ -896,17 +570,17 @@ def check_key_record(key: bytes, value: Optional[bytes]) -> list:
             why = "18 bytes but the last byte is not 't'"
         else:
             why = f"byte 8 is 0x{key[8]:02x}, expected '_' (0x5f)"
-        problems.append(("etcd-bad-revision-key", f"revision key is malformed: {why}"))
+        problems.append((F.ETCD_BAD_REVISION_KEY, f"revision key is malformed: {why}"))
     tombstone = rev["tombstone"] if rev else (len(key) == 18 and key[17:18] == b"t")
     if value is None:
-        problems.append(("etcd-bad-key-value", "entry is a nested bucket, not a KeyValue"))
+        problems.append((F.ETCD_BAD_KEY_VALUE, "entry is a nested bucket, not a KeyValue"))
         return problems
-    value = _check_bytes(value, "value")
+    value = check_bytes(value, "value")
     kv = decode_key_value(value)
     if "error" in kv:
         problems.append(
-            ("etcd-bad-key-value", f"value does not decode as mvccpb.KeyValue: {kv['error']}")
+            (F.ETCD_BAD_KEY_VALUE, f"value does not decode as mvccpb.KeyValue: {kv['error']}")
         )
     elif not tombstone and not kv["key"]:
-        problems.append(("etcd-bad-key-value", "KeyValue has an empty key"))
+        problems.append((F.ETCD_BAD_KEY_VALUE, "KeyValue has an empty key"))
     return problems

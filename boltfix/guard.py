@@ -2,7 +2,8 @@
 
 Every :class:`~boltfix.reader.DB` watches its file (:class:`Watch`): the
 size and mtime at open, through the descriptor it keeps open, and, with the
-small C module ``boltfix._guard``, its mapping.  When the file is truncated
+small C module ``boltfix._guard`` (loaded by :mod:`boltfix.ccore`), its mapping.
+When the file is truncated
 while mapped, touching a page past the new end raises SIGBUS; the guard's
 handler maps zeros over the lost pages and flags the mapping, so the read goes
 on (zeros are never a valid page: the walk reports them as damage) instead of
@@ -35,20 +36,8 @@ import os
 import weakref
 from typing import List, Optional, Tuple
 
+from boltfix import ccore
 from boltfix.errors import FileChanged
-
-
-def _load():
-    if os.environ.get("BOLTFIX_NO_GUARD"):
-        return None
-    try:
-        from boltfix import _guard
-    except ImportError:
-        return None
-    return _guard
-
-
-_c = _load()
 
 #: watches of files still open
 _open: "weakref.WeakSet[Watch]" = weakref.WeakSet()
@@ -58,7 +47,7 @@ _changed: List[Tuple[str, str]] = []
 
 def available() -> bool:
     """True when a vanished page is survived (the C guard is loaded)."""
-    return _c is not None
+    return ccore.sigbus is not None
 
 
 class Watch:
@@ -66,24 +55,24 @@ class Watch:
 
     leased = False  # a read lease holds writers off (no C guard: lease_input)
 
-    def __init__(self, path: str, fd: int, mm, leased: bool = False) -> None:
-        self.path = path
+    def __init__(self, filename: str, fd: int, mm, leased: bool = False) -> None:
+        self.filename = filename
         self.fd: Optional[int] = fd
         # the size the map was made with (the file may shrink before this fstat)
         self.size, self.mtime = len(mm), os.fstat(fd).st_mtime_ns
         self.reason: Optional[str] = None
         self.slot = -1
-        if _c is not None:
+        if ccore.sigbus is not None:
             view = memoryview(mm)
             try:
-                self.slot = _c.register(view)
+                self.slot = ccore.sigbus.register(view)
             finally:
                 view.release()
             if self.slot >= 0:
                 # the slot lives exactly as long as the mapping: an mmap is
                 # unmapped when the object goes (values sliced from it may
                 # keep it alive after DB.close)
-                _slots[self.slot] = weakref.ref(mm, _unregisterer(self.slot, path))
+                _slots[self.slot] = weakref.ref(mm, _unregisterer(self.slot, filename))
         self.leased = leased  # lease_input(fd) said so, before the file was mapped
         _open.add(self)
 
@@ -92,7 +81,7 @@ class Watch:
         if self.reason is not None or self.fd is None:
             return self.reason
         reason = None
-        if self.slot >= 0 and _c.faulted(self.slot):
+        if self.slot >= 0 and ccore.sigbus.faulted(self.slot):
             reason = _VANISHED
         else:
             st = os.fstat(self.fd)
@@ -102,7 +91,7 @@ class Watch:
                 reason = "it was written to"
         if reason is not None:
             self.reason = reason
-            _changed.append((self.path, reason))
+            _changed.append((self.filename, reason))
         return reason
 
     def close(self, unmapped: bool) -> None:
@@ -140,7 +129,7 @@ def lease_input(fd: int) -> bool:
     import signal
     import threading
 
-    if _c is not None or not _leasing:
+    if ccore.sigbus is not None or not _leasing:
         return False
     if threading.current_thread() is not threading.main_thread() or \
             not hasattr(fcntl, "F_SETLEASE") or os.environ.get("BOLTFIX_NO_LEASE"):
@@ -170,7 +159,7 @@ def _on_lease_break(signum, frame) -> None:
             broken = True
         if broken:
             w.reason = _BROKEN
-            _changed.append((w.path, _BROKEN))
+            _changed.append((w.filename, _BROKEN))
 
 
 #: guard slot -> weakref to its mmap, whose callback frees the slot
@@ -184,15 +173,15 @@ def _free(slot: int) -> bool:
     """Release a slot; True when its mapping had faulted."""
     if _slots.pop(slot, None) is None:
         return False
-    faulted = _c.faulted(slot)
-    _c.unregister(slot)
+    faulted = ccore.sigbus.faulted(slot)
+    ccore.sigbus.unregister(slot)
     return faulted
 
 
-def _unregisterer(slot: int, path: str):
+def _unregisterer(slot: int, filename: str):
     def gone(_ref):  # the mmap was freed: its fault must not be forgotten
         if _free(slot):
-            _changed.append((path, _VANISHED))
+            _changed.append((filename, _VANISHED))
     return gone
 
 

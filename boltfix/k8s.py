@@ -3,7 +3,7 @@
 Pure functions, no I/O; every input is untrusted bytes.  No public function
 raises on ``bytes`` input: a malformed value gives ``{"error": "... at
 offset N"}`` (the offset counted from the start of the value).  The
-protobuf wire format is read with :mod:`boltfix.etcd`'s decoder (one wire
+protobuf wire format is read with :mod:`boltfix.protowire` (one wire
 decoder in the project).
 
 Facts used (from Kubernetes' own sources, no schema vendored):
@@ -34,7 +34,8 @@ Facts used (from Kubernetes' own sources, no schema vendored):
   ReplicationControllers under ``controllers``, Ingresses under
   ``ingress``, PodSecurityPolicies under ``podsecuritypolicy``.
 
-What is secret (masked unless the caller asks for secrets; see the README):
+What is secret (masked by :mod:`boltfix.secrets` unless the caller asks
+for secrets; see the README):
 
 * a Secret (user key under ``/registry/secrets/``, or decoded kind
   ``Secret``): the values of ``data`` and ``stringData``, and the
@@ -53,22 +54,28 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 from typing import Any
 
-from boltfix import etcd as E
-from boltfix.bigbytes import Span, is_span
+from boltfix.bigbytes import Span, keep_span
+from boltfix.bigrecord import render_bytes
+from boltfix.etcdkeys import is_tombstone, user_key
+from boltfix.protowire import (
+    WIRE_LEN,
+    WIRE_VARINT,
+    ProtoError,
+    fields,
+    int32,
+    int64,
+    parse_json,
+)
+from boltfix.text import REDACTED, name_text
 
 __all__ = [
     "ENC_PREFIX",
     "MAGIC",
     "decode_object",
     "decode_value",
-    "is_k8s_candidate",
-    "mask_kv",
-    "mask_value",
     "parse_key",
-    "secret_ranges",
     "summary",
 ]
 
@@ -84,20 +91,11 @@ WHOLE_SECRET_RESOURCES = frozenset({"oauthaccesstokens", "oauthauthorizetokens",
                                     "useroauthaccesstokens"})
 #: user-key prefixes whose whole value is a credential (k3s bootstrap data)
 WHOLE_SECRET_PREFIXES = (b"/bootstrap/",)
-#: markers of a Secret in bytes that no longer parse (free pages, damage)
-_SECRET_KEYS = tuple(p + b"secrets/" for p in REGISTRY_PREFIXES)
-_SECRET_MARKERS = _SECRET_KEYS + (b"\x12\x06Secret", b'"kind":"Secret"',
-                                  b'"kind": "Secret"') + WHOLE_SECRET_PREFIXES
-
-#: (the C core's k8s_maybe_secret has the same list; it counts "\\u" only
-#: in a JSON value, the one place an escape can spell a kind)
-_QUICK_MARKERS = (b"Secret", b"\\u", b"oauth") + _SECRET_KEYS + WHOLE_SECRET_PREFIXES
 #: storage prefixes that are not the resource's name (Kubernetes'
 #: SpecialDefaultResourcePrefixes; services/specs and services/endpoints
 #: are two parts, read apart in parse_key)
 _PREFIX_RESOURCES = {"minions": "nodes", "controllers": "replicationcontrollers",
                      "ingress": "ingresses", "podsecuritypolicy": "podsecuritypolicies"}
-_QUICK_MARKERS_NO_ESCAPE = tuple(m for m in _QUICK_MARKERS if m != b"\\u")
 _MAX_DEPTH = 32  # decode_raw-style nesting; deeper is shown as hex
 _MAX_ITEMS = 10000  # labels, annotations, owners: more is damage
 
@@ -135,7 +133,7 @@ def parse_key(user_key: bytes) -> dict | None:
     return out
 
 
-def _key_is_secret(user_key: bytes | None, info: dict | None = None) -> str:
+def key_secrecy(user_key: bytes | None, info: dict | None = None) -> str:
     """``"secret"`` (mask data), ``"whole"`` (mask all) or ``""``;
     ``info``: the key's :func:`parse_key` answer when the caller has it."""
     if not user_key:
@@ -153,43 +151,18 @@ def _key_is_secret(user_key: bytes | None, info: dict | None = None) -> str:
     return ""
 
 
-def is_k8s_candidate(kv: bytes, value: bytes | None) -> bool:
-    """The C core's hand-back rule for dump's ``key`` records, in Python
-    (``_speedups.c``'s k8s_candidate): ``kv`` a raw KeyValue, ``value`` its
-    field 5 (``None`` when ``kv`` is no clean KeyValue).  True for a value
-    that may be a Kubernetes object (only those get a "k8s" member,
-    :func:`decode_value`) and for a KeyValue that may hold a secret
-    (:func:`kv_secret_ranges`' quick markers; the JSON escape ``\\u`` only
-    in a JSON value, the one place an escape can spell a kind)."""
-    if value is None:
-        return True
-    if value[:4] == MAGIC or value[:8] == ENC_PREFIX or value[:1] == b"{":
-        return True
-    return any(map(kv.__contains__, _QUICK_MARKERS_NO_ESCAPE))
-
-
-def _keep_span(value):
-    """``bytes(value)``, but a huge value's :class:`~boltfix.bigbytes.Span`
-    stays one (the decoders read it as bytes, never copied whole)."""
-    return value if type(value) is Span else bytes(value)
-
-
 # ------------------------------------------------------------------ protobuf
-def _fields(data: bytes, base: int) -> list:
-    return E._iter_fields(data, base)
-
-
 def _text(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
 def _timestamp(data: bytes, base: int) -> Any:
     secs = nanos = 0
-    for no, wt, val, _off in _fields(data, base):
-        if no == 1 and wt == E.WIRE_VARINT:
-            secs = E._int64(val)
-        elif no == 2 and wt == E.WIRE_VARINT:
-            nanos = E._int32(val)
+    for no, wt, val, _off in fields(data, base):
+        if no == 1 and wt == WIRE_VARINT:
+            secs = int64(val)
+        elif no == 2 and wt == WIRE_VARINT:
+            nanos = int32(val)
     t = _time_text(secs, nanos)
     return dict(t) if isinstance(t, dict) else t  # (the cache's own dict stays its own)
 
@@ -206,7 +179,7 @@ def _time_text(secs: int, nanos: int) -> Any:
     return s + "Z"
 
 
-def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
+def map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
     """A map entry {1 key, 2 value} -> (key, value, value's offset)."""
     # the usual entry, as Go marshals it: 0a <len> key 12 <len> value, each
     # length one byte, nothing else (the full decoder gives the same answer)
@@ -216,8 +189,8 @@ def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
         if j + 2 <= n and data[j] == 0x12 and data[j + 1] < 0x80 and j + 2 + data[j + 1] == n:
             return data[2:j], data[j + 2:], base + j + 2
     k, v, voff = b"", b"", base
-    for no, wt, val, off in _fields(data, base):
-        if wt != E.WIRE_LEN:
+    for no, wt, val, off in fields(data, base):
+        if wt != WIRE_LEN:
             continue
         if no == 1:
             k = val
@@ -229,10 +202,10 @@ def _map_entry(data: bytes, base: int) -> tuple[bytes, bytes, int]:
 def _owner(data: bytes, base: int) -> dict:
     names = {1: "kind", 3: "name", 4: "uid", 5: "apiVersion"}
     out: dict = {}
-    for no, wt, val, _off in _fields(data, base):
-        if no in names and wt == E.WIRE_LEN:
+    for no, wt, val, _off in fields(data, base):
+        if no in names and wt == WIRE_LEN:
             out[names[no]] = _text(val)
-        elif no == 6 and wt == E.WIRE_VARINT:
+        elif no == 6 and wt == WIRE_VARINT:
             out["controller"] = val != 0
     return out
 
@@ -243,38 +216,38 @@ _META_STRINGS = {1: "name", 2: "generateName", 3: "namespace", 4: "selfLink", 5:
 
 def _object_meta(data: bytes, base: int, secret: bool) -> dict:
     out: dict = {}
-    for no, wt, val, off in _fields(data, base):
-        if no in _META_STRINGS and wt == E.WIRE_LEN:
+    for no, wt, val, off in fields(data, base):
+        if no in _META_STRINGS and wt == WIRE_LEN:
             out[_META_STRINGS[no]] = _text(val)
-        elif no == 7 and wt == E.WIRE_VARINT:
-            out["generation"] = E._int64(val)
-        elif no in (8, 9) and wt == E.WIRE_LEN:
+        elif no == 7 and wt == WIRE_VARINT:
+            out["generation"] = int64(val)
+        elif no in (8, 9) and wt == WIRE_LEN:
             out["creationTimestamp" if no == 8 else "deletionTimestamp"] = _timestamp(val, off)
-        elif no in (11, 12) and wt == E.WIRE_LEN:
-            k, v, _ = _map_entry(val, off)
+        elif no in (11, 12) and wt == WIRE_LEN:
+            k, v, _ = map_entry(val, off)
             if secret and k == LAST_APPLIED:
-                v = E.REDACTED.encode()
+                v = REDACTED.encode()
             d = out.setdefault("labels" if no == 11 else "annotations", {})
             if len(d) < _MAX_ITEMS:
                 d[_text(k)] = _text(v)
-        elif no == 13 and wt == E.WIRE_LEN:
+        elif no == 13 and wt == WIRE_LEN:
             owners = out.setdefault("ownerReferences", [])
             if len(owners) < _MAX_ITEMS:
                 owners.append(_owner(val, off))
-        elif no == 14 and wt == E.WIRE_LEN:
+        elif no == 14 and wt == WIRE_LEN:
             out.setdefault("finalizers", []).append(_text(val))
     return out
 
 
-def _unknown(value: bytes) -> dict:
+def unknown_parts(value: bytes) -> dict:
     """``runtime.Unknown`` after the magic -> its parts (raw with offset)."""
     out: dict = {"raw": (b"", len(MAGIC))}
-    for no, wt, val, off in _fields(value[len(MAGIC):], len(MAGIC)):
-        if wt != E.WIRE_LEN:
+    for no, wt, val, off in fields(value[len(MAGIC):], len(MAGIC)):
+        if wt != WIRE_LEN:
             continue
         if no == 1:
-            for tno, twt, tval, _toff in _fields(val, off):
-                if tno in (1, 2) and twt == E.WIRE_LEN:
+            for tno, twt, tval, _toff in fields(val, off):
+                if tno in (1, 2) and twt == WIRE_LEN:
                     out["apiVersion" if tno == 1 else "kind"] = _text(tval)
         elif no == 2:
             out["raw"] = (val, off)
@@ -286,27 +259,27 @@ def _unknown(value: bytes) -> dict:
 
 
 def _decode_protobuf(value: bytes, secret_by_key: bool) -> dict:
-    u = _unknown(value)
+    u = unknown_parts(value)
     raw, roff = u.pop("raw")
     out: dict = {"encoding": "protobuf"}
     out.update({k: v for k, v in u.items() if v})
     secret = secret_by_key or u.get("kind") == "Secret"
     if u.get("contentEncoding"):
         return out  # not decodable without its encoding; nothing claimed
-    for no, wt, val, off in _fields(raw, roff):
-        if no == 1 and wt == E.WIRE_LEN:
+    for no, wt, val, off in fields(raw, roff):
+        if no == 1 and wt == WIRE_LEN:
             out.update(_object_meta(val, off, secret))
-        elif secret and no == 2 and wt == E.WIRE_LEN:
-            k, v, _ = _map_entry(val, off)
+        elif secret and no == 2 and wt == WIRE_LEN:
+            k, v, _ = map_entry(val, off)
             out.setdefault("secret", {}).setdefault("data", {})[_text(k)] = len(v)
-        elif secret and no == 3 and wt == E.WIRE_LEN:
+        elif secret and no == 3 and wt == WIRE_LEN:
             out.setdefault("secret", {})["type"] = _text(val)
     return out
 
 
 # ------------------------------------------------------------------ JSON
 def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
-    ok, obj = E._parse_json(value)
+    ok, obj = parse_json(value)
     if not ok or not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
         return None
     out: dict = {"encoding": "json", "apiVersion": obj.get("apiVersion"), "kind": obj["kind"]}
@@ -320,7 +293,7 @@ def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
                 out[name] = meta[name]
         ann = out.get("annotations")
         if secret and isinstance(ann, dict) and LAST_APPLIED.decode() in ann:
-            out["annotations"] = dict(ann, **{LAST_APPLIED.decode(): E.REDACTED})
+            out["annotations"] = dict(ann, **{LAST_APPLIED.decode(): REDACTED})
     if secret:
         data = obj.get("data")
         sec: dict = {}
@@ -363,10 +336,10 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
     """
     if not isinstance(value, (bytes, bytearray, memoryview, Span)):
         raise TypeError(f"value must be bytes, not {type(value).__name__}")
-    value = _keep_span(value)
+    value = keep_span(value)
     key = bytes(user_key) if user_key is not None else None
     keyinfo = parse_key(key) if key is not None else None
-    by_key = _key_is_secret(key, keyinfo) == "secret"
+    by_key = key_secrecy(key, keyinfo) == "secret"
     try:
         if value.startswith(MAGIC):
             out = _decode_protobuf(value, by_key)
@@ -376,7 +349,7 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
             out = _decode_json(value, by_key)
         else:
             out = None
-    except E.ProtoError as exc:
+    except ProtoError as exc:
         out = {"encoding": "protobuf", "error": str(exc)}
     except (ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
         out = {"encoding": "protobuf", "error": f"{type(exc).__name__}: {exc}"}
@@ -387,7 +360,7 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
 
 def _names_credential(keyinfo: dict) -> bool:
     """Whether a parsed key names one Secret or OAuth token.  (Such a key
-    spells out one of :data:`_QUICK_MARKERS`, so the C core hands its
+    spells out one of :data:`boltfix.secrets.QUICK_MARKERS`, so the C core hands its
     record back.)"""
     res = keyinfo["resource"]
     return "name" in keyinfo and ((res == "secrets" and "group" not in keyinfo)
@@ -419,10 +392,9 @@ def summary(d: dict) -> str:
 
 # ------------------------------------------------------------------ decode_raw
 def _raw_message(data: bytes, base: int, depth: int, budget: list) -> Any:
-    fields = _fields(data, base)
     out: dict = {}
-    for no, wt, val, off in fields:
-        if wt == E.WIRE_LEN:
+    for no, wt, val, off in fields(data, base):
+        if wt == WIRE_LEN:
             val = _raw_bytes(val, off, depth + 1, budget)
         out.setdefault(str(no), []).append(val)
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
@@ -433,7 +405,7 @@ def _raw_bytes(b: bytes, off: int, depth: int, budget: list) -> Any:
 
     ``budget`` (bytes still to parse, shared) keeps the work linear in the
     value's size whatever its nesting: past it, bytes stay bytes."""
-    text = E.render_bytes(b)
+    text = render_bytes(b)
     # (a huge payload's rendering is a Big whose text flag is the rule's answer)
     if (isinstance(text, str) or getattr(text, "text", False)) and (not b or b[0] >= 0x20):
         return text
@@ -441,7 +413,7 @@ def _raw_bytes(b: bytes, off: int, depth: int, budget: list) -> Any:
         budget[0] -= len(b)
         try:
             return _raw_message(b, off, depth, budget)
-        except (E.ProtoError, RecursionError):
+        except (ProtoError, RecursionError):
             pass
     return text
 
@@ -458,10 +430,10 @@ def decode_object(value: bytes) -> Any:
     numbers as keys; repeated fields as lists; ``metadata`` named), with
     ``typeMeta`` first.  Call it on masked bytes to keep secrets masked.
     ``None`` for a value that is neither; ``{"error"}`` when malformed."""
-    value = _keep_span(value)
+    value = keep_span(value)
     try:
         if value.startswith(MAGIC):
-            u = _unknown(value)
+            u = unknown_parts(value)
             raw, roff = u.pop("raw")
             obj = _raw_message(raw, roff, 0, [4 * len(raw) + (64 << 10)]) if raw else {}
             if "1" in obj and isinstance(obj["1"], dict):
@@ -470,213 +442,16 @@ def decode_object(value: bytes) -> Any:
                 obj = {"metadata": meta, **obj}
             return {"apiVersion": u.get("apiVersion"), "kind": u.get("kind"), **obj}
         if value[:1] == b"{":
-            ok, obj = E._parse_json(value)
+            ok, obj = parse_json(value)
             return obj if ok else {"error": "value is not valid JSON"}
-    except E.ProtoError as exc:
+    except ProtoError as exc:
         return {"error": str(exc)}
     except (ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     return None
 
 
-# ------------------------------------------------------------------ masking
-def _protobuf_secret_ranges(value: bytes) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    u = _unknown(value)
-    raw, roff = u["raw"]
-    if u.get("contentEncoding"):
-        raise ValueError("content encoding")
-    for no, wt, val, off in _fields(raw, roff):
-        if wt != E.WIRE_LEN:
-            continue
-        if no in (2, 4):  # data, stringData: mask each entry's value
-            _k, v, voff = _map_entry(val, off)
-            ranges.append((voff, voff + len(v)))
-        elif no == 1:
-            for mno, mwt, mval, moff in _fields(val, off):
-                if mno == 12 and mwt == E.WIRE_LEN:
-                    k, v, voff = _map_entry(mval, moff)
-                    if k == LAST_APPLIED:
-                        ranges.append((voff, voff + len(v)))
-    return ranges
-
-
-def _json_secret_ranges(value: bytes) -> list[tuple[int, int]]:
-    """Byte ranges of the string contents under data/stringData (and the
-    last-applied annotation) of a JSON Secret, found with json's scanner."""
-    text = value.decode("utf-8")
-    dec = json.JSONDecoder()
-    ranges: list[tuple[int, int]] = []
-
-    def members(i):
-        """(key, value_start, value_end) of the object starting at text[i]."""
-        end_obj = dec.raw_decode(text, i)[1]  # validates the whole object
-        j = i + 1
-        out = []
-        while True:
-            while text[j] in " \t\r\n,":
-                j += 1
-            if text[j] == "}":
-                return out, end_obj
-            key, j = json.decoder.scanstring(text, j + 1)
-            while text[j] in " \t\r\n:":
-                j += 1
-            _v, k = dec.raw_decode(text, j)
-            out.append((key, j, k))
-            j = k
-
-    def strings_in(start, end):
-        # every string inside [start, end): a secret's values and, to be
-        # safe, anything nested under them
-        j = start
-        while j < end:
-            if text[j] == '"':
-                _s, k = json.decoder.scanstring(text, j + 1)
-                ranges.append((j + 1, k - 1))
-                j = k
-            else:
-                j += 1
-
-    i = len(text) - len(text.lstrip())
-    top, _ = members(i)
-    for key, s, e in top:
-        if key in ("data", "stringData") and text[s] == "{":
-            for _k, vs, ve in members(s)[0]:
-                strings_in(vs, ve)
-        elif key == "metadata" and text[s] == "{":
-            for mk, ms, _me in members(s)[0]:
-                if mk == "annotations" and text[ms] == "{":
-                    for ak, vs, ve in members(ms)[0]:
-                        if ak == LAST_APPLIED.decode():
-                            strings_in(vs, ve)
-    if text.isascii():
-        return ranges
-    # character offsets -> byte offsets
-    return [(len(text[:a].encode()), len(text[:b].encode())) for a, b in ranges]
-
-
-def _looks_secret_kind(value: bytes) -> bool:
-    if b"Secret" not in value and b"\\u" not in value:
-        return False  # the kind is spelt out (or JSON-escaped) where it is Secret
-    if value.startswith(MAGIC):
-        try:
-            return _unknown(value).get("kind") == "Secret"
-        except (E.ProtoError, ValueError):
-            return b"\x12\x06Secret" in value[:64]
-    if value[:1] == b"{":
-        ok, obj = E._parse_json(value)
-        return ok and isinstance(obj, dict) and obj.get("kind") == "Secret"
-    return False
-
-
-def secret_ranges(value: bytes, user_key: bytes | None = None) -> list[tuple[int, int]]:
-    """Byte ranges of ``value`` (a KeyValue.value) that are secret; ``[]``
-    when nothing is.  A Secret that does not decode (or is encrypted) is
-    one range over everything after the magic / envelope header."""
-    value = _keep_span(value)
-    how = _key_is_secret(bytes(user_key) if user_key else None)
-    if how == "whole":
-        return [(0, len(value))] if value else []
-    if not how and not _looks_secret_kind(value):
-        return []
-    try:
-        if value.startswith(MAGIC):
-            return _protobuf_secret_ranges(value)
-        if value[:1] == b"{":
-            return _json_secret_ranges(value)
-    except (E.ProtoError, ValueError, IndexError, RecursionError):
-        pass
-    if value.startswith(ENC_PREFIX):
-        # (a huge value's header is looked for in its first MB: a header
-        # past it leaves the whole value masked)
-        head = (bytes(value[:1 << 20]) if is_span(value) else value).split(b":", 5)
-        skip = sum(len(h) + 1 for h in head[:5]) if len(head) == 6 else 0
-        return [(skip, len(value))] if skip < len(value) else []
-    start = len(MAGIC) if value.startswith(MAGIC) else 0
-    return [(start, len(value))] if start < len(value) else []
-
-
-def _masked(data: bytes, ranges) -> bytes | None:
-    """``data`` with ``ranges`` replaced by ``*`` (same length), or None
-    when there are none."""
-    if not ranges:
-        return None
-    out = bytearray(data)
-    for a, b in ranges:
-        out[a:b] = b"*" * (b - a)
-    return bytes(out)
-
-
-def mask_value(value: bytes, user_key: bytes | None = None) -> bytes | None:
-    """``value`` with its secret ranges replaced by ``*`` (same length), or
-    ``None`` when nothing in it is secret."""
-    return _masked(value, secret_ranges(value, user_key))
-
-
-_SCAN_PIECE = 1 << 20  # bytes of a range looked at per copy for stray markers
-
-
-def kv_view_secret_ranges(view) -> list[tuple[int, int]]:
-    """:func:`kv_secret_ranges` of a KeyValue that is a view of the map:
-    a huge one as a :class:`~boltfix.bigbytes.Span` (read in pieces, never
-    copied whole), a small one as bytes."""
-    from boltfix.resident import BIG_VALUE
-
-    return kv_secret_ranges(Span(view) if len(view) >= BIG_VALUE else bytes(view))
-
-
-def kv_secret_ranges(kv: bytes) -> list[tuple[int, int]]:
-    """Secret byte ranges of a raw ``mvccpb.KeyValue`` (a ``key`` bucket
-    value).  A KeyValue that does not parse but shows a Secret's marker is
-    masked whole: its structure cannot say what is metadata."""
-    kv = _keep_span(kv)
-    # quick no: a Secret's KeyValue holds one of these literally (its key,
-    # the kind in typeMeta or JSON, or a JSON escape that may spell it)
-    if not any(map(kv.__contains__, _QUICK_MARKERS)):
-        return []
-    try:
-        key, value, voff = None, b"", -1
-        for no, wt, val, off in E.iter_fields(kv):
-            if wt == E.WIRE_LEN and no == 1:
-                key = val
-            elif wt == E.WIRE_LEN and no == 5:
-                value, voff = val, off
-    except E.ProtoError:
-        if any(m in kv for m in _SECRET_MARKERS):
-            return [(0, len(kv))]
-        return []
-    if voff < 0:
-        return []
-    return [(voff + a, voff + b) for a, b in secret_ranges(value, key)]
-
-
-def mask_kv(kv: bytes) -> bytes | None:
-    """A raw ``mvccpb.KeyValue`` with the secrets of its Kubernetes value
-    masked by ``*`` (same length, so every offset stays true), or ``None``
-    when it holds no secret."""
-    return _masked(kv, kv_secret_ranges(kv))
-
-
 # ------------------------------------------------------------------ etcd records
-def kv_user_key(kv) -> bytes | None:
-    """The user key (field 1) of a raw ``mvccpb.KeyValue``, or ``None``.
-
-    etcd marshals field 1 first, so the usual case reads one tag and one
-    length; anything else goes through the full wire decoder."""
-    kv = memoryview(kv)
-    if len(kv) >= 2 and kv[0] == 0x0A and kv[1] < 0x80:
-        n = kv[1]
-        if 2 + n <= len(kv):
-            return bytes(kv[2:2 + n])
-    try:
-        for no, wt, val, _off in E._iter_fields(bytes(kv)):
-            if no == 1 and wt == E.WIRE_LEN:
-                return val
-    except E.ProtoError:
-        return None
-    return None
-
-
 def inventory(records) -> dict | None:
     """Objects per resource and namespaces, from ``(revision key, KeyValue)``
     pairs of etcd's ``key`` bucket in key (= revision) order: each user key's
@@ -684,10 +459,10 @@ def inventory(records) -> dict | None:
     under ``/registry/``."""
     latest: dict = {}
     for rev_key, kv in records:
-        ukey = kv_user_key(kv)
+        ukey = user_key(kv)
         if ukey is None or not ukey.startswith(REGISTRY_PREFIXES):
             continue
-        if len(rev_key) == 18 and rev_key[17:18] == b"t":
+        if is_tombstone(rev_key):
             latest.pop(ukey, None)
         else:
             latest[ukey] = None
@@ -706,124 +481,6 @@ def inventory(records) -> dict | None:
     return {"objects": dict(sorted(per_resource.items())),
             "namespaces": len(per_namespace),
             "objects_per_namespace": dict(sorted(per_namespace.items()))}
-
-
-# ------------------------------------------------------------------ raw bytes
-_BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
-#: bytes of values read to mask one range shown (bbolt's largest value is
-#: 2 GiB less 2); past them (a damaged page whose elements all claim one huge
-#: value, each read again) a value is masked whole, unread
-SPAN_READ_BUDGET = 2 << 30
-
-
-def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
-    """``data`` (the file's bytes from ``start``) with every Kubernetes
-    secret in it masked, for hexdumps: :func:`file_secret_spans` of the
-    range ``data`` covers, applied to it."""
-    out = bytearray(data)
-    for a, b in file_secret_spans(buf, page_size, start, start + len(data), data):
-        out[a - start:b - start] = b"*" * (b - a)
-    return bytes(out)
-
-
-def file_secret_spans(buf, page_size: int, start: int, end: int,
-                      data=None) -> list[tuple[int, int]]:
-    """The absolute byte ranges of ``buf[start:end]`` that hold a
-    Kubernetes secret (clipped to it, in no order), for hexdumps.
-
-    The leaves whose page run overlaps the range are found from their
-    headers (also a leaf that starts up to ``_BACK_PAGES`` pages before, so
-    an overflow page shown alone is masked too); each element's value is
-    masked as :func:`kv_secret_ranges` says, over the whole range shown
-    (each value read once, as a view of the map: a range shown in pieces
-    asks for all of it once and masks each piece with the answer).
-    A Secret's marker outside every parsed element (damage) masks from
-    there to the end of the range.  The markers are looked for in ``data``
-    when given (the bytes shown, from ``start``), else in ``buf``."""
-    import struct
-
-    from boltfix.resident import TRIM_BYTES, release
-
-    size = len(buf)
-    end = min(end, size) if data is None else end
-    trim = max(1, TRIM_BYTES // page_size)  # headers read between two drops
-    spans: list[tuple[int, int]] = []
-    left = SPAN_READ_BUDGET
-    first, last = start // page_size, max(start, end - 1) // page_size
-    covered: list[tuple[int, int]] = []
-    for q in range(max(0, first - _BACK_PAGES), last + 1):
-        off = q * page_size
-        if off + 16 > size:
-            break
-        if q % trim == 0:
-            release(buf)  # each header read maps its page: a long run maps the file
-        pid, flags, count, overflow = struct.unpack_from("<QHHI", buf, off)
-        if pid != q or flags != 0x02 or q + overflow < first:
-            continue
-        run_end = min((q + overflow + 1) * page_size, size)
-        count = min(count, (run_end - off - 16) // 16)
-        for i in range(count):
-            el = off + 16 + 16 * i
-            eflags, pos, ksize, vsize = struct.unpack_from("<IIII", buf, el)
-            k = el + pos
-            v = k + ksize
-            e = v + vsize
-            if eflags & 1 or v >= run_end:
-                continue
-            # a value cut by the end of the run (or file) is judged on what is
-            # there: a KeyValue cut short that names a Secret is masked whole
-            e = min(e, run_end)
-            if e <= start or k >= end:
-                continue
-            covered.append((k, e))
-            left -= e - v
-            for a, b in (kv_view_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]):
-                a, b = max(v + a, start), min(v + b, end)
-                if a < b:
-                    spans.append((a, b))
-    cut = _first_stray_marker(buf if data is None else data,
-                              start if data is None else 0, end - start, covered,
-                              0 if data is None else start)
-    if cut is not None:
-        spans.append((cut, end))
-    return spans
-
-
-def _first_stray_marker(buf, lo: int, n: int, covered, shift: int):
-    """The absolute offset of the first Secret marker in ``buf[lo:lo + n]``
-    that lies in no element of ``covered``, or None; read a piece at a
-    time (``shift`` turns an offset in ``buf`` into a file offset)."""
-    from bisect import bisect_right
-
-    from boltfix.resident import release
-
-    # the elements merged into sorted disjoint ranges: a marker inside one
-    # skips to its end (a value full of markers is not looked at per marker)
-    merged: list[list[int]] = []
-    for k, e in sorted(covered):
-        if merged and k <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([k, e])
-    starts = [k for k, _e in merged]
-    reach = max(map(len, _SECRET_MARKERS)) - 1
-    best = None
-    for a in range(lo, lo + n, _SCAN_PIECE):
-        b = min(a + _SCAN_PIECE + reach, lo + n)
-        piece = bytes(buf[a:b])
-        for marker in _SECRET_MARKERS:
-            i = piece.find(marker)
-            while 0 <= i < _SCAN_PIECE:
-                absolute = a + i + shift
-                j = bisect_right(starts, absolute) - 1
-                if j < 0 or absolute >= merged[j][1]:
-                    best = absolute if best is None else min(best, absolute)
-                    break
-                i = piece.find(marker, merged[j][1] - a - shift)
-        release(buf)
-        if best is not None:
-            return best
-    return best
 
 
 #: distinct (group, resource, namespace) groups a :class:`ResourceCounter`
@@ -900,6 +557,7 @@ class ResourceCounter:
         return sorted(self.counts.items(), key=lambda g: (-g[1], g[0][0], g[0][1], g[0][2] or ""))
 
     def to_json(self) -> dict:
+        """The counts as a report's JSON gives them."""
         rows = []
         for (grp, res, ns), n in self.groups():
             row = {"resource": res, "namespace": ns, "count": n}
@@ -913,8 +571,6 @@ class ResourceCounter:
         """One line for people: ``15 pods (12 in kube-system, 3 in default),
         3 deployments in default, 2 nodes, ...``: resources by most keys, a
         few namespaces each; names shown by the project's one rule for text."""
-        from boltfix.record import name_text
-
         per: dict = {}  # resource label -> [keys, {namespace: keys}]
         for (grp, res, ns), n in self.counts.items():
             label = res if not grp else f"{grp}/{res}"

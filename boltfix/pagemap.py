@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterator, Optional
 
+from boltfix import findings as F
 from boltfix import structs as S
-from boltfix.errors import ERROR, Finding
+from boltfix.findings import ERROR, Finding
 from boltfix.reader import DB
 
 # states (the walk's own reachability values for the first two)
@@ -66,7 +67,9 @@ _REACH_LIST = bytes((1 if (b & 0x7F) in _IN_USE else 0) | (2 if b & LISTED else 
 class PageMap:
     """The state of every page of one DB after one walk."""
 
-    def __init__(self, db: DB, walker, report=None):
+    def __init__(self, db: DB, walker, report=None, meta=None):
+        """``meta``: whose freelist (default the meta in use's): the one
+        naming the tree the walker walked."""
         self.db = db
         self.pages_in_file = n = db.pages_in_file
         self.hwm = walker.hwm
@@ -74,7 +77,7 @@ class PageMap:
         self.has_tree = walker.tree is not None
         self.states = bytearray(walker.reached)  # REACHED / OVERFLOW / UNREACHED
         self.states[0:min(2, n)] = bytes([META]) * min(2, n)
-        self.freelist = db.freelist() if self.has_tree else None
+        self.freelist = db.freelist(meta) if self.has_tree else None
         #: the meta says the freelist is synced (etcd's files do not sync it)
         self.synced = self.freelist is not None
         #: ...and its page could be read (a freelist that could not be read at
@@ -94,14 +97,17 @@ class PageMap:
 
     # ------------------------------------------------------------ reading
     def state(self, pgid: int) -> int:
+        """The state of page ``pgid`` (:data:`PAST_EOF` past the end of the file)."""
         if pgid >= self.pages_in_file:
             return PAST_EOF
         return self.states[pgid] & 0x7F
 
     def is_listed(self, pgid: int) -> bool:
+        """Whether the synced freelist lists page ``pgid``."""
         return pgid < self.pages_in_file and bool(self.states[pgid] & LISTED)
 
     def reason(self, pgid: int) -> str:
+        """Why page ``pgid`` is in its state, in words."""
         why = REASONS[self.state(pgid)]
         return why + ("; listed in the freelist" if self.is_listed(pgid) else "")
 
@@ -137,7 +143,7 @@ class PageMap:
             last = fl.pgid + overflow
             if last >= hwm:
                 self._report(Finding(
-                    "freelist-out-of-bounds",
+                    F.FREELIST_OUT_OF_BOUNDS,
                     f"freelist page {fl.pgid}'s overflow run ({overflow} pages) ends "
                     f"at page {last}, at or above the high-water mark {hwm}",
                     ERROR, fl.pgid, detail={"overflow": overflow}))
@@ -154,7 +160,7 @@ class PageMap:
         self._mark_listed(fl)
 
     def _overlap(self, hit: int, fpgid: int) -> None:
-        self._report(Finding("multiple-references",
+        self._report(Finding(F.MULTIPLE_REFERENCES,
                              f"page {hit} is reached from the tree and is also part of "
                              f"freelist page {fpgid}'s run",
                              ERROR, hit, detail={"bbolt": f"page {hit}: multiple references"}))
@@ -184,24 +190,24 @@ class PageMap:
     def _mark_ids(self, fl, states, hwm, n, more) -> None:
         for pid in fl.ids(self.db):
             if more and states[pid if pid < n else 0] & LISTED and 2 <= pid < hwm:
-                more["already-freed"] += 1  # the hot path of a hostile list
+                more[F.ALREADY_FREED] += 1  # the hot path of a hostile list
                 continue
             if pid < 2:
-                self._report(Finding("freelist-reserved-page",
+                self._report(Finding(F.FREELIST_RESERVED_PAGE,
                                      f"the freelist lists meta page {pid} as free", ERROR, pid))
             elif pid >= hwm:
                 self._report(Finding(
-                    "freelist-out-of-bounds",
+                    F.FREELIST_OUT_OF_BOUNDS,
                     f"the freelist lists page {pid}, at or above the high-water mark {hwm}",
                     ERROR, pid))
             elif pid == fl.pgid:
-                self._report(Finding("freelist-self",
+                self._report(Finding(F.FREELIST_SELF,
                                      f"the freelist lists its own page {pid} as free",
                                      ERROR, pid))
             elif pid >= n:
                 continue  # past the end of the file: file-truncated already says so
             elif states[pid] & LISTED:
-                self._report(Finding("already-freed",
+                self._report(Finding(F.ALREADY_FREED,
                                      f"page {pid} is listed twice in the freelist", ERROR, pid,
                                      detail={"bbolt": f"page {pid}: already freed"}))
             else:

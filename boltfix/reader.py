@@ -18,8 +18,10 @@ import stat
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional
 
+from boltfix import findings as F
 from boltfix import structs as S
-from boltfix.errors import BoltError, CannotOpen, Finding, parse_guard
+from boltfix.errors import BoltError, CannotOpen, located
+from boltfix.findings import Finding
 from boltfix.guard import Watch, lease_input
 
 # how many leading pages the page-size scan looks at per candidate size
@@ -51,17 +53,21 @@ class Meta:
 
     @property
     def valid(self) -> bool:
+        """Usable: no problem found."""
         return not self.problems
 
     @property
     def checksum_ok(self) -> bool:
+        """The stored checksum is the computed one."""
         return self.checksum == self.computed_checksum
 
     @property
     def freelist_synced(self) -> bool:
+        """The freelist is on disk (etcd's files do not sync it)."""
         return self.freelist != S.PGID_NO_FREELIST
 
     def to_json(self) -> dict:
+        """The meta as ``inspect --json`` and ``page --json`` give it."""
         return {
             "index": self.index,
             "magic": self.magic,
@@ -82,14 +88,15 @@ class Meta:
 
 
 def page_size_sane(size: int) -> bool:
+    """A page size bbolt itself writes: a power of two in 512..65536."""
     return S.MIN_PAGE_SIZE <= size <= S.MAX_PAGE_SIZE and size & (size - 1) == 0
 
 
-def decode_meta(buf, offset: int, index: int, page_size_hint: Optional[int] = None) -> Meta:
+def decode_meta_page(buf, offset: int, index: int, page_size_hint: Optional[int] = None) -> Meta:
     """Decode the meta page at ``offset``; never raises on file data."""
     m = Meta(index=index, offset=offset)
     if offset + S.PAGE_HEADER_SIZE + S.META_SIZE > len(buf):
-        m.problems.append("meta-truncated")
+        m.problems.append(F.META_TRUNCATED)
         return m
     m.header_id, m.header_flags, _, _ = S.PAGE_HEADER.unpack_from(buf, offset)
     body = offset + S.PAGE_HEADER_SIZE
@@ -97,18 +104,18 @@ def decode_meta(buf, offset: int, index: int, page_size_hint: Optional[int] = No
      m.pgid, m.txid, m.checksum) = S.META.unpack_from(buf, body)
     m.computed_checksum = S.fnv64a(buf[body: body + S.META_CHECKSUM_SPAN])
     if m.magic != S.MAGIC:
-        m.problems.append("meta-bad-magic")
+        m.problems.append(F.META_BAD_MAGIC)
     if m.version != S.VERSION:
-        m.problems.append("meta-bad-version")
+        m.problems.append(F.META_BAD_VERSION)
     # bbolt <= 1.3.6 accepts a zero checksum; we follow the version etcd uses.
     if m.checksum != m.computed_checksum and m.checksum != 0:
-        m.problems.append("meta-bad-checksum")
+        m.problems.append(F.META_BAD_CHECKSUM)
     if not page_size_sane(m.page_size):
-        m.problems.append("meta-bad-page-size")
+        m.problems.append(F.META_BAD_PAGE_SIZE)
     if m.pgid < 2 or (m.root < 2 or m.root >= m.pgid):
-        m.problems.append("meta-root-out-of-bounds")
+        m.problems.append(F.META_ROOT_OUT_OF_BOUNDS)
     if m.freelist != S.PGID_NO_FREELIST and (m.freelist < 2 or m.freelist >= m.pgid):
-        m.problems.append("meta-freelist-out-of-bounds")
+        m.problems.append(F.META_FREELIST_OUT_OF_BOUNDS)
     return m
 
 
@@ -138,6 +145,7 @@ class Element:
 
     @property
     def is_bucket(self) -> bool:
+        """A bucket entry (leaf elements only)."""
         return bool(self.flags & S.BUCKET_LEAF_FLAG)
 
 
@@ -154,10 +162,12 @@ class Page:
 
     @property
     def offset(self) -> int:
+        """The page's byte offset in the file."""
         return self.pgid * self.db.page_size
 
     @property
     def type(self) -> str:
+        """The page's type name, as bbolt reads its flags."""
         return S.page_type_name(self.flags)
 
     @property
@@ -167,9 +177,11 @@ class Page:
 
     @property
     def run_complete(self) -> bool:
+        """The whole overflow run lies inside the file."""
         return self.offset + (self.overflow + 1) * self.db.page_size <= self.db.size
 
     def data(self) -> memoryview:
+        """The page's run (clipped to the file), a view of the map."""
         return self.db.buf[self.offset: self.run_end]
 
     def elements(self) -> List[Element]:
@@ -181,13 +193,15 @@ class Page:
         return page_elements(self.db.buf, self.offset, self.flags, self.count, self.run_end)[1]
 
     def meta(self) -> Meta:
-        return decode_meta(self.db.buf, self.offset, self.pgid)
+        """The page decoded as a meta page."""
+        return decode_meta_page(self.db.buf, self.offset, self.pgid)
 
     def freelist_ids(self) -> "FreelistRead":
+        """The page read as a freelist page."""
         return read_freelist(self.db, self)
 
 
-COUNT_PROBLEMS = ("element-count-overflow", "element-count-corrupt")
+COUNT_PROBLEMS = (F.ELEMENT_COUNT_OVERFLOW, F.ELEMENT_COUNT_CORRUPT)
 
 
 def page_elements(buf, page_off: int, flags: int, count: int, end: int):
@@ -241,9 +255,9 @@ def leaf_elements(buf, off, count, end):
         e = v + vsize
         eoff += S.LEAF_ELEMENT_SIZE
         if ksize == 0:
-            yield i, flags, b"", None, "key-empty"
+            yield i, flags, b"", None, F.KEY_EMPTY
         elif e > end or k < data_floor:
-            yield i, flags, b"", None, "element-out-of-bounds"
+            yield i, flags, b"", None, F.ELEMENT_OUT_OF_BOUNDS
         else:
             yield i, flags, bytes(buf[k:v]), buf[v:e], None
 
@@ -262,9 +276,9 @@ def branch_elements(buf, off, count, end):
         e = k + ksize
         eoff += S.BRANCH_ELEMENT_SIZE
         if ksize == 0:
-            yield i, b"", child, "key-empty"
+            yield i, b"", child, F.KEY_EMPTY
         elif e > end or k < data_floor:
-            yield i, b"", child, "element-out-of-bounds"
+            yield i, b"", child, F.ELEMENT_OUT_OF_BOUNDS
         else:
             yield i, bytes(buf[k:e]), child, None
 
@@ -306,8 +320,8 @@ def usable_count(buf, base, count, end, size, pos_field):
     if fit:
         pos0 = S.U32.unpack_from(buf, base + pos_field)[0]
         if pos0 % size == 0 and 0 < pos0 // size <= fit:
-            return pos0 // size, "element-count-corrupt"
-    return fit, "element-count-overflow"
+            return pos0 // size, F.ELEMENT_COUNT_CORRUPT
+    return fit, F.ELEMENT_COUNT_OVERFLOW
 
 
 # ---------------------------------------------------------------- freelist
@@ -329,10 +343,11 @@ class FreelistRead:
 
 
 def read_freelist(db: "DB", page: Page) -> FreelistRead:
+    """The ids a freelist page lists, bounded by its run; what is wrong with it."""
     out = FreelistRead(pgid=page.pgid)
     if page.flags != S.FREELIST_PAGE_FLAG:
         out.findings.append(Finding(
-            "freelist-invalid-type",
+            F.FREELIST_INVALID_TYPE,
             f"meta's freelist page {page.pgid} has type {page.type}, not freelist "
             f"(bbolt: unexpected page type (flags: {page.flags:#x}) for pgId:{page.pgid})",
             page=page.pgid, detail={"flags": page.flags}))
@@ -341,7 +356,7 @@ def read_freelist(db: "DB", page: Page) -> FreelistRead:
     start = page.offset + S.PAGE_HEADER_SIZE
     if count == S.FREELIST_COUNT_ESCAPE:
         if start + 8 > page.run_end:
-            out.findings.append(Finding("freelist-count-overflow",
+            out.findings.append(Finding(F.FREELIST_COUNT_OVERFLOW,
                                         "freelist count escape runs past its page",
                                         page=page.pgid))
             return out
@@ -350,7 +365,7 @@ def read_freelist(db: "DB", page: Page) -> FreelistRead:
     fit = (page.run_end - start) // 8
     if count > fit:
         out.findings.append(Finding(
-            "freelist-count-overflow",
+            F.FREELIST_COUNT_OVERFLOW,
             f"freelist page {page.pgid} claims {count} ids but its run holds {fit}",
             page=page.pgid, detail={"count": count, "fit": fit}))
         count = fit
@@ -367,16 +382,22 @@ class DB:
     instead of bbolt's own choice.
     """
 
-    def __init__(self, path, *, page_size: Optional[int] = None, meta: Optional[int] = None):
-        self.path = os.fspath(path)
+    def __init__(self, filename, *, page_size: Optional[int] = None, meta: Optional[int] = None):
+        self.filename = os.fspath(filename)
         self._mm = None
         self._watch: Optional[Watch] = None
         self.buf = memoryview(b"")
         self._open()
+        self.reread(page_size, meta)
+
+    def reread(self, page_size: Optional[int] = None, meta: Optional[int] = None) -> None:
+        """Decide the page size and the meta in use (as forced, else as bbolt
+        would) over the map as it is: what opening the file again would,
+        without opening it again (repair retries another page size)."""
         self.page_size, self.page_size_source = self._detect_page_size(page_size)
         self.metas = [
-            decode_meta(self.buf, 0, 0),
-            decode_meta(self.buf, self.page_size, 1),
+            decode_meta_page(self.buf, 0, 0),
+            decode_meta_page(self.buf, self.page_size, 1),
         ]
         if meta is not None:
             if meta not in (0, 1):
@@ -391,30 +412,30 @@ class DB:
     def _open(self) -> None:
         # stat before open: opening a FIFO or a device could block or have effects
         try:
-            st = os.stat(self.path)
+            st = os.stat(self.filename)
         except OSError as exc:
-            raise CannotOpen(f"cannot open {self.path}: {exc.strerror}") from exc
+            raise CannotOpen(f"cannot open {self.filename}: {exc.strerror}") from exc
         if not stat.S_ISREG(st.st_mode):
-            raise CannotOpen(f"{self.path} is not a regular file")
+            raise CannotOpen(f"{self.filename} is not a regular file")
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.filename, os.O_RDONLY)
         except OSError as exc:
-            raise CannotOpen(f"cannot open {self.path}: {exc.strerror}") from exc
+            raise CannotOpen(f"cannot open {self.filename}: {exc.strerror}") from exc
         try:
             # before the size is read and the file mapped: a truncation from
             # now on waits for us (without the C guard; guard.lease_input)
             leased = lease_input(fd)
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise CannotOpen(f"{self.path} is not a regular file")
+                raise CannotOpen(f"{self.filename} is not a regular file")
             if st.st_size == 0:
-                raise CannotOpen(f"{self.path} is empty")
+                raise CannotOpen(f"{self.filename} is empty")
             try:
                 self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError) as exc:
-                raise CannotOpen(f"cannot map {self.path}: {exc}") from exc
+                raise CannotOpen(f"cannot map {self.filename}: {exc}") from exc
             # the fd stays open: the watch fstats it to see the file change
-            self._watch = Watch(self.path, fd, self._mm, leased)
+            self._watch = Watch(self.filename, fd, self._mm, leased)
         except BaseException:
             os.close(fd)
             raise
@@ -426,7 +447,7 @@ class DB:
             if not page_size_sane(forced):
                 raise BoltError(f"page size {forced} is not a power of two in 512..65536")
             return forced, "given"
-        m0 = decode_meta(self.buf, 0, 0)
+        m0 = decode_meta_page(self.buf, 0, 0)
         if _meta_readable(m0):
             return m0.page_size, "meta 0"
         # bbolt >= 1.3.7 probes for meta 1 at 1024 << i.
@@ -434,15 +455,15 @@ class DB:
             off = 1024 << i
             if off > S.MAX_PAGE_SIZE or off + 80 > self.size:
                 break
-            m1 = decode_meta(self.buf, off, 1)
+            m1 = decode_meta_page(self.buf, off, 1)
             if _meta_readable(m1) and m1.page_size == off:
                 return off, "meta 1"
-        scanned = self._scan_page_size()
+        scanned = self.scan_page_size()
         if scanned:
             return scanned, "page scan"
         return 4096, "default"
 
-    def _scan_page_size(self) -> Optional[int]:
+    def scan_page_size(self) -> Optional[int]:
         """Guess the page size from headers whose id equals their position."""
         best, best_hits = None, 0
         size = S.MIN_PAGE_SIZE
@@ -477,6 +498,7 @@ class DB:
     def close(self) -> None:
         # Slices handed out (values are memoryviews) may outlive the DB; then
         # the map is freed when the last of them is, not here.
+        """Unmap the file (when no view of it is left) and let its watch go."""
         unmapped = True
         for closer in (self.buf.release, self._mm.close if self._mm else None):
             if closer is not None:
@@ -502,6 +524,7 @@ class DB:
     # -- geometry
     @property
     def pages_in_file(self) -> int:
+        """Whole pages the file holds."""
         return self.size // self.page_size
 
     @property
@@ -523,7 +546,7 @@ class DB:
         if off + S.PAGE_HEADER_SIZE > self.size:
             raise BoltError(f"page {pgid} is past the end of the file "
                             f"({self.pages_in_file} pages)", page=pgid, offset=off)
-        with parse_guard("page header", page=pgid, offset=off):
+        with located("page header", page=pgid, offset=off):
             pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(self.buf, off)
         return Page(self, pgid, pid, flags, count, overflow)
 
@@ -540,15 +563,16 @@ class DB:
                 step += p.overflow
             n += step
 
-    def freelist(self) -> Optional[FreelistRead]:
-        """The synced freelist of the meta in use, or None when not synced."""
-        m = self.meta
+    def freelist(self, meta: Optional[Meta] = None) -> Optional[FreelistRead]:
+        """The synced freelist of ``meta`` (default the meta in use), or
+        None when not synced."""
+        m = self.meta if meta is None else meta
         if m is None or not m.freelist_synced:
             return None
         if m.freelist >= self.page_limit:
             fl = FreelistRead(pgid=m.freelist)
             fl.findings.append(Finding(
-                "freelist-out-of-bounds",
+                F.FREELIST_OUT_OF_BOUNDS,
                 f"freelist page {m.freelist} is past the high-water mark or the end of the file",
                 page=m.freelist))
             return fl
@@ -558,4 +582,4 @@ class DB:
 def _meta_readable(m: Meta) -> bool:
     """Good enough to trust its page size: magic, version and checksum."""
     return (m.magic == S.MAGIC and m.version == S.VERSION
-            and "meta-bad-checksum" not in m.problems and page_size_sane(m.page_size))
+            and F.META_BAD_CHECKSUM not in m.problems and page_size_sane(m.page_size))

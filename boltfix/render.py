@@ -1,44 +1,15 @@
-"""Small text helpers for people (tables, hexdumps), and secret masking.
+"""Hexdumps: a classic hexdump with absolute file offsets, streamed.
 
-Whether bytes are shown as text is :mod:`boltfix.record`'s one rule
-(:func:`~boltfix.record.as_text`); :func:`name_text` is its line form.
+What a hexdump must not show is :mod:`boltfix.secrets`' (:class:`~boltfix.secrets.RangeMask`).
 """
 
 from __future__ import annotations
 
 import array
-import re as _re
 import sys
 
-from boltfix.record import name_text  # noqa: F401  (the one rule, for people)
-
-
-def short(data, limit: int = 64) -> str:
-    """A value shortened for tables."""
-    text = name_text(data)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# bcrypt hashes as etcd stores them in authUsers ($2a$10$ + 53 chars)
-_BCRYPT = _re.compile(rb"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
-
-
-def redact_secrets(data: bytes) -> bytes:
-    """Mask password hashes in raw bytes (same length, so offsets stay true)."""
-    return _BCRYPT.sub(lambda m: b"*" * len(m.group(0)), bytes(data))
-
-
-#: a bcrypt hash is 60 bytes: this much on each side of a shown range finds
-#: one that straddles its edge (a page boundary, whatever the page size)
-_SECRET_REACH = 59
-
-
-def redact_range(buf, start: int, end: int) -> bytes:
-    """``buf[start:end]`` with password hashes masked, including a hash that
-    only partly lies inside the range (the bytes around it are looked at too)."""
-    lo, hi = max(0, start - _SECRET_REACH), min(len(buf), end + _SECRET_REACH)
-    return redact_secrets(buf[lo:hi])[start - lo: end - lo]
-
+from boltfix.resident import release
+from boltfix.secrets import RangeMask
 
 #: the text column's byte -> character (printable ASCII as itself, else '.')
 _TEXT_COLUMN = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
@@ -143,57 +114,19 @@ def hexdump_range(buf, page_size: int, start: int, end: int, show_secrets: bool 
     newline), in pieces of text of about 1 MB: the bytes are read, masked and
     formatted :data:`HEX_PIECE` at a time, the map's pages dropped after each.
 
-    Unless ``show_secrets``, password hashes are masked in each piece with
-    the bytes around it looked at too (:func:`redact_range`), and Kubernetes
-    secrets as :func:`boltfix.k8s.file_secret_spans` finds them over the
-    whole range, once: a secret is masked whatever piece or page edge cuts it.
+    Unless ``show_secrets``, the bytes are masked as
+    :class:`boltfix.secrets.RangeMask` says (password hashes, Kubernetes
+    secrets: whatever piece or page edge cuts one).
     """
-    from boltfix.resident import release
-
-    spans = []
-    if not show_secrets:
-        from boltfix.k8s import file_secret_spans
-
-        spans = _disjoint(file_secret_spans(buf, page_size, start, end))
+    mask = None if show_secrets else RangeMask(buf, page_size, start, end)
     dump = Hexdump(start)
     if end <= start:
         yield "\n"
         return
-    j = 0  # the first span that may reach into the piece
     for a in range(start, end, HEX_PIECE):
         b = min(a + HEX_PIECE, end)
-        if show_secrets:
-            data = bytes(buf[a:b])
-        else:
-            data = bytearray(redact_range(buf, a, b))
-            while j < len(spans) and spans[j][1] <= a:
-                j += 1
-            for s, e in spans[j:]:
-                if s >= b:
-                    break
-                s, e = max(s, a), min(e, b)
-                data[s - a:e - a] = b"*" * (e - s)
+        data = bytes(buf[a:b]) if mask is None else mask.piece(a, b)
         text = dump.text(data, last=b == end)
         if text:  # (a piece all folded into an earlier '*' has none)
             yield text
         release(buf)
-
-
-def _disjoint(spans) -> list:
-    """``(start, end)`` ranges sorted and merged where they overlap or touch."""
-    out: list = []
-    for s, e in sorted(spans):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-def bcrypt_ranges(view):
-    """The ranges :func:`redact_secrets` masks, found in windows
-    (:func:`boltfix.bigbytes.pattern_ranges`: a huge value is never copied
-    whole); None when there are too many to list (mask all)."""
-    from boltfix.bigbytes import pattern_ranges
-
-    return pattern_ranges(_BCRYPT, view, 59)  # a bcrypt hash is at most 60 bytes

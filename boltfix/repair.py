@@ -25,28 +25,33 @@ How it works, in one pass:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import heapq
 import os
+import signal
+import stat
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Union
 
-from boltfix import etcd, etcdstate
+from boltfix import commits, datadir, etcd, served
+from boltfix import findings as F
 from boltfix import salvage as SV
 from boltfix import structs as S
-from boltfix.check import Collector, check, key_too_long
-from boltfix.errors import BoltError, FileChanged, Finding, OutputError
-from boltfix.reader import DB, Meta
-from boltfix.reader import branch_elements as _branch_elements
-from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
-from boltfix.walk import InlineRun, Tree, Walker, top_level_names
-
-# What repair itself drops on top of the walk's losses: keys bbolt cannot
-# write, and etcd records etcd cannot load.
-LOSS_CODES = WALK_LOSS_CODES | {"key-too-long", "etcd-unloadable-record",
-                                 "page-records-not-placed"}
+from boltfix.check import check
+from boltfix.errors import BoltError, FileChanged, OutputError
+from boltfix.etcdkeys import KEY_BUCKET, META_BUCKET
+from boltfix.findings import Collector, Finding
+from boltfix.leaves import InlineRun, Tree
+from boltfix.navigate import top_level_names
+from boltfix.reader import DB, Meta, branch_elements, leaf_elements
+from boltfix.text import name_text
+from boltfix.treecheck import key_too_long
+from boltfix.walk import Walker
+from boltfix.writebehind import ReadBehind
+from boltfix.writer import BoltWriter
 
 MAX_ROOT_CANDIDATES = 16
 MAX_REPORTED_BUCKETS = 1000
@@ -62,6 +67,9 @@ class NothingRecoverable(BoltError):
 
 @dataclass
 class RepairReport:
+    """What :func:`repair` did: the meta or root used, what was kept, what
+    was dropped and why, salvage's plan, and for etcd what it will serve."""
+
     input: str
     output: Optional[str]
     dry_run: bool
@@ -80,11 +88,17 @@ class RepairReport:
     #: what salvage beyond the reachable tree found (boltfix.salvage.Plan.to_json)
     salvage: Optional[dict] = None
     lost_found: Optional[dict] = None
-    #: etcd files only: what etcd will serve (boltfix.etcdstate)
-    etcd: Optional[etcdstate.EtcdState] = None
+    #: etcd files only: what etcd will serve (boltfix.served)
+    etcd: Optional[served.EtcdState] = None
+    #: the file's trees as judged, and which commit was kept (boltfix.commits)
+    commits: Optional[dict] = None
+    #: etcd, an input inside a data dir: what etcd will do with the output in
+    #: the input's place (boltfix.datadir), and the route when it will not start
+    in_place: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
+        """No valid meta was used: the root was rediscovered (or lost)."""
         return self.meta.get("index") is None
 
     @property
@@ -95,6 +109,7 @@ class RepairReport:
         return bool(self.dropped_counts) or self.rediscovered or bool(self.meta.get("fallback"))
 
     def to_json(self) -> dict:
+        """The report as ``repair --json`` prints it."""
         out = {
             "input": self.input,
             "output": self.output,
@@ -116,88 +131,122 @@ class RepairReport:
             "verify_problems": self.verify_problems,
             "salvage": self.salvage,
             "lost_found": self.lost_found,
+            "commits": self.commits,
         }
+        if self.in_place is not None:
+            out["in_place"] = self.in_place
         if self.etcd is not None:  # etcd files only: a generic report is unchanged
             out["etcd"] = self.etcd.to_json()
         return out
 
 
 # ---------------------------------------------------------------- entry point
-def repair(src_path, out_path, *, force: bool = False, dry_run: bool = False,
-           meta: Optional[int] = None, page_size: Optional[int] = None,
+def repair(src: Union[DB, str, os.PathLike], out_path, *, force: bool = False,
+           dry_run: bool = False, meta: Optional[int] = None, page_size: Optional[int] = None,
            progress: Optional[Callable[[int], None]] = None,
            max_dropped: int = 10000, lost_found: Optional[str] = None,
            beyond_tree: bool = True, etcd_at_risk: str = "keep") -> RepairReport:
-    """Repair ``src_path`` into ``out_path``; raises BoltError when nothing is written.
+    """Repair ``src`` into ``out_path``; raises BoltError when nothing is written.
 
+    ``src``: the input's path, or the input already open (a :class:`DB`
+    opened with ``page_size`` and no forced meta, as the CLI opens it for
+    its progress bar): the input is opened once, and closed here.
     ``beyond_tree``: salvage what the committed tree no longer reaches
     (:mod:`boltfix.salvage`); ``lost_found``: where to write the evidence
     that cannot be proven to belong anywhere (never into ``out_path``).
     ``etcd_at_risk``: ``keep`` (default) writes every record; ``drop`` leaves
-    out every revision of each user key :mod:`boltfix.etcdstate` finds at risk.
+    out every revision of each user key :mod:`boltfix.served` finds at risk.
     """
+    src_path = src.filename if isinstance(src, DB) else os.fspath(src)
     out_path = os.fspath(out_path)
-    _refuse_bad_output(os.fspath(src_path), out_path, force, dry_run)
-    if lost_found is not None:
-        lost_found = os.fspath(lost_found)
-        _refuse_bad_output(os.fspath(src_path), lost_found, force, dry_run)
-        if os.path.abspath(lost_found) == os.path.abspath(out_path):
-            raise RepairRefused("--lost-found must not be --out: evidence never goes there")
-    db = DB(src_path, page_size=page_size, meta=meta)
     try:
-        try:
-            chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
-        except NothingRecoverable as exc:
-            if page_size is not None:
-                raise
-            db, chosen, used, plan = _retry_page_size(db, src_path, meta, exc,
-                                                      beyond_tree, lost_found)
-        report = RepairReport(
-            input=db.path, output=None if dry_run else out_path, dry_run=dry_run,
-            meta=chosen, page_size=db.page_size,
-            freelist="synced" if used.freelist_synced else "none")
-        collector = Collector(max_dropped)
-        report.salvage = {"enabled": beyond_tree}
-        if dry_run:
-            stats = _salvage(db, _NullFile(), collector, report, progress, used, plan)
-            report.etcd = etcdstate.for_repair(db, None, collector, chosen, Tree.of(used))
-            if report.etcd is not None:
-                report.etcd.at_risk_action = etcd_at_risk
-        else:
-            stats = _write_verified(db, out_path, force, collector, report, progress, used,
-                                    plan, etcd_at_risk)
-        report.written = stats
-        _sort_findings(report, collector)
-        if lost_found is not None and not dry_run:  # written even when empty
-            report.lost_found = SV.write_lost_found(
-                db, report.salvage.get("_plan") or SV.Plan(), lost_found, force)
-        report.salvage.pop("_plan", None)
-        return report
+        _refuse_bad_output(src_path, out_path, force, dry_run)
+        if lost_found is not None:
+            lost_found = os.fspath(lost_found)
+            _refuse_bad_output(src_path, lost_found, force, dry_run)
+            if os.path.abspath(lost_found) == os.path.abspath(out_path):
+                raise RepairRefused("--lost-found must not be --out: evidence never goes there")
+    except BaseException:
+        if isinstance(src, DB):
+            src.close()
+        raise
+    if not isinstance(src, DB):
+        db = DB(src_path, page_size=page_size, meta=meta)
+    else:
+        db = src
+        if meta is not None:
+            db.reread(page_size=page_size, meta=meta)
+    try:
+        return _repair(db, out_path, force, dry_run, meta, page_size, progress, max_dropped,
+                       lost_found, beyond_tree, etcd_at_risk)
     except BoltError as exc:
         why = None if isinstance(exc, FileChanged) else db.changed()
         if why is not None:  # the change is why a page stopped making sense
-            raise FileChanged(f"{db.path} changed while it was being read: {why}") from exc
+            raise FileChanged(f"{db.filename} changed while it was being read: {why}") from exc
         raise
     finally:
         db.close()
 
 
+def _repair(db: DB, out_path: str, force, dry_run, meta, page_size, progress, max_dropped,
+            lost_found, beyond_tree, etcd_at_risk) -> RepairReport:
+    """:func:`repair` on the open input."""
+    try:
+        chosen, used, plan, choice = _choose_meta_or_root_lost(db, meta, beyond_tree,
+                                                               lost_found)
+    except NothingRecoverable as exc:
+        if page_size is not None:
+            raise
+        chosen, used, plan, choice = _retry_page_size(db, meta, exc, beyond_tree, lost_found)
+    report = RepairReport(
+        input=db.filename, output=None if dry_run else out_path, dry_run=dry_run,
+        meta=chosen, page_size=db.page_size,
+        freelist="synced" if used.freelist_synced else "none")
+    report.commits = _commits_report(db, choice)
+    collector = Collector(max_dropped)
+    report.salvage = {"enabled": beyond_tree}
+    if dry_run:
+        stats, plan = _salvage(db, _NullFile(), collector, report, progress, used, plan)
+        report.etcd = served.for_repair(db, None, collector, chosen, Tree.of(used))
+        if report.etcd is not None:
+            report.etcd.at_risk_action = etcd_at_risk
+    else:
+        stats, plan = _write_verified(db, out_path, force, collector, report, progress, used,
+                                      plan, etcd_at_risk)
+    report.written = stats
+    _sort_findings(report, collector)
+    if lost_found is not None and not dry_run:  # written even when empty
+        report.lost_found = SV.write_lost_found(db, plan or SV.Plan(), lost_found, force)
+    return report
+
+
 def _choose_meta_or_root_lost(db: DB, forced, beyond_tree: bool, lost_found):
-    """(report's meta, the meta to write, salvage plan or None).  When no
+    """(report's meta, the meta to write, salvage plan or None, the judgement
+    of the file's commits or None).  When no
     root can be used, salvage rebuilds the top level (rule 4) if it finds
     anything (or lost+found is asked for); else NothingRecoverable."""
     try:
-        chosen, used = _choose_meta(db, forced)
-        if chosen.get("index") is None and beyond_tree and any(m.valid for m in db.metas):
+        chosen, used, choice = _choose_meta(db, forced)
+        if (chosen.get("index") is None and chosen.get("rule") is None and beyond_tree
+                and any(m.valid for m in db.metas)):
             # A valid meta whose root is gone: a rediscovered root is not
             # the committed one (an older tree, or a sub-bucket's leaf that
             # looks like a root), so nothing proves its records belong
-            # where it would put them: rule 4 instead (salvage.py).
+            # where it would put them: rule 4 instead (boltfix.salvage).
+            # (A root commits.choose took is another matter: it proved it.)
             raise NothingRecoverable("the committed root is lost")
-        return chosen, used, None
-    except NothingRecoverable:
+        return chosen, used, None, choice
+    except NothingRecoverable as exc:
         plan = SV.plan_root_lost(db) if beyond_tree else None
         if plan is None or not (plan.extras or lost_found is not None):
+            if plan is not None and plan.evidence:
+                # nothing is proven to belong anywhere, but the file still
+                # holds records: say how to keep them
+                raise NothingRecoverable(
+                    f"{exc}: nothing can be placed in a new file, but {len(plan.evidence)} "
+                    "orphan subtrees or pages still hold records; pass --lost-found PATH to "
+                    "keep them (with where each came from) as evidence",
+                    page=exc.page) from exc
             raise
     newest = max((m for m in db.metas if m.valid), key=lambda m: m.txid, default=None)
     used = _synthetic_meta(
@@ -208,7 +257,7 @@ def _choose_meta_or_root_lost(db: DB, forced, beyond_tree: bool, lost_found):
               "root_lost": True,
               "reason": "no usable root page: the top level was rebuilt from the "
                         "surviving bucket subtrees (rule 4)"}
-    return chosen, used, plan
+    return chosen, used, plan, None
 
 
 def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
@@ -234,8 +283,6 @@ def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
 
 def _not_regular(path: str) -> Optional[str]:
     """What ``path`` (following links) is when it is not a regular file."""
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -250,10 +297,17 @@ def _not_regular(path: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- meta
-def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
+def _choose_meta(db: DB, forced: Optional[int]):
     """The meta whose tree repair walks (db.meta, the other one, or one made
-    for a rediscovered root), and the report's description of the choice.
-    db.meta itself is left as the file has it.
+    for a rediscovered root), the report's description of the choice, and
+    :func:`boltfix.commits.choose`'s judgement of the file's trees (None
+    when a meta is forced or none is valid).  db.meta itself is left as the
+    file has it.
+
+    Unless a meta is forced, the tree is the one :mod:`boltfix.commits`
+    chooses (the newest whole commit: the newest meta's, one a copy made
+    while bbolt wrote left behind, or the previous commit's); when no tree
+    is whole, as below.
 
     A valid meta whose root page is unusable (past the end of a truncated
     file, zeroed) is passed over for the other meta when that one's root is
@@ -261,11 +315,17 @@ def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
     otherwise for a rediscovered root.
     """
     why_not = ""
+    if forced is None and db.meta is not None:
+        choice = commits.choose(db)
+        if choice is not None and choice.rule in (commits.ROLLED_BACK, commits.COPIED):
+            return _chosen(db, choice), _meta_of(db, choice), choice
+    else:
+        choice = None
     if db.meta is not None and (forced is None or db.meta.valid):
         problem = _root_problem(db, db.meta.root)
         if problem is None:
             return {"index": db.meta.index, "txid": db.meta.txid, "root": db.meta.root,
-                    "pgid": db.meta.pgid, "reason": db.meta_source}, db.meta
+                    "pgid": db.meta.pgid, "reason": db.meta_source}, db.meta, choice
         if forced is not None:
             raise NothingRecoverable(f"meta {forced}: {problem}", page=db.meta.root)
         used, other = db.meta, db.metas[1 - db.meta.index]
@@ -273,7 +333,8 @@ def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
             return {"index": other.index, "txid": other.txid, "root": other.root,
                     "pgid": other.pgid, "fallback": True,
                     "reason": f"meta {used.index} (txid {used.txid}) is valid but {problem}; "
-                              f"using meta {other.index}: transaction {used.txid} is lost"}, other
+                              f"using meta {other.index}: transaction {used.txid} is lost"
+                    }, other, choice
         why_not = f"meta {used.index}: {problem}; "
     if forced is not None and db.meta is not None:
         m = db.meta
@@ -282,7 +343,7 @@ def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
             made = _synthetic_meta(db, m.root, m.txid, m.sequence,
                                    m.freelist if m.freelist_synced else S.PGID_NO_FREELIST)
             return {"index": forced, "txid": m.txid, "root": m.root, "pgid": made.pgid,
-                    "reason": f"forced meta {forced} ({', '.join(m.problems)})"}, made
+                    "reason": f"forced meta {forced} ({', '.join(m.problems)})"}, made, choice
     root, records, considered = rediscover_root(db)
     if root is None:
         raise NothingRecoverable(
@@ -292,31 +353,81 @@ def _choose_meta(db: DB, forced: Optional[int]) -> Tuple[dict, Meta]:
     made = _synthetic_meta(db, root, txid, 0, S.PGID_NO_FREELIST)
     return {"index": None, "txid": txid, "root": root, "pgid": made.pgid,
             "reason": f"{why_not or 'both metas invalid; '}rediscovered root page {root} "
-                      f"({records} records; {considered} candidates considered)"}, made
+                      f"({records} records; {considered} candidates considered)"}, made, choice
 
 
-def _retry_page_size(db: DB, src_path, meta: Optional[int], failure: NothingRecoverable,
+def _in_place(src: str, written: str, out_path: str) -> Optional[dict]:
+    """etcd started on the input's data dir with the output in the input's
+    place (the data dir itself is only read): ``starts``, and when it will
+    not, why and the route that works (:func:`boltfix.datadir.restore_route`)."""
+    pred = datadir.in_place(src, written)
+    if pred is None:
+        return None
+    out = pred.to_json()
+    if isinstance(out.get("db"), dict):
+        out["db"]["path"] = out_path  # (read from the temporary file beside it)
+    out["starts"] = pred.outcome != "fails"
+    if not out["starts"]:
+        out["route"] = datadir.restore_route()
+    return out
+
+
+def _commits_report(db: DB, choice: Optional[commits.Choice]) -> Optional[dict]:
+    """The report's ``commits``: every tree judged, the rule that chose, and
+    when a newer commit was passed over, what it held that is not kept."""
+    if choice is None:
+        return None
+    out = choice.to_json()
+    if choice.passed_over is not None:
+        out["newer_commit"] = commits.newer_commit_loss(
+            db, choice.passed_over.candidate.tree, choice.candidate.tree)
+    return out
+
+
+def _chosen(db: DB, choice: commits.Choice) -> dict:
+    """The report's ``meta`` for a tree :func:`boltfix.commits.choose` chose
+    over the newest meta's (its commit is lost: ``fallback``)."""
+    cand = choice.candidate
+    meta = cand.meta
+    out = {"index": meta.index if meta is not None else None,
+           "txid": meta.txid if meta is not None else db.meta.txid, "root": cand.tree.root,
+           "pgid": cand.tree.hwm, "fallback": True, "rule": choice.rule,
+           "reason": choice.reason}
+    if meta is None:
+        out["root_rediscovered"] = True
+    return out
+
+
+def _meta_of(db: DB, choice: commits.Choice) -> Meta:
+    """The meta to write for the chosen tree: its own, or for a root no
+    meta names one made for it (the newest meta's txid, sequence and
+    freelist mode)."""
+    cand = choice.candidate
+    if cand.meta is not None:
+        return cand.meta
+    newest = db.meta
+    return _synthetic_meta(db, cand.tree.root, newest.txid, newest.sequence,
+                           2 if newest.freelist_synced else S.PGID_NO_FREELIST)
+
+
+def _retry_page_size(db: DB, meta: Optional[int], failure: NothingRecoverable,
                      beyond_tree: bool, lost_found):
     """Nothing parses at the page size the meta claims (a meta with a good
     checksum but a wrong page size, e.g. 65536 on a 4096 file): try the size
-    the page headers suggest (ids equal to their position) before giving up.
-    Returns the reopened DB, the meta choice, the meta used and the salvage
-    plan; raises ``failure`` when there is no other size to try."""
+    the page headers suggest (ids equal to their position) before giving up,
+    over the same map (:meth:`DB.reread`).  Returns the meta choice, the meta
+    used and the salvage plan; raises ``failure`` when there is no other
+    size to try."""
     claimed = db.page_size
-    alt = db._scan_page_size()  # the reader's own header scan
+    alt = db.scan_page_size()  # the reader's own header scan
     if alt is None or alt == claimed:
         raise failure
-    db.close()
-    db = DB(src_path, page_size=alt, meta=meta)
-    try:
-        chosen, used, plan = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
-    except BaseException:
-        db.close()
-        raise
+    db.reread(page_size=alt, meta=meta)
+    chosen, used, plan, choice = _choose_meta_or_root_lost(db, meta, beyond_tree, lost_found)
     chosen["reason"] = (f"page size {alt} from the page headers (nothing parses at the "
                         f"{claimed} the meta claims); " + chosen["reason"])
     chosen["page_size_guessed"] = True
-    return db, chosen, used, plan
+    return chosen, used, plan, choice
 
 
 def _root_problem(db: DB, root: int) -> Optional[str]:
@@ -327,7 +438,50 @@ def _root_problem(db: DB, root: int) -> Optional[str]:
     p = db.page(root)
     if p.flags not in (S.BRANCH_PAGE_FLAG, S.LEAF_PAGE_FLAG):
         return f"its root page {root} is a {p.type} page"
+    leaf = _leftmost_leaf(db, p)
+    if leaf is not None:
+        foreign = _plain_records(db, leaf)
+        if foreign:
+            # bbolt allows only buckets in the root: a flag bit lost on one
+            # entry leaves a bucket value behind; a value that is no bucket
+            # at all means another bucket's page now lies where the root was
+            # (a copy taken while bbolt wrote, a misdirected write)
+            return (f"its root page {root} holds {foreign} plain records whose values are "
+                    "no bucket: it is another bucket's page, not a root")
     return None
+
+
+def _leftmost_leaf(db: DB, page, depth: int = 8):
+    """The first leaf below a root page (down element 0 of each branch,
+    every pointer bounded), or None."""
+    for _ in range(depth):
+        if page.flags == S.LEAF_PAGE_FLAG:
+            return page
+        els = page.elements() if page.flags == S.BRANCH_PAGE_FLAG else []
+        if not els or els[0].problem or not 2 <= els[0].child < db.pages_in_file:
+            return None
+        page = db.page(els[0].child)
+    return None
+
+
+def _plain_records(db: DB, page) -> int:
+    """Elements of a leaf that are neither bucket entries nor a bucket value
+    whose entry lost its flag (root below the high-water mark, or an inline
+    leaf page)."""
+    n = 0
+    for el in page.elements():
+        if el.problem or el.flags & S.BUCKET_LEAF_FLAG:
+            continue
+        value = el.value
+        if len(value) >= S.BUCKET_HEADER_SIZE:
+            broot, _ = S.BUCKET_HEADER.unpack_from(value, 0)
+            if 2 <= broot < db.pages_in_file:
+                continue
+            if broot == 0 and len(value) >= S.BUCKET_HEADER_SIZE + S.PAGE_HEADER_SIZE and \
+                    S.PAGE_HEADER.unpack_from(value, S.BUCKET_HEADER_SIZE)[1] == S.LEAF_PAGE_FLAG:
+                continue
+        n += 1
+    return n
 
 
 def _synthetic_meta(db: DB, root: int, txid: int, sequence: int, freelist: int) -> Meta:
@@ -353,7 +507,7 @@ def rediscover_root(db: DB):
             continue
         end = min((pgid + overflow + 1) * ps, db.size)
         if flags == S.BRANCH_PAGE_FLAG:
-            for _, _, child, problem in _branch_elements(db.buf, pgid * ps, count, end):
+            for _, _, child, problem in branch_elements(db.buf, pgid * ps, count, end):
                 if not problem and child < len(referenced):
                     referenced[child] = 1
         elif flags == S.LEAF_PAGE_FLAG and count and _all_bucket_entries(db, pgid, count, end):
@@ -387,15 +541,13 @@ def _root_score(db: DB, pgid: int, referenced: bool):
     index = -1
     for bucket, rec in walker.walk():
         records += 1
-        if bucket.path == (b"meta",) and rec.key == b"consistent_index" and len(rec.value) == 8:
+        if bucket.path == META_BUCKET and rec.key == b"consistent_index" and len(rec.value) == 8:
             index = int.from_bytes(rec.value, "big")
     return (named >= 0, named, index, -problems.total, not referenced, records), records
 
 
 def _all_bucket_entries(db: DB, pgid: int, count: int, end: int) -> bool:
-    from boltfix.reader import leaf_elements as _leaf_elements
-
-    for _, flags, _, value, problem in _leaf_elements(db.buf, pgid * db.page_size, count, end):
+    for _, flags, _, value, problem in leaf_elements(db.buf, pgid * db.page_size, count, end):
         if problem or not flags & S.BUCKET_LEAF_FLAG or len(value) < S.BUCKET_HEADER_SIZE:
             return False
     return True
@@ -411,16 +563,15 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
     to belong, and a second pass writes the tree's records with those merged
     in (an intact file is written once, on the copy path).
     ``keep``: (keys, values) -> the records of etcd's ``key`` bucket to write
-    (``--etcd-at-risk drop``); None writes all.
+    (``--etcd-at-risk drop``); None writes all.  Returns (the writer's
+    stats, salvage's plan or None).
     """
-    from boltfix.writer import BoltWriter
-
     writer = BoltWriter(fileobj, db.page_size,
                         freelist="synced" if m.freelist_synced else "none",
                         txid=max(m.txid, 1), root_sequence=m.sequence)
     tree = Tree.of(m)
-    watch = SV.Watch(collector if plan is None else None)
-    walker = Walker(db, watch, progress, tree=tree)
+    prunes = SV.PruneLog(collector if plan is None else None)
+    walker = Walker(db, prunes, progress, tree=tree)
     seen = SV.Seen(collector if plan is None else None)
     if plan is not None and plan.root_lost:
         etcd_keys, stream = plan.etcd, iter(())
@@ -445,9 +596,9 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
     stats = writer.close()
     # a meta fallback lost the newest transaction: its pages are evidence at least
     newer_lost = bool(report.meta.get("fallback"))
-    if plan is None and report.salvage.get("enabled") and (watch.pruned or seen.bad_pages
+    if plan is None and report.salvage.get("enabled") and (prunes.pruned or seen.bad_pages
                                                            or newer_lost):
-        plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, watch, m), seen, etcd_keys,
+        plan = SV.plan_salvage(db, SV.inputs_from_walk(db, walker, prunes, m), seen, etcd_keys,
                                newer_lost=newer_lost)
         if plan.extras:  # write again, with the salvaged records merged in
             fileobj.seek(0)
@@ -455,14 +606,11 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
             report.records = report.buckets = 0
             return _salvage(db, fileobj, SV.Dedupe(collector), report, progress, m, plan)
     if plan is not None:
-        report.salvage.update(plan.to_json(), _plan=plan)
+        report.salvage.update(plan.to_json())
     report.per_bucket = [
-        {"path": [_name(p) for p in path], "records": n}
+        {"path": [name_text(p) for p in path], "records": n}
         for path, n in sorted(into.per_bucket.items())[:MAX_REPORTED_BUCKETS]]
-    return stats.as_dict() if hasattr(stats, "as_dict") else dict(vars(stats))
-
-
-_ETCD_KEY_BUCKET = (b"key",)
+    return (stats.as_dict() if hasattr(stats, "as_dict") else dict(vars(stats))), plan
 
 
 def _batches(walker: Walker, etcd_keys: bool, runs: bool = True):
@@ -477,7 +625,7 @@ def _batches(walker: Walker, etcd_keys: bool, runs: bool = True):
     names have their records checked here.
     """
     for bucket, leaves in walker.walk_leaves(inline_runs=runs):
-        etcd_check = etcd_keys and bucket.path == _ETCD_KEY_BUCKET
+        etcd_check = etcd_keys and bucket.path == KEY_BUCKET
         if type(leaves) is InlineRun:
             if etcd_check:  # each entry goes through etcd's check (_Into._keep)
                 yield from ((b, next(lv.batches()), True, False)
@@ -607,7 +755,7 @@ class _Into:
             self.collector(too_long)  # bbolt's Put refuses it: dropped (check's rule)
         elif etcd_check and (problems := etcd.check_key_record(
                 rec.key, None if rec.is_bucket else rec.value)):
-            self.collector(Finding("etcd-unloadable-record",
+            self.collector(Finding(F.ETCD_UNLOADABLE_RECORD,
                                    f"etcd cannot load this `key` record, dropped: "
                                    f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
                                    detail={"index": rec.index, "key": rec.key.hex()}))
@@ -618,7 +766,7 @@ class _Into:
         return False
 
     def _filtered(self, bucket) -> bool:
-        return self.keep is not None and bucket.path == _ETCD_KEY_BUCKET
+        return self.keep is not None and bucket.path == KEY_BUCKET
 
     def _record(self, bucket, rec) -> None:
         if self._filtered(bucket) and not rec.is_bucket and not self.keep([rec.key],
@@ -686,18 +834,13 @@ def _require_usable_root(db: DB, root: int) -> None:
                                  "meta page", page=root)
 
 
-def _name(raw: bytes) -> str:
-    from boltfix.render import name_text
-
-    return name_text(raw)
-
-
 def _write_verified(db: DB, out_path: str, force: bool, collector, report, progress,
                     used: Meta, plan=None, etcd_at_risk: str = "keep") -> dict:
     """Write to a temp file beside the target, fsync, verify, then move it in.
 
     Whatever stops it (a full or read-only filesystem, a signal, the input
     changing), the temp file is removed and nothing is moved into place.
+    Returns (the writer's stats, salvage's plan or None).
     """
     directory = os.path.dirname(os.path.abspath(out_path))
     tmp = None
@@ -711,25 +854,28 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             except OSError as exc:
                 raise OutputError(f"cannot write in {directory}: {exc.strerror}") from exc
         with os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(db, _WholeWrites(raw), collector, report, progress, used, plan)
+            stats, plan = _salvage(db, _WholeWrites(raw), collector, report, progress, used,
+                                   plan)
             raw.flush()
             os.fsync(raw.fileno())
         # what etcd will serve: from the records written, evidence from the input
-        report.etcd = etcdstate.for_repair(db, tmp, collector, report.meta, Tree.of(used),
-                                           keep_keys=etcd_at_risk == "drop")
+        report.etcd = served.for_repair(db, tmp, collector, report.meta, Tree.of(used),
+                                        keep_keys=etcd_at_risk == "drop")
         _raise_if_input_changed(db)
-        if report.salvage.get("_plan") is None:
+        if plan is None:
             db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
             tmp, stats = _drop_at_risk(tmp, directory, report, stats)
         _verify(tmp, report)
+        if report.etcd is not None:
+            report.in_place = _in_place(report.input, tmp, out_path)
         if force:
             os.replace(tmp, out_path)
         else:
             os.link(tmp, out_path)  # fails if out_path appeared meanwhile: no clobber
             os.unlink(tmp)
         _fsync_dir(directory)
-        return stats
+        return stats, plan
     except FileExistsError as exc:
         raise RepairRefused(f"{out_path} appeared while repairing; nothing replaced") from exc
     except OSError as exc:
@@ -746,8 +892,6 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
 def _signals_held():
     """SIGINT and SIGTERM stay pending (not lost) for the lines inside; the
     CLI's handler runs as soon as they are let through."""
-    import signal
-
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
@@ -759,14 +903,12 @@ def _raise_if_input_changed(db: DB) -> None:
     """The input changed while it was copied: the copy is not of one file state."""
     why = db.changed()
     if why is not None:
-        raise FileChanged(f"{db.path} changed while it was being read: {why}")
+        raise FileChanged(f"{db.filename} changed while it was being read: {why}")
 
 
 def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
     """``--etcd-at-risk drop``: rewrite the (clean) temp file without the
     at-risk keys' revisions; returns the new temp file and its stats."""
-    import dataclasses
-
     st = report.etcd
     st.at_risk_action = "drop"
     if not st.at_risk_count:
@@ -775,8 +917,8 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
     again = dataclasses.replace(report, records=0, buckets=0, per_bucket=[])
     try:
         with DB(tmp) as src, os.fdopen(fd, "w+b", buffering=0) as raw:
-            stats = _salvage(src, raw, Collector(0), again, None, src.meta,
-                             keep=etcdstate.drop_filter(st))
+            stats, _ = _salvage(src, raw, Collector(0), again, None, src.meta,
+                                keep=served.drop_filter(st))
             raw.flush()
             os.fsync(raw.fileno())
     except BaseException:
@@ -790,8 +932,6 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
 
 
 def _verify(path: str, report: RepairReport) -> None:
-    from boltfix.writebehind import ReadBehind
-
     with DB(path) as out:
         # the writer dropped the file from the cache as it went: so does this read
         result = check(out, max_findings=20, progress=ReadBehind.of(out))
@@ -821,9 +961,9 @@ def _fsync_dir(directory: str) -> None:
 
 
 def _sort_findings(report: RepairReport, collector: Collector) -> None:
-    report.dropped = [f for f in collector.findings if f.code in LOSS_CODES]
-    report.dropped_counts = {k: v for k, v in collector.counts.items() if k in LOSS_CODES}
-    report.other_counts = {k: v for k, v in collector.counts.items() if k not in LOSS_CODES}
+    report.dropped = [f for f in collector.findings if f.code in F.REPAIR_LOSS]
+    report.dropped_counts = {k: v for k, v in collector.counts.items() if k in F.REPAIR_LOSS}
+    report.other_counts = {k: v for k, v in collector.counts.items() if k not in F.REPAIR_LOSS}
 
 
 class _WholeWrites:

@@ -22,6 +22,7 @@ parses and builds with it.
 from __future__ import annotations
 
 import struct
+from typing import Optional
 
 from construct import Int16ul, Int32ul, Int64ul, Struct
 
@@ -154,6 +155,13 @@ def fnv64a(data) -> int:
     for b in bytes(data):
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
+
+
+def bucket_sequence(value) -> Optional[int]:
+    """A bucket entry's sequence, None when its value is too short."""
+    if len(value) >= BUCKET_HEADER_SIZE:
+        return BUCKET_HEADER.unpack_from(value, 0)[1]
+    return None
 
 
 def page_type_name(flags: int) -> str:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from boltfix.describe import BUCKETS_SHOWN
-from boltfix.render import name_text, short
+from boltfix.etcdkeys import KEY_BUCKET, decode_revision
+from boltfix.text import as_text, name_text
+
+
+def short(data, limit: int = 64) -> str:
+    """A value shortened for tables."""
+    text = name_text(data)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fmt_bytes(n: int) -> str:
@@ -20,6 +29,7 @@ def _fmt_bytes(n: int) -> str:
 
 # ---------------------------------------------------------------- inspect
 def render_inspect(c, info: dict) -> None:
+    """``inspect``'s tables: file, metas, freelist, page types, buckets, etcd facts."""
     f = info["file"]
     c.print(f"[bold]{f['path']}[/bold]  {_fmt_bytes(f['size'])}")
     c.print(f"page size {f['page_size']} (from {f['page_size_source']}); "
@@ -39,6 +49,8 @@ def render_inspect(c, info: dict) -> None:
                 "checksum_ok", "valid"):
         t.add_row(key, str(m0[key]), str(m1[key]))
     t.add_row("problems", ", ".join(m0["problems"]) or "-", ", ".join(m1["problems"]) or "-")
+    trees = {tr["source"]: tr for tr in info.get("trees", [])}
+    t.add_row("its tree", *(_tree_health(trees.get(f"meta {i}")) for i in (0, 1)))
     c.print(t)
     c.print(f"meta in use: {info['meta_in_use'] if info['meta_in_use'] is not None else 'none'}"
             f" ({info['meta_reason']})")
@@ -167,9 +179,7 @@ def _revision(rev) -> str:
 def _key_range(bucket, rng) -> str:
     """A pruned subtree's key range; as etcd revisions in etcd's `key` bucket."""
     lo, hi = rng
-    if tuple(bucket) == (b"key",):
-        from boltfix.etcd import decode_revision
-
+    if tuple(bucket) == KEY_BUCKET:
         def rev(text):
             try:
                 r = decode_revision(bytes.fromhex(text))
@@ -189,8 +199,61 @@ def _member(m) -> str:
     return str(v)
 
 
+# ---------------------------------------------------------------- pages
+def write_page_rows(out, rows, as_json: bool) -> None:
+    """``pages``: one row per page, as a table or a JSON array (streamed:
+    one line per row, whatever the file's size)."""
+    if as_json:
+        out.write("[")
+        for i, row in enumerate(rows):
+            out.write(("\n" if i == 0 else ",\n") + json.dumps(row))
+        out.write("\n]\n")
+        return
+    out.write(f"{'ID':>10}  {'TYPE':<10} {'ITEMS':>6} {'OVRFLW':>6}  STATE\n")
+    out.write(f"{'-' * 10}  {'-' * 10} {'-' * 6} {'-' * 6}  {'-' * 11}\n")
+    for row in rows:
+        out.write(f"{row['id']:>10}  {row['type']:<10} {row['items']:>6} "
+                  f"{row['overflow']:>6}  {row['state']}\n")
+
+
+# ---------------------------------------------------------------- buckets
+def bucket_tree_json(tree: list) -> list:
+    """``buckets --json``: :func:`boltfix.browse.bucket_tree`'s nodes with
+    names as dump's auto encoding writes them (``name_encoding`` "hex"
+    when not text), converted in place with a stack (a deep tree must not
+    recurse)."""
+    def conv(n):
+        text = as_text(n["name"])
+        item = {"name": text if text is not None else n["name"].hex()}
+        if text is None:
+            item["name_encoding"] = "hex"
+        item.update({k: n[k] for k in ("sequence", "inline", "root", "keys")})
+        item["buckets"] = n["buckets"]
+        return item
+
+    stack = [tree]
+    while stack:
+        nodes = stack.pop()
+        for i, n in enumerate(nodes):  # one at a time: the old node goes at once
+            nodes[i] = conv(n)
+        stack.extend(n["buckets"] for n in nodes)
+    return tree
+
+
+def bucket_lines(tree: list) -> list:
+    """``buckets``: one line per bucket, indented by depth (a stack, no recursion)."""
+    stack = [(n, 0) for n in reversed(tree)]
+    lines = []
+    while stack:
+        n, depth = stack.pop()
+        lines.append("  " * depth + name_text(n["name"]))
+        stack.extend((c, depth + 1) for c in reversed(n["buckets"]))
+    return lines
+
+
 # ---------------------------------------------------------------- page
 def render_page(c, v: dict) -> None:
+    """``page``'s view of one page: header, meta, freelist ids or elements."""
     head = (f"[bold]page {v['id']}[/bold]: {v['type']} (flags {v['flags']:#04x}), "
             f"count {v['count']}, overflow {v['overflow']}")
     if v["self_id"] != v["id"]:
@@ -239,6 +302,7 @@ CHECK_ROWS_SHOWN = 1000
 
 
 def render_check(c, result) -> None:
+    """``check``'s findings, errors then warnings, and the counts."""
     if result.clean:
         c.print(f"[green]OK[/green]: no problems ({result.stats.get('records', 0):,} records, "
                 f"{result.stats.get('pages_reached', 0):,} pages walked)")
@@ -311,7 +375,20 @@ def _render_salvage(c, r) -> None:
                 + (f" … {len(revs) - 20} more" if len(revs) > 20 else ""))
 
 
+def _tree_health(tree) -> str:
+    """A meta's tree in a cell: whole, or its damage (commits.Judgement)."""
+    if tree is None:
+        return "-"
+    if tree["whole"]:
+        return f"whole ({tree['records']:,} records)"
+    worst = sorted(((n, code) for code, n in tree["counts"].items()
+                    if not code.startswith("freelist:")), reverse=True)[:2]
+    return "damaged" + (" (" + ", ".join(f"{n} {code}" for n, code in worst) + ")"
+                        if worst else "")
+
+
 def render_repair(c, r) -> None:
+    """``repair``'s report: the meta used, what was kept, salvaged and lost."""
     m = r.meta
     which = f"meta {m['index']}" if m.get("index") is not None else \
         "no root (rebuilt by salvage)" if m.get("root_lost") else "a rediscovered root"
@@ -328,7 +405,9 @@ def render_repair(c, r) -> None:
             t.add_row(f"… {len(r.per_bucket) - 50} more buckets", "")
         c.print(t)
     _render_salvage(c, r)
-    if r.meta.get("fallback"):
+    if r.commits and r.commits.get("passed_over"):
+        render_newer_commit(c, r.commits)
+    elif r.meta.get("fallback"):
         c.print("[yellow]the newest meta's root could not be used: its transaction is lost "
                 "(exit 1)[/yellow]")
     if r.rediscovered and not m.get("root_lost"):
@@ -354,6 +433,12 @@ def render_repair(c, r) -> None:
                 + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.other_counts.items())))
     if getattr(r, "etcd", None) is not None and r.etcd.analysed:
         render_etcd_state(c, r.etcd)
+    if r.in_place is not None and not r.in_place["starts"]:
+        why = "; ".join(f["message"] for f in r.in_place["findings"]
+                        if f["severity"] == "error")
+        c.print(f"[red]etcd will not start with this db in place of {escape(r.input)}[/red]: "
+                f"{escape(why)}")
+        c.print(f"route that works: {escape(r.in_place['route'])}")
     if r.dry_run:
         c.print("[yellow]dry run: nothing written[/yellow]")
     elif r.verified:
@@ -362,10 +447,29 @@ def render_repair(c, r) -> None:
                 "boltfix check: clean")
 
 
+def render_newer_commit(c, commits: dict) -> None:
+    """The newer commit repair passed over (``commits.newer_commit``): what
+    its readable pages held that the kept commit does not."""
+    over = commits["passed_over"]
+    loss = commits.get("newer_commit") or {}
+    c.print(f"[yellow]the newer commit (txid {over.get('txid')}, {over['source']}) is not "
+            f"kept: {loss.get('added', 0):,} records it added and {loss.get('changed', 0):,} "
+            f"it changed are lost, {loss.get('deleted', 0):,} it deleted are back "
+            "(exit 1)[/yellow]")
+    unread = loss.get("unread") or []
+    if unread:
+        names = ", ".join(escape("/".join(p)) or "(the root)" for p in unread[:5])
+        c.print(f"  its tree is damaged in {len(unread)} bucket(s) ({names}"
+                + (", …" if len(unread) > 5 else "") + "): what it held there is unknown")
+    for b in loss.get("buckets", [])[:20]:
+        spans = ", ".join(a if a == z else f"{a}..{z}" for a, z in b["ranges"][:4])
+        more = " …" if len(b["ranges"]) > 4 else ""
+        c.print(f"  {escape('/'.join(b['bucket']))}: +{b['added']:,} ~{b['changed']:,} "
+                f"-{b['deleted']:,}" + (f"  ({escape(spans)}{more})" if spans else ""))
+
+
 def render_etcd_state(c, st) -> None:
     """What etcd will serve: lost revisions, at-risk keys by prefix."""
-    from rich.markup import escape
-
     lr = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in st.lost_ranges[:10])
     more = f" (+{len(st.lost_ranges) - 10} ranges)" if len(st.lost_ranges) > 10 else ""
     c.print(f"etcd: {st.lost_count:,} main revisions lost above the compaction point "
@@ -400,8 +504,6 @@ def render_etcd_state(c, st) -> None:
 def render_k8s_summary(c, summary) -> None:
     """The Kubernetes objects among the at-risk and lost etcd keys, one line
     each (``EtcdState.k8s_json``; nothing on a plain etcd file)."""
-    from rich.markup import escape
-
     for part, what in (("at_risk", "at risk"), ("lost_keys", "lost")):
         s = (summary or {}).get(part)
         if s and s["objects"]:

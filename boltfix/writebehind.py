@@ -116,9 +116,12 @@ class WriteBehind:
 
     @property
     def active(self) -> bool:
+        """Whether writeback is started and dropped as the file grows."""
         return self._fd is not None
 
     def wrote(self, n: int) -> None:
+        """``n`` more bytes were written: past a window, start writeback and drop
+        what is written back."""
         self._pos += n
         if self._fd is not None and self._pos - self._started >= self._window:
             self._step()
@@ -160,6 +163,8 @@ class ReadBehind:
     @classmethod
     def of(cls, db, window: Optional[int] = None,
            keep: Optional[int] = None) -> Optional["ReadBehind"]:
+        """A progress callback dropping what a walk of ``db`` has read, or None
+        where it cannot be done (no map, no fadvise)."""
         mm = getattr(db, "_mm", None)
         watch = getattr(db, "_watch", None)
         fd = getattr(watch, "fd", None)

@@ -46,9 +46,9 @@ from itertools import islice
 from operator import lt
 from typing import List, Optional, Sequence
 
-from . import resident
-from .resident import BIG_VALUE
-from .structs import (
+from boltfix import ccore, resident
+from boltfix.resident import BIG_VALUE
+from boltfix.structs import (
     BRANCH_ELEMENT,
     BRANCH_ELEMENT_SIZE,
     BRANCH_PAGE_FLAG,
@@ -74,7 +74,7 @@ from .structs import (
     fnv64a,
     meta_page,
 )
-from .writebehind import WriteBehind
+from boltfix.writebehind import WriteBehind
 
 __all__ = ["BoltWriter", "WriteStats", "DEFAULT_CHUNK_SIZE"]
 
@@ -119,6 +119,7 @@ class WriteStats:
     file_size: int
 
     def as_dict(self) -> dict:
+        """The stats as a dict (repair's report: ``written``)."""
         return asdict(self)
 
 
@@ -177,7 +178,217 @@ def _check_key(key, last: Optional[bytes], what: str) -> bytes:
     return key
 
 
-class BoltWriter:
+class _PageWriter:
+    """The page half of :class:`BoltWriter`: a bucket's open leaf and branch
+    pages, laid out as ``node.write`` lays them out, numbered in order and
+    gathered into chunks of the output (with write-behind); the metas."""
+
+    def _add_leaf(self, b: _Bucket, key: bytes, value: bytes, flag: int) -> None:
+        esz = 16 + len(key) + len(value)
+        size = b.size + esz
+        if b.inline and size > self._inline_max:
+            b.inline = False
+        if size > self._ps and b.keys:
+            self._flush_leaf(b)
+            size = 16 + esz
+        b.keys.append(key)
+        b.vals.append(value)
+        b.flags.append(flag)
+        b.size = size
+
+    def _flush_leaf(self, b: _Bucket) -> None:
+        """Write the open leaf page of ``b`` and hand it to the branch level."""
+        first = b.keys[0]
+        pgid = self._write_leaf(b)
+        b.keys = []
+        b.vals = []
+        b.flags = []
+        b.size = PAGE_HEADER_SIZE
+        self._add_branch(b, 0, first, pgid)
+
+    def _add_branch(self, b: _Bucket, level: int, key: bytes, child: int) -> None:
+        branches = b.branches
+        if level == len(branches):
+            branches.append(_Branch())
+        br = branches[level]
+        esz = 16 + len(key)
+        # A branch page holds at least two children (bbolt's minKeysPerPage),
+        # even when its keys overflow the page; otherwise huge keys would
+        # make every level as wide as the one below and the tree never close.
+        if len(br.keys) >= _MIN_KEYS_PER_PAGE and br.size + esz > self._ps:
+            first = br.keys[0]
+            pgid = self._write_branch(br)
+            br.keys = []
+            br.pgids = []
+            br.size = PAGE_HEADER_SIZE
+            self._add_branch(b, level + 1, first, pgid)
+        br.keys.append(key)
+        br.pgids.append(child)
+        br.size += esz
+
+    def _finish_tree(self, b: _Bucket) -> int:
+        """Write every open page of a page-mode bucket; return its root."""
+        if not b.branches:
+            # a single leaf (possibly empty: the root bucket of an empty DB)
+            return self._write_leaf(b)
+        if b.keys:  # empty only right after copy_leaves
+            self._flush_leaf(b)
+        level = 0
+        while True:
+            br = b.branches[level]
+            if level == len(b.branches) - 1:
+                # top level; it holds >= 2 children because the level below
+                # completed a page before its last one -- except a bucket
+                # that is one copied leaf, which is then the root itself
+                if len(br.pgids) == 1:
+                    return br.pgids[0]
+                return self._write_branch(br)
+            first = br.keys[0]
+            pgid = self._write_branch(br)
+            self._add_branch(b, level + 1, first, pgid)
+            level += 1
+
+    def _write_leaf(self, b: _Bucket) -> int:
+        ps = self._ps
+        npages = (b.size + ps - 1) // ps
+        pgid = self._next_pgid
+        if npages * ps >= BIG_LEAF:
+            self._write_big_leaf(b, pgid, npages)
+        else:
+            buf = bytearray(npages * ps)
+            _pack_leaf(buf, 0, pgid, npages - 1, b.keys, b.vals, b.flags)
+            self._emit_raw(buf, npages)
+        self._n_pages += 1
+        self._n_leaf += 1
+        self._n_overflow += npages - 1
+        return pgid
+
+    def _write_big_leaf(self, b: _Bucket, pgid: int, npages: int) -> None:
+        """_pack_leaf's page as pieces: header and elements, then each key and
+        value as it is (no page-sized buffer), then the zero padding."""
+        n = len(b.keys)
+        head = bytearray(16 + 16 * n)
+        PAGE_HEADER.pack_into(head, 0, pgid, LEAF_PAGE_FLAG, n, npages - 1)
+        pieces = [head]
+        off, epos = 16 + 16 * n, 16
+        for key, value, flag in zip(b.keys, b.vals, b.flags):
+            LEAF_ELEMENT.pack_into(head, epos, flag, off - epos, len(key), len(value))
+            pieces += (key, value)
+            off += len(key) + len(value)
+            epos += 16
+        pieces.append(bytes(npages * self._ps - off))
+        if self._pending is not None:
+            self._take_pending()  # copied leaves before this page come first
+        self._next_pgid = pgid + npages
+        for piece in pieces:
+            if type(piece) is memoryview and piece.nbytes >= BIG_VALUE:
+                # a value from the input's map, in pieces: each is written,
+                # then the map dropped from RSS (boltfix.resident)
+                for part in resident.pieces(piece):
+                    self._out.append(part)
+                    self._out_len += part.nbytes
+                    self._flush_out()
+            else:
+                self._out.append(piece)
+                self._out_len += len(piece)
+        self._flush_out()
+
+    def _write_branch(self, br: _Branch) -> int:
+        ps = self._ps
+        npages = (br.size + ps - 1) // ps
+        buf = bytearray(npages * ps)
+        pgid = self._next_pgid
+        keys = br.keys
+        n = len(keys)
+        PAGE_HEADER.pack_into(buf, 0, pgid, BRANCH_PAGE_FLAG, n, npages - 1)
+        pack = BRANCH_ELEMENT.pack_into
+        epos = 16
+        off = 16 + 16 * n
+        for key, child in zip(keys, br.pgids):
+            kl = len(key)
+            pack(buf, epos, off - epos, kl, child)
+            end = off + kl
+            buf[off:end] = key
+            off = end
+            epos += 16
+        self._emit_raw(buf, npages)
+        self._n_pages += 1
+        self._n_branch += 1
+        self._n_overflow += npages - 1
+        return pgid
+
+    def _inline_value(self, b: _Bucket) -> bytes:
+        """bucket.go write(): bucket header (root 0) + the leaf as a page."""
+        if len(b.keys) == 1:  # the common small bucket: what _pack_leaf writes
+            key, value = b.keys[0], b.vals[0]
+            return b"".join((BUCKET_HEADER.pack(0, b.sequence),
+                             PAGE_HEADER.pack(0, LEAF_PAGE_FLAG, 1, 0),
+                             LEAF_ELEMENT.pack(b.flags[0], 16, len(key), len(value)),
+                             key, value))
+        buf = bytearray(BUCKET_HEADER_SIZE + b.size)
+        BUCKET_HEADER.pack_into(buf, 0, 0, b.sequence)
+        _pack_leaf(buf, BUCKET_HEADER_SIZE, 0, 0, b.keys, b.vals, b.flags)
+        return bytes(buf)
+
+    def _take_pending(self) -> None:
+        """Queue the copied pages not yet queued (see :meth:`copy_leaves`)."""
+        view, lo, hi = self._pending
+        if hi > lo:
+            self._out.append(view[lo:hi])
+            self._out_len += hi - lo
+            self._pending[1] = hi
+
+    def _emit_raw(self, data, npages: int) -> int:
+        if self._pending is not None:
+            self._take_pending()  # copied leaves before this page come first
+        pgid = self._next_pgid
+        self._next_pgid = pgid + npages
+        self._out.append(data)
+        self._out_len += len(data)
+        if self._out_len >= self._chunk_size:
+            self._flush_out()
+        return pgid
+
+    def _flush_out(self) -> None:
+        out = self._out
+        if not out:
+            return
+        if len(out) == 1:
+            self._f.write(out[0])
+        elif self._out_len >= len(out) << 16:
+            for data in out:  # big slices of copied pages: joining would copy them
+                self._f.write(data)
+        else:
+            self._f.write(b"".join(out))
+        self._wb.wrote(self._out_len)
+        self._out = []
+        self._out_len = 0
+
+    def _meta_page(self, pid: int, txid: int, root: int, hwm: int) -> bytes:
+        fields = dict(
+            magic=MAGIC,
+            version=VERSION,
+            pageSize=self._ps,
+            flags=0,
+            root=dict(root=root, sequence=self._root_sequence),
+            freelist=self._freelist_pgid,
+            pgid=hwm,
+            txid=txid,
+            checksum=0,
+        )
+        header = dict(id=pid, flags=META_PAGE_FLAG, count=0, overflow=0)
+        raw = bytearray(meta_page.build(dict(header=header, meta=fields)))
+        start = PAGE_HEADER_SIZE
+        U64.pack_into(
+            raw,
+            start + META_CHECKSUM_SPAN,
+            fnv64a(raw[start:start + META_CHECKSUM_SPAN]),
+        )
+        raw.extend(bytes(self._ps - len(raw)))
+        return bytes(raw)
+
+
+class BoltWriter(_PageWriter):
     """Write a bbolt database sequentially from records in sorted order.
 
     ``fileobj`` must be a writable, seekable binary file positioned where the
@@ -585,211 +796,6 @@ class BoltWriter:
         if exc_type is None:
             self.close()
 
-    # ------------------------------------------------------------ internals
-    def _add_leaf(self, b: _Bucket, key: bytes, value: bytes, flag: int) -> None:
-        esz = 16 + len(key) + len(value)
-        size = b.size + esz
-        if b.inline and size > self._inline_max:
-            b.inline = False
-        if size > self._ps and b.keys:
-            self._flush_leaf(b)
-            size = 16 + esz
-        b.keys.append(key)
-        b.vals.append(value)
-        b.flags.append(flag)
-        b.size = size
-
-    def _flush_leaf(self, b: _Bucket) -> None:
-        """Write the open leaf page of ``b`` and hand it to the branch level."""
-        first = b.keys[0]
-        pgid = self._write_leaf(b)
-        b.keys = []
-        b.vals = []
-        b.flags = []
-        b.size = PAGE_HEADER_SIZE
-        self._add_branch(b, 0, first, pgid)
-
-    def _add_branch(self, b: _Bucket, level: int, key: bytes, child: int) -> None:
-        branches = b.branches
-        if level == len(branches):
-            branches.append(_Branch())
-        br = branches[level]
-        esz = 16 + len(key)
-        # A branch page holds at least two children (bbolt's minKeysPerPage),
-        # even when its keys overflow the page; otherwise huge keys would
-        # make every level as wide as the one below and the tree never close.
-        if len(br.keys) >= _MIN_KEYS_PER_PAGE and br.size + esz > self._ps:
-            first = br.keys[0]
-            pgid = self._write_branch(br)
-            br.keys = []
-            br.pgids = []
-            br.size = PAGE_HEADER_SIZE
-            self._add_branch(b, level + 1, first, pgid)
-        br.keys.append(key)
-        br.pgids.append(child)
-        br.size += esz
-
-    def _finish_tree(self, b: _Bucket) -> int:
-        """Write every open page of a page-mode bucket; return its root."""
-        if not b.branches:
-            # a single leaf (possibly empty: the root bucket of an empty DB)
-            return self._write_leaf(b)
-        if b.keys:  # empty only right after copy_leaves
-            self._flush_leaf(b)
-        level = 0
-        while True:
-            br = b.branches[level]
-            if level == len(b.branches) - 1:
-                # top level; it holds >= 2 children because the level below
-                # completed a page before its last one -- except a bucket
-                # that is one copied leaf, which is then the root itself
-                if len(br.pgids) == 1:
-                    return br.pgids[0]
-                return self._write_branch(br)
-            first = br.keys[0]
-            pgid = self._write_branch(br)
-            self._add_branch(b, level + 1, first, pgid)
-            level += 1
-
-    def _write_leaf(self, b: _Bucket) -> int:
-        ps = self._ps
-        npages = (b.size + ps - 1) // ps
-        pgid = self._next_pgid
-        if npages * ps >= BIG_LEAF:
-            self._write_big_leaf(b, pgid, npages)
-        else:
-            buf = bytearray(npages * ps)
-            _pack_leaf(buf, 0, pgid, npages - 1, b.keys, b.vals, b.flags)
-            self._emit_raw(buf, npages)
-        self._n_pages += 1
-        self._n_leaf += 1
-        self._n_overflow += npages - 1
-        return pgid
-
-    def _write_big_leaf(self, b: _Bucket, pgid: int, npages: int) -> None:
-        """_pack_leaf's page as pieces: header and elements, then each key and
-        value as it is (no page-sized buffer), then the zero padding."""
-        n = len(b.keys)
-        head = bytearray(16 + 16 * n)
-        PAGE_HEADER.pack_into(head, 0, pgid, LEAF_PAGE_FLAG, n, npages - 1)
-        pieces = [head]
-        off, epos = 16 + 16 * n, 16
-        for key, value, flag in zip(b.keys, b.vals, b.flags):
-            LEAF_ELEMENT.pack_into(head, epos, flag, off - epos, len(key), len(value))
-            pieces += (key, value)
-            off += len(key) + len(value)
-            epos += 16
-        pieces.append(bytes(npages * self._ps - off))
-        if self._pending is not None:
-            self._take_pending()  # copied leaves before this page come first
-        self._next_pgid = pgid + npages
-        for piece in pieces:
-            if type(piece) is memoryview and piece.nbytes >= BIG_VALUE:
-                # a value from the input's map, in pieces: each is written,
-                # then the map dropped from RSS (boltfix.resident)
-                for part in resident.pieces(piece):
-                    self._out.append(part)
-                    self._out_len += part.nbytes
-                    self._flush_out()
-            else:
-                self._out.append(piece)
-                self._out_len += len(piece)
-        self._flush_out()
-
-    def _write_branch(self, br: _Branch) -> int:
-        ps = self._ps
-        npages = (br.size + ps - 1) // ps
-        buf = bytearray(npages * ps)
-        pgid = self._next_pgid
-        keys = br.keys
-        n = len(keys)
-        PAGE_HEADER.pack_into(buf, 0, pgid, BRANCH_PAGE_FLAG, n, npages - 1)
-        pack = BRANCH_ELEMENT.pack_into
-        epos = 16
-        off = 16 + 16 * n
-        for key, child in zip(keys, br.pgids):
-            kl = len(key)
-            pack(buf, epos, off - epos, kl, child)
-            end = off + kl
-            buf[off:end] = key
-            off = end
-            epos += 16
-        self._emit_raw(buf, npages)
-        self._n_pages += 1
-        self._n_branch += 1
-        self._n_overflow += npages - 1
-        return pgid
-
-    def _inline_value(self, b: _Bucket) -> bytes:
-        """bucket.go write(): bucket header (root 0) + the leaf as a page."""
-        if len(b.keys) == 1:  # the common small bucket: what _pack_leaf writes
-            key, value = b.keys[0], b.vals[0]
-            return b"".join((BUCKET_HEADER.pack(0, b.sequence),
-                             PAGE_HEADER.pack(0, LEAF_PAGE_FLAG, 1, 0),
-                             LEAF_ELEMENT.pack(b.flags[0], 16, len(key), len(value)),
-                             key, value))
-        buf = bytearray(BUCKET_HEADER_SIZE + b.size)
-        BUCKET_HEADER.pack_into(buf, 0, 0, b.sequence)
-        _pack_leaf(buf, BUCKET_HEADER_SIZE, 0, 0, b.keys, b.vals, b.flags)
-        return bytes(buf)
-
-    def _take_pending(self) -> None:
-        """Queue the copied pages not yet queued (see :meth:`copy_leaves`)."""
-        view, lo, hi = self._pending
-        if hi > lo:
-            self._out.append(view[lo:hi])
-            self._out_len += hi - lo
-            self._pending[1] = hi
-
-    def _emit_raw(self, data, npages: int) -> int:
-        if self._pending is not None:
-            self._take_pending()  # copied leaves before this page come first
-        pgid = self._next_pgid
-        self._next_pgid = pgid + npages
-        self._out.append(data)
-        self._out_len += len(data)
-        if self._out_len >= self._chunk_size:
-            self._flush_out()
-        return pgid
-
-    def _flush_out(self) -> None:
-        out = self._out
-        if not out:
-            return
-        if len(out) == 1:
-            self._f.write(out[0])
-        elif self._out_len >= len(out) << 16:
-            for data in out:  # big slices of copied pages: joining would copy them
-                self._f.write(data)
-        else:
-            self._f.write(b"".join(out))
-        self._wb.wrote(self._out_len)
-        self._out = []
-        self._out_len = 0
-
-    def _meta_page(self, pid: int, txid: int, root: int, hwm: int) -> bytes:
-        fields = dict(
-            magic=MAGIC,
-            version=VERSION,
-            pageSize=self._ps,
-            flags=0,
-            root=dict(root=root, sequence=self._root_sequence),
-            freelist=self._freelist_pgid,
-            pgid=hwm,
-            txid=txid,
-            checksum=0,
-        )
-        header = dict(id=pid, flags=META_PAGE_FLAG, count=0, overflow=0)
-        raw = bytearray(meta_page.build(dict(header=header, meta=fields)))
-        start = PAGE_HEADER_SIZE
-        U64.pack_into(
-            raw,
-            start + META_CHECKSUM_SPAN,
-            fnv64a(raw[start:start + META_CHECKSUM_SPAN]),
-        )
-        raw.extend(bytes(self._ps - len(raw)))
-        return bytes(raw)
-
 
 _BYTES_LIKE = frozenset({bytes, bytearray, memoryview})
 
@@ -883,9 +889,7 @@ def _copy_leaves(buf, ps: int, leaves, last: Optional[bytes], max_bytes: int = -
 
 
 def _speedups_leaf_copy():
-    from boltfix.walk import _speedups
-
-    return getattr(_speedups, "leaf_copy", None)
+    return ccore.fast("leaf_copy")
 
 
 #: bytes of pages one copy_leaves run copies at most (its buffer's bound)

@@ -17,9 +17,9 @@ spec.loader.exec_module(module)
 sys.modules["boltfix._speedups"] = module
 boltfix._speedups = module
 
-from boltfix import walk  # noqa: E402  (after the swap, on purpose)
+from boltfix import ccore  # noqa: E402  (after the swap, on purpose)
 
-if walk._speedups is not module:
+if ccore.speedups is not module:
     sys.exit("the sanitizer build of boltfix._speedups was not picked up")
 
 import pytest  # noqa: E402

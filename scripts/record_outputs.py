@@ -8,7 +8,7 @@
 Runs every command (inspect, pages, page, check, repair, dump in its main
 option sets, buckets, keys, get), with ``--json`` and without where it has
 one, on every file in ``fixtures/`` and on every crafted damage kind of
-``tests/damage.py`` (applied to a copy of the fixture it names), in this one
+``tests/support/damage.py`` (applied to a copy of the fixture it names), in this one
 process through click's test runner (stderr is not a terminal there, so no
 progress bar).  Each case becomes one file ``OUTDIR/<file>/<case>``: the exit
 code, stdout and stderr, and for repair the sha256 of the file written.
@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from click.testing import CliRunner  # noqa: E402
 
-import damage  # noqa: E402
 from boltfix.cli import main  # noqa: E402
+from support import damage  # noqa: E402
 
 QUICK_FIXTURES = ("bbolt/nested.db", "etcd/etcd-13406.db")
 QUICK_KINDS = ("branch-past-eof", "freelist-leak", "leaf-count-too-large",

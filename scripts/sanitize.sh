@@ -29,6 +29,14 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 LD_PRELOAD="$asan:$ubsan" \
     python3 scripts/asan_pytest.py "$so" -q -p no:cacheprovider \
-    tests/test_speedups.py tests/test_check_fuzz.py tests/test_repair_fuzz.py tests/test_dump.py \
-    tests/test_inline_runs.py \
+    tests/unit/test_ccore.py tests/hostile/test_check_fuzz.py \
+    tests/hostile/test_repair_fuzz.py::test_repair_ends_in_a_valid_file_or_writes_nothing \
+    tests/unit/test_dump.py tests/oracle/test_bbolt_dump.py \
+    tests/oracle/test_etcd_dump.py::test_real_etcd_decode \
+    tests/oracle/test_etcd_dump.py::test_real_etcd_free_pages_guess_key_bucket \
+    tests/unit/test_secrets.py::test_redact_user_value_masks_password_only \
+    tests/unit/test_leaves.py \
+    --deselect tests/unit/test_ccore.py::test_c_core_takes_the_pages_of_deep_db \
+    --deselect tests/unit/test_ccore.py::test_c_core_takes_the_pages_of_the_bench_smoke_file \
+    --deselect tests/unit/test_ccore.py::test_every_command_prints_the_same_with_and_without_c \
     "$@"

@@ -22,6 +22,9 @@ if [ "$need_apt" = 1 ]; then
 fi
 
 python3 -m pip install -q -e '.[test]'
+# etcd's own etcd-dump-logs from etcd's Go module, for tests/test_wal_etcd.py
+# (a few minutes the first time; the test fails under CI=true without it)
+bash scripts/build_etcd_dump_logs.sh >/dev/null 2>&1 || echo "etcd-dump-logs not built" >&2
 # lint and import order (configured in pyproject.toml)
 python3 -m ruff check boltfix tests scripts benchmarks
 python3 -m pytest -q "$@"

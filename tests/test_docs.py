@@ -1,7 +1,7 @@
 """The README says what the code does.
 
-* Every finding code the code can emit is in the README's table of codes
-  (repair's own codes in its section).
+* Every finding code the code can emit (the registry, boltfix.findings) is
+  in the README's table of codes (repair's own codes in its section).
 * The README's dump-format section lists the JSONL keys in the order the
   code writes them (boltfix.record.FIELDS), and its encodings and states;
   and a real dump's lines follow that order.
@@ -13,35 +13,20 @@ import io
 import json
 import re
 
-import damage
-from boltfix import record
+from boltfix import findings, record, text
 from boltfix.dump import DumpOptions, dump
+from boltfix.findings import REPAIR_LOSS as REPAIR_LOSS_CODES
+from boltfix.findings import WALK_LOSS as WALK_LOSS_CODES
 from boltfix.reader import DB
-from boltfix.repair import LOSS_CODES as REPAIR_LOSS_CODES
-from boltfix.walk import LOSS_CODES as WALK_LOSS_CODES
+from support import damage
 
 README = (damage.REPO / "README.md").read_text()
-SOURCES = sorted((damage.REPO / "boltfix").glob("*.py"))
-CODE = re.compile(r'"([a-z]+(?:-[a-z0-9]+)+)"')
-#: literals of a finding code's shape that are not finding codes
-NOT_CODES = {"utf-8", "beyond-hwm", "past-eof",
-             # salvage's lost+found evidence states (README's repair section)
-             "bad-self-id", "compaction-unknown"}
-#: etcdstate's at-risk reasons (detail.reason of etcd-key-at-risk), not codes
-NOT_CODES |= {"possibly-stale", "possibly-resurrected", "possibly-lost"}
 
 
 def _emitted_codes() -> set:
-    """Every string literal shaped like a finding code in boltfix/*.py
-    (in etcd.py only the ``etcd-`` ones): an over-approximation, so that a
-    new code anywhere is caught."""
-    codes = set()
-    for src in SOURCES:
-        found = set(CODE.findall(src.read_text()))
-        if src.name == "etcd.py":
-            found = {c for c in found if c.startswith("etcd-")}
-        codes |= found
-    return codes - NOT_CODES
+    """Every finding code boltfix can emit: the registry (boltfix.findings;
+    tests/unit/test_findings.py holds the modules to it)."""
+    return set(findings.REGISTRY)
 
 
 def _section(title: str) -> str:
@@ -94,10 +79,10 @@ def test_readme_dump_format_names_the_encodings_and_states():
     states = re.search(r'"state": (.*)', block).group(1)
     assert re.findall(r'"([a-z]+)"', states) == list(record.STATES)
     sec = _section("### Dump format")
-    for enc in record.ENCODINGS:
+    for enc in text.ENCODINGS:
         assert f"`{enc}`" in sec or f"`--encoding {enc}`" in sec, enc
     usage = re.search(r"\[--encoding ([a-z0-9|]+)\]", README).group(1)
-    assert usage.split("|") == list(record.ENCODINGS)
+    assert usage.split("|") == list(text.ENCODINGS)
 
 
 def _key_order_ok(line: dict) -> bool:

@@ -1,0 +1,98 @@
+"""``boltfix inspect``, ``pages`` and ``page``: what is in a file."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from boltfix.cli.cmd_wal import (
+    data_dir_first,
+    data_dir_options,
+    optional_db_argument,
+    render_prediction,
+)
+from boltfix.cli.options import db_argument, json_option, open_options
+from boltfix.session import console, emit_json, guarded, open_db, progress_bar
+
+
+@click.command()
+@optional_db_argument
+@json_option
+@open_options
+@data_dir_options
+@guarded
+def inspect(db, as_json, page_size, meta_index, data_dir, wal_dir):
+    """Show what is in DB: metas, page counts, freelist, bucket tree, etcd facts.
+
+    Works on damaged files: shows what can be read and says what cannot.
+    With --data-dir, also what etcd will do when started on that data dir
+    (DB defaults to its member/snap/db).
+    """
+    from boltfix.describe import describe
+    from boltfix.views import render_inspect
+
+    db, start = data_dir_first(db, data_dir, wal_dir)
+    d = open_db(db, page_size, meta_index)
+    with progress_bar("reading", d.page_limit, not as_json) as cb:
+        info = describe(d, cb)
+    if start is not None:
+        info["data_dir"] = start.to_json()
+    if as_json:
+        emit_json(info)
+    else:
+        render_inspect(console(), info)
+        if start is not None:
+            render_prediction(console(), start)
+
+
+@click.command()
+@db_argument
+@json_option
+@open_options
+@guarded
+def pages(db, as_json, page_size, meta_index):
+    """List every page: id, type, items, overflow and reachable/free/unreachable."""
+    from boltfix.describe import page_rows
+    from boltfix.views import write_page_rows
+
+    d = open_db(db, page_size, meta_index)
+    write_page_rows(sys.stdout, page_rows(d), as_json)
+
+
+@click.command()
+@db_argument
+@click.argument("ids", nargs=-1, type=int, required=True)
+@click.option("--hex", "as_hex", is_flag=True, help="Hexdump the page run instead of decoding it.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact password hashes and Kubernetes Secret data.")
+@json_option
+@open_options
+@guarded
+def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
+    """Decode pages by id: header, elements, meta fields or freelist ids."""
+    from boltfix.describe import masked_page_view, page_view
+    from boltfix.render import hexdump_range
+    from boltfix.views import render_page
+
+    d = open_db(db, page_size, meta_index, need_root=False)  # pages by id: no walk
+    views = []
+    for pgid in ids:
+        p = d.page(pgid)
+        if as_hex:
+            # streamed a piece at a time; secrets masked over the whole run
+            # and the bytes around it (a hash or Secret may straddle a piece)
+            click.echo(f"page {pgid} ({p.type}, {p.run_end - p.offset} bytes, "
+                       f"offset {p.offset:#x})")
+            for text in hexdump_range(d.buf, d.page_size, p.offset, p.run_end, show_secrets):
+                click.echo(text, nl=False)
+            continue
+        views.append(page_view(d, pgid) if show_secrets else masked_page_view(d, p, pgid))
+    if as_hex:
+        return
+    if as_json:
+        emit_json(views)
+    else:
+        c = console()
+        for v in views:
+            render_page(c, v)

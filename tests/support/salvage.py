@@ -1,0 +1,67 @@
+"""What the salvage tests share: the records of a file's trees, and damage
+that takes an etcd file's root or its ``key`` bucket's root."""
+
+from __future__ import annotations
+
+from boltfix.reader import DB
+from boltfix.walk import Walker
+from support import REPO, damage
+
+#: the committed etcd dbs
+ETCD = REPO / "fixtures" / "etcd"
+
+
+def tree_records(path, meta=None) -> dict:
+    """(bucket path, key) -> (value, page) of one meta's tree, plain records only."""
+    with DB(path, meta=meta) as db:
+        return {(b.path, r.key): (bytes(r.value), r.page)
+                for b, r in Walker(db).walk() if not r.is_bucket}
+
+
+def intact_records(path) -> dict:
+    """Both metas' trees: (bucket path, key) -> set of values."""
+    out: dict = {}
+    for m in (0, 1):
+        for k, (v, _) in tree_records(path, m).items():
+            out.setdefault(k, set()).add(v)
+    return out
+
+
+def zero_page(path, pgid: int) -> None:
+    """Page ``pgid`` overwritten with zeros."""
+    ps = damage.page_size_of(path)
+    with open(path, "r+b") as f:
+        f.seek(pgid * ps)
+        f.write(bytes(ps))
+
+
+def roots(path):
+    """Both metas' root pages, ascending."""
+    with DB(path) as db:
+        return sorted({m.root for m in db.metas})
+
+
+def key_root(path) -> int:
+    """The root page of etcd's ``key`` bucket."""
+    with DB(path) as db:
+        return damage.find_bucket(db, (b"key",)).root
+
+
+def truncate_past_root(path) -> None:
+    """The file ends below every meta's root page (etcd#13406 once the cut
+    also takes the root)."""
+    cut = min(roots(path)) - 1
+    with open(path, "r+b") as f:
+        f.truncate(cut * damage.page_size_of(path))
+
+
+def zero_roots(path) -> None:
+    """Both metas' root leaves zeroed."""
+    for r in roots(path):
+        zero_page(path, r)
+
+
+def zero_key_branch(path) -> None:
+    """The key bucket's root branch page zeroed: every leaf is an orphan."""
+    zero_page(path, key_root(path))
+
