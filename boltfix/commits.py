@@ -109,9 +109,11 @@ class Candidate:
 
     @property
     def txid(self) -> Optional[int]:
+        """The meta's txid (None for a root no meta names)."""
         return self.meta.txid if self.meta is not None else None
 
     def to_json(self) -> dict:
+        """Where the tree comes from, its root, txid and high-water mark."""
         return {"source": self.source, "root": self.tree.root, "txid": self.txid,
                 "pgid": self.tree.hwm}
 
@@ -152,10 +154,12 @@ class Judgement:
 
     @property
     def whole(self) -> bool:
+        """No finding that loses records of the tree."""
         return self.damage == 0
 
     @property
     def is_etcd(self) -> bool:
+        """The tree's top level is etcd's."""
         return etcd.looks_like_etcd(self.top)
 
     def reaches_from(self, pgid: int) -> bool:
@@ -163,6 +167,7 @@ class Judgement:
         return self.max_page >= pgid
 
     def to_json(self) -> dict:
+        """The judgement for ``repair --json``."""
         out = dict(self.candidate.to_json(), whole=self.whole, damage=self.damage,
                    counts=dict(self.counts), records=self.records, buckets=self.buckets)
         if self.etcd:
@@ -184,9 +189,11 @@ class Choice:
 
     @property
     def candidate(self) -> Candidate:
+        """The kept tree's candidate."""
         return self.judgement.candidate
 
     def to_json(self) -> dict:
+        """The choice for ``repair --json`` (``commits``)."""
         return {"rule": self.rule, "reason": self.reason,
                 "kept": self.judgement.to_json(),
                 "passed_over": self.passed_over.to_json() if self.passed_over else None,
@@ -195,6 +202,7 @@ class Choice:
 
 # ---------------------------------------------------------------- judging
 def meta_candidate(meta: Meta) -> Candidate:
+    """The tree a valid meta names, as a candidate."""
     return Candidate(Tree.of(meta), f"meta {meta.index}", meta)
 
 
@@ -485,18 +493,55 @@ def etcd_facts(db: DB, tree: Tree) -> dict:
         rec = walker().find(meta, key) if meta is not None else None
         if rec is not None and not rec.is_bucket and len(rec.value) == 8:
             out[key.decode()] = int.from_bytes(rec.value, "big")
-    last = _last_key(db, buckets.get(b"key"))
-    if last is not None and len(last) >= 8:
-        out["max_revision"] = int.from_bytes(last[:8], "big")
+    key = buckets.get(b"key")
+    revision = _revision_of(db, key.root if key is not None else None)
+    if revision is not None:
+        out["max_revision"] = revision
     return out
 
 
-def _last_key(db: DB, bucket) -> Optional[bytes]:
-    """The last key of a paged bucket, down its rightmost branch elements
-    (every page read within its bounds; None on anything unexpected)."""
-    if bucket is None or not bucket.root:
+def _revision_of(db: DB, key_root: Optional[int]) -> Optional[int]:
+    """The main revision of the last key of etcd's ``key`` bucket rooted at
+    page ``key_root`` (keys are big-endian revisions: the last is the highest)."""
+    last = _last_key(db, key_root) if key_root else None
+    if last is None or len(last) < 8:
         return None
-    ps, pgid = db.page_size, bucket.root
+    return int.from_bytes(last[:8], "big")
+
+
+def readable_revision(db: DB, newest: Judgement) -> Optional[int]:
+    """The highest revision the newest meta's (maybe damaged) tree still
+    shows: its walk's, else the ``key`` bucket's last key, found element by
+    element off the root even when other elements of the root are broken."""
+    revision = newest.etcd.get("max_revision")
+    if revision is not None:
+        return revision
+    return _revision_of(db, _root_entry(db, newest.candidate.tree.root, b"key"))
+
+
+def _root_entry(db: DB, root: int, name: bytes) -> Optional[int]:
+    """The root page of top-level bucket ``name`` when the tree's root is
+    one leaf page (etcd's few top-level buckets always fit one): read
+    element by element, so one broken element does not hide the others."""
+    if not 2 <= root < db.pages_in_file:
+        return None
+    ps = db.page_size
+    pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(db.buf, root * ps)
+    if pid != root or flags != S.LEAF_PAGE_FLAG:
+        return None
+    end = min((root + overflow + 1) * ps, db.size)
+    for _, eflags, key, value, problem in leaf_elements(db.buf, root * ps, count, end):
+        if problem is None and key == name and eflags & S.BUCKET_LEAF_FLAG \
+                and len(value) >= S.BUCKET_HEADER_SIZE:
+            return S.BUCKET_HEADER.unpack_from(value, 0)[0] or None
+    return None
+
+
+def _last_key(db: DB, root: int) -> Optional[bytes]:
+    """The last key of a paged bucket rooted at page ``root``, down its
+    rightmost branch elements (every page read within its bounds; None on
+    anything unexpected)."""
+    ps, pgid = db.page_size, root
     for _ in range(64):  # deeper than any bbolt tree
         if not 2 <= pgid < db.pages_in_file:
             return None
@@ -521,6 +566,7 @@ def _copied_while_written(db: DB, newest: Judgement, older: Optional[Judgement],
     meta = newest.candidate.meta
     later = newer_pages(db, meta)
     etcd_index = newest.etcd.get("consistent_index") if newest.is_etcd else None
+    etcd_revision = readable_revision(db, newest) if etcd_index is not None else None
     # neither meta's root holds a bucket any more, both being pages of
     # records (pages of later commits took their places): no name nor index
     # to hold a candidate to.  A root zeroed or cut off is no such trace.
@@ -538,7 +584,7 @@ def _copied_while_written(db: DB, newest: Judgement, older: Optional[Judgement],
         judged.append(j)
         if not j.whole or not _compatible(j, newest, older, unread):
             continue
-        proof = _newer_proof(j, meta, etcd_index, unread)
+        proof = _newer_proof(j, meta, etcd_index, unread, etcd_revision)
         if proof is None:
             continue
         if best is None or _order(j) > _order(best[0]):
@@ -576,13 +622,25 @@ def _compatible(j: Judgement, newest: Judgement, older: Optional[Judgement],
 
 
 def _newer_proof(j: Judgement, meta: Meta, etcd_index: Optional[int],
-                 unread: bool = False) -> Optional[str]:
-    """Why tree ``j`` is newer than ``meta``'s commit, or None."""
+                 unread: bool = False, etcd_revision: Optional[int] = None) -> Optional[str]:
+    """Why tree ``j`` is newer than ``meta``'s commit, or None.
+
+    For etcd both facts must grow: ``consistent_index`` alone is not proof,
+    because a snapshot restore (``etcdutl snapshot restore``) resets it, so a
+    freed tree from before the restore can carry a higher index than every
+    commit after it.  Revisions are never reset, and a newer commit that a
+    copy caught holds at least one revision more (etcd writes a revision in
+    every commit that changes a key).  When the newest tree's highest
+    revision cannot be read, nothing proves the other tree newer."""
     index = j.etcd.get("consistent_index")
     if etcd_index is not None and index is not None:
-        if index > etcd_index:
-            return f"its meta/consistent_index {index} is above the newest meta's {etcd_index}"
-        return None
+        if index <= etcd_index:
+            return None
+        revision = j.etcd.get("max_revision")
+        if etcd_revision is None or revision is None or revision <= etcd_revision:
+            return None  # no proof: the newest tree's revision unread, or not below
+        return (f"its meta/consistent_index {index} is above the newest meta's {etcd_index} "
+                f"and its highest revision {revision} above {etcd_revision}")
     if unread and index is not None:
         # nothing to compare with: the whole etcd tree with the highest
         # consistent_index (_order) is the newest commit the file still holds
@@ -627,6 +685,7 @@ class BucketLoss:
     _open: Optional[list] = None
 
     def note(self, key: bytes, kind: str) -> None:
+        """Count one record of ``kind`` (added, changed, deleted, unknown) and extend the range."""
         setattr(self, kind, getattr(self, kind) + 1)
         if kind in ("deleted", "unknown"):
             self._open = None  # a record the rollback brings back breaks a run
@@ -638,6 +697,7 @@ class BucketLoss:
             self.ranges.append(self._open)
 
     def same(self) -> None:
+        """A record both commits hold alike: it ends the current range."""
         self._open = None
 
 
@@ -703,9 +763,21 @@ def newer_commit_loss(db: DB, newer: Tree, kept: Tree) -> dict:
         "buckets_total": len(buckets),
         "buckets": [{"bucket": [name_text(p) for p in x.path], "added": x.added,
                      "changed": x.changed, "deleted": x.deleted,
-                     "ranges": [[name_text(a), name_text(b)] for a, b in x.ranges]}
+                     "ranges": [[_range_key(a), _range_key(b)] for a, b in x.ranges]}
                     for x in buckets[:MAX_BUCKETS]],
     }
+
+
+#: a lost commit's key ranges show keys by their first bytes: a range is a
+#: pointer for the operator, and a key may be 32 KiB (bbolt's MaxKeySize)
+RANGE_KEY_BYTES = 64
+
+
+def _range_key(key: bytes) -> str:
+    """``key`` for a range of a lost commit, cut to :data:`RANGE_KEY_BYTES`."""
+    if len(key) <= RANGE_KEY_BYTES:
+        return name_text(key)
+    return f"{name_text(key[:RANGE_KEY_BYTES])}... ({len(key)} bytes)"
 
 
 def _records_off(walker: Walker, skip) -> Iterator[tuple]:

@@ -71,6 +71,7 @@ MAX_SNAP_BYTES = 512 << 20
 
 @dataclass
 class DataDir:
+    """An etcd data dir's parts as found: member dir, snap dir, WAL dir and db."""
     root: str
     member: Optional[str]
     snap_dir: Optional[str]
@@ -276,6 +277,7 @@ class StartPrediction:
         return "starts"
 
     def to_json(self) -> dict:
+        """The prediction for ``--json``."""
         return {"outcome": self.outcome, **self.facts,
                 "findings": [f.to_json() for f in self.findings]}
 

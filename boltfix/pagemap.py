@@ -75,7 +75,10 @@ class PageMap:
         self.hwm = walker.hwm
         self.limit = min(self.hwm, n)
         self.has_tree = walker.tree is not None
-        self.states = bytearray(walker.reached)  # REACHED / OVERFLOW / UNREACHED
+        # REACHED / OVERFLOW / UNREACHED; the walker's map stops at the
+        # high-water mark, the page map covers the file
+        self.states = bytearray(n)
+        self.states[:len(walker.reached)] = walker.reached
         self.states[0:min(2, n)] = bytes([META]) * min(2, n)
         self.freelist = db.freelist(meta) if self.has_tree else None
         #: the meta says the freelist is synced (etcd's files do not sync it)

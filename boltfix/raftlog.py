@@ -205,6 +205,7 @@ _CONF_STATE = {1: ("voters", WIRE_VARINT, "rep_uint64"),
 
 
 def decode_conf_state(data: bytes, base: int = 0) -> dict:
+    """raftpb.ConfState: voter and learner ids in hex."""
     f = _fields(data, _CONF_STATE, base)
     out = {k: [f"{v:x}" for v in f.get(k, [])]
            for k in ("voters", "learners", "voters_outgoing", "learners_next")}
@@ -283,6 +284,7 @@ def decode_conf_change(data: bytes) -> dict:
 
 
 def decode_conf_change_v2(data: bytes) -> dict:
+    """raftpb.ConfChangeV2: its transition and changes."""
     f = _fields(data, _CONF_CHANGE_V2)
     changes = []
     for raw, off in f.get("changes", []):
@@ -574,4 +576,5 @@ def written_keys(payload: dict) -> list:
 
 
 def is_error(d: Any) -> bool:
+    """A decoder's result that says it could not decode."""
     return isinstance(d, dict) and "error" in d

@@ -74,6 +74,7 @@ def parse_wal_name(name: str) -> Optional[tuple]:
 
 
 def wal_name(seq: int, index: int) -> str:
+    """etcd's WAL segment file name (``wal.walName``)."""
     return f"{seq:016x}-{index:016x}.wal"
 
 
@@ -100,6 +101,7 @@ def torn(data: bytes, file_off: int) -> bool:
 
 @dataclass
 class Segment:
+    """One WAL segment file: its name, sequence and first index."""
     name: str
     path: str
     seq: int
@@ -202,13 +204,16 @@ class WalRead:
 
     @property
     def first_index(self) -> Optional[int]:
+        """The first raft index the readable entries hold."""
         return self.runs[0][0] if self.runs else None
 
     @property
     def last_index(self) -> Optional[int]:
+        """The last raft index the readable entries hold."""
         return self.runs[-1][1] - 1 if self.runs else None
 
     def fatal(self) -> List[Finding]:
+        """Findings that would stop etcd reading this WAL."""
         return [f for f in self.findings if f.severity == ERROR]
 
 
@@ -232,6 +237,7 @@ class WalReader:
         self._etcd_stopped = False
 
     def report(self, f: Finding) -> None:
+        """Keep a finding of the read."""
         self.result.findings.append(f)
 
     def _stop(self, kind: str, seg: Segment, off: int) -> None:
@@ -241,6 +247,8 @@ class WalReader:
             self.result.stop_at = {"segment": seg.name, "offset": off}
 
     def records(self) -> Iterator[Record]:
+        """The WAL's records in order across segments, each frame's CRC
+        checked (crc32c chained as etcd's ``wal/decoder.go``)."""
         from crc32c import crc32c
 
         n = len(self.segments)

@@ -64,6 +64,7 @@ PUT, DELETE = "put", "delete"
 
 @dataclass
 class KV:
+    """A key's live version: create, mod revision, version and lease, as mvccpb.KeyValue."""
     create: int
     mod: int
     version: int
@@ -84,6 +85,7 @@ class Applied:
     error: Optional[str] = None
 
     def to_json(self) -> dict:
+        """One applied entry for ``--json``."""
 
         out = {"index": self.index, "term": self.term, "kind": self.kind,
                "revision": self.revision,
@@ -226,6 +228,7 @@ class Txn:
         self.changes: List[Tuple[int, bytes, str]] = []
 
     def put(self, key: bytes, value: bytes, lease: int) -> None:
+        """A put in this transaction: the next sub-revision of its main revision."""
         old = self.st.live.get(key)
         create = old.create if old else self.main
         version = old.version + 1 if old else 1
@@ -233,6 +236,7 @@ class Txn:
         self.st._set(key, KV(create, self.main, version, value, lease))
 
     def delete_range(self, key: bytes, end: Optional[bytes]) -> int:
+        """Delete the live keys in [key, end) with tombstones; the count deleted."""
         keys = self.st.range(key, end)
         for k in list(keys):
             self.changes.append((len(self.changes), k, DELETE))
@@ -240,6 +244,7 @@ class Txn:
         return len(keys)
 
     def end(self) -> Optional[int]:
+        """Finish the transaction: its main revision, or None when it changed nothing."""
         if not self.changes:
             return None
         self.st.rev = self.main

@@ -91,7 +91,9 @@ class TreeChecks:
         self.tree = Tree.of(db.meta) if tree is None else tree
         self.hwm = self.tree.hwm if self.tree is not None else db.pages_in_file
         self.pages_in_file = db.pages_in_file
-        self.reached = bytearray(self.pages_in_file)
+        # a byte per page the walk can reach: none at or past the high-water
+        # mark (a 300 GB sparse file has 78 million pages past it)
+        self.reached = bytearray(min(self.pages_in_file, self.hwm))
         self.report = report or (lambda f: None)
         self.progress = progress
         self.pages_walked = 0

@@ -210,6 +210,7 @@ def data_dir_options(f):
 
 
 def start_prediction(data_dir: str, wal_dir: Optional[str]):
+    """Whether etcd would start from the data dir as it is (boltfix.datadir)."""
     from boltfix import datadir as D
 
     return D.predict_start(D.open_data_dir(data_dir, wal_dir))

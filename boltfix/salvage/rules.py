@@ -255,6 +255,11 @@ def _place_subtree(db: DB, plan: Plan, sub: Subtree, rule: str) -> None:
         plan.counts[(sub.path, rule)] += 1
 
 
+def _reached(w: Walker, pgid: int) -> bool:
+    """The walker reached page ``pgid`` (its map stops at its high-water mark)."""
+    return pgid < len(w.reached) and bool(w.reached[pgid])
+
+
 def _evidence(db, orphans, inp: Inputs, used: set, plan: Plan, is_etcd: bool) -> None:
     """Every orphan subtree (or page) nothing placed, as lost+found evidence.
 
@@ -278,7 +283,7 @@ def _evidence(db, orphans, inp: Inputs, used: set, plan: Plan, is_etcd: bool) ->
             ev.lo, ev.hi = _span(ev.records)
             plan.evidence.append(ev)
             continue
-        if w.reached[o.pgid] or o.pgid in referenced:
+        if _reached(w, o.pgid) or o.pgid in referenced:
             continue
         recs = list(w.records(Bucket(path=(b"?",), root=o.pgid, sequence=0)))
         if not recs:
@@ -289,7 +294,7 @@ def _evidence(db, orphans, inp: Inputs, used: set, plan: Plan, is_etcd: bool) ->
             likely=_likely_bucket(sub, is_etcd),
             why="not proven to be the current version of any bucket's range"))
     for o in orphans:  # leaves no surviving subtree walk reached
-        if o.flags == S.LEAF_PAGE_FLAG and o.state != "bad-self-id" and not w.reached[o.pgid]:
+        if o.flags == S.LEAF_PAGE_FLAG and o.state != "bad-self-id" and not _reached(w, o.pgid):
             ev = Evidence(o.pgid, o.state, [o.pgid], why="an orphan leaf no subtree reaches")
             plan.evidence.append(ev)
 

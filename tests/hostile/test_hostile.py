@@ -608,7 +608,14 @@ def test_check_reports_key_too_long_like_repair(tmp_path):
     assert data["counts"].get("key-too-long") == 1
     rc, out, err = run("repair", path, "--out", tmp_path / "fixed.db", "--json")
     assert rc == 1, err
-    assert json.loads(out)["dropped_counts"] == {"key-too-long": 1}
+    rep = json.loads(out)
+    # the damage is in the newest commit's pages and the previous commit's
+    # tree is whole: repair rolls back, and names what the lost commit held
+    assert rep["commits"]["rule"] == "rolled-back"
+    assert rep["commits"]["passed_over"]["counts"] == {"key-too-long": 1}
+    assert rep["dropped_counts"] == {}
+    ranges = [r for b in rep["commits"]["newer_commit"]["buckets"] for r in b["ranges"]]
+    assert ranges and all(len(k) < 200 for r in ranges for k in r), ranges
 
 
 # ---------------------------------------------------------------- deep bucket trees

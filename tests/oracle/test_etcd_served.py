@@ -546,7 +546,11 @@ def test_unloadable_newest_revision_puts_its_key_at_risk(etcd_db, tmp_path):
                      for i, key in enumerate(n.keys) if key[:8] == target.to_bytes(8, "big"))
     off, ksize = damage.key_offset(src, leaf.pgid, idx)
     damage._write(src, off + ksize, b"\x07")  # wire type 7: not a KeyValue
-    rep = repair(src, tmp_path / "f.db").to_json()
+    # the newest commit's tree, even when the previous commit's is whole
+    # (its leaf not rewritten since): the rule under test is the drop
+    with DB(src) as db:
+        newest = db.meta.index
+    rep = repair(src, tmp_path / "f.db", meta=newest).to_json()
     assert rep["dropped_counts"].get("etcd-unloadable-record") == 1
     e = rep["etcd"]
     assert [target, target] in e["lost_revisions"]["ranges"]
