@@ -26,7 +26,7 @@ unknown, have bcrypt-looking strings masked the same way (and are marked when
 something was masked).  The ``etcd`` decoding shows the password as
 ``"<redacted>"``.  Kubernetes Secrets in etcd's ``key`` bucket (live, free
 and orphan records alike) have their data masked the same way
-(:func:`boltfix.secrets.mask_kv`; the README says exactly what is masked), and
+(:func:`boltfix.secrets.mask_kv`; docs/dump.md says exactly what is masked), and
 the ``etcd`` member of a record holding a Kubernetes object carries ``"k8s"``
 (:func:`boltfix.k8s.decode_value`; ``--k8s-object`` adds ``"object"``).
 

@@ -16,7 +16,8 @@ below, with everything the rest of boltfix needs to know about it:
   pruned pointer with its key range; one whose pointer itself broke, so the
   real child may lie elsewhere; a subtree lost with no range);
 * ``bbolt``: the words of bbolt's ``tx.Check`` message for the same problem;
-* ``anchor``: where the README documents it.
+* ``anchor``: the heading in docs/ that documents it (``tests/test_docs.py``
+  holds every anchor to a heading).
 
 Code constants (``PAGE_CYCLE = "page-cycle"`` ...) are what the modules
 pass to :class:`Finding`: a code is written as a string only here.  The
@@ -24,8 +25,8 @@ groups other modules use (:data:`WALK_LOSS`, :data:`REPAIR_LOSS`,
 :data:`POINTER`, :data:`BROKEN_POINTER`, :data:`UNCLAIMED`,
 :data:`NEVER_STOP`, :data:`BBOLT_EQUIVALENT`) are derived from it.
 
-A new finding: one :func:`_code` line here (and its row in the README's
-table; ``tests/unit/test_findings.py`` holds both to each other).
+A new finding: one :func:`_code` line here (and its row in docs/findings.md's
+table; ``tests/test_docs.py`` holds both to each other).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ WARNING = "warning"
 WALK = "walk"
 REPAIR = "repair"
 
-CHECK_ANCHOR = "#check"
+CHECK_ANCHOR = "#finding-codes"
 REPAIR_ANCHOR = "#repair"
 SERVED_ANCHOR = "#etcd-what-etcd-will-serve-from-a-repaired-db"
 COMMIT_ANCHOR = "#which-commit-repair-keeps"
@@ -66,7 +67,7 @@ class Code:
     what: str = ""
 
 
-#: code -> :class:`Code`, in the README table's order
+#: code -> :class:`Code`, in the order of docs/findings.md's table
 REGISTRY: Dict[str, Code] = {}
 
 

@@ -35,7 +35,7 @@ Facts used (from Kubernetes' own sources, no schema vendored):
   ``ingress``, PodSecurityPolicies under ``podsecuritypolicy``.
 
 What is secret (masked by :mod:`boltfix.secrets` unless the caller asks
-for secrets; see the README):
+for secrets; see docs/dump.md):
 
 * a Secret (user key under ``/registry/secrets/``, or decoded kind
   ``Secret``): the values of ``data`` and ``stringData``, and the

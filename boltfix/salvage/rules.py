@@ -15,13 +15,19 @@ rule 1  a pruned branch element with a trusted key.  bbolt's ``node.write``
         element's *pointer* is what broke (past the high-water mark, at a
         meta page, into a cycle, a second reference): the child was then
         never overwritten.  Placed only when exactly one such page exists,
-        or all of them hold byte-identical records.
+        or all of them hold byte-identical records.  A page past the end of
+        a truncated file, or destroyed at a valid position, is the child
+        itself, gone: another page with its first key is an older copy,
+        never used.
 rule 2  a lost subtree's key range, with a synced freelist.  bbolt's
         ``tx.Check`` invariant: every page below the high-water mark is
         either reachable or on the freelist (``page N: unreachable
         unfreed``).  So a page neither reached nor free is in use by the
         committed tree; its subtree is current, and goes where its keys fit
-        one pruned range of one bucket.  Without a synced freelist (etcd),
+        one pruned range of one bucket.  Such subtrees are placed when they
+        prove the range: the one intact child behind a broken pointer, or
+        the children of a destroyed (zeroed) branch tiling its range from
+        the element's key without overlap.  Without a synced freelist (etcd),
         older copies of a range lie on free pages, so this proves nothing.
 rule 3  etcd's ``key`` bucket.  A revision record is written once
         (server/storage/mvcc/kvstore_txn.go: ``storeTxnWrite.put`` writes
@@ -43,12 +49,32 @@ rule 3  etcd's ``key`` bucket.  A revision record is written once
         removed; at or below it, only the newest revision of a user key
         survives, and not a tombstone (``keyIndex.compact``), and a copy on
         a free page cannot show it was the one kept (the tombstone that
-        ended its generation may be gone as well), so it is never placed.
+        ended its generation may be gone as well), so it is placed only if
+        an old tree written *after* that compaction finished still holds
+        it, or the next put of its generation lies above the point
+        (``keyIndex.compact`` keeps exactly that one).  A leaf of such an
+        old tree that shows pre-compaction content (a tombstone, or two
+        revisions of one user key, at or below the point) never vouches.
+        And whatever the compaction point, a revision that an orphan leaf
+        read whole spans (first key <= it <= last key) but lacks is never
+        placed (``removed``): revisions are created in key order, so that
+        leaf was written after something removed it, and only compaction
+        removes a revision, for good.  Nothing else proves a revision at or
+        below the point current: a tombstone carries no generation
+        (``KeyValue{Key}`` only), a stale copy of a leaf holds the same
+        bytes as the current one, and when no copy of ``meta`` survives
+        nothing bounds the point (compaction writes no revision, only
+        ``meta``'s two marks): those revisions are evidence.
 rule 4  the root lost.  In an etcd file the ``key`` bucket is rebuilt by
         rule 3 (its records are recognised by content: revision keys
-        holding ``mvccpb.KeyValue``).  Other buckets' records cannot be
-        proven current and go to lost+found; in a generic file, bucket
-        names no surviving page holds are unknown, so everything does.
+        holding ``mvccpb.KeyValue``) and an empty ``meta`` bucket is
+        created (etcd creates it at start anyway; ``etcdutl snapshot
+        restore`` needs it).  Other buckets' records cannot be proven
+        current and go to lost+found: old root leaves on free pages hold
+        *older* ``meta``, ``auth``, ``members`` (a stale
+        ``consistent_index`` makes etcd replay its WAL twice).  In a generic
+        file, bucket names no surviving page holds are unknown, so
+        everything does.
 rule 5  a page whose header id is not its position (a misdirected write or
         a copied page) is never placed: its records are evidence.
 rule 6  a leaf whose keys are out of order keeps its longest strictly

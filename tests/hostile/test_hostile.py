@@ -226,7 +226,7 @@ def test_without_guard_or_lease_sigbus_is_what_it_was(big, tmp_path):
     """The documented limit: with neither the C guard nor a lease (a file
     some process has open for writing, as a running etcd does, gets none) a
     vanished page is fatal.  (If this ever passes with exit 4 only, the
-    README's caveat is out of date.)"""
+    caveat in docs/input-changes.md is out of date.)"""
     rc, err, _, _ = _shrink_while_running(big, tmp_path, "check",
                                           env=_env(BOLTFIX_NO_GUARD="1", BOLTFIX_NO_LEASE="1"))
     assert rc in (-signal.SIGBUS, 4), (rc, err)

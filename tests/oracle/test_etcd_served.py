@@ -422,7 +422,7 @@ def test_snapshot_restore_serves_the_highest_revision_left(etcd_db, tmp_path):
     after: list = []
 
     def bump_by_hand(srv):
-        """README's recipe for etcd without --bump-revision: puts of a scratch
+        """The recipe of docs/etcd.md for etcd without --bump-revision: puts of a scratch
         key past the revision clients saw, a delete, a compaction."""
         g = Gateway(srv.endpoint)
         while srv.revision() <= seen:

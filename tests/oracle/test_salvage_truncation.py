@@ -19,7 +19,7 @@ lies wholly below the cut:
 
 Asserted for every case: recovered >= 0.95, no output record outside the
 intact file's two trees (bucket and value), the output and lost+found pass
-the real bbolt check.  The placed figure is printed (README, "Never
+the real bbolt check.  The placed figure is printed (docs/repair.md, "Never
 guaranteed").
 """
 
