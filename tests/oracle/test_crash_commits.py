@@ -14,8 +14,12 @@ is neither.
 
 Each history is a short series of real bbolt write transactions
 (``support.oracle.put`` / ``delete_keys``: one commit each) on a committed
-fixture; the file's bytes are captured after every commit.  For every
-commit N the crash file is mixed from captures N-1 and N:
+file; the file's bytes are captured after every commit.  ``blobs``: one
+bucket, values that split leaves and need overflow runs, overwrites and
+deletes (synced freelist); ``nested``: nested and new sub-buckets, deleted
+keys and buckets (NoFreelistSync); ``page16k``: 16 KB pages; ``etcd``: a real
+etcd 3.5 db, revisions and ``meta/consistent_index`` put (NoFreelistSync).
+For every commit N the crash file is mixed from captures N-1 and N:
 
 * ``lost``: every page N wrote holds N-1's bytes (zeros past N-1's end),
   N's meta page is in (a write cache that lied);
@@ -53,8 +57,9 @@ from typing import Dict, List, Optional
 import pytest
 
 from boltfix.repair import repair
-from support import oracle
+from support import REPO, oracle
 from support.cli import invoke
+from support.protobuf import key_value, rev_key
 
 # ---------------------------------------------------------------- histories
 
@@ -108,11 +113,30 @@ def _page16k_ops() -> list:
     ]
 
 
-#: name -> (start fixture, commits)
+#: fixtures/etcd/etcd-3.5.db (real etcd 3.5.1): its highest revision and
+#: meta/consistent_index
+ETCD_REVISION, ETCD_INDEX = 295, 324
+
+
+def _etcd_ops() -> list:
+    """A real etcd 3.5 db (NoFreelistSync): revisions put into ``key``, each
+    followed by ``meta/consistent_index`` growing (etcd writes both in one
+    commit; here they are two)."""
+    ops = []
+    for i, size in enumerate([200, 5000, 900, 12000, 3000, 30000], 1):
+        rev = ETCD_REVISION + i
+        kv = key_value(key=b"/crash/%d" % i, create=rev, mod=rev, value=_value(i, size))
+        ops.append(("put", [b"key"], rev_key(rev), kv))
+        ops.append(("put", [b"meta"], b"consistent_index", (ETCD_INDEX + i).to_bytes(8, "big")))
+    return ops
+
+
+#: name -> (start file, commits)
 HISTORIES = {
-    "blobs": ("freed", _blob_ops()),
-    "nested": ("nofreelist", _nested_ops()),
-    "page16k": ("page16k", _page16k_ops()),
+    "blobs": (oracle.fixture("freed"), _blob_ops()),
+    "nested": (oracle.fixture("nofreelist"), _nested_ops()),
+    "page16k": (oracle.fixture("page16k"), _page16k_ops()),
+    "etcd": (REPO / "fixtures" / "etcd" / "etcd-3.5.db", _etcd_ops()),
 }
 
 KINDS = ("lost", "partial-even", "partial-odd", "torn", "torn-tree", "zeroed",
@@ -144,7 +168,24 @@ _ONE_WAY = ("lost pages leave meta N's tree reaching an older leaf of 'blobs' (o
             "k004, k005); its freelist disagrees one way only (unreachable-unfreed 11), which "
             "commits._stale_reach does not count as proof: judged whole, records of no commit "
             "kept")
+_ETCD_OLDER = ("etcd, commit N's pages written but not its meta (the plain crash inside "
+               "Commit): bbolt opens meta N-1, whole; commits._older_if_needed holds it to the "
+               "etcd facts of meta N-2's tree, whose pages commit N reused (freed by N-1), so "
+               "they read N's higher revision: a false etcd-commit-older (check exits 1) and "
+               "repair {what}")
 KNOWN: Dict[tuple, str] = {
+    ("etcd", 1, "meta-old-sector"): _ETCD_OLDER.format(
+        what="'rolls back' to meta N-2, writing commit N's records"),
+    ("etcd", 6, "meta-old-sector"): _ETCD_OLDER.format(
+        what="'rolls back' to meta N-2, writing commit N's records"),
+    ("etcd", 8, "meta-old-sector"): _ETCD_OLDER.format(
+        what="says no tree is whole (most-complete)"),
+    ("etcd", 9, "meta-old-sector"): _ETCD_OLDER.format(
+        what="says no tree is whole (most-complete)"),
+    ("etcd", 10, "meta-old-sector"): _ETCD_OLDER.format(
+        what="says no tree is whole (most-complete)"),
+    ("etcd", 12, "meta-old-sector"): _ETCD_OLDER.format(
+        what="says no tree is whole (most-complete)"),
     ("blobs", 8, "lost"): _OLDER_TREE.format(k="N-2"),
     ("blobs", 9, "lost"): _OLDER_TREE.format(k="N-2"),
     ("blobs", 10, "lost"): _OLDER_TREE.format(k="N-2"),
@@ -197,7 +238,7 @@ def history(name: str, tmp_path_factory) -> History:
         start, ops = HISTORIES[name]
         d = tmp_path_factory.mktemp(f"crash-{name}")
         f = d / "db"
-        shutil.copyfile(oracle.fixture(start), f)
+        shutil.copyfile(start, f)
         captures = [f.read_bytes()]
         for op in ops:
             if op[0] == "put":
