@@ -77,7 +77,7 @@ from boltfix.navigate import top_level_names
 from boltfix.reader import DB, Meta, branch_elements, leaf_elements
 from boltfix.text import name_text
 from boltfix.treecheck import check_freelist, walk_everything
-from boltfix.walk import REACHED, Walker
+from boltfix.walk import Walker
 
 #: a judgement counts its synced freelist's findings under this prefix:
 #: they are not the tree's (a judgement's ``counts`` say which is which)
@@ -379,31 +379,57 @@ COMMIT_CODES = frozenset({F.ETCD_COMMIT_OLDER, F.COMMIT_REACHES_FREE_PAGE,
 def _older_if_needed(db: DB, newest: Judgement, meta: Meta,
                      judged: List[Judgement]) -> Optional[Judgement]:
     """The other meta's tree, judged when the newest is damaged.  A whole
-    newest etcd tree is still held to the older one's etcd facts, which only
-    grow from commit to commit: ``meta/consistent_index`` (etcd writes the
-    applied index in every backend commit) and the highest revision (a
-    revision is never removed but by compaction, which keeps each key's
-    newest).  A stale page can make a tree look whole; it cannot make these
-    grow."""
+    newest etcd tree is still held to the older one's etcd facts
+    (:func:`_etcd_facts_disagree`)."""
     if newest.whole and newest.candidate.meta.freelist_synced and meta.freelist_synced:
         _stale_reach(db, newest, meta)
     if newest.whole and not newest.is_etcd:
         return None
     if newest.whole:
-        facts = etcd_facts(db, Tree.of(meta))
-        for fact in ("consistent_index", "max_revision"):
-            new, old = newest.etcd.get(fact), facts.get(fact)
-            if new is not None and old is not None and new < old:
-                newest.counts[F.ETCD_COMMIT_OLDER] += 1
-                newest.findings.append(Finding(
-                    F.ETCD_COMMIT_OLDER,
-                    f"the newest commit's {fact} {new} is below the previous commit's {old}: "
-                    "its tree holds pages older than the commit before it (writes lost)",
-                    page=newest.candidate.tree.root, bucket=(b"meta",)))
-        if newest.whole:
-            return None
+        return _etcd_facts_disagree(db, newest, meta, judged)
     older = judge(db, meta_candidate(meta))
     judged.append(older)
+    return older
+
+
+def _etcd_facts_disagree(db: DB, newest: Judgement, meta: Meta,
+                         judged: List[Judgement]) -> Optional[Judgement]:
+    """Hold a whole newest etcd tree to the older meta's, by the facts that
+    only grow from commit to commit: ``meta/consistent_index`` (etcd writes
+    the applied index in every backend commit) and the highest revision (a
+    revision is never removed but by compaction, which keeps each key's
+    newest).  The older tree, judged, when it was needed.
+
+    A fact lower in the newest tree has two causes that the two trees alone
+    cannot tell apart: the newest commit's writes were lost (a write cache
+    that lies), leaving an older commit's pages under its meta; or the
+    commit *after* the newest crashed inside ``Commit`` before its meta,
+    having reused pages of the older meta's tree (freed by the newest
+    commit).  So the older tree must be whole to count: a later commit that
+    wrote only part of its pages leaves it torn, and then the newest stays
+    (bbolt's choice).  When it is whole, each tree is one commit's whole
+    state, and either is a state etcd starts from, replaying its WAL above
+    that tree's own ``consistent_index``; the one further on is taken
+    (``etcd-commit-older`` on the newest), which loses nothing in either
+    case, where keeping a tree whose writes were lost would lose a commit."""
+    facts = etcd_facts(db, Tree.of(meta))
+    lower = [f for f in ("consistent_index", "max_revision")
+             if newest.etcd.get(f) is not None and facts.get(f) is not None
+             and newest.etcd[f] < facts[f]]
+    if not lower:
+        return None
+    older = judge(db, meta_candidate(meta))
+    judged.append(older)
+    if not older.whole:
+        return older
+    fact = lower[0]
+    newest.counts[F.ETCD_COMMIT_OLDER] += 1
+    newest.findings.append(Finding(
+        F.ETCD_COMMIT_OLDER,
+        f"the newest commit's {fact} {newest.etcd[fact]} is below the other meta's whole "
+        f"tree's {facts[fact]}: the newest commit's writes were lost, or a later commit "
+        "crashed before writing its meta", page=newest.candidate.tree.root,
+        bucket=(b"meta",)))
     return older
 
 
@@ -462,7 +488,7 @@ def _stale_reach(db: DB, newest: Judgement, meta: Meta) -> None:
         for pid in mine.ids(db):
             if 2 <= pid < n:
                 listed[pid] = 1
-        stale = [pid for pid in range(2, n) if reached[pid] == REACHED and listed[pid]]
+        stale = [pid for pid in range(2, n) if reached[pid] and listed[pid]]
     if len(stale) >= 2:  # one page: as likely one id of a damaged freelist
         newest.counts[F.COMMIT_REACHES_FREE_PAGE] += len(stale)
         newest.findings.append(Finding(
