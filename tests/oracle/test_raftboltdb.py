@@ -225,3 +225,14 @@ def test_a_copy_keeps_its_facts(clean, tmp_path):
     copy = tmp_path / "whatever.name"
     shutil.copy(path, copy)
     assert inspect_json(copy)["raft"] == inspect_json(path)["raft"]
+
+
+def test_get_masks_a_logs_data(clean):
+    path, wrote = clean
+    log = wrote["logs"][4]
+    k = "0x" + log["index"].to_bytes(8, "big").hex()
+    masked = invoke("get", path, "logs", k, "--encoding", "hex", code=(0,))
+    assert log["data_hex"] not in masked.stdout and "2a" * 16 in masked.stdout
+    assert "raft log Data redacted" in masked.stderr
+    shown = invoke("get", path, "logs", k, "--encoding", "hex", "--show-secrets", code=(0,))
+    assert log["data_hex"] in shown.stdout
