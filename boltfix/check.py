@@ -5,7 +5,9 @@ checks the meta pages, the file length and the freelist against what the
 walk reached.  Each kind of message bbolt's ``tx.Check`` emits has a
 counterpart code here (``findings.BBOLT_EQUIVALENT``), and the checker also finds
 what bbolt misses or dies on (cycles, pages past the end of the file,
-element bounds, inline buckets, key ranges on bbolt 1.3.6).
+element bounds, inline buckets, key ranges on bbolt 1.3.6).  A HashiCorp
+raft-boltdb store also gets its logs checked in raft's terms
+(:func:`boltfix.raftboltdb.check_findings`).
 
 Time is linear in the file; memory is two bytes per page plus at most
 ``max_findings`` stored findings (the rest are only counted).
@@ -16,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from boltfix import commits, served
+from boltfix import commits, raftboltdb, served
 from boltfix import findings as F
 from boltfix import structs as S
 from boltfix.findings import ERROR, META_PROBLEMS, WARNING, Collector, Finding
+from boltfix.navigate import top_level_names
 from boltfix.reader import DB, Meta
 from boltfix.treecheck import check_freelist, walk_everything
 from boltfix.walk import Walker
@@ -69,6 +72,10 @@ def check(db: DB, *, max_findings: Optional[int] = None,
     stats = walk_everything(db, walker, report)
     if stats.get("etcd"):  # what etcd would serve, when the key bucket lost data
         served.check_findings(db, report, stats)
+    if walker.tree is not None and not stats.get("etcd") \
+            and raftboltdb.looks_like_raft(top_level_names(db, walker.tree)):
+        # HashiCorp raft-boltdb: its logs in raft's terms (gaps, falling terms)
+        stats["raft"] = raftboltdb.check_findings(db, report)
     check_freelist(db, walker, report, stats)
     _commit_findings(db, walker, report, stats)
     stats.pop("etcd_meta", None)  # for repair's choice of tree (boltfix.commits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional, Tuple
 
-from boltfix import ccore, commits, etcd, etcdkeys, k8s, secrets
+from boltfix import ccore, commits, etcd, etcdkeys, k8s, raftboltdb, secrets
 from boltfix import structs as S
 from boltfix.etcdkeys import KEY, KEY_BUCKET, decode_revision
 from boltfix.findings import Collector
@@ -20,7 +20,11 @@ from boltfix.walk import Walker
 
 
 def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
-    """Everything ``inspect`` shows, as JSON-ready data; never raises on file data."""
+    """Everything ``inspect`` shows, as JSON-ready data; never raises on file data.
+
+    An etcd file gets ``etcd`` facts; a HashiCorp raft-boltdb store
+    (:func:`boltfix.raftboltdb.looks_like_raft`) gets ``"application":
+    "raft-boltdb"`` and ``raft`` facts (:meth:`boltfix.raftboltdb.RaftFacts.to_json`)."""
     problems = Collector(limit=20)
     walker = Walker(db, problems, progress)
     tree, etcd_facts, hidden, top_hidden = _bucket_tree(db, walker)
@@ -57,6 +61,10 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         kube = _kubernetes(db)
         if kube is not None:
             etcd_facts["kubernetes"] = kube
+    elif raftboltdb.looks_like_raft(top_level_names(db)):
+        # HashiCorp raft-boltdb (Consul, Nomad, Vault): by its buckets, a walk of its own
+        info["application"] = raftboltdb.APPLICATION
+        info["raft"] = raftboltdb.scan(db).to_json()
     return info
 
 

@@ -30,6 +30,15 @@ and orphan records alike) have their data masked the same way
 the ``etcd`` member of a record holding a Kubernetes object carries ``"k8s"``
 (:func:`boltfix.k8s.decode_value`; ``--k8s-object`` adds ``"object"``).
 
+HashiCorp raft-boltdb stores (Consul's, Nomad's, Vault's ``raft.db``,
+told by their buckets: :func:`boltfix.raftboltdb.looks_like_raft`): each
+``logs`` and ``conf`` record gets a ``"raft"`` member
+(:func:`boltfix.raftboltdb.decode_record`: index, term, type, the log's
+``Data`` by length and type), and a log's ``Data`` is masked in the raw
+value unless ``--show-secrets`` (:func:`boltfix.secrets.mask_raft_log`);
+free and orphan records that decode as a raft log get the same, with
+``bucket_guess`` ``["logs"]``.
+
 Text format (``--format text``): see :mod:`boltfix.record`.
 """
 
@@ -44,6 +53,7 @@ from boltfix import bigrecord as BIG
 from boltfix import etcd as E
 from boltfix import findings as F
 from boltfix import k8s as K8S
+from boltfix import raftboltdb as RB
 from boltfix import record as R
 from boltfix import secrets
 from boltfix import structs as S
@@ -114,7 +124,7 @@ class DumpOptions:
     prefix: Optional[bytes] = None
     fmt: str = "jsonl"  # jsonl | text
     encoding: str = "auto"
-    decode: str = "auto"  # auto | none | etcd
+    decode: str = "auto"  # auto | none | etcd | raft
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
@@ -133,6 +143,8 @@ class DumpResult:
     #: problems that are not walk findings (bucket not found, no meta, ...)
     notes: List[str] = field(default_factory=list)
     etcd: bool = False
+    #: the file is a HashiCorp raft-boltdb store (its records decoded)
+    raft: bool = False
     free_pages_scanned: int = 0
     orphan_pages_scanned: int = 0
     bucket_missing: bool = False
@@ -165,21 +177,29 @@ class Dumper:
         self.enc = ENCODERS[opts.encoding]
         self.limit = opts.limit
         self.emitted = 0
+        self.raft = opts.decode == "raft"
         if opts.decode == "etcd":
             self.etcd = True
-        elif opts.decode == "none":
+        elif opts.decode in ("none", "raft"):
             self.etcd = False
         else:
-            self.etcd = E.looks_like_etcd(top_level_names(db))
+            top = top_level_names(db)
+            self.etcd = E.looks_like_etcd(top)
+            self.raft = not self.etcd and RB.looks_like_raft(top)
         self.result.etcd = self.etcd
+        self.result.raft = self.raft
 
     # -- record rendering (the format itself is boltfix.record's)
     def _path_json(self, path) -> str:
         return R.path_json(path, self.enc)
 
     def _line(self, pathj: str, path, key, value, is_bucket, page, state,
-              guess=None, etcd_bucket=None) -> str:
+              guess=None, etcd_bucket=None, raft_bucket=None) -> str:
         """One JSONL line, its value masked and decoded as the options say."""
+        if raft_bucket is not None:
+            value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
+            return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
+                                redacted, None, d)
         if not is_bucket and len(value) >= BIG.BIG_VALUE:
             return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
@@ -221,6 +241,25 @@ class Dumper:
         vtxt = BIG.mark_json(bigs, BIG.text_big(src))
         return BIG.BigLine(R.text_kv_line(head, key, src, redacted, d, vtxt), bigs)
 
+    def _raft(self, bucket: bytes, key, value, is_bucket: bool):
+        """A raft-boltdb record: (its value, a log's ``Data`` masked unless
+        --show-secrets; whether masked; the ``raft`` member as JSON or None)."""
+        if is_bucket:
+            return value, False, None
+        raw = bytes(value)
+        show = self.opts.show_secrets
+        try:
+            # the decoding shows a log's Data only with --show-secrets
+            d = RB.decode_record(bucket, bytes(key), raw, show)
+        except Exception as exc:  # decode_record never raises on bytes; belt and braces
+            d = {"error": f"internal decoder error: {type(exc).__name__}"}
+        redacted = False
+        if bucket == RB.LOGS and not show:
+            raw, redacted = secrets.mask_raft_log(raw)
+        if d is None:
+            return raw, redacted, None
+        return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
     def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:
         """The ``etcd`` member as JSON; with ``bigs``, ``value`` is a huge
         value's Span and its huge parts are marks (boltfix.bigrecord.dumps)."""
@@ -243,9 +282,14 @@ class Dumper:
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
-              etcd_bucket=None) -> str:
+              etcd_bucket=None, raft_bucket=None) -> str:
         """One ``--format text`` line."""
         head = R.text_head(path, state, page, guess)
+        if raft_bucket is not None:
+            value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
+            if is_bucket:
+                return R.text_bucket_line(head, key, value, None)
+            return R.text_kv_line(head, key, value, redacted, d, label="raft")
         if is_bucket:
             d = self._etcd(etcd_bucket, key, None) if etcd_bucket is not None else None
             return R.text_bucket_line(head, key, value, d)
@@ -354,11 +398,16 @@ class Dumper:
             if guess is None and guessing and not is_bucket and revision_bucket_guess(key):
                 guess = KEY_BUCKET
             eb = KEY if guess == KEY_BUCKET else None
+            rb = None
+            if guess is None and self.raft and not is_bucket and len(key) == 8 \
+                    and RB.looks_like_log(value):
+                guess, rb = RB.LOGS_BUCKET, RB.LOGS  # a raft log: its Data masked
             if text:
-                self.out.write(self._text(None, key, value, is_bucket, pgid, state, guess, eb))
+                self.out.write(self._text(None, key, value, is_bucket, pgid, state, guess, eb,
+                                          rb))
             else:
                 self.out.write(self._line('{"path":null', None, key, value, is_bucket, pgid,
-                                          state, guess, eb))
+                                          state, guess, eb, rb))
             self._count(state)
             if is_bucket and inline_in is None:
                 self._emit_inline(state, pgid, key, value)
@@ -461,6 +510,8 @@ class _LiveWriter:
         self.pathj = ""
         self.pre = b""
         self.top_etcd = None
+        #: raft-boltdb's ``logs`` or ``conf`` when the records are theirs
+        self.top_raft = None
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
         self.c_mode = 0  # write_jsonl's etcd mode: 0 plain, 1 "etcd" member, 2 mask only
@@ -492,6 +543,12 @@ class _LiveWriter:
         if self.jsonl_c and not secret and self.top_etcd in (None, KEY) \
                 and self.tainted is None:
             self.c_pieces = R.c_pieces(self.pathj, self.top_etcd is not None)
+        self.top_raft = (path[0] if d.raft and len(path) == 1 and path[0] in (RB.LOGS, RB.CONF)
+                         else None)
+        if self.top_raft is not None:
+            # each record decoded (and a log's Data masked): the Python writer's
+            self.secret = True
+            self.c_pieces = None
 
     def write_out(self) -> None:
         """Write the pieces; the first write is flushed at once (| head sees it)."""
@@ -662,11 +719,13 @@ class _LiveWriter:
 
     def _render(self, key, value, is_bucket: bool, page: int, state: str = LIVE) -> str:
         d = self.dumper
+        # raft's records are its top-level buckets' own (not a sub-bucket's)
+        rb = self.top_raft if len(self.path) == 1 else None
         if self.text:
             return d._text(self.path, key, value, is_bucket, page, state,
-                           etcd_bucket=self.top_etcd)
+                           etcd_bucket=self.top_etcd, raft_bucket=rb)
         return d._line(self.pathj, self.path, key, value, is_bucket, page, state,
-                       etcd_bucket=self.top_etcd)
+                       etcd_bucket=self.top_etcd, raft_bucket=rb)
 
     def _put(self, line) -> None:
         if type(line) is BIG.BigLine:  # a huge value's line: written in pieces

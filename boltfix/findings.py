@@ -49,6 +49,7 @@ REPAIR_ANCHOR = "#repair"
 SERVED_ANCHOR = "#etcd-what-etcd-will-serve-from-a-repaired-db"
 COMMIT_ANCHOR = "#which-commit-repair-keeps"
 DATA_DIR_ANCHOR = "#wal-and-the-data-dir"
+RAFT_ANCHOR = "#raft-boltdb"
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,15 @@ DATADIR_DB_AHEAD = _code(
 DATADIR_MEMBER_MISMATCH = _code(
     "datadir-member-mismatch", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
     what="a WAL whose member is not among the db's members")
+
+# ---------------------------------------------------------------- raft-boltdb
+RAFT_LOG_GAP = _code("raft-log-gap", severity=WARNING, anchor=RAFT_ANCHOR,
+                     what="raft-boltdb: indexes missing between the first and last log")
+RAFT_TERM_DECREASES = _code("raft-term-decreases", severity=WARNING, anchor=RAFT_ANCHOR,
+                            what="raft-boltdb: a log's term below the previous log's")
+RAFT_LOG_UNDECODABLE = _code("raft-log-undecodable", severity=WARNING, anchor=RAFT_ANCHOR,
+                             what="raft-boltdb: a `logs` record that is no msgpack raft.Log "
+                                  "under an 8-byte index")
 
 # ---------------------------------------------------------------- repair's own
 ETCD_UNLOADABLE_RECORD = _code("etcd-unloadable-record", loss=REPAIR, anchor=REPAIR_ANCHOR,

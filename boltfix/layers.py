@@ -14,8 +14,9 @@ modules are all it needs:
 * etcd's WAL and raft snapshots (``wal``, ``snap``): bytes in, records out
   -> content, beside ``etcd`` (the wire format is ``protowire``, bucket
   names and revision keys ``etcdkeys``);
-* application decoders (containerd, docker, raft-boltdb, vault, nomad): a
-  content package ``apps`` (one module per application), beside ``k8s``;
+* application decoders: content, beside ``k8s`` (``raftboltdb``: HashiCorp
+  raft-boltdb's ``raft.db``; more of them (containerd, docker, vault, nomad)
+  may become a content package ``apps``, one module per application);
 * an etcd data-dir analysis (db + WAL + snapshots together) -> operations,
   beside ``served``;
 * a crash-consistent choice of the tree repair writes -> operations, beside
@@ -40,7 +41,7 @@ LAYERS = (
     # format, JSON rendering of bytes, etcd's keys, Kubernetes, every masking
     # rule, the dump line format, etcd's records
     ("content", ("bigbytes", "protowire", "bigrecord", "etcdkeys", "k8s", "secrets", "record",
-                 "etcd", "raftlog")),
+                 "etcd", "raftlog", "raftboltdb")),
     # what the commands do
     ("operations", ("served", "treecheck", "commits", "check", "browse", "describe", "dump",
                     "writebehind", "writer", "salvage", "repair", "wal", "walapply",

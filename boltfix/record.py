@@ -27,7 +27,9 @@ Keys appear in this order (:data:`FIELDS`); optional ones only when they apply::
                                    # record inside an inline bucket value ->
                                    # [that bucket's name], innermost only)
      "value_redacted": true,       # the value was masked (see dump.py: Secrets)
-     "etcd": {...}}                # etcd decoding on: etcd.decode_record()
+     "etcd": {...},                # etcd decoding on: etcd.decode_record()
+     "raft": {...}}                # a raft-boltdb store's logs/conf records:
+                                   # raftboltdb.decode_record()
 
 Encodings (``--encoding``, :data:`boltfix.text.ENCODINGS`), applied to every name, key and value:
 
@@ -61,7 +63,8 @@ from boltfix.text import name_text
 
 #: the order of a JSONL record's keys
 FIELDS = ("path", "path_encoding", "key", "key_encoding", "value", "value_encoding",
-          "type", "sequence", "page", "state", "bucket_guess", "value_redacted", "etcd")
+          "type", "sequence", "page", "state", "bucket_guess", "value_redacted", "etcd",
+          "raft")
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
 
@@ -90,9 +93,11 @@ def path_json_below(pathj: str, path, name, enc) -> str:
 
 
 def jsonl_line(enc, pathj: str, key, value, is_bucket: bool, page: int, state: str,
-               guess=None, redacted: bool = False, etcd_json: Optional[str] = None) -> str:
+               guess=None, redacted: bool = False, etcd_json: Optional[str] = None,
+               raft_json: Optional[str] = None) -> str:
     """One JSONL record, every key in :data:`FIELDS` order.  ``value`` is
-    already masked when ``redacted``; ``etcd_json`` is the decoding as JSON."""
+    already masked when ``redacted``; ``etcd_json`` (``raft_json``) is the
+    etcd (raft-boltdb) decoding as JSON."""
     kj, ke = enc(key)
     parts = [pathj, ',"key":', kj]
     if ke:
@@ -114,6 +119,8 @@ def jsonl_line(enc, pathj: str, key, value, is_bucket: bool, page: int, state: s
         parts.append(',"value_redacted":true')
     if etcd_json is not None:
         parts.append(',"etcd":' + etcd_json)
+    if raft_json is not None:
+        parts.append(',"raft":' + raft_json)
     parts.append("}\n")
     return "".join(parts)
 
@@ -176,18 +183,20 @@ def text_head(path, state: str, page: int, guess=None) -> str:
     return head + ptxt
 
 
-def text_bucket_line(head: str, key, value, etcd_json: Optional[str]) -> str:
-    """A ``--format text`` line of a bucket entry."""
+def text_bucket_line(head: str, key, value, etcd_json: Optional[str],
+                     label: str = "etcd") -> str:
+    """A ``--format text`` line of a bucket entry (``label``: the decoding's name)."""
     seq = bucket_sequence(value)
     line = f"{head}  {name_text(key)}/  [bucket seq {'?' if seq is None else seq}]"
     if etcd_json is not None:
-        line += "  etcd=" + etcd_json
+        line += f"  {label}=" + etcd_json
     return line + "\n"
 
 
 def text_kv_line(head: str, key, value, redacted: bool, etcd_json: Optional[str],
-                 vtxt: Optional[str] = None) -> str:
-    """``vtxt``: the value's text when the caller has it (a huge value's mark)."""
+                 vtxt: Optional[str] = None, label: str = "etcd") -> str:
+    """``vtxt``: the value's text when the caller has it (a huge value's
+    mark); ``label``: the decoding's name (``etcd``, ``raft``)."""
     if etcd_json is not None and not etcd_json.startswith('{"error"') \
             and '"error":' not in etcd_json:
         # etcd's meaning says it all; the raw bytes are in the JSON format
@@ -198,5 +207,5 @@ def text_kv_line(head: str, key, value, redacted: bool, etcd_json: Optional[str]
     if redacted:
         line += "  [redacted]"
     if etcd_json is not None:
-        line += "  etcd=" + etcd_json
+        line += f"  {label}=" + etcd_json
     return line + "\n"

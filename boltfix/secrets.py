@@ -14,6 +14,10 @@ length (so every offset stays true):
   last-applied annotation, OAuth tokens and k3s bootstrap data whole
   (which keys and kinds: :func:`boltfix.k8s.key_secrecy`); a Secret that
   does not parse is masked whole;
+* a HashiCorp raft-boltdb log's ``Data`` (Vault's storage, Consul's
+  tokens), in its ``logs`` bucket and in free or orphan records that
+  decode as a raft log (:func:`mask_raft_log`); the whole value when it
+  does not decode;
 * in a hexdump or a page view, every Secret value a range of the file
   touches (:func:`file_secret_spans`, :class:`RangeMask`,
   :class:`PreviewMask`).
@@ -31,7 +35,7 @@ import struct
 from bisect import bisect_right
 from typing import Optional, Tuple
 
-from boltfix import bigrecord, resident
+from boltfix import bigrecord, raftboltdb, resident
 from boltfix.bigbytes import MAX_RANGES, Source, Span, is_span, keep_span, pattern_ranges
 from boltfix.etcdkeys import KEY_BUCKET
 from boltfix.k8s import (
@@ -356,6 +360,28 @@ def masked_record(path, value, live: bool, show_secrets: bool):
     masked = redact_secrets(raw)
     masked = mask_kv(masked) or masked  # the bucket is unknown: any KeyValue
     return masked, masked != raw
+
+
+def raft_log_ranges(value) -> Optional[list]:
+    """The byte ranges of a raft-boltdb log value :func:`mask_raft_log`
+    masks (its ``Data`` payload: :func:`boltfix.raftboltdb.data_range`),
+    None for the whole value (it does not decode)."""
+    got = raftboltdb.data_range(value)
+    if got is None:
+        return None
+    return [got] if got[1] > got[0] else []
+
+
+def mask_raft_log(value) -> Tuple[bytes, bool]:
+    """A raft-boltdb ``logs`` value with its ``Data`` masked by ``*`` (same
+    length; the whole value when it does not decode), and whether anything
+    was masked."""
+    raw = bytes(value)
+    ranges = raft_log_ranges(raw)
+    if ranges is None:
+        return b"*" * len(raw), bool(raw)
+    masked = _masked(raw, ranges)
+    return (raw, False) if masked is None else (masked, True)
 
 
 def get_value(bucket_path, value, show_secrets: bool):

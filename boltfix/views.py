@@ -69,6 +69,8 @@ def render_inspect(c, info: dict) -> None:
 
     if "etcd" in info:
         _render_etcd(c, info["etcd"])
+    if "raft" in info:
+        _render_raft(c, info["raft"])
     probs = info["problems"]
     if probs["total"]:
         c.print(f"[yellow]{probs['total']} problem(s) seen while reading "
@@ -167,6 +169,37 @@ def _render_etcd(c, e: dict) -> None:
         for res, n in kube["objects"].items():
             k.add_row(escape(name_text(res.encode("utf-8", "surrogateescape"))), f"{n:,}")
         c.print(k)
+
+
+def _render_raft(c, r: dict) -> None:
+    """A HashiCorp raft-boltdb store's facts (boltfix.raftboltdb)."""
+    t = Table(title=f"application: {r['application']} (HashiCorp raft: Consul, Nomad, Vault)",
+              title_justify="left", show_header=False)
+    t.add_column("fact")
+    t.add_column("value")
+    logs = r["logs"]
+    gaps = logs["gaps"]
+    gap_text = "none"
+    if gaps["count"]:
+        gap_text = (f"{gaps['count']:,} ({gaps['missing_indexes']:,} indexes missing): "
+                    + ", ".join(f"{a}..{b}" for a, b in gaps["first"]))
+        if gaps["count"] > len(gaps["first"]):
+            gap_text += ", ..."
+    rows = [
+        ("log indexes", f"{logs['first_index']} .. {logs['last_index']} "
+                        f"({logs['count']:,} logs)"),
+        ("terms seen", f"{logs['terms']['min']} .. {logs['terms']['max']}"),
+        ("log types", ", ".join(f"{k} {v:,}" for k, v in logs["types"].items()) or "-"),
+        ("gaps in the indexes", gap_text),
+        ("terms that fall", f"{logs['term_decreases']:,}"),
+        ("logs that do not decode", f"{logs['undecodable']:,}"),
+        ("CurrentTerm", r["current_term"]),
+        ("LastVoteTerm", r["last_vote_term"]),
+        ("LastVoteCand", r["last_vote_candidate"]),
+    ]
+    for k, v in rows:
+        t.add_row(k, escape(str(v)))
+    c.print(t)
 
 
 def _revision(rev) -> str:

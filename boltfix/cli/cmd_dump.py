@@ -35,15 +35,17 @@ from boltfix.session import (
 @click.option("--encoding", type=click.Choice(["auto", "utf8", "hex", "base64"]),
               default="auto", show_default=True,
               help="How names, keys and values are written in JSON.")
-@click.option("--decode", type=click.Choice(["auto", "none", "etcd"]), default="auto",
-              show_default=True, help="Add etcd's meaning of each record "
-              "(auto: when the top-level buckets look like etcd's).")
+@click.option("--decode", type=click.Choice(["auto", "none", "etcd", "raft"]), default="auto",
+              show_default=True, help="Add etcd's (or a HashiCorp raft-boltdb store's) "
+              "meaning of each record (auto: when the top-level buckets look like etcd's, "
+              "or raft-boltdb's logs and conf).")
 @click.option("--include", default="live", show_default=True, callback=include_list,
               help="Comma-separated: live (the tree), free (free pages), "
                    "orphan (pages neither reachable nor free, and past the high-water mark).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Stop after N records.")
 @click.option("--show-secrets", is_flag=True,
-              help="Do not redact etcd password hashes and Kubernetes Secret data.")
+              help="Do not redact etcd password hashes, Kubernetes Secret data and "
+                   "raft log Data.")
 @click.option("--k8s-object", is_flag=True,
               help="Add each Kubernetes object, decoded, to its \"k8s\" member "
                    "(protobuf fields by number, as protoc --decode_raw; JSON as JSON).")

@@ -64,7 +64,8 @@ def keys(db, bucket, encoding, prefix, page_size, meta_index):
               help="auto: text when printable, else hex; utf8: text, control characters "
                    "escaped; raw: the bytes, no newline.")
 @click.option("--show-secrets", is_flag=True,
-              help="Do not redact etcd password hashes and Kubernetes Secret data.")
+              help="Do not redact etcd password hashes, Kubernetes Secret data and "
+                   "raft log Data.")
 @open_options
 @guarded
 def get(db, path, encoding, show_secrets, page_size, meta_index):
@@ -73,8 +74,9 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     Exit 1 when the bucket or the key is absent (or KEY names a bucket).
     """
     from boltfix import bigrecord as BIG
-    from boltfix.navigate import find_key
-    from boltfix.secrets import get_value
+    from boltfix import raftboltdb as RB
+    from boltfix.navigate import find_key, top_level_names
+    from boltfix.secrets import get_value, mask_raft_log
     from boltfix.text import format_bytes
 
     if len(path) < 2:
@@ -90,6 +92,11 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
         click.echo(f"boltfix get: {path[-1]!r} is a bucket, not a key", err=True)
         sys.exit(EXIT_PROBLEMS)
     value, redacted = get_value(b.path, rec.value, show_secrets)
+    if not show_secrets and tuple(b.path) == RB.LOGS_BUCKET \
+            and RB.looks_like_raft(top_level_names(d)):
+        # a raft-boltdb log: its Data may be Vault's or Consul's secrets
+        value, masked = mask_raft_log(rec.value)
+        redacted = "raft log Data redacted" if masked else None
     if redacted:
         click.echo(f"boltfix get: {redacted} (use --show-secrets)", err=True)
     out = sys.stdout.buffer

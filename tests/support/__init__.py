@@ -5,6 +5,7 @@
 * :mod:`support.protobuf`: the tests' own protobuf encoder;
 * :mod:`support.damage`: crafted damage of the real-bbolt fixtures;
 * :mod:`support.oracle`: the real bbolt (boltgen);
+* :mod:`support.raftgen`: the real HashiCorp raft-boltdb (raftgen);
 * :mod:`support.etcdtools`: real etcd servers, data dirs, snapshots;
 * :mod:`support.k8sbytes`: Kubernetes' storage bytes;
 * :mod:`support.files`, :mod:`support.measure`, :mod:`support.fuzz`,

@@ -1,0 +1,142 @@
+"""boltfix.raftboltdb: the msgpack raft.Log decoder, the layout test, the
+facts and findings, and Data's masking, on bytes made here (msgpack as
+go-msgpack's MsgpackHandle writes a raft.Log: a map of field names, []byte
+as str)."""
+
+from __future__ import annotations
+
+import datetime
+import random
+import struct
+
+import msgpack
+import pytest
+
+from boltfix import raftboltdb as RB
+from boltfix import secrets
+from boltfix.findings import Collector
+
+
+def log_bytes(index=1, term=1, typ=0, data=b"secret-data", ext=None, when=None, **extra):
+    """A raft.Log as raft-boltdb's encodeMsgPack writes it (fields by name)."""
+    fields = {"AppendedAt": when if when is not None else
+              b"\x01" + struct.pack(">qih", 63_900_000_000, 5, -1),
+              "Data": data, "Extensions": ext, "Index": index, "Term": term, "Type": typ}
+    fields.update(extra)
+    return msgpack.packb(fields, use_bin_type=False)
+
+
+def key(i: int) -> bytes:
+    return i.to_bytes(8, "big")
+
+
+def test_layout_is_told_by_the_buckets_only():
+    assert RB.looks_like_raft([b"logs", b"conf"])
+    assert RB.looks_like_raft(["conf", "logs"])
+    assert not RB.looks_like_raft([b"logs"])
+    assert not RB.looks_like_raft([b"logs", b"conf", b"key"])
+    assert not RB.looks_like_raft([b"key", b"meta"])
+    assert not RB.looks_like_raft([])
+
+
+def test_decode_log_reads_every_field():
+    d = RB.decode_log(log_bytes(7, 3, 5, b"abc"), key(7))
+    assert (d["index"], d["term"], d["type"], d["type_name"]) == (7, 3, 5, "LogConfiguration")
+    assert d["data"] == {"type": "str", "length": 3, "value": "<redacted>"}
+    assert d["extensions"] == {"type": "nil", "length": 0}
+    when = datetime.datetime(1, 1, 1) + datetime.timedelta(seconds=63_900_000_000)
+    assert d["appended_at"] == when.strftime("%Y-%m-%dT%H:%M:%S") + ".000000005Z"
+    assert d["key_index"] == 7 and d["index_matches_key"] is True
+    assert list(d)[:4] == ["index", "term", "type", "type_name"]
+    shown = RB.decode_log(log_bytes(data=b"abc"), show_secrets=True)
+    assert shown["data"]["value"] == "abc"
+
+
+def test_decode_log_types_and_bin_data():
+    assert RB.decode_log(log_bytes(typ=9))["type_name"] == "9"
+    d = RB.decode_log(msgpack.packb({"Index": 1, "Term": 1, "Type": 0, "Data": b"\x00\xff"},
+                                    use_bin_type=True), show_secrets=True)
+    assert d["data"] == {"type": "bin", "length": 2, "value": "0x00ff"}
+    ts = msgpack.packb({"Index": 1, "Term": 1, "Type": 0,
+                        "AppendedAt": msgpack.Timestamp(1_700_000_000, 0)}, datetime=False)
+    assert RB.decode_log(ts)["appended_at"].startswith("2023-11-14T")
+
+
+def test_index_not_matching_its_key():
+    assert RB.decode_log(log_bytes(index=5), key(6))["index_matches_key"] is False
+
+
+@pytest.mark.parametrize("value", [
+    b"", b"\xc1", b"\x90", b"\x01", b"\xdb\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff",
+    b"\x91" * 100_000, b"\x81\xa4Term\xa1x", log_bytes()[:-1], log_bytes() + b"\x00",
+    msgpack.packb({"Index": -1, "Term": 1, "Type": 0}),
+    msgpack.packb({1: 2, "Index": 1}), msgpack.packb({"Index": True, "Term": 1, "Type": 0}),
+])
+def test_hostile_values_give_an_error_never_raise(value):
+    d = RB.decode_log(value)
+    assert "error" in d
+    assert RB.data_range(value) is None or RB.data_range(value) == (0, 0)
+
+
+def test_random_bytes_never_raise():
+    rng = random.Random(5)
+    good = log_bytes(data=b"x" * 300)
+    for _ in range(3000):
+        v = bytearray(good)
+        for _ in range(rng.randrange(1, 6)):
+            v[rng.randrange(len(v))] = rng.randrange(256)
+        v = bytes(v[:rng.randrange(len(v) + 1)]) if rng.random() < 0.3 else bytes(v)
+        d = RB.decode_log(v, key(1))
+        assert isinstance(d, dict)
+        r = RB.data_range(v)
+        assert r is None or 0 <= r[0] <= r[1] <= len(v)
+        masked, _ = secrets.mask_raft_log(v)
+        assert len(masked) == len(v)
+
+
+def test_data_is_masked_at_its_bytes():
+    v = log_bytes(data=b"hunter2-token")
+    lo, hi = RB.data_range(v)
+    assert v[lo:hi] == b"hunter2-token"
+    masked, redacted = secrets.mask_raft_log(v)
+    assert redacted and masked == v[:lo] + b"*" * (hi - lo) + v[hi:]
+    assert RB.decode_log(masked)["data"]["length"] == 13  # still a raft.Log
+    nil = log_bytes(data=None)
+    assert secrets.mask_raft_log(nil) == (nil, False)
+    assert secrets.mask_raft_log(b"\xc1garbage") == (b"********", True)
+
+
+def test_conf_values():
+    assert RB.decode_conf(b"CurrentTerm", key(9)) == {"key": "CurrentTerm", "value": 9}
+    bad = RB.decode_conf(b"LastVoteTerm", b"\x01\x02")
+    assert "error" in bad and bad["hex"] == "0102"
+    assert RB.decode_conf(b"LastVoteCand", b"10.0.0.1:8300")["value"] == "10.0.0.1:8300"
+    assert RB.decode_record(b"conf", b"CurrentTerm", None) is None
+    assert RB.decode_record(b"other", b"k", b"v") is None
+
+
+def test_facts_count_gaps_terms_and_types():
+    found = Collector()
+    f = RB.RaftFacts(found)
+    for i, term, typ in [(3, 1, 0), (4, 1, 1), (8, 2, 0), (9, 1, 5), (10, 3, 0)]:
+        f.see_log(key(i), log_bytes(i, term, typ), page=4)
+    f.see_log(b"short", b"", page=5)
+    f.see_log(key(11), b"\xc1", page=5)
+    f.see_conf(b"CurrentTerm", key(3))
+    j = f.to_json()
+    assert j["logs"]["count"] == 6 and (j["logs"]["first_index"], j["logs"]["last_index"]) == (3, 11)
+    assert j["logs"]["terms"] == {"min": 1, "max": 3}
+    assert j["logs"]["types"] == {"LogCommand": 3, "LogConfiguration": 1, "LogNoop": 1}
+    assert j["logs"]["gaps"] == {"count": 1, "missing_indexes": 3, "first": [[5, 7]]}
+    assert j["logs"]["term_decreases"] == 1 and j["logs"]["undecodable"] == 2
+    assert j["current_term"] == 3 and j["last_vote_term"] is None
+    assert dict(found.counts) == {"raft-log-gap": 1, "raft-term-decreases": 1,
+                                  "raft-log-undecodable": 2}
+
+
+def test_facts_keep_few_gaps_but_count_all():
+    f = RB.RaftFacts()
+    for i in range(0, 1000, 2):
+        f.see_log(key(i), log_bytes(i))
+    gaps = f.to_json()["logs"]["gaps"]
+    assert gaps["count"] == 499 and len(gaps["first"]) == RB.GAPS_SHOWN
