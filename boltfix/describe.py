@@ -426,7 +426,7 @@ def _element_json(el, flags, mask=None, limit: int = VALUE_PREVIEW) -> dict:
         value = el.value
         if value is not None:
             n = _preview_end(value, limit)
-            value = mask(value, n) if mask else bytes(value[:n])
+            value = mask(value, n, el.ksize) if mask else bytes(value[:n])
         out.update(flags=el.flags, vsize=el.vsize, key=el.key,
                    bucket=el.is_bucket, value=value)
         if value is not None and len(value) < len(el.value):

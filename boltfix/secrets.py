@@ -372,6 +372,18 @@ def raft_log_ranges(value) -> Optional[list]:
     return [got] if got[1] > got[0] else []
 
 
+def raft_data_spans(key_size: int, value) -> list:
+    """The ``Data`` range of a leaf value that reads as a raft-boltdb log
+    (an 8-byte index key, a msgpack map holding ``Data``), for the views
+    that show a page's bytes whatever its bucket (``page``, ``page --hex``):
+    what ``dump`` and ``get`` mask in ``logs``.  [] for any other value."""
+    if key_size != 8 or len(value) < 16 or not (
+            0x80 <= value[0] <= 0x8F or value[0] in (0xDE, 0xDF)):
+        return []
+    got = raftboltdb.data_range(value)
+    return [got] if got is not None and got[1] > got[0] else []
+
+
 def mask_raft_log(value) -> Tuple[bytes, bool]:
     """A raft-boltdb ``logs`` value with its ``Data`` masked by ``*`` (same
     length; the whole value when it does not decode), and whether anything
@@ -470,7 +482,10 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
                 continue
             covered.append((k, e))
             left -= e - v
-            for a, b in (kv_view_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]):
+            ranges = kv_view_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]
+            if left >= 0:
+                ranges = list(ranges) + raft_data_spans(ksize, buf[v:e])
+            for a, b in ranges:
                 a, b = max(v + a, start), min(v + b, end)
                 if a < b:
                     spans.append((a, b))
@@ -564,15 +579,16 @@ class PreviewMask:
     def __init__(self):
         self.left = SPAN_READ_BUDGET
 
-    def __call__(self, value, n: int) -> bytes:
+    def __call__(self, value, n: int, key_size: int = 0) -> bytes:
         if len(value) > self.left:
             return b"*" * n
         self.left -= len(value)
-        if n == len(value):
+        raft = raft_data_spans(key_size, value)  # a raft log's Data (secrets of Vault, Consul)
+        if n == len(value) and not raft:
             data = redact_secrets(value)
             return mask_kv(data) or data  # a Kubernetes Secret's data
         data = bytearray(redact_range(value, 0, n))  # a hash cut by the preview's end too
-        for a, b in kv_view_secret_ranges(value):  # the whole value, read in pieces
+        for a, b in list(kv_view_secret_ranges(value)) + raft:  # the whole value, in pieces
             a, b = max(a, 0), min(b, n)
             if a < b:
                 data[a:b] = b"*" * (b - a)

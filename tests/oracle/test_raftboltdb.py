@@ -236,3 +236,25 @@ def test_get_masks_a_logs_data(clean):
     assert "raft log Data redacted" in masked.stderr
     shown = invoke("get", path, "logs", k, "--encoding", "hex", "--show-secrets", code=(0,))
     assert log["data_hex"] in shown.stdout
+
+
+def test_page_views_mask_a_logs_data(clean):
+    """``page`` and ``page --hex`` show a leaf's bytes whatever its bucket:
+    a raft log's Data is masked there too unless --show-secrets."""
+    path, wrote = clean
+    pages = json.loads(run_ok("pages", path, "--json").stdout)
+    leaves = [p["id"] for p in pages if p["type"] == "leaf" and p["state"] == "reachable"]
+    datas = [log["data_hex"] for log in wrote["logs"] if log["data_hex"]]
+    assert datas and leaves
+    marker = "secret-"  # what raftgen writes at the start of each Data
+    assert all(bytes.fromhex(d).decode().startswith(marker) for d in datas)
+    seen = shown = 0
+    for pgid in leaves:
+        masked = run_ok("page", path, str(pgid), "--json").stdout
+        plain = run_ok("page", path, str(pgid), "--json", "--show-secrets").stdout
+        assert not any(d in masked for d in datas)
+        seen += sum(d in plain for d in datas)
+        assert marker not in run_ok("page", path, str(pgid), "--hex").stdout
+        shown += run_ok("page", path, str(pgid), "--hex", "--show-secrets").stdout.count(marker)
+    assert seen == len(datas), (seen, len(datas))
+    assert shown > 0
