@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import pytest
+
+from support import gobuild
 
 REPO = Path(__file__).resolve().parents[2]
 BOLTGEN_DIR = REPO / "fixtures" / "boltgen"
@@ -76,28 +77,7 @@ def _build() -> Union[Path, str]:
         return f"bbolt source not found at {BBOLT_SRC} (apt-get install golang-github-coreos-bbolt-dev)"
     if not BOLTGEN_SRC.is_file():
         return f"{BOLTGEN_SRC} is missing"
-    digest = hashlib.sha256(BOLTGEN_SRC.read_bytes()).hexdigest()[:16]
-    cache = Path(tempfile.gettempdir()) / f"boltfix-boltgen-{digest}"
-    binary = cache / "boltgen"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    # Build to a unique name then rename, so parallel sessions never see a
-    # half-written binary.
-    tmp = cache / f"boltgen.tmp.{os.getpid()}"
-    proc = subprocess.run(
-        [go, "build", "-o", str(tmp), "."],
-        cwd=BOLTGEN_DIR,
-        env=_go_env(),
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        # A compile error in main.go is a real failure, not a missing tool.
-        pytest.fail(f"building boltgen failed:\n{proc.stdout}{proc.stderr}", pytrace=False)
-    os.replace(tmp, binary)
-    return binary
+    return gobuild.build(go, "boltgen", BOLTGEN_DIR, gobuild.digest([BOLTGEN_SRC]), _go_env())
 
 
 def boltgen_path() -> Path:

@@ -18,7 +18,6 @@ the environment variable CI is "true" (CI must never silently skip).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from typing import Union
 
 import pytest
 
-from support import FIXTURES
+from support import FIXTURES, gobuild
 
 RAFTGEN_DIR = FIXTURES / "raftgen"
 SOURCES = ("main.go", "go.mod", "go.sum")
@@ -64,23 +63,8 @@ def _build() -> Union[Path, str]:
     go = _go()
     if go is None:
         return "the 'go' command is not on PATH (install Go >= 1.23)"
-    digest = hashlib.sha256(b"".join((RAFTGEN_DIR / f).read_bytes() for f in SOURCES))
-    cache = Path(tempfile.gettempdir()) / f"boltfix-raftgen-{digest.hexdigest()[:16]}"
-    binary = cache / "raftgen"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f"raftgen.tmp.{os.getpid()}"  # renamed: no half-written binary seen
-    proc = subprocess.run([go, "build", "-o", str(tmp), "."], cwd=RAFTGEN_DIR, env=_go_env(),
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        out = proc.stdout + proc.stderr
-        if "dial tcp" in out or "proxy.golang.org" in out or "no such host" in out:
-            return f"the Go modules could not be fetched:\n{out[-2000:]}"
-        pytest.fail(f"building raftgen failed:\n{out}", pytrace=False)
-    os.replace(tmp, binary)
-    return binary
+    return gobuild.build(go, "raftgen", RAFTGEN_DIR,
+                         gobuild.digest(RAFTGEN_DIR / f for f in SOURCES), _go_env())
 
 
 def raftgen_path() -> Path:
