@@ -11,6 +11,7 @@ from rich.tree import Tree
 from boltfix.describe import BUCKETS_SHOWN
 from boltfix.etcdkeys import KEY_BUCKET, decode_revision
 from boltfix.text import as_text, name_text
+from boltfix.verdict import check_verdict, merge_rows, repair_verdict
 
 
 def short(data, limit: int = 64) -> str:
@@ -334,26 +335,37 @@ def render_page(c, v: dict) -> None:
 CHECK_ROWS_SHOWN = 1000
 
 
-def render_check(c, result) -> None:
-    """``check``'s findings, errors then warnings, and the counts."""
+def render_verdict(c, lines) -> None:
+    """A verdict's (label, text) lines (:mod:`boltfix.verdict`), then a blank line."""
+    if not lines:
+        return
+    width = max(len(label) for label, _ in lines) + 1
+    for label, text in lines:
+        c.print(f"[bold]{label + ':':<{width}}[/bold] {escape(text)}")
+    c.print()
+
+
+def render_check(c, result, db=None) -> None:
+    """``check``'s verdict, then its findings, errors then warnings (a kind
+    of many in one row), and the counts."""
     if result.clean:
         c.print(f"[green]OK[/green]: no problems ({result.stats.get('records', 0):,} records, "
                 f"{result.stats.get('pages_reached', 0):,} pages walked)")
         return
+    render_verdict(c, check_verdict(result, db))
     for severity, style in (("error", "red"), ("warning", "yellow")):
-        rows = [f for f in result.findings if f.severity == severity]
+        rows = merge_rows([f for f in result.findings if f.severity == severity])
         if not rows:
             continue
         # a rich table costs about 1 ms a row: 10,000 rows took 9 s to draw
-        rows, cut = rows[:CHECK_ROWS_SHOWN], len(rows) - CHECK_ROWS_SHOWN
+        rows, cut = rows[:CHECK_ROWS_SHOWN], sum(len(r.findings) for r in rows[CHECK_ROWS_SHOWN:])
         t = Table(title=f"{severity}s", title_justify="left", title_style=style)
         t.add_column("code", style=style)
         t.add_column("page", justify="right")
         t.add_column("bucket")
         t.add_column("message")
-        for f in rows:
-            t.add_row(f.code, "" if f.page is None else str(f.page),
-                      "/".join(name_text(b) for b in f.bucket), f.message)
+        for row in rows:
+            t.add_row(row.code, row.page_text(), row.bucket_text(), row.message())
         c.print(t)
         if cut > 0:
             c.print(f"… {cut:,} more {severity}s kept but not drawn (boltfix check --json "
@@ -368,6 +380,10 @@ def render_check(c, result) -> None:
 
 
 # ---------------------------------------------------------------- repair
+#: rows of repair's "could not be recovered" table drawn (--json has them all)
+REPAIR_ROWS_SHOWN = 200
+
+
 def _render_salvage(c, r) -> None:
     """What salvage beyond the reachable tree added, and what it kept apart."""
     sv = r.salvage or {}
@@ -421,7 +437,9 @@ def _tree_health(tree) -> str:
 
 
 def render_repair(c, r) -> None:
-    """``repair``'s report: the meta used, what was kept, salvaged and lost."""
+    """``repair``'s report: its verdict, then the meta used, what was kept,
+    salvaged and lost (a kind of many findings in one row)."""
+    render_verdict(c, repair_verdict(r))
     m = r.meta
     which = f"meta {m['index']}" if m.get("index") is not None else \
         "no root (rebuilt by salvage)" if m.get("root_lost") else "a rediscovered root"
@@ -452,12 +470,13 @@ def render_repair(c, r) -> None:
         t.add_column("page", justify="right")
         t.add_column("bucket")
         t.add_column("what was lost")
-        for f in r.dropped[:200]:
-            rng = f.detail.get("key_range") if f.detail else None
-            extra = f" ({_key_range(f.bucket, rng)})" if rng else ""
-            t.add_row(f.code, "" if f.page is None else str(f.page),
-                      "/".join(name_text(b) for b in f.bucket), f.message + extra)
+        rows = merge_rows(r.dropped)
+        for row in rows[:REPAIR_ROWS_SHOWN]:
+            t.add_row(row.code, row.page_text(), row.bucket_text(), row.message(_key_range))
         c.print(t)
+        if len(rows) > REPAIR_ROWS_SHOWN:
+            c.print(f"… {len(rows) - REPAIR_ROWS_SHOWN:,} more rows not drawn (boltfix repair "
+                    "--json lists every finding)")
     if r.dropped_counts:
         c.print("[red]some data could not be recovered[/red]: "
                 + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.dropped_counts.items())))

@@ -57,7 +57,7 @@ def check(db, as_json, max_findings, strict, page_size, meta_index, data_dir, wa
             out["data_dir"] = start.to_json()
         emit_json(out)
     else:
-        render_check(console(), result)
+        render_check(console(), result, db)
     if start is not None:
         if not as_json:
             render_prediction(console(), start)
