@@ -337,7 +337,7 @@ def _lost_ranges(r) -> str:
 
 
 def _etcd_lost(st) -> str:
-    text = (f"etcd: {st.lost_count:,} revisions above the compaction point {st.floor}"
+    text = (f"etcd: {st.lost_count:,} revision(s) above the compaction point {st.floor}"
             if st.lost_count else
             f"etcd: no revision above the compaction point {st.floor} is known lost")
     if st.open_above is not None:
