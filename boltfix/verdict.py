@@ -363,9 +363,13 @@ def _at_risk(r) -> Optional[str]:
 
 
 def etcd_version(r) -> Optional[str]:
-    """The likely etcd version of a repaired etcd file, from the kept
-    commit's ``meta`` bucket (``term`` is written since 3.5, as inspect
-    guesses it); None when not known."""
+    """The likely etcd version of a repaired etcd file: as the in-place
+    prediction read it from the output's ``meta`` bucket, else from the kept
+    commit's (``term`` is written since 3.5, as inspect guesses it); None
+    when not known."""
+    db = (r.in_place or {}).get("db")
+    if isinstance(db, dict) and db.get("version"):
+        return db["version"]
     facts = ((r.commits or {}).get("kept") or {}).get("etcd")
     if not facts:
         return None

@@ -141,3 +141,21 @@ def test_check_leads_with_a_verdict_and_merges_its_rows():
     # --json is unchanged: every finding, one by one
     assert len(result.to_json()["findings"]) == result.total
     json.dumps(result.to_json())
+
+
+def test_next_commands_follow_the_data_dir_and_the_etcd_version(tmp_path):
+    out = tmp_path / "fixed.db"
+    rep = repair(ETCD_13406, out)
+    rep.input = "dd/member/snap/db"
+    rep.in_place = {"starts": True, "db": {"version": "3.5"}}
+    (step,) = [t for label, t in repair_verdict(rep) if label == "next"]
+    assert f"cp {out} dd/member/snap/db" in step and "start etcd" in step
+    rep.in_place = {"starts": False, "db": {"version": "3.4 or older"}}
+    (step,) = [t for label, t in repair_verdict(rep) if label == "next"]
+    assert step.startswith("etcd will not start with it in place")
+    assert f"ETCDCTL_API=3 etcdctl snapshot restore {out}" in step
+    rep.in_place = None
+    rep.commits["kept"]["etcd"].pop("term")  # a 3.4 meta bucket has no term
+    steps = [t for label, t in repair_verdict(rep) if label == "next"]
+    assert any("likely etcd 3.4 or older" in t and "`ETCDCTL_API=3 etcdctl snapshot "
+               f"restore {out} --skip-hash-check" in t for t in steps), steps
