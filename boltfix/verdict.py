@@ -190,7 +190,8 @@ def _damage_kinds(findings: Sequence[Finding], counts: dict) -> List[str]:
     buckets_of: dict = {}
     for code, _ in kinds:
         buckets_of[code] = buckets_of.get(code, 0) + 1
-    order = sorted(kinds.items(), key=lambda kv: (kv[0][0] != "file-truncated", -len(kv[1])))
+    order = sorted(kinds.items(), key=lambda kv: (kv[0][0] != "file-truncated",
+                                                  not _stops(kv[0][0]), -len(kv[1])))
     out = []
     for (code, bucket), group in order:
         where = f" of `{'/'.join(name_text(b) for b in bucket)}`" if bucket else ""
@@ -204,15 +205,24 @@ def _damage_kinds(findings: Sequence[Finding], counts: dict) -> List[str]:
             out.append(f"it holds {d['pages_in_file']:,} of its {d['pgid']:,} pages")
         else:
             out.append(f"{n:,} × {code}{where} ({_what(code)})")
-    for code, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+    for code, n in sorted(counts.items(), key=lambda kv: (not _stops(kv[0]), -kv[1])):
         if code not in buckets_of:
             out.append(f"{n:,} × {code} ({_what(code)})")
     return out
 
 
+def _stops(code: str) -> bool:
+    """Does the code stop bbolt or etcd (the worse kinds are named first)?"""
+    code = code.split(":", 1)[-1]
+    return code in REGISTRY and REGISTRY[code].stops
+
+
 def _what(code: str) -> str:
     code = code.split(":", 1)[-1]  # a judgement's "freelist:" prefix
-    return REGISTRY[code].what if code in REGISTRY and REGISTRY[code].what else code
+    what = REGISTRY[code].what if code in REGISTRY and REGISTRY[code].what else code
+    # a meta code's words complete "meta page N ..."
+    completes = code.startswith("meta-") and what.split(" ", 1)[0] in ("is", "has", "fails")
+    return f"a meta page {what}" if completes else what
 
 
 def _damage_text(findings, counts: dict) -> str:
@@ -264,6 +274,10 @@ def _happened(r) -> str:
     if r.other_counts:
         return ("damaged, repaired without data loss: "
                 + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.other_counts.items())))
+    reason = r.meta.get("reason") or ""
+    if "invalid" in reason:  # a torn meta bbolt itself passes over
+        return (f"{reason}; bbolt uses meta {r.meta['index']} (txid {r.meta['txid']}) as well, "
+                "and its tree is whole")
     return "healthy: nothing is damaged"
 
 
@@ -298,8 +312,10 @@ def _lost(r) -> str:
     if r.dropped_counts:
         ranges = _lost_ranges(r)
         n = sum(r.dropped_counts.values())
+        found = (" (salvage may have found some of their records elsewhere)"
+                 if (r.salvage or {}).get("salvaged_records") else "")
         parts.append(f"{n:,} page(s) or subtree(s) that could not be read"
-                     + (f" (they held {ranges})" if ranges else ""))
+                     + (f" (they held {ranges})" if ranges else "") + found)
     over = (r.commits or {}).get("passed_over")
     if over is not None:
         loss = (r.commits or {}).get("newer_commit") or {}
@@ -384,7 +400,8 @@ def _next_steps(r) -> List[str]:
         out = "OUT"
     if not r.lost_data and not r.dropped_counts and not r.other_counts \
             and not (r.commits or {}).get("passed_over"):
-        steps.append(f"nothing needs doing: {r.input} is healthy ({out} is a fresh copy)")
+        steps.append(f"nothing needs doing: bbolt opens {r.input} as it is with nothing lost "
+                     f"({out} is a fresh copy)")
         return steps
     if getattr(r, "etcd", None) is None:
         steps.append(f"stop the application, keep {r.input} as evidence, and put {out} "

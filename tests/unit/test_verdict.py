@@ -66,6 +66,12 @@ def test_healthy_repair_says_nothing_is_lost(tmp_path):
     assert lines["lost"] == "nothing"
     assert "rule newest" in lines["kept"] and f"{rep.records:,} records" in lines["kept"]
     assert "nothing needs doing" in lines["next"]
+    # a torn newest meta: bbolt uses the other one too, and nothing is lost
+    src = damage.copy_fixture("nested", tmp_path, "torn.db")
+    damage.newest_meta_torn(src)
+    lines = dict(repair_verdict(repair(src, tmp_path / "torn-out.db")))
+    assert "is invalid" in lines["what happened"] and "bbolt uses meta" in lines["what happened"]
+    assert lines["lost"] == "nothing"
     text = _rendered(render_repair, rep)
     assert text.startswith("what happened: healthy") and "used meta" in text
 
