@@ -268,9 +268,10 @@ def _happened(r) -> str:
     if r.meta.get("fallback"):
         return f"the newest meta's root could not be used: its transaction is lost; {damage}"
     if r.dropped_counts:
-        newest = " is damaged" if rule in (None, "most-complete") else ""
+        who = (f"the newest commit (txid {r.meta.get('txid')})" if rule else
+               f"the commit used (txid {r.meta.get('txid')}, meta {r.meta.get('index')})")
         tail = "; no older commit is whole" if rule == "most-complete" else ""
-        return f"the newest commit (txid {r.meta.get('txid')}){newest}: {damage}{tail}"
+        return f"{who} is damaged: {damage}{tail}"
     if r.other_counts:
         return ("damaged, repaired without data loss: "
                 + ", ".join(f"{k} x{v:,}" for k, v in sorted(r.other_counts.items())))
