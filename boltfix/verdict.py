@@ -71,7 +71,8 @@ def joined_key_ranges(bucket, ranges: Sequence[Tuple[str, str]],
     if etcd:
         spans = [(_main_revision(lo), None if hi == "-" else _main_revision(hi))
                  for lo, hi in ranges]
-        if all(lo is not None for lo, _ in spans):
+        if all(lo is not None and (hi is not None or rng[1] == "-")
+               for (lo, hi), rng in zip(spans, ranges)):
             return "revisions " + shorten(_join(spans, etcd=True), shown)
     spans = [(lo, None if hi == "-" else hi) for lo, hi in ranges]
     return "keys " + shorten(_join(spans, etcd=False), shown)
@@ -89,7 +90,12 @@ def _join(spans, etcd: bool) -> List[str]:
             out.append([lo, hi])
 
     def show(v):
-        return str(v) if etcd else name_text(bytes.fromhex(v))
+        if etcd:
+            return str(v)
+        try:
+            return name_text(bytes.fromhex(v))
+        except ValueError:  # a long key's range is shortened ("…"): as it stands
+            return v
     return [f"{show(lo)}.." + ("" if hi is None else show(hi)) for lo, hi in out]
 
 

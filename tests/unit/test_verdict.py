@@ -57,6 +57,8 @@ def test_ranges_are_compact_and_shortened():
     assert joined_key_ranges((b"key",), ranges) == "revisions 3..21, 30.."
     assert joined_key_ranges((b"other",), [(b"a".hex(), b"c".hex()), (b"c".hex(), "-")]) \
         == "keys a.."
+    long = "61" * 40 + "…"  # a long key's range as the walk shortens it
+    assert joined_key_ranges((b"b",), [(long, "-")] * 5) == f"keys {long}.."
 
 
 def test_healthy_repair_says_nothing_is_lost(tmp_path):
