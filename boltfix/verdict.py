@@ -28,8 +28,6 @@ RANGES_SHOWN = 6
 #: kinds of damage a verdict's first line names before "and N more kinds"
 KINDS_SHOWN = 2
 
-#: codes whose pages were cut off by the end of the file
-_PAST_END = {"page-past-eof", "file-truncated"}
 _FILE_PAGES = re.compile(r"end of the file \(([\d,]+) pages\)")
 
 
@@ -185,11 +183,13 @@ def _parent(f: Finding) -> Optional[int]:
 
 
 # ---------------------------------------------------------------- damage
-def _damage_kinds(findings: Sequence[Finding], counts: dict) -> List[str]:
+def _damage_kinds(findings: Sequence[Finding], counts: dict,
+                  cut_short: bool = False) -> List[str]:
     """The damage in words, the file's end first, then the biggest kind:
     ``40 pages of `key` lie past the end of the file``.  ``counts`` (code
     -> every finding counted, kept or not) sizes a code kept in one bucket
-    only and names the codes without kept findings."""
+    only and names the codes without kept findings.  ``cut_short``: the
+    file is shorter than its high-water mark (said once)."""
     kinds: dict = {}
     for f in findings:
         kinds.setdefault((f.code, tuple(f.bucket)), []).append(f)
@@ -205,10 +205,13 @@ def _damage_kinds(findings: Sequence[Finding], counts: dict) -> List[str]:
         if buckets_of[code] == 1:
             n = max(n, counts.get(code, 0))
         if code == "page-past-eof":
-            out.append(f"{n:,} page{'s' if n > 1 else ''}{where} lie past its end")
+            said = cut_short and "file-truncated" not in buckets_of
+            out.append(f"{n:,} page{'s' if n > 1 else ''}{where} lie past the end of the file"
+                       + (" (the file was cut short)" if said else ""))
         elif code == "file-truncated" and "pgid" in (group[0].detail or {}):
             d = group[0].detail
-            out.append(f"it holds {d['pages_in_file']:,} of its {d['pgid']:,} pages")
+            out.append(f"the file was cut short: it holds {d['pages_in_file']:,} of its "
+                       f"{d['pgid']:,} pages")
         else:
             out.append(f"{n:,} × {code}{where} ({_what(code)})")
     for code, n in sorted(counts.items(), key=lambda kv: (not _stops(kv[0]), -kv[1])):
@@ -231,15 +234,20 @@ def _what(code: str) -> str:
     return f"a meta page {what}" if completes else what
 
 
-def _damage_text(findings, counts: dict) -> str:
+def _damage_text(findings, counts: dict, cut_short: bool = False) -> str:
     """The damage in a sentence: the first KINDS_SHOWN kinds."""
-    kinds = _damage_kinds(findings, counts)
+    kinds = _damage_kinds(findings, counts, cut_short)
     text = "; ".join(kinds[:KINDS_SHOWN])
     if len(kinds) > KINDS_SHOWN:
         text += f"; and {len(kinds) - KINDS_SHOWN} more kind(s)"
-    if set(counts) & _PAST_END or any(f.code in _PAST_END for f in findings):
-        text = "the file was cut short: " + text
     return text
+
+
+def _cut_short(r) -> bool:
+    """Did repair find the input shorter than its high-water mark (salvage's
+    pages "past the end of the file")?"""
+    return any("pages" in g and "end of the file" in (g.get("note") or "")
+               for g in (r.salvage or {}).get("gone") or [])
 
 
 # ---------------------------------------------------------------- repair
@@ -263,7 +271,7 @@ def _happened(r) -> str:
     if r.rediscovered:
         return ("no valid meta page: the root was rediscovered, so this may not be the last "
                 "committed state")
-    damage = _damage_text(r.dropped, r.dropped_counts)
+    damage = _damage_text(r.dropped, r.dropped_counts, _cut_short(r))
     if over is not None:  # rolled back, or a tree copied while written
         head = (f"the newest commit (txid {over.get('txid')}) is damaged: "
                 f"{_damage_text([], over.get('counts') or {})}")
@@ -272,7 +280,8 @@ def _happened(r) -> str:
                     f"({kept.get('source')}) was found")
         return head + "; the previous commit is whole"
     if r.meta.get("fallback"):
-        return f"the newest meta's root could not be used: its transaction is lost; {damage}"
+        return "the newest meta's root could not be used: its transaction is lost" + (
+            f"; {damage}" if damage else "")
     if r.dropped_counts:
         who = (f"the newest commit (txid {r.meta.get('txid')})" if rule else
                f"the commit used (txid {r.meta.get('txid')}, meta {r.meta.get('index')})")
