@@ -19,8 +19,9 @@ its own character, so the grid reads without colour too:
 
 A big file is drawn with each cell standing for a run of pages, showing the
 worst class in it (:data:`CLASSES` is ordered best to worst): a damaged page
-is never hidden by its neighbours.  Memory: the page map's byte per page,
-and one chunk of classes at a time.
+is never hidden by its neighbours.  Memory: the page map's byte per page
+of the file, the other tree's reach map (a byte per page below its
+high-water mark, none past it) and one chunk of classes at a time.
 
 :class:`Survey` walks both trees once, :meth:`Survey.picture` (or
 :func:`build`) makes the :class:`Picture` at a size, :func:`render`
@@ -82,9 +83,9 @@ CLASSES = (
     PageClass(C_FREELIST, "freelist", "F", "bold cyan", "#17a2b8",
               "the synced freelist's page (and its run)"),
     PageClass(C_FREE, "free", ".", "bright_blue", "#9ecbf5",
-              "listed free (no synced freelist: not reached)"),
+              "listed free (unsynced freelist: not reached)"),
     PageClass(C_OTHER, "other-tree", "o", "magenta", "#b05fc4",
-              "not in this tree, reached by the other meta's tree"),
+              "reached only by the other meta's tree"),
     PageClass(C_UNREACHED, "unreachable", "?", "bold yellow", "#f2b705",
               "neither reached nor free (leaked or orphan)"),
     PageClass(C_PAST_EOF, "past-eof", "!", "bold bright_white on dark_red", "#5c0a0a",
@@ -214,6 +215,7 @@ class Survey:
         walker = Walker(db, self.damage, progress)
         walker.count_all()
         self.pm = PageMap(db, walker)
+        del walker  # its map is copied into the page map: one byte per page, not two
         self.other = _other_walker(db, progress)
         self.table = _state_table(self.pm.has_tree, self.pm.synced)
         # a meta page that fails its checks is damage too
