@@ -298,3 +298,19 @@ def test_a_huge_sparse_file_is_fast_and_bounded(tmp_path):
         pic = V.Survey(db).svg_picture()
     assert len(pic.cells) <= V.SVG_COLUMNS * V.SVG_ROWS
     assert pic.counts["beyond-hwm"] > 786_000
+
+
+def test_a_hostile_high_water_mark_stays_bounded(tmp_path):
+    path = damage.copy_fixture("nested", tmp_path)
+    for i in (0, 1):
+        damage.write_meta(path, i, pgid=1 << 40)
+    t0 = time.monotonic()
+    with DB(str(path)) as db:
+        s = V.Survey(db)
+        pic, big = s.picture(), s.svg_picture()
+    assert time.monotonic() - t0 < 5
+    for p in (pic, big):
+        assert len(p.cells) <= V.SVG_COLUMNS * V.SVG_ROWS
+        assert p.counts["past-eof"] == (1 << 40) - 64 and p.total == 1 << 40
+        assert set(p.cells) == {V.C_PAST_EOF}
+    ET.fromstring(V.svg(big))
