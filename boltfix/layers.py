@@ -47,7 +47,7 @@ LAYERS = (
                     "writebehind", "writer", "salvage", "repair", "wal", "walapply",
                     "datadir")),
     # for people
-    ("presentation", ("jsonout", "render", "verdict", "views")),
+    ("presentation", ("jsonout", "render", "verdict", "views", "pagemapview")),
     # the command line: one command's life, and the click commands
     ("front", ("session", "cli", "__main__")),
 )

@@ -49,15 +49,49 @@ def inspect(db, as_json, page_size, meta_index, data_dir, wal_dir):
 @click.command()
 @db_argument
 @json_option
+@click.option("--map", "as_map", is_flag=True,
+              help="Draw the file as a grid of pages instead of listing them.")
+@click.option("--map-svg", "map_svg", type=click.Path(dir_okay=False, path_type=str),
+              default=None, metavar="FILE",
+              help="Write the same picture, with a legend, to FILE as SVG (a new file).")
+@click.option("--force", is_flag=True, help="Replace --map-svg's FILE if it exists "
+              "(a regular file; never the input).")
 @open_options
 @guarded
-def pages(db, as_json, page_size, meta_index):
-    """List every page: id, type, items, overflow and reachable/free/unreachable."""
+def pages(db, as_json, as_map, map_svg, force, page_size, meta_index):
+    """List every page: id, type, items, overflow and reachable/free/unreachable.
+
+    With --map, draw the file as a grid of pages, a character and a colour
+    per class: M meta, # reachable, F freelist, . free, ? unreachable, o the
+    other meta's tree, X damaged, ! past the end of the file, - past the
+    high-water mark.  A big file is drawn with each cell standing for a run
+    of pages, showing the worst of them.  --map-svg FILE writes the same
+    picture, with a legend, to FILE as SVG (with --map too, the grid is
+    drawn as well).
+    """
     from boltfix.describe import page_rows
     from boltfix.views import write_page_rows
 
+    if as_json and (as_map or map_svg):
+        raise click.UsageError("--json lists the pages; it does not go with --map or --map-svg")
+    if not (as_map or map_svg):
+        d = open_db(db, page_size, meta_index)
+        write_page_rows(sys.stdout, page_rows(d), as_json)
+        return
+    from boltfix import pagemapview
+
+    if map_svg:
+        pagemapview.refuse_output(map_svg, db, force)  # before the walk
     d = open_db(db, page_size, meta_index)
-    write_page_rows(sys.stdout, page_rows(d), as_json)
+    with progress_bar("walking", d.page_limit) as cb:
+        survey = pagemapview.Survey(d, cb)
+    if as_map:
+        pagemapview.render(console(), survey.picture())
+    if map_svg:
+        pic = survey.svg_picture()
+        size = pagemapview.write_svg(pic, map_svg, db, force)
+        click.echo(f"boltfix pages: wrote {map_svg} ({size:,} bytes, {pic.total:,} pages, "
+                   f"{pic.per_cell:,} per cell)", err=True)
 
 
 @click.command()
