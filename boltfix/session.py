@@ -47,8 +47,18 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind (finally blocks remove temp files), exit 143."""
 
 
+#: the signal that arrived, kept until the command ends: a handler's
+#: exception raised inside a weakref callback or a ``__del__`` (the guard's
+#: mmap callbacks) is printed and dropped by Python, and with the signal
+#: then ignored nothing else would stop the command.  Raised again at the
+#: next batch boundary (:func:`batch_boundary`), and at the end.
+_pending: Optional[BaseException] = None
+
+
 def _on_sigterm(signum, frame):
+    global _pending
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+    _pending = Terminated()
     raise Terminated()
 
 
@@ -56,8 +66,29 @@ def _on_sigint(signum, frame):
     # like SIGTERM: once interrupted, nothing may cut the cleanup short (a
     # SIGINT left pending while signals were held, or one during shutdown,
     # must not kill the process after its exit code is chosen)
+    global _pending
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _pending = KeyboardInterrupt()
     raise KeyboardInterrupt()
+
+
+def batch_boundary(_done: int = 0) -> None:
+    """A progress callback: stop at the first batch after the input changed
+    (:func:`boltfix.guard.batch_boundary`) or after a signal whose exception
+    was dropped."""
+    guard.batch_boundary()
+    if _pending is not None:
+        raise _pending
+
+
+def _ended_anyway(pending: BaseException) -> int:
+    """A signal arrived after the last batch boundary and its exception was
+    dropped: the command went on to its end, so its output is whole; the
+    exit code still says it was signalled."""
+    term = isinstance(pending, Terminated)
+    click.echo(f"boltfix: {'terminated (SIGTERM)' if term else 'interrupted (SIGINT)'} "
+               "as the command ended; its output is complete", err=True)
+    return EXIT_SIGTERM if term else EXIT_SIGINT
 
 
 def guarded(f):
@@ -67,6 +98,8 @@ def guarded(f):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
+        global _pending
+        _pending = None
         guard.start_session(lease=True)
         try:
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -76,6 +109,8 @@ def guarded(f):
         code = EXIT_OK
         try:
             f(*args, **kwargs)
+            if _pending is not None:  # its exception was dropped: the work went on
+                code = _ended_anyway(_pending)
         except SystemExit as exc:
             code = exc.code
         except FileChanged as exc:
@@ -173,7 +208,6 @@ def progress_bar(description: str, total: Optional[int], enabled: bool = True):
     Yields a callback taking the number of pages done so far; it also stops
     the work (FileChanged) at the first batch after the input changed.
     """
-    batch_boundary = guard.batch_boundary
     if not enabled or not sys.stderr.isatty():
         yield batch_boundary  # no bar, but still stop at the first batch after a change
         batch_boundary()  # and before the result is shown

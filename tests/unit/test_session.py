@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from boltfix import session
 from boltfix.cli import main
 from support.cli import invoke
 
@@ -55,3 +56,55 @@ def test_every_command_has_help():
     for name, command in main.commands.items():
         r = run(name, "--help")
         assert r.exit_code == 0 and (command.help or "").split("\n")[0][:20] in r.output
+
+
+def _dropped_signal(handler):
+    """Run ``handler`` inside a weakref callback, where Python prints and
+    drops the exception it raises (as when SIGTERM lands while the guard's
+    mmap callback runs)."""
+    import weakref
+
+    class Obj:
+        pass
+
+    o = Obj()
+    ref = weakref.ref(o, lambda _r: handler(None, None))
+    del o
+    return ref
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_dropped_in_a_weakref_callback_stops_at_the_next_batch(capsys):
+    """The handler's exception is lost, the signal is then ignored: the
+    command still stops at its next batch boundary, exit 143."""
+    import signal as sig
+
+    reached = []
+
+    @session.guarded
+    def cmd():
+        _dropped_signal(session._on_sigterm)
+        with session.progress_bar("walk", 10, enabled=False) as step:
+            step(1)
+            reached.append("past the boundary")
+
+    with pytest.raises(SystemExit) as exc:
+        cmd()
+    assert exc.value.code == session.EXIT_SIGTERM
+    assert reached == []
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert sig.getsignal(sig.SIGTERM) is not session._on_sigterm  # restored
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_dropped_after_the_last_batch_still_sets_the_exit_code(capsys):
+    """Signalled after its last boundary, a command ends with its output
+    whole, and says so; the exit code is still the signal's."""
+    @session.guarded
+    def cmd():
+        _dropped_signal(session._on_sigint)
+
+    with pytest.raises(SystemExit) as exc:
+        cmd()
+    assert exc.value.code == session.EXIT_SIGINT
+    assert "its output is complete" in capsys.readouterr().err
