@@ -870,8 +870,8 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
             tmp, stats = _drop_at_risk(tmp, directory, report, stats)
-        _verify(tmp, report)
-        report.raft = _raft_report(tmp, collector, report)
+        verified = _verify(tmp, report)
+        report.raft = _raft_report(verified.stats.get("raft"), collector, report)
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:
@@ -936,7 +936,8 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
     return tmp2, stats
 
 
-def _verify(path: str, report: RepairReport) -> None:
+def _verify(path: str, report: RepairReport):
+    """Check the written file; its CheckResult (raises when it is not clean)."""
     with DB(path) as out:
         # the writer dropped the file from the cache as it went: so does this read
         result = check(out, max_findings=20, progress=ReadBehind.of(out))
@@ -950,33 +951,33 @@ def _verify(path: str, report: RepairReport) -> None:
     if structural:
         raise BoltError("the repaired file did not pass boltfix's own check; nothing was "
                         "written: " + "; ".join(report.verify_problems[:3]))
+    return result
 
 
-def _raft_report(path: str, collector: Collector, report: RepairReport) -> Optional[dict]:
-    """A raft-boltdb store's log as the output holds it (read back from the
-    written file, so it is what raft-boltdb's FirstIndex, LastIndex and
-    GetLog will see): ``inspect``'s ``raft`` facts, plus ``lost``: the index
-    ranges missing between the first and the last log (GetLog answers
-    ErrLogNotFound there), how many of repair's losses were in ``logs``, and
-    whether logs before the first or past the last kept may be gone (a loss in ``logs``, or
-    a newer commit passed over: nothing proves the tail whole).  None when
-    the output is not a raft-boltdb store."""
-    with DB(path) as out:
-        if not raftboltdb.looks_like_raft(top_level_names(out)):
-            return None
-        facts = raftboltdb.scan(out)
+def _raft_report(facts: Optional[dict], collector: Collector,
+                 report: RepairReport) -> Optional[dict]:
+    """A raft-boltdb store's log as the output holds it (``facts``: the
+    read-back check's ``stats.raft``, so it is what raft-boltdb's
+    FirstIndex, LastIndex and GetLog will see): ``inspect``'s ``raft``
+    facts, plus ``lost``: the index ranges missing between the first and the
+    last log (GetLog answers ErrLogNotFound there), how many of repair's
+    losses were in ``logs``, and whether logs before the first or past the
+    last kept may be gone (a loss in ``logs``, or a newer commit passed
+    over: nothing proves the ends whole).  None when the output is not a
+    raft-boltdb store."""
+    if facts is None:
+        return None
     in_logs = sum(1 for f in collector.findings if f.code in F.REPAIR_LOSS
                   and tuple(bytes(b) for b in f.bucket) == raftboltdb.LOGS_BUCKET)
-    result = facts.to_json()
-    result["lost"] = {
-        "ranges": [list(g) for g in facts.gaps],
-        "ranges_total": facts.gap_count,
-        "missing_indexes": facts.missing,
+    gaps = facts["logs"]["gaps"]
+    return {**facts, "lost": {
+        "ranges": [list(g) for g in gaps["first"]],
+        "ranges_total": gaps["count"],
+        "missing_indexes": gaps["missing_indexes"],
         "dropped_in_logs": in_logs,
         "ends_may_be_lost": bool(in_logs or report.rediscovered
                                  or report.meta.get("fallback")),
-    }
-    return result
+    }}
 
 
 def _content_code(code: str) -> bool:
