@@ -60,9 +60,10 @@ def _gap_indexes(ranges) -> set:
     return {i for lo, hi in ranges for i in range(lo, hi + 1)}
 
 
-def repaired_as_raft_reads_it(src, out, wrote: dict, conf: dict) -> dict:
+def repaired_as_raft_reads_it(src, out, wrote: dict, conf: dict, deleted=()) -> dict:
     """Repair ``src`` into ``out`` and hold the output to raft-boltdb's own
-    reads; returns (the repair report, the indexes kept)."""
+    reads (``deleted``: indexes the input never held, DeleteRange's); returns
+    {"report", "kept": the indexes kept, "read": raftgen read's}."""
     before = _sha(src)
     rep = repair(src, out).to_json()
     assert _sha(src) == before, "repair modified its input"
@@ -105,7 +106,8 @@ def repaired_as_raft_reads_it(src, out, wrote: dict, conf: dict) -> dict:
     # the report says may be lost
     gone = set(wrote) - kept
     inside = {i for i in gone if seen["first_index"] <= i <= seen["last_index"]}
-    assert inside == missing
+    assert inside | {i for i in deleted if seen["first_index"] <= i <= seen["last_index"]} \
+        == missing
     if gone - inside:
         assert lost["ends_may_be_lost"], (sorted(gone - inside)[:5], lost)
     if gone:
@@ -138,6 +140,23 @@ def test_a_zeroed_end_of_the_log(which, store, tmp_path):
     raft = got["report"]["raft"]
     assert raft["lost"]["ends_may_be_lost"] and raft["lost"]["ranges"] == []
     assert raft["lost"]["dropped_in_logs"] == 1
+
+
+def test_a_gap_the_input_had_and_a_lost_page(tmp_path):
+    """A store DeleteRange left a hole in (100..140), a leaf below it
+    zeroed: both holes are reported, GetLog finds neither."""
+    path = tmp_path / "raft.db"
+    wrote = raftgen.make(path, N, "--gap", "100:140", "--data-size", "64")
+    logs = {log["index"]: log for log in wrote["logs"]}
+    src = damage.copy_fixture(str(path), tmp_path, "damaged.db")
+    leaf = damage.leaves(src, LOGS)[2]
+    damage.zeroed_page(src, LOGS)
+    deleted = set(range(100, 141))
+    got = repaired_as_raft_reads_it(src, tmp_path / "fixed.db", logs, wrote["conf"], deleted)
+    held = {int.from_bytes(k, "big") for k in leaf.keys}
+    assert got["kept"] == set(logs) - held
+    ranges = got["report"]["raft"]["lost"]["ranges"]
+    assert [100, 140] in ranges and len(ranges) == 2
 
 
 def test_the_report_in_raft_terms(store, tmp_path):
