@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Union
 
-from boltfix import commits, datadir, etcd, served
+from boltfix import commits, datadir, etcd, raftboltdb, served
 from boltfix import findings as F
 from boltfix import salvage as SV
 from boltfix import structs as S
@@ -95,6 +95,8 @@ class RepairReport:
     #: etcd, an input inside a data dir: what etcd will do with the output in
     #: the input's place (boltfix.datadir), and the route when it will not start
     in_place: Optional[dict] = None
+    #: raft-boltdb stores only: the raft log the output holds (:func:`_raft_report`)
+    raft: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -137,6 +139,8 @@ class RepairReport:
             out["in_place"] = self.in_place
         if self.etcd is not None:  # etcd files only: a generic report is unchanged
             out["etcd"] = self.etcd.to_json()
+        if self.raft is not None:  # raft-boltdb stores only
+            out["raft"] = self.raft
         return out
 
 
@@ -866,7 +870,8 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
             tmp, stats = _drop_at_risk(tmp, directory, report, stats)
-        _verify(tmp, report)
+        verified = _verify(tmp, report)
+        report.raft = _raft_report(verified.stats.get("raft"), collector, report)
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:
@@ -931,20 +936,53 @@ def _drop_at_risk(tmp: str, directory: str, report: RepairReport, stats: dict):
     return tmp2, stats
 
 
-def _verify(path: str, report: RepairReport) -> None:
+def _verify(path: str, report: RepairReport):
+    """Check the written file; its CheckResult (raises when it is not clean)."""
     with DB(path) as out:
         # the writer dropped the file from the cache as it went: so does this read
         result = check(out, max_findings=20, progress=ReadBehind.of(out))
-    # etcd-* findings judge the content (a value that is no KeyValue, a missing
-    # consistent_index), copied byte for byte from the input; only structural
-    # problems mean the new file is broken.
-    structural = sum(n for code, n in result.counts.items() if not code.startswith("etcd-"))
+    # etcd-* and raft-* findings judge the content (a value that is no
+    # KeyValue, a missing consistent_index, raft log indexes missing where a
+    # damaged page held them), copied byte for byte from the input; only
+    # structural problems mean the new file is broken.
+    structural = sum(n for code, n in result.counts.items() if not _content_code(code))
     report.verified = structural == 0
-    report.verify_problems = [f.message for f in result.findings
-                              if not f.code.startswith("etcd-")]
+    report.verify_problems = [f.message for f in result.findings if not _content_code(f.code)]
     if structural:
         raise BoltError("the repaired file did not pass boltfix's own check; nothing was "
                         "written: " + "; ".join(report.verify_problems[:3]))
+    return result
+
+
+def _raft_report(facts: Optional[dict], collector: Collector,
+                 report: RepairReport) -> Optional[dict]:
+    """A raft-boltdb store's log as the output holds it (``facts``: the
+    read-back check's ``stats.raft``, so it is what raft-boltdb's
+    FirstIndex, LastIndex and GetLog will see): ``inspect``'s ``raft``
+    facts, plus ``lost``: the index ranges missing between the first and the
+    last log (GetLog answers ErrLogNotFound there), how many of repair's
+    losses were in ``logs``, and whether logs before the first or past the
+    last kept may be gone (a loss in ``logs``, or a newer commit passed
+    over: nothing proves the ends whole).  None when the output is not a
+    raft-boltdb store."""
+    if facts is None:
+        return None
+    in_logs = sum(1 for f in collector.findings if f.code in F.REPAIR_LOSS
+                  and tuple(bytes(b) for b in f.bucket) == raftboltdb.LOGS_BUCKET)
+    gaps = facts["logs"]["gaps"]
+    return {**facts, "lost": {
+        "ranges": [list(g) for g in gaps["first"]],
+        "ranges_total": gaps["count"],
+        "missing_indexes": gaps["missing_indexes"],
+        "dropped_in_logs": in_logs,
+        "ends_may_be_lost": bool(in_logs or report.rediscovered
+                                 or report.meta.get("fallback")),
+    }}
+
+
+def _content_code(code: str) -> bool:
+    """A finding about an application's content, not the file's structure."""
+    return code.startswith(("etcd-", "raft-"))
 
 
 def _fsync_dir(directory: str) -> None:

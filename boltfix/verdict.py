@@ -259,6 +259,9 @@ def repair_verdict(r) -> List[Tuple[str, str]]:
     risk = _at_risk(r)
     if risk:
         lines.append(("etcd", risk))
+    raft = raft_line(getattr(r, "raft", None))
+    if raft:
+        lines.append(("raft", raft))
     lines.extend(("next", step) for step in _next_steps(r))
     return lines
 
@@ -379,6 +382,31 @@ def _etcd_lost(st) -> str:
         text += f"; keys whose only revision lay in {shorten(spans, 5)} are gone"
     if st.lost_keys:
         text += f"; {len(st.lost_keys):,} keys have no surviving revision"
+    return text
+
+
+def raft_line(raft: Optional[dict]) -> Optional[str]:
+    """A raft-boltdb store's log in the output, in raft's terms: the indexes
+    FirstIndex and LastIndex will give, those GetLog will not find, and
+    whether the ends may be lost (``RepairReport.raft``)."""
+    if not raft:
+        return None
+    logs, lost = raft["logs"], raft.get("lost") or {}
+    if not logs["count"]:
+        text = "the output holds no raft log"
+    else:
+        text = (f"raft log {logs['first_index']}..{logs['last_index']} kept "
+                f"({logs['count']:,} logs)")
+    if lost.get("missing_indexes"):
+        spans = [f"{a}..{b}" for a, b in lost["ranges"]]
+        more = lost["ranges_total"] - len(spans)
+        where = shorten(spans, 5) + (f" and {more:,} more ranges" if more > 0 else "")
+        text += (f"; {lost['missing_indexes']:,} indexes missing ({where}): GetLog answers "
+                 "'log not found' there")
+    elif logs["count"]:
+        text += ", no index missing between them"
+    if lost.get("ends_may_be_lost"):
+        text += "; logs before the first or after the last kept may be lost"
     return text
 
 

@@ -7,6 +7,8 @@ of a ``raft.db`` with what raft-boltdb itself wrote::
 
     from support import raftgen
     wrote = raftgen.make(path, 30, "--gap", "10:12")   # dict: logs, deleted, conf
+    raftgen.append(path, 31, 20)                        # one more commit: logs 31..50
+    seen = raftgen.read(path)   # raft-boltdb's own reads, of a copy of path
 
 The binary is built once per content of main.go, go.mod and go.sum into
 ``<tempdir>/boltfix-raftgen-<sha256[:16]>/raftgen``, outside the repo (the
@@ -87,3 +89,32 @@ def make(out, n: int, *args: str, timeout: float = 120) -> dict:
         raise RuntimeError(f"raftgen {out} {n} {' '.join(args)} exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace').strip()}")
     return json.loads(proc.stdout)
+
+
+def _run(args, timeout: float) -> dict:
+    proc = subprocess.run([str(raftgen_path()), *map(str, args)], capture_output=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"raftgen {' '.join(map(str, args))} exited {proc.returncode}: "
+                           f"{proc.stderr.decode(errors='replace').strip()}")
+    return json.loads(proc.stdout)
+
+
+def append(path, first: int, n: int, *args: str, timeout: float = 120) -> dict:
+    """Store logs ``first..first+n-1`` in the existing store ``path`` with
+    one StoreLogs (one bbolt commit): ``{"logs": [...]}`` as :func:`make`."""
+    return _run(["append", path, first, n, *args], timeout)
+
+
+def read(path, timeout: float = 120) -> dict:
+    """What raft-boltdb itself reads from ``path``, opened (as the
+    application opens it, read-write) on a copy: ``path`` is never
+    modified.  ``{"first_index", "last_index", "logs": [{"index", "term",
+    "type", "type_name", "data_hex"} or {"index", "error"}, for every index
+    first..last by GetLog], "conf": {"CurrentTerm", "LastVoteTerm",
+    "LastVoteCand"} (or "<key>_error")}``; ``{"open_error": ...}`` when
+    raftboltdb.New fails."""
+    with tempfile.TemporaryDirectory(prefix="boltfix-raftread-") as d:
+        copy = os.path.join(d, "raft.db")
+        shutil.copyfile(path, copy)
+        return _run(["read", copy], timeout)
