@@ -308,6 +308,10 @@ RAFT_LOG_UNDECODABLE = _code("raft-log-undecodable", severity=WARNING, anchor=RA
 # ---------------------------------------------------------------- repair's own
 ETCD_UNLOADABLE_RECORD = _code("etcd-unloadable-record", loss=REPAIR, anchor=REPAIR_ANCHOR,
                                what="a `key` record etcd cannot load, dropped")
+RAFT_LOG_INDEX_MISMATCH = _code(
+    "raft-log-index-mismatch", severity=WARNING, loss=REPAIR, anchor=RAFT_ANCHOR,
+    what="raft-boltdb: a `logs` record not under its own Index (StoreLogs puts each log "
+         "under uint64ToBytes(Index)), dropped by repair")
 PAGE_RECORDS_NOT_PLACED = _code("page-records-not-placed", loss=REPAIR, anchor=REPAIR_ANCHOR,
                                 what="records of a page with a wrong self-id kept out")
 

@@ -52,7 +52,7 @@ from boltfix.walk import Walker
 __all__ = [
     "APPLICATION", "LOGS", "CONF", "LOGS_BUCKET", "CONF_BUCKET", "LOG_TYPES",
     "looks_like_raft", "decode_index", "decode_log", "data_range", "decode_conf",
-    "decode_record", "RaftFacts", "scan", "check_findings",
+    "decode_record", "RaftFacts", "scan", "check_findings", "index_mismatch",
 ]
 
 #: the name ``inspect`` gives the application
@@ -93,6 +93,39 @@ def looks_like_raft(top_level_bucket_names: Iterable) -> bool:
 def decode_index(key) -> Optional[int]:
     """A ``logs`` key as its index (8 bytes, big-endian), or None."""
     return int.from_bytes(key, "big") if len(key) == 8 else None
+
+
+def index_mismatch(key, value) -> Optional[str]:
+    """Why a ``logs`` record is not where raft-boltdb put it, or None.
+
+    ``StoreLogs`` puts each log under ``uint64ToBytes(log.Index)``: a key
+    that is not 8 bytes, or a value whose ``Index`` decodes to another
+    index, is in the wrong place (a stale or misdirected write).  A value
+    that is no raft.Log proves nothing here (``raft-log-undecodable``)."""
+    if value is None:
+        return None
+    if len(key) != 8:
+        return f"a logs key of {len(key)} bytes is no uint64ToBytes(Index)"
+    try:
+        log = msgpack.unpackb(bytes(value), raw=True, strict_map_key=False)
+    except Exception:
+        return None
+    return _mismatch(key, log)
+
+
+def _mismatch(key, log) -> Optional[str]:
+    """``log`` (a value unpacked) not under its own Index: why, else None.
+    Only a value that is a raft.Log (Index, Term and Type unsigned
+    integers) proves a place; anything else is ``raft-log-undecodable``."""
+    if not isinstance(log, dict):
+        return None
+    index = _int(log.get(b"Index"))
+    if index is None or _int(log.get(b"Term")) is None or _int(log.get(b"Type")) is None:
+        return None
+    want = int.from_bytes(key, "big")
+    if index != want:
+        return f"its Index is {index}, its key says {want}"
+    return None
 
 
 # ---------------------------------------------------------------- one log
@@ -284,6 +317,7 @@ class RaftFacts:
         self.missing = 0
         self.term_decreases = 0
         self.undecodable = 0
+        self.index_mismatches = 0
         self.conf = {}
 
     def _find(self, code: str, message: str, page: int, detail: dict) -> None:
@@ -295,8 +329,23 @@ class RaftFacts:
         index = decode_index(key)
         if index is None:
             self.undecodable += 1
-            self._find(F.RAFT_LOG_UNDECODABLE, f"logs key of {len(key)} bytes on page {page} "
-                       "is no 8-byte index", page, {"key": bytes(key)[:64].hex()})
+            self.index_mismatches += 1
+            self._find(F.RAFT_LOG_INDEX_MISMATCH, f"logs key of {len(key)} bytes on page {page} "
+                       "is no 8-byte index (repair drops it)", page,
+                       {"key": bytes(key)[:64].hex()})
+            return
+        # the term and type only: unpackb is what a fast look needs
+        try:
+            log = msgpack.unpackb(bytes(value), raw=True, strict_map_key=False)
+        except Exception:
+            log = None
+        why = _mismatch(key, log)
+        if why is not None:
+            # not where StoreLogs put it: repair drops it, so it counts for nothing here
+            self.index_mismatches += 1
+            self._find(F.RAFT_LOG_INDEX_MISMATCH, f"raft log under key {index} on page {page} "
+                       f"is in the wrong place: {why} (repair drops it)", page,
+                       {"index": index, "key": bytes(key).hex()})
             return
         self.count += 1
         if self.first is None:
@@ -311,13 +360,8 @@ class RaftFacts:
                        f"{self.last} and {index}", page, {"first_missing": lo, "last_missing": hi,
                                                           "count": hi - lo + 1})
         self.last = index
-        # the term and type only: unpackb is what a fast look needs
-        try:
-            log = msgpack.unpackb(bytes(value), raw=True, strict_map_key=False)
-            term = log.get(b"Term") if isinstance(log, dict) else None
-            typ = log.get(b"Type") if isinstance(log, dict) else None
-        except Exception:
-            term = typ = None
+        term = log.get(b"Term") if isinstance(log, dict) else None
+        typ = log.get(b"Type") if isinstance(log, dict) else None
         if _int(term) is None or _int(typ) is None:
             self.undecodable += 1
             d = decode_log(value)
@@ -355,6 +399,7 @@ class RaftFacts:
                          "first": self.gaps},
                 "term_decreases": self.term_decreases,
                 "undecodable": self.undecodable,
+                "index_mismatches": self.index_mismatches,
             },
             "current_term": self.conf.get("CurrentTerm"),
             "last_vote_term": self.conf.get("LastVoteTerm"),

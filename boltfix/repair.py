@@ -589,6 +589,9 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
         # plan, every sub-bucket comes on its own (SV.merged opens them)
         stream = seen.observe(_batches(walker, etcd_keys, plan is None), db)
     into = _Into(db, walker, writer, collector, report, keep)
+    # raft-boltdb: a `logs` record not under its own Index is dropped (check's rule)
+    into.raft_logs = not (plan is not None and plan.root_lost) and raftboltdb.looks_like_raft(
+        top_level_names(db, tree))
     # whole: True pages copied as they stand, False a batch of the walk,
     # None a batch salvage placed (its records are not its page's: never copied)
     for bucket, item, etcd_check, whole in SV.merged(stream, plan, db):
@@ -673,6 +676,7 @@ class _Into:
         self._opened: tuple = ()  # tuple(open_path), kept in step
         self.per_bucket = Counter()
         self.skipped = None  # path of a bucket left out: its whole subtree goes with it
+        self.raft_logs = False  # a raft-boltdb store: `logs` records checked (_keep)
 
     def open(self, path) -> None:
         if self._opened == path:
@@ -688,6 +692,10 @@ class _Into:
         (with every check), and copying resumes after it."""
         leaves, start, stop = item
         if self._skip(bucket):
+            return
+        if self._raft_check(bucket):  # each page's records seen; a clean page still copied
+            for batch in leaves.batches(start, stop):
+                self.batch(bucket, batch, False)
             return
         if self._filtered(bucket):  # records are left out: no page goes as it stands
             for batch in leaves.batches(start, stop):
@@ -706,7 +714,9 @@ class _Into:
             return
         if (batch.bucket_entry is None and self.skipped is None
                 and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
-                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))):
+                and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))
+                and not (self._raft_check(bucket)
+                         and any(map(raftboltdb.index_mismatch, batch.keys, batch.values)))):
             # the common case, plain records of one page: in one go
             self.open(bucket.path)
             if self._filtered(bucket):
@@ -763,11 +773,20 @@ class _Into:
                                    f"etcd cannot load this `key` record, dropped: "
                                    f"{problems[0][1]}", page=rec.page, bucket=bucket.path,
                                    detail={"index": rec.index, "key": rec.key.hex()}))
+        elif self._raft_check(bucket) and (why := raftboltdb.index_mismatch(
+                rec.key, None if rec.is_bucket else rec.value)):
+            self.collector(Finding(F.RAFT_LOG_INDEX_MISMATCH,
+                                   f"raft-boltdb's `logs` record is not under its own Index, "
+                                   f"dropped: {why}", page=rec.page, bucket=bucket.path,
+                                   detail={"index": rec.index, "key": rec.key.hex()}))
         else:
             return True
         if rec.is_bucket:
             self.skipped = bucket.path + (rec.key,)
         return False
+
+    def _raft_check(self, bucket) -> bool:
+        return self.raft_logs and bucket.path == raftboltdb.LOGS_BUCKET
 
     def _filtered(self, bucket) -> bool:
         return self.keep is not None and bucket.path == KEY_BUCKET

@@ -270,3 +270,41 @@ def test_the_input_fixture_is_what_raftgen_wrote(store):
     assert all(_same(log, wrote[log["index"]]) for log in seen["logs"])
     assert seen["conf"] == conf
 
+
+
+# ---------------------------------------------------------------- a log in the wrong place
+def test_a_log_whose_index_is_not_its_key_is_dropped(store, tmp_path):
+    """raft-boltdb's StoreLogs puts each log under uint64ToBytes(log.Index)
+    (v2/bolt_store.go, v2/util.go): a `logs` record whose value's Index says
+    another index (here the msgpack uint of log 100's Index rewritten in
+    place, to 101: same length, the file otherwise intact) is in the wrong
+    place.  check reports raft-log-index-mismatch; repair drops exactly that
+    record (never placed without proof), GetLog(100) finds nothing, every
+    other log is what raftgen wrote, and the raft report names 100 as lost."""
+    path, wrote, conf = store
+    src = damage.copy_fixture(str(path), tmp_path, "misplaced.db")
+    data = bytearray(src.read_bytes())
+    entry = b"\xa5Index" + bytes([100])  # the map entry: "Index", positive fixint 100
+    assert data.count(entry) == 1
+    at = data.index(entry) + len(entry) - 1
+    leaf = next(lf for lf in damage.leaves(src, LOGS) if (100).to_bytes(8, "big") in lf.keys)
+    ps = damage.page_size_of(src)
+    assert leaf.pgid * ps <= at < (leaf.pgid + 1) * ps  # in log 100's own leaf page
+    data[at] = 101
+    with open(src, "r+b") as f:
+        f.write(data)
+
+    res = json.loads(invoke("check", src, "--json", code=(0, 1)).stdout)
+    found = [f for f in res["findings"] if f["code"] == "raft-log-index-mismatch"]
+    assert res["counts"].get("raft-log-index-mismatch") == 1, res["counts"]
+    assert found[0]["detail"]["index"] == 100
+
+    got = repaired_as_raft_reads_it(src, tmp_path / "fixed.db", wrote, conf)
+    assert got["kept"] == set(wrote) - {100}
+    log100, = [log for log in got["read"]["logs"] if log["index"] == 100]
+    assert log100["error"] == "log not found"
+    rep = got["report"]
+    assert rep["dropped_counts"] == {"raft-log-index-mismatch": 1}
+    assert [d["detail"]["key"] for d in rep["dropped"]] == [(100).to_bytes(8, "big").hex()]
+    assert rep["raft"]["lost"]["ranges"] == [[100, 100]]
+    assert rep["raft"]["lost"]["dropped_in_logs"] == 1

@@ -131,7 +131,24 @@ def test_facts_count_gaps_terms_and_types():
     assert j["logs"]["term_decreases"] == 1 and j["logs"]["undecodable"] == 2
     assert j["current_term"] == 3 and j["last_vote_term"] is None
     assert dict(found.counts) == {"raft-log-gap": 1, "raft-term-decreases": 1,
-                                  "raft-log-undecodable": 2}
+                                  "raft-log-undecodable": 1, "raft-log-index-mismatch": 1}
+
+
+def test_a_log_not_under_its_own_index():
+    """StoreLogs puts each log under uint64ToBytes(Index): another Index, or
+    a key that is not 8 bytes, is in the wrong place; an undecodable value
+    proves nothing."""
+    assert RB.index_mismatch(key(5), log_bytes(5)) is None
+    assert "Index is 6" in RB.index_mismatch(key(5), log_bytes(6))
+    assert "3 bytes" in RB.index_mismatch(b"abc", log_bytes(5))
+    assert RB.index_mismatch(key(5), b"\xc1") is None
+    found = Collector()
+    f = RB.RaftFacts(found)
+    for i in (1, 2, 3):
+        f.see_log(key(i), log_bytes(i if i != 2 else 7))
+    j = f.to_json()["logs"]
+    assert (j["count"], j["index_mismatches"]) == (2, 1)
+    assert dict(found.counts) == {"raft-log-index-mismatch": 1, "raft-log-gap": 1}
 
 
 def test_facts_keep_few_gaps_but_count_all():
