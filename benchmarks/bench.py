@@ -9,6 +9,7 @@
     python benchmarks/bench.py --smoke              # tiny, one run, for CI
     python benchmarks/bench.py --shape etcd-big --size-mb 1024   # an etcd-shaped file
     python benchmarks/bench.py --shape subs --keys 300000        # 300,000 sub-buckets
+    python benchmarks/bench.py --only raft          # a 100 MB raft-boltdb store only
 
 The test file is written by the real bbolt (``boltgen make big``: one bucket
 ``bench`` of N 8-byte keys with 1 KB values, fill 100%; or with ``--shape
@@ -27,6 +28,15 @@ memory: the process's own heap, sampled from /proc/PID/status) and the peak
 VmHWM (resident set including the file's mapped pages, from wait4's
 ru_maxrss).  Both tools read the file through mmap, so VmHWM grows with the
 file for both; RssAnon is what each tool itself allocates.
+
+With ``raft`` in ``--only`` (the default), a HashiCorp raft-boltdb store of
+``--raft-mb`` (100 MB; 2 MB with ``--smoke``) is written by the real
+raft-boltdb (``fixtures/raftgen``: logs of 1 KB of Data, StoreLogs in
+batches of 10) and, on it, ``boltfix dump`` (each ``logs`` record decoded as
+a ``raft.Log``) is timed against ``boltfix dump --decode none``, the runs
+alternated, every run reported: the issue's target is ``dump`` within 2x of
+``dump --decode none``.  Without raftgen (no Go), the raft pair is skipped
+with a message.
 
 The page cache is warm for every run (the file was just written, and the
 first run of each command reads it again), so these are CPU times of the
@@ -58,6 +68,13 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/support
 BYTES_PER_KEY_1K = 1366
 DEFAULT_SIZE_MB = 20
 SMOKE_KEYS = 20_000
+#: bytes of raft-boltdb file per log with 1 KB of Data (raftgen, measured)
+BYTES_PER_RAFT_LOG_1K = 2126
+DEFAULT_RAFT_MB = 100
+SMOKE_RAFT_MB = 2
+RAFT_DATA_SIZE = 1024
+#: the issue's target: dump of a raft store within this factor of --decode none
+RAFT_TARGET = 2.0
 SAMPLE_INTERVAL = 0.005
 
 
@@ -336,6 +353,90 @@ def damaged_repairs(src: Path, workdir: Path, runs: int):
             out.unlink()
 
 
+# ---------------------------------------------------------------- raft-boltdb
+@dataclass
+class RaftResult:
+    logs: int
+    file_bytes: int
+    make_seconds: float
+    decoded: List[Measure] = field(default_factory=list)  # boltfix dump, in run order
+    plain: List[Measure] = field(default_factory=list)  # boltfix dump --decode none
+    skipped: str = ""
+
+
+def raftgen() -> Optional[str]:
+    """The raftgen binary (built once per main.go content), or None; why not
+    is printed."""
+    from support import raftgen as rg
+
+    try:
+        built = rg._build()
+    except BaseException as exc:  # pytest's skip/fail raise outside pytest too
+        print(f"raft: raftgen unavailable ({exc}): raft pair skipped", flush=True)
+        return None
+    if isinstance(built, str):
+        print(f"raft: raftgen unavailable ({built}): raft pair skipped", flush=True)
+        return None
+    return str(built)
+
+
+def bench_raft(size_mb: float, runs: int, workdir: Path) -> RaftResult:
+    """``boltfix dump`` vs ``boltfix dump --decode none`` on a raft-boltdb
+    store of about ``size_mb``, the runs alternated (decoded, none, decoded,
+    ...) so that a busy moment hits both alike."""
+    gen = raftgen()
+    if gen is None:
+        return RaftResult(0, 0, 0.0, skipped="raftgen unavailable (no Go): raft pair skipped")
+    logs = max(10, int(size_mb * (1 << 20) / BYTES_PER_RAFT_LOG_1K))
+    src = workdir / f"bench-raft-{logs}.db"
+    if src.exists():
+        src.unlink()
+    print(f"making {src} ({logs:,} logs x {RAFT_DATA_SIZE} B of Data) with raft-boltdb ...",
+          flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run([gen, str(src), str(logs), "--data-size", str(RAFT_DATA_SIZE)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"raftgen failed: {proc.stderr}")
+    res = RaftResult(logs, src.stat().st_size, time.perf_counter() - t0)
+    with open(src, "rb") as f:  # warm the page cache
+        while f.read(16 << 20):
+            pass
+    bf = boltfix_cmd()
+    print("  raft dump / dump --decode none ...", flush=True)
+    for _ in range(runs):
+        res.decoded.append(best_of(1, lambda: bf + ["dump", str(src)]))
+        res.plain.append(best_of(1, lambda: bf + ["dump", "--decode", "none", str(src)]))
+    src.unlink()
+    return res
+
+
+def print_raft(res: RaftResult) -> None:
+    print()
+    if res.skipped:
+        print(f"note: {res.skipped}")
+        print()
+        return
+    print(f"### raft-boltdb store, {res.file_bytes / (1 << 20):,.0f} MB: {res.logs:,} logs x "
+          f"{RAFT_DATA_SIZE} B of Data (made by raft-boltdb in {res.make_seconds:.1f} s)")
+    print()
+    print("| run | boltfix dump s | dump --decode none s | ratio | dump CPU s | "
+          "--decode none CPU s | CPU ratio | dump RssAnon MB | --decode none RssAnon MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for i, (d, n) in enumerate(zip(res.decoded, res.plain), start=1):
+        print(f"| {i} | {d.seconds:.2f} | {n.seconds:.2f} | {d.seconds / n.seconds:.2f}x | "
+              f"{d.cpu:.2f} | {n.cpu:.2f} | {d.cpu / max(n.cpu, 1e-3):.2f}x | "
+              f"{_mb(d.rss_anon_kb)} | {_mb(n.rss_anon_kb)} |")
+    best_d = min(m.seconds for m in res.decoded)
+    best_n = min(m.seconds for m in res.plain)
+    x = best_d / best_n
+    verdict = "within" if x <= RAFT_TARGET else "NOT within"
+    print()
+    print(f"raft dump: best {best_d:.2f} s vs --decode none best {best_n:.2f} s: "
+          f"{x:.2f}x, {verdict} the {RAFT_TARGET:g}x target")
+    print()
+
+
 # ---------------------------------------------------------------- reporting
 BBOLT_NAME = {"check": "boltgen check (tx.Check)", "dump": "boltgen dump",
               "dump (auto)": "boltgen dump", "repair": "boltgen compact"}
@@ -436,8 +537,12 @@ def main(argv=None) -> int:
                         "(boltfix then decodes every record in dump and checks it in check); "
                         "subs: --keys sub-buckets of one bucket (--value-size unused)")
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
-    p.add_argument("--only", default="check,dump,repair",
-                   help="which pairs to run, comma-separated (default: check,dump,repair)")
+    p.add_argument("--only", default="check,dump,repair,raft",
+                   help="which pairs to run, comma-separated (default: check,dump,repair,raft; "
+                        "raft: dump vs dump --decode none on a raft-boltdb store)")
+    p.add_argument("--raft-mb", type=float, default=None,
+                   help=f"size of the raft-boltdb store (default {DEFAULT_RAFT_MB}; "
+                        f"{SMOKE_RAFT_MB} with --smoke)")
     p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and "
                    "kept; with --scaling a directory, keeping both files there")
     p.add_argument("--no-compact", action="store_true",
@@ -480,7 +585,9 @@ def main(argv=None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
         keeps = [args.keep / f"bench-{args.shape}-{n}.db" for n in key_counts]
 
-    gen = boltgen()
+    only = tuple(args.only.split(","))
+    # bbolt's boltgen for the check/dump/repair pairs (raft's needs raftgen only)
+    gen = boltgen() if any(name in only for name in ("check", "dump", "repair")) else None
     tmp = None
     workdir = args.workdir
     if workdir is None:
@@ -500,13 +607,17 @@ def main(argv=None) -> int:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
-        for n, keep in zip(key_counts, keeps):
-            res = bench_one(n, args.value_size, args.runs, workdir, keep, gen, args.shape,
-                            only=tuple(args.only.split(",")), compact=not args.no_compact)
-            results.append(res)
-            print_table(res)
-        if len(results) == 2:
-            print_scaling(*results)
+        if gen is not None:
+            for n, keep in zip(key_counts, keeps):
+                res = bench_one(n, args.value_size, args.runs, workdir, keep, gen, args.shape,
+                                only=only, compact=not args.no_compact)
+                results.append(res)
+                print_table(res)
+            if len(results) == 2:
+                print_scaling(*results)
+        if "raft" in only:
+            mb = args.raft_mb or (SMOKE_RAFT_MB if args.smoke else DEFAULT_RAFT_MB)
+            print_raft(bench_raft(mb, args.runs, workdir))
         return 0
     finally:
         if tmp is not None:
