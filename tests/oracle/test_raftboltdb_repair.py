@@ -308,3 +308,34 @@ def test_a_log_whose_index_is_not_its_key_is_dropped(store, tmp_path):
     assert [d["detail"]["key"] for d in rep["dropped"]] == [(100).to_bytes(8, "big").hex()]
     assert rep["raft"]["lost"]["ranges"] == [[100, 100]]
     assert rep["raft"]["lost"]["dropped_in_logs"] == 1
+
+
+def test_a_logs_key_that_is_no_index_is_dropped(store, tmp_path):
+    """A `logs` key of 3 bytes (put by bbolt itself, with a real log's value)
+    is no uint64ToBytes(Index): check reports raft-log-index-mismatch, repair
+    drops it, and the output is the store raftgen wrote (LastIndex reads the
+    last key as 8 bytes: the short key, kept, would be the last)."""
+    from support import oracle
+
+    path, wrote, conf = store
+    src = damage.copy_fixture(str(path), tmp_path, "shortkey.db")
+    with open(src, "rb") as f:
+        data = f.read()
+    some_log = next(lf for lf in damage.leaves(src, LOGS))
+    value = _value_of(data, some_log, damage.page_size_of(src))
+    oracle.put(src, [b"logs"], b"\xff\xff\xff", value)
+    res = json.loads(invoke("check", src, "--json", code=(1,)).stdout)
+    assert res["counts"].get("raft-log-index-mismatch") == 1, res["counts"]
+    got = repaired_as_raft_reads_it(src, tmp_path / "fixed.db", wrote, conf)
+    assert got["kept"] == set(wrote)
+    assert got["report"]["dropped_counts"] == {"raft-log-index-mismatch": 1}
+    assert got["report"]["dropped"][0]["detail"]["key"] == "ffffff"
+
+
+def _value_of(data: bytes, leaf, ps: int) -> bytes:
+    """The first value of a leaf page (bbolt's leaf element: flags, pos,
+    ksize, vsize; pos from the element)."""
+    off = leaf.pgid * ps + 16
+    _flags, pos, ksize, vsize = struct.unpack_from("<IIII", data, off)
+    start = off + pos + ksize
+    return data[start:start + vsize]
