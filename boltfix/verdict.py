@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from boltfix import datadir
+from boltfix import findings as F
 from boltfix.etcdkeys import KEY_BUCKET, decode_revision
 from boltfix.findings import REGISTRY, Finding
 from boltfix.text import name_text
@@ -136,7 +137,7 @@ class Row:
     def _merged_message(self) -> str:
         n, first = len(self.findings), self.findings[0]
         where = f" (`{self.bucket_text()}`)" if self.bucket else ""
-        if self.code == "page-past-eof":
+        if self.code == F.PAGE_PAST_EOF:
             m = _FILE_PAGES.search(first.message)
             size = f" ({m.group(1)} pages)" if m else ""
             head = (f"{n:,} child pages of page {self.parent}{where} lie past the end of "
@@ -196,7 +197,7 @@ def _damage_kinds(findings: Sequence[Finding], counts: dict,
     buckets_of: dict = {}
     for code, _ in kinds:
         buckets_of[code] = buckets_of.get(code, 0) + 1
-    order = sorted(kinds.items(), key=lambda kv: (kv[0][0] != "file-truncated",
+    order = sorted(kinds.items(), key=lambda kv: (kv[0][0] != F.FILE_TRUNCATED,
                                                   not _stops(kv[0][0]), -len(kv[1])))
     out = []
     for (code, bucket), group in order:
@@ -204,11 +205,11 @@ def _damage_kinds(findings: Sequence[Finding], counts: dict,
         n = len(group)
         if buckets_of[code] == 1:
             n = max(n, counts.get(code, 0))
-        if code == "page-past-eof":
-            said = cut_short and "file-truncated" not in buckets_of
+        if code == F.PAGE_PAST_EOF:
+            said = cut_short and F.FILE_TRUNCATED not in buckets_of
             out.append(f"{n:,} page{'s' if n > 1 else ''}{where} lie past the end of the file"
                        + (" (the file was cut short)" if said else ""))
-        elif code == "file-truncated" and "pgid" in (group[0].detail or {}):
+        elif code == F.FILE_TRUNCATED and "pgid" in (group[0].detail or {}):
             d = group[0].detail
             out.append(f"the file was cut short: it holds {d['pages_in_file']:,} of its "
                        f"{d['pgid']:,} pages")
@@ -484,10 +485,10 @@ def check_verdict(result, db: Optional[str] = None) -> List[Tuple[str, str]]:
     error_counts = {k: v for k, v in counts.items()
                     if k in shown or (k in REGISTRY and REGISTRY[k].severity == "error")}
     lines = [("what happened", "damaged: " + _damage_text(errors, error_counts))]
-    at_risk = counts.get("etcd-key-at-risk", 0)
-    if at_risk or counts.get("etcd-revisions-lost"):
+    at_risk = counts.get(F.ETCD_KEY_AT_RISK, 0)
+    if at_risk or counts.get(F.ETCD_REVISIONS_LOST):
         lines.append(("etcd", f"etcd may serve {at_risk:,} keys wrongly (stale or resurrected)"
-                              f"; {counts.get('etcd-key-lost', 0):,} keys have no surviving "
+                              f"; {counts.get(F.ETCD_KEY_LOST, 0):,} keys have no surviving "
                               "revision"))
     lines.append(("next", f"run `boltfix repair {db or 'DB'} --out FIXED` (it writes a "
                           "valid copy; the input is never changed), then follow its verdict"))
