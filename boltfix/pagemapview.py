@@ -34,12 +34,12 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-import stat
 import tempfile
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from boltfix import repair
 from boltfix.errors import BoltError
 from boltfix.leaves import Tree
 from boltfix.pagemap import (
@@ -447,27 +447,9 @@ def _svg_cells(pic: Picture, cell: int) -> List[str]:
 
 # ---------------------------------------------------------------- the file
 def refuse_output(out: str, src: str, force: bool) -> None:
-    """Raise BoltError when ``out`` may not be written: the input itself, a
-    directory, something not a regular file, or an existing file without
-    ``force``."""
-    if os.path.realpath(out) == os.path.realpath(src) or (
-            os.path.exists(out) and os.path.exists(src) and os.path.samefile(src, out)):
-        raise BoltError(f"refusing to write the map over the input {src}")
-    if os.path.isdir(out):
-        raise BoltError(f"{out} is a directory")
-    if os.path.lexists(out):
-        try:
-            mode = os.stat(out).st_mode
-        except OSError:
-            raise BoltError(f"{out} exists and cannot be read (a dangling link?); "
-                            f"refusing to replace it") from None
-        if not stat.S_ISREG(mode) or os.path.islink(out):
-            raise BoltError(f"{out} is not a regular file; refusing to replace it")
-        if not force:
-            raise BoltError(f"{out} exists; pass --force to replace it")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise BoltError(f"the directory {parent} does not exist")
+    """Raise BoltError when ``out`` may not be written (repair's rule for
+    every path boltfix writes: :func:`boltfix.repair.refuse_output`)."""
+    repair.refuse_output(src, out, force, option="--map-svg")
 
 
 def write_svg(pic: Picture, out: str, src: str, force: bool = False) -> int:
@@ -493,7 +475,7 @@ def write_svg(pic: Picture, out: str, src: str, force: bool = False) -> int:
             os.replace(tmp, out)
         else:
             os.link(tmp, out)
-        _fsync_dir(directory)
+        repair.fsync_dir(directory)
     except FileExistsError as exc:
         raise BoltError(f"{out} appeared while writing the map; nothing replaced") from exc
     except OSError as exc:
@@ -502,12 +484,3 @@ def write_svg(pic: Picture, out: str, src: str, force: bool = False) -> int:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return len(data)
-
-
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)

@@ -265,9 +265,19 @@ def _choose_meta_or_root_lost(db: DB, forced, beyond_tree: bool, lost_found):
 
 
 def _refuse_bad_output(src: str, out: str, force: bool, dry_run: bool) -> None:
+    refuse_output(src, out, force, dry_run=dry_run)
+
+
+def refuse_output(src: str, out: str, force: bool, *, dry_run: bool = False,
+                  option: str = "--out") -> None:
+    """The one rule for a path boltfix writes (``repair --out``,
+    ``--lost-found``, ``pages --map-svg``): never the input (by any name),
+    never a directory or anything but a regular file (forced or not), an
+    existing file only with ``force``, and its directory must exist.
+    Raises :class:`RepairRefused`; nothing is written."""
     if os.path.realpath(src) == os.path.realpath(out) or (
             os.path.exists(out) and os.path.exists(src) and os.path.samefile(src, out)):
-        raise RepairRefused(f"refusing to write over the input {src}; choose another --out")
+        raise RepairRefused(f"refusing to write over the input {src}; choose another {option}")
     if dry_run:
         return
     if os.path.isdir(out):
@@ -898,7 +908,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         else:
             os.link(tmp, out_path)  # fails if out_path appeared meanwhile: no clobber
             os.unlink(tmp)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return stats, plan
     except FileExistsError as exc:
         raise RepairRefused(f"{out_path} appeared while repairing; nothing replaced") from exc
@@ -1004,7 +1014,9 @@ def _content_code(code: str) -> bool:
     return code.startswith(("etcd-", "raft-"))
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
+    """fsync a directory, so a file just linked or renamed into it stays
+    after a crash (best effort: some filesystems refuse)."""
     try:
         dfd = os.open(directory, os.O_RDONLY)
     except OSError:
