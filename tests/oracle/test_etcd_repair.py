@@ -27,8 +27,6 @@ from pathlib import Path
 import pytest
 
 from boltfix import structs as S
-from boltfix.etcd import decode_key_value
-from boltfix.etcdkeys import decode_revision
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker
@@ -54,18 +52,7 @@ def dump_idents(path) -> list:
 
 def served_by(db_path) -> dict:
     """What etcd must serve from this db: key -> newest non-tombstone KeyValue."""
-    newest = {}
-    for e in oracle.oracle_dump(db_path):
-        if e["path"] != [b"key"] or e["type"] != "kv":
-            continue
-        rev = decode_revision(e["key"])
-        kv = decode_key_value(e["value"])
-        assert rev is not None and "error" not in kv, e
-        name = kv["key"].decode()
-        r = (rev["main"], rev["sub"])
-        if name not in newest or r > newest[name][0]:
-            newest[name] = (r, None if rev["tombstone"] else kv)
-    return {k: kv for k, (_, kv) in newest.items() if kv is not None}
+    return oracle.etcd_served_by(db_path)
 
 
 def read_all(srv: EtcdServer) -> dict:

@@ -33,8 +33,6 @@ import sys
 
 import pytest
 
-from boltfix.etcd import decode_key_value
-from boltfix.etcdkeys import decode_revision
 from support import REPO, damage, oracle
 from support.etcdtools import EtcdServer, EtcdStartError, clean_env, require_etcd, restore_snapshot
 
@@ -98,19 +96,9 @@ def run(cmd: str, paths: dict, env=None) -> subprocess.CompletedProcess:
 
 
 def served_by(db_path) -> dict:
-    """What etcd must serve from this db: key -> newest non-tombstone value."""
-    newest = {}
-    for e in oracle.oracle_dump(db_path):
-        if e["path"] != [b"key"] or e["type"] != "kv":
-            continue
-        rev = decode_revision(e["key"])
-        kv = decode_key_value(e["value"])
-        name = kv["key"].decode()
-        r = (rev["main"], rev["sub"])
-        if name not in newest or r > newest[name][0]:
-            newest[name] = (r, None if rev["tombstone"] else kv)
+    """What etcd must serve from this db: key -> (value, mod_revision)."""
     return {k: (kv["value"].decode(), kv["mod_revision"])
-            for k, (_, kv) in newest.items() if kv is not None}
+            for k, kv in oracle.etcd_served_by(db_path).items()}
 
 
 def read_all(srv: EtcdServer) -> dict:

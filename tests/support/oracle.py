@@ -34,6 +34,8 @@ from typing import Optional, Sequence, Union
 
 import pytest
 
+from boltfix.etcd import decode_key_value
+from boltfix.etcdkeys import decode_revision
 from support import gobuild
 
 REPO = Path(__file__).resolve().parents[2]
@@ -272,3 +274,21 @@ def info(path: PathLike) -> dict:
 def fixture(shape: str) -> Path:
     """Path of a committed fixture, fixtures/bbolt/<shape>.db."""
     return FIXTURES / f"{shape}.db"
+
+
+def etcd_served_by(db_path: PathLike) -> dict:
+    """What etcd must serve from an etcd db, read by the real bbolt: user
+    key -> its newest revision's KeyValue, leaving out keys whose newest
+    revision is a tombstone."""
+    newest = {}
+    for e in oracle_dump(db_path):
+        if e["path"] != [b"key"] or e["type"] != "kv":
+            continue
+        rev = decode_revision(e["key"])
+        kv = decode_key_value(e["value"])
+        assert rev is not None and "error" not in kv, e
+        name = kv["key"].decode()
+        r = (rev["main"], rev["sub"])
+        if name not in newest or r > newest[name][0]:
+            newest[name] = (r, None if rev["tombstone"] else kv)
+    return {k: kv for k, (_, kv) in newest.items() if kv is not None}
