@@ -55,7 +55,17 @@ The rule (:func:`choose`), the first that applies:
    bbolt rolls back.
 3. The other meta's tree, if whole: "rolled back"; the newest commit did
    not finish on disk.
-4. Else the newest meta's tree, with what is damaged in it pruned (and
+4. etcd only: when neither meta's tree is whole (the writes of several
+   commits lost, the metas' roots zeroed or past the end of the file), the
+   whole etcd tree no meta names with the highest revision, not above what
+   the newest meta's tree still shows: "rolled back further".  An older
+   commit's whole state is one etcd starts from, replaying its WAL above
+   that tree's own ``consistent_index`` (``server.go`` ``applyAll`` skips
+   only entries at or below it), where a pruned newest tree keeps its
+   ``consistent_index`` while missing revisions below it, which no replay
+   brings back.  Ordered by revision first: revisions are never reset,
+   while a snapshot restore resets ``consistent_index``.
+5. Else the newest meta's tree, with what is damaged in it pruned (and
    salvaged where a rule proves it): nothing whole is left.
 
 Judging another tree costs a walk: it happens only when the newest is
@@ -89,8 +99,8 @@ TREE_LOSS = F.REPAIR_LOSS | {F.PAGE_ID_MISMATCH, F.ETCD_COMMIT_OLDER, F.COMMIT_R
                              F.ETCD_BAD_KEY_VALUE, F.ETCD_NESTED_BUCKET}
 
 #: the rules, as the report names them
-NEWEST, COPIED, ROLLED_BACK, MOST_COMPLETE = (
-    "newest", "copied-while-written", "rolled-back", "most-complete")
+NEWEST, COPIED, ROLLED_BACK, ROLLED_BACK_FURTHER, MOST_COMPLETE = (
+    "newest", "copied-while-written", "rolled-back", "rolled-back-further", "most-complete")
 
 #: root pages no meta names that are judged at most (each costs a walk)
 MAX_CANDIDATES = 16
@@ -322,6 +332,9 @@ def choose(db: DB, newest: Optional[Judgement] = None) -> Optional[Choice]:
                       f"({_damage_text(newest)}); the previous commit (txid "
                       f"{older.candidate.txid}) is whole: rolled back to it, as bbolt does "
                       "with a commit that did not finish", judged, passed_over=newest)
+    further = _older_whole_etcd_tree(db, newest, older, judged)
+    if further is not None:
+        return further
     return Choice(newest, MOST_COMPLETE,
                   f"no tree in the file is whole; the newest commit (txid "
                   f"{newest.candidate.txid}) is kept with its damage pruned "
@@ -361,6 +374,13 @@ def check_findings(db: DB, choice: Choice, report) -> None:
                        f"previous commit (txid {choice.candidate.txid}) is whole: repair rolls "
                        "back to it", page=newest.candidate.tree.root,
                        detail={"kept": choice.judgement.to_json(), "damaged": newest.to_json()}))
+    elif choice.rule == ROLLED_BACK_FURTHER:
+        report(Finding(F.NEWEST_COMMIT_DAMAGED,
+                       f"the newest commit (txid {newest.candidate.txid}) and the previous one "
+                       "are damaged (the writes of several commits lost); the newest whole "
+                       f"etcd tree in the file, at root page {choice.candidate.tree.root}, is "
+                       "an older commit's: repair rolls back to it",
+                       page=newest.candidate.tree.root, detail={"kept": choice.judgement.to_json(), "damaged": newest.to_json()}))
     elif choice.rule == COPIED:
         report(Finding(F.FILE_COPIED_WHILE_WRITTEN,
                        "this file was copied while it was being written: its metas (txid "
@@ -623,6 +643,44 @@ def _copied_while_written(db: DB, newest: Judgement, older: Optional[Judgement],
                   f"(txid {meta.txid}) names a damaged tree ({_damage_text(newest)}), "
                   f"while the whole tree at root page {j.candidate.tree.root} is newer "
                   f"({proof}); kept that one", judged, passed_over=newest)
+
+
+def _older_whole_etcd_tree(db: DB, newest: Judgement, older: Optional[Judgement],
+                           judged: List[Judgement]) -> Optional[Choice]:
+    """Rule 4: neither meta's tree is whole; for an etcd file, the whole
+    etcd tree no meta names with the highest revision that is not above the
+    revision the newest meta's tree still shows (a higher one would be rule
+    2's to prove newer)."""
+    metas = [j for j in (newest, older) if j is not None]
+    if any(j.top and not j.is_etcd for j in metas):
+        return None  # a file that is not etcd's: no WAL to replay what is lost
+    shown = readable_revision(db, newest)
+    known = {j.candidate.tree.root for j in judged}
+    hwm = db.pages_in_file
+    for root in root_pages(db, sorted(known)):
+        judged.append(judge(db, Candidate(_synthetic_tree(db, root, hwm), f"page {root}")))
+    best = None
+    for j in judged:
+        if j.candidate.meta is not None or not j.whole or not j.is_etcd:
+            continue
+        revision = j.etcd.get("max_revision", -1)
+        if shown is not None and revision > shown:
+            continue
+        rank = (revision, j.etcd.get("consistent_index", -1), j.records)
+        if best is None or rank > best[0]:
+            best = (rank, j)
+    if best is None:
+        return None
+    j = best[1]
+    facts = ", ".join(f"{k} {v}" for k, v in sorted(j.etcd.items())) or "no etcd facts"
+    return Choice(j, ROLLED_BACK_FURTHER,
+                  f"no meta names a whole tree: the newest commit (txid "
+                  f"{newest.candidate.txid}) is damaged ({_damage_text(newest)})"
+                  + (f", and so is the previous one ({_damage_text(older)})" if older else "")
+                  + f"; the newest whole etcd tree in the file, at root page "
+                  f"{j.candidate.tree.root} ({facts}), is an older commit's: rolled back to "
+                  "it (etcd replays its WAL above that tree's consistent_index)",
+                  judged, passed_over=newest)
 
 
 def _root_of_records(db: DB, root: int) -> bool:

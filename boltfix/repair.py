@@ -331,7 +331,8 @@ def _choose_meta(db: DB, forced: Optional[int]):
     why_not = ""
     if forced is None and db.meta is not None:
         choice = commits.choose(db)
-        if choice is not None and choice.rule in (commits.ROLLED_BACK, commits.COPIED):
+        if choice is not None and choice.rule in (commits.ROLLED_BACK, commits.COPIED,
+                                                  commits.ROLLED_BACK_FURTHER):
             return _chosen(db, choice), _meta_of(db, choice), choice
     else:
         choice = None

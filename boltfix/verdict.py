@@ -272,7 +272,8 @@ def _happened(r) -> str:
     rule, over, kept = cm.get("rule"), cm.get("passed_over"), cm.get("kept") or {}
     if r.meta.get("root_lost"):
         return "no usable root page: the top level was rebuilt from the surviving bucket subtrees"
-    if r.rediscovered:
+    if r.rediscovered and not (over is not None and rule in ("copied-while-written",
+                                                            "rolled-back-further")):
         return ("no valid meta page: the root was rediscovered, so this may not be the last "
                 "committed state")
     damage = _damage_text(r.dropped, r.dropped_counts, _cut_short(r))
@@ -282,6 +283,10 @@ def _happened(r) -> str:
         if rule == "copied-while-written":
             return (head + f"; the file was copied while bbolt wrote it: a newer whole tree "
                     f"({kept.get('source')}) was found")
+        if rule == "rolled-back-further":
+            return (head + "; so is the previous one: the writes of several commits were "
+                    f"lost. The newest whole etcd tree left ({kept.get('source')}) is an "
+                    "older commit's")
         return head + "; the previous commit is whole"
     if r.meta.get("fallback"):
         return "the newest meta's root could not be used: its transaction is lost" + (
@@ -306,6 +311,8 @@ _RULE_WORDS = {
     "rolled-back": "the previous commit, rolled back to as bbolt does with a commit that "
                    "did not finish",
     "copied-while-written": "the newest whole tree, copied while bbolt wrote the file",
+    "rolled-back-further": "an older commit's whole tree no meta names any more (etcd "
+                           "replays its WAL above that tree's consistent_index)",
     "most-complete": "the newest commit, its damage pruned",
 }
 
@@ -339,10 +346,14 @@ def _lost(r) -> str:
     over = (r.commits or {}).get("passed_over")
     if over is not None:
         loss = (r.commits or {}).get("newer_commit") or {}
-        parts.append(f"the newer commit (txid {over.get('txid')}): the "
-                     f"{loss.get('added', 0):,} records it added and the "
-                     f"{loss.get('changed', 0):,} it changed (the "
-                     f"{loss.get('deleted', 0):,} it deleted are back)")
+        if [] in loss.get("unread", []):  # its root: nothing of it reads
+            parts.append(f"the newer commit (txid {over.get('txid')}): its tree cannot be "
+                         "read, so what it held is not known")
+        else:
+            parts.append(f"the newer commit (txid {over.get('txid')}): the "
+                         f"{loss.get('added', 0):,} records it added and the "
+                         f"{loss.get('changed', 0):,} it changed (the "
+                         f"{loss.get('deleted', 0):,} it deleted are back)")
     elif r.meta.get("fallback"):
         parts.append("the newest meta's transaction")
     st = getattr(r, "etcd", None)

@@ -30,10 +30,17 @@ For every commit N the crash file is mixed from captures N-1 and N:
 * ``zeroed``: the pages N wrote read as zeros (an unwritten extent);
 * ``meta-zeroed`` / ``meta-old-sector``: N's meta page zeroed, or its
   first sector still N-2's meta: bbolt itself opens N-1.
+* ``live-copy``: the first half of the file (metas included) N-1's, the
+  rest N's (``cp`` reading while bbolt wrote): N-1's tree, which N never
+  wrote over, is whole;
+* ``lost-growth``: N's file cut to N-1's length, when N grew it (skipped
+  at the commits that did not).
 
-Expected: ``lost``, ``zeroed``: rolled back (``commits.rule`` is
+(The mixing is :mod:`support.crashmix`'s.)  Expected: ``lost``, ``zeroed``: rolled back (``commits.rule`` is
 ``rolled-back``), the output's records equal capture N-1's; the meta cases:
-N-1's records (its meta is the newest valid one); ``partial-*`` and
+N-1's records (its meta is the newest valid one); ``live-copy``: N-1's
+records (N's, when a tree proven newer is kept); ``lost-growth``,
+``partial-*`` and
 ``torn*``: N-1's or N's records exactly.  One exception is stated, not
 hidden: a torn page whose torn part holds only bytes of values (an
 overflow page of a big value, the data end of a leaf page) changes no
@@ -48,7 +55,6 @@ from __future__ import annotations
 import json
 import resource
 import shutil
-import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -59,6 +65,7 @@ import pytest
 from boltfix.repair import repair
 from support import REPO, oracle
 from support.cli import invoke
+from support.crashmix import applies, crash, meta_txids, page_size
 from support.protobuf import key_value, rev_key
 
 # ---------------------------------------------------------------- histories
@@ -140,7 +147,7 @@ HISTORIES = {
 }
 
 KINDS = ("lost", "partial-even", "partial-odd", "torn", "torn-tree", "zeroed",
-         "meta-zeroed", "meta-old-sector")
+         "meta-zeroed", "meta-old-sector", "live-copy", "lost-growth")
 
 # Crash cases where repair keeps neither commit N-1's nor commit N's
 # records (boltfix 5ae507d).  In every one bbolt 1.3.6 itself opens the same
@@ -242,76 +249,6 @@ def history(name: str, tmp_path_factory) -> History:
     return _BUILT[name]
 
 
-# ---------------------------------------------------------------- mixing captures
-META = struct.Struct("<IIIIQQQQQQ")  # magic, version, page_size, flags, root, ...
-
-
-def page_size(buf: bytes) -> int:
-    """The page size meta 0 holds."""
-    return META.unpack_from(buf, 16)[2]
-
-
-def newest_meta(buf: bytes, ps: int) -> int:
-    """The index of the meta page with the higher txid."""
-    txids = [META.unpack_from(buf, i * ps + 16)[8] for i in (0, 1)]
-    return 0 if txids[0] >= txids[1] else 1
-
-
-def written_pages(prev: bytes, cur: bytes, ps: int) -> List[int]:
-    """Pages (meta pages aside) whose bytes commit ``cur`` changed."""
-    prev = prev.ljust(len(cur), b"\0")
-    return [p for p in range(2, len(cur) // ps)
-            if prev[p * ps:(p + 1) * ps] != cur[p * ps:(p + 1) * ps]]
-
-
-def torn_tree_page(cur: bytes, pages: List[int], ps: int) -> Optional[int]:
-    """Of ``pages``, the branch or leaf page (a header with its own id) with
-    the most elements."""
-    best = None
-    for p in pages:
-        pid, flags, count, _ = struct.unpack_from("<QHHI", cur, p * ps)
-        if pid == p and flags in (1, 2) and (best is None or count > best[0]):
-            best = (count, p)
-    return best[1] if best else None
-
-
-def crash(prev: bytes, cur: bytes, kind: str, n: int) -> bytes:
-    """The file a crash of kind ``kind`` during commit ``n`` leaves, mixed
-    from capture ``n-1`` (``prev``) and capture ``n`` (``cur``)."""
-    ps = page_size(cur)
-    old = prev.ljust(len(cur), b"\0")
-    out = bytearray(cur)
-    m = newest_meta(cur, ps)
-    pages = written_pages(prev, cur, ps)
-
-    def take(p: int, src: bytes, start: int = 0) -> None:
-        out[p * ps + start:(p + 1) * ps] = src[p * ps + start:(p + 1) * ps]
-
-    if kind == "lost":
-        out = bytearray(old)
-        take(m, cur)
-    elif kind in ("partial-even", "partial-odd"):
-        for j, p in enumerate(pages):
-            if j % 2 == (kind == "partial-odd"):
-                take(p, old)
-    elif kind == "torn":
-        take(pages[n % len(pages)], old, 512 * (1 + n % (ps // 512 - 1)))
-    elif kind == "torn-tree":
-        p = torn_tree_page(cur, pages, ps)
-        assert p is not None, "a commit writes at least its root bucket's page"
-        take(p, old, 512)
-    elif kind == "zeroed":
-        for p in pages:
-            take(p, bytes(len(cur)))
-    elif kind == "meta-zeroed":
-        take(m, bytes(len(cur)))
-    elif kind == "meta-old-sector":
-        out[m * ps:m * ps + 512] = old[m * ps:m * ps + 512]
-    else:
-        raise AssertionError(kind)
-    return bytes(out)
-
-
 #: seconds real bbolt gets to read a crash file, and the most it may print
 #: (a zeroed or stale page can send its dump round a loop for ever)
 VIEW_TIMEOUT = 5
@@ -376,6 +313,8 @@ def test_crash_keeps_a_whole_commit(name, n, kind, tmp_path, tmp_path_factory):
     oracle.boltgen_path()
     h = history(name, tmp_path_factory)
     prev, cur = h.records[n - 1], h.records[n]
+    if not applies(h.captures[n - 1], h.captures[n], kind):
+        pytest.skip(f"commit {n} did not grow the file: no growth to lose")
     src = tmp_path / "crashed.db"
     src.write_bytes(crash(h.captures[n - 1], h.captures[n], kind, n))
     # what bbolt itself reads (not asked of a zeroed tree: it can loop)
@@ -392,6 +331,15 @@ def test_crash_keeps_a_whole_commit(name, n, kind, tmp_path, tmp_path_factory):
     if kind in ("lost", "zeroed"):
         assert rule == "rolled-back", commits["reason"]
         assert got == prev, "not rolled back to commit n-1 exactly"
+    elif kind == "live-copy":
+        # the metas (in the first half) are n-1's, whose tree commit n never
+        # wrote over; a whole tree proven newer is n's
+        assert got == (cur if rule == "copied-while-written" else prev), (rule, commits["reason"])
+    elif kind == "lost-growth":
+        # n's metas with the pages n grew the file by lost: n-1's tree lies
+        # below n-1's end, whole; n's tree is whole only if it never used them
+        assert got in (prev, cur), (rule, commits["reason"])
+        assert got == prev or rule == "newest"
     elif kind.startswith("meta-"):
         # bbolt itself opens n-1 (1.3.6 takes the page size from meta 0 only:
         # with meta 0 gone it cannot open a file of 16 KB pages at all)
@@ -409,8 +357,7 @@ def test_crash_keeps_a_whole_commit(name, n, kind, tmp_path, tmp_path_factory):
 
     if rule == "rolled-back":
         assert rep["meta_fallback"] and rep["lost_data"]
-        txids = sorted(struct.unpack_from("<Q", h.captures[n], i * page_size(h.captures[n])
-                                          + 16 + 48)[0] for i in (0, 1))
+        txids = sorted(meta_txids(h.captures[n], page_size(h.captures[n])))
         assert commits["passed_over"]["txid"] == txids[1]
         assert commits["kept"]["txid"] == txids[0]
         lost = commits["newer_commit"]
