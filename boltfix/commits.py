@@ -380,7 +380,8 @@ def check_findings(db: DB, choice: Choice, report) -> None:
                        "are damaged (the writes of several commits lost); the newest whole "
                        f"etcd tree in the file, at root page {choice.candidate.tree.root}, is "
                        "an older commit's: repair rolls back to it",
-                       page=newest.candidate.tree.root, detail={"kept": choice.judgement.to_json(), "damaged": newest.to_json()}))
+                       page=newest.candidate.tree.root,
+                       detail={"kept": choice.judgement.to_json(), "damaged": newest.to_json()}))
     elif choice.rule == COPIED:
         report(Finding(F.FILE_COPIED_WHILE_WRITTEN,
                        "this file was copied while it was being written: its metas (txid "

@@ -258,6 +258,8 @@ class Dumper:
             raw, redacted = secrets.mask_raft_log(raw)
         if d is None:
             return raw, redacted, None
+        if bucket == RB.LOGS:
+            return raw, redacted, RB.log_json(d)
         return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:

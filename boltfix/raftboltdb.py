@@ -37,6 +37,7 @@ value ``dump`` masks (:func:`boltfix.secrets.mask_raft_log`).
 from __future__ import annotations
 
 import datetime
+import json
 import struct
 from collections import Counter
 from typing import Iterable, Optional, Tuple
@@ -52,7 +53,7 @@ from boltfix.walk import Walker
 __all__ = [
     "APPLICATION", "LOGS", "CONF", "LOGS_BUCKET", "CONF_BUCKET", "LOG_TYPES",
     "looks_like_raft", "decode_index", "decode_log", "data_range", "decode_conf",
-    "decode_record", "RaftFacts", "scan", "check_findings", "index_mismatch",
+    "decode_record", "log_json", "RaftFacts", "scan", "check_findings", "index_mismatch",
 ]
 
 #: the name ``inspect`` gives the application
@@ -129,10 +130,73 @@ def _mismatch(key, log) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- one log
+#: the last value :func:`_unpack_map` read, and what it read: dump decodes
+#: a log and then masks its Data, one value twice in a row (the value is
+#: kept alive here, so its identity cannot be reused)
+_LAST: list = [None, None]
+
+
 def _unpack_map(value: bytes):
     """The top-level msgpack map of ``value``: ``[(key, object, start, end)]``
     (offsets of each value's encoding), bounded by ``len(value)``.  Raises
     on anything that is not exactly one map."""
+    if value is _LAST[0]:
+        return _LAST[1]
+    out = _fast_map(value)
+    if out is None:
+        out = _general_map(value)
+    _LAST[0], _LAST[1] = value, out
+    return out
+
+
+#: msgpack heads of a byte or text string whose length follows: its bytes
+_LENGTH_HEADS = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+
+
+def _fast_map(value: bytes):
+    """:func:`_unpack_map` for the shape raft-boltdb's go-msgpack writes
+    (a fixmap of fixstr keys; unsigned integers, byte or text strings, nil),
+    read without building an Unpacker, which costs more than the log; None
+    for any other shape (the general reader decides, and raises where it
+    must).  Same results as msgpack with ``raw=True``."""
+    n = len(value)
+    if not n or not 0x80 <= value[0] <= 0x8F:
+        return None
+    pos, out = 1, []
+    for _ in range(value[0] & 0x0F):
+        if pos >= n or not 0xA0 <= value[pos] <= 0xBF:
+            return None
+        end = pos + 1 + (value[pos] & 0x1F)
+        key = value[pos + 1:end]
+        if end >= n:
+            return None
+        start, b = end, value[end]
+        if b <= 0x7F:
+            obj, pos = b, end + 1
+        elif 0xCC <= b <= 0xCF:
+            pos = end + 1 + (1 << (b - 0xCC))
+            obj = int.from_bytes(value[end + 1:pos], "big")
+        elif 0xA0 <= b <= 0xBF:
+            pos = end + 1 + (b & 0x1F)
+            obj = value[end + 1:pos]
+        elif b in _LENGTH_HEADS:
+            head = end + 1 + _LENGTH_HEADS[b]
+            if head > n:
+                return None
+            pos = head + int.from_bytes(value[end + 1:head], "big")
+            obj = value[head:pos]
+        elif b == 0xC0:
+            obj, pos = None, end + 1
+        else:
+            return None
+        if pos > n:
+            return None
+        out.append((key, obj, start, pos))
+    return out if pos == n else None
+
+
+def _general_map(value: bytes):
+    """:func:`_unpack_map` by msgpack's Unpacker, for every shape."""
     unpacker = msgpack.Unpacker(raw=True, max_buffer_size=max(len(value), 1),
                                 strict_map_key=False)
     unpacker.feed(value)
@@ -162,6 +226,10 @@ def _kind(value: bytes, start: int) -> str:
     return "other"
 
 
+#: the last AppendedAt second :func:`_go_time` formatted, and its text
+_LAST_SECOND: list = [None, ""]
+
+
 def _go_time(obj) -> Optional[str]:
     """An ``AppendedAt`` as ISO-8601 UTC: Go's ``MarshalBinary`` bytes
     (version 1 or 2: seconds since year 1, nanoseconds, zone offset) or a
@@ -173,8 +241,12 @@ def _go_time(obj) -> Optional[str]:
             sec, nsec = struct.unpack_from(">qi", obj, 1)
             if not 0 <= nsec < 10**9:
                 return None
-            when = datetime.datetime(1, 1, 1) + datetime.timedelta(seconds=sec)
-            return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{nsec:09d}Z"
+            if sec != _LAST_SECOND[0]:  # logs come in bursts: one second, many logs
+                when = datetime.datetime(1, 1, 1) + datetime.timedelta(seconds=sec)
+                # (the year unpadded, as glibc's strftime %Y writes it)
+                _LAST_SECOND[:] = [sec, f"{when.year}-{when.month:02d}-{when.day:02d}T"
+                                        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}"]
+            return f"{_LAST_SECOND[1]}.{nsec:09d}Z"
     except (OverflowError, ValueError, struct.error):
         return None
     return None
@@ -248,6 +320,58 @@ def _decode_log(value: bytes, key, show: bool) -> dict:
         out["key_index"] = ki
         out["index_matches_key"] = ki == out["index"]
     return out
+
+
+#: the members of a decoded log :func:`log_json` writes itself, in order,
+#: with how: ``int`` (an int or null), ``str`` (a known-safe text or null)
+_PLAIN_LOG = (("index", "int"), ("term", "int"), ("type", "int"), ("type_name", "str"),
+              ("data", "bytes"), ("extensions", "bytes"), ("appended_at", "str"),
+              ("key_index", "int"), ("index_matches_key", "bool"))
+_SAFE_TEXT = frozenset(LOG_TYPES.values()) | {REDACTED}
+
+
+def log_json(d: dict) -> str:
+    """``json.dumps(d)`` (compact, ``ensure_ascii=False``) of a decoded log,
+    written directly when every member is one :func:`decode_log` makes from
+    a clean log (numbers, its own names, a masked or empty Data, a time):
+    the JSON module costs more than the decoding.  Anything else goes
+    through ``json.dumps``, which the tests hold this to."""
+    parts = []
+    for name, how in _PLAIN_LOG:
+        if name not in d:
+            continue
+        v = d[name]
+        if how == "int" and (v is None or type(v) is int):
+            text = "null" if v is None else str(v)
+        elif how == "bool" and type(v) is bool:
+            text = "true" if v else "false"
+        elif how == "str" and (v is None or v in _SAFE_TEXT or _is_time(v)):
+            text = "null" if v is None else f'"{v}"'
+        elif how == "bytes" and _plain_bytes(v):
+            text = (f'{{"type":"{v["type"]}","length":{v["length"]}'
+                    + (f',"value":"{REDACTED}"}}' if "value" in v else "}"))
+        else:
+            return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+        parts.append(f'"{name}":{text}')
+    if len(parts) != len(d):
+        return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+    return "{" + ",".join(parts) + "}"
+
+
+def _is_time(v) -> bool:
+    """A text :func:`_go_time` made: digits, ``-``, ``:``, ``.``, ``T``, ``Z``."""
+    return (type(v) is str and v.isascii() and v.isprintable() and '"' not in v
+            and "\\" not in v)
+
+
+def _plain_bytes(v) -> bool:
+    """A ``Data``/``Extensions`` member that is masked, or nil: exactly
+    what :func:`_bytes_member` makes of them."""
+    if type(v) is not dict or type(v.get("length")) is not int:
+        return False
+    if len(v) == 3:
+        return v.get("value") == REDACTED and v.get("type") in ("str", "bin")
+    return len(v) == 2 and v.get("type") == "nil"
 
 
 def data_range(value) -> Optional[Tuple[int, int]]:

@@ -11,6 +11,8 @@ import struct
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from boltfix import raftboltdb as RB
 from boltfix import secrets
@@ -157,3 +159,63 @@ def test_facts_keep_few_gaps_but_count_all():
         f.see_log(key(i), log_bytes(i))
     gaps = f.to_json()["logs"]["gaps"]
     assert gaps["count"] == 499 and len(gaps["first"]) == RB.GAPS_SHOWN
+
+
+# ---------------------------------------------------------------- the fast paths
+def _json(d) -> str:
+    import json
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+
+def _general(value: bytes):
+    """What msgpack's own Unpacker reads (the fast reader must agree)."""
+    RB._LAST[0] = None
+    return RB._general_map(value)
+
+
+@pytest.mark.parametrize("value", [
+    log_bytes(),
+    log_bytes(index=2**64 - 1, term=300, typ=5, data=b"x" * 70000),  # uint64, str32
+    log_bytes(data=b"", ext=b"e" * 40),
+    msgpack.packb({"Index": 1, "Term": 2, "Type": 0, "Data": b"\x00" * 300}, use_bin_type=True),
+    msgpack.packb({"Index": 7, "Term": 1, "Type": 0, "Data": None, "Other": 255}),
+])
+def test_fast_map_reads_what_msgpack_reads(value):
+    assert RB._fast_map(value) == _general(value)
+
+
+@pytest.mark.parametrize("value", [
+    msgpack.packb({"Index": -1, "Term": 1, "Type": 0}),  # a negative int: not the fast shape
+    msgpack.packb({"Index": 1.5}),  # a float
+    msgpack.packb({b"Index": 1}, use_bin_type=True),  # a bin key
+    msgpack.packb({"k" * 40: 1}),  # a str8 key
+    log_bytes()[:-3],  # cut short
+    log_bytes() + b"\x00",  # a byte after the map
+    b"\x91\x01",  # an array
+])
+def test_fast_map_leaves_other_shapes_to_msgpack(value):
+    assert RB._fast_map(value) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200), st.booleans())
+def test_decode_and_log_json_agree_with_the_slow_paths(raw, show):
+    # a real log with its bytes changed, or any bytes
+    for value in (raw, log_bytes(data=raw), log_bytes()[:len(raw)] + raw[:3]):
+        fast = RB._fast_map(value)
+        if fast is not None:
+            assert fast == _general(value)
+        d = RB.decode_log(value, key(1), show)
+        assert RB.log_json(d) == _json(d)
+
+
+@pytest.mark.parametrize("when", [
+    b"\x01" + struct.pack(">qih", 0, 0, -1),  # year 1: unpadded, as strftime writes it
+    b"\x01" + struct.pack(">qih", 63_900_000_000, 999_999_999, 0),
+    msgpack.Timestamp(1_700_000_000, 5),
+    b"\x01" + struct.pack(">qih", 63_900_000_000, -1, 0),  # no time: null
+])
+def test_log_json_of_every_time_and_shown_data(when):
+    for show in (False, True):
+        d = RB.decode_log(log_bytes(when=when, data=b'quote " and \\ and \n'), key(1), show)
+        assert RB.log_json(d) == _json(d)
