@@ -24,6 +24,7 @@ import base64
 import functools
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,6 +36,7 @@ from support import FIXTURES, gobuild, raftgen
 
 K8SGEN_DIR = FIXTURES / "k8sgen"
 SOURCES = ("main.go", "go.mod", "go.sum")
+MIN_GO = (1, 26)  # what k8s.io/apimachinery v0.37's go.mod asks for
 
 
 def _unavailable(reason: str) -> None:
@@ -55,12 +57,23 @@ def _go_env() -> dict:
     return env
 
 
+def _older(version: str, least: tuple) -> bool:
+    """Whether ``go1.25.3``-style ``version`` is below ``least`` (or no Go
+    version at all)."""
+    m = re.match(r"go(\d+)\.(\d+)", version)
+    return m is None or (int(m.group(1)), int(m.group(2))) < least
+
+
 @functools.lru_cache(maxsize=None)
 def _build() -> Union[Path, str]:
     """Build k8sgen; its path, or a string saying why it cannot be built."""
     go = raftgen._go()
     if go is None:
         return "the 'go' command is not on PATH (install Go >= 1.26)"
+    version = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+                             env=_go_env(), timeout=60).stdout.strip()
+    if _older(version, MIN_GO):
+        return f"{go} is {version or 'of unknown version'}: the k8s.io modules need Go >= 1.26"
     return gobuild.build(go, "k8sgen", K8SGEN_DIR,
                          gobuild.digest(K8SGEN_DIR / f for f in SOURCES), _go_env())
 
