@@ -237,6 +237,28 @@ def test_show_secrets_gives_the_real_bytes(real_db, real):
     assert cfg == {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": 143}}
 
 
+def test_k8s_object_shows_the_whole_object(real_db, real):
+    """``--k8s-object``: a JSON value as the serializer wrote it; a protobuf
+    one by field numbers with its metadata named; an encrypted one not at
+    all."""
+    _out, recs = dump(real_db, "--k8s-object")
+    for key, rec in real.items():
+        got = recs[key]["etcd"]["k8s"].get("object")
+        if rec["encoding"] == "encrypted":
+            assert got is None, key
+        elif rec["encoding"] == "json":
+            assert got == rec["object"], key
+        else:
+            meta = rec["object"]["metadata"]
+            assert (got["apiVersion"], got["kind"]) == (rec["apiVersion"], rec["kind"]), key
+            assert (got["metadata"]["name"], got["metadata"]["uid"]) == (
+                meta["name"], meta["uid"]), key
+            # (map entries by number, as protoc --decode_raw prints them)
+            entries = got["metadata"].get("labels", [])
+            entries = entries if isinstance(entries, list) else [entries]
+            assert {e["1"]: e["2"] for e in entries} == meta.get("labels", {}), key
+
+
 def test_text_summary_names_each_object(real_db, real):
     text = invoke("dump", real_db, "--bucket", "key", "--format", "text").output
     for rec in real.values():
