@@ -4,7 +4,8 @@ by default.
 The dbs are written by the real etcd 3.4 and 3.5 through its API (the gRPC
 gateway's ``/v3/kv/put``: binary values without a shell in the way); the
 values are true Kubernetes encodings built by ``k8sbytes`` from the published
-field numbers, independently of boltfix's decoder.
+field numbers, independently of boltfix's decoder (and held to the bytes
+Kubernetes' own serializers write by ``test_k8s_real.py``).
 """
 
 from __future__ import annotations
