@@ -215,14 +215,22 @@ _META_STRINGS = {1: "name", 2: "generateName", 3: "namespace", 4: "selfLink", 5:
 
 
 def _object_meta(data: bytes, base: int, secret: bool) -> dict:
+    """ObjectMeta's fields as the JSON serializer shows them: Go's protobuf
+    marshaller writes every string, the generation and the creation time
+    even when empty or zero (``12 00``, ``38 00``, ``42 00``), the JSON one
+    leaves those out (``omitempty``, ``omitzero``), and so does this."""
     out: dict = {}
     for no, wt, val, off in fields(data, base):
         if no in _META_STRINGS and wt == WIRE_LEN:
-            out[_META_STRINGS[no]] = _text(val)
+            if val:
+                out[_META_STRINGS[no]] = _text(val)
         elif no == 7 and wt == WIRE_VARINT:
-            out["generation"] = int64(val)
+            if val:
+                out["generation"] = int64(val)
         elif no in (8, 9) and wt == WIRE_LEN:
-            out["creationTimestamp" if no == 8 else "deletionTimestamp"] = _timestamp(val, off)
+            if val:  # an empty Timestamp is Go's zero time (metav1.Time.Marshal)
+                out["creationTimestamp" if no == 8 else "deletionTimestamp"] = \
+                    _timestamp(val, off)
         elif no in (11, 12) and wt == WIRE_LEN:
             k, v, _ = map_entry(val, off)
             if secret and k == LAST_APPLIED:
@@ -269,9 +277,10 @@ def _decode_protobuf(value: bytes, secret_by_key: bool) -> dict:
     for no, wt, val, off in fields(raw, roff):
         if no == 1 and wt == WIRE_LEN:
             out.update(_object_meta(val, off, secret))
-        elif secret and no == 2 and wt == WIRE_LEN:
+        elif secret and no in (2, 4) and wt == WIRE_LEN:
             k, v, _ = map_entry(val, off)
-            out.setdefault("secret", {}).setdefault("data", {})[_text(k)] = len(v)
+            part = "data" if no == 2 else "stringData"
+            out.setdefault("secret", {}).setdefault(part, {})[_text(k)] = len(v)
         elif secret and no == 3 and wt == WIRE_LEN:
             out.setdefault("secret", {})["type"] = _text(val)
     return out
@@ -295,12 +304,13 @@ def _decode_json(value: bytes, secret_by_key: bool) -> dict | None:
         if secret and isinstance(ann, dict) and LAST_APPLIED.decode() in ann:
             out["annotations"] = dict(ann, **{LAST_APPLIED.decode(): REDACTED})
     if secret:
-        data = obj.get("data")
         sec: dict = {}
         if isinstance(obj.get("type"), str):
             sec["type"] = obj["type"]
-        if isinstance(data, dict):
-            sec["data"] = {k: len(v) if isinstance(v, str) else None for k, v in data.items()}
+        for part in ("data", "stringData"):
+            data = obj.get(part)
+            if isinstance(data, dict):
+                sec[part] = {k: len(v) if isinstance(v, str) else None for k, v in data.items()}
         out["secret"] = sec
     return out
 
@@ -323,8 +333,10 @@ def decode_value(value: bytes, user_key: bytes | None = None) -> dict | None:
 
     ``{"encoding": "protobuf"|"json"|"encrypted", "apiVersion", "kind",
     "namespace", "name", "uid", "creationTimestamp", "labels",
-    "annotations", ...}``; a Secret adds ``"secret": {"type", "data": {key:
-    length}}`` (lengths only: the values are never in this dict).  With
+    "annotations", ...}`` (empty strings and zeros left out, as the JSON
+    serializer does); a Secret adds ``"secret": {"type", "data": {key:
+    length}, "stringData"?: {key: length}}`` (lengths only: the values are
+    never in this dict).  With
     ``user_key`` under ``/registry/`` the key's ``resource`` (and ``group``,
     namespace, name) are added.  A value that is no Kubernetes object (not
     :data:`MAGIC`, :data:`ENC_PREFIX` or a JSON object with a ``kind``)

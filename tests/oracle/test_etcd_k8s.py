@@ -4,7 +4,8 @@ by default.
 The dbs are written by the real etcd 3.4 and 3.5 through its API (the gRPC
 gateway's ``/v3/kv/put``: binary values without a shell in the way); the
 values are true Kubernetes encodings built by ``k8sbytes`` from the published
-field numbers, independently of boltfix's decoder.
+field numbers, independently of boltfix's decoder (and held to the bytes
+Kubernetes' own serializers write by ``test_k8s_real.py``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from boltfix import ccore, leaves, walk
 from support import damage, etcdtools, oracle
 from support import k8sbytes as K
 from support.cli import invoke
+from support.leaks import leaks
 from support.purepy import pure_python
-
-WINDOW = 8
 
 
 def secret_value(tag: str) -> bytes:
@@ -154,32 +154,6 @@ def k8s_db(request, tmp_path_factory):
 
 def run(*args, code=(0,)):
     return invoke(*args, code=code)
-
-
-def _windows(data: bytes, n: int) -> set:
-    return {data[i:i + n] for i in range(len(data) - n + 1)}
-
-
-def leaks(output: bytes, secrets) -> list:
-    """Every way a window of a secret value may show: text, hex (also the
-    hexdump's spaced form), base64 at each alignment."""
-    low = output.lower()
-    raw = _windows(output, WINDOW)
-    hexes = _windows(low, 2 * WINDOW) | _windows(re.sub(rb"\s+", b"", low), 2 * WINDOW)
-    b64s = _windows(output, 12)
-    found = []
-    for s in secrets:
-        for i in range(len(s) - WINDOW + 1):
-            w = s[i:i + WINDOW]
-            if w in raw or w.hex().encode() in hexes:
-                found.append((s[:12], i))
-                break
-        for shift in range(3):
-            b64 = base64.b64encode(s[shift:])[:-4]
-            if any(b64[i:i + 12] in b64s for i in range(0, len(b64) - 12, 4)):
-                found.append((s[:12], "b64", shift))
-                break
-    return found
 
 
 def hexdump_bytes(text: str) -> bytes:

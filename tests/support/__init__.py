@@ -7,7 +7,8 @@
 * :mod:`support.oracle`: the real bbolt (boltgen);
 * :mod:`support.raftgen`: the real HashiCorp raft-boltdb (raftgen);
 * :mod:`support.etcdtools`: real etcd servers, data dirs, snapshots;
-* :mod:`support.k8sbytes`: Kubernetes' storage bytes;
+* :mod:`support.k8sbytes`: Kubernetes' storage bytes (the tests' own encoder);
+* :mod:`support.k8sgen`: Kubernetes' storage bytes by Kubernetes' own code;
 * :mod:`support.files`, :mod:`support.measure`, :mod:`support.fuzz`,
   :mod:`support.salvage`, :mod:`support.served`: files, memory and time,
   fuzzing, salvage and etcd fixtures several test modules use.

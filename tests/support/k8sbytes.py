@@ -7,7 +7,7 @@ those of Kubernetes' ``generated.proto`` files:
 * ``apimachinery/pkg/runtime``: Unknown {1 typeMeta {1 apiVersion, 2 kind},
   2 raw, 3 contentEncoding, 4 contentType}; values start ``k8s\\x00``.
 * ``apimachinery/pkg/apis/meta/v1``: ObjectMeta {1 name, 2 generateName,
-  3 namespace, 5 uid, 6 resourceVersion, 7 generation, 8 creationTimestamp
+  3 namespace, 4 selfLink, 5 uid, 6 resourceVersion, 7 generation, 8 creationTimestamp
   {1 seconds, 2 nanos}, 11 labels, 12 annotations, 13 ownerReferences {1
   kind, 3 name, 4 uid, 5 apiVersion, 6 controller}, 14 finalizers}.
 * ``api/core/v1``: Secret {1 metadata, 2 data, 3 type, 4 stringData,
@@ -30,12 +30,15 @@ def map_entries(field: int, items: dict) -> bytes:
 
 
 def object_meta(name, namespace=None, uid="", labels=None, annotations=None,
-                created=1700000000, owners=(), finalizers=()) -> bytes:
-    m = ld(1, name)
-    if namespace:
-        m += ld(3, namespace)
-    m += ld(5, uid or f"uid-{name}")
-    m += ld(8, vi(1, created))
+                created=1700000000, owners=(), finalizers=(), generate_name="",
+                generation=0) -> bytes:
+    # as Go's generated marshaller writes it (checked against the real
+    # serializer by tests/oracle/test_k8s_real.py): the strings 1-6, the
+    # generation and the creation time always, even when empty or zero; a
+    # Timestamp's nanos always 0 (metav1.Time.ProtoTime leaves them out)
+    m = ld(1, name) + ld(2, generate_name) + ld(3, namespace or "") + ld(4, "")
+    m += ld(5, uid or f"uid-{name}") + ld(6, "") + vi(7, generation)
+    m += ld(8, vi(1, created) + vi(2, 0))
     m += map_entries(11, labels or {})
     m += map_entries(12, annotations or {})
     for o in owners:
@@ -50,13 +53,15 @@ def unknown(api_version: str, kind: str, raw: bytes) -> bytes:
     return b"k8s\x00" + ld(1, ld(1, api_version) + ld(2, kind)) + ld(2, raw) + ld(3, "") + ld(4, "")
 
 
-def secret(name, namespace, data: dict, type_="Opaque", **meta) -> bytes:
+def secret(name, namespace, data: dict, type_="Opaque", string_data=None, **meta) -> bytes:
     raw = ld(1, object_meta(name, namespace, **meta)) + map_entries(2, data) + ld(3, type_)
+    raw += map_entries(4, string_data or {})
     return unknown("v1", "Secret", raw)
 
 
-def configmap(name, namespace, data: dict, **meta) -> bytes:
+def configmap(name, namespace, data: dict, binary_data=None, **meta) -> bytes:
     raw = ld(1, object_meta(name, namespace, **meta)) + map_entries(2, data)
+    raw += map_entries(3, binary_data or {})
     return unknown("v1", "ConfigMap", raw)
 
 

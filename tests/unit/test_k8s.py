@@ -29,6 +29,30 @@ def test_protobuf_objects_decode():
     assert "secret" not in cm
 
 
+def test_empty_metadata_fields_are_left_out_as_the_json_form_does():
+    """Go's marshaller writes ObjectMeta's empty strings and zeros (``12 00``
+    ...); Kubernetes' JSON form leaves them out, and so does the decoding
+    (tests/oracle/test_k8s_real.py holds it to the real serializer)."""
+    ns = k8s.decode_value(K.unknown("v1", "Namespace", K.ld(1, K.object_meta("team-a"))),
+                          b"/registry/namespaces/team-a")
+    assert "namespace" not in ns and ns["name"] == "team-a"
+    for field in ("generateName", "selfLink", "resourceVersion", "generation"):
+        assert field not in ns, field
+    pod = k8s.decode_value(K.pod("p", "ns", generate_name="p-", generation=4))
+    assert (pod["generateName"], pod["generation"]) == ("p-", 4)
+    # an empty Timestamp is Go's zero time: no creationTimestamp
+    zero = K.unknown("v1", "ConfigMap", K.ld(1, K.ld(1, "c") + K.ld(8, b"")))
+    assert "creationTimestamp" not in k8s.decode_value(zero)
+
+
+def test_secret_lists_data_and_string_data_keys():
+    got = k8s.decode_value(K.secret("s", "ns", {"a": b"12345"}, string_data={"t": "abc"}))
+    assert got["secret"] == {"data": {"a": 5}, "type": "Opaque", "stringData": {"t": 3}}
+    js = k8s.decode_value(K.json_object("v1", "Secret", "s", "ns", type="Opaque",
+                                        stringData={"t": "abcd"}))
+    assert js["secret"] == {"type": "Opaque", "stringData": {"t": 4}}
+
+
 def test_key_layout():
     assert k8s.parse_key(b"/registry/services/endpoints/default/kubernetes") == {
         "resource": "endpoints", "namespace": "default", "name": "kubernetes"}
