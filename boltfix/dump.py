@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 from boltfix import bigrecord as BIG
+from boltfix import containerd as CD
 from boltfix import etcd as E
 from boltfix import findings as F
 from boltfix import k8s as K8S
@@ -124,7 +125,7 @@ class DumpOptions:
     prefix: Optional[bytes] = None
     fmt: str = "jsonl"  # jsonl | text
     encoding: str = "auto"
-    decode: str = "auto"  # auto | none | etcd | raft
+    decode: str = "auto"  # auto | none | etcd | raft | containerd
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
@@ -145,6 +146,8 @@ class DumpResult:
     etcd: bool = False
     #: the file is a HashiCorp raft-boltdb store (its records decoded)
     raft: bool = False
+    #: the file is containerd's metadata (records under v1 decoded)
+    containerd: bool = False
     free_pages_scanned: int = 0
     orphan_pages_scanned: int = 0
     bucket_missing: bool = False
@@ -178,28 +181,37 @@ class Dumper:
         self.limit = opts.limit
         self.emitted = 0
         self.raft = opts.decode == "raft"
+        self.containerd = opts.decode == "containerd"
         if opts.decode == "etcd":
             self.etcd = True
-        elif opts.decode in ("none", "raft"):
+        elif opts.decode in ("none", "raft", "containerd"):
             self.etcd = False
         else:
             top = top_level_names(db)
             self.etcd = E.looks_like_etcd(top)
             self.raft = not self.etcd and RB.looks_like_raft(top)
+            self.containerd = (not self.etcd and CD.looks_like_containerd(top)
+                               and CD.recognise(db) is not None)
         self.result.etcd = self.etcd
         self.result.raft = self.raft
+        self.result.containerd = self.containerd
 
     # -- record rendering (the format itself is boltfix.record's)
     def _path_json(self, path) -> str:
         return R.path_json(path, self.enc)
 
     def _line(self, pathj: str, path, key, value, is_bucket, page, state,
-              guess=None, etcd_bucket=None, raft_bucket=None) -> str:
-        """One JSONL line, its value masked and decoded as the options say."""
+              guess=None, etcd_bucket=None, raft_bucket=None, app=False) -> str:
+        """One JSONL line, its value masked and decoded as the options say
+        (``app``: a containerd record, decoded under ``containerd``)."""
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
                                 redacted, None, d)
+        if app:
+            value, redacted, d = self._containerd(path, key, value, is_bucket)
+            return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
+                                redacted, None, d, label="containerd")
         if not is_bucket and len(value) >= BIG.BIG_VALUE:
             return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
@@ -260,6 +272,20 @@ class Dumper:
             return raw, redacted, None
         return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
+    def _containerd(self, path, key, value, is_bucket: bool):
+        """A containerd record: (its value, credential-like labels and the
+        spec's env values masked unless --show-secrets; whether masked; the
+        ``containerd`` member as JSON)."""
+        raw = value if is_bucket else bytes(value)
+        show = self.opts.show_secrets
+        d = CD.decode_record(path, bytes(key), None if is_bucket else raw, show)
+        redacted = False
+        if not is_bucket and not show:
+            raw, redacted = CD.mask(path, key, raw)
+        if d is None:
+            return raw, redacted, None
+        return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
     def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:
         """The ``etcd`` member as JSON; with ``bigs``, ``value`` is a huge
         value's Span and its huge parts are marks (boltfix.bigrecord.dumps)."""
@@ -282,9 +308,14 @@ class Dumper:
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
-              etcd_bucket=None, raft_bucket=None) -> str:
+              etcd_bucket=None, raft_bucket=None, app=False) -> str:
         """One ``--format text`` line."""
         head = R.text_head(path, state, page, guess)
+        if app:
+            value, redacted, d = self._containerd(path, key, value, is_bucket)
+            if is_bucket:
+                return R.text_bucket_line(head, key, value, None)
+            return R.text_kv_line(head, key, value, redacted, d, label="containerd")
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             if is_bucket:
@@ -512,6 +543,8 @@ class _LiveWriter:
         self.top_etcd = None
         #: raft-boltdb's ``logs`` or ``conf`` when the records are theirs
         self.top_raft = None
+        #: containerd's records (under ``v1``) when the file is containerd's
+        self.app = False
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
         self.c_mode = 0  # write_jsonl's etcd mode: 0 plain, 1 "etcd" member, 2 mask only
@@ -547,6 +580,11 @@ class _LiveWriter:
                          else None)
         if self.top_raft is not None:
             # each record decoded (and a log's Data masked): the Python writer's
+            self.secret = True
+            self.c_pieces = None
+        self.app = d.containerd and path[:1] == (CD.V1,)
+        if self.app:
+            # containerd's records decoded (and secrets masked): the Python writer's
             self.secret = True
             self.c_pieces = None
 
@@ -622,7 +660,7 @@ class _LiveWriter:
         and :meth:`emit` write for each sub-bucket, without a Bucket or an
         item per sub-bucket.  Below a tainted entry, on a page rule 5 keeps
         out, or with a ``--limit`` to count to, they go the general way."""
-        if self.tainted is not None or self.left is not None \
+        if self.tainted is not None or self.left is not None or self.app \
                 or not self_id_ok(self.dumper.db, run):
             for bucket, leaves in run.expand(walker, self.bucket):
                 if bucket is not self.bucket:
@@ -723,9 +761,9 @@ class _LiveWriter:
         rb = self.top_raft if len(self.path) == 1 else None
         if self.text:
             return d._text(self.path, key, value, is_bucket, page, state,
-                           etcd_bucket=self.top_etcd, raft_bucket=rb)
+                           etcd_bucket=self.top_etcd, raft_bucket=rb, app=self.app)
         return d._line(self.pathj, self.path, key, value, is_bucket, page, state,
-                       etcd_bucket=self.top_etcd, raft_bucket=rb)
+                       etcd_bucket=self.top_etcd, raft_bucket=rb, app=self.app)
 
     def _put(self, line) -> None:
         if type(line) is BIG.BigLine:  # a huge value's line: written in pieces

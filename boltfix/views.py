@@ -72,6 +72,8 @@ def render_inspect(c, info: dict) -> None:
         _render_etcd(c, info["etcd"])
     if "raft" in info:
         _render_raft(c, info["raft"])
+    if "containerd" in info:
+        _render_containerd(c, info["application"], info["containerd"])
     probs = info["problems"]
     if probs["total"]:
         c.print(f"[yellow]{probs['total']} problem(s) seen while reading "
@@ -200,6 +202,18 @@ def _render_raft(c, r: dict) -> None:
     ]
     for k, v in rows:
         t.add_row(k, escape(str(v)))
+    c.print(t)
+
+
+def _render_containerd(c, title: str, r: dict) -> None:
+    """containerd's metadata facts (boltfix.containerd): a row per namespace."""
+    t = Table(title=f"application: {title}", title_justify="left")
+    cols = ("images", "containers", "snapshots", "blobs", "leases", "sandboxes")
+    t.add_column("namespace")
+    for col in cols:
+        t.add_column(col, justify="right")
+    for ns, counts in r["namespaces"].items():
+        t.add_row(escape(ns), *(f"{counts.get(col, 0):,}" for col in cols))
     c.print(t)
 
 
