@@ -58,6 +58,7 @@ from boltfix import raftboltdb as RB
 from boltfix import record as R
 from boltfix import secrets
 from boltfix import structs as S
+from boltfix import vault as VT
 from boltfix.bigbytes import Span
 from boltfix.browse import is_user_prefix, user_key_filter
 from boltfix.errors import BoltError
@@ -125,7 +126,7 @@ class DumpOptions:
     prefix: Optional[bytes] = None
     fmt: str = "jsonl"  # jsonl | text
     encoding: str = "auto"
-    decode: str = "auto"  # auto | none | etcd | raft | containerd
+    decode: str = "auto"  # auto | none | etcd | raft | containerd | vault
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
@@ -148,6 +149,8 @@ class DumpResult:
     raft: bool = False
     #: the file is containerd's metadata (records under v1 decoded)
     containerd: bool = False
+    #: the file is Vault's FSM (data's kinds told, config decoded)
+    vault: bool = False
     free_pages_scanned: int = 0
     orphan_pages_scanned: int = 0
     bucket_missing: bool = False
@@ -182,9 +185,10 @@ class Dumper:
         self.emitted = 0
         self.raft = opts.decode == "raft"
         self.containerd = opts.decode == "containerd"
+        self.vault = opts.decode == "vault"
         if opts.decode == "etcd":
             self.etcd = True
-        elif opts.decode in ("none", "raft", "containerd"):
+        elif opts.decode in ("none", "raft", "containerd", "vault"):
             self.etcd = False
         else:
             top = top_level_names(db)
@@ -192,9 +196,14 @@ class Dumper:
             self.raft = not self.etcd and RB.looks_like_raft(top)
             self.containerd = (not self.etcd and CD.looks_like_containerd(top)
                                and CD.recognise(db) is not None)
+            self.vault = not self.etcd and VT.looks_like_vault(top)
         self.result.etcd = self.etcd
         self.result.raft = self.raft
         self.result.containerd = self.containerd
+        self.result.vault = self.vault
+        #: the application decoder of records under its buckets: (module, member name)
+        self.app = ((CD, "containerd") if self.containerd else
+                    (VT, "vault") if self.vault else None)
 
     # -- record rendering (the format itself is boltfix.record's)
     def _path_json(self, path) -> str:
@@ -209,9 +218,9 @@ class Dumper:
             return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
                                 redacted, None, d)
         if app:
-            value, redacted, d = self._containerd(path, key, value, is_bucket)
+            value, redacted, d = self._app(path, key, value, is_bucket)
             return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
-                                redacted, None, d, label="containerd")
+                                redacted, None, d, label=self.app[1])
         if not is_bucket and len(value) >= BIG.BIG_VALUE:
             return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
@@ -272,16 +281,17 @@ class Dumper:
             return raw, redacted, None
         return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
-    def _containerd(self, path, key, value, is_bucket: bool):
-        """A containerd record: (its value, credential-like labels and the
-        spec's env values masked unless --show-secrets; whether masked; the
-        ``containerd`` member as JSON)."""
+    def _app(self, path, key, value, is_bucket: bool):
+        """An application's record (containerd's, Vault's): (its value, what
+        is secret masked unless --show-secrets; whether masked; the
+        application's member as JSON)."""
+        mod = self.app[0]
         raw = value if is_bucket else bytes(value)
         show = self.opts.show_secrets
-        d = CD.decode_record(path, bytes(key), None if is_bucket else raw, show)
+        d = mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
         redacted = False
         if not is_bucket and not show:
-            raw, redacted = CD.mask(path, key, raw)
+            raw, redacted = mod.mask(path, key, raw)
         if d is None:
             return raw, redacted, None
         return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
@@ -312,10 +322,10 @@ class Dumper:
         """One ``--format text`` line."""
         head = R.text_head(path, state, page, guess)
         if app:
-            value, redacted, d = self._containerd(path, key, value, is_bucket)
+            value, redacted, d = self._app(path, key, value, is_bucket)
             if is_bucket:
                 return R.text_bucket_line(head, key, value, None)
-            return R.text_kv_line(head, key, value, redacted, d, label="containerd")
+            return R.text_kv_line(head, key, value, redacted, d, label=self.app[1])
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             if is_bucket:
@@ -543,7 +553,7 @@ class _LiveWriter:
         self.top_etcd = None
         #: raft-boltdb's ``logs`` or ``conf`` when the records are theirs
         self.top_raft = None
-        #: containerd's records (under ``v1``) when the file is containerd's
+        #: an application's records (containerd's under ``v1``, Vault's data and config)
         self.app = False
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
@@ -582,9 +592,10 @@ class _LiveWriter:
             # each record decoded (and a log's Data masked): the Python writer's
             self.secret = True
             self.c_pieces = None
-        self.app = d.containerd and path[:1] == (CD.V1,)
+        self.app = ((d.containerd and path[:1] == (CD.V1,))
+                    or (d.vault and len(path) == 1 and path[0] in (VT.DATA, VT.CONFIG)))
         if self.app:
-            # containerd's records decoded (and secrets masked): the Python writer's
+            # an application's records decoded (and secrets masked): the Python writer's
             self.secret = True
             self.c_pieces = None
 

@@ -76,6 +76,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     from boltfix import bigrecord as BIG
     from boltfix import containerd as CD
     from boltfix import raftboltdb as RB
+    from boltfix import vault as VT
     from boltfix.navigate import find_key, top_level_names
     from boltfix.secrets import get_value, mask_raft_log
     from boltfix.text import format_bytes
@@ -103,6 +104,11 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
         # containerd: a credential-like label, a spec's environment values
         value, masked = CD.mask(b.path, bytes(rec.key), value)
         redacted = "containerd secret redacted" if masked else redacted
+    elif not show_secrets and tuple(b.path) == (VT.DATA,) and type(value) is bytes \
+            and VT.looks_like_vault(top_level_names(d)):
+        # Vault: a storage entry (barrier-encrypted, a few plaintext)
+        value, masked = VT.mask(b.path, bytes(rec.key), value)
+        redacted = "Vault storage entry redacted" if masked else redacted
     if redacted:
         click.echo(f"boltfix get: {redacted} (use --show-secrets)", err=True)
     out = sys.stdout.buffer
