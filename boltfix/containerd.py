@@ -49,6 +49,7 @@ Every decoder is bounded by the value's length and never raises.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Iterable, List, Optional, Tuple
@@ -63,7 +64,7 @@ from boltfix.walk import Walker
 
 __all__ = [
     "APPLICATION", "V1", "recognise", "looks_like_containerd", "decode_record",
-    "secret_ranges", "ContainerdFacts", "scan", "check_findings", "OBJECTS",
+    "secret_ranges", "ContainerdFacts", "scan", "check_findings", "OBJECTS", "repair_report",
 ]
 
 APPLICATION = "containerd metadata"
@@ -186,8 +187,19 @@ def _label_secret(key) -> bool:
     return SECRET_LABEL.search(bytes(key)) is not None
 
 
+@functools.lru_cache(maxsize=4096)
+def _where_cached(rel: Tuple[bytes, ...]) -> Tuple[Tuple[str, str], ...]:
+    """:func:`_where`, remembered: a bucket's records share their path."""
+    return tuple(_where_of(rel).items())
+
+
 def _where(rel: Tuple[bytes, ...]) -> dict:
     """The namespace, object kind and object name a record belongs to."""
+    return dict(_where_cached(rel))
+
+
+def _where_of(rel: Tuple[bytes, ...]) -> dict:
+    """:func:`_where`, worked out."""
     out: dict = {}
     if rel:
         out["namespace"] = name_text(rel[0])
@@ -444,3 +456,70 @@ def scan(db: DB, version: Optional[int], report=None, tree=None) -> ContainerdFa
 def check_findings(db: DB, version: Optional[int], report) -> dict:
     """``check``'s containerd findings (broken references); the facts for its stats."""
     return scan(db, version, report).to_json()
+
+
+# ---------------------------------------------------------------- repair's report
+#: objects named by the report (all are counted)
+OBJECTS_SHOWN = 50
+
+
+def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable) -> dict:
+    """``repair``'s report in containerd's terms: ``inspect``'s facts of the
+    output (``facts``: the read-back check's ``stats.containerd``), and
+    ``lost``: the objects whose records repair dropped (``dropped``: its
+    loss findings; an object below ``v1/<ns>/<kind>/<id>`` is named, a
+    loss higher up names the kind), the broken references the output holds
+    (``out_findings``: the read-back check's findings), and ``advice``: what
+    to run.  containerd rebuilds none of it: its garbage collector
+    (``core/metadata/gc.go``, ``content.go``, ``snapshot.go``) removes the
+    content files and snapshots whose metadata is gone, so what lost its
+    metadata comes back only by pulling or creating it again."""
+    objects, kinds, total = [], set(), 0
+    for f in dropped:
+        path = tuple(bytes(b) for b in f.bucket)
+        if not path or path[0] != V1 or len(path) < 2:
+            continue
+        where = _where(path[1:])
+        if "id" in where:
+            item = {k: where[k] for k in ("namespace", "object", "id") if k in where}
+            if item not in objects:
+                total += 1
+                if len(objects) < OBJECTS_SHOWN:
+                    objects.append(item)
+        else:
+            kinds.add((where.get("namespace", ""), where.get("object", "namespace")))
+    pull, recreate, unpack = [], [], []
+    for f in out_findings:
+        d = f.detail or {}
+        if f.code == F.CONTAINERD_IMAGE_TARGET_MISSING:
+            pull.append({"namespace": d.get("namespace"), "image": d.get("image")})
+        elif f.code == F.CONTAINERD_SNAPSHOT_MISSING:
+            recreate.append({"namespace": d.get("namespace"), "container": d.get("container")})
+        elif f.code == F.CONTAINERD_PARENT_MISSING:
+            unpack.append({"namespace": d.get("namespace"), "snapshot": d.get("snapshot")})
+    lost = {"objects": objects, "objects_total": total,
+            "kinds": [{"namespace": ns, "object": k} for ns, k in sorted(kinds)],
+            "images_to_pull": pull, "containers_without_snapshot": recreate,
+            "snapshots_without_parent": unpack}
+    return {**facts, "lost": lost, "advice": _advice(lost)}
+
+
+def _advice(lost: dict) -> List[str]:
+    """What the operator runs, in containerd's terms."""
+    out = []
+    for p in lost["images_to_pull"][:OBJECTS_SHOWN]:
+        out.append(f"pull again: ctr -n {p['namespace']} images pull {p['image']}"
+                   + (" (or crictl pull)" if p["namespace"] == "k8s.io" else ""))
+    for c in lost["containers_without_snapshot"][:OBJECTS_SHOWN]:
+        out.append(f"container {c['container']} has no root filesystem: ctr -n "
+                   f"{c['namespace']} containers rm {c['container']}, then create it again"
+                   + (" (kubelet recreates a pod's containers)"
+                      if c["namespace"] == "k8s.io" else ""))
+    if lost["snapshots_without_parent"]:
+        out.append("snapshots whose parent is gone cannot be mounted: remove them and "
+                   "unpack the image again (ctr images pull re-unpacks)")
+    if lost["objects"] or lost["kinds"]:
+        out.append("objects whose metadata was dropped are gone for containerd: its garbage "
+                   "collector removes their content and snapshots on its next run; pull the "
+                   "images and create the containers again")
+    return out

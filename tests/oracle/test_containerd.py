@@ -150,10 +150,35 @@ def test_repaired_file_is_listed_by_containerd(store, tmp_path):
     with open(src, "r+b") as f:
         f.seek(root * ps)
         f.write(bytes(ps))
-    invoke("repair", src, "--out", tmp_path / "fixed.db", code=(1,))
+    rep = json.loads(invoke("repair", src, "--out", tmp_path / "fixed.db", "--json",
+                            code=(1,)).stdout)["containerd"]
+    assert rep["lost"]["kinds"] == [{"namespace": "default", "object": "container"}]
+    assert rep["namespaces"]["default"]["containers"] == 0 and rep["advice"]
     seen = containerdgen.read(tmp_path / "fixed.db")["namespaces"]
     for ns, w in wrote["namespaces"].items():
         assert seen[ns]["images"] == w["images"]
         assert set(seen[ns]["containers"]) <= set(w["containers"])
     assert seen["k8s.io"]["containers"] == wrote["namespaces"]["k8s.io"]["containers"]
     assert seen["default"]["containers"] == {}
+
+
+def test_repair_names_broken_references_in_containerd_terms(broken, tmp_path):
+    """Records that name what is gone are copied as they are (content
+    warnings never fail repair's read-back check); the report says what to
+    pull again and which container has no snapshot."""
+    path, wrote = broken
+    r = run_ok("repair", path, "--out", tmp_path / "fixed.db")
+    text = " ".join(r.stdout.split())
+    assert "1 image(s) without their content" in text
+    assert "ctr -n default images pull docker.io/library/app0:latest" in text
+    rep = json.loads(run_ok("repair", path, "--out", tmp_path / "fixed2.db", "--json")
+                     .stdout)["containerd"]
+    lost = rep["lost"]
+    assert lost["images_to_pull"] == [{"namespace": "default",
+                                       "image": "docker.io/library/app0:latest"}]
+    assert lost["containers_without_snapshot"] == [{"namespace": "default",
+                                                    "container": "ctr-default-1"}]
+    assert lost["snapshots_without_parent"] == [{"namespace": "default",
+                                                 "snapshot": "ctr-default-2"}]
+    assert lost["objects_total"] == 0 and lost["kinds"] == []
+    assert containerdgen.read(tmp_path / "fixed.db") == containerdgen.read(path)
