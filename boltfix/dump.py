@@ -201,26 +201,45 @@ class Dumper:
         self.result.raft = self.raft
         self.result.containerd = self.containerd
         self.result.vault = self.vault
-        #: the application decoder of records under its buckets: (module, member name)
-        self.app = ((CD, "containerd") if self.containerd else
-                    (VT, "vault") if self.vault else None)
+        #: the applications whose records are the Python writer's: (module,
+        #: member name, whether it adds its member); one that only masks
+        #: keeps a containerd or Vault file's secrets hidden whatever
+        #: --decode says
+        self.apps = [(mod, label, True) for mod, label, on in
+                     ((CD, "containerd", self.containerd), (VT, "vault", self.vault)) if on]
+        if not opts.show_secrets:
+            top = top_level_names(db)
+            if not self.containerd and CD.looks_like_containerd(top) \
+                    and CD.recognise(db) is not None:
+                self.apps.append((CD, "containerd", False))
+            if not self.vault and VT.looks_like_vault(top):
+                self.apps.append((VT, "vault", False))
+
+    def app_of(self, path):
+        """The entry of :attr:`apps` whose records ``path``'s are, or None."""
+        for app in self.apps:
+            mod = app[0]
+            if (mod is CD and path[:1] == (CD.V1,)) or \
+                    (mod is VT and len(path) == 1 and path[0] in (VT.DATA, VT.CONFIG)):
+                return app
+        return None
 
     # -- record rendering (the format itself is boltfix.record's)
     def _path_json(self, path) -> str:
         return R.path_json(path, self.enc)
 
     def _line(self, pathj: str, path, key, value, is_bucket, page, state,
-              guess=None, etcd_bucket=None, raft_bucket=None, app=False) -> str:
+              guess=None, etcd_bucket=None, raft_bucket=None, app=None) -> str:
         """One JSONL line, its value masked and decoded as the options say
-        (``app``: a containerd record, decoded under ``containerd``)."""
+        (``app``: an application's entry of :attr:`Dumper.apps`, or None)."""
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
                                 redacted, None, d)
-        if app:
-            value, redacted, d = self._app(path, key, value, is_bucket)
+        if app is not None:
+            value, redacted, d = self._app(app, path, key, value, is_bucket)
             return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
-                                redacted, None, d, label=self.app[1])
+                                redacted, None, d, label=app[1])
         if not is_bucket and len(value) >= BIG.BIG_VALUE:
             return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
@@ -281,14 +300,15 @@ class Dumper:
             return raw, redacted, None
         return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
-    def _app(self, path, key, value, is_bucket: bool):
-        """An application's record (containerd's, Vault's): (its value, what
-        is secret masked unless --show-secrets; whether masked; the
-        application's member as JSON)."""
-        mod = self.app[0]
+    def _app(self, app, path, key, value, is_bucket: bool):
+        """An application's record (containerd's, Vault's; ``app``: its
+        entry of :attr:`apps`): (its value, what is secret masked unless
+        --show-secrets; whether masked; the application's member as JSON)."""
+        mod = app[0]
         raw = value if is_bucket else bytes(value)
         show = self.opts.show_secrets
-        d = mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
+        d = (mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
+             if app[2] else None)
         redacted = False
         if not is_bucket and not show:
             raw, redacted = mod.mask(path, key, raw)
@@ -318,14 +338,14 @@ class Dumper:
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
-              etcd_bucket=None, raft_bucket=None, app=False) -> str:
+              etcd_bucket=None, raft_bucket=None, app=None) -> str:
         """One ``--format text`` line."""
         head = R.text_head(path, state, page, guess)
-        if app:
-            value, redacted, d = self._app(path, key, value, is_bucket)
+        if app is not None:
+            value, redacted, d = self._app(app, path, key, value, is_bucket)
             if is_bucket:
                 return R.text_bucket_line(head, key, value, None)
-            return R.text_kv_line(head, key, value, redacted, d, label=self.app[1])
+            return R.text_kv_line(head, key, value, redacted, d, label=app[1])
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             if is_bucket:
@@ -554,7 +574,7 @@ class _LiveWriter:
         #: raft-boltdb's ``logs`` or ``conf`` when the records are theirs
         self.top_raft = None
         #: an application's records (containerd's under ``v1``, Vault's data and config)
-        self.app = False
+        self.app = None
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
         self.c_mode = 0  # write_jsonl's etcd mode: 0 plain, 1 "etcd" member, 2 mask only
@@ -592,9 +612,8 @@ class _LiveWriter:
             # each record decoded (and a log's Data masked): the Python writer's
             self.secret = True
             self.c_pieces = None
-        self.app = ((d.containerd and path[:1] == (CD.V1,))
-                    or (d.vault and len(path) == 1 and path[0] in (VT.DATA, VT.CONFIG)))
-        if self.app:
+        self.app = d.app_of(path)
+        if self.app is not None:
             # an application's records decoded (and secrets masked): the Python writer's
             self.secret = True
             self.c_pieces = None
@@ -671,7 +690,7 @@ class _LiveWriter:
         and :meth:`emit` write for each sub-bucket, without a Bucket or an
         item per sub-bucket.  Below a tainted entry, on a page rule 5 keeps
         out, or with a ``--limit`` to count to, they go the general way."""
-        if self.tainted is not None or self.left is not None or self.app \
+        if self.tainted is not None or self.left is not None or self.app is not None \
                 or not self_id_ok(self.dumper.db, run):
             for bucket, leaves in run.expand(walker, self.bucket):
                 if bucket is not self.bucket:

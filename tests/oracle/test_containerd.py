@@ -118,8 +118,9 @@ def test_dump_decodes_every_value_kind(store):
 
 def test_secrets_masked_unless_show_secrets(store):
     path, _, _ = store
-    for fmt in ("jsonl", "text"):
-        out = run_ok("dump", path, "--format", fmt).stdout
+    for fmt, decode in (("jsonl", "auto"), ("text", "auto"), ("jsonl", "none"),
+                        ("text", "vault")):
+        out = run_ok("dump", path, "--format", fmt, "--decode", decode).stdout
         for s in SECRETS:
             assert s not in out and s.encode().hex() not in out, (fmt, s)
         shown = run_ok("dump", path, "--format", fmt, "--show-secrets").stdout
