@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from boltfix import commits, raftboltdb, served
+from boltfix import commits, containerd, raftboltdb, served, vault
 from boltfix import findings as F
 from boltfix import structs as S
 from boltfix.findings import ERROR, META_PROBLEMS, WARNING, Collector, Finding
@@ -76,6 +76,15 @@ def check(db: DB, *, max_findings: Optional[int] = None,
             and raftboltdb.looks_like_raft(top_level_names(db, walker.tree)):
         # HashiCorp raft-boltdb: its logs in raft's terms (gaps, falling terms)
         stats["raft"] = raftboltdb.check_findings(db, report)
+    elif walker.tree is not None and not stats.get("etcd") \
+            and containerd.looks_like_containerd(top_level_names(db, walker.tree)) \
+            and (version := containerd.recognise(db, walker.tree)) is not None:
+        # containerd's meta.db: references its garbage collector keeps, broken
+        stats["containerd"] = containerd.check_findings(db, version, report)
+    elif walker.tree is not None and not stats.get("etcd") \
+            and vault.looks_like_vault(top_level_names(db, walker.tree)):
+        # Vault's FSM: its facts (nothing in it can be judged without the keys)
+        stats["vault"] = vault.scan(db, walker.tree).to_json()
     check_freelist(db, walker, report, stats)
     _commit_findings(db, walker, report, stats)
     stats.pop("etcd_meta", None)  # for repair's choice of tree (boltfix.commits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional, Tuple
 
-from boltfix import ccore, commits, etcd, etcdkeys, k8s, raftboltdb, secrets
+from boltfix import ccore, commits, containerd, etcd, etcdkeys, k8s, raftboltdb, secrets, vault
 from boltfix import structs as S
 from boltfix.etcdkeys import KEY, KEY_BUCKET, decode_revision
 from boltfix.findings import Collector
@@ -65,6 +65,15 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         # HashiCorp raft-boltdb (Consul, Nomad, Vault): by its buckets, a walk of its own
         info["application"] = raftboltdb.APPLICATION
         info["raft"] = raftboltdb.scan(db).to_json()
+    elif containerd.looks_like_containerd(top_level_names(db)) \
+            and (version := containerd.recognise(db)) is not None:
+        # containerd's meta.db: by v1/version, a walk of its own
+        info["application"] = containerd.name(version)
+        info["containerd"] = containerd.scan(db, version).to_json()
+    elif vault.looks_like_vault(top_level_names(db)):
+        # Vault's integrated-storage FSM: data (barrier-encrypted) and config
+        info["application"] = vault.APPLICATION
+        info["vault"] = vault.scan(db).to_json()
     return info
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 from boltfix import bigrecord as BIG
+from boltfix import containerd as CD
 from boltfix import etcd as E
 from boltfix import findings as F
 from boltfix import k8s as K8S
@@ -57,6 +58,7 @@ from boltfix import raftboltdb as RB
 from boltfix import record as R
 from boltfix import secrets
 from boltfix import structs as S
+from boltfix import vault as VT
 from boltfix.bigbytes import Span
 from boltfix.browse import is_user_prefix, user_key_filter
 from boltfix.errors import BoltError
@@ -124,7 +126,7 @@ class DumpOptions:
     prefix: Optional[bytes] = None
     fmt: str = "jsonl"  # jsonl | text
     encoding: str = "auto"
-    decode: str = "auto"  # auto | none | etcd | raft
+    decode: str = "auto"  # auto | none | etcd | raft | containerd | vault
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
@@ -145,6 +147,10 @@ class DumpResult:
     etcd: bool = False
     #: the file is a HashiCorp raft-boltdb store (its records decoded)
     raft: bool = False
+    #: the file is containerd's metadata (records under v1 decoded)
+    containerd: bool = False
+    #: the file is Vault's FSM (data's kinds told, config decoded)
+    vault: bool = False
     free_pages_scanned: int = 0
     orphan_pages_scanned: int = 0
     bucket_missing: bool = False
@@ -178,28 +184,62 @@ class Dumper:
         self.limit = opts.limit
         self.emitted = 0
         self.raft = opts.decode == "raft"
+        self.containerd = opts.decode == "containerd"
+        self.vault = opts.decode == "vault"
         if opts.decode == "etcd":
             self.etcd = True
-        elif opts.decode in ("none", "raft"):
+        elif opts.decode in ("none", "raft", "containerd", "vault"):
             self.etcd = False
         else:
             top = top_level_names(db)
             self.etcd = E.looks_like_etcd(top)
             self.raft = not self.etcd and RB.looks_like_raft(top)
+            self.containerd = (not self.etcd and CD.looks_like_containerd(top)
+                               and CD.recognise(db) is not None)
+            self.vault = not self.etcd and VT.looks_like_vault(top)
         self.result.etcd = self.etcd
         self.result.raft = self.raft
+        self.result.containerd = self.containerd
+        self.result.vault = self.vault
+        #: the applications whose records are the Python writer's: (module,
+        #: member name, whether it adds its member); one that only masks
+        #: keeps a containerd or Vault file's secrets hidden whatever
+        #: --decode says
+        self.apps = [(mod, label, True) for mod, label, on in
+                     ((CD, "containerd", self.containerd), (VT, "vault", self.vault)) if on]
+        if not opts.show_secrets:
+            top = top_level_names(db)
+            if not self.containerd and CD.looks_like_containerd(top) \
+                    and CD.recognise(db) is not None:
+                self.apps.append((CD, "containerd", False))
+            if not self.vault and VT.looks_like_vault(top):
+                self.apps.append((VT, "vault", False))
+
+    def app_of(self, path):
+        """The entry of :attr:`apps` whose records ``path``'s are, or None."""
+        for app in self.apps:
+            mod = app[0]
+            if (mod is CD and path[:1] == (CD.V1,)) or \
+                    (mod is VT and len(path) == 1 and path[0] in (VT.DATA, VT.CONFIG)):
+                return app
+        return None
 
     # -- record rendering (the format itself is boltfix.record's)
     def _path_json(self, path) -> str:
         return R.path_json(path, self.enc)
 
     def _line(self, pathj: str, path, key, value, is_bucket, page, state,
-              guess=None, etcd_bucket=None, raft_bucket=None) -> str:
-        """One JSONL line, its value masked and decoded as the options say."""
+              guess=None, etcd_bucket=None, raft_bucket=None, app=None) -> str:
+        """One JSONL line, its value masked and decoded as the options say
+        (``app``: an application's entry of :attr:`Dumper.apps`, or None)."""
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
                                 redacted, None, d)
+        if app is not None:
+            value, redacted, d = self._app(app, path, key, value, is_bucket)
+            return R.jsonl_line(self.enc, pathj, key, value, is_bucket, page, state, guess,
+                                redacted, None, d, label=app[1])
         if not is_bucket and len(value) >= BIG.BIG_VALUE:
             return self._big_line(pathj, path, key, value, page, state, guess, etcd_bucket)
         redacted = False
@@ -262,6 +302,22 @@ class Dumper:
             return raw, redacted, RB.log_json(d)
         return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
+    def _app(self, app, path, key, value, is_bucket: bool):
+        """An application's record (containerd's, Vault's; ``app``: its
+        entry of :attr:`apps`): (its value, what is secret masked unless
+        --show-secrets; whether masked; the application's member as JSON)."""
+        mod = app[0]
+        raw = value if is_bucket else bytes(value)
+        show = self.opts.show_secrets
+        d = (mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
+             if app[2] else None)
+        redacted = False
+        if not is_bucket and not show:
+            raw, redacted = mod.mask(path, key, raw)
+        if d is None:
+            return raw, redacted, None
+        return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
     def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:
         """The ``etcd`` member as JSON; with ``bigs``, ``value`` is a huge
         value's Span and its huge parts are marks (boltfix.bigrecord.dumps)."""
@@ -284,9 +340,14 @@ class Dumper:
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _text(self, path, key, value, is_bucket, page, state, guess=None,
-              etcd_bucket=None, raft_bucket=None) -> str:
+              etcd_bucket=None, raft_bucket=None, app=None) -> str:
         """One ``--format text`` line."""
         head = R.text_head(path, state, page, guess)
+        if app is not None:
+            value, redacted, d = self._app(app, path, key, value, is_bucket)
+            if is_bucket:
+                return R.text_bucket_line(head, key, value, None)
+            return R.text_kv_line(head, key, value, redacted, d, label=app[1])
         if raft_bucket is not None:
             value, redacted, d = self._raft(raft_bucket, key, value, is_bucket)
             if is_bucket:
@@ -514,6 +575,8 @@ class _LiveWriter:
         self.top_etcd = None
         #: raft-boltdb's ``logs`` or ``conf`` when the records are theirs
         self.top_raft = None
+        #: an application's records (containerd's under ``v1``, Vault's data and config)
+        self.app = None
         self.secret = False
         self.c_pieces = None  # the C writer's line pieces for this bucket, or None
         self.c_mode = 0  # write_jsonl's etcd mode: 0 plain, 1 "etcd" member, 2 mask only
@@ -549,6 +612,11 @@ class _LiveWriter:
                          else None)
         if self.top_raft is not None:
             # each record decoded (and a log's Data masked): the Python writer's
+            self.secret = True
+            self.c_pieces = None
+        self.app = d.app_of(path)
+        if self.app is not None:
+            # an application's records decoded (and secrets masked): the Python writer's
             self.secret = True
             self.c_pieces = None
 
@@ -624,7 +692,7 @@ class _LiveWriter:
         and :meth:`emit` write for each sub-bucket, without a Bucket or an
         item per sub-bucket.  Below a tainted entry, on a page rule 5 keeps
         out, or with a ``--limit`` to count to, they go the general way."""
-        if self.tainted is not None or self.left is not None \
+        if self.tainted is not None or self.left is not None or self.app is not None \
                 or not self_id_ok(self.dumper.db, run):
             for bucket, leaves in run.expand(walker, self.bucket):
                 if bucket is not self.bucket:
@@ -725,9 +793,9 @@ class _LiveWriter:
         rb = self.top_raft if len(self.path) == 1 else None
         if self.text:
             return d._text(self.path, key, value, is_bucket, page, state,
-                           etcd_bucket=self.top_etcd, raft_bucket=rb)
+                           etcd_bucket=self.top_etcd, raft_bucket=rb, app=self.app)
         return d._line(self.pathj, self.path, key, value, is_bucket, page, state,
-                       etcd_bucket=self.top_etcd, raft_bucket=rb)
+                       etcd_bucket=self.top_etcd, raft_bucket=rb, app=self.app)
 
     def _put(self, line) -> None:
         if type(line) is BIG.BigLine:  # a huge value's line: written in pieces

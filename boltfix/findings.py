@@ -50,6 +50,7 @@ SERVED_ANCHOR = "#etcd-what-etcd-will-serve-from-a-repaired-db"
 COMMIT_ANCHOR = "#which-commit-repair-keeps"
 DATA_DIR_ANCHOR = "#wal-and-the-data-dir"
 RAFT_ANCHOR = "#raft-boltdb"
+CONTAINERD_ANCHOR = "#containerd-metadata"
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,17 @@ RAFT_TERM_DECREASES = _code("raft-term-decreases", severity=WARNING, anchor=RAFT
 RAFT_LOG_UNDECODABLE = _code("raft-log-undecodable", severity=WARNING, anchor=RAFT_ANCHOR,
                              what="raft-boltdb: a `logs` record that is no msgpack raft.Log "
                                   "under an 8-byte index")
+
+# ---------------------------------------------------------------- containerd
+CONTAINERD_IMAGE_TARGET_MISSING = _code(
+    "containerd-image-target-missing", severity=WARNING, anchor=CONTAINERD_ANCHOR, stops=False,
+    what="containerd: an image's target digest is absent from its namespace's content/blob")
+CONTAINERD_SNAPSHOT_MISSING = _code(
+    "containerd-snapshot-missing", severity=WARNING, anchor=CONTAINERD_ANCHOR, stops=False,
+    what="containerd: a container's snapshotKey names no snapshot of its snapshotter")
+CONTAINERD_PARENT_MISSING = _code(
+    "containerd-parent-missing", severity=WARNING, anchor=CONTAINERD_ANCHOR, stops=False,
+    what="containerd: a snapshot's parent is absent")
 
 # ---------------------------------------------------------------- repair's own
 ETCD_UNLOADABLE_RECORD = _code("etcd-unloadable-record", loss=REPAIR, anchor=REPAIR_ANCHOR,

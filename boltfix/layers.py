@@ -41,7 +41,8 @@ LAYERS = (
     # format, JSON rendering of bytes, etcd's keys, Kubernetes, every masking
     # rule, the dump line format, etcd's records
     ("content", ("bigbytes", "protowire", "bigrecord", "etcdkeys", "k8s", "secrets", "record",
-                 "etcd", "raftlog", "raftboltdb")),
+                 "etcd", "raftlog", "raftboltdb", "containerd",
+                 "vault")),
     # what the commands do
     ("operations", ("served", "treecheck", "commits", "check", "browse", "describe", "dump",
                     "writebehind", "writer", "salvage", "repair", "wal", "walapply",

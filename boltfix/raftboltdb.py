@@ -252,6 +252,10 @@ def _go_time(obj) -> Optional[str]:
     return None
 
 
+#: a Go time as ISO-8601 UTC (containerd's timestamps too)
+go_time = _go_time
+
+
 def _int(obj) -> Optional[int]:
     return obj if isinstance(obj, int) and not isinstance(obj, bool) and obj >= 0 else None
 

@@ -28,8 +28,12 @@ Keys appear in this order (:data:`FIELDS`); optional ones only when they apply::
                                    # [that bucket's name], innermost only)
      "value_redacted": true,       # the value was masked (see dump.py: Secrets)
      "etcd": {...},                # etcd decoding on: etcd.decode_record()
-     "raft": {...}}                # a raft-boltdb store's logs/conf records:
+     "raft": {...},                # a raft-boltdb store's logs/conf records:
                                    # raftboltdb.decode_record()
+     "containerd": {...},          # containerd metadata's records under v1:
+                                   # containerd.decode_record()
+     "vault": {...}}               # Vault FSM's data/config records:
+                                   # vault.decode_record()
 
 Encodings (``--encoding``, :data:`boltfix.text.ENCODINGS`), applied to every name, key and value:
 
@@ -64,7 +68,7 @@ from boltfix.text import name_text
 #: the order of a JSONL record's keys
 FIELDS = ("path", "path_encoding", "key", "key_encoding", "value", "value_encoding",
           "type", "sequence", "page", "state", "bucket_guess", "value_redacted", "etcd",
-          "raft")
+          "raft", "containerd", "vault")
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
 
@@ -94,10 +98,11 @@ def path_json_below(pathj: str, path, name, enc) -> str:
 
 def jsonl_line(enc, pathj: str, key, value, is_bucket: bool, page: int, state: str,
                guess=None, redacted: bool = False, etcd_json: Optional[str] = None,
-               raft_json: Optional[str] = None) -> str:
+               raft_json: Optional[str] = None, label: str = "raft") -> str:
     """One JSONL record, every key in :data:`FIELDS` order.  ``value`` is
     already masked when ``redacted``; ``etcd_json`` (``raft_json``) is the
-    etcd (raft-boltdb) decoding as JSON."""
+    etcd (application's) decoding as JSON; ``label``: the application
+    member's name (``raft``, ``containerd``)."""
     kj, ke = enc(key)
     parts = [pathj, ',"key":', kj]
     if ke:
@@ -120,7 +125,7 @@ def jsonl_line(enc, pathj: str, key, value, is_bucket: bool, page: int, state: s
     if etcd_json is not None:
         parts.append(',"etcd":' + etcd_json)
     if raft_json is not None:
-        parts.append(',"raft":' + raft_json)
+        parts.append(',"%s":' % label + raft_json)
     parts.append("}\n")
     return "".join(parts)
 

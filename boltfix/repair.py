@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Union
 
-from boltfix import commits, datadir, etcd, raftboltdb, served
+from boltfix import commits, containerd, datadir, etcd, raftboltdb, served
 from boltfix import findings as F
 from boltfix import salvage as SV
 from boltfix import structs as S
@@ -97,6 +97,9 @@ class RepairReport:
     in_place: Optional[dict] = None
     #: raft-boltdb stores only: the raft log the output holds (:func:`_raft_report`)
     raft: Optional[dict] = None
+    #: containerd's metadata only: its objects lost and what to run
+    #: (:func:`boltfix.containerd.repair_report`)
+    containerd: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -141,6 +144,8 @@ class RepairReport:
             out["etcd"] = self.etcd.to_json()
         if self.raft is not None:  # raft-boltdb stores only
             out["raft"] = self.raft
+        if self.containerd is not None:  # containerd's metadata only
+            out["containerd"] = self.containerd
         return out
 
 
@@ -902,6 +907,10 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             tmp, stats = _drop_at_risk(tmp, directory, report, stats)
         verified = _verify(tmp, report)
         report.raft = _raft_report(verified.stats.get("raft"), collector, report)
+        if verified.stats.get("containerd") is not None:
+            report.containerd = containerd.repair_report(
+                verified.stats["containerd"], verified.findings,
+                [f for f in collector.findings if f.code in F.REPAIR_LOSS])
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:
@@ -1012,7 +1021,7 @@ def _raft_report(facts: Optional[dict], collector: Collector,
 
 def _content_code(code: str) -> bool:
     """A finding about an application's content, not the file's structure."""
-    return code.startswith(("etcd-", "raft-"))
+    return code.startswith(("etcd-", "raft-", "containerd-"))
 
 
 def fsync_dir(directory: str) -> None:

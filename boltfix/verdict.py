@@ -263,6 +263,10 @@ def repair_verdict(r) -> List[Tuple[str, str]]:
     raft = raft_line(getattr(r, "raft", None))
     if raft:
         lines.append(("raft", raft))
+    cd = containerd_line(getattr(r, "containerd", None))
+    if cd:
+        lines.append(("containerd", cd))
+        lines.extend(("next", step) for step in r.containerd["advice"][:5])
     lines.extend(("next", step) for step in _next_steps(r))
     return lines
 
@@ -420,6 +424,29 @@ def raft_line(raft: Optional[dict]) -> Optional[str]:
     if lost.get("ends_may_be_lost"):
         text += "; logs before the first or after the last kept may be lost"
     return text
+
+
+def containerd_line(cd: Optional[dict]) -> Optional[str]:
+    """containerd's metadata in the output: its objects per namespace and
+    what lost its metadata (``RepairReport.containerd``)."""
+    if not cd:
+        return None
+    kept = "; ".join(f"{ns}: {c['images']} images, {c['containers']} containers"
+                     for ns, c in cd["namespaces"].items()) or "no namespace"
+    lost = cd["lost"]
+    parts = []
+    if lost["objects_total"]:
+        names = [f"{o['object']} {o['id']} ({o['namespace']})" for o in lost["objects"]]
+        parts.append(f"{lost['objects_total']} object(s) lost records: " + shorten(names, 5))
+    if lost["kinds"]:
+        parts.append("records lost under " + ", ".join(
+            f"{k['namespace']}/{k['object']}" for k in lost["kinds"][:5]))
+    for key, what in (("images_to_pull", "image(s) without their content"),
+                      ("containers_without_snapshot", "container(s) without their snapshot"),
+                      ("snapshots_without_parent", "snapshot(s) without their parent")):
+        if lost[key]:
+            parts.append(f"{len(lost[key])} {what}")
+    return f"kept {kept}" + ("; " + "; ".join(parts) if parts else "; nothing lost")
 
 
 def _at_risk(r) -> Optional[str]:

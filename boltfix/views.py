@@ -72,6 +72,10 @@ def render_inspect(c, info: dict) -> None:
         _render_etcd(c, info["etcd"])
     if "raft" in info:
         _render_raft(c, info["raft"])
+    if "containerd" in info:
+        _render_containerd(c, info["application"], info["containerd"])
+    if "vault" in info:
+        _render_vault(c, info["vault"])
     probs = info["problems"]
     if probs["total"]:
         c.print(f"[yellow]{probs['total']} problem(s) seen while reading "
@@ -197,6 +201,40 @@ def _render_raft(c, r: dict) -> None:
         ("CurrentTerm", r["current_term"]),
         ("LastVoteTerm", r["last_vote_term"]),
         ("LastVoteCand", r["last_vote_candidate"]),
+    ]
+    for k, v in rows:
+        t.add_row(k, escape(str(v)))
+    c.print(t)
+
+
+def _render_containerd(c, title: str, r: dict) -> None:
+    """containerd's metadata facts (boltfix.containerd): a row per namespace."""
+    t = Table(title=f"application: {title}", title_justify="left")
+    cols = ("images", "containers", "snapshots", "blobs", "leases", "sandboxes")
+    t.add_column("namespace")
+    for col in cols:
+        t.add_column(col, justify="right")
+    for ns, counts in r["namespaces"].items():
+        t.add_row(escape(ns), *(f"{counts.get(col, 0):,}" for col in cols))
+    c.print(t)
+
+
+def _render_vault(c, r: dict) -> None:
+    """Vault's FSM facts (boltfix.vault)."""
+    t = Table(title=f"application: {r['application']} (Vault integrated storage)",
+              title_justify="left", show_header=False)
+    t.add_column("fact")
+    t.add_column("value")
+    d = r["data"]
+    servers = ", ".join(f"{s['id']} {s['address']} ({s['suffrage']})" for s in r["servers"])
+    rows = [
+        ("data entries", f"{d['entries']:,} ({d['encrypted']})"),
+        ("value kinds", ", ".join(f"{k} {v:,}" for k, v in d["kinds"].items()) or "-"),
+        ("barrier key terms", ", ".join(f"{k}: {v:,}" for k, v in d["key_terms"].items()) or "-"),
+        ("latest index / term", f"{r['latest_index']} / {r['latest_term']}"),
+        ("configuration index", r["configuration_index"]),
+        ("servers", servers or "-"),
+        ("config keys", ", ".join(r["config_keys"]) or "-"),
     ]
     for k, v in rows:
         t.add_row(k, escape(str(v)))

@@ -35,10 +35,13 @@ from boltfix.session import (
 @click.option("--encoding", type=click.Choice(["auto", "utf8", "hex", "base64"]),
               default="auto", show_default=True,
               help="How names, keys and values are written in JSON.")
-@click.option("--decode", type=click.Choice(["auto", "none", "etcd", "raft"]), default="auto",
-              show_default=True, help="Add etcd's (or a HashiCorp raft-boltdb store's) "
-              "meaning of each record (auto: when the top-level buckets look like etcd's, "
-              "or raft-boltdb's logs and conf).")
+@click.option("--decode", type=click.Choice(["auto", "none", "etcd", "raft", "containerd",
+                                                 "vault"]),
+              default="auto", show_default=True,
+              help="Add etcd's (or a HashiCorp raft-boltdb store's, containerd's "
+              "metadata's, Vault's FSM's) meaning of each record (auto: when the top-level "
+              "buckets look like etcd's, raft-boltdb's logs and conf, containerd's v1 with "
+              "its version, or Vault's data and config).")
 @click.option("--include", default="live", show_default=True, callback=include_list,
               help="Comma-separated: live (the tree), free (free pages), "
                    "orphan (pages neither reachable nor free, and past the high-water mark).")

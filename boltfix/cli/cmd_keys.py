@@ -74,7 +74,9 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     Exit 1 when the bucket or the key is absent (or KEY names a bucket).
     """
     from boltfix import bigrecord as BIG
+    from boltfix import containerd as CD
     from boltfix import raftboltdb as RB
+    from boltfix import vault as VT
     from boltfix.navigate import find_key, top_level_names
     from boltfix.secrets import get_value, mask_raft_log
     from boltfix.text import format_bytes
@@ -97,6 +99,16 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
         # a raft-boltdb log: its Data may be Vault's or Consul's secrets
         value, masked = mask_raft_log(rec.value)
         redacted = "raft log Data redacted" if masked else None
+    elif not show_secrets and b.path[:1] == (CD.V1,) and type(value) is bytes \
+            and CD.looks_like_containerd(top_level_names(d)) and CD.recognise(d) is not None:
+        # containerd: a credential-like label, a spec's environment values
+        value, masked = CD.mask(b.path, bytes(rec.key), value)
+        redacted = "containerd secret redacted" if masked else redacted
+    elif not show_secrets and tuple(b.path) == (VT.DATA,) and type(value) is bytes \
+            and VT.looks_like_vault(top_level_names(d)):
+        # Vault: a storage entry (barrier-encrypted, a few plaintext)
+        value, masked = VT.mask(b.path, bytes(rec.key), value)
+        redacted = "Vault storage entry redacted" if masked else redacted
     if redacted:
         click.echo(f"boltfix get: {redacted} (use --show-secrets)", err=True)
     out = sys.stdout.buffer

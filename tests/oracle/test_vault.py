@@ -1,0 +1,100 @@
+"""Vault's integrated-storage FSM: the real ``vault.db`` of
+hashicorp-education/learn-vault-monitoring (``example-raft-database/
+vault.db``, a file nobody here wrote; fixtures/apps/vault.db.gz, see
+fixtures/README.md).  inspect names it and gives its facts, every record
+is dumped (data's kinds told, config decoded and re-encoded byte for byte
+by the tests' own protobuf encoder), data is masked unless
+--show-secrets, and a repaired copy dumps the same."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+
+from support import FIXTURES
+from support import protobuf as pb
+from support.cli import inspect_json, jsonl, run_ok
+
+SHA256 = "8a50ca7f72d381961ec355116bd9d4ef10c0e4de48eb1ff91b487366be822e48"
+
+
+@pytest.fixture(scope="module")
+def vault_db(tmp_path_factory):
+    """The real vault.db, unpacked (checked against its sha256)."""
+    data = gzip.decompress((FIXTURES / "apps" / "vault.db.gz").read_bytes())
+    assert hashlib.sha256(data).hexdigest() == SHA256
+    path = tmp_path_factory.mktemp("vault") / "fsm.bin"  # never told by its name
+    path.write_bytes(data)
+    return path
+
+
+def _kv(path, *args):
+    return [r for r in jsonl(run_ok("dump", path, *args)) if r["type"] == "kv"]
+
+
+def test_every_record_dumped_and_decoded(vault_db):
+    plain = _kv(vault_db, "--decode", "none", "--encoding", "hex", "--show-secrets")
+    shown = _kv(vault_db, "--show-secrets", "--encoding", "hex")
+    assert [(r["path"], r["key"], r["value"]) for r in plain] == \
+        [(r["path"], r["key"], r["value"]) for r in shown]
+    assert all("vault" in r and "error" not in r["vault"] for r in shown)
+    info = inspect_json(vault_db)
+    assert info["application"] == "vault fsm"
+    v = info["vault"]
+    data = [r for r in shown if r["path"] == [b"data".hex()]]
+    assert v["data"]["entries"] == len(data) > 1000
+    assert sum(v["data"]["kinds"].values()) == len(data)
+    for r in data:
+        raw = bytes.fromhex(r["value"])
+        d = r["vault"]
+        assert d["length"] == len(raw)
+        if d["kind"] == "barrier":  # term, version, nonce, sealed bytes
+            assert d["key_term"] == int.from_bytes(raw[:4], "big") and raw[4] == d["version"]
+    assert v["data"]["kinds"]["barrier"] > 1000
+
+
+def test_config_decoded_as_vault_wrote_it(vault_db):
+    recs = {bytes.fromhex(r["key"]).decode(): r for r in
+            _kv(vault_db, "--encoding", "hex") if r["path"] == [b"config".hex()]}
+    info = inspect_json(vault_db)["vault"]
+    assert sorted(recs) == info["config_keys"] == ["latest_config", "latest_indexes",
+                                                   "local_node_config"]
+    idx = recs["latest_indexes"]["vault"]
+    assert pb.vi(1, idx["term"]) + pb.vi(2, idx["index"]) == \
+        bytes.fromhex(recs["latest_indexes"]["value"])
+    assert (info["latest_term"], info["latest_index"]) == (idx["term"], idx["index"])
+    conf = recs["latest_config"]["vault"]
+    servers = b"".join(pb.ld(2, pb.ld(2, s["id"]) + pb.ld(3, s["address"]))
+                       for s in conf["servers"])
+    assert all(s["suffrage"] == "voter" for s in conf["servers"])  # 0: omitted by proto3
+    assert pb.vi(1, conf["index"]) + servers == bytes.fromhex(recs["latest_config"]["value"])
+    assert len(info["servers"]) == len(conf["servers"]) == 5
+    node = recs["local_node_config"]["vault"]
+    assert pb.ld(1, node["desired_suffrage"]) == bytes.fromhex(recs["local_node_config"]["value"])
+
+
+def test_data_masked_unless_show_secrets(vault_db):
+    r = run_ok("dump", vault_db)
+    shown = run_ok("dump", vault_db, "--show-secrets").stdout
+    assert '\\"type\\":\\"shamir' not in r.stdout and '\\"type\\":\\"shamir\\"' in shown
+    data = [rec for rec in jsonl(r) if rec["path"] == ["data"]]
+    for decode in ("none", "containerd"):  # masked whatever --decode says
+        assert '\\"type\\":\\"shamir' not in run_ok("dump", vault_db, "--decode", decode).stdout
+    assert data and all(r["value_redacted"] and set(r["value"]) <= {"*"} for r in data)
+    got = run_ok("get", vault_db, "data", "core/seal-config")
+    assert set(got.stdout.strip()) == {"*"}
+    assert json.loads(run_ok("get", vault_db, "data", "core/seal-config",
+                             "--show-secrets").stdout)["type"] == "shamir"
+
+
+def test_repaired_copy_dumps_the_same(vault_db, tmp_path):
+    run_ok("repair", vault_db, "--out", tmp_path / "fixed.db")
+    def records(path):
+        return [(r["path"], r["key"], r["value"], r["vault"])
+                for r in _kv(path, "--show-secrets", "--encoding", "hex")]
+
+    assert records(tmp_path / "fixed.db") == records(vault_db)
+    assert inspect_json(tmp_path / "fixed.db")["vault"] == inspect_json(vault_db)["vault"]

@@ -1,0 +1,65 @@
+"""boltfix.containerd: the layout test on files that are not containerd's
+(every bbolt fixture stays generic), and the decoders on hostile bytes
+(never a traceback, every mask inside the value).  What containerd wrote
+is judged in tests/oracle/test_containerd.py."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from boltfix import containerd as CD
+from boltfix.reader import DB
+from support import FIXTURES
+from support.cli import inspect_json
+
+BBOLT = sorted((FIXTURES / "bbolt").glob("*.db"))
+
+
+def test_layout_needs_exactly_v1():
+    assert CD.looks_like_containerd([b"v1"])
+    assert CD.looks_like_containerd(["v1"])
+    assert not CD.looks_like_containerd([b"v1", b"v2"])
+    assert not CD.looks_like_containerd([b"key", b"meta"])
+    assert not CD.looks_like_containerd([])
+
+
+@pytest.mark.parametrize("path", BBOLT, ids=[p.name for p in BBOLT])
+def test_generic_bbolt_is_not_containerd(path):
+    with DB(str(path)) as db:
+        assert CD.recognise(db) is None
+    info = inspect_json(path)
+    assert "containerd" not in info and "application" not in info
+
+
+PATHS = [(b"v1",), (b"v1", b"ns", b"containers", b"c1"), (b"v1", b"ns", b"images", b"i", b"labels"),
+         (b"v1", b"ns", b"containers", b"c1", b"extensions"), (b"v1", b"ns", b"content", b"blob", b"d"),
+         (b"v1", b"ns", b"snapshots", b"native", b"k", b"children"), (b"v1", b"ns", b"leases", b"l")]
+KEYS = [b"version", b"spec", b"options", b"createdat", b"size", b"token", b"parent", b"x"]
+
+
+def test_hostile_values_never_raise_and_masks_stay_inside():
+    rng = random.Random(23)
+    for _ in range(3000):
+        path, key = rng.choice(PATHS), rng.choice(KEYS)
+        value = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 80)))
+        if rng.random() < 0.3:  # an Any's shape: field 1, field 2, then noise
+            value = b"\x0a\x03abc\x12" + bytes([len(value)]) + value
+        d = CD.decode_record(path, key, value, rng.random() < 0.5)
+        assert isinstance(d, dict)
+        masked, redacted = CD.mask(path, key, value)
+        assert len(masked) == len(value)
+        for lo, hi in CD.secret_ranges(path, key, value):
+            assert 0 <= lo < hi <= len(value)
+        assert redacted == (masked != value) or set(masked) <= {ord("*")} | set(value)
+
+
+def test_credential_like_labels_and_only_those_are_masked():
+    labels = (b"v1", b"default", b"images", b"img", b"labels")
+    for key in (b"registry.auth.token", b"PASSWORD", b"my-secret", b"api_key"):
+        assert CD.mask(labels, key, b"value")[0] == b"*****"
+        assert CD.decode_record(labels, key, b"value")["value"] == "<redacted>"
+        assert CD.decode_record(labels, key, b"value", show_secrets=True)["value"] == "value"
+    assert CD.mask(labels, b"app", b"value") == (b"value", False)
+    assert CD.decode_record((b"other",), b"k", b"v") is None
