@@ -35,7 +35,8 @@ told by their buckets: :func:`boltfix.raftboltdb.looks_like_raft`): each
 ``logs`` and ``conf`` record gets a ``"raft"`` member
 (:func:`boltfix.raftboltdb.decode_record`: index, term, type, the log's
 ``Data`` by length and type), and a log's ``Data`` is masked in the raw
-value unless ``--show-secrets`` (:func:`boltfix.secrets.mask_raft_log`);
+value unless ``--show-secrets`` (:func:`boltfix.secrets.mask_raft_log`),
+whatever ``--decode`` says (``raft_mask``: masked, not decoded);
 free and orphan records that decode as a raft log get the same, with
 ``bucket_guess`` ``["logs"]``.
 
@@ -207,8 +208,12 @@ class Dumper:
         #: --decode says
         self.apps = [(mod, label, True) for mod, label, on in
                      ((CD, "containerd", self.containerd), (VT, "vault", self.vault)) if on]
+        #: a raft-boltdb store whose records are not decoded (--decode
+        #: none, etcd, ...): its logs' Data is still masked
+        self.raft_mask = False
         if not opts.show_secrets:
             top = top_level_names(db)
+            self.raft_mask = not self.raft and RB.looks_like_raft(top)
             if not self.containerd and CD.looks_like_containerd(top) \
                     and CD.recognise(db) is not None:
                 self.apps.append((CD, "containerd", False))
@@ -288,9 +293,11 @@ class Dumper:
             return value, False, None
         raw = bytes(value)
         show = self.opts.show_secrets
+        d = None
         try:
             # the decoding shows a log's Data only with --show-secrets
-            d = RB.decode_record(bucket, bytes(key), raw, show)
+            if self.raft:
+                d = RB.decode_record(bucket, bytes(key), raw, show)
         except Exception as exc:  # decode_record never raises on bytes; belt and braces
             d = {"error": f"internal decoder error: {type(exc).__name__}"}
         redacted = False
@@ -462,7 +469,7 @@ class Dumper:
                 guess = KEY_BUCKET
             eb = KEY if guess == KEY_BUCKET else None
             rb = None
-            if guess is None and self.raft and not is_bucket and len(key) == 8 \
+            if guess is None and (self.raft or self.raft_mask) and not is_bucket and len(key) == 8 \
                     and RB.looks_like_log(value):
                 guess, rb = RB.LOGS_BUCKET, RB.LOGS  # a raft log: its Data masked
             if text:
@@ -608,8 +615,8 @@ class _LiveWriter:
         if self.jsonl_c and not secret and self.top_etcd in (None, KEY) \
                 and self.tainted is None:
             self.c_pieces = R.c_pieces(self.pathj, self.top_etcd is not None)
-        self.top_raft = (path[0] if d.raft and len(path) == 1 and path[0] in (RB.LOGS, RB.CONF)
-                         else None)
+        self.top_raft = (path[0] if (d.raft or d.raft_mask) and len(path) == 1
+                         and path[0] in (RB.LOGS, RB.CONF) else None)
         if self.top_raft is not None:
             # each record decoded (and a log's Data masked): the Python writer's
             self.secret = True

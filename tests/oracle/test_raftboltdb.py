@@ -143,10 +143,18 @@ def test_dump_text_and_conf(clean):
     assert "secret-" not in run_ok("dump", path).stdout
 
 
-def test_dump_decode_none_leaves_records_raw(clean):
-    path, _ = clean
-    lines = jsonl(run_ok("dump", path, "--decode", "none", "--bucket", "logs"))
-    assert lines and all("raft" not in d for d in lines)
+@pytest.mark.parametrize("decode", ["none", "etcd"])
+def test_dump_without_decoding_still_masks_data(clean, decode):
+    """--decode none (or another application's) adds no raft member, and a
+    log's Data stays masked: a secret never depends on decoding."""
+    path, wrote = clean
+    lines = jsonl(run_ok("dump", path, "--decode", decode, "--bucket", "logs"))
+    kvs = [d for d in lines if d["type"] == "kv"]
+    assert len(kvs) == len(wrote["logs"]) and all("raft" not in d for d in lines)
+    assert all(d["value_redacted"] for d in kvs)
+    secret = b"secret-".hex()  # the values are msgpack, shown as hex
+    assert secret not in run_ok("dump", path, "--decode", decode).stdout
+    assert secret in run_ok("dump", path, "--decode", decode, "--show-secrets").stdout
 
 
 def test_free_pages_keep_data_masked(tmp_path):
