@@ -55,8 +55,9 @@ The rule (:func:`choose`), the first that applies:
    bbolt rolls back.
 3. The other meta's tree, if whole: "rolled back"; the newest commit did
    not finish on disk.
-4. etcd only: when neither meta's tree is whole (the writes of several
-   commits lost, the metas' roots zeroed or past the end of the file), the
+4. etcd only: when neither meta's root can be read at all (the writes of
+   several commits lost, the metas' roots zeroed, past the end of the file,
+   or pages of other buckets now), the
    whole etcd tree no meta names with the highest revision, not above what
    the newest meta's tree still shows: "rolled back further".  An older
    commit's whole state is one etcd starts from, replaying its WAL above
@@ -648,13 +649,16 @@ def _copied_while_written(db: DB, newest: Judgement, older: Optional[Judgement],
 
 def _older_whole_etcd_tree(db: DB, newest: Judgement, older: Optional[Judgement],
                            judged: List[Judgement]) -> Optional[Choice]:
-    """Rule 4: neither meta's tree is whole; for an etcd file, the whole
-    etcd tree no meta names with the highest revision that is not above the
+    """Rule 4: neither meta's root reads; for an etcd file, the whole etcd
+    tree no meta names with the highest revision that is not above the
     revision the newest meta's tree still shows (a higher one would be rule
     2's to prove newer)."""
     metas = [j for j in (newest, older) if j is not None]
-    if any(j.top and not j.is_etcd for j in metas):
-        return None  # a file that is not etcd's: no WAL to replay what is lost
+    if any(j.top for j in metas):
+        # a meta's root still reads: pruning keeps its commit's records
+        # (the report names what it lost); a file that is not etcd's has
+        # no WAL to replay what a rollback loses either
+        return None
     shown = readable_revision(db, newest)
     known = {j.candidate.tree.root for j in judged}
     hwm = db.pages_in_file

@@ -226,6 +226,14 @@ class TreeChecks:
             retyped = self._retype(pgid, pid, flags, count, overflow, parents, path, lo, hi)
             if retyped is not None:
                 flags = retyped
+        elif flags == S.BRANCH_PAGE_FLAG and parents and count \
+                and self._branch_broken(pgid, count, overflow):
+            # a leaf whose type byte alone says branch: its elements do not
+            # read as a branch's, and it may read as exactly the leaf its
+            # parent's element names (the same proof as for a type no page has)
+            retyped = self._retype(pgid, pid, flags, count, overflow, parents, path, lo, hi)
+            if retyped is not None:
+                flags = retyped
         if flags != S.BRANCH_PAGE_FLAG and flags != S.LEAF_PAGE_FLAG:
             where, rng = _where(pgid, parents, lo, hi)
             self._finding(F.INVALID_PAGE_TYPE,
@@ -248,6 +256,12 @@ class TreeChecks:
             overflow = self._needed_overflow(pgid, flags, count, overflow, parents, path)
             return flags, count, self._mark_overflow(pgid, overflow, parents, path)
         return flags, count, (pgid + 1) * self.page_size
+
+    def _branch_broken(self, pgid: int, count: int, overflow: int) -> bool:
+        """Some element of page ``pgid`` read as a branch's lies out of bounds."""
+        ps = self.page_size
+        end = min((pgid + 1 + overflow) * ps, self.pages_in_file * ps, len(self.buf))
+        return any(e[3] for e in branch_elements(self.buf, pgid * ps, count, end))
 
     def _retype(self, pgid, pid, flags, count, overflow, parents, path, lo, hi):
         """A page whose type alone is wrong: the leaf (or branch) flag, when
