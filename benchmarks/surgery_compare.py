@@ -18,7 +18,10 @@ histories, captures and crash kinds), this compares:
 
 "kept": how many of the intact file's records (bucket path, key, value,
 sequence; bucket entries count) the output holds, read by the real bbolt
-1.5.0; for a crash case the intact file is the better of commits N-1 and N.
+1.5.0; for a crash case the intact file is the better of commits N-1 and N
+(capture N-1 and N of the real history).  "=": the record set the output
+equals exactly ("intact", "N-1", "N"), blank when it equals none (a commit
+that deletes keys leaves N-1 with more records than N: both are whole).
 
     python3 benchmarks/surgery_compare.py [--cases damage|crash|all] [--crash-every K]
 """
@@ -76,11 +79,11 @@ def records(path) -> Optional[set]:
                 for e in oracle.parse_dump(out.read())}
 
 
-def surgery(src: Path, work: Path) -> tuple:
+def surgery(src: Path, work: Path, score) -> tuple:
     """The manual route at its best: of the file as is (when ``bbolt
     check`` passes it) and every surgery output ``bbolt check`` passes, the
-    one bbolt 1.5.0 reads the most records from, as (step, output, records);
-    ("none", None, None) when none passes."""
+    one that keeps the most intact records (``score``), as (step, output);
+    ("none", None) when none passes."""
     candidates = []
     if bbolt_check(src) == "ok":
         candidates.append(("as is", src))
@@ -98,30 +101,35 @@ def surgery(src: Path, work: Path) -> tuple:
             continue
         if r.returncode == 0 and out.exists() and bbolt_check(out) == "ok":
             candidates.append((name, out))
-    best = ("none", None, None)
+    best, best_score = ("none", None), -1
     for name, out in candidates:
-        got = records(out)
-        if best[1] is None or (got is not None and (best[2] is None or len(got) > len(best[2]))):
-            best = (name, out, got)
+        k = score(out)[0]
+        if (k or 0) > best_score:
+            best, best_score = (name, out), k or 0
     return best
 
 
-def compare(src: Path, intact: list, work: Path) -> dict:
-    """One case: what each route keeps of the intact record sets."""
-    def kept(path):
+def compare(src: Path, intact: dict, work: Path) -> dict:
+    """One case: what each route keeps of the intact record sets
+    (``intact``: name -> records; a crash case has commits N-1 and N)."""
+    def score(path):
         got = records(path) if path is not None else None
-        return None if got is None else max(len(got & r) for r in intact)
+        if got is None:
+            return None, ""
+        whole = next((n for n, r in intact.items() if got == r), "")
+        return max(len(got & r) for r in intact.values()), whole
 
     fixed = work / "boltfix.db"
     try:
         repair(src, fixed)
-        ours = {"check": bbolt_check(fixed), "kept": kept(fixed)}
+        ours = {"check": bbolt_check(fixed), **dict(zip(("kept", "whole"), score(fixed)))}
     except Exception as exc:  # noqa: BLE001 - a row, not a crash of the table
-        ours = {"check": f"repair failed: {exc}"[:40], "kept": None}
-    step, out, _ = surgery(src, work)
-    theirs = {"step": step, "check": bbolt_check(out) if out else "-", "kept": kept(out)}
+        ours = {"check": f"repair failed: {exc}"[:40], "kept": None, "whole": ""}
+    step, out = surgery(src, work, score)
+    theirs = {"step": step, "check": bbolt_check(out) if out else "-",
+              **dict(zip(("kept", "whole"), score(out)))}
     return {"damaged": bbolt_check(src), "boltfix": ours, "surgery": theirs,
-            "intact": max(len(r) for r in intact)}
+            "intact": max(len(r) for r in intact.values())}
 
 
 def damage_cases(root: Path):
@@ -131,7 +139,7 @@ def damage_cases(root: Path):
         d.mkdir()
         src = damage.copy_fixture(k.shape, d, "damaged.db")
         k.apply(src)
-        yield name, src, [records(oracle.fixture(k.shape))]
+        yield name, src, {"intact": records(oracle.fixture(k.shape))}
 
 
 class _Dirs:
@@ -159,15 +167,14 @@ def crash_cases(root: Path, every: int):
                 d.mkdir()
                 src = d / "crashed.db"
                 src.write_bytes(crashes.crash(h.captures[n - 1], h.captures[n], kind, n))
-                intact = [{(r[0], r[1], r[2], r[3], r[4]) for r in h.records[i]}
-                          for i in (n - 1, n)]
+                intact = {name: set(h.records[i]) for name, i in (("N-1", n - 1), ("N", n))}
                 yield f"{hist}-{n:02d}-{kind}", src, intact
 
 
 def _cell(d: dict) -> str:
-    """A side's kept count and check result."""
+    """A side's kept count, the whole record set it equals, its check."""
     kept = "-" if d["kept"] is None else str(d["kept"])
-    return f"{kept:>6} {d['check']:<7}"
+    return f"{kept:>6} {d['whole']:6s} {d['check']:<7}"
 
 
 def main(argv=None) -> int:
@@ -192,17 +199,19 @@ def main(argv=None) -> int:
                 work = src.parent / "work"
                 work.mkdir()
                 rows.append((name, compare(src, intact, work)))
-    print(f"{'case':34s} {'bbolt check':11s} {'intact':>6s} | {'boltfix kept, check':20s}"
-          f"| {'surgery step':34s} {'kept, check':14s}")
+    print(f"{'case':34s} {'bbolt check':11s} {'intact':>6s} | {'boltfix kept, =, check':27s}"
+          f"| {'surgery step':34s} {'kept, =, check'}")
     tally = Counter()
     for name, r in rows:
         b, s = r["boltfix"], r["surgery"]
-        print(f"{name:34s} {r['damaged']:11s} {r['intact']:>6d} | {_cell(b):20s}"
+        print(f"{name:34s} {r['damaged']:11s} {r['intact']:>6d} | {_cell(b):27s}"
               f"| {s['step']:34s} {_cell(s)}")
         bk, sk = b["kept"] or 0, s["kept"] or 0
         tally["cases"] += 1
         tally["boltfix check ok"] += b["check"] == "ok"
         tally["surgery check ok"] += s["check"] == "ok"
+        tally["boltfix whole"] += bool(b["whole"])
+        tally["surgery whole"] += bool(s["whole"])
         tally["boltfix keeps more"] += bk > sk
         tally["same"] += bk == sk
         tally["surgery keeps more"] += sk > bk

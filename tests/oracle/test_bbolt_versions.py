@@ -53,6 +53,17 @@ def test_boltgen_links_the_version(version):
     assert oracle.linked_version(version) == want
 
 
+@pytest.mark.parametrize("shape", oracle.SHAPES)
+@pytest.mark.parametrize("version", NEWER)
+def test_committed_fixture_reads_the_same_in_newer_bbolt(version, shape, oracle_dumps):
+    """The committed (1.3.6-written) fixtures: the newer check passes them
+    and boltfix's dump equals the newer version's read too."""
+    path = oracle.fixture(shape)
+    assert oracle.oracle_check(path, version=version).ok
+    recs, _ = hexdump_records(path)
+    assert live(recs) == oracle.oracle_dump(path, version=version) == oracle_dumps[shape]
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """(version, name) -> a file written by that bbolt version."""
