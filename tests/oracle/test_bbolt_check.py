@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from boltfix.check import CheckResult, check
-from boltfix.findings import BBOLT_EQUIVALENT
+from boltfix.check import check
 from boltfix.reader import DB
 from support import REPO, damage, oracle
-from support.checks import fmt, pairs, run_check
+from support.checks import explain, fmt, pairs, run_check
 
 ETCD_FIXTURES = sorted((REPO / "fixtures" / "etcd").glob("etcd-3.*.db"))
 
@@ -156,64 +154,6 @@ def oracle_results(tmp_path_factory):
         futures = {n: ex.submit(oracle.oracle_check, p, ORACLE_TIMEOUT)
                    for n, (p, _) in made.items()}
         return {n: (made[n][0], made[n][1], f.result()) for n, f in futures.items()}
-
-
-_MESSAGE = re.compile(r"^page (\d+): (.*)$")
-
-# bbolt's wording is coarser than boltfix's codes: a freelist id that is also
-# a meta page, past the HWM or the freelist itself is reported by boltfix as
-# that, where bbolt (which does not look) may only notice the duplicate.
-_MORE_SPECIFIC = {
-    "already-freed": {"freelist-reserved-page", "freelist-out-of-bounds", "freelist-self"},
-    # a page whose type alone is wrong, read as the child its parent names
-    "invalid-page-type": {"page-type-recovered"},
-}
-
-
-def explain(message: str, result: CheckResult, path) -> bool:
-    """Does a boltfix finding account for this bbolt tx.Check message?
-
-    1. the equivalent code (``BBOLT_EQUIVALENT``) on the page the message names;
-    2. a freelist whose count runs past its page: bbolt reads ids from the
-       pages after it as ids and reports them "already freed" or
-       "reachable freed"; boltfix reports the
-       count (freelist-count-overflow) and reads no further;
-    3. bbolt names pages by the id in their header, boltfix by position: a
-       boltfix finding on a page whose header id is N accounts for bbolt's
-       messages about N, and for bbolt's "unreachable unfreed" about the page
-       itself (bbolt marked the header id reachable instead).
-    """
-    m = _MESSAGE.match(message)
-    assert m, f"unparsed bbolt message {message!r}"
-    page, wording = int(m.group(1)), m.group(2)
-    codes = [c for w, c in BBOLT_EQUIVALENT.items() if w in wording]
-    assert codes, f"no BBOLT_EQUIVALENT for {message!r}"
-    accepted = set(codes)
-    for c in codes:
-        accepted |= _MORE_SPECIFIC.get(c, set())
-    if any(f.code in accepted and f.page == page for f in result.findings):
-        return True
-    if ({"already-freed", "reachable-freed"} & set(codes)
-            and "freelist-count-overflow" in result.counts):
-        return True
-    # 4. a page whose overflow run is longer than its elements need: bbolt
-    #    claims the whole run and then meets the next page's real pointer
-    #    ("multiple references"); boltfix claims only what is needed and
-    #    reports the overlong run on the page that claims it.
-    if "multiple-references" in codes and any(
-            f.code == "page-overflow-too-large"
-            and f.page < page <= f.page + f.detail["overflow"] for f in result.findings):
-        return True
-    with DB(path) as db:
-        for f in result.findings:
-            if f.code not in ("page-id-mismatch", "invalid-page-type") or f.page is None:
-                continue
-            if f.page < 2 or f.page >= db.pages_in_file:
-                continue
-            header_id = db.page(f.page).self_id
-            if header_id != f.page and (header_id == page or f.page == page):
-                return True
-    return False
 
 
 @pytest.mark.parametrize("kind", list(damage.KINDS))

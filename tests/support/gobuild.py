@@ -1,6 +1,7 @@
 """Build a test tool from Go source once per content of its source, into
 ``<tempdir>/boltfix-<name>-<sha256[:16]>/<name>``, outside the repo (the
-real bbolt's boltgen, raft-boltdb's raftgen)."""
+real bbolt's boltgen at each version, bbolt's own CLI, raft-boltdb's
+raftgen)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ def digest(files: Iterable[Path]) -> str:
 
 
 def build(go: str, name: str, src_dir: Path, key: str, env: dict,
-          timeout: float = 900) -> Union[Path, str]:
-    """The binary ``name`` built from ``src_dir`` (cached under ``key``), or
-    a string saying why it cannot be built.  A compile error fails the test
-    run: it is a real failure, not a missing tool."""
+          timeout: float = 900, target: str = ".") -> Union[Path, str]:
+    """The binary ``name`` built from package ``target`` in ``src_dir``
+    (cached under ``key``: put the version in it), or a string saying why it
+    cannot be built.  A compile error fails the test run: it is a real
+    failure, not a missing tool."""
     cache = Path(tempfile.gettempdir()) / f"boltfix-{name}-{key}"
     binary = cache / name
     if binary.is_file() and os.access(binary, os.X_OK):
@@ -36,7 +38,7 @@ def build(go: str, name: str, src_dir: Path, key: str, env: dict,
     # built to a unique name, then renamed: parallel sessions never see a
     # half-written binary
     tmp = cache / f"{name}.tmp.{os.getpid()}"
-    proc = subprocess.run([go, "build", "-o", str(tmp), "."], cwd=src_dir, env=env,
+    proc = subprocess.run([go, "build", "-o", str(tmp), target], cwd=src_dir, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)

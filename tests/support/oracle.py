@@ -1,7 +1,13 @@
 """Real-bbolt oracle for the test-suite.
 
 Wraps ``fixtures/boltgen`` (a Go program linked against the real
-go.etcd.io/bbolt 1.3.6) so tests can compare boltfix against bbolt itself.
+go.etcd.io/bbolt) so tests can compare boltfix against bbolt itself, at each
+version of ``BBOLT_VERSIONS``: Debian's 1.3.6 source (GOPATH mode, the
+default everywhere) and 1.4.3 and 1.5.0 from the Go module proxy (one
+source, ``fixtures/boltgen/modules/VERSION/go.mod`` chooses the version).
+Every helper takes ``version=``; ``bbolt_cli_path()`` is bbolt 1.5.0's own
+command line (``go.etcd.io/bbolt/cmd/bbolt``, the ``tool`` of the 1.5.0
+module file).
 
     from support import oracle
     entries = oracle.oracle_dump(path)          # list of dicts, bytes decoded
@@ -13,8 +19,9 @@ go.etcd.io/bbolt 1.3.6) so tests can compare boltfix against bbolt itself.
     oracle.put(file, [b"bucket"], b"key", b"value")
     oracle.info(path)                           # dict, see boltgen info
 
-The binary is built once per content of main.go into
-``<tempdir>/boltfix-boltgen-<sha256[:16]>/boltgen``, outside the repo. When Go
+The binary is built once per version and content of main.go (and the
+module files) into ``<tempdir>/boltfix-boltgen-<version>-<sha256[:16]>/boltgen``,
+outside the repo. When Go
 or the bbolt source is missing, tests are skipped locally but fail when the
 environment variable CI is "true" (CI must never silently skip).
 """
@@ -45,6 +52,15 @@ FIXTURES = REPO / "fixtures" / "bbolt"
 GOPATH = "/usr/share/gocode"
 BBOLT_SRC = Path(GOPATH) / "src" / "go.etcd.io" / "bbolt"
 
+#: the bbolt versions the oracle is built against: Debian's source, then
+#: the newest 1.4 and 1.5.0 from their Go modules
+BBOLT_VERSIONS = ("1.3.6", "1.4.3", "1.5.0")
+#: the version every helper uses unless told (the committed fixtures' writer)
+DEFAULT_VERSION = "1.3.6"
+#: the version whose command line (``bbolt check``, ``bbolt surgery``) is built
+CLI_VERSION = "1.5.0"
+MODULES = BOLTGEN_DIR / "modules"
+
 #: Shapes committed under fixtures/bbolt/<shape>.db
 SHAPES = ("nested", "overflow", "deep", "freed", "nofreelist", "page16k")
 
@@ -69,30 +85,98 @@ def _go_env() -> dict:
     return env
 
 
+def _module_env() -> dict:
+    """The environment of a module-mode build: the module proxy, the local
+    toolchain, a writable module cache."""
+    env = dict(os.environ)
+    env["GO111MODULE"] = "on"
+    env["GOTOOLCHAIN"] = "local"
+    env.pop("GOFLAGS", None)
+    if "GOCACHE" not in env:
+        env["GOCACHE"] = os.path.join(tempfile.gettempdir(), "boltfix-gocache")
+    if "GOPATH" not in env and "GOMODCACHE" not in env and not env.get("HOME"):
+        env["GOPATH"] = os.path.join(tempfile.gettempdir(), "boltfix-gopath")
+    return env
+
+
+def _module_build(name: str, version: str, target: str) -> Union[Path, str]:
+    """``target`` built in a copy of boltgen beside ``modules/VERSION``'s
+    go.mod and go.sum, cached per version and content."""
+    mod = MODULES / version
+    files = [BOLTGEN_SRC, mod / "go.mod", mod / "go.sum"]
+    if not all(f.is_file() for f in files):
+        return f"{mod}/go.mod, go.sum or {BOLTGEN_SRC} is missing"
+    key = f"{version}-{gobuild.digest(files)}"
+    with tempfile.TemporaryDirectory(prefix="boltfix-boltgen-src-") as stage:
+        for f in files:
+            shutil.copyfile(f, Path(stage) / f.name)
+        return gobuild.build(shutil.which("go") or "go", name, Path(stage), key,
+                             _module_env(), target=target)
+
+
 @functools.lru_cache(maxsize=None)
-def _build() -> Union[Path, str]:
-    """Build boltgen; return its path, or a string explaining why it can't be built."""
+def _build(version: str = DEFAULT_VERSION) -> Union[Path, str]:
+    """Build boltgen against bbolt ``version``; return its path, or a string
+    explaining why it can't be built."""
+    if version not in BBOLT_VERSIONS:
+        raise ValueError(f"no bbolt {version} in {BBOLT_VERSIONS}")
     go = shutil.which("go")
     if go is None:
-        return "the 'go' command is not on PATH (install Go >= 1.19)"
+        return "the 'go' command is not on PATH (install Go >= 1.23)"
+    if version != "1.3.6":
+        return _module_build("boltgen", version, ".")
     if not (BBOLT_SRC / "db.go").is_file():
         return f"bbolt source not found at {BBOLT_SRC} (apt-get install golang-github-coreos-bbolt-dev)"
     if not BOLTGEN_SRC.is_file():
         return f"{BOLTGEN_SRC} is missing"
-    return gobuild.build(go, "boltgen", BOLTGEN_DIR, gobuild.digest([BOLTGEN_SRC]), _go_env())
+    return gobuild.build(go, "boltgen", BOLTGEN_DIR, f"1.3.6-{gobuild.digest([BOLTGEN_SRC])}",
+                         _go_env())
 
 
-def boltgen_path() -> Path:
-    """Path of the built boltgen binary (skip / fail if it cannot be built)."""
-    result = _build()
+def boltgen_path(version: str = DEFAULT_VERSION) -> Path:
+    """Path of boltgen built against bbolt ``version`` (skip / fail if it
+    cannot be built)."""
+    result = _build(version)
     if isinstance(result, str):
         _unavailable(result)
     return result  # type: ignore[return-value]
 
 
-def _run(args: Sequence[str], timeout: Optional[float] = 600, check: bool = True) -> subprocess.CompletedProcess:
+@functools.lru_cache(maxsize=None)
+def _build_cli() -> Union[Path, str]:
+    """bbolt's own command line at ``CLI_VERSION``, or why not."""
+    if shutil.which("go") is None:
+        return "the 'go' command is not on PATH (install Go >= 1.23)"
+    return _module_build("bbolt", CLI_VERSION, "go.etcd.io/bbolt/cmd/bbolt")
+
+
+def bbolt_cli_path() -> Path:
+    """Path of the real ``bbolt`` command (``CLI_VERSION``), skip / fail
+    if it cannot be built."""
+    result = _build_cli()
+    if isinstance(result, str):
+        _unavailable(result)
+    return result  # type: ignore[return-value]
+
+
+def bbolt_cli(*args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real ``bbolt ARGS`` (text output, memory capped as
+    ``oracle_check`` is); a hang raises ``subprocess.TimeoutExpired``."""
+    return subprocess.run([str(bbolt_cli_path()), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=_limit_memory)
+
+
+def linked_version(version: str) -> str:
+    """What boltgen built for ``version`` says it links ("" for Debian's
+    source, built in GOPATH mode)."""
+    return _run(["version"], version=version).stdout.decode().strip()
+
+
+def _run(args: Sequence[str], timeout: Optional[float] = 600, check: bool = True,
+         version: str = DEFAULT_VERSION) -> subprocess.CompletedProcess:
+    """boltgen ``args`` at bbolt ``version``; a non-zero exit raises."""
     proc = subprocess.run(
-        [str(boltgen_path()), *map(str, args)],
+        [str(boltgen_path(version)), *map(str, args)],
         capture_output=True,
         timeout=timeout,
     )
@@ -132,7 +216,8 @@ def parse_dump(text: Union[str, bytes]) -> list[dict]:
     return out
 
 
-def oracle_dump(path: PathLike, timeout: float = 600) -> list[dict]:
+def oracle_dump(path: PathLike, timeout: float = 600,
+                version: str = DEFAULT_VERSION) -> list[dict]:
     """Every entry of the database, depth-first in key order, per real bbolt.
 
     Each entry: ``{"path": [bytes,...], "key": bytes, "value": bytes|None,
@@ -140,7 +225,7 @@ def oracle_dump(path: PathLike, timeout: float = 600) -> list[dict]:
     own entry precedes its contents; top-level buckets have ``path == []``.
     Raises RuntimeError if bbolt cannot open the file or crashes.
     """
-    proc = _run(["dump", path], timeout=timeout)
+    proc = _run(["dump", path], timeout=timeout, version=version)
     return parse_dump(proc.stdout)
 
 
@@ -178,7 +263,8 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ORACLE_MEMORY_LIMIT, ORACLE_MEMORY_LIMIT))
 
 
-def oracle_check(path: PathLike, timeout: float = 60) -> OracleCheck:
+def oracle_check(path: PathLike, timeout: float = 60,
+                 version: str = DEFAULT_VERSION) -> OracleCheck:
     """Run real bbolt's ``tx.Check()`` on ``path`` and classify the outcome.
 
     Go panics, runtime fatal errors (e.g. SIGBUS past end of file, stack
@@ -186,7 +272,7 @@ def oracle_check(path: PathLike, timeout: float = 60) -> OracleCheck:
     ``timeout`` seconds is killed and reported as "hang".
     """
     proc = subprocess.Popen(
-        [str(boltgen_path()), "check", str(path)],
+        [str(boltgen_path(version)), "check", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -227,45 +313,51 @@ def oracle_check(path: PathLike, timeout: float = 60) -> OracleCheck:
 # ---------------------------------------------------------------------------
 
 
-def make_shape(shape: str, out: PathLike, *args: str, timeout: float = 3600) -> Path:
+def make_shape(shape: str, out: PathLike, *args: str, timeout: float = 3600,
+               version: str = DEFAULT_VERSION) -> Path:
     """Write a new bbolt file of a known shape (see fixtures/README.md).
 
     ``out`` must not exist. Extra ``args`` are passed through, e.g.
     ``make_shape("big", out, "--keys", "100000", "--value-size", "1024", "--nofreelist")``.
     """
-    _run(["make", shape, out, *args], timeout=timeout)
+    _run(["make", shape, out, *args], timeout=timeout, version=version)
     return Path(out)
 
 
-def compact(src: PathLike, dst: PathLike, timeout: float = 3600) -> Path:
+def compact(src: PathLike, dst: PathLike, timeout: float = 3600,
+            version: str = DEFAULT_VERSION) -> Path:
     """``bbolt.Compact(dst, src, 65536)`` into the new file ``dst``."""
-    _run(["compact", src, dst], timeout=timeout)
+    _run(["compact", src, dst], timeout=timeout, version=version)
     return Path(dst)
 
 
-def delete_keys(file: PathLike, bucket_path: Sequence[bytes], keys: Sequence[bytes]) -> None:
+def delete_keys(file: PathLike, bucket_path: Sequence[bytes], keys: Sequence[bytes],
+                version: str = DEFAULT_VERSION) -> None:
     """Delete ``keys`` from the bucket at ``bucket_path`` in one transaction.
 
     A key that names a sub-bucket deletes that bucket; ``bucket_path == []``
     deletes top-level buckets. A missing key raises RuntimeError and nothing
     is committed. The file's freelist mode (synced or NoFreelistSync) is kept.
     """
-    _run(["delete", file, _hexpath(bucket_path), *(bytes(k).hex() for k in keys)])
+    _run(["delete", file, _hexpath(bucket_path), *(bytes(k).hex() for k in keys)],
+         version=version)
 
 
-def put(file: PathLike, bucket_path: Sequence[bytes], key: bytes, value: bytes) -> None:
+def put(file: PathLike, bucket_path: Sequence[bytes], key: bytes, value: bytes,
+        version: str = DEFAULT_VERSION) -> None:
     """Put one key/value (creating the buckets on ``bucket_path`` if needed)."""
-    _run(["put", file, _hexpath(bucket_path), bytes(key).hex(), bytes(value).hex()])
+    _run(["put", file, _hexpath(bucket_path), bytes(key).hex(), bytes(value).hex()],
+         version=version)
 
 
-def info(path: PathLike) -> dict:
+def info(path: PathLike, version: str = DEFAULT_VERSION) -> dict:
     """``{"page_size", "txid", "size", "buckets": {name_bytes: {"sequence", "stats"}}}``.
 
     ``stats`` is bbolt's BucketStats with Go field names (KeyN, Depth,
     BranchPageN, LeafPageN, BranchOverflowN, LeafOverflowN, InlineBucketN,
     BucketN, ...), aggregated over the bucket's sub-buckets.
     """
-    proc = _run(["info", path], timeout=600)
+    proc = _run(["info", path], timeout=600, version=version)
     d = json.loads(proc.stdout)
     d["buckets"] = {bytes.fromhex(k): v for k, v in d["buckets"].items()}
     return d
