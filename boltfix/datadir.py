@@ -52,6 +52,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from boltfix import etcd
 from boltfix import findings as F
 from boltfix import raftlog as R
 from boltfix import wal as W
@@ -236,8 +237,11 @@ def judge_db(path: str, full_check: bool = True) -> dict:
                          if rec is not None and len(rec.value) == 8 else None)
 
         top = set(top_level_names(db))
-        out["version"] = ("3.6+" if meta is not None and w.find(meta, b"storageVersion")
-                          else "3.5" if out["term"] is not None else "3.4 or older")
+        sv = w.find(meta, b"storageVersion") if meta is not None else None
+        names = ([b"storageVersion"] if sv is not None else []) + \
+            ([b"term"] if out["term"] is not None else [])
+        out["version"] = etcd.guess_etcd_version(
+            names, bytes(sv.value) if sv is not None and not sv.is_bucket else None)
         out["members"] = _members(w) if b"members" in top else []
         if full_check:
 
