@@ -15,7 +15,10 @@ lease, a Secret, a user and a role, auth on.  Then, on its own
 * ``repair`` of a damaged copy keeps ``meta`` (``storageVersion`` included)
   and its output starts that etcd, put back into its data dir and through
   ``snapshot restore`` (``etcdutl``; ``etcdctl`` on 3.4), serving exactly
-  the newest surviving revision of every key it holds.
+  the newest surviving revision of every key it holds;
+* a data dir whose ``<index>.snap.db`` is behind its raft snapshot is
+  predicted to fail (``boltfix inspect --data-dir``), and the real etcd
+  refuses it.
 
 etcd runs on 127.0.0.1 only.  Skipped locally without a version's binaries,
 failed with CI=true.
@@ -31,12 +34,15 @@ from pathlib import Path
 
 import pytest
 
+from boltfix import datadir
+from boltfix import findings as F
 from boltfix.repair import repair
 from support import damage, oracle
 from support.cli import jsonl, run_ok
 from support.etcdtools import (
     VERSIONS,
     EtcdServer,
+    EtcdStartError,
     Gateway,
     put_db_into_datadir,
     require_etcd,
@@ -220,3 +226,32 @@ def test_repair_keeps_meta_and_starts_etcd_in_place_and_restored(written, tmp_pa
     finally:
         shutil.rmtree(tmp_path / "inplace", ignore_errors=True)
         shutil.rmtree(tmp_path / "restored", ignore_errors=True)
+
+
+def test_snapshot_db_behind_its_snapshot_is_predicted_and_refused(written, tmp_path):
+    """etcd's start path (3.6+ ``bootstrap.go``, 3.4/3.5 ``NewServer``): a
+    backend recovered from ``<index>.snap.db`` whose consistent_index is below
+    the raft snapshot's (and not 0) stops etcd.  ``predict_start`` says
+    ``fails`` with ``datadir-snapshot-db-behind``, and the real etcd refuses."""
+    dd = tmp_path / "snapdir"
+    with EtcdServer(dd, written.version, extra_args=["--snapshot-count", "20"]) as srv:
+        gw = Gateway(srv.endpoint)
+        try:
+            for i in range(45):
+                gw.put(f"/snap/{i}", "v" * 40)
+        finally:
+            gw.conn.close()
+        port = srv.peer_port
+    snap_dir = dd / "member" / "snap"
+    index = max(int(p.name.split("-")[1].split(".")[0], 16) for p in snap_dir.glob("*.snap"))
+    db = snap_dir / "db"
+    oracle.put(db, [b"meta"], b"consistent_index", (index - 5).to_bytes(8, "big"))
+    shutil.copyfile(db, snap_dir / f"{index:016x}.snap.db")
+    p = datadir.predict_start(datadir.open_data_dir(str(dd)))
+    assert p.outcome == "fails"
+    assert [f.code for f in p.findings] == [F.DATADIR_SNAPSHOT_DB_BEHIND]
+    with pytest.raises(EtcdStartError) as e:
+        with EtcdServer(dd, written.version, peer_port=port, start_timeout=20):
+            pass
+    assert re.search(r"does not match with snapshot|tx closed", str(e.value)), str(e.value)[-800:]
+    shutil.rmtree(dd)
