@@ -31,12 +31,19 @@ from pathlib import Path
 
 import pytest
 
+from boltfix import datadir
 from boltfix import structs as S
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker
 from support import REPO, damage, oracle
-from support.etcdtools import EtcdServer, put_db_into_datadir, require_etcd, restore_snapshot
+from support.etcdtools import (
+    EtcdServer,
+    EtcdStartError,
+    put_db_into_datadir,
+    require_etcd,
+    restore_snapshot,
+)
 
 ETCD_FIXTURES = REPO / "fixtures" / "etcd"
 sys.path.insert(0, str(ETCD_FIXTURES))
@@ -157,12 +164,23 @@ def pristine(request, pristines):
 def serve_from_datadir(pristine: "Pristine", work: Path, fixed: Path, marker: str) -> dict:
     """Put ``fixed`` into a copy of the pristine data dir, start the real etcd
     on it, and return every key it serves; the data dir must still take a
-    write (raft entries get applied)."""
+    write (raft entries get applied).
+
+    When boltfix predicts that etcd will not start in place (the repair
+    lost ``meta/consistent_index``: the root page was rebuilt, salvage rule
+    4), the real etcd must refuse, and the bare-file route (``snapshot
+    restore``, what the report then says to do) must serve instead."""
     dd = work / "datadir"
     shutil.copytree(pristine.datadir, dd)
     put_db_into_datadir(fixed, dd)
-    with EtcdServer(dd, pristine.version, peer_port=pristine.peer_port,
-                    health_user=ROOT) as srv:
+    port = pristine.peer_port
+    if datadir.predict_start(datadir.open_data_dir(str(dd)), full_check=False).outcome == "fails":
+        with pytest.raises(EtcdStartError):
+            with EtcdServer(dd, pristine.version, peer_port=port, start_timeout=20):
+                pass
+        shutil.rmtree(dd)
+        port = restore_snapshot(fixed, dd, pristine.version)
+    with EtcdServer(dd, pristine.version, peer_port=port, health_user=ROOT) as srv:
         got = read_all(srv)
         srv.ctl("put", "/boltfix/after-repair", marker, user=ROOT)
         assert srv.get("/boltfix/after-repair", user=ROOT) == marker
