@@ -23,9 +23,11 @@ when started on it, following etcd's start path:
    snapshot's index is above the db's ``consistent_index`` (0 without a
    db), the db is replaced by ``member/snap/<index:016x>.snap.db``; when that
    file is missing: panic "failed to recover v3 backend from snapshot".
-   3.6+ then requires the new backend's consistent_index to reach the
-   snapshot's (else "database file ... does not match with snapshot"),
-   unless it is 0.
+   Then the new backend's consistent_index must reach the snapshot's,
+   unless it is 0 (3.6+ ``bootstrap.go``; 3.4/3.5 ``NewServer``): else
+   "database file ... does not match with snapshot" and etcd exits (3.5.1
+   panics "assertion failed: tx closed" on the way out).  Checked with the
+   real 3.4.23, 3.5.1, 3.5.21, 3.6.16 and 3.7.3.
 5. ``readWAL``/``openWALFromSnapshot``: ``wal.Open`` at the snapshot
    (``selectWALFiles``: a segment starting at or below its index, and
    consecutive sequence numbers, else "failed to open WAL"), ``ReadAll``
@@ -52,6 +54,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from boltfix import etcd
 from boltfix import findings as F
 from boltfix import raftlog as R
 from boltfix import wal as W
@@ -236,8 +239,11 @@ def judge_db(path: str, full_check: bool = True) -> dict:
                          if rec is not None and len(rec.value) == 8 else None)
 
         top = set(top_level_names(db))
-        out["version"] = ("3.6+" if meta is not None and w.find(meta, b"storageVersion")
-                          else "3.5" if out["term"] is not None else "3.4 or older")
+        sv = w.find(meta, b"storageVersion") if meta is not None else None
+        names = ([b"storageVersion"] if sv is not None else []) + \
+            ([b"term"] if out["term"] is not None else [])
+        out["version"] = etcd.guess_etcd_version(
+            names, bytes(sv.value) if sv is not None and not sv.is_bucket else None)
         out["members"] = _members(w) if b"members" in top else []
         if full_check:
 
@@ -356,9 +362,9 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
                 p.findings.append(_f(
                     F.DATADIR_SNAPSHOT_DB_BEHIND,
                     f"{os.path.basename(path)}'s consistent_index {ci} is below the snapshot "
-                    f"index {snap_index}: etcd 3.6+ refuses ('database file ... does not match "
-                    "with snapshot'); 3.4/3.5 start and re-apply nothing below it",
-                    WARNING, snapshot_index=snap_index, consistent_index=ci))
+                    f"index {snap_index}: etcd refuses to start ('database file ... does not "
+                    "match with snapshot'; 3.5.1 panics 'assertion failed: tx closed')",
+                    snapshot_index=snap_index, consistent_index=ci))
     facts["backend"] = backend
     facts["consistent_index"] = ci
     # 5: the WAL read from the snapshot

@@ -256,6 +256,13 @@ class EtcdFacts:
                 self.first_rev = first
             self.last_rev = last
 
+    def _storage_version(self) -> Optional[bytes]:
+        """``meta/storageVersion``'s value (3.6+), None when absent or bad."""
+        got = self.meta.get(b"storageVersion")
+        if isinstance(got, dict) and isinstance(got.get("value"), (bytes, bytearray)):
+            return bytes(got["value"])
+        return None
+
     def to_json(self) -> dict:
         """The facts as ``inspect --json``'s ``etcd`` member."""
         def meta_value(name):
@@ -265,7 +272,8 @@ class EtcdFacts:
             return got.get("value", got)
 
         return {
-            "version": etcd.guess_etcd_version(list(self.meta)),
+            "version": etcd.guess_etcd_version(list(self.meta),
+                                               self._storage_version()),
             "consistent_index": meta_value(b"consistent_index"),
             "term": meta_value(b"term"),
             "scheduled_compact_revision": meta_value(b"scheduledCompactRev"),

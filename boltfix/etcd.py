@@ -536,11 +536,23 @@ def looks_like_etcd(top_level_bucket_names: Iterable) -> bool:
     return KEY in names and META in names
 
 
-def guess_etcd_version(meta_keys: Iterable) -> str:
-    """``"3.6+"`` if ``meta`` has ``storageVersion``, ``"3.5"`` if it has
-    ``term``, else ``"3.4 or older"``."""
+def guess_etcd_version(meta_keys: Iterable, storage_version: Optional[bytes] = None) -> str:
+    """The etcd version a db was last run by, from its ``meta`` keys.
+
+    3.6+ writes ``meta/storageVersion`` (``server/storage/schema``; 3.6.x
+    writes ``3.6.0``, 3.7.x ``3.7.0``; empty while a 3.5 db is being
+    upgraded): ``"3.6 (storage version 3.6.0)"`` when its value
+    ``storage_version`` is given and reads ``3.N.M``, else ``"3.6+"``.
+    ``"3.5"`` if ``meta`` has ``term`` (written since 3.5), else
+    ``"3.4 or older"``."""
     keys = _name_set(meta_keys)
     if b"storageVersion" in keys:
+        text = bytes(storage_version or b"").decode("ascii", "replace")
+        parts = text.split(".")
+        if len(parts) == 3 and all(p.isdigit() and len(p) <= 6 for p in parts):
+            return f"{parts[0]}.{parts[1]} (storage version {text})"
+        if storage_version is not None and not text:
+            return "3.6+ (storage version empty: a 3.5 db being upgraded)"
         return "3.6+"
     if b"term" in keys:
         return "3.5"

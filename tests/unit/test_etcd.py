@@ -348,6 +348,18 @@ class TestDetection:
         assert guess_etcd_version([b"consistent_index"]) == "3.4 or older"
         assert guess_etcd_version([]) == "3.4 or older"
 
+    def test_version_names_the_storage_version(self):
+        keys = [b"consistent_index", b"term", b"storageVersion"]
+        for sv in (b"3.6.0", b"3.7.0", b"3.10.2"):
+            major_minor = sv.decode().rsplit(".", 1)[0]
+            assert guess_etcd_version(keys, sv) == \
+                f"{major_minor} (storage version {sv.decode()})"
+        assert guess_etcd_version(keys, b"").startswith("3.6+ (storage version empty")
+        # a value that is no version is not echoed (and never crashes)
+        for bad in (b"\xff\x00", b"3.6", b"a.b.c", b"3.6.0.1", b"9" * 40 + b".1.1"):
+            assert guess_etcd_version(keys, bad) == "3.6+"
+        assert guess_etcd_version([b"term"], b"3.6.0") == "3.5"
+
     def test_bucket_names(self):
         assert {b"key", b"meta", b"lease", b"auth", b"authUsers", b"authRoles",
                 b"members", b"members_removed", b"cluster", b"alarm"} == set(ETCD_BUCKETS)
