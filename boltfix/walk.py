@@ -227,10 +227,8 @@ class TreeChecks:
             if retyped is not None:
                 flags = retyped
         elif flags == S.BRANCH_PAGE_FLAG and parents and count \
-                and self._branch_broken(pgid, count, overflow):
-            # a leaf whose type byte alone says branch: its elements do not
-            # read as a branch's, and it may read as exactly the leaf its
-            # parent's element names (the same proof as for a type no page has)
+                and _branch_broken(self, pgid, count, overflow):
+            # a leaf whose type byte alone says branch (the same proof)
             retyped = self._retype(pgid, pid, flags, count, overflow, parents, path, lo, hi)
             if retyped is not None:
                 flags = retyped
@@ -256,12 +254,6 @@ class TreeChecks:
             overflow = self._needed_overflow(pgid, flags, count, overflow, parents, path)
             return flags, count, self._mark_overflow(pgid, overflow, parents, path)
         return flags, count, (pgid + 1) * self.page_size
-
-    def _branch_broken(self, pgid: int, count: int, overflow: int) -> bool:
-        """Some element of page ``pgid`` read as a branch's lies out of bounds."""
-        ps = self.page_size
-        end = min((pgid + 1 + overflow) * ps, self.pages_in_file * ps, len(self.buf))
-        return any(e[3] for e in branch_elements(self.buf, pgid * ps, count, end))
 
     def _retype(self, pgid, pid, flags, count, overflow, parents, path, lo, hi):
         """A page whose type alone is wrong: the leaf (or branch) flag, when
@@ -482,6 +474,16 @@ class TreeChecks:
                       f"key {_hex(key)} on {kind} page {pgid} is not greater than the "
                       f"previous key {_hex(last)}", pgid, pages, path,
                       detail={"index": idx} if idx is not None else {})
+
+
+def _branch_broken(w: "TreeChecks", pgid: int, count: int, overflow: int) -> bool:
+    """Some element of page ``pgid`` read as a branch's lies out of bounds:
+    then a page saying branch may be a leaf whose type byte alone is wrong
+    (``TreeChecks._retype`` decides whether it reads as exactly the leaf its
+    parent's element names)."""
+    ps = w.page_size
+    end = min((pgid + 1 + overflow) * ps, w.pages_in_file * ps, len(w.buf))
+    return any(e[3] for e in branch_elements(w.buf, pgid * ps, count, end))
 
 
 class Walker(TreeChecks):
