@@ -1,5 +1,5 @@
-"""Crashes of a real etcd's db, mixed from data dirs the real etcd 3.4 and
-3.5 wrote under load, repaired, and served again by the real etcd.
+"""Crashes of a real etcd's db, mixed from data dirs the real etcd 3.4,
+3.5, 3.6 and 3.7 wrote under load, repaired, and served again by the real etcd.
 
 The history: a real etcd is started on a new data dir and loaded in
 batches (puts of values that split leaves and need overflow runs,
@@ -37,6 +37,9 @@ often one no capture holds.  On every case (issue 20's "done when"):
 * ``etcdutl snapshot restore`` (3.4: ``etcdctl``) of the repaired db starts
   and serves what the repaired db holds.
 
+etcd 3.6 and 3.7 (bbolt 1.4) size the db ahead, so these batches never grow
+it: their ``lost-growth`` cases are skipped, saying so.
+
 ``test_recall_figures`` prints every case's figures (``-s`` shows them).
 """
 
@@ -62,7 +65,7 @@ from support.etcdtools import (
     restore_snapshot,
 )
 
-VERSIONS = ["3.4", "3.5"]
+VERSIONS = ["3.4", "3.5", "3.6", "3.7"]
 #: batches of load, each followed by a stop and a copy of the data dir
 BATCHES = 4
 KINDS = ("lost", "lost-metas", "torn-tree", "zeroed", "live-copy", "lost-growth")
@@ -235,7 +238,11 @@ def test_etcd_crash_repaired_and_served(etcd_history, n, kind, tmp_path):
     differently)."""
     h = etcd_history
     prev, cur = h.db(n - 1), h.db(n)
-    assert applies(prev, cur, kind), "the load makes every batch grow the file"
+    if not applies(prev, cur, kind):
+        # etcd 3.6+ (bbolt 1.4) sizes its db ahead: these batches do not grow it
+        FIGURES[(h.version, n, kind)] = {"records": 0, "stray": 0, "rule": "not-applicable"}
+        assert kind == "lost-growth" and h.version not in ("3.4", "3.5"), kind
+        pytest.skip(f"etcd {h.version}'s db did not grow between captures {n - 1} and {n}")
     mixed = crash(prev, cur, kind, n)
     src = tmp_path / "crashed.db"
     src.write_bytes(mixed)

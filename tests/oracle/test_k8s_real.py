@@ -158,7 +158,7 @@ def test_k8sbytes_writes_the_real_serializers_bytes(real):
 
 
 # ---------------------------------------------------------------- in real etcd
-@pytest.fixture(scope="module", params=["3.4", "3.5"])
+@pytest.fixture(scope="module", params=["3.4", "3.5", "3.6", "3.7"])
 def real_db(request, real, tmp_path_factory):
     """A real etcd's db holding every record under its key (and a plain
     etcd record between them)."""
