@@ -381,6 +381,14 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
     elif backend == "db" and not db.get("opens"):
         p.findings.append(_f(F.DATADIR_DB_UNREADABLE,
                              f"{dd.db_path}: {db.get('error')}: bbolt cannot open it"))
+    elif backend == "db" and (db.get("check") or {}).get("failing"):
+        n = db["check"]["failing"]
+        p.findings.append(_f(
+            F.DATADIR_DB_DAMAGED,
+            f"{dd.db_path}: {n} problem(s) that stop bbolt or etcd (see check's findings): "
+            "etcd panics on the damaged db (its start reads the whole key bucket; bbolt "
+            "panics on a bad page it reaches): it starts only after repair (boltfix repair "
+            "--data-dir ... --out-data-dir NEW)", failing=n))
     _members_check(p, res, db)
     _apply_facts(p, res, ci, snap_index, hs["commit"])
     return p
