@@ -374,6 +374,15 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
             f"{hs['commit']} is out of range [{snap_index}, {last}]' (the WAL lost its tail)",
             commit=hs["commit"], last_index=last, snapshot_index=snap_index))
     # 7: the backend file
+    _backend_check(p, res, db, backend)
+    _members_check(p, res, db)
+    _apply_facts(p, res, ci, snap_index, hs["commit"])
+    return p
+
+
+def _backend_check(p: StartPrediction, res: W.WalRead, db: dict, backend) -> None:
+    """Step 7: a missing, unreadable or damaged backend."""
+    dd = p.data_dir
     if backend is None and res.segments:
         p.findings.append(_f(F.DATADIR_DB_MISSING,
                              f"{dd.db_path}: missing, and no snapshot brings one: etcd refuses "
@@ -389,9 +398,6 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
             "etcd panics on the damaged db (its start reads the whole key bucket; bbolt "
             "panics on a bad page it reaches): it starts only after repair (boltfix repair "
             "--data-dir ... --out-data-dir NEW)", failing=n))
-    _members_check(p, res, db)
-    _apply_facts(p, res, ci, snap_index, hs["commit"])
-    return p
 
 
 def _ids(md: Optional[dict]) -> Optional[dict]:
