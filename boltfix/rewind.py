@@ -212,6 +212,7 @@ class Plan:
     other_after: List[tuple] = field(default_factory=list)
     reasons: List[str] = field(default_factory=list)
     exact: bool = True
+    db_losses_stand: bool = False
 
     @property
     def changes_db(self) -> bool:
@@ -236,6 +237,7 @@ class Plan:
             "keys_at_risk_count": len(self.at_risk),
             "non_key_changes_after": [{"index": i, "kind": k} for i, k in self.other_after],
             "replay_exact": self.exact,
+            "db_losses_stand": self.db_losses_stand,
             "why": self.reasons,
         }
 
@@ -280,26 +282,37 @@ def lost_revisions(m: RevMap, dbr: DbRevisions, upto: int, state: A.Store) -> Li
     return sorted(r for r in lost if r > m.anchor_rev)
 
 
+def written_by(m: RevMap, dbr: DbRevisions) -> bool:
+    """Whether every record of the db is one the replay wrote (same
+    revision, key and put/delete): the WAL's history is the db's."""
+    want = {}
+    for _idx, rev, changes in m.writes:
+        for sub, (key, op) in enumerate(changes):
+            want[(rev, sub)] = (key, op == A.DELETE)
+    return all(want.get(r) == v for r, v in dbr.records.items())
+
+
 def plan(res: W.WalRead, db_path: str, snap_index: int) -> Tuple[Plan, RevMap, A.Store]:
     """The rewind of the (clean) db at ``db_path`` for the WAL ``res``
     (see the module docstring); also the revision map and the store after
     the whole replay (what etcd serves once every entry is applied)."""
     dbr = db_revisions(db_path)
     ci = dbr.meta.get(b"consistent_index", 0)
+    last = res.last_index or 0
+    upto_index = min(ci, last)
     full = res.first_index == 1
     if full:
         st = A.Store()
         st.rev = 1
-        anchor, anchor_index = "wal-start", 0
-    else:
+        m, state = revision_map(res, st, "wal-start", 0, capture=upto_index)
+        # a restored data dir's WAL starts at 1 too, its db's history does not
+        full = written_by(m, dbr)
+    if not full:
         with DB(db_path) as db:
             st = A.Store.from_db(db)
-        anchor, anchor_index = "db", ci
-    last = res.last_index or 0
-    upto_index = min(ci, last)
-    m, state = revision_map(res, st, anchor, anchor_index, capture=upto_index)
+        m, state = revision_map(res, st, "db", ci, capture=upto_index)
     p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev, dbr.meta.get(b"finishedCompactRev", 0),
-             False, ci, anchor, exact=m.exact)
+             False, ci, m.anchor, exact=m.exact)
     at = m.at(upto_index)
     if state is None or at is None:
         p.reasons.append(f"the WAL ({res.first_index}..{last}) does not reach the db's "
@@ -308,8 +321,10 @@ def plan(res: W.WalRead, db_path: str, snap_index: int) -> Tuple[Plan, RevMap, A
     upto_rev = at[0]
     lost = lost_revisions(m, dbr, upto_rev, state) if full else []
     if not full:
-        p.reasons.append("the WAL does not reach back to index 1: the db is trusted up to "
-                         f"its consistent_index {ci} (its revision {dbr.max_rev})")
+        why = ("the WAL does not reach back to index 1" if res.first_index != 1 else
+               "the db holds revisions the WAL did not write (a restored snapshot's)")
+        p.reasons.append(f"{why}: the db is trusted up to its consistent_index {ci} (its "
+                         f"revision {dbr.max_rev})")
     c = upto_index
     if lost:
         p.oldest_lost, p.lost_revisions = lost[0], len(lost)
@@ -485,7 +500,7 @@ class DataDirRepair:
     @property
     def lost_data(self) -> bool:
         """Whether etcd will serve some key wrongly, or a revision stays lost."""
-        return bool(self.plan.at_risk or self.plan.unrestorable
+        return bool(self.plan.at_risk or self.plan.unrestorable or self.plan.db_losses_stand
                     or self.after.get("outcome") == "fails")
 
     def to_json(self) -> dict:
@@ -509,13 +524,29 @@ def _source_db(pred: D.StartPrediction) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _members(pred: D.StartPrediction) -> List[str]:
-    """The cluster's members, from the db's ``members`` bucket or the
-    snapshot's conf state."""
-    members = list((pred.facts.get("db") or {}).get("members") or [])
+    """The cluster's members as the WAL says (what etcd's raft restarts
+    with): the loaded snapshot's conf state, then the conf changes after it."""
+    snap = pred.facts.get("snapshot")
+    members: set = set()
     for s in pred.facts.get("snapshots") or []:
-        voters = (s.get("conf_state") or {}).get("voters") or []
-        members = members or [f"{v:x}" for v in voters]
-    return members
+        if snap and s.get("name") == snap["name"]:
+            cs = s.get("conf_state") or {}
+            members = {f"{v:x}" if isinstance(v, int) else str(v)
+                       for v in list(cs.get("voters") or []) + list(cs.get("learners") or [])}
+    above = snap["index"] if snap else 0
+    for _r, e in W.iter_entries(pred.wal):
+        if e["index"] <= above or e["type"] == R.ENTRY_NORMAL:
+            continue
+        payload = R.decode_entry_payload(e, False)
+        changes = ([payload["conf_change"]] if "conf_change" in payload
+                   else (payload.get("conf_change_v2") or {}).get("changes") or [])
+        for ch in changes:
+            node = str(ch.get("node_id"))
+            if "Remove" in str(ch.get("type")):
+                members.discard(node)
+            else:
+                members.add(node)
+    return sorted(members)
 
 
 def _copy_file(src: str, dst: str) -> None:
@@ -628,6 +659,14 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list):
         os.rename(repaired, dst)
     etcd_ = report.etcd
     alone = etcd_.at_risk_count if etcd_ is not None else None
+    if m.anchor == "db" and report.lost_data:
+        # the WAL does not reach back before the db: it cannot narrow what
+        # the db's repair lost; the db alone's at-risk keys stand
+        known = set(p.at_risk)
+        p.at_risk = sorted(known | set(etcd_.at_risk_keys if etcd_ is not None else ()))
+        p.db_losses_stand = True
+        p.reasons.append("the db's repair lost data the WAL cannot tell (it does not reach "
+                         "back to index 1): the db's own at-risk keys are named")
     db_json = {k: v for k, v in report.to_json().items() if k not in ("etcd", "output")}
     return p, db_json, alone
 
