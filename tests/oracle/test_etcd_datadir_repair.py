@@ -5,7 +5,7 @@ the served keyspace is read (``etcdctl get "" --from-key``) and etcd is
 stopped and its data dir copied (``cap1``..``cap3``, ``--snapshot-count``
 so that a raft snapshot falls between cap2 and cap3 and none before cap2).
 Crashed data dirs are built from them: an older capture's db, or the
-newest db with its newest revisions deleted by the real bbolt (what a
+newest db with its newest revisions deleted by the real bbolt and compacted (what a
 salvage that lost them leaves: a ``consistent_index`` newer than the
 revisions), or a lost-write mix of two captures' db pages, each with the
 newest capture's WAL and snapshots.  The real etcd is then started on the
@@ -131,11 +131,11 @@ def test_lost_revisions_are_reapplied_from_the_wal(caps, tmp_path):
             if e["path"] == [b"key"] and e["type"] == "kv"
             and decode_revision(e["key"])["main"] > rev1]
     assert keys
-    # two commits, so that neither meta's tree holds them (with one, repair
-    # rolls back to the other meta, which still has them all)
-    oracle.delete_keys(db, [b"key"], keys[:1])
-    oracle.delete_keys(db, [b"key"], keys[1:])
-    d = _crashed(base, tmp_path, "cap2", db)
+    oracle.delete_keys(db, [b"key"], keys)
+    # bbolt's Compact: a fresh file, so that neither meta's tree nor a free
+    # page holds them (else repair rolls back to the other meta or salvages)
+    oracle.compact(db, tmp_path / "compacted.db")
+    d = _crashed(base, tmp_path, "cap2", tmp_path / "compacted.db")
     before = _start_and_read(version, _copy(d, tmp_path / "before"))
     assert before is not None and _wrong(before, served[2])  # etcd alone: wrong
     out = tmp_path / "out"
@@ -231,3 +231,31 @@ def test_damaged_db_outcome_is_fails(caps, tmp_path):
     assert j["data_dir"]["outcome"] == "fails"
     assert "datadir-db-damaged" in {f["code"] for f in j["data_dir"]["findings"]}
     assert _start_and_read(version, _copy(d, tmp_path / "run")) is None
+
+
+def test_member_of_several_is_refused_unless_insisted(caps, tmp_path):
+    """A learner added (the WAL's membership: two members): refused with
+    the remove-and-re-add advice, exit 2, nothing written; --multi-member
+    writes it, with the advice as a warning, and etcd starts on it."""
+    version, base, served = caps
+    d = _copy(base / "cap2", tmp_path / "d")
+    with EtcdServer(d, version) as s:
+        s.ctl("member", "add", "other", "--peer-urls", "http://127.0.0.1:1", "--learner")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out)])
+    assert r.exit_code == 2 and "member remove" in r.output and not out.exists()
+    j = _run_repair(d, out, "--multi-member")
+    assert len(j["members"]) == 2
+    assert "datadir-multi-member" in {f["code"] for f in j["findings"]}
+    assert _start_and_read(version, out) == served[2]
+
+
+def test_output_inside_the_input_is_refused(caps, tmp_path):
+    _v, base, _served = caps
+    d = _copy(base / "cap2", tmp_path / "d")
+    for out in (d / "member" / "new", d, tmp_path):
+        r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir",
+                                      str(out), "--force"])
+        assert r.exit_code == 2 and "overlaps" in r.output, r.output
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out", "x.db"])
+    assert r.exit_code == 2 and "--out-data-dir" in r.output
