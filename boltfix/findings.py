@@ -292,6 +292,9 @@ DATADIR_REWIND_LIMITED = _code(
 DATADIR_REWIND_UNSURE = _code(
     "datadir-rewind-unsure", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
     what="changes other than key revisions after the rewind point, which etcd re-applies")
+DATADIR_DB_REBUILT = _code(
+    "datadir-db-rebuilt", severity=WARNING, anchor=DATA_DIR_ANCHOR,
+    what="a db nothing could be recovered from, replaced by an empty one the whole WAL refills")
 DATADIR_MULTI_MEMBER = _code(
     "datadir-multi-member", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
     what="a member of a cluster of several: remove and re-add it from a healthy member")

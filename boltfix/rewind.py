@@ -42,7 +42,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from boltfix import datadir as D
 from boltfix import findings as F
@@ -97,7 +97,26 @@ class RevMap:
         return self.index[i] if i < len(self.index) else None
 
 
-_OTHER = ("lease_grant", "lease_revoke", "auth_enable", "auth_disable", "alarm")
+_OTHER = ("lease_grant", "lease_revoke", "auth_enable", "auth_disable")
+
+
+def _changes_state(kind: Optional[str], alarm_action: Optional[str]) -> bool:
+    """An entry that changes the backend outside the ``key`` bucket: leases,
+    auth (``auth_*`` requests but ``auth_status``), an alarm raised or
+    cleared (not listed: ``etcdctl endpoint health`` lists them by raft)."""
+    if kind == "alarm":
+        return alarm_action in ("ACTIVATE", "DEACTIVATE")
+    return bool(kind) and (kind in _OTHER or (kind.startswith("auth_")
+                                              and kind != "auth_status"))
+
+
+def _entries(res: W.WalRead, alarms: dict):
+    """(entry, payload) of the WAL, noting each alarm request's action."""
+    for _r, e in W.iter_entries(res):
+        payload = R.decode_entry_payload(e, True)
+        if payload.get("kind") == "alarm":
+            alarms[e["index"]] = (payload.get("alarm") or {}).get("action")
+        yield e, payload
 
 
 def revision_map(res: W.WalRead, store: A.Store, anchor: str, anchor_index: int,
@@ -108,15 +127,15 @@ def revision_map(res: W.WalRead, store: A.Store, anchor: str, anchor_index: int,
     m = RevMap(anchor, anchor_index, store.rev)
     summary = A.Replay()
     snap = _copy(store) if capture == anchor_index else None
-    ents = ((e, R.decode_entry_payload(e, True)) for _r, e in W.iter_entries(res))
-    for a in A.replay(store, ents, anchor_index, summary):
+    alarms: dict = {}
+    for a in A.replay(store, _entries(res, alarms), anchor_index, summary):
         m.index.append(a.index)
         m.term.append(a.term)
         m.rev.append(store.rev)
         m.compacted.append(store.compacted)
         if a.revision is not None:
             m.writes.append((a.index, a.revision, [(k, op) for _s, k, op in a.changes]))
-        elif a.kind in _OTHER and not a.error or a.kind and a.kind.startswith("auth_"):
+        elif not a.error and _changes_state(a.kind, alarms.pop(a.index, None)):
             m.other.append((a.index, a.kind))
         if capture is not None and a.index == capture:
             snap = _copy(store)
@@ -212,6 +231,8 @@ class Plan:
     other_after: List[tuple] = field(default_factory=list)
     reasons: List[str] = field(default_factory=list)
     exact: bool = True
+    #: with --older-snapshot: the snapshot etcd starts from (files above it set aside)
+    snapshot_used: Optional[int] = None
     db_losses_stand: bool = False
 
     @property
@@ -238,6 +259,7 @@ class Plan:
             "non_key_changes_after": [{"index": i, "kind": k} for i, k in self.other_after],
             "replay_exact": self.exact,
             "db_losses_stand": self.db_losses_stand,
+            "snapshot_used": self.snapshot_used,
             "why": self.reasons,
         }
 
@@ -292,10 +314,13 @@ def written_by(m: RevMap, dbr: DbRevisions) -> bool:
     return all(want.get(r) == v for r, v in dbr.records.items())
 
 
-def plan(res: W.WalRead, db_path: str, snap_index: int) -> Tuple[Plan, RevMap, A.Store]:
+def plan(res: W.WalRead, db_path: str, snap_index: int,
+         older: Sequence[int] = ()) -> Tuple[Plan, RevMap, A.Store]:
     """The rewind of the (clean) db at ``db_path`` for the WAL ``res``
     (see the module docstring); also the revision map and the store after
-    the whole replay (what etcd serves once every entry is applied)."""
+    the whole replay (what etcd serves once every entry is applied).
+    ``older``: indexes of older snapshots etcd can start from instead
+    (``--older-snapshot``; see :func:`older_snapshots`)."""
     dbr = db_revisions(db_path)
     ci = dbr.meta.get(b"consistent_index", 0)
     last = res.last_index or 0
@@ -319,6 +344,10 @@ def plan(res: W.WalRead, db_path: str, snap_index: int) -> Tuple[Plan, RevMap, A
                          f"consistent_index {ci}: the db is kept as it is")
         return p, m, st
     upto_rev = at[0]
+    if ci > last:
+        p.reasons.append(f"the db's consistent_index {ci} is past the WAL's last entry {last}: "
+                         "the WAL cannot re-apply what the db holds above it; kept as it is")
+        return p, m, st
     lost = lost_revisions(m, dbr, upto_rev, state) if full else []
     if not full:
         why = ("the WAL does not reach back to index 1" if res.first_index != 1 else
@@ -335,17 +364,61 @@ def plan(res: W.WalRead, db_path: str, snap_index: int) -> Tuple[Plan, RevMap, A
     elif dbr.max_rev > upto_rev:
         p.reasons.append(f"the db holds revisions above {upto_rev}, the revision of its "
                          f"consistent_index {ci}: they are removed and re-applied")
-    if c < snap_index:
+    fit = [i for i in older if i <= c]
+    if c < snap_index and fit:
+        p.snapshot_used = used = max(fit)
+        start = f"the older snapshot at {used}" if used else "the WAL's start"
+        p.reasons.append(f"the raft snapshot's index {snap_index} is above {c}: the snapshot "
+                         f"files above {used} are set aside (*.snap.skipped), so etcd starts "
+                         f"from {start} and re-applies the entries the WAL still holds")
+    elif c < snap_index:
         p.limited_by_snapshot = True
         rev_snap = (m.at(snap_index) or (0,))[0]
         p.unrestorable = sorted(set(r for r in lost if r <= rev_snap)
                                 | {r for _i, r, _c in m.writes if upto_rev < r <= rev_snap})
         p.reasons.append(f"the raft snapshot's index {snap_index} is above {c}: etcd re-applies "
                          f"nothing at or below it (no .snap.db), so {len(p.unrestorable)} lost "
-                         "revision(s) stay lost")
+                         "revision(s) stay lost" + (
+                             "; the WAL still holds them: --older-snapshot sets the newer "
+                             "snapshot files aside so that etcd re-applies them"
+                             if m.anchor == "wal-start" else ""))
         c = snap_index
     _settle(p, m, dbr, c, lost)
     return p, m, st
+
+
+def older_snapshots(pred: D.StartPrediction) -> List[int]:
+    """Snapshot indexes etcd can start from when the newer ``.snap`` files
+    are set aside: 0 (no snapshot) when the WAL's first segment starts at 0
+    and its entries at 1, and each readable ``.snap`` the WAL has a
+    snapshot record for with a segment starting at or below it and its
+    entries from just above it (``wal.Open``/``ReadAll``, as
+    :func:`boltfix.datadir.predict_start` checks them)."""
+    res = pred.wal
+    if not res.segments or res.first_index is None:
+        return []
+    records = {(s["index"], s["term"]) for s in res.snapshots}
+    out = []
+    if res.segments[0].index == 0 and res.first_index == 1 and (0, 0) in records:
+        out.append(0)
+    for s in pred.facts.get("snapshots") or []:
+        if (s.get("ok") and (s["index"], s["term"]) in records
+                and any(seg.index <= s["index"] for seg in res.segments)
+                and res.first_index <= s["index"] + 1):
+            out.append(s["index"])
+    return sorted(set(out))
+
+
+def _set_aside(snap_out: str, above: int) -> List[str]:
+    """Rename the ``.snap`` files above index ``above`` to ``*.snap.skipped``
+    (etcd's snapshotter skips names it does not know)."""
+    moved = []
+    for name in sorted(os.listdir(snap_out)):
+        m = D._SNAP_NAME.match(name)
+        if m and int(m.group(2), 16) > above:
+            os.rename(os.path.join(snap_out, name), os.path.join(snap_out, name + ".skipped"))
+            moved.append(name)
+    return moved
 
 
 def _settle(p: Plan, m: RevMap, dbr: DbRevisions, c: int, lost: List[int]) -> None:
@@ -381,19 +454,21 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
     started on the rewound db: the db's keyspace at rev(C) replayed with
     the entries above C, against ``anchor_store`` (the full replay from
     the anchor)."""
-    with DB(db_path) as db:
-        st = A.Store.from_db(db)
-    # the rewound keyspace: the db's records at or below rev(C)
     dbr = db_revisions(db_path)
     live = {}
-    for key in dbr.newest:
-        got = dbr.newest_at_or_below(key, p.revision)
-        if got is not None and not got[2]:
-            kv = st.live.get(key)
-            if kv is not None and kv.mod == got[0]:
-                live[key] = kv
-            else:
-                live[key] = _kv_at(db_path, key, got)
+    with DB(db_path) as db:
+        st = A.Store.from_db(db)
+        w = Walker(db)
+        bucket, _ = open_path(w, ["key"])
+        # the rewound keyspace: the db's records at or below rev(C)
+        for key in dbr.newest:
+            got = dbr.newest_at_or_below(key, p.revision)
+            if got is not None and not got[2]:
+                kv = st.live.get(key)
+                if kv is not None and kv.mod == got[0]:
+                    live[key] = kv
+                else:
+                    live[key] = _kv_at(w, bucket, got)
     sim = A.Store()
     sim.live = {k: v for k, v in live.items() if v is not None}
     sim.sorted = sorted(sim.live)
@@ -414,16 +489,13 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
     return sorted(wrong)
 
 
-def _kv_at(db_path: str, key: bytes, got) -> Optional[A.KV]:
-    """The KeyValue of ``key`` at revision ``got`` (main, sub) read from the db."""
-    rk = got[0].to_bytes(8, "big") + b"_" + got[1].to_bytes(8, "big")
-    with DB(db_path) as db:
-        w = Walker(db)
-        bucket, _ = open_path(w, ["key"])
-        rec = w.find(bucket, rk) if bucket is not None else None
-        if rec is None:
-            return None
-        kv = decode_key_value(bytes(rec.value))
+def _kv_at(w: Walker, bucket, got) -> Optional[A.KV]:
+    """The KeyValue at revision ``got`` (main, sub) in the ``key`` bucket."""
+    rk = _u64(got[0]) + b"_" + _u64(got[1])
+    rec = w.find(bucket, rk) if bucket is not None else None
+    if rec is None:
+        return None
+    kv = decode_key_value(bytes(rec.value))
     if "error" in kv:
         return None
     return A.KV(kv["create_revision"], kv["mod_revision"], kv["version"], kv["value"],
@@ -576,7 +648,8 @@ def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str]) -> List[str]:
 
 
 def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
-                    force: bool = False, multi_member: bool = False) -> DataDirRepair:
+                    force: bool = False, multi_member: bool = False,
+                    older_snapshot: bool = False) -> DataDirRepair:
     """Write a new data dir ``out_dir`` from ``data_dir`` (never written):
     the WAL segments and snapshot files copied byte for byte, the db
     repaired (:func:`boltfix.repair.repair`) and set back by :func:`plan`
@@ -607,7 +680,8 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
     try:
         member = os.path.join(tmp, "member")
         copied = _copy_parts(dd, member, from_snap_db)
-        result = _write_db(pred, src, os.path.join(member, "snap"), findings)
+        result = _write_db(pred, src, os.path.join(member, "snap"), findings,
+                           older_snapshots(pred) if older_snapshot else [])
         _fsync_tree(tmp)
         after = D.predict_start(D.open_data_dir(tmp), full_check=True).to_json()
         _move_into_place(tmp, out_dir, force)
@@ -621,13 +695,28 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
                          pred.to_json(), after, members, findings)
 
 
-def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list):
+def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
+              older: List[int]):
     """Repair ``src`` into ``snap_out/db`` and set it back: (plan, the db
     repair's JSON, how many keys the db alone names at risk)."""
     repaired = os.path.join(snap_out, ".db.repaired")
-    report = R_.repair(src, repaired)
     snap = pred.facts.get("snapshot")
-    p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0)
+    try:
+        report = R_.repair(src, repaired)
+    except BoltError as exc:
+        # nothing recoverable: when etcd can re-apply the whole WAL (from
+        # index 1, no snapshot or --older-snapshot's 0), an empty db will do
+        if pred.wal.first_index != 1 or (snap and 0 not in older):
+            raise
+        with open(repaired, "xb") as fh:
+            BoltWriter(fh).close()
+        report = None
+        findings.append(Finding(
+            F.DATADIR_DB_REBUILT, f"{src}: {exc}; an empty db is written instead: etcd "
+            "re-applies the whole WAL from index 1 into it", WARNING))
+    p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older)
+    if p.snapshot_used is not None:
+        _set_aside(snap_out, p.snapshot_used)
     p.at_risk = predicted_wrong(m, repaired, p, pred.wal, final)
     if p.limited_by_snapshot and p.unrestorable:
         findings.append(Finding(
@@ -657,6 +746,8 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list):
         os.unlink(repaired)
     else:
         os.rename(repaired, dst)
+    if report is None:
+        return p, {"empty_db": True}, None
     etcd_ = report.etcd
     alone = etcd_.at_risk_count if etcd_ is not None else None
     if m.anchor == "db" and report.lost_data:

@@ -1,7 +1,9 @@
 """Measure ``boltfix repair --data-dir``: keys the real etcd serves right
 before and after, on crashed data dirs built from real etcd captures.
 
-    PYTHONPATH=. python3 scripts/measure_datadir_repair.py [3.5|3.4] [WORKDIR]
+    PYTHONPATH=. python3 scripts/measure_datadir_repair.py [3.5|3.4] [WORKDIR] [REPAIR OPTION...]
+
+(``--older-snapshot`` as a REPAIR OPTION measures that mode.)
 
 The captures are those of ``tests/oracle/test_etcd_datadir_repair.py``
 (cap1..cap3, a raft snapshot between cap2 and cap3).  Each crashed data
@@ -129,7 +131,8 @@ def main() -> None:
             before = serve(version, d)
             out = work / f"{name}-{old}-{new}.out"
             cp = subprocess.run([sys.executable, "-m", "boltfix", "repair", "--data-dir",
-                                 str(d), "--out-data-dir", str(out), "--json"],
+                                 str(d), "--out-data-dir", str(out), "--json",
+                                 *sys.argv[3:]],
                                 capture_output=True, text=True, cwd=REPO)
             if cp.returncode not in (0, 1):
                 print(f"{version} cap{old}->cap{new} {name:15s} repair exit {cp.returncode}: "

@@ -48,6 +48,11 @@ from boltfix.session import (
               type=click.Path(file_okay=False, path_type=str),
               help="With --data-dir: the new data dir to write (must not exist unless "
                    "--force).")
+@click.option("--older-snapshot", is_flag=True,
+              help="With --data-dir: when the lost revisions lie below the newest raft "
+                   "snapshot and the WAL still holds them, set the newer .snap files aside "
+                   "(*.snap.skipped) so that etcd starts from an older snapshot (or the WAL's "
+                   "start) and re-applies them.")
 @click.option("--multi-member", is_flag=True,
               help="With --data-dir: write the data dir even when the member is one of "
                    "several (the usual fix is to remove and re-add it).")
@@ -55,7 +60,7 @@ from boltfix.session import (
 @open_options
 @guarded
 def repair(db, out, force, dry_run, lost_found, no_salvage, etcd_at_risk, data_dir, wal_dir,
-           out_data_dir, multi_member, as_json, page_size, meta_index):
+           out_data_dir, older_snapshot, multi_member, as_json, page_size, meta_index):
     """Write a valid copy of DB to --out, salvaging every record that can be read.
 
     The input is never changed.  The copy is written to a temporary file beside
@@ -73,12 +78,14 @@ def repair(db, out, force, dry_run, lost_found, no_salvage, etcd_at_risk, data_d
         if dry_run or lost_found or no_salvage or etcd_at_risk != "keep" or page_size \
                 or meta_index is not None:
             raise click.UsageError("--data-dir takes only --wal-dir, --out-data-dir, "
-                                   "--force, --multi-member and --json")
-        _data_dir(data_dir, wal_dir, out_data_dir, force, multi_member, as_json)
+                                   "--force, --older-snapshot, --multi-member and --json")
+        _data_dir(data_dir, wal_dir, out_data_dir, force, multi_member, older_snapshot,
+                  as_json)
     if db is None or out is None:
         raise click.UsageError("give DB and --out (or --data-dir and --out-data-dir)")
-    if wal_dir is not None or multi_member:
-        raise click.UsageError("--wal-dir and --multi-member go with --data-dir")
+    if wal_dir is not None or multi_member or older_snapshot:
+        raise click.UsageError("--wal-dir, --older-snapshot and --multi-member go with "
+                               "--data-dir")
     # opened once, with bbolt's meta (repair judges a forced meta itself):
     # its size is the progress bar's, and repair reads it (and closes it)
     d = open_db(db, page_size)
@@ -93,12 +100,13 @@ def repair(db, out, force, dry_run, lost_found, no_salvage, etcd_at_risk, data_d
     sys.exit(EXIT_PROBLEMS if report.lost_data else EXIT_OK)
 
 
-def _data_dir(data_dir, wal_dir, out_dir, force, multi_member, as_json):
+def _data_dir(data_dir, wal_dir, out_dir, force, multi_member, older_snapshot, as_json):
     """``repair --data-dir``: a new data dir etcd starts from (boltfix.rewind)."""
     from boltfix.rewind import repair_data_dir
     from boltfix.views import render_data_dir_repair
 
-    rep = repair_data_dir(data_dir, wal_dir, out_dir, force=force, multi_member=multi_member)
+    rep = repair_data_dir(data_dir, wal_dir, out_dir, force=force, multi_member=multi_member,
+                          older_snapshot=older_snapshot)
     if as_json:
         emit_json(rep.to_json())
     else:

@@ -259,3 +259,18 @@ def test_output_inside_the_input_is_refused(caps, tmp_path):
         assert r.exit_code == 2 and "overlaps" in r.output, r.output
     r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out", "x.db"])
     assert r.exit_code == 2 and "--out-data-dir" in r.output
+
+
+def test_older_snapshot_restores_what_the_snapshot_hid(caps, tmp_path):
+    """The case above with --older-snapshot: cap3's .snap files set aside,
+    etcd starts from the WAL's start and serves cap3's keyspace exactly."""
+    version, base, served = caps
+    d = _crashed(base, tmp_path, "cap3", base / "cap1/member/snap/db")
+    out = tmp_path / "out"
+    j = _run_repair(d, out, "--older-snapshot")
+    rw = j["rewind"]
+    assert j["exit"] == 0 and rw["snapshot_used"] == 0 and not rw["limited_by_snapshot"], rw
+    assert rw["keys_at_risk_count"] == 0
+    skipped = sorted(p.name for p in (out / "member/snap").glob("*.snap.skipped"))
+    assert skipped and not list((out / "member/snap").glob("*.snap"))
+    assert _start_and_read(version, out) == served[3]
