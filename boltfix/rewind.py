@@ -676,7 +676,10 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
             raise RepairRefused(msg + "; --multi-member writes this member's data dir anyway")
         findings.append(Finding(F.DATADIR_MULTI_MEMBER, msg, WARNING))
     parent = os.path.dirname(os.path.abspath(out_dir))
-    tmp = tempfile.mkdtemp(prefix=".boltfix-datadir-", dir=parent)
+    try:
+        tmp = tempfile.mkdtemp(prefix=".boltfix-datadir-", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {parent}: {exc.strerror}") from exc
     try:
         member = os.path.join(tmp, "member")
         copied = _copy_parts(dd, member, from_snap_db)
@@ -686,6 +689,10 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
         after = D.predict_start(D.open_data_dir(tmp), full_check=True).to_json()
         _move_into_place(tmp, out_dir, force)
         tmp = None
+    except OSError as exc:
+        # ENOSPC, EROFS, EACCES, EIO...: the user's environment, not damage
+        raise OutputError(f"cannot write {out_dir}: {exc.strerror or exc}; nothing "
+                          "written") from exc
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -769,6 +776,9 @@ def _refuse_out(data_dir: str, dd: D.DataDir, out_dir: str, force: bool) -> None
         inp = os.path.realpath(part)
         if out == inp or out.startswith(inp + os.sep) or inp.startswith(out + os.sep):
             raise RepairRefused(f"--out-data-dir {out_dir} overlaps the input {part}")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    if not os.path.isdir(parent):
+        raise RepairRefused(f"the directory {parent} does not exist")
     if os.path.lexists(out_dir):
         if not force:
             raise RepairRefused(f"{out_dir} exists; --force replaces it")
