@@ -274,3 +274,20 @@ def test_older_snapshot_restores_what_the_snapshot_hid(caps, tmp_path):
     skipped = sorted(p.name for p in (out / "member/snap").glob("*.snap.skipped"))
     assert skipped and not list((out / "member/snap").glob("*.snap"))
     assert _start_and_read(version, out) == served[3]
+
+
+def test_unrecoverable_db_is_refilled_from_the_whole_wal(caps, tmp_path):
+    """A db of zeros (nothing recoverable: repair alone exits 2) with
+    cap2's WAL, which starts at index 1 with no snapshot: an empty db is
+    written and etcd re-applies the whole WAL into it."""
+    version, base, served = caps
+    db = tmp_path / "zeros.db"
+    db.write_bytes(bytes((base / "cap2/member/snap/db").stat().st_size))
+    r = CliRunner().invoke(main, ["repair", str(db), "--out", str(tmp_path / "x.db")])
+    assert r.exit_code == 2
+    d = _crashed(base, tmp_path, "cap2", db)
+    out = tmp_path / "out"
+    j = _run_repair(d, out)
+    assert "datadir-db-rebuilt" in {f["code"] for f in j["findings"]}
+    assert j["exit"] == 0 and j["rewind"]["consistent_index"] == 0
+    assert _start_and_read(version, out) == served[2]
