@@ -711,16 +711,23 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
     try:
         report = R_.repair(src, repaired)
     except BoltError as exc:
-        # nothing recoverable: when etcd can re-apply the whole WAL (from
-        # index 1, no snapshot or --older-snapshot's 0), an empty db will do
-        if pred.wal.first_index != 1 or (snap and 0 not in older):
+        # nothing recoverable: when the WAL holds every entry from index 1,
+        # an empty db (its consistent_index set by the plan) will do: etcd
+        # re-applies what is above the snapshot, the report names the rest
+        if pred.wal.first_index != 1:
             raise
         with open(repaired, "xb") as fh:
-            BoltWriter(fh).close()
+            w = BoltWriter(fh)
+            w.begin_bucket(b"meta")
+            w.end_bucket()
+            w.close()
         report = None
+        whole = not snap or 0 in older
         findings.append(Finding(
             F.DATADIR_DB_REBUILT, f"{src}: {exc}; an empty db is written instead: etcd "
-            "re-applies the whole WAL from index 1 into it", WARNING))
+            + ("re-applies the whole WAL from index 1 into it" if whole else
+               f"re-applies the WAL above the raft snapshot (index {snap['index']}); "
+               "what lies below it is lost (--older-snapshot: the whole WAL)"), WARNING))
     p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older)
     if p.snapshot_used is not None:
         _set_aside(snap_out, p.snapshot_used)
