@@ -374,8 +374,10 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
     elif c < snap_index:
         p.limited_by_snapshot = True
         rev_snap = (m.at(snap_index) or (0,))[0]
+        held = {main for (main, _s) in dbr.records}
         p.unrestorable = sorted(set(r for r in lost if r <= rev_snap)
-                                | {r for _i, r, _c in m.writes if upto_rev < r <= rev_snap})
+                                | {r for _i, r, _c in m.writes
+                                   if upto_rev < r <= rev_snap and r not in held})
         p.reasons.append(f"the raft snapshot's index {snap_index} is above {c}: etcd re-applies "
                          f"nothing at or below it (no .snap.db), so {len(p.unrestorable)} lost "
                          "revision(s) stay lost" + (
@@ -458,8 +460,6 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
     live = {}
     with DB(db_path) as db:
         st = A.Store.from_db(db)
-        w = Walker(db)
-        bucket, _ = open_path(w, ["key"])
         # the rewound keyspace: the db's records at or below rev(C)
         for key in dbr.newest:
             got = dbr.newest_at_or_below(key, p.revision)
@@ -468,7 +468,7 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
                 if kv is not None and kv.mod == got[0]:
                     live[key] = kv
                 else:
-                    live[key] = _kv_at(w, bucket, got)
+                    live[key] = _kv_at(db, got)
     sim = A.Store()
     sim.live = {k: v for k, v in live.items() if v is not None}
     sim.sorted = sorted(sim.live)
@@ -489,9 +489,12 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
     return sorted(wrong)
 
 
-def _kv_at(w: Walker, bucket, got) -> Optional[A.KV]:
-    """The KeyValue at revision ``got`` (main, sub) in the ``key`` bucket."""
+def _kv_at(db: DB, got) -> Optional[A.KV]:
+    """The KeyValue at revision ``got`` (main, sub) in the ``key`` bucket
+    (a walker per lookup: a walker reaches each page once)."""
     rk = _u64(got[0]) + b"_" + _u64(got[1])
+    w = Walker(db)
+    bucket, _ = open_path(w, ["key"])
     rec = w.find(bucket, rk) if bucket is not None else None
     if rec is None:
         return None
