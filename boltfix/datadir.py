@@ -380,6 +380,15 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
             f"{hs['commit']} is out of range [{snap_index}, {last}]' (the WAL lost its tail)",
             commit=hs["commit"], last_index=last, snapshot_index=snap_index))
     # 7: the backend file
+    _backend_check(p, res, db, backend)
+    _members_check(p, res, db)
+    _apply_facts(p, res, ci, snap_index, hs["commit"])
+    return p
+
+
+def _backend_check(p: StartPrediction, res: W.WalRead, db: dict, backend) -> None:
+    """Step 7: a missing, unreadable or damaged backend."""
+    dd = p.data_dir
     if backend is None and res.segments:
         p.findings.append(_f(F.DATADIR_DB_MISSING,
                              f"{dd.db_path}: missing, and no snapshot brings one: etcd refuses "
@@ -387,9 +396,14 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
     elif backend == "db" and not db.get("opens"):
         p.findings.append(_f(F.DATADIR_DB_UNREADABLE,
                              f"{dd.db_path}: {db.get('error')}: bbolt cannot open it"))
-    _members_check(p, res, db)
-    _apply_facts(p, res, ci, snap_index, hs["commit"])
-    return p
+    elif backend == "db" and (db.get("check") or {}).get("failing"):
+        n = db["check"]["failing"]
+        p.findings.append(_f(
+            F.DATADIR_DB_DAMAGED,
+            f"{dd.db_path}: {n} problem(s) that stop bbolt or etcd (see check's findings): "
+            "etcd panics on the damaged db (its start reads the whole key bucket; bbolt "
+            "panics on a bad page it reaches): it starts only after repair (boltfix repair "
+            "--data-dir ... --out-data-dir NEW)", failing=n))
 
 
 def _ids(md: Optional[dict]) -> Optional[dict]:

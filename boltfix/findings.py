@@ -284,6 +284,21 @@ DATADIR_DB_MISSING = _code(
 DATADIR_DB_UNREADABLE = _code(
     "datadir-db-unreadable", anchor=DATA_DIR_ANCHOR,
     what="a backend bbolt cannot open")
+DATADIR_DB_DAMAGED = _code(
+    "datadir-db-damaged", anchor=DATA_DIR_ANCHOR,
+    what="a backend with damage that stops bbolt or etcd: etcd panics on it")
+DATADIR_REWIND_LIMITED = _code(
+    "datadir-rewind-limited", severity=WARNING, anchor=DATA_DIR_ANCHOR,
+    what="revisions the db lost that the WAL cannot re-apply (the raft snapshot is above them)")
+DATADIR_REWIND_UNSURE = _code(
+    "datadir-rewind-unsure", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
+    what="changes other than key revisions after the rewind point, which etcd re-applies")
+DATADIR_DB_REBUILT = _code(
+    "datadir-db-rebuilt", severity=WARNING, anchor=DATA_DIR_ANCHOR,
+    what="a db nothing could be recovered from, replaced by an empty one the whole WAL refills")
+DATADIR_MULTI_MEMBER = _code(
+    "datadir-multi-member", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
+    what="a member of a cluster of several: remove and re-add it from a healthy member")
 DATADIR_SNAP_BROKEN = _code(
     "datadir-snap-broken", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
     what="a .snap file etcd renames .broken")

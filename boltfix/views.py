@@ -599,3 +599,44 @@ def render_k8s_summary(c, summary) -> None:
         if s and s["objects"]:
             c.print(f"Kubernetes objects {what} ({s['objects']:,}): " + escape(s["text"]),
                     soft_wrap=True)
+
+
+def render_data_dir_repair(c, rep) -> None:
+    """``repair --data-dir``'s report: the data dir written, the
+    consistent_index chosen and why, what the WAL restores, the keys at
+    risk, and whether etcd will start on it."""
+    j = rep.to_json()
+    rw = j["rewind"]
+    c.print(f"wrote {escape(rep.output)} from {escape(rep.input)}: "
+            f"{len(rep.copied)} WAL/snapshot file(s) copied byte for byte, the db "
+            f"({escape(rep.source_db)}) repaired into member/snap/db")
+    c.print(f"consistent_index {rw['consistent_index']} (the db had {rw['db_consistent_index']}), "
+            f"revision {rw['revision']}, term {rw['term'] if rw['term'] is not None else '-'}; "
+            f"revision map anchored at {rw['anchor']}")
+    for why in rw["why"]:
+        c.print(f"  - {escape(why)}")
+    c.print(f"etcd re-applies {rw['revisions_wal_reapplies']} revision(s) from the WAL; the db "
+            f"lost {rw['lost_revisions']}, of which the WAL restores "
+            f"{rw['lost_revisions_restored_by_wal']}; {rw['records_removed']} record(s) above "
+            "the chosen revision removed")
+    if rw["compaction_raised_to"] is not None:
+        c.print(f"compaction revision set to {rw['compaction_raised_to']} (so etcd numbers the "
+                "re-applied entries as before)")
+    if rw["keys_at_risk_count"]:
+        c.print(f"[red]{rw['keys_at_risk_count']} key(s) etcd will serve wrongly (stale, "
+                "missing or resurrected), from revisions the WAL cannot restore:[/red]")
+        for k in rw["keys_at_risk"][:50]:
+            c.print(f"  {escape(k if isinstance(k, str) else json.dumps(k))}")
+        if rw["keys_at_risk_count"] > 50:
+            c.print(f"  … {rw['keys_at_risk_count'] - 50} more (--json lists them)")
+    else:
+        c.print("[green]no key at risk: etcd will serve every key the WAL wrote[/green]")
+    if j["db_alone_keys_at_risk"]:
+        c.print(f"(the db alone names {j['db_alone_keys_at_risk']} key(s) at risk)")
+    for f in rep.findings:
+        c.print(f"[yellow]{f.code}[/yellow]: {escape(f.message)}")
+    after = j["start_after"]
+    color = "green" if after["outcome"] != "fails" else "red"
+    c.print(f"etcd on {escape(rep.output)}: [{color}]{after['outcome']}[/{color}]")
+    for f in after["findings"]:
+        c.print(f"  {f['code']}: {escape(f['message'])}")

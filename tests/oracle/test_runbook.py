@@ -209,6 +209,14 @@ def test_runbook_rescues_a_broken_node(version, tmp_path):
     with EtcdServer(paths["NEW"], version, name="default", health_user=ROOT) as srv:
         serves_and_writes(srv, want)
 
+    # 4-5 in one: a new data dir, the db set back against the WAL (the WAL
+    # starts at the restore, so the db's own losses stand: exit 1)
+    cp = run(one(cmds, "boltfix repair --data-dir WORK/data.orig --out-data-dir WORK/data.new"),
+             paths)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    with EtcdServer(work / "data.new", version, peer_port=peer, health_user=ROOT) as srv:
+        serves_and_writes(srv, want)
+
     # the broken original and its copy were never written
     assert (data / "member" / "snap" / "db").read_bytes() == broken
     assert orig_db.read_bytes() == broken

@@ -1,0 +1,293 @@
+"""``boltfix repair --data-dir --out-data-dir`` against the real etcd.
+
+A real etcd (3.5.1, and 3.4.23) writes batches of keys; after each batch
+the served keyspace is read (``etcdctl get "" --from-key``) and etcd is
+stopped and its data dir copied (``cap1``..``cap3``, ``--snapshot-count``
+so that a raft snapshot falls between cap2 and cap3 and none before cap2).
+Crashed data dirs are built from them: an older capture's db, or the
+newest db with its newest revisions deleted by the real bbolt and compacted (what a
+salvage that lost them leaves: a ``consistent_index`` newer than the
+revisions), or a lost-write mix of two captures' db pages, each with the
+newest capture's WAL and snapshots.  The real etcd is then started on the
+repaired data dir and must serve exactly the newest capture's keyspace
+(value, mod_revision, create_revision, version), or, where the raft
+snapshot is above what can be rewound, start all the same with every key
+it serves wrongly named in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from boltfix import datadir as D
+from boltfix.cli import main
+from boltfix.etcdkeys import decode_revision
+from support import damage, oracle
+from support.etcdtools import EtcdServer, EtcdStartError, Gateway, _b64, require_etcd
+
+pytestmark = pytest.mark.slow
+
+SNAPSHOT_COUNT = 60
+
+
+def _served(s: EtcdServer) -> dict:
+    """key -> (value, mod_revision, create_revision, version) etcd serves."""
+    return {kv["key"]: (kv["value"], kv["mod_revision"], kv["create_revision"], kv["version"])
+            for kv in s.get_kvs("", "--from-key")}
+
+
+def _batch(g: Gateway, n: int) -> None:
+    """Writes of every kind that takes revisions: puts, overwrites, a range
+    delete, a txn, a delete of nothing."""
+    for i in range(12):
+        g.put(f"b{n}-{i:02d}", f"v{n}-{i}")
+    g.put("shared", f"s{n}")
+    if n > 1:
+        g.put(f"b{n - 1}-00", f"over{n}")
+        g.call("/v3/kv/deleterange", {"key": _b64(f"b{n - 1}-01".encode()),
+                                       "range_end": _b64(f"b{n - 1}-03".encode())})
+    g.call("/v3/kv/txn", {"compare": [{"key": _b64(b"shared"), "target": "VALUE",
+                                       "result": "EQUAL", "value": _b64(f"s{n}".encode())}],
+                          "success": [{"request_put": {"key": _b64(f"t{n}".encode()),
+                                                       "value": _b64(b"yes")}}]})
+    g.delete("absent")
+
+
+@pytest.fixture(scope="module", params=["3.5", "3.4"])
+def caps(request, tmp_path_factory):
+    """(version, base, served keyspace per capture)."""
+    version = request.param
+    require_etcd(version)
+    base = tmp_path_factory.mktemp(f"ddr{version}")
+    live = base / "live"
+    served = {}
+    args = ["--snapshot-count", str(SNAPSHOT_COUNT)]
+    k = 0
+    for n, batches in ((1, 1), (2, 1), (3, 4)):
+        with EtcdServer(live, version, extra_args=args) as s:
+            g = Gateway(s.endpoint)
+            for _ in range(batches):
+                k += 1
+                _batch(g, k)
+            served[n] = _served(s)
+        shutil.copytree(live, base / f"cap{n}")
+    return version, base, served
+
+
+def _snap_index(d: Path) -> int:
+    p = D.predict_start(D.open_data_dir(str(d)), full_check=False)
+    return (p.facts.get("snapshot") or {}).get("index", 0)
+
+
+def _crashed(base: Path, tmp: Path, newest: str, db: Path) -> Path:
+    d = tmp / "crashed"
+    shutil.copytree(base / newest, d)
+    shutil.copy(db, d / "member/snap/db")
+    return d
+
+
+def _run_repair(d: Path, out: Path, *extra) -> dict:
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
+                                  "--json", *extra])
+    assert r.exit_code in (0, 1), r.output
+    return json.loads(r.stdout) | {"exit": r.exit_code}
+
+
+def _start_and_read(version: str, d: Path):
+    try:
+        with EtcdServer(d, version, start_timeout=25) as s:
+            return _served(s)
+    except EtcdStartError:
+        return None
+
+
+def _wrong(got: dict, want: dict) -> set:
+    return {k for k in set(got) | set(want) if got.get(k) != want.get(k)}
+
+
+def test_caps_layout(caps):
+    """The captures are what the cases need: no raft snapshot up to cap2,
+    one between cap2 and cap3."""
+    _v, base, _served = caps
+    assert _snap_index(base / "cap2") == 0
+    ci2 = D.judge_db(str(base / "cap2/member/snap/db"), False)["consistent_index"]
+    assert _snap_index(base / "cap3") > ci2
+
+
+def test_lost_revisions_are_reapplied_from_the_wal(caps, tmp_path):
+    """cap2's db without its revisions above cap1's (deleted by the real
+    bbolt), its consistent_index kept: etcd alone serves cap1's keys for
+    good; repaired, it serves cap2's exactly."""
+    version, base, served = caps
+    db = tmp_path / "db"
+    shutil.copy(base / "cap2/member/snap/db", db)
+    rev1 = max(v[1] for v in served[1].values())
+    keys = [e["key"] for e in oracle.oracle_dump(db)
+            if e["path"] == [b"key"] and e["type"] == "kv"
+            and decode_revision(e["key"])["main"] > rev1]
+    assert keys
+    oracle.delete_keys(db, [b"key"], keys)
+    # bbolt's Compact: a fresh file, so that neither meta's tree nor a free
+    # page holds them (else repair rolls back to the other meta or salvages)
+    oracle.compact(db, tmp_path / "compacted.db")
+    d = _crashed(base, tmp_path, "cap2", tmp_path / "compacted.db")
+    before = _start_and_read(version, _copy(d, tmp_path / "before"))
+    assert before is not None and _wrong(before, served[2])  # etcd alone: wrong
+    out = tmp_path / "out"
+    j = _run_repair(d, out)
+    rw = j["rewind"]
+    assert j["exit"] == 0 and rw["keys_at_risk_count"] == 0, rw
+    assert rw["consistent_index"] < rw["db_consistent_index"]
+    assert rw["lost_revisions_restored_by_wal"] == rw["lost_revisions"] > 0
+    got = _start_and_read(version, out)
+    assert got == served[2], sorted(_wrong(got or {}, served[2]))[:20]
+
+
+def test_older_db_needs_no_rewind(caps, tmp_path):
+    """cap1's whole db with cap2's WAL: its consistent_index is kept and
+    etcd re-applies the rest."""
+    version, base, served = caps
+    d = _crashed(base, tmp_path, "cap2", base / "cap1/member/snap/db")
+    out = tmp_path / "out"
+    j = _run_repair(d, out)
+    assert j["rewind"]["consistent_index"] == j["rewind"]["db_consistent_index"]
+    assert j["rewind"]["revisions_wal_reapplies"] > 0
+    assert _start_and_read(version, out) == served[2]
+
+
+def test_lost_write_mix(caps, tmp_path):
+    """cap2's db whose pages written since cap1 kept cap1's bytes, but for
+    cap2's meta page (a write cache that lied): repaired and rewound, etcd
+    serves cap2's keyspace."""
+    version, base, served = caps
+    old = (base / "cap1/member/snap/db").read_bytes()
+    cur = (base / "cap2/member/snap/db").read_bytes()
+    ps = damage.page_size_of(base / "cap2/member/snap/db")
+    mix = bytearray(old.ljust(len(cur), b"\0")[:len(cur)])
+    metas = [damage.read_meta(base / "cap2/member/snap/db", i) for i in (0, 1)]
+    newest = 0 if metas[0].txid > metas[1].txid else 1
+    mix[newest * ps:(newest + 1) * ps] = cur[newest * ps:(newest + 1) * ps]
+    db = tmp_path / "db"
+    db.write_bytes(bytes(mix))
+    d = _crashed(base, tmp_path, "cap2", db)
+    out = tmp_path / "out"
+    j = _run_repair(d, out)
+    got = _start_and_read(version, out)
+    assert got is not None, j
+    wrong = _wrong(got, served[2])
+    named = set(j["rewind"]["keys_at_risk"])
+    assert wrong <= named and len(named) <= 2 * len(wrong), (sorted(wrong), j["rewind"])
+    assert not wrong, j["rewind"]
+
+
+def test_snapshot_above_the_lost_revisions(caps, tmp_path):
+    """cap1's db with cap3's WAL and raft snapshot (above cap1's
+    consistent_index, no .snap.db): etcd panics on it; repaired, it starts,
+    the report says the revisions up to the snapshot stay lost and names
+    exactly the keys served wrongly; the input is never written."""
+    version, base, served = caps
+    d = _crashed(base, tmp_path, "cap3", base / "cap1/member/snap/db")
+    snap = _snap_index(d)
+    assert _start_and_read(version, _copy(d, tmp_path / "before")) is None
+    listing = sorted((str(p), p.stat().st_mtime_ns) for p in d.rglob("*"))
+    out = tmp_path / "out"
+    j = _run_repair(d, out)
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in d.rglob("*")) == listing
+    rw = j["rewind"]
+    assert rw["limited_by_snapshot"] and rw["consistent_index"] == snap
+    assert rw["unrestorable_revisions"] > 0 and j["exit"] == 1
+    assert "datadir-rewind-limited" in {f["code"] for f in j["findings"]}
+    got = _start_and_read(version, out)
+    assert got is not None
+    wrong = _wrong(got, served[3])
+    assert wrong and set(rw["keys_at_risk"]) == wrong
+    assert rw["keys_at_risk_count"] < len(served[3])
+    # the keys written after the snapshot come back with their revisions
+    assert any(v == served[3].get(k) and v[1] > max(x[1] for x in served[1].values())
+               for k, v in got.items())
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out)])
+    assert r.exit_code == 2 and "exists" in r.output
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_damaged_db_outcome_is_fails(caps, tmp_path):
+    """check --data-dir on a db with a damaged key bucket leaf: etcd panics
+    on it, and the prediction says so (it said "starts")."""
+    version, base, _served = caps
+    d = _copy(base / "cap3", tmp_path / "d")
+    damage.leaf_count_too_large(d / "member/snap/db", (b"key",))
+    r = CliRunner().invoke(main, ["check", "--data-dir", str(d), "--json"])
+    j = json.loads(r.stdout)
+    assert r.exit_code == 1
+    assert j["data_dir"]["outcome"] == "fails"
+    assert "datadir-db-damaged" in {f["code"] for f in j["data_dir"]["findings"]}
+    assert _start_and_read(version, _copy(d, tmp_path / "run")) is None
+
+
+def test_member_of_several_is_refused_unless_insisted(caps, tmp_path):
+    """A learner added (the WAL's membership: two members): refused with
+    the remove-and-re-add advice, exit 2, nothing written; --multi-member
+    writes it, with the advice as a warning, and etcd starts on it."""
+    version, base, served = caps
+    d = _copy(base / "cap2", tmp_path / "d")
+    with EtcdServer(d, version) as s:
+        s.ctl("member", "add", "other", "--peer-urls", "http://127.0.0.1:1", "--learner")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out)])
+    assert r.exit_code == 2 and "member remove" in r.output and not out.exists()
+    j = _run_repair(d, out, "--multi-member")
+    assert len(j["members"]) == 2
+    assert "datadir-multi-member" in {f["code"] for f in j["findings"]}
+    assert _start_and_read(version, out) == served[2]
+
+
+def test_output_inside_the_input_is_refused(caps, tmp_path):
+    _v, base, _served = caps
+    d = _copy(base / "cap2", tmp_path / "d")
+    for out in (d / "member" / "new", d, tmp_path):
+        r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir",
+                                      str(out), "--force"])
+        assert r.exit_code == 2 and "overlaps" in r.output, r.output
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out", "x.db"])
+    assert r.exit_code == 2 and "--out-data-dir" in r.output
+
+
+def test_older_snapshot_restores_what_the_snapshot_hid(caps, tmp_path):
+    """The case above with --older-snapshot: cap3's .snap files set aside,
+    etcd starts from the WAL's start and serves cap3's keyspace exactly."""
+    version, base, served = caps
+    d = _crashed(base, tmp_path, "cap3", base / "cap1/member/snap/db")
+    out = tmp_path / "out"
+    j = _run_repair(d, out, "--older-snapshot")
+    rw = j["rewind"]
+    assert j["exit"] == 0 and rw["snapshot_used"] == 0 and not rw["limited_by_snapshot"], rw
+    assert rw["keys_at_risk_count"] == 0
+    skipped = sorted(p.name for p in (out / "member/snap").glob("*.snap.skipped"))
+    assert skipped and not list((out / "member/snap").glob("*.snap"))
+    assert _start_and_read(version, out) == served[3]
+
+
+def test_unrecoverable_db_is_refilled_from_the_whole_wal(caps, tmp_path):
+    """A db of zeros (nothing recoverable: repair alone exits 2) with
+    cap2's WAL, which starts at index 1 with no snapshot: an empty db is
+    written and etcd re-applies the whole WAL into it."""
+    version, base, served = caps
+    db = tmp_path / "zeros.db"
+    db.write_bytes(bytes((base / "cap2/member/snap/db").stat().st_size))
+    r = CliRunner().invoke(main, ["repair", str(db), "--out", str(tmp_path / "x.db")])
+    assert r.exit_code == 2
+    d = _crashed(base, tmp_path, "cap2", db)
+    out = tmp_path / "out"
+    j = _run_repair(d, out)
+    assert "datadir-db-rebuilt" in {f["code"] for f in j["findings"]}
+    assert j["exit"] == 0 and j["rewind"]["consistent_index"] == 0
+    assert _start_and_read(version, out) == served[2]
