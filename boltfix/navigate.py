@@ -8,7 +8,7 @@ the way passes the walk's checks.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from boltfix.leaves import Bucket, Record, Tree
 from boltfix.reader import DB
@@ -77,3 +77,24 @@ def top_level_names(db: DB, tree: Optional[Tree] = None) -> List[bytes]:
     if root is None:
         return []
     return [r.key for r in w.records(root) if r.is_bucket]
+
+
+def top_bucket_batches(db: DB, names: Sequence[bytes],
+                       tree: Optional[Tree] = None) -> Iterator[Tuple[bytes, object]]:
+    """``(name, batch)`` for the records directly in each top-level bucket
+    ``names`` (in that order; a missing one is left out, sub-buckets are
+    not entered): an application's own buckets, read a page of records at
+    a time.  One quiet walk a bucket (a walker reaches each page once; the
+    main walk reports the tree's findings)."""
+    for name in names:
+        w = Walker(db, tree=tree)
+        root = w.root_bucket()
+        if root is None:
+            return
+        rec = w.find(root, name)
+        bucket = w.open_bucket(root, rec) if rec is not None and rec.is_bucket else None
+        if bucket is None:
+            continue
+        for b, batch in w.walk_batches(bucket):
+            if b is bucket and batch.bucket_entry is None:
+                yield name, batch

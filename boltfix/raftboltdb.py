@@ -46,9 +46,9 @@ import msgpack
 
 from boltfix import findings as F
 from boltfix.findings import WARNING, Finding
+from boltfix.navigate import top_bucket_batches
 from boltfix.reader import DB
 from boltfix.text import REDACTED, name_text
-from boltfix.walk import Walker
 
 __all__ = [
     "APPLICATION", "LOGS", "CONF", "LOGS_BUCKET", "CONF_BUCKET", "LOG_TYPES",
@@ -541,23 +541,12 @@ def scan(db: DB, report=None, tree=None) -> RaftFacts:
     the main walk reports the tree's findings), a page of records at a time;
     findings to ``report``."""
     facts = RaftFacts(report)
-    for name in (LOGS, CONF):
-        w = Walker(db, tree=tree)  # one walk a bucket: a walker reaches a page once
-        root = w.root_bucket()
-        if root is None:
-            return facts
-        rec = w.find(root, name)
-        bucket = w.open_bucket(root, rec) if rec is not None and rec.is_bucket else None
-        if bucket is None:
-            continue
-        for b, batch in w.walk_batches(bucket):
-            if b is not bucket or batch.bucket_entry is not None:
-                continue  # a bucket inside raft's: not raft-boltdb's
-            for key, value in zip(batch.keys, batch.values):
-                if name == LOGS:
-                    facts.see_log(key, value, batch.page)
-                else:
-                    facts.see_conf(key, value)
+    for name, batch in top_bucket_batches(db, (LOGS, CONF), tree):
+        for key, value in zip(batch.keys, batch.values):
+            if name == LOGS:
+                facts.see_log(key, value, batch.page)
+            else:
+                facts.see_conf(key, value)
     return facts
 
 

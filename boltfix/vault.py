@@ -36,10 +36,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Optional, Tuple
 
+from boltfix.navigate import top_bucket_batches
 from boltfix.protowire import WIRE_LEN, WIRE_VARINT, ProtoError, fields, int32, iter_fields
 from boltfix.reader import DB
 from boltfix.text import name_text
-from boltfix.walk import Walker
 
 __all__ = ["APPLICATION", "DATA", "CONFIG", "looks_like_vault", "value_kind", "decode_record",
            "mask", "VaultFacts", "scan"]
@@ -212,22 +212,11 @@ class VaultFacts:
 def scan(db: DB, tree=None) -> VaultFacts:
     """Walk ``data`` and ``config`` (a walk of each, quiet), a page at a time."""
     facts = VaultFacts()
-    for name in (DATA, CONFIG):
-        w = Walker(db, tree=tree)
-        root = w.root_bucket()
-        if root is None:
-            return facts
-        rec = w.find(root, name)
-        bucket = w.open_bucket(root, rec) if rec is not None and rec.is_bucket else None
-        if bucket is None:
-            continue
-        for b, batch in w.walk_batches(bucket):
-            if b is not bucket or batch.bucket_entry is not None:
-                continue
-            for key, value in zip(batch.keys, batch.values):
-                if name == DATA:
-                    facts.see_data(bytes(key), bytes(value))
-                else:
-                    facts.see_config(bytes(key), bytes(value))
+    for name, batch in top_bucket_batches(db, (DATA, CONFIG), tree):
+        for key, value in zip(batch.keys, batch.values):
+            if name == DATA:
+                facts.see_data(bytes(key), bytes(value))
+            else:
+                facts.see_config(bytes(key), bytes(value))
     return facts
 

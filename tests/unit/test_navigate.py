@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from boltfix.navigate import decode_name, find_key, open_path, top_level_names
+from boltfix.navigate import (
+    decode_name,
+    find_key,
+    open_path,
+    top_bucket_batches,
+    top_level_names,
+)
 from boltfix.reader import DB
 from boltfix.walk import Walker
 from support import oracle
@@ -41,3 +47,18 @@ def test_missing_and_plain_names_say_why():
         plain = next(r.key for r in w.records(bucket) if not r.is_bucket)
         got, why = open_path(w, [top, "0x" + plain.hex()])
         assert got is None and why.endswith("is a key, not a bucket")
+
+
+@pytest.mark.parametrize("shape", ["nested", "page16k"])
+def test_top_bucket_batches_are_a_buckets_own_records(shape):
+    """Every record directly in the named top-level buckets, in their order,
+    none of a sub-bucket's, and a missing name left out."""
+    with DB(oracle.fixture(shape)) as db:
+        seen = list(Walker(db).walk())
+        names = top_level_names(db)
+        asked = list(reversed(names)) + [b"no-such-bucket"]
+        got = [(name, bytes(k)) for name, batch in top_bucket_batches(db, asked)
+               for k in batch.keys]
+    want = [(name, r.key) for name in reversed(names) for b, r in seen
+            if b.path == (name,) and not r.is_bucket]
+    assert got == want and got
