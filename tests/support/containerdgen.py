@@ -19,10 +19,8 @@ module and build caches) took 141 s on the 2-CPU test machine.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Union
@@ -61,12 +59,7 @@ def gen_path() -> Path:
 
 
 def _run(args, timeout: float) -> dict:
-    proc = subprocess.run([str(gen_path()), *map(str, args)], capture_output=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"containerdgen {' '.join(map(str, args))} exited "
-                           f"{proc.returncode}: {proc.stderr.decode(errors='replace').strip()}")
-    return json.loads(proc.stdout)
+    return gobuild.run_json(gen_path(), args, timeout)
 
 
 def make(out, *args: str, timeout: float = 120) -> dict:

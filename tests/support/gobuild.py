@@ -6,6 +6,7 @@ raftgen)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import tempfile
@@ -48,3 +49,14 @@ def build(go: str, name: str, src_dir: Path, key: str, env: dict,
         pytest.fail(f"building {name} failed:\n{out}", pytrace=False)
     os.replace(tmp, binary)
     return binary
+
+
+def run_json(binary: Path, args, timeout: float):
+    """Run a built test tool with ``args``; its stdout read as JSON.  A tool
+    that fails raises RuntimeError with its stderr (the test fails: the real
+    component refused what it was asked)."""
+    proc = subprocess.run([str(binary), *map(str, args)], capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(binary).name} {' '.join(map(str, args))} exited "
+                           f"{proc.returncode}: {proc.stderr.decode(errors='replace').strip()}")
+    return json.loads(proc.stdout)

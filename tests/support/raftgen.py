@@ -20,10 +20,8 @@ the environment variable CI is "true" (CI must never silently skip).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Union
@@ -83,21 +81,11 @@ def make(out, n: int, *args: str, timeout: float = 120) -> dict:
     I``, ``--data-size S``): what raftgen wrote, ``{"logs": [{"index",
     "term", "type", "type_name", "data_hex"}], "deleted": [FROM, TO] |
     None, "conf": {"CurrentTerm", "LastVoteTerm", "LastVoteCand"}}``."""
-    proc = subprocess.run([str(raftgen_path()), str(out), str(n), *map(str, args)],
-                          capture_output=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"raftgen {out} {n} {' '.join(args)} exited {proc.returncode}: "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
-    return json.loads(proc.stdout)
+    return _run([out, n, *args], timeout)
 
 
 def _run(args, timeout: float) -> dict:
-    proc = subprocess.run([str(raftgen_path()), *map(str, args)], capture_output=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"raftgen {' '.join(map(str, args))} exited {proc.returncode}: "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
-    return json.loads(proc.stdout)
+    return gobuild.run_json(raftgen_path(), args, timeout)
 
 
 def append(path, first: int, n: int, *args: str, timeout: float = 120) -> dict:
