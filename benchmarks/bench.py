@@ -165,11 +165,13 @@ def best_of(runs: int, make_argv, expect=(0,), cleanup=None) -> Measure:
 
 
 # ---------------------------------------------------------------- tools
-def boltgen() -> str:
+def boltgen(version: str = "1.3.6") -> str:
+    """boltgen linked against bbolt ``version`` (tests/support/oracle.py
+    builds it once per source and version)."""
     from support import oracle  # builds fixtures/boltgen once per main.go content
 
     try:
-        built = oracle._build()
+        built = oracle._build(version)
     except BaseException as exc:  # pytest.fail raises outside pytest too
         raise SystemExit(f"cannot build boltgen: {exc}")
     if isinstance(built, str):
@@ -242,7 +244,10 @@ def keys_for(size_mb: float, value_size: int) -> int:
 
 def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Optional[Path],
               gen: str, shape: str = "big", only=("check", "dump", "repair"),
-              compact: bool = True) -> Result:
+              compact: bool = True, others: Optional[dict] = None) -> Result:
+    """Time boltfix against boltgen ``gen`` on one file (made, or ``keep``);
+    ``others``: more bbolt versions (version -> boltgen), each timed on the
+    same commands in the same run, as extra rows beside boltfix's."""
     src = keep if keep is not None else workdir / f"bench-{shape}-{keys}.db"
     t0 = time.perf_counter()
     if not src.exists():
@@ -298,6 +303,8 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
         # the floor: the data movement repair needs, as a copy that lands on disk
         res.floor = best_of(runs, lambda: ["sh", "-c", f'cp "{src}" "{out_bf}" && sync'],
                             cleanup=rm(out_bf))
+    for version, other in (others or {}).items():
+        _other_rows(res, version, other, src, out_bb, runs, compact)
     rm(out_bf, out_bb)()
     if DAMAGED:
         for name, secs in damaged_repairs(src, workdir, runs):
@@ -305,6 +312,24 @@ def bench_one(keys: int, value_size: int, runs: int, workdir: Path, keep: Option
     if keep is None:
         src.unlink()
     return res
+
+
+def _other_rows(res: Result, version: str, gen: str, src: Path, out_bb: Path, runs: int,
+                compact: bool) -> None:
+    """Rows ``NAME [bbolt VERSION]``: boltfix's measure of NAME beside the
+    same bbolt command linked against another version."""
+    def rm():
+        if out_bb.exists():
+            out_bb.unlink()
+
+    commands = {"check": [gen, "check", str(src)], "dump": [gen, "dump", str(src)]}
+    if compact:
+        commands["repair"] = [gen, "compact", str(src), str(out_bb)]
+    for name, cmd in commands.items():
+        if name in res.pairs:
+            print(f"  {name} with bbolt {version} ...", flush=True)
+            res.pairs[f"{name} [bbolt {version}]"] = (
+                res.pairs[name][0], best_of(runs, lambda c=cmd: c, cleanup=rm))
 
 
 #: --damaged: also time repair (with salvage beyond the tree) on damaged copies
@@ -558,6 +583,10 @@ def main(argv=None) -> int:
                    "kept; with --scaling a directory, keeping both files there")
     p.add_argument("--no-compact", action="store_true",
                    help="time repair (and the cp floor) without bbolt's Compact beside it")
+    p.add_argument("--bbolt", default="1.3.6", metavar="V[,V...]",
+                   help="bbolt versions to time against (1.3.6, 1.4.3, 1.5.0): the first makes "
+                        "the file and pairs with every row, the others add rows "
+                        "'NAME [bbolt V]' in the same run (e.g. --bbolt 1.5.0,1.3.6)")
     p.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
     p.add_argument("--damaged", action="store_true",
                    help="also time repair of damaged copies (zeroed branch, truncation)")
@@ -598,7 +627,10 @@ def main(argv=None) -> int:
 
     only = tuple(args.only.split(","))
     # bbolt's boltgen for the check/dump/repair pairs (raft's needs raftgen only)
-    gen = boltgen() if any(name in only for name in ("check", "dump", "repair")) else None
+    versions = args.bbolt.split(",")
+    pairs = any(name in only for name in ("check", "dump", "repair"))
+    gen = boltgen(versions[0]) if pairs else None
+    others = {v: boltgen(v) for v in versions[1:]} if pairs else {}
     tmp = None
     workdir = args.workdir
     if workdir is None:
@@ -619,9 +651,11 @@ def main(argv=None) -> int:
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
         if gen is not None:
+            print(f"bbolt: {versions[0]} (boltgen linked against it)"
+                  + (f"; also {', '.join(others)}" if others else ""), flush=True)
             for n, keep in zip(key_counts, keeps):
                 res = bench_one(n, args.value_size, args.runs, workdir, keep, gen, args.shape,
-                                only=only, compact=not args.no_compact)
+                                only=only, compact=not args.no_compact, others=others)
                 results.append(res)
                 print_table(res)
             if len(results) == 2:
