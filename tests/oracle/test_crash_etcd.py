@@ -20,8 +20,9 @@ often one no capture holds.  On every case (issue 20's "done when"):
 * no record is one no commit had: outside ``meta`` (whose
   ``consistent_index`` changes in every commit, and is never above capture
   ``n``'s), every record is one of captures 0..n, and one older than
-  captures ``n-1`` and ``n`` only where repair says it rolled back further
-  (``rolled-back-further``: the newest whole etcd tree is an older commit's);
+  captures ``n-1`` and ``n`` only where repair kept a whole tree no meta
+  names (``rolled-back-further``, or ``copied-while-written`` when the
+  metas' roots no longer read), and then etcd in place serves exactly;
 * recall: a lost write keeps >= 0.99 of capture ``n-1``'s records when its
   meta is the one kept; a live copy >= 0.95 when a capture's tree is whole
   in the file;
