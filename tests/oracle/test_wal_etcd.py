@@ -26,7 +26,7 @@ from boltfix.navigate import open_path
 from boltfix.reader import DB
 from boltfix.walk import Walker
 from support import walcases
-from support.etcdtools import EtcdServer, EtcdStartError, require_etcd
+from support.etcdtools import START_TIMEOUT, EtcdServer, EtcdStartError, require_etcd
 
 REPO = Path(__file__).resolve().parents[2]
 DUMP_LOGS_VERSION = "v3.5.21"
@@ -231,7 +231,7 @@ def test_the_input_is_never_written(cases):
 def _start(version: str, data_dir: Path) -> tuple:
     """(started, log) of the real etcd on data_dir (a copy: etcd writes)."""
     try:
-        with EtcdServer(data_dir, version, start_timeout=25) as s:
+        with EtcdServer(data_dir, version, start_timeout=START_TIMEOUT) as s:
             s.ctl("get", "k10")
             return True, s.log_text()
     except EtcdStartError as exc:
