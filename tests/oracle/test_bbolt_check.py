@@ -143,13 +143,7 @@ def test_writeto_parity_is_clean(tmp_path):
 def oracle_results(tmp_path_factory):
     """Every damage kind applied once, then real bbolt's check on all, in parallel."""
     oracle.boltgen_path()  # skip/fail early and build once
-    root = tmp_path_factory.mktemp("damage")
-    made = {}
-    for name, k in damage.KINDS.items():
-        d = root / name
-        d.mkdir()
-        path = damage.copy_fixture(k.shape, d)
-        made[name] = (path, k.apply(path))
+    made = damage.apply_every_kind(tmp_path_factory.mktemp("damage"))
     with ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 2) * 2)) as ex:
         futures = {n: ex.submit(oracle.oracle_check, p, ORACLE_TIMEOUT)
                    for n, (p, _) in made.items()}

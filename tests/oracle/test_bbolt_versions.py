@@ -130,13 +130,9 @@ def test_repaired_copy_opens_in_every_version(version, name, written, tmp_path):
 def damaged(tmp_path_factory):
     """Every damage kind applied once, and boltfix's repaired copy of each."""
     oracle.boltgen_path()
-    root = tmp_path_factory.mktemp("damage-versions")
     made = {}
-    for name, k in damage.KINDS.items():
-        d = root / name
-        d.mkdir()
-        path = damage.copy_fixture(k.shape, d)
-        made[name] = (path, k.apply(path), d / "fixed.db")
+    for name, (path, d) in damage.apply_every_kind(tmp_path_factory.mktemp("damage-versions")).items():
+        made[name] = (path, d, path.parent / "fixed.db")
         repair(path, made[name][2])
     return made
 

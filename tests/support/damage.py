@@ -518,32 +518,30 @@ def leaf_count_and_pos_damaged(path, bucket_path=(b"nested", b"paged")) -> Damag
                   f"leaf page {leaf.pgid} count 0xFFFF, element 0 pos 7")
 
 
-def leaf_pos_out_of_page(path, bucket_path=(b"nested", b"paged")) -> Damage:
+def _leaf_element(path, bucket_path, name: str, code: str, what: str, **fields) -> Damage:
+    """Element 3 of the bucket's second leaf gets ``fields`` written over it."""
     leaf = _leaf_target(path, bucket_path)
-    write_leaf_element(path, leaf.pgid, 3, pos=0x7FFF0000)
-    return Damage("leaf-pos-out-of-page", (leaf.pgid,), (("element-out-of-bounds", leaf.pgid),),
-                  f"leaf page {leaf.pgid} element 3 pos 0x7fff0000")
+    write_leaf_element(path, leaf.pgid, 3, **fields)
+    return Damage(name, (leaf.pgid,), ((code, leaf.pgid),), f"leaf page {leaf.pgid} element 3 {what}")
+
+
+def leaf_pos_out_of_page(path, bucket_path=(b"nested", b"paged")) -> Damage:
+    return _leaf_element(path, bucket_path, "leaf-pos-out-of-page", "element-out-of-bounds",
+                         "pos 0x7fff0000", pos=0x7FFF0000)
 
 
 def leaf_ksize_out_of_page(path, bucket_path=(b"nested", b"paged")) -> Damage:
-    leaf = _leaf_target(path, bucket_path)
-    write_leaf_element(path, leaf.pgid, 3, ksize=0x00100000)
-    return Damage("leaf-ksize-out-of-page", (leaf.pgid,), (("element-out-of-bounds", leaf.pgid),),
-                  f"leaf page {leaf.pgid} element 3 ksize 1 MiB")
+    return _leaf_element(path, bucket_path, "leaf-ksize-out-of-page", "element-out-of-bounds",
+                         "ksize 1 MiB", ksize=0x00100000)
 
 
 def leaf_vsize_out_of_page(path, bucket_path=(b"nested", b"paged")) -> Damage:
-    leaf = _leaf_target(path, bucket_path)
-    write_leaf_element(path, leaf.pgid, 3, vsize=0x00100000)
-    return Damage("leaf-vsize-out-of-page", (leaf.pgid,), (("element-out-of-bounds", leaf.pgid),),
-                  f"leaf page {leaf.pgid} element 3 vsize 1 MiB")
+    return _leaf_element(path, bucket_path, "leaf-vsize-out-of-page", "element-out-of-bounds",
+                         "vsize 1 MiB", vsize=0x00100000)
 
 
 def zero_length_key(path, bucket_path=(b"nested", b"paged")) -> Damage:
-    leaf = _leaf_target(path, bucket_path)
-    write_leaf_element(path, leaf.pgid, 3, ksize=0)
-    return Damage("zero-length-key", (leaf.pgid,), (("key-empty", leaf.pgid),),
-                  f"leaf page {leaf.pgid} element 3 ksize 0")
+    return _leaf_element(path, bucket_path, "zero-length-key", "key-empty", "ksize 0", ksize=0)
 
 
 def keys_swapped(path, bucket_path=(b"nested", b"paged")) -> Damage:
@@ -804,3 +802,15 @@ KINDS: Dict[str, Kind] = {k.name: k for k in [
     Kind("freelist-overflow-over-tree", "freed", freelist_overflow_too_large),
     Kind("leaf-overflow-too-large", "nested", leaf_overflow_too_large),
 ]}
+
+
+def apply_every_kind(root: Path) -> Dict[str, Tuple[Path, Damage]]:
+    """Every damage kind applied once, each to its own copy of its fixture
+    in a folder of ``root`` named after the kind."""
+    made = {}
+    for name, k in KINDS.items():
+        d = Path(root) / name
+        d.mkdir()
+        path = copy_fixture(k.shape, d)
+        made[name] = (path, k.apply(path))
+    return made
