@@ -10,6 +10,7 @@
     python benchmarks/bench.py --shape etcd-big --size-mb 1024   # an etcd-shaped file
     python benchmarks/bench.py --shape subs --keys 300000        # 300,000 sub-buckets
     python benchmarks/bench.py --only raft          # a 100 MB raft-boltdb store only
+    python benchmarks/bench.py --only containerd    # a 100 MB containerd meta.db only
 
 The test file is written by the real bbolt (``boltgen make big``: one bucket
 ``bench`` of N 8-byte keys with 1 KB values, fill 100%; or with ``--shape
@@ -30,13 +31,15 @@ ru_maxrss).  Both tools read the file through mmap, so VmHWM grows with the
 file for both; RssAnon is what each tool itself allocates.
 
 With ``raft`` in ``--only`` (the default), a HashiCorp raft-boltdb store of
-``--raft-mb`` (100 MB; 2 MB with ``--smoke``) is written by the real
+``--app-mb`` (100 MB; 2 MB with ``--smoke``) is written by the real
 raft-boltdb (``fixtures/raftgen``: logs of 1 KB of Data, StoreLogs in
 batches of 10) and, on it, ``boltfix dump`` (each ``logs`` record decoded as
 a ``raft.Log``) is timed against ``boltfix dump --decode none``, the runs
 alternated, every run reported: the issue's target is ``dump`` within 2x of
-``dump --decode none``.  Without raftgen (no Go), the raft pair is skipped
-with a message.
+``dump --decode none``.  With ``containerd`` (the default too), the same
+on a containerd ``meta.db`` of that size written by containerd's own
+``core/metadata`` (``fixtures/containerdgen``).  Without Go, these pairs are
+skipped with a message.
 
 The page cache is warm for every run (the file was just written, and the
 first run of each command reads it again), so these are CPU times of the
@@ -70,11 +73,13 @@ DEFAULT_SIZE_MB = 20
 SMOKE_KEYS = 20_000
 #: bytes of raft-boltdb file per log with 1 KB of Data (raftgen, measured)
 BYTES_PER_RAFT_LOG_1K = 2126
-DEFAULT_RAFT_MB = 100
-SMOKE_RAFT_MB = 2
+DEFAULT_APP_MB = 100
 RAFT_DATA_SIZE = 1024
-#: the issue's target: dump of a raft store within this factor of --decode none
-RAFT_TARGET = 2.0
+#: bytes of containerd meta.db per image (containerdgen --images, measured: 2,000 -> 48 MB)
+BYTES_PER_CONTAINERD_IMAGE = 25_170
+SMOKE_APP_MB = 2
+#: the issue's target: dump of a raft or containerd file within this factor of --decode none
+APP_TARGET = 2.0
 SAMPLE_INTERVAL = 0.005
 
 
@@ -378,60 +383,86 @@ def damaged_repairs(src: Path, workdir: Path, runs: int):
             out.unlink()
 
 
-# ---------------------------------------------------------------- raft-boltdb
+# ---------------------------------------------------------------- applications
 @dataclass
-class RaftResult:
-    logs: int
+class AppResult:
+    """``boltfix dump`` against ``dump --decode none`` on one application's file."""
+
+    app: str  # "raft" or "containerd": what the decoded dump decodes
+    what: str  # the file, as the heading says it
     file_bytes: int
     make_seconds: float
     decoded: List[Measure] = field(default_factory=list)  # boltfix dump, in run order
     plain: List[Measure] = field(default_factory=list)  # boltfix dump --decode none
     #: dump --decode none --show-secrets: no record looked at one by one
-    #: (--decode none still masks each log's Data)
+    #: (for raft, --decode none still masks each log's Data)
     raw: List[Measure] = field(default_factory=list)
     skipped: str = ""
 
 
-def raftgen() -> Optional[str]:
-    """The raftgen binary (built once per main.go content), or None; why not
-    is printed."""
-    from support import raftgen as rg
+def _generator(module: str) -> Optional[str]:
+    """The binary of ``tests/support/<module>`` (built once per source
+    content), or None; why not is printed."""
+    import importlib
 
     try:
-        built = rg._build()
+        built = importlib.import_module(f"support.{module}")._build()
     except BaseException as exc:  # pytest's skip/fail raise outside pytest too
-        print(f"raft: raftgen unavailable ({exc}): raft pair skipped", flush=True)
+        print(f"{module} unavailable ({exc}): its pair skipped", flush=True)
         return None
     if isinstance(built, str):
-        print(f"raft: raftgen unavailable ({built}): raft pair skipped", flush=True)
+        print(f"{module} unavailable ({built}): its pair skipped", flush=True)
         return None
     return str(built)
 
 
-def bench_raft(size_mb: float, runs: int, workdir: Path) -> RaftResult:
-    """``boltfix dump`` vs ``boltfix dump --decode none`` on a raft-boltdb
-    store of about ``size_mb``, the runs alternated (decoded, none, decoded,
-    ...) so that a busy moment hits both alike."""
-    gen = raftgen()
-    if gen is None:
-        return RaftResult(0, 0, 0.0, skipped="raftgen unavailable (no Go): raft pair skipped")
+def _make_raft(gen: str, size_mb: float, workdir: Path) -> tuple:
+    """A raft-boltdb store of about ``size_mb`` (logs of 1 KB of Data,
+    StoreLogs in batches of 10): its path and what it holds."""
     logs = max(10, int(size_mb * (1 << 20) / BYTES_PER_RAFT_LOG_1K))
     src = workdir / f"bench-raft-{logs}.db"
+    argv = [gen, str(src), str(logs), "--data-size", str(RAFT_DATA_SIZE)]
+    return src, argv, f"raft-boltdb store: {logs:,} logs x {RAFT_DATA_SIZE} B of Data"
+
+
+def _make_containerd(gen: str, size_mb: float, workdir: Path) -> tuple:
+    """A containerd ``meta.db`` of about ``size_mb`` written by containerd's
+    own ``core/metadata`` (containerdgen: per image a manifest and config
+    blob, a layer snapshot and a container, in two namespaces)."""
+    images = max(2, int(size_mb * (1 << 20) / BYTES_PER_CONTAINERD_IMAGE))
+    src = workdir / f"bench-containerd-{images}.db"
+    argv = [gen, "gen", str(src), "--images", str(images)]
+    return src, argv, f"containerd meta.db: {images:,} images per namespace, two namespaces"
+
+
+#: app -> (the generator's support module, how to make the file)
+APPS = {"raft": ("raftgen", _make_raft), "containerd": ("containerdgen", _make_containerd)}
+
+
+def bench_app(app: str, size_mb: float, runs: int, workdir: Path) -> AppResult:
+    """``boltfix dump`` vs ``boltfix dump --decode none`` on ``app``'s file
+    of about ``size_mb``, written by the application's own Go package, the
+    runs alternated (decoded, none, raw, decoded, ...) so that a busy moment
+    hits all alike."""
+    module, make = APPS[app]
+    gen = _generator(module)
+    if gen is None:
+        return AppResult(app, "", 0, 0.0, skipped=f"{module} unavailable (no Go): "
+                                                  f"{app} pair skipped")
+    src, argv, what = make(gen, size_mb, workdir)
     if src.exists():
         src.unlink()
-    print(f"making {src} ({logs:,} logs x {RAFT_DATA_SIZE} B of Data) with raft-boltdb ...",
-          flush=True)
+    print(f"making {src} ({what}) ...", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run([gen, str(src), str(logs), "--data-size", str(RAFT_DATA_SIZE)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"raftgen failed: {proc.stderr}")
-    res = RaftResult(logs, src.stat().st_size, time.perf_counter() - t0)
+        raise SystemExit(f"{module} failed: {proc.stderr}")
+    res = AppResult(app, what, src.stat().st_size, time.perf_counter() - t0)
     with open(src, "rb") as f:  # warm the page cache
         while f.read(16 << 20):
             pass
     bf = boltfix_cmd()
-    print("  raft dump / dump --decode none ...", flush=True)
+    print(f"  {app} dump / dump --decode none ...", flush=True)
     for _ in range(runs):
         res.decoded.append(best_of(1, lambda: bf + ["dump", str(src)]))
         res.plain.append(best_of(1, lambda: bf + ["dump", "--decode", "none", str(src)]))
@@ -441,14 +472,15 @@ def bench_raft(size_mb: float, runs: int, workdir: Path) -> RaftResult:
     return res
 
 
-def print_raft(res: RaftResult) -> None:
+def print_app(res: AppResult) -> None:
+    """The runs of one application pair, and the ratio against the target."""
     print()
     if res.skipped:
         print(f"note: {res.skipped}")
         print()
         return
-    print(f"### raft-boltdb store, {res.file_bytes / (1 << 20):,.0f} MB: {res.logs:,} logs x "
-          f"{RAFT_DATA_SIZE} B of Data (made by raft-boltdb in {res.make_seconds:.1f} s)")
+    print(f"### {res.what}, {res.file_bytes / (1 << 20):,.0f} MB (written by the application's "
+          f"own package in {res.make_seconds:.1f} s)")
     print()
     print("| run | boltfix dump s | dump --decode none s | ratio | dump CPU s | "
           "--decode none CPU s | CPU ratio | dump RssAnon MB | --decode none RssAnon MB |")
@@ -460,15 +492,14 @@ def print_raft(res: RaftResult) -> None:
     best_d = min(m.seconds for m in res.decoded)
     best_n = min(m.seconds for m in res.plain)
     x = best_d / best_n
-    verdict = "within" if x <= RAFT_TARGET else "NOT within"
+    verdict = "within" if x <= APP_TARGET else "NOT within"
     print()
-    print(f"raft dump: best {best_d:.2f} s vs --decode none best {best_n:.2f} s: "
-          f"{x:.2f}x, {verdict} the {RAFT_TARGET:g}x target")
+    print(f"{res.app} dump: best {best_d:.2f} s vs --decode none best {best_n:.2f} s: "
+          f"{x:.2f}x, {verdict} the {APP_TARGET:g}x target")
     if res.raw:
         best_r = min(m.seconds for m in res.raw)
-        print(f"(--decode none masks each log's Data one by one; against --decode none "
-              f"--show-secrets, which copies the records unread, best {best_r:.2f} s: "
-              f"{best_d / best_r:.2f}x; every run: "
+        print(f"(against --decode none --show-secrets, which copies the records unread, best "
+              f"{best_r:.2f} s: {best_d / best_r:.2f}x; every run: "
               + ", ".join(f"{m.seconds:.2f}" for m in res.raw) + ")")
     print()
 
@@ -573,12 +604,13 @@ def main(argv=None) -> int:
                         "(boltfix then decodes every record in dump and checks it in check); "
                         "subs: --keys sub-buckets of one bucket (--value-size unused)")
     p.add_argument("--runs", type=int, default=3, help="best of N runs per command")
-    p.add_argument("--only", default="check,dump,repair,raft",
-                   help="which pairs to run, comma-separated (default: check,dump,repair,raft; "
-                        "raft: dump vs dump --decode none on a raft-boltdb store)")
-    p.add_argument("--raft-mb", type=float, default=None,
-                   help=f"size of the raft-boltdb store (default {DEFAULT_RAFT_MB}; "
-                        f"{SMOKE_RAFT_MB} with --smoke)")
+    p.add_argument("--only", default="check,dump,repair,raft,containerd",
+                   help="which pairs to run, comma-separated (default: check,dump,repair,raft,"
+                        "containerd; raft, containerd: dump vs dump --decode none on a "
+                        "raft-boltdb store, a containerd meta.db)")
+    p.add_argument("--app-mb", "--raft-mb", dest="app_mb", type=float, default=None,
+                   help=f"size of the raft and containerd files (default {DEFAULT_APP_MB}; "
+                        f"{SMOKE_APP_MB} with --smoke)")
     p.add_argument("--keep", type=Path, help="test file: reused if it exists, else made and "
                    "kept; with --scaling a directory, keeping both files there")
     p.add_argument("--no-compact", action="store_true",
@@ -626,7 +658,7 @@ def main(argv=None) -> int:
         keeps = [args.keep / f"bench-{args.shape}-{n}.db" for n in key_counts]
 
     only = tuple(args.only.split(","))
-    # bbolt's boltgen for the check/dump/repair pairs (raft's needs raftgen only)
+    # bbolt's boltgen for the check/dump/repair pairs (the applications' need their own)
     versions = args.bbolt.split(",")
     pairs = any(name in only for name in ("check", "dump", "repair"))
     gen = boltgen(versions[0]) if pairs else None
@@ -660,9 +692,10 @@ def main(argv=None) -> int:
                 print_table(res)
             if len(results) == 2:
                 print_scaling(*results)
-        if "raft" in only:
-            mb = args.raft_mb or (SMOKE_RAFT_MB if args.smoke else DEFAULT_RAFT_MB)
-            print_raft(bench_raft(mb, args.runs, workdir))
+        for app in APPS:
+            if app in only:
+                mb = args.app_mb or (SMOKE_APP_MB if args.smoke else DEFAULT_APP_MB)
+                print_app(bench_app(app, mb, args.runs, workdir))
         return 0
     finally:
         if tmp is not None:
