@@ -15,6 +15,7 @@ Time is linear in the file; memory is two bytes per page plus at most
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -85,20 +86,26 @@ def check(db: DB, *, max_findings: Optional[int] = None,
             and vault.looks_like_vault(top_level_names(db, walker.tree)):
         # Vault's FSM: its facts (nothing in it can be judged without the keys)
         stats["vault"] = vault.scan(db, walker.tree).to_json()
-    check_freelist(db, walker, report, stats)
-    _commit_findings(db, walker, report, stats)
+    freelist = Counter()  # the freelist's own findings, apart (as commits.judge counts them)
+
+    def report_freelist(finding: Finding) -> None:
+        freelist[finding.code] += 1
+        report(finding)
+
+    check_freelist(db, walker, report_freelist, stats)
+    _commit_findings(db, walker, report, stats, freelist)
     stats.pop("etcd_meta", None)  # for repair's choice of tree (boltfix.commits)
     stats.update(pages_reached=walker.pages_walked, records=walker.records_yielded)
     return CheckResult(report.findings, dict(report.counts), report.total, stats,
                        report.failing)
 
 
-def _commit_findings(db: DB, walker: Walker, report, stats: dict) -> None:
+def _commit_findings(db: DB, walker: Walker, report, stats: dict, freelist: Counter) -> None:
     """Which commit survived (:mod:`boltfix.commits`): judged from the walk
-    just made; the other trees are walked only when the newest lost
-    records, or (cheap) to hold a whole-looking one to the previous
-    commit's facts."""
-    newest = commits.of_check(db, walker, report.counts, stats)
+    just made (``freelist``: the counts of its freelist's own findings); the
+    other trees are walked only when the newest lost records, or (cheap) to
+    hold a whole-looking one to the previous commit's facts."""
+    newest = commits.of_check(db, walker, report.counts, stats, freelist)
     if newest is None:
         return
     choice = commits.choose(db, newest)

@@ -342,14 +342,22 @@ def choose(db: DB, newest: Optional[Judgement] = None) -> Optional[Choice]:
                   f"({_damage_text(newest)})", judged)
 
 
-def of_check(db: DB, walker: Walker, counts, stats: dict) -> Optional[Judgement]:
+def of_check(db: DB, walker: Walker, counts, stats: dict,
+             freelist: Optional[Counter] = None) -> Optional[Judgement]:
     """The judgement of the tree ``check`` walked (the meta in use's), from
-    its walk and findings, so that :func:`choose` need not walk it again."""
+    its walk and findings, so that :func:`choose` need not walk it again.
+    ``freelist``: the counts of the freelist's own findings among ``counts``
+    (a freelist run over a tree page is a ``multiple-references`` of the
+    freelist's, not of the tree's: :func:`judge` counts them apart too)."""
     metas = valid_metas(db)
     if not metas or walker.tree != Tree.of(metas[0]):
         return None
-    mine = Counter({c: n for c, n in counts.items() if c in TREE_LOSS and c not in FREELIST})
+    freelist = freelist or Counter()
+    tree = Counter(counts)
+    tree.subtract(freelist)
+    mine = Counter({c: n for c, n in tree.items() if c in TREE_LOSS and c not in FREELIST and n > 0})
     mine.update({FREELIST_PREFIX + c: n for c, n in counts.items() if c in FREELIST})
+    mine.update({FREELIST_PREFIX + c: n for c, n in freelist.items() if c not in FREELIST})
     return Judgement(meta_candidate(metas[0]), mine, [], walker.records_yielded,
                      stats.get("buckets", 0), top_level_names(db, walker.tree),
                      etcd=stats.get("etcd_meta", {}), reached=walker.reached)

@@ -12,7 +12,10 @@ from boltfix import commits as C
 from boltfix.leaves import Tree
 from boltfix.navigate import top_level_names
 from boltfix.reader import DB
-from support import etcdfiles, oracle
+from boltfix.check import check
+from boltfix.findings import NEWEST_COMMIT_DAMAGED
+from boltfix.repair import repair
+from support import damage, etcdfiles, oracle
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,21 @@ def test_etcd_facts_read_by_descent(tmp_path):
         facts = C.etcd_facts(db, Tree.of(db.meta))
     assert facts == {"consistent_index": 7,
                      "max_revision": int.from_bytes(recs[-1][0][:8], "big")}
+
+
+@pytest.fixture(scope="module")
+def every_kind(tmp_path_factory):
+    """Every crafted damage kind applied once."""
+    return damage.apply_every_kind(tmp_path_factory.mktemp("kinds"))
+
+
+@pytest.mark.parametrize("kind", list(damage.KINDS))
+def test_check_says_what_repair_keeps(kind, every_kind, tmp_path):
+    """check's ``newest-commit-damaged`` ("repair rolls back") is said
+    exactly when repair's own choice is to roll back: a freelist's run over
+    tree pages is the freelist's damage, not the tree's, in both."""
+    path, _ = every_kind[kind]
+    with DB(path) as db:
+        said = [f for f in check(db).findings if f.code == NEWEST_COMMIT_DAMAGED]
+    rule = (repair(path, tmp_path / "out.db").to_json()["commits"] or {}).get("rule")
+    assert bool(said) == (rule in (C.ROLLED_BACK, C.ROLLED_BACK_FURTHER)), (said, rule)
