@@ -75,8 +75,9 @@ SMOKE_KEYS = 20_000
 BYTES_PER_RAFT_LOG_1K = 2126
 DEFAULT_APP_MB = 100
 RAFT_DATA_SIZE = 1024
-#: bytes of containerd meta.db per image (containerdgen --images, measured: 2,000 -> 48 MB)
-BYTES_PER_CONTAINERD_IMAGE = 25_170
+#: bytes of containerd meta.db per image per namespace (containerdgen --images,
+#: measured: 2,000 -> 48 MB, 4,165 -> 80 MB)
+BYTES_PER_CONTAINERD_IMAGE = 20_140
 SMOKE_APP_MB = 2
 #: the issue's target: dump of a raft or containerd file within this factor of --decode none
 APP_TARGET = 2.0
