@@ -96,7 +96,7 @@ FREELIST_PREFIX = "freelist:"
 
 #: what makes a tree not whole: its records dropped or not placed
 TREE_LOSS = F.REPAIR_LOSS | {F.PAGE_ID_MISMATCH, F.ETCD_COMMIT_OLDER, F.COMMIT_REACHES_FREE_PAGE,
-                             F.COMMIT_FREELIST_LOST, F.ETCD_BAD_REVISION_KEY,
+                             F.COMMIT_FREELIST_LOST, F.COMMIT_DROPS_PAGES, F.ETCD_BAD_REVISION_KEY,
                              F.ETCD_BAD_KEY_VALUE, F.ETCD_NESTED_BUCKET}
 
 #: the rules, as the report names them
@@ -355,7 +355,8 @@ def of_check(db: DB, walker: Walker, counts, stats: dict,
     freelist = freelist or Counter()
     tree = Counter(counts)
     tree.subtract(freelist)
-    mine = Counter({c: n for c, n in tree.items() if c in TREE_LOSS and c not in FREELIST and n > 0})
+    mine = Counter({c: n for c, n in tree.items()
+                    if c in TREE_LOSS and c not in FREELIST and n > 0})
     mine.update({FREELIST_PREFIX + c: n for c, n in counts.items() if c in FREELIST})
     mine.update({FREELIST_PREFIX + c: n for c, n in freelist.items() if c not in FREELIST})
     return Judgement(meta_candidate(metas[0]), mine, [], walker.records_yielded,
@@ -403,7 +404,7 @@ def check_findings(db: DB, choice: Choice, report) -> None:
 #: the damage of a newest commit that only judging it against the other
 #: trees shows (check's own walk does not)
 COMMIT_CODES = frozenset({F.ETCD_COMMIT_OLDER, F.COMMIT_REACHES_FREE_PAGE,
-                          F.COMMIT_FREELIST_LOST})
+                          F.COMMIT_FREELIST_LOST, F.COMMIT_DROPS_PAGES})
 
 
 def _older_if_needed(db: DB, newest: Judgement, meta: Meta,
@@ -413,6 +414,12 @@ def _older_if_needed(db: DB, newest: Judgement, meta: Meta,
     (:func:`_etcd_facts_disagree`)."""
     if newest.whole and newest.candidate.meta.freelist_synced and meta.freelist_synced:
         _stale_reach(db, newest, meta)
+        if newest.whole and newest.counts[FREELIST_PREFIX + F.UNREACHABLE_UNFREED] >= 2:
+            older = judge(db, meta_candidate(meta), keep_reached=True)
+            judged.append(older)
+            _dropped_pages(db, newest, older)
+            older.reached = None
+            return older
     if newest.whole and not newest.is_etcd:
         return None
     if newest.whole:
@@ -527,6 +534,40 @@ def _stale_reach(db: DB, newest: Judgement, meta: Meta) -> None:
             "freelists say the commit did not allocate: the pages that point at them are "
             "older than the commit (a lost write or a torn page)", page=stale[0],
             detail={"pages": stale[:100]}))
+
+
+def _dropped_pages(db: DB, newest: Judgement, older: Judgement) -> None:
+    """Pages of the previous commit's tree that the newest commit neither
+    reaches nor lists free: a commit frees every page it stops using
+    (``node.spill`` frees a rewritten node's old page, ``Bucket.DeleteBucket``
+    a deleted bucket's pages, each into ``pending[txid]``, and a synced
+    freelist is written with its pending ids: ``freelist.write``), so a
+    page of tree N-1 is in tree N or in N's freelist.  Two or more that are
+    in neither (the leaks ``unreachable-unfreed`` names) prove meta N's tree
+    is not what commit N wrote: a lost write left an older page at a page
+    N rewrote (its root, say), and the older page's subtree, well formed, is
+    taken for N's tree.  Only asked when the newest tree leaks two pages or
+    more (bbolt's own rare leaks are not pages of the previous tree)."""
+    mine = db.freelist(newest.candidate.meta)
+    if mine is None or mine.findings or newest.reached is None or older.reached is None:
+        return
+    n = len(newest.reached)
+    listed = bytearray(n)
+    for pid in mine.ids(db):
+        if 2 <= pid < n:
+            listed[pid] = 1
+    old = older.reached
+    dropped = [pid for pid in range(2, min(n, len(old)))
+               if old[pid] and not newest.reached[pid] and not listed[pid]]
+    if len(dropped) < 2:  # one page: as likely one id of a damaged freelist
+        return
+    newest.counts[F.COMMIT_DROPS_PAGES] += len(dropped)
+    newest.findings.append(Finding(
+        F.COMMIT_DROPS_PAGES,
+        f"the newest commit's tree neither reaches nor frees {len(dropped)} pages of the "
+        f"previous commit's tree (e.g. {dropped[:5]}): a commit frees every page it stops "
+        "using, so the pages its meta names are older than the commit (a lost write)",
+        page=dropped[0], detail={"pages": dropped[:100]}))
 
 
 def etcd_facts(db: DB, tree: Tree) -> dict:

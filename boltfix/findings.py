@@ -202,6 +202,10 @@ COMMIT_FREELIST_LOST = _code(
     "commit-freelist-lost", anchor=COMMIT_ANCHOR,
     what="the newest commit's freelist page holds no freelist while the previous "
          "commit's does (its writes did not all reach the disk)")
+COMMIT_DROPS_PAGES = _code(
+    "commit-drops-pages", anchor=COMMIT_ANCHOR,
+    what="the newest commit's tree neither reaches nor frees pages of the previous "
+         "commit's tree (a commit frees every page it stops using: its pages are stale)")
 ETCD_COMMIT_OLDER = _code("etcd-commit-older", anchor=COMMIT_ANCHOR,
                           what="the newest commit's tree holds an older consistent_index or "
                                "revision than the previous commit's (its pages are stale)")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from boltfix import commits as C
+from boltfix.check import check
+from boltfix.findings import NEWEST_COMMIT_DAMAGED
 from boltfix.leaves import Tree
 from boltfix.navigate import top_level_names
 from boltfix.reader import DB
-from boltfix.check import check
-from boltfix.findings import NEWEST_COMMIT_DAMAGED
 from boltfix.repair import repair
 from support import damage, etcdfiles, oracle
 
