@@ -10,6 +10,10 @@ containerd's own ``core/metadata`` package wrote::
     wrote = containerdgen.make(path, "--damage", "blob")  # then bbolt removes a blob
     seen = containerdgen.read(path)   # containerd's own lists, of a copy of path
 
+``containerdgen gen OUT --capture-dir DIR`` also copies the file after each
+operation it asks of containerd (``DIR/0000.db`` ...), for crash cases mixed
+from real commits (tests/oracle/test_containerd_crash.py).
+
 Built once per content of main.go, go.mod and go.sum, as
 support/raftgen.py builds raftgen (support/gobuild.py); skipped locally,
 failed on CI, when Go or the modules are missing.  A cold build (empty
