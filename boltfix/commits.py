@@ -557,7 +557,13 @@ def _dropped_pages(db: DB, newest: Judgement, older: Judgement) -> None:
         if 2 <= pid < n:
             listed[pid] = 1
     old = older.reached
-    dropped = [pid for pid in range(2, min(n, len(old)))
+    # below the newest commit's high-water mark only: a later commit that
+    # crashed before its meta (or a copy made while bbolt wrote) may have
+    # written over pages the newest freed, whose new pointers reach pages
+    # past that mark; every other page a later commit wrote is one the
+    # newest lists free or reaches itself
+    top = min(n, len(old), newest.candidate.meta.pgid)
+    dropped = [pid for pid in range(2, top)
                if old[pid] and not newest.reached[pid] and not listed[pid]]
     if len(dropped) < 2:  # one page: as likely one id of a damaged freelist
         return
