@@ -45,6 +45,13 @@ Limits, stated plainly:
 
 The rule (:func:`choose`), the first that applies:
 
+0. The other meta, failing validation by one field only (a bad checksum
+   with a synced freelist, or a freelist id past its high-water mark with a
+   good checksum), txid one above the newest valid meta's, on page ``txid %
+   2``, its tree whole (and, for the checksum, covering with its freelist
+   every page below its high-water mark exactly once): "newest meta
+   mended", its commit finished (:func:`_mended_newest`; bbolt's own open
+   takes the previous commit).
 1. The newest valid meta's tree, if whole (bbolt's own choice).
 2. When that tree is damaged: a whole tree no meta names that a copy made
    while bbolt wrote left behind, proven newer than the newest meta (it
@@ -193,7 +200,7 @@ class Choice:
     """The tree repair keeps, the rule that chose it, and every tree judged."""
 
     judgement: Judgement
-    #: :data:`NEWEST`, :data:`COPIED`, :data:`ROLLED_BACK` or :data:`MOST_COMPLETE`
+    #: :data:`NEWEST`, :data:`MENDED`, :data:`COPIED`, :data:`ROLLED_BACK`, ... (the rules)
     rule: str
     reason: str
     judged: List[Judgement] = field(default_factory=list)

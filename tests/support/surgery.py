@@ -21,6 +21,7 @@ sequence; bucket entries count) the output holds, read by the real bbolt
 
 from __future__ import annotations
 
+import functools
 import resource
 import subprocess
 import tempfile
@@ -74,13 +75,14 @@ def records(path) -> Optional[set]:
                 for e in oracle.parse_dump(out.read())}
 
 
-def surgery(src: Path, work: Path, score) -> tuple:
+def surgery(src: Path, work: Path, score, damaged: Optional[str] = None) -> tuple:
     """The manual route at its best: of the file as is (when ``bbolt
-    check`` passes it) and every surgery output ``bbolt check`` passes, the
-    one that keeps the most intact records (``score``), as (step, output);
-    ("none", None) when none passes."""
+    check`` passes it: ``damaged``, its verdict when already known) and
+    every surgery output ``bbolt check`` passes, the one that keeps the most
+    intact records (``score``), as (step, output); ("none", None) when none
+    passes."""
     candidates = []
-    if bbolt_check(src) == "ok":
+    if (damaged or bbolt_check(src)) == "ok":
         candidates.append(("as is", src))
     tried = [("revert-meta-page", ["surgery", "revert-meta-page"], src)]
     for base_name, base in (("", src), ("revert-meta-page+", work / "revert-meta-page.db")):
@@ -107,12 +109,17 @@ def surgery(src: Path, work: Path, score) -> tuple:
 def compare(src: Path, intact: dict, work: Path) -> dict:
     """One case: what each route keeps of the intact record sets
     (``intact``: name -> records; a crash case has commits N-1 and N)."""
+    scores: dict = {}
+
     def score(path):
-        got = records(path) if path is not None else None
-        if got is None:
-            return None, ""
-        whole = next((n for n, r in intact.items() if got == r), "")
-        return max(len(got & r) for r in intact.values()), whole
+        if path not in scores:
+            got = records(path) if path is not None else None
+            if got is None:
+                scores[path] = None, ""
+            else:
+                whole = next((n for n, r in intact.items() if got == r), "")
+                scores[path] = max(len(got & r) for r in intact.values()), whole
+        return scores[path]
 
     fixed = work / "boltfix.db"
     try:
@@ -120,10 +127,10 @@ def compare(src: Path, intact: dict, work: Path) -> dict:
         ours = {"check": bbolt_check(fixed), **dict(zip(("kept", "whole"), score(fixed)))}
     except Exception as exc:  # noqa: BLE001 - a row, not a crash of the table
         ours = {"check": f"repair failed: {exc}"[:40], "kept": None, "whole": ""}
-    step, out = surgery(src, work, score)
-    theirs = {"step": step, "check": bbolt_check(out) if out else "-",
-              **dict(zip(("kept", "whole"), score(out)))}
     damaged = bbolt_check(src)
+    step, out = surgery(src, work, score, damaged)
+    theirs = {"step": step, "check": "ok" if out else "-",  # surgery() keeps only "ok"s
+              **dict(zip(("kept", "whole"), score(out)))}
     as_is = dict(zip(("kept", "whole"), score(src) if damaged == "ok" else (None, "")))
     return {"damaged": damaged, "boltfix": ours, "surgery": theirs, "as_is": as_is,
             "intact": max(len(r) for r in intact.values())}
@@ -136,7 +143,13 @@ def damage_case(name: str, root: Path) -> tuple:
     d.mkdir()
     src = damage.copy_fixture(k.shape, d, "damaged.db")
     k.apply(src)
-    return src, {"intact": records(oracle.fixture(k.shape))}
+    return src, {"intact": _intact(k.shape)}
+
+
+@functools.lru_cache(maxsize=None)
+def _intact(shape: str) -> frozenset:
+    """The records of the intact fixture ``shape`` (read once)."""
+    return frozenset(records(oracle.fixture(shape)))
 
 
 def crash_case(h, n: int, kind: str, root: Path) -> Optional[tuple]:
