@@ -27,7 +27,9 @@ equals exactly ("intact", "N-1", "N"), blank when it equals none (a commit
 that deletes keys leaves N-1 with more records than N: both are whole).
 The summary counts, per family, the outputs that are whole: boltfix's, the
 damaged file as is where ``bbolt check`` passes it (what a person who trusts
-that check keeps), and the surgery's best.  The surgery column is chosen
+that check keeps), and the surgery's best; "boltfix short": the cases where
+boltfix falls short of the surgery's best by ``support.surgery.falls_short``
+(the bar ``tests/oracle/test_surgery.py`` holds it to).  The surgery column is chosen
 knowing the intact records, which no person has: it is the bar, generously.
 
     python3 benchmarks/surgery_compare.py [--cases damage|crash|all] [--crash-every K]
@@ -48,7 +50,7 @@ sys.path.insert(0, str(REPO / "tests" / "oracle"))  # the crash histories
 import test_crash_commits as crashes  # noqa: E402
 
 from support import damage  # noqa: E402
-from support.surgery import compare, crash_case, damage_case  # noqa: E402
+from support.surgery import compare, crash_case, damage_case, falls_short  # noqa: E402
 
 
 def damage_cases(root: Path):
@@ -119,13 +121,26 @@ def main(argv=None) -> int:
 
 
 def print_rows(rows) -> None:
-    """One line per case."""
+    """One line per case; a case where boltfix falls short of the surgery
+    (``support.surgery.falls_short``) says why on the next line."""
     print(f"{'case':34s} {'bbolt check':11s} {'intact':>6s} | {'boltfix kept, =, check':27s}"
           f"| {'surgery step':34s} {'kept, =, check'}")
     for name, r in rows:
         b, s = r["boltfix"], r["surgery"]
         print(f"{name:34s} {r['damaged']:11s} {r['intact']:>6d} | {_cell(b):27s}"
               f"| {s['step']:34s} {_cell(s)}")
+        short = falls_short(r)
+        if short:
+            print(f"    short: {short}{_known(name)}")
+
+
+def _known(name: str) -> str:
+    """Where a crash case is one test_crash_commits.py lists as known."""
+    parts = name.split("-", 2)
+    if parts[0] not in crashes.HISTORIES or len(parts) < 3 or not parts[1].isdigit():
+        return ""
+    return " (test_crash_commits.KNOWN)" if (parts[0], int(parts[1]), parts[2]) in \
+        crashes.KNOWN else ""
 
 
 def _family(name: str) -> str:
@@ -140,7 +155,7 @@ def print_summary(rows) -> None:
     """A markdown table per family: how often each side's output is a whole
     record set (the intact file, commit N-1 or N), and who kept more."""
     cols = ("cases", "boltfix whole", "as is whole", "surgery whole", "only boltfix whole",
-            "only surgery whole", "boltfix kept more", "surgery kept more")
+            "only surgery whole", "boltfix kept more", "surgery kept more", "boltfix short")
     fams: dict = {}
     for name, r in rows:
         b, s, a = r["boltfix"], r["surgery"], r["as_is"]
@@ -151,7 +166,8 @@ def print_summary(rows) -> None:
             "surgery whole": sw, "only boltfix whole": bw and not sw,
             "only surgery whole": sw and not bw,
             "boltfix kept more": (b["kept"] or 0) > (s["kept"] or 0),
-            "surgery kept more": (s["kept"] or 0) > (b["kept"] or 0)}.items()})
+            "surgery kept more": (s["kept"] or 0) > (b["kept"] or 0),
+            "boltfix short": falls_short(r) is not None}.items()})
     fams["all"] = sum(fams.values(), Counter())
     print("| | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")

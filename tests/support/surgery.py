@@ -165,16 +165,27 @@ def crash_case(h, n: int, kind: str, root: Path) -> Optional[tuple]:
     return src, {name: set(h.records[i]) for name, i in (("N-1", n - 1), ("N", n))}
 
 
+#: whole record sets, oldest first (a crash case's commits; a damage case's one)
+_AGE = {"N-1": 0, "N": 1, "intact": 1}
+
+
 def falls_short(r: dict) -> Optional[str]:
     """Why boltfix's side of a compared case (:func:`compare`) falls short
-    of the surgery's best, or None: its output must pass ``bbolt check``,
-    keep at least as many intact records, and be whole where the surgery's
-    is."""
+    of the surgery's best, or None.  Its output must pass ``bbolt check``;
+    be whole where the surgery's is, and then a commit at least as new
+    (commit N after a commit that deleted keys holds fewer records than
+    N-1, and is still the better one to keep); and where neither is whole,
+    keep at least as many intact records.  A whole output beside a surgery
+    output that is not is never short: records of no commit, however many,
+    are not more of a commit."""
     b, s = r["boltfix"], r["surgery"]
     if b["check"] != "ok":
         return f"boltfix's output: bbolt check {b['check']}"
-    if (b["kept"] or 0) < (s["kept"] or 0):
-        return f"boltfix kept {b['kept']}, the surgery ({s['step']}) {s['kept']}"
     if s["whole"] and not b["whole"]:
         return f"the surgery ({s['step']}) is whole ({s['whole']}), boltfix is not"
+    if s["whole"] and _AGE[b["whole"]] < _AGE[s["whole"]]:
+        return (f"boltfix is whole at {b['whole']}, the surgery ({s['step']}) at the newer "
+                f"{s['whole']}")
+    if not b["whole"] and (b["kept"] or 0) < (s["kept"] or 0):
+        return f"boltfix kept {b['kept']}, the surgery ({s['step']}) {s['kept']}"
     return None
