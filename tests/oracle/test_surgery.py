@@ -37,15 +37,16 @@ from support.surgery import VERSION, compare, crash_case, damage_case, falls_sho
 #: the crash cases taken: commits 1, 1 + CRASH_EVERY, ... of each history
 CRASH_EVERY = 7
 
-_UNFINISHED = ("commit N's meta never reached the disk ({how}): N did not commit, and boltfix "
-               "keeps N-1, as bbolt's own open does; the surgery's output ({step}) is another "
-               "whole record set holding more of the intact records, picked knowing them")
+_UNFINISHED = ("commit N's meta never reached the disk (the meta page's first sector, which "
+               "holds the whole meta, still N-2's): N's Commit never returned, the meta write "
+               "being its commit point, and boltfix keeps N-1 as bbolt's own open does.  The "
+               "surgery's revert-meta-page copies N-2's meta over N-1's; commit N had reused "
+               "the pages N-1 freed (N-2's, the lowest free ids), so N-2's root now reads as "
+               "N's tree: whole N by that reuse, picked knowing the records")
 #: case id -> why boltfix keeps less than the surgery's best there (the
 #: crash cases test_crash_commits.KNOWN lists are exceptions too, with its reasons)
 EXCEPTIONS = {
-    "blobs-08-meta-old-sector": _UNFINISHED.format(
-        how="its meta page's first sector, the whole meta, still N-2's",
-        step="revert-meta-page: commit N's record set"),
+    "blobs-08-meta-old-sector": _UNFINISHED,
 }
 
 
