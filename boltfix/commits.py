@@ -601,7 +601,8 @@ def _freelist_flags_only(db: DB, newest: Judgement) -> bool:
     are not that exact set."""
     meta, reached = newest.candidate.meta, newest.reached
     n = meta.pgid
-    if reached is None or newest.max_page >= n or not 2 <= meta.freelist < n:
+    if reached is None or newest.max_page >= n or not 2 <= meta.freelist < n or \
+            n > db.pages_in_file:
         return False
     page = db.page(meta.freelist)
     read = read_freelist(db, replace(page, flags=S.FREELIST_PAGE_FLAG))

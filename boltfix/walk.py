@@ -486,6 +486,12 @@ def _branch_broken(w: "TreeChecks", pgid: int, count: int, overflow: int) -> boo
     return any(e[3] for e in branch_elements(w.buf, pgid * ps, count, end))
 
 
+def _zeros(buf, start: int, end: int, chunk: int = 1 << 20) -> bool:
+    """Only zero bytes in ``buf[start:end]`` (read a chunk at a time)."""
+    return not any(bytes(buf[i:min(i + chunk, end)]).strip(b"\0")
+                   for i in range(start, end, chunk))
+
+
 def laid_out_header(db: DB, rec: Record) -> Optional[bytes]:
     """The 16-byte header of a bucket entry (of a bucket with its own
     root page) whose value size is short, when the page proves the
@@ -515,7 +521,7 @@ def laid_out_header(db: DB, rec: Record) -> Optional[bytes]:
         npos = S.LEAF_ELEMENT.unpack_from(db.buf, eoff + S.LEAF_ELEMENT_SIZE)[1]
         if eoff + S.LEAF_ELEMENT_SIZE + npos != v + S.BUCKET_HEADER_SIZE:
             return None
-    elif bytes(db.buf[v + S.BUCKET_HEADER_SIZE:end]).strip(b"\0"):
+    elif not _zeros(db.buf, v + S.BUCKET_HEADER_SIZE, end):
         return None
     header = bytes(db.buf[v:v + S.BUCKET_HEADER_SIZE])
     return header if S.BUCKET_HEADER.unpack_from(header, 0)[0] != 0 else None
