@@ -45,6 +45,13 @@ Limits, stated plainly:
 
 The rule (:func:`choose`), the first that applies:
 
+0. The other meta, failing validation by one field only (a bad checksum
+   with a synced freelist, or a freelist id past its high-water mark with a
+   good checksum), txid one above the newest valid meta's, on page ``txid %
+   2``, its tree whole (and, for the checksum, covering with its freelist
+   every page below its high-water mark exactly once): "newest meta
+   mended", its commit finished (:func:`_mended_newest`; bbolt's own open
+   takes the previous commit).
 1. The newest valid meta's tree, if whole (bbolt's own choice).
 2. When that tree is damaged: a whole tree no meta names that a copy made
    while bbolt wrote left behind, proven newer than the newest meta (it
@@ -76,7 +83,7 @@ damaged.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, List, Optional, Sequence
 
 from boltfix import etcd
@@ -85,7 +92,7 @@ from boltfix import structs as S
 from boltfix.findings import NEVER_STOP, Collector, Finding
 from boltfix.leaves import Tree
 from boltfix.navigate import top_level_names
-from boltfix.reader import DB, Meta, branch_elements, leaf_elements
+from boltfix.reader import DB, Meta, branch_elements, leaf_elements, read_freelist
 from boltfix.text import name_text
 from boltfix.treecheck import check_freelist, walk_everything
 from boltfix.walk import Walker
@@ -102,6 +109,8 @@ TREE_LOSS = F.REPAIR_LOSS | {F.PAGE_ID_MISMATCH, F.ETCD_COMMIT_OLDER, F.COMMIT_R
 #: the rules, as the report names them
 NEWEST, COPIED, ROLLED_BACK, ROLLED_BACK_FURTHER, MOST_COMPLETE = (
     "newest", "copied-while-written", "rolled-back", "rolled-back-further", "most-complete")
+#: rule 0: the newest meta fails validation by one field only, and its commit is proven finished
+MENDED = "newest-meta-mended"
 
 #: root pages no meta names that are judged at most (each costs a walk)
 MAX_CANDIDATES = 16
@@ -191,7 +200,7 @@ class Choice:
     """The tree repair keeps, the rule that chose it, and every tree judged."""
 
     judgement: Judgement
-    #: :data:`NEWEST`, :data:`COPIED`, :data:`ROLLED_BACK` or :data:`MOST_COMPLETE`
+    #: :data:`NEWEST`, :data:`MENDED`, :data:`COPIED`, :data:`ROLLED_BACK`, ... (the rules)
     rule: str
     reason: str
     judged: List[Judgement] = field(default_factory=list)
@@ -313,6 +322,9 @@ def choose(db: DB, newest: Optional[Judgement] = None) -> Optional[Choice]:
     metas = valid_metas(db)
     if not metas:
         return None
+    mended = _mended_newest(db, metas[0])
+    if mended is not None:
+        return mended
     if newest is None or newest.candidate.meta is not metas[0]:
         newest = judge(db, meta_candidate(metas[0]), keep_reached=True)
     judged = [newest]
@@ -495,7 +507,8 @@ def _stale_reach(db: DB, newest: Judgement, meta: Meta) -> None:
     before = db.freelist(meta)
     if mine is None or before is None or before.findings:
         return
-    if any(f.code == F.FREELIST_INVALID_TYPE for f in mine.findings):
+    if any(f.code == F.FREELIST_INVALID_TYPE for f in mine.findings) and \
+            not _freelist_flags_only(db, newest):
         # the page the commit wrote as its freelist holds none (zeros, or
         # an older page): its writes did not all reach the disk
         newest.counts[F.COMMIT_FREELIST_LOST] += 1
@@ -574,6 +587,92 @@ def _dropped_pages(db: DB, newest: Judgement, older: Judgement) -> None:
         f"previous commit's tree (e.g. {dropped[:5]}): a commit frees every page it stops "
         "using, so the pages its meta names are older than the commit (a lost write)",
         page=dropped[0], detail={"pages": dropped[:100]}))
+
+
+# ---------------------------------------------------------------- one field proven harmless
+def _mended_newest(db: DB, valid: Meta) -> Optional[Choice]:
+    """Rule 0: the other meta page fails validation by one field only, and
+    the commit it names is proven finished: its tree is kept (bbolt's own
+    open takes ``valid``, the previous commit, instead).
+
+    Which meta: the one bbolt would write next after ``valid`` (txid exactly
+    ``valid.txid + 1``, on page ``txid % 2``: ``meta.write`` puts meta N on
+    page ``N % 2``), magic, version and page size right, its root and
+    high-water mark inside the file, and one problem only:
+
+    * ``meta-bad-checksum``, with a synced freelist.  The meta (64 bytes
+      after a 16-byte header) lies inside the page's first 512-byte sector,
+      which a crash writes whole or not at all, so a bad checksum is not an
+      unfinished meta write but a changed byte.  bbolt writes the meta only
+      after ``fdatasync`` of every page of the commit (``tx.Commit``).  The
+      proof that the fields are the commit's own: its tree is whole, and the
+      tree and its own freelist cover every page below its high-water mark
+      exactly once (``bbolt check``'s own rule: no page reachable and free,
+      none neither), which a changed root, freelist or high-water mark
+      breaks;
+    * ``meta-freelist-out-of-bounds`` with a good checksum: the meta page is
+      what bbolt wrote, after the commit's pages; only its freelist id
+      cannot be read.  The freelist holds no records (repair writes its
+      own); the tree must be whole.
+
+    Else None."""
+    if db.page_size is None:
+        return None
+    for m in db.metas:
+        if m is valid or m.txid != valid.txid + 1 or m.index != m.txid % 2:
+            continue
+        if m.page_size != db.page_size or m.pgid > db.pages_in_file or m.pgid < valid.pgid:
+            continue
+        if m.problems == [F.META_BAD_CHECKSUM] and m.freelist_synced:
+            why = "fails its checksum only"
+        elif m.problems == [F.META_FREELIST_OUT_OF_BOUNDS] and m.checksum_ok:
+            why = f"names freelist page {m.freelist}, past its high-water mark {m.pgid}"
+        else:
+            continue
+        j = judge(db, meta_candidate(replace(m, problems=[])), keep_reached=True)
+        if not j.whole or (m.checksum_ok is False and j.freelist_damage):
+            continue
+        if m.checksum_ok is False and valid.freelist_synced:
+            _stale_reach(db, j, valid)  # the same proofs a valid newest meta gets
+            if not j.whole:
+                continue
+        j.reached = None
+        return Choice(j, MENDED,
+                      f"meta {m.index} (txid {m.txid}) {why}; its tree is whole"
+                      + (" and covers, with its freelist, every page below its high-water "
+                         "mark exactly once" if not m.checksum_ok else "")
+                      + f": the commit finished, and is kept (bbolt opens txid {valid.txid})",
+                      [j])
+    return None
+
+
+def _freelist_flags_only(db: DB, newest: Judgement) -> bool:
+    """The newest commit's freelist page has the wrong type, but its body,
+    read as a freelist, lists exactly the pages below the high-water mark
+    that the tree does not reach (the freelist's own run aside), each once:
+    the commit's freelist with a changed type byte, not a lost write.  A
+    lost write leaves the page as it was before the commit: a page free at
+    N-1, so an older leaf, branch or zeros, whose bytes read as page ids
+    are not that exact set."""
+    meta, reached = newest.candidate.meta, newest.reached
+    n = meta.pgid
+    if reached is None or newest.max_page >= n or not 2 <= meta.freelist < n or \
+            n > db.pages_in_file:
+        return False
+    page = db.page(meta.freelist)
+    read = read_freelist(db, replace(page, flags=S.FREELIST_PAGE_FLAG))
+    if read.findings or meta.freelist + page.overflow >= n:
+        return False
+    cover = bytearray(n)
+    for pid in range(2, min(n, len(reached))):
+        cover[pid] = 1 if reached[pid] else 0
+    for pid in range(meta.freelist, meta.freelist + page.overflow + 1):
+        cover[pid] += 1
+    for pid in read.ids(db):
+        if not 2 <= pid < n or cover[pid]:
+            return False
+        cover[pid] = 1
+    return cover.count(1) == n - 2
 
 
 def etcd_facts(db: DB, tree: Tree) -> dict:

@@ -148,6 +148,10 @@ CHILD_KEY_MISMATCH = _code("child-key-mismatch", loss=WALK, pointer=True,
 # ---------------------------------------------------------------- buckets
 BUCKET_VALUE_SHORT = _code("bucket-value-short", loss=WALK, unclaimed=True,
                            what="a bucket value shorter than a bucket header")
+BUCKET_VALUE_SIZE_RECOVERED = _code(
+    "bucket-value-size-recovered",
+    what="a bucket value shorter than a bucket header whose element's bytes still hold the "
+         "whole header where bbolt laid it out: read as one, nothing lost")
 INLINE_BUCKET_MALFORMED = _code("inline-bucket-malformed", loss=WALK, unclaimed=True,
                                 what="an inline bucket's page is malformed")
 ROOT_ENTRY_NOT_BUCKET = _code("root-entry-not-bucket", loss=WALK, unclaimed=True,

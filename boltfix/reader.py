@@ -569,7 +569,8 @@ class DB:
         m = self.meta if meta is None else meta
         if m is None or not m.freelist_synced:
             return None
-        if m.freelist >= self.page_limit:
+        # below that meta's own high-water mark (a newer meta's may be higher)
+        if m.freelist >= min(m.pgid, self.pages_in_file):
             fl = FreelistRead(pgid=m.freelist)
             fl.findings.append(Finding(
                 F.FREELIST_OUT_OF_BOUNDS,

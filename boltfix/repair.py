@@ -337,7 +337,7 @@ def _choose_meta(db: DB, forced: Optional[int]):
     if forced is None and db.meta is not None:
         choice = commits.choose(db)
         if choice is not None and choice.rule in (commits.ROLLED_BACK, commits.COPIED,
-                                                  commits.ROLLED_BACK_FURTHER):
+                                                  commits.ROLLED_BACK_FURTHER, commits.MENDED):
             return _chosen(db, choice), _meta_of(db, choice), choice
     else:
         choice = None
@@ -406,12 +406,14 @@ def _commits_report(db: DB, choice: Optional[commits.Choice]) -> Optional[dict]:
 
 def _chosen(db: DB, choice: commits.Choice) -> dict:
     """The report's ``meta`` for a tree :func:`boltfix.commits.choose` chose
-    over the newest meta's (its commit is lost: ``fallback``)."""
+    over the newest valid meta's (its commit is lost: ``fallback``; not so
+    for a newer meta mended, which loses nothing)."""
     cand = choice.candidate
     meta = cand.meta
     out = {"index": meta.index if meta is not None else None,
            "txid": meta.txid if meta is not None else db.meta.txid, "root": cand.tree.root,
-           "pgid": cand.tree.hwm, "fallback": True, "rule": choice.rule,
+           "pgid": cand.tree.hwm, "fallback": choice.rule != commits.MENDED,
+           "rule": choice.rule,
            "reason": choice.reason}
     if meta is None:
         out["root_rediscovered"] = True

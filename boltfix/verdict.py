@@ -292,6 +292,8 @@ def _happened(r) -> str:
                     f"lost. The newest whole etcd tree left ({kept.get('source')}) is an "
                     "older commit's")
         return head + "; the previous commit is whole"
+    if rule == "newest-meta-mended" and not r.dropped_counts:
+        return cm.get("reason") or rule
     if r.meta.get("fallback"):
         return "the newest meta's root could not be used: its transaction is lost" + (
             f"; {damage}" if damage else "")
@@ -312,6 +314,7 @@ def _happened(r) -> str:
 
 _RULE_WORDS = {
     "newest": "the newest commit",
+    "newest-meta-mended": "the newest commit, whose meta page fails by one field only",
     "rolled-back": "the previous commit, rolled back to as bbolt does with a commit that "
                    "did not finish",
     "copied-while-written": "the newest whole tree, copied while bbolt wrote the file",
@@ -482,7 +485,8 @@ def _next_steps(r) -> List[str]:
         steps.append("nothing was written: run it again without --dry-run")
         out = "OUT"
     if not r.lost_data and not r.dropped_counts and not r.other_counts \
-            and not (r.commits or {}).get("passed_over"):
+            and not (r.commits or {}).get("passed_over") \
+            and (r.commits or {}).get("rule") != "newest-meta-mended":
         steps.append(f"nothing needs doing: bbolt opens {r.input} as it is with nothing lost "
                      f"({out} is a fresh copy)")
         return steps

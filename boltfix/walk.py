@@ -486,6 +486,47 @@ def _branch_broken(w: "TreeChecks", pgid: int, count: int, overflow: int) -> boo
     return any(e[3] for e in branch_elements(w.buf, pgid * ps, count, end))
 
 
+def _zeros(buf, start: int, end: int, chunk: int = 1 << 20) -> bool:
+    """Only zero bytes in ``buf[start:end]`` (read a chunk at a time)."""
+    return not any(bytes(buf[i:min(i + chunk, end)]).strip(b"\0")
+                   for i in range(start, end, chunk))
+
+
+def laid_out_header(db: DB, rec: Record) -> Optional[bytes]:
+    """The 16-byte header of a bucket entry (of a bucket with its own
+    root page) whose value size is short, when the page proves the
+    value's real size is 16: bbolt never writes a bucket value shorter
+    than its header, and ``node.write`` lays each element's key and
+    value back to back, in element order, in a page buffer that is
+    zeroed before use (``tx.write`` zeroes a page it returns to the
+    pool; a longer run is a new, zeroed buffer).  So the value ends
+    where the next element's key starts, or for the last element where
+    the page's zeros start.  Else None: the size is not proven."""
+    ps = db.page_size
+    off = rec.page * ps
+    if len(rec.value) < 8 or off + S.PAGE_HEADER_SIZE > db.size:
+        return None
+    _, flags, count, overflow = S.PAGE_HEADER.unpack_from(db.buf, off)
+    end = min(off + (overflow + 1) * ps, db.size)
+    eoff = off + S.PAGE_HEADER_SIZE + rec.index * S.LEAF_ELEMENT_SIZE
+    if flags != S.LEAF_PAGE_FLAG or rec.index >= count or \
+            eoff + S.LEAF_ELEMENT_SIZE > end:
+        return None
+    _, pos, ksize, vsize = S.LEAF_ELEMENT.unpack_from(db.buf, eoff)
+    v = eoff + pos + ksize
+    if vsize != len(rec.value) or bytes(db.buf[v - ksize:v]) != rec.key or \
+            v + S.BUCKET_HEADER_SIZE > end:
+        return None  # not this page's element (an inline bucket's)
+    if rec.index + 1 < count:
+        npos = S.LEAF_ELEMENT.unpack_from(db.buf, eoff + S.LEAF_ELEMENT_SIZE)[1]
+        if eoff + S.LEAF_ELEMENT_SIZE + npos != v + S.BUCKET_HEADER_SIZE:
+            return None
+    elif not _zeros(db.buf, v + S.BUCKET_HEADER_SIZE, end):
+        return None
+    header = bytes(db.buf[v:v + S.BUCKET_HEADER_SIZE])
+    return header if S.BUCKET_HEADER.unpack_from(header, 0)[0] != 0 else None
+
+
 class Walker(TreeChecks):
     """Walks one tree of a DB, sharing one reachability map across all its buckets.
 
@@ -514,6 +555,13 @@ class Walker(TreeChecks):
             return None
         path = parent.path + (rec.key,)
         value = rec.value
+        header = laid_out_header(self.db, rec) if len(value) < S.BUCKET_HEADER_SIZE else None
+        if header is not None:
+            value = header
+            self._finding(F.BUCKET_VALUE_SIZE_RECOVERED,
+                          f"bucket value is {len(rec.value)} bytes, but its element's bytes "
+                          "hold the whole 16-byte header where bbolt laid it out: read as one",
+                          rec.page, (), path, detail={"vsize": len(rec.value)})
         if len(value) < S.BUCKET_HEADER_SIZE:
             self._finding(F.BUCKET_VALUE_SHORT,
                           f"bucket value is {len(value)} bytes, needs at least 16",

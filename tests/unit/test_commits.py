@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from boltfix import commits as C
+from boltfix import findings as F
 from boltfix.check import check
 from boltfix.findings import NEWEST_COMMIT_DAMAGED
 from boltfix.leaves import Tree
@@ -117,3 +118,70 @@ def test_check_says_what_repair_keeps(kind, every_kind, tmp_path):
         said = [f for f in check(db).findings if f.code == NEWEST_COMMIT_DAMAGED]
     rule = (repair(path, tmp_path / "out.db").to_json()["commits"] or {}).get("rule")
     assert bool(said) == (rule in (C.ROLLED_BACK, C.ROLLED_BACK_FURTHER)), (said, rule)
+
+
+# ---------------------------------------------------------------- rule 0 and a freelist's type
+def _newest_index(path) -> int:
+    with DB(path) as db:
+        return C.valid_metas(db)[0].index
+
+
+def test_a_newest_meta_failing_its_checksum_only_is_mended(tmp_path):
+    """A synced file whose newest meta fails its checksum only: its tree and
+    freelist cover every page exactly once, txid one above: kept (rule 0)."""
+    src = damage.copy_fixture("nested", tmp_path, "d.db")
+    bad = _newest_index(src)
+    damage.meta_bad_checksum(src)
+    with DB(src) as db:
+        choice = C.choose(db)
+        assert choice.rule == C.MENDED, choice.reason
+        assert choice.candidate.meta.index == bad
+        assert choice.candidate.txid == db.metas[1 - bad].txid + 1
+
+
+@pytest.mark.parametrize("shape,change", [
+    ("nested", "txid"),  # two above the other meta: not the next commit
+    ("nested", "root"),  # another root page: not the commit's tree
+    ("nested", "pgid"),  # a higher high-water mark: pages neither reached nor free
+    ("nofreelist", None),  # no synced freelist: nothing proves the fields
+])
+def test_a_bad_checksum_meta_is_not_mended_without_proof(tmp_path, shape, change):
+    """The proofs rule 0 asks for, one missing at a time: the other meta's
+    tree is kept, as bbolt's open keeps it."""
+    src = damage.copy_fixture(shape, tmp_path, "d.db")
+    bad = _newest_index(src)
+    m = damage.read_meta(src, bad)
+    fields = {"txid": {"txid": m.txid + 1}, "root": {"root": m.root.root + 1},
+              "pgid": {"pgid": m.pgid + 1}, None: {"checksum": m.checksum ^ 1}}[change]
+    damage.write_meta(src, bad, fix_checksum=False, **fields)
+    with DB(src) as db:
+        assert not db.metas[bad].valid
+        choice = C.choose(db)
+        assert choice.rule != C.MENDED, choice.reason
+        assert choice.candidate.meta.index == 1 - bad
+
+
+def test_a_freelist_page_of_the_wrong_type_only_vs_an_older_page(tmp_path):
+    """The newest freelist page with a leaf's type but a freelist's ids (the
+    tree and they cover every page once): the newest commit.  The same page
+    holding a leaf page's bytes, as a lost write leaves an older page: its
+    writes did not all reach the disk, rolled back."""
+    src = damage.copy_fixture("freed", tmp_path, "d.db")
+    fl, _ = damage.freelist_ids(src)
+    lost = tmp_path / "lost.db"
+    lost.write_bytes(src.read_bytes())
+    damage.freelist_wrong_type(src)
+    with DB(src) as db:
+        assert C.choose(db).rule == C.NEWEST
+        ps, leaf = db.page_size, Tree.of(db.meta).root
+        while db.page(leaf).flags != damage.S.LEAF_PAGE_FLAG:
+            leaf = db.page(leaf).elements()[0].child
+        old = bytearray(db.buf[leaf * ps:(leaf + 1) * ps])
+    old[0:8] = fl.to_bytes(8, "little")  # a page of an older commit at that position
+    with open(lost, "r+b") as f:
+        f.seek(fl * ps)
+        f.write(old)
+    with DB(lost) as db:
+        choice = C.choose(db)
+        assert choice.rule == C.ROLLED_BACK, choice.reason
+        assert choice.passed_over.counts[F.COMMIT_FREELIST_LOST] == 1

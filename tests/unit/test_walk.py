@@ -210,3 +210,33 @@ def newest(path) -> int:
     """The meta bbolt uses (a forced meta keeps repair on that tree)."""
     with DB(path) as db:
         return db.meta.index
+
+
+@pytest.mark.parametrize("bucket,idx_is_last", [((b"nested", b"level2"), False),
+                                                 ((b"nested", b"paged"), True)])
+def test_a_short_bucket_value_is_read_where_bbolt_laid_it_out(bucket, idx_is_last, tmp_path):
+    """A bucket entry's value size cut to 8: its 16 header bytes still end
+    where the next element's key starts, or (the page's last element) where
+    the page's zeros start: read as one (bucket-value-size-recovered),
+    nothing lost.  A byte after the last element's header breaks the proof:
+    bucket-value-short, the bucket dropped."""
+    original = oracle.fixture("nested")
+    src = damage.copy_fixture("nested", tmp_path, "d.db")
+    with DB(src) as db:
+        pg, idx = damage.bucket_entry(db, bucket)
+        assert (idx == db.page(pg).count - 1) == idx_is_last
+    damage.write_leaf_element(src, pg, idx, vsize=8)
+    rep = repair(src, tmp_path / "fixed.db")
+    assert rep.other_counts.get("bucket-value-size-recovered") == 1, rep.other_counts
+    assert not rep.dropped_counts
+    assert oracle.oracle_dump(tmp_path / "fixed.db") == oracle.oracle_dump(original)
+    if idx_is_last:
+        with DB(src) as db:
+            el = damage.read_leaf_element(src, pg, idx, db.page_size)
+        end = damage._element_offset(pg, idx, db.page_size) + el.pos + el.ksize + 16
+        with open(src, "r+b") as f:
+            f.seek(end)
+            f.write(b"\x01")
+        rep = repair(src, tmp_path / "fixed2.db")
+        assert "bucket-value-size-recovered" not in rep.other_counts
+        assert rep.dropped_counts.get("bucket-value-short") == 1, rep.dropped_counts
