@@ -196,3 +196,26 @@ def test_move_bucket_is_a_whole_commit(nested_history, tmp_path, put):
         older = C._shared_pages_disagree(db, newest, older_meta, [newest], strict=True)
         assert older is not None and newest.counts[F.COMMIT_PAGE_OTHER_BUCKET]
     assert oracle.oracle_check(path, version="1.4.3").ok
+
+
+def test_comparing_shared_pages_reads_about_the_pages_the_commit_changed(nested_history,
+                                                                         tmp_path, monkeypatch):
+    """After one real put deep in nested buckets, the two descents read
+    the pages the commit rewrote and the old copies it freed (at most twice
+    the pages it wrote, plus the two roots), not the tree."""
+    path = tmp_path / "f.db"
+    path.write_bytes(nested_history[-1])
+    oracle.put(path, [b"nested", b"level2", b"level3"], b"one-more", b"v")
+    written = crashmix.written_pages(nested_history[-1], path.read_bytes(), 4096)
+    decoded = []
+    children = C._tree_children
+    monkeypatch.setattr(C, "_tree_children", lambda db, p, path: decoded.append(p) or
+                        children(db, p, path))
+    with DB(path) as db:
+        assert db.page_size == 4096
+        newest, older_meta = _judged_newest(db)
+        tree = len(_places(db, newest.candidate.tree.root))
+        decoded.clear()
+        assert C._shared_pages_disagree(db, newest, older_meta, [newest]) is None
+    assert 0 < len(decoded) <= 2 * len(written) + 2 and len(decoded) * 4 < tree, \
+        (len(decoded), len(written), tree)
