@@ -37,6 +37,11 @@ Limits, stated plainly:
   holds the metas of the moment page 0 was read and later pages from later
   commits, which may have reused pages of the metas' trees: then the newest
   whole tree may be one no meta names, found from its root page.
+* The converse does not hold: a page both trees reach in different
+  buckets proves one tree a mix, but not which.  A commit N+1 that crashed
+  before its meta (or later commits a live copy caught) writes over the
+  pages commit N freed, N-1's old copies, which leaves N-1's tree mixed
+  the same way beside N's whole one, and it may still read as whole.
 * Structure alone cannot prove a page current: a stale page has a right
   self-id, a right type and sorted keys.  A tree is *whole* when its walk
   and its own freelist (when synced) find nothing wrong; a whole tree is
@@ -75,7 +80,6 @@ damaged.
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence
@@ -86,7 +90,7 @@ from boltfix import structs as S
 from boltfix.findings import NEVER_STOP, Collector, Finding
 from boltfix.leaves import Tree
 from boltfix.navigate import top_level_names
-from boltfix.reader import DB, Meta, branch_elements, leaf_elements, usable_count
+from boltfix.reader import DB, Meta, branch_elements, leaf_elements
 from boltfix.text import name_text
 from boltfix.treecheck import check_freelist, walk_everything
 from boltfix.walk import Walker
@@ -97,8 +101,8 @@ FREELIST_PREFIX = "freelist:"
 
 #: what makes a tree not whole: its records dropped or not placed
 TREE_LOSS = F.REPAIR_LOSS | {F.PAGE_ID_MISMATCH, F.ETCD_COMMIT_OLDER, F.COMMIT_REACHES_FREE_PAGE,
-                             F.COMMIT_FREELIST_LOST, F.COMMIT_PAGE_OTHER_BUCKET,
-                             F.ETCD_BAD_REVISION_KEY, F.ETCD_BAD_KEY_VALUE, F.ETCD_NESTED_BUCKET}
+                             F.COMMIT_FREELIST_LOST, F.ETCD_BAD_REVISION_KEY,
+                             F.ETCD_BAD_KEY_VALUE, F.ETCD_NESTED_BUCKET}
 
 #: the rules, as the report names them
 NEWEST, COPIED, ROLLED_BACK, ROLLED_BACK_FURTHER, MOST_COMPLETE = (
@@ -396,7 +400,7 @@ def check_findings(db: DB, choice: Choice, report) -> None:
 #: the damage of a newest commit that only judging it against the other
 #: trees shows (check's own walk does not)
 COMMIT_CODES = frozenset({F.ETCD_COMMIT_OLDER, F.COMMIT_REACHES_FREE_PAGE,
-                          F.COMMIT_FREELIST_LOST, F.COMMIT_PAGE_OTHER_BUCKET})
+                          F.COMMIT_FREELIST_LOST})
 
 
 def _older_if_needed(db: DB, newest: Judgement, meta: Meta,
@@ -406,10 +410,6 @@ def _older_if_needed(db: DB, newest: Judgement, meta: Meta,
     (:func:`_etcd_facts_disagree`)."""
     if newest.whole and newest.candidate.meta.freelist_synced and meta.freelist_synced:
         _stale_reach(db, newest, meta)
-    if newest.whole and meta.txid == newest.candidate.txid - 1 and newest.reached is not None:
-        older = _shared_pages_disagree(db, newest, meta, judged)
-        if older is not None:
-            return older
     if newest.whole and not newest.is_etcd:
         return None
     if newest.whole:
@@ -524,137 +524,6 @@ def _stale_reach(db: DB, newest: Judgement, meta: Meta) -> None:
             "freelists say the commit did not allocate: the pages that point at them are "
             "older than the commit (a lost write or a torn page)", page=stale[0],
             detail={"pages": stale[:100]}))
-
-
-# ---------------------------------------------------------------- pages both trees reach
-def _shared_pages_disagree(db: DB, newest: Judgement, meta: Meta, judged: List[Judgement],
-                           strict: Optional[bool] = None) -> Optional[Judgement]:
-    """Hold a whole newest tree (commit N) to the previous meta's (N-1) by
-    the pages both reach.  Commit N never writes over a page of commit
-    N-1's tree (the module's invariant), so a page both trees reach was not
-    written by N: the same bytes, the same node, of the same bucket, the
-    root page of that bucket in both or in neither.  A page reached in
-    another bucket or place proves one of the trees a mix: after a lost
-    write, a page N rewrote still holds an older node whose pointers lead
-    into pages N-1 uses elsewhere (no freelist proves it stale when the
-    freelist is not synced, :func:`_stale_reach`'s proofs).
-
-    Which tree is the mix, the two alone cannot say: a commit N+1 that
-    crashed inside ``Commit`` after writing its pages over the pages N
-    freed (N-1's old copies) leaves the older tree mixed the same way.  So,
-    as :func:`_etcd_facts_disagree` does, the older tree, judged in full,
-    must be whole for the disagreement to count against the newest; the
-    older judgement is returned (None when the trees agree).
-
-    bbolt 1.4+'s ``MoveBucket`` moves a bucket's entry (its header, root
-    page unchanged) to another parent, keeping its name: its pages are
-    shared under another bucket path.  A page's bucket is therefore its
-    bucket's own name, not its path; the full path only for etcd files,
-    which nest no bucket and never move one (``strict``: the full path;
-    None: for an etcd tree).
-
-    The cost: the older tree is descended only through the pages the
-    newest does not reach (those commit N rewrote or freed), stopping at
-    the first page both reach; the newest only through pages not met so,
-    stopping at those, and ending when it has met them all.  A whole tree
-    reaches no page of the older tree below such a page but through it
-    (else a page reached twice), so both descents read about the pages
-    commit N changed, not the file: an array of 4 bytes and two of 1 byte
-    per page."""
-    reached = newest.reached
-    n = len(reached)
-    strict = newest.is_etcd if strict is None else strict
-    roles = array("i", bytes(4 * n))  # page -> 1 + index in ``places``: its place in N-1
-    places: list = []
-    index: dict = {}
-    shared = 0
-    for pgid, path, is_root in _descend(db, meta.root, lambda p: p < n and reached[p]):
-        place = (path if strict else path[-1:], is_root)
-        if place not in index:
-            index[place] = len(places)
-            places.append(place)
-        roles[pgid] = index[place] + 1
-        shared += 1
-    moved = []
-    descent = _descend(db, newest.candidate.tree.root, lambda p: p < n and roles[p])
-    for pgid, path, is_root in descent if shared else ():
-        was = places[roles[pgid] - 1]
-        if was != (path if strict else path[-1:], is_root):
-            moved.append((pgid, was, path, is_root))
-        shared -= 1
-        if not shared:  # every page both reach met: nothing left to compare
-            break
-    if not moved:
-        return None
-    older = judge(db, meta_candidate(meta))
-    judged.append(older)
-    if not older.whole:
-        return older
-    pgid, (was_path, was_root), path, is_root = moved[0]
-    newest.counts[F.COMMIT_PAGE_OTHER_BUCKET] += len(moved)
-    newest.findings.append(Finding(
-        F.COMMIT_PAGE_OTHER_BUCKET,
-        f"the newest commit's tree reaches {len(moved)} page(s) of the previous commit's "
-        f"whole tree in another bucket or place (e.g. page {pgid}: {_place_text(path, is_root)}"
-        f" in the newest tree, {_place_text(was_path, was_root)} in the previous one); commit "
-        "N never writes over a page of commit N-1's tree, so a page both reach is one node "
-        "of one bucket: a page older than the commit (a lost write) points at it",
-        page=pgid, bucket=path, detail={"pages": [m[0] for m in moved[:100]]}))
-    return older
-
-
-def _place_text(path: tuple, is_root: bool) -> str:
-    """A page's place for a finding: its bucket, and whether it is the root."""
-    bucket = "/".join(name_text(p) for p in path) if path else "the root bucket"
-    return f"{'the root page' if is_root else 'a page'} of {bucket!s}"
-
-
-def _descend(db: DB, root: int, stop) -> Iterator[tuple]:
-    """(page, bucket path, is a bucket's root page) of the pages of the tree
-    at ``root`` where ``stop(page)`` holds, descending only through pages
-    where it does not; each page once."""
-    seen = bytearray(db.pages_in_file)
-    stack = [(root, (), True)]
-    while stack:
-        pgid, path, is_root = stack.pop()
-        if not 2 <= pgid < len(seen) or seen[pgid]:
-            continue
-        seen[pgid] = 1
-        if stop(pgid):
-            yield pgid, path, is_root
-        else:
-            stack.extend(_tree_children(db, pgid, path))
-
-
-def _tree_children(db: DB, pgid: int, path: tuple) -> Iterator[tuple]:
-    """(page, bucket path, is a bucket's root page) for what the branch or
-    leaf page ``pgid`` of bucket ``path`` points at: a branch's children, a
-    leaf's paged sub-buckets (bucket entries only: no value is read).
-    Nothing for a page without its own id or of another type."""
-    ps, buf = db.page_size, db.buf
-    off = pgid * ps
-    pid, flags, count, overflow = S.PAGE_HEADER.unpack_from(buf, off)
-    if pid != pgid:
-        return
-    end = min((pgid + overflow + 1) * ps, db.size)
-    if flags == S.BRANCH_PAGE_FLAG:
-        for _, _, child, problem in branch_elements(buf, off, count, end):
-            if problem is None:
-                yield child, path, False
-    elif flags == S.LEAF_PAGE_FLAG:
-        base = off + S.PAGE_HEADER_SIZE
-        size = S.LEAF_ELEMENT_SIZE
-        count, _ = usable_count(buf, base, count, end, size, 4)
-        eoff = base
-        for eflags, pos, ksize, vsize in S.LEAF_ELEMENT.iter_unpack(
-                buf[base:base + count * size]):
-            k = eoff + pos
-            eoff += size
-            if eflags & S.BUCKET_LEAF_FLAG and ksize and vsize >= S.BUCKET_HEADER_SIZE \
-                    and k + ksize + S.BUCKET_HEADER_SIZE <= end:
-                root = S.BUCKET_HEADER.unpack_from(buf, k + ksize)[0]
-                if root:
-                    yield root, path + (bytes(buf[k:k + ksize]),), True
 
 
 def etcd_facts(db: DB, tree: Tree) -> dict:

@@ -198,12 +198,6 @@ COMMIT_REACHES_FREE_PAGE = _code(
     "commit-reaches-free-page", anchor=COMMIT_ANCHOR,
     what="the newest commit's tree reaches pages its own freelist and the previous "
          "commit's both list as free (pages older than the commit)")
-COMMIT_PAGE_OTHER_BUCKET = _code(
-    "commit-page-other-bucket", anchor=COMMIT_ANCHOR,
-    what="the newest commit's tree reaches a page of the previous commit's whole tree in "
-         "another bucket or place (commit N never writes over a page of commit N-1's tree, "
-         "so a page both reach is one node of one bucket: a page older than the commit "
-         "points at it)")
 COMMIT_FREELIST_LOST = _code(
     "commit-freelist-lost", anchor=COMMIT_ANCHOR,
     what="the newest commit's freelist page holds no freelist while the previous "

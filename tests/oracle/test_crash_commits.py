@@ -65,32 +65,58 @@ import pytest
 from boltfix.repair import repair
 from support import REPO, oracle
 from support.cli import invoke
-from support.crashmix import applies, crash, meta_txids, nested_ops, page_size, value
+from support.crashmix import applies, crash, meta_txids, page_size
 from support.protobuf import key_value, rev_key
 
 # ---------------------------------------------------------------- histories
+
+
+def _value(i: int, size: int) -> bytes:
+    """A value of ``size`` bytes that differs per ``i``."""
+    unit = bytes([i % 251]) * 7 + b"v%03d" % i
+    return (unit * (size // len(unit) + 1))[:size]
 
 
 def _blob_ops() -> list:
     """One bucket: values that split leaves and need overflow pages,
     overwrites and deletes (synced freelist)."""
     sizes = [3000, 900, 9000, 500, 20000, 1500, 3000, 40000, 700, 2500, 6000, 100]
-    ops = [("put", [b"blobs"], b"k%03d" % i, value(i, s)) for i, s in enumerate(sizes)]
-    ops += [("put", [b"blobs"], b"k002", value(99, 12000)),  # an overflow value rewritten
+    ops = [("put", [b"blobs"], b"k%03d" % i, _value(i, s)) for i, s in enumerate(sizes)]
+    ops += [("put", [b"blobs"], b"k002", _value(99, 12000)),  # an overflow value rewritten
             ("delete", [b"blobs"], [b"k004", b"k007"]),  # two overflow values freed
             ("put", [b"doomed"], b"doomed-000300", b"short now")]
     return ops
 
 
+def _nested_ops() -> list:
+    """Nested sub-buckets, new buckets (two in one commit), deletes of keys
+    and of a bucket, in a NoFreelistSync file (as etcd runs bbolt)."""
+    deep = [b"nested", b"level2", b"level3"]
+    return [
+        ("put", deep, b"deep-new-1", _value(1, 200)),
+        ("put", deep + [b"level4"], b"deep-new-2", _value(2, 5000)),
+        ("put", [b"fresh", b"sub"], b"a", _value(3, 100)),  # two new buckets
+        ("put", [b"fresh", b"sub"], b"b", _value(4, 3000)),  # inline -> paged
+        ("put", [b"fresh", b"sub2"], b"c", _value(5, 50)),
+        ("put", [b"live"], b"live-000050", _value(6, 9000)),  # changed, now overflow
+        ("delete", [b"live"], [b"live-%06d" % i for i in range(60, 140)]),
+        ("put", [b"nested", b"inline-2"], b"grown", _value(7, 2000)),  # inline -> paged
+        ("delete", [b"fresh"], [b"sub2"]),  # a bucket deleted
+        ("put", [b"another"], b"x", _value(8, 30000)),
+        ("delete", [], [b"doomed"]),  # a top-level bucket of 100 keys deleted
+        ("put", [b"live"], b"live-000051", b""),
+    ]
+
+
 def _page16k_ops() -> list:
     """16 KB pages: a big bucket and its sub-bucket."""
     return [
-        ("put", [b"many"], b"m-%03d" % i, value(i, s))
+        ("put", [b"many"], b"m-%03d" % i, _value(i, s))
         for i, s in enumerate([40000, 1000, 17000, 200, 60000])
     ] + [
-        ("put", [b"many", b"many-sub"], b"s-new", value(9, 20000)),
+        ("put", [b"many", b"many-sub"], b"s-new", _value(9, 20000)),
         ("delete", [b"many"], [b"m-001", b"m-003"]),
-        ("put", [b"made", b"here"], b"k", value(10, 100)),
+        ("put", [b"made", b"here"], b"k", _value(10, 100)),
     ]
 
 
@@ -106,7 +132,7 @@ def _etcd_ops() -> list:
     ops = []
     for i, size in enumerate([200, 5000, 900, 12000, 3000, 30000], 1):
         rev = ETCD_REVISION + i
-        kv = key_value(key=b"/crash/%d" % i, create=rev, mod=rev, value=value(i, size))
+        kv = key_value(key=b"/crash/%d" % i, create=rev, mod=rev, value=_value(i, size))
         ops.append(("put", [b"key"], rev_key(rev), kv))
         ops.append(("put", [b"meta"], b"consistent_index", (ETCD_INDEX + i).to_bytes(8, "big")))
     return ops
@@ -115,7 +141,7 @@ def _etcd_ops() -> list:
 #: name -> (start file, commits)
 HISTORIES = {
     "blobs": (oracle.fixture("freed"), _blob_ops()),
-    "nested": (oracle.fixture("nofreelist"), nested_ops()),
+    "nested": (oracle.fixture("nofreelist"), _nested_ops()),
     "page16k": (oracle.fixture("page16k"), _page16k_ops()),
     "etcd": (REPO / "fixtures" / "etcd" / "etcd-3.5.db", _etcd_ops()),
 }
@@ -134,16 +160,18 @@ _OLDER_TREE = ("lost write: the pages commit N wrote still hold the pages an old
                "rule 1 instead of rolling back to the whole tree of meta N-1")
 _STALE_SUBTREE = ("NoFreelistSync lost write: a bucket's root leaf commit N rewrote still holds "
                   "an older leaf of another bucket, records and all ({what}); it points at no "
-                  "page of meta N-1's tree, so neither a freelist (none) nor the pages both "
-                  "trees reach (commits._shared_pages_disagree) prove it stale: rule 1 keeps "
-                  "a tree no commit held instead of meta N-1's whole tree")
+                  "page of meta N-1's tree (every page both trees reach has the same bucket in "
+                  "both), so neither a freelist (none) nor the pages both trees share prove it "
+                  "stale: rule 1 keeps a tree no commit held instead of meta N-1's whole tree")
 _PROMOTED = ("NoFreelistSync lost write: meta N's root page still holds an old leaf of "
              "bucket 'fresh' (bucket entries only); taken as the root, its sub-buckets 'sub' "
              "and 'sub2' become the top level: 5 of 1221 records kept, check says OK, repair "
              "exits 0, though meta N-1's tree is whole.  The page 'sub' names is fresh/sub's "
              "root in meta N-1's tree: the same bucket name under another parent, which is "
-             "what bbolt 1.4's MoveBucket leaves in a healthy file, so only etcd files (full "
-             "bucket paths) are held to it")
+             "what bbolt 1.4's MoveBucket leaves in a healthy file; and a page the two trees "
+             "share in different places does not tell which tree is the mix (a later commit "
+             "that crashed before its meta, or a live copy, overwrites the pages commit N "
+             "freed, leaving meta N-1's tree mixed the same way)")
 _ONE_WAY = ("lost pages leave meta N's tree reaching an older leaf of 'blobs' (old values of "
             "k004, k005); its freelist disagrees one way only (unreachable-unfreed 11), which "
             "commits._stale_reach does not count as proof: judged whole, records of no commit "

@@ -123,30 +123,3 @@ def crash(prev: bytes, cur: bytes, kind: str, n: int = 0) -> bytes:
     else:
         raise AssertionError(kind)
     return bytes(out)
-
-
-# ---------------------------------------------------------------- a real history
-def value(i: int, size: int) -> bytes:
-    """A value of ``size`` bytes that differs per ``i``."""
-    unit = bytes([i % 251]) * 7 + b"v%03d" % i
-    return (unit * (size // len(unit) + 1))[:size]
-
-
-def nested_ops() -> list:
-    """Nested sub-buckets, new buckets (two in one commit), deletes of keys
-    and of a bucket, in a NoFreelistSync file (as etcd runs bbolt)."""
-    deep = [b"nested", b"level2", b"level3"]
-    return [
-        ("put", deep, b"deep-new-1", value(1, 200)),
-        ("put", deep + [b"level4"], b"deep-new-2", value(2, 5000)),
-        ("put", [b"fresh", b"sub"], b"a", value(3, 100)),  # two new buckets
-        ("put", [b"fresh", b"sub"], b"b", value(4, 3000)),  # inline -> paged
-        ("put", [b"fresh", b"sub2"], b"c", value(5, 50)),
-        ("put", [b"live"], b"live-000050", value(6, 9000)),  # changed, now overflow
-        ("delete", [b"live"], [b"live-%06d" % i for i in range(60, 140)]),
-        ("put", [b"nested", b"inline-2"], b"grown", value(7, 2000)),  # inline -> paged
-        ("delete", [b"fresh"], [b"sub2"]),  # a bucket deleted
-        ("put", [b"another"], b"x", value(8, 30000)),
-        ("delete", [], [b"doomed"]),  # a top-level bucket of 100 keys deleted
-        ("put", [b"live"], b"live-000051", b""),
-    ]
