@@ -37,6 +37,11 @@ Limits, stated plainly:
   holds the metas of the moment page 0 was read and later pages from later
   commits, which may have reused pages of the metas' trees: then the newest
   whole tree may be one no meta names, found from its root page.
+* The converse does not hold: a page both trees reach in different
+  buckets proves one tree a mix, but not which.  A commit N+1 that crashed
+  before its meta (or later commits a live copy caught) writes over the
+  pages commit N freed, N-1's old copies, which leaves N-1's tree mixed
+  the same way beside N's whole one, and it may still read as whole.
 * Structure alone cannot prove a page current: a stale page has a right
   self-id, a right type and sorted keys.  A tree is *whole* when its walk
   and its own freelist (when synced) find nothing wrong; a whole tree is

@@ -158,14 +158,20 @@ _OLDER_TREE = ("lost write: the pages commit N wrote still hold the pages an old
                "wrote there, a well-formed tree (with, in a synced file, that commit's own "
                "freelist); meta N's tree reads as commit {k} and commits.choose keeps it by "
                "rule 1 instead of rolling back to the whole tree of meta N-1")
-_STALE_SUBTREE = ("NoFreelistSync lost write: a page N rewrote still holds its old self, "
-                  "pointing at pages later freed and reused by other buckets; the walk finds "
-                  "them well formed (no freelist to prove them stale), rule 1 keeps a tree no "
-                  "commit held ({what}) instead of meta N-1's whole tree")
+_STALE_SUBTREE = ("NoFreelistSync lost write: a bucket's root leaf commit N rewrote still holds "
+                  "an older leaf of another bucket, records and all ({what}); it points at no "
+                  "page of meta N-1's tree (every page both trees reach has the same bucket in "
+                  "both), so neither a freelist (none) nor the pages both trees share prove it "
+                  "stale: rule 1 keeps a tree no commit held instead of meta N-1's whole tree")
 _PROMOTED = ("NoFreelistSync lost write: meta N's root page still holds an old leaf of "
              "bucket 'fresh' (bucket entries only); taken as the root, its sub-buckets 'sub' "
              "and 'sub2' become the top level: 5 of 1221 records kept, check says OK, repair "
-             "exits 0, though meta N-1's tree is whole")
+             "exits 0, though meta N-1's tree is whole.  The page 'sub' names is fresh/sub's "
+             "root in meta N-1's tree: the same bucket name under another parent, which is "
+             "what bbolt 1.4's MoveBucket leaves in a healthy file; and a page the two trees "
+             "share in different places does not tell which tree is the mix (a later commit "
+             "that crashed before its meta, or a live copy, overwrites the pages commit N "
+             "freed, leaving meta N-1's tree mixed the same way)")
 _ONE_WAY = ("lost pages leave meta N's tree reaching an older leaf of 'blobs' (old values of "
             "k004, k005); its freelist disagrees one way only (unreachable-unfreed 11), which "
             "commits._stale_reach does not count as proof: judged whole, records of no commit "

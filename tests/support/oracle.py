@@ -350,6 +350,16 @@ def put(file: PathLike, bucket_path: Sequence[bytes], key: bytes, value: bytes,
          version=version)
 
 
+def move_bucket(file: PathLike, src: Sequence[bytes], dst: Sequence[bytes], child: bytes,
+                put: Optional[tuple] = None, version: str = "1.4.3") -> None:
+    """bbolt 1.4+'s ``tx.MoveBucket``: bucket ``child`` from the bucket at
+    ``src`` to the one at ``dst`` (``[]``: the root) in one transaction,
+    with ``put`` (key, value) put into the moved bucket in the same one."""
+    extra = [bytes(x).hex() for x in put] if put else []
+    _run(["move", file, _hexpath(src), _hexpath(dst), bytes(child).hex(), *extra],
+         version=version)
+
+
 def info(path: PathLike, version: str = DEFAULT_VERSION) -> dict:
     """``{"page_size", "txid", "size", "buckets": {name_bytes: {"sequence", "stats"}}}``.
 

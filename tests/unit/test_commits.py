@@ -185,3 +185,32 @@ def test_a_freelist_page_of_the_wrong_type_only_vs_an_older_page(tmp_path):
         choice = C.choose(db)
         assert choice.rule == C.ROLLED_BACK, choice.reason
         assert choice.passed_over.counts[F.COMMIT_FREELIST_LOST] == 1
+
+
+def _entries(path, version: str = oracle.DEFAULT_VERSION) -> list:
+    """Real bbolt's records of ``path``: (bucket path, key, type, value)."""
+    return [(tuple(e["path"]), e["key"], e["type"], e["value"])
+            for e in oracle.oracle_dump(path, version=version)]
+
+
+@pytest.mark.parametrize("put", [None, (b"moved-too", b"v")], ids=["move", "move-and-put"])
+def test_a_moved_bucket_is_a_whole_commit(tmp_path, put):
+    """bbolt 1.4.3's ``MoveBucket`` (``nested/level2/level3`` to the root,
+    alone or with a put into it in the same transaction) moves the bucket's
+    entry and leaves its pages where they are: the two metas' trees share
+    them under different bucket paths.  That is a whole commit: kept, and
+    repaired into exactly the records bbolt reads."""
+    path = tmp_path / "moved.db"
+    path.write_bytes(oracle.fixture("nofreelist").read_bytes())
+    before = _entries(path)
+    oracle.move_bucket(path, [b"nested", b"level2"], [], b"level3", put=put)
+    after = _entries(path, version="1.4.3")
+    assert after != before and any(e[0][:1] == (b"level3",) for e in after)
+    with DB(path) as db:
+        choice = C.choose(db)
+        newest, older = C.valid_metas(db)
+    assert newest.txid == older.txid + 1 and choice.candidate.meta is newest
+    assert choice.rule == C.NEWEST and choice.judgement.whole
+    out = tmp_path / "fixed.db"
+    repair(path, out)
+    assert _entries(out) == after
