@@ -127,7 +127,7 @@ def http_put(srv, key: str, value: bytes) -> None:
         assert resp.status == 200
 
 
-@pytest.fixture(scope="module", params=["3.4", "3.5"])
+@pytest.fixture(scope="module", params=etcdtools.VERSIONS_MAJOR)
 def k8s_db(request, tmp_path_factory):
     version = request.param
     etcdtools.require_etcd(version)

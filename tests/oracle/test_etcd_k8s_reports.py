@@ -138,7 +138,7 @@ def _plain(srv) -> None:
             g.put(f"/app/key-{i:03d}", f"gen{gen}-{PAD}".encode())
 
 
-@pytest.fixture(scope="module", params=["3.4", "3.5"])
+@pytest.fixture(scope="module", params=etcdtools.VERSIONS_MAJOR)
 def dbs(request, tmp_path_factory):
     """(version, Kubernetes db, plain etcd db), each written by the real etcd."""
     version = request.param

@@ -41,7 +41,7 @@ from support.etcdtools import (
     restore_snapshot,
 )
 
-VERSIONS = ["3.4", "3.5"]
+VERSIONS = ["3.4", "3.5", "3.6", "3.7"]
 NKEYS = 400
 
 
