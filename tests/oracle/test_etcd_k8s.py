@@ -1,7 +1,7 @@
 """Kubernetes objects in real etcd dbs: decoded, and their Secrets never shown
 by default.
 
-The dbs are written by the real etcd 3.4 and 3.5 through its API (the gRPC
+The dbs are written by the real etcd 3.4, 3.5, 3.6 and 3.7 through its API (the gRPC
 gateway's ``/v3/kv/put``: binary values without a shell in the way); the
 values are true Kubernetes encodings built by ``k8sbytes`` from the published
 field numbers, independently of boltfix's decoder (and held to the bytes

@@ -1,7 +1,7 @@
 """repair and check name the Kubernetes objects of the etcd keys they report
 lost or at risk (issue 13, item 4).
 
-Real etcd 3.4 and 3.5 dbs hold true Kubernetes encodings (``k8sbytes``,
+Real etcd 3.4, 3.5, 3.6 and 3.7 dbs hold true Kubernetes encodings (``k8sbytes``,
 built from the published field numbers, independently of boltfix), written
 through etcd's API; copies are damaged with crafted page damage so that
 repair and check put keys at risk or lose them.  What each key names (its

@@ -1,5 +1,5 @@
 """What etcd serves from a repaired db (boltfix.served), against the real
-etcd 3.4.23 and 3.5.1.
+etcd 3.4.23, 3.5.1, 3.6.16 and 3.7.3.
 
 A db per version is written through etcd's own API (its JSON gateway and
 etcdctl): several revisions per key, deletes (tombstones above the

@@ -20,11 +20,11 @@ import tempfile
 from pathlib import Path
 
 from support import REPO
-from support.etcdtools import require_etcd
+from support.etcdtools import VERSIONS_MAJOR, require_etcd
 
 ETCD_DIR = REPO / "fixtures" / "etcd"
 #: every etcd version an etcd-specific test runs on
-VERSIONS = ("3.4", "3.5", "3.6", "3.7")
+VERSIONS = VERSIONS_MAJOR
 #: the versions whose db the real etcd writes during the test run
 GENERATED = ("3.6", "3.7")
 _MADE: dict = {}
