@@ -248,7 +248,12 @@ def test_every_wrongly_served_key_is_at_risk(etcd_db, case, salvage, tmp_path):
     if not salvage:
         # with only the reachable tree kept, every case changes what etcd serves
         assert e["analysed"]
-        assert wrong or gone, "the damage must change what etcd serves"
+        # (but the transaction the older meta loses may hold no key write:
+        # etcd 3.6 ends with commits of meta only; then the key bucket is
+        # the intact one, record for record)
+        same_keys = case == "lost-meta-root" and \
+            key_records(o.fixed) == key_records(etcd_db[1])
+        assert wrong or gone or same_keys, "the damage must change what etcd serves"
     elif not e.get("analysed"):
         # salvage brought back every lost revision: nothing is served wrongly
         assert not wrong and not gone
