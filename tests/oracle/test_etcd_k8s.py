@@ -167,9 +167,12 @@ def hexdump_bytes(text: str) -> bytes:
 
 
 def page_ids(db) -> list:
-    """Every page of the file, overflow pages too."""
-    info = json.loads(run("inspect", db, "--json").stdout)
-    return list(range(info["file"]["pages_in_file"]))
+    """Every page bbolt ever allocated (below the high-water mark), overflow
+    pages too, and the file's last page: etcd 3.6+ sizes its file 16 MB
+    ahead, thousands of pages bbolt never wrote."""
+    info = json.loads(run("inspect", db, "--json").stdout)["file"]
+    n = info["pages_in_file"]
+    return sorted(set(range(min(n, info["hwm"]))) | {n - 1})
 
 
 # ---------------------------------------------------------------- decoding
@@ -307,6 +310,12 @@ def test_no_secret_in_any_output(k8s_db):
     assert found_free  # the free-page records were there to be masked
 
 
+#: the slow tests (every output form, page by page, twice) on the two oldest
+#: versions only; 3.6/3.7 run every other test of this file (CI's time)
+OLD_VERSIONS = pytest.mark.parametrize("k8s_db", ["3.4", "3.5"], indirect=True)
+
+
+@OLD_VERSIONS
 def test_show_secrets_shows_them_all(k8s_db):
     db, _objs, secrets = k8s_db
     live = secrets[:-2]  # the last two were overwritten / deleted
