@@ -1,4 +1,5 @@
-"""`boltfix dump` on dbs the real etcd 3.4 / 3.5 wrote: every record decodes,
+"""`boltfix dump` on dbs the real etcd 3.4, 3.5, 3.6 and 3.7 wrote (3.6/3.7:
+written in the run, support.etcddbs): every record decodes,
 free pages are guessed to be the `key` bucket's, and a deleted value is
 found again in the free pages (forensics)."""
 
@@ -10,24 +11,15 @@ import time
 
 import pytest
 
-from support import REPO, etcdtools
+from support import etcddbs, etcdtools
 from support.cli import invoke, jsonl, run_ok
-
-ETCD_DIR = REPO / "fixtures" / "etcd"
-ETCD_VERSIONS = [v for v in ("3.4", "3.5") if (ETCD_DIR / f"etcd-{v}.db").is_file()
-                 and (ETCD_DIR / f"etcd-{v}.expected.json").is_file()]
 
 
 # ---------------------------------------------------------------- real etcd
-def _etcd_expected(version):
-    return json.loads((ETCD_DIR / f"etcd-{version}.expected.json").read_text())
-
-
-@pytest.mark.skipif(not ETCD_VERSIONS, reason="etcd fixtures not generated")
-@pytest.mark.parametrize("version", ETCD_VERSIONS)
+@pytest.mark.parametrize("version", etcddbs.VERSIONS)
 def test_real_etcd_decode(version):
-    exp = _etcd_expected(version)
-    db = ETCD_DIR / f"etcd-{version}.db"
+    exp = etcddbs.expected(version)
+    db = etcddbs.etcd_db(version)
     r = run_ok("dump", db)
     lines = jsonl(r)
     assert all("etcd" in d for d in lines if d["path"])
@@ -87,10 +79,9 @@ def test_real_etcd_decode(version):
     assert any(h.encode() in r.stdout_bytes for h in hashes)
 
 
-@pytest.mark.skipif(not ETCD_VERSIONS, reason="etcd fixtures not generated")
-@pytest.mark.parametrize("version", ETCD_VERSIONS)
+@pytest.mark.parametrize("version", etcddbs.VERSIONS)
 def test_real_etcd_free_pages_guess_key_bucket(version):
-    db = ETCD_DIR / f"etcd-{version}.db"
+    db = etcddbs.etcd_db(version)
     r = run_ok("dump", db, "--include", "free,orphan")
     lines = jsonl(r)
     guessed = [d for d in lines if d.get("bucket_guess") == ["key"]]
@@ -104,7 +95,7 @@ def test_real_etcd_free_pages_guess_key_bucket(version):
 MARK = "forensic-evidence-value"
 
 
-@pytest.mark.parametrize("version", ["3.4", "3.5"])
+@pytest.mark.parametrize("version", etcddbs.VERSIONS)
 def test_deleted_and_compacted_keys_found_in_free_pages(version, tmp_path):
     etcdtools.require_etcd(version)
     data = tmp_path / "data"

@@ -2,7 +2,7 @@
 3.7.3 (built by ``scripts/build_etcd.sh``) on a representative subset.
 
 3.4/3.5 start from the committed fixtures; 3.6/3.7 from a db the real etcd
-writes at the start of the module with ``fixtures/etcd/make_etcd_db.py``
+writes once per test session with ``fixtures/etcd/make_etcd_db.py`` (support.etcddbs)
 (the same content; etcd 3.6+ keeps ``meta/storageVersion``).
 
 (a) The repair workflow on a real data dir: restore the committed fixture
@@ -36,7 +36,7 @@ from boltfix import structs as S
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker
-from support import REPO, damage, oracle
+from support import REPO, damage, etcddbs, oracle
 from support.etcdtools import (
     EtcdServer,
     EtcdStartError,
@@ -48,7 +48,6 @@ from support.etcdtools import (
 ETCD_FIXTURES = REPO / "fixtures" / "etcd"
 sys.path.insert(0, str(ETCD_FIXTURES))
 import make_13406  # noqa: E402
-import make_etcd_db  # noqa: E402
 
 ROOT = "root:boltfix-root"
 VERSIONS = ["3.4", "3.5"]
@@ -67,14 +66,12 @@ def expected_of(version: str, where: Path = ETCD_FIXTURES) -> dict:
 
 
 def fixture_db(version: str, work: Path) -> Path:
-    """The committed fixture db of 3.4/3.5; for a NEW_VERSIONS one, a db the
-    real etcd of that version writes now into ``work`` (with its
-    expectations beside it)."""
+    """The committed fixture db of 3.4/3.5; for a NEW_VERSIONS one, the db
+    the real etcd of that version wrote for this session (support.etcddbs,
+    with its expectations beside it; ``work`` is unused then)."""
     if version not in NEW_VERSIONS:
         return ETCD_FIXTURES / f"etcd-{version}.db"
-    out = work / f"etcd-{version}.db"
-    assert make_etcd_db.main(["--version", version, "--out", str(out), "-q"]) == 0
-    return out
+    return etcddbs.etcd_db(version)
 
 
 def dump_idents(path) -> list:

@@ -1,29 +1,29 @@
-"""The real etcd 3.4 / 3.5 starts from a db whose root salvage rebuilt (rule 4),
-restored as a snapshot."""
+"""The real etcd 3.4, 3.5, 3.6 and 3.7 starts from a db whose root salvage
+rebuilt (rule 4), restored as a snapshot (3.6/3.7: a db their real etcd
+writes in this run, support.etcddbs)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 
 from boltfix.repair import repair
+from support import etcddbs
 from support.salvage import (
-    ETCD,
     tree_records,
     zero_roots,
 )
 
 
 # ---------------------------------------------------------------- real etcd starts from it
-@pytest.mark.parametrize("version", ["3.4", "3.5"])
+@pytest.mark.parametrize("version", etcddbs.VERSIONS)
 def test_etcd_starts_from_a_root_lost_salvage(version, tmp_path):
     from support.etcdtools import EtcdServer, require_etcd, restore_snapshot
 
     require_etcd(version)
     src = tmp_path / "damaged.db"
-    shutil.copyfile(ETCD / f"etcd-{version}.db", src)
+    shutil.copyfile(etcddbs.etcd_db(version), src)
     zero_roots(src)
     fixed = tmp_path / "fixed.db"
     repair(src, fixed)
@@ -53,6 +53,6 @@ def test_etcd_starts_from_a_root_lost_salvage(version, tmp_path):
         shutil.rmtree(dd, ignore_errors=True)
     got.pop("/boltfix/after-salvage", None)
     assert got == want
-    expected = json.loads((ETCD / f"etcd-{version}.expected.json").read_text())
+    expected = etcddbs.expected(version)
     for k, v in got.items():
         assert v == expected["keys"].get(k) or v in expected["history"].get(k, []), k

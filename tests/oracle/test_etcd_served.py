@@ -1,5 +1,5 @@
 """What etcd serves from a repaired db (boltfix.served), against the real
-etcd 3.4.23 and 3.5.1.
+etcd 3.4.23, 3.5.1, 3.6.16 and 3.7.3.
 
 A db per version is written through etcd's own API (its JSON gateway and
 etcdctl): several revisions per key, deletes (tombstones above the
@@ -41,7 +41,7 @@ from support.etcdtools import (
     restore_snapshot,
 )
 
-VERSIONS = ["3.4", "3.5"]
+VERSIONS = ["3.4", "3.5", "3.6", "3.7"]
 NKEYS = 400
 
 
@@ -248,7 +248,12 @@ def test_every_wrongly_served_key_is_at_risk(etcd_db, case, salvage, tmp_path):
     if not salvage:
         # with only the reachable tree kept, every case changes what etcd serves
         assert e["analysed"]
-        assert wrong or gone, "the damage must change what etcd serves"
+        # (but the transaction the older meta loses may hold no key write:
+        # etcd 3.6 ends with commits of meta only; then the key bucket is
+        # the intact one, record for record)
+        same_keys = case == "lost-meta-root" and \
+            key_records(o.fixed) == key_records(etcd_db[1])
+        assert wrong or gone or same_keys, "the damage must change what etcd serves"
     elif not e.get("analysed"):
         # salvage brought back every lost revision: nothing is served wrongly
         assert not wrong and not gone
@@ -497,7 +502,11 @@ def test_salvaged_zeroed_branch_is_served_as_intact(etcd_db, tmp_path):
     assert not wrongly, sorted(wrongly)[:5]
 
 
-@pytest.mark.parametrize("seed", range(12))
+#: 12 seeds on 3.4 and 3.5, 4 on 3.6 and 3.7 (CI's time)
+RANDOM_CASES = [(v, seed) for v in VERSIONS for seed in range(12 if v in ("3.4", "3.5") else 4)]
+
+
+@pytest.mark.parametrize("etcd_db,seed", RANDOM_CASES, indirect=["etcd_db"])
 def test_random_page_damage_names_every_wrongly_served_key(etcd_db, seed, tmp_path):
     """Seeded random damage: key bucket pages zeroed (branch or leaf), branch
     elements pointed past the end, the file cut; repair (keep and drop) and

@@ -49,6 +49,13 @@ def meta_txids(buf: bytes, ps: int) -> List[int]:
     return [META.unpack_from(buf, i * ps + 16)[8] for i in (0, 1)]
 
 
+def high_water(buf: bytes) -> int:
+    """The bytes the newest meta says are in use (its ``pgid``, the first
+    page never allocated, times the page size)."""
+    ps = page_size(buf)
+    return META.unpack_from(buf, newest_meta(buf, ps) * ps + 16)[7] * ps
+
+
 def newest_meta(buf: bytes, ps: int) -> int:
     """The index of the meta page with the higher txid."""
     txids = meta_txids(buf, ps)

@@ -137,6 +137,8 @@ class EtcdBinaries:
 BUILT = {"3.5.21": "3.5.21", "3.6": "3.6.16", "3.7": "3.7.3"}
 #: every version name: 3.4 (Debian 3.4.23), 3.5 (PyPI 3.5.1), then the built ones
 VERSIONS = ("3.4", "3.5", *BUILT)
+#: one of each minor version: what the etcd-specific tests run on
+VERSIONS_MAJOR = ("3.4", "3.5", "3.6", "3.7")
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
 
 

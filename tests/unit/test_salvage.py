@@ -21,7 +21,7 @@ from boltfix.leaves import sure_increasing
 from boltfix.reader import DB
 from boltfix.repair import repair
 from boltfix.walk import Walker
-from support import REPO, damage, oracle
+from support import REPO, damage, etcddbs, oracle
 from support.salvage import (
     ETCD,
     intact_records,
@@ -44,11 +44,14 @@ def unchanged_pages(original, damaged_path, ps) -> set:
 def rolled_back_further(rep, original, m) -> bool:
     """Whether repair kept an older commit's whole etcd tree, found from a
     stale copy of the root (commits rule 4); then the records ``measure``
-    calls invented may only be that commit's ``meta`` values, its index
-    never above the file's own (etcd replays its WAL above it)."""
+    calls invented may only be that commit's values outside ``key`` (its
+    ``meta``, ``auth/authRevision``, a lease since revoked: etcd writes a
+    revision record once, so an older tree's ``key`` records are the
+    file's own), its index never above the file's own (etcd replays its
+    WAL above it)."""
     if (rep.commits or {}).get("rule") != "rolled-back-further":
         return False
-    assert all(k[0] == (b"meta",) for k in m["invented"]), m["invented"][:3]
+    assert all(k[0] != (b"key",) for k in m["invented"]), m["invented"][:3]
     kept = rep.commits["kept"]["etcd"]["consistent_index"]
     own = tree_records(original)[((b"meta",), b"consistent_index")][0]
     assert kept <= int.from_bytes(own, "big")
@@ -75,19 +78,20 @@ def measure(original, damaged_path, out, bucket=None) -> dict:
 # ---------------------------------------------------------------- etcd damage that takes the root
 
 
+#: 3.6 and 3.7: dbs their real etcd writes in this run (support.etcddbs).
+#: The truncation only where a root lies high (3.4's db): in 3.5-3.7's one
+#: meta's root is a low page, and a cut below it leaves only the metas.
 ETCD_ROOT_CASES = {
     "3.4-truncated-past-root": ("3.4", truncate_past_root),
-    "3.4-zeroed-root-leaf": ("3.4", zero_roots),
-    "3.5-zeroed-root-leaf": ("3.5", zero_roots),
-    "3.4-zeroed-key-branch": ("3.4", zero_key_branch),
-    "3.5-zeroed-key-branch": ("3.5", zero_key_branch),
+    **{f"{v}-zeroed-root-leaf": (v, zero_roots) for v in etcddbs.VERSIONS},
+    **{f"{v}-zeroed-key-branch": (v, zero_key_branch) for v in etcddbs.VERSIONS},
 }
 
 
 @pytest.mark.parametrize("case", list(ETCD_ROOT_CASES))
 def test_etcd_root_or_key_branch_lost_is_salvaged(case, tmp_path):
     version, fn = ETCD_ROOT_CASES[case]
-    original = ETCD / f"etcd-{version}.db"
+    original = etcddbs.etcd_db(version)
     src = tmp_path / "damaged.db"
     shutil.copyfile(original, src)
     fn(src)
@@ -102,13 +106,16 @@ def test_etcd_root_or_key_branch_lost_is_salvaged(case, tmp_path):
     sv = rep.salvage
     assert further or (sv["etcd"] and sv["salvaged"]["key"])
     # compacted revisions never come back: deleted-and-compacted keys stay gone
-    expected = json.loads((ETCD / f"etcd-{version}.expected.json").read_text())
+    expected = etcddbs.expected(version)
     from boltfix.etcd import decode_key_value
 
     served = {decode_key_value(v).get("key") for (b, _), (v, _) in tree_records(out).items()
               if b == (b"key",)}
     compacted = {k.encode() for k, d in expected["deleted"].items() if d["compacted"]}
-    assert not served & compacted
+    # (an older commit's whole tree kept, rolled back further, may predate
+    # the compaction's deletes, as in 3.6/3.7's db: etcd resumes the
+    # compaction it finds scheduled and not finished; salvage never does)
+    assert further or not served & compacted
     # lost+found is a valid bbolt file apart from the output
     assert oracle.oracle_check(lf).ok
     print(f"{case}: {m['found']}/{m['must']} key revisions on surviving pages recovered "
@@ -208,16 +215,17 @@ def test_mean_recall_over_damage_kinds(tmp_path):
         repair(src, d / "fixed.db")
         m = measure(damage.FIXTURES / f"{k.shape}.db", src, d / "fixed.db")
         rows.append((f"bbolt {kind}", m))
-    for version in ("3.4", "3.5"):
+    for version in etcddbs.VERSIONS:
+        original = etcddbs.etcd_db(version)
         for kind, fn in ETCD_KINDS.items():
             d = tmp_path / f"e{version}-{kind}"
             d.mkdir()
             src = d / "damaged.db"
-            shutil.copyfile(ETCD / f"etcd-{version}.db", src)
+            shutil.copyfile(original, src)
             fn(src)
             rep = repair(src, d / "fixed.db")
-            m = measure(ETCD / f"etcd-{version}.db", src, d / "fixed.db", bucket=(b"key",))
-            if rolled_back_further(rep, ETCD / f"etcd-{version}.db", m):
+            m = measure(original, src, d / "fixed.db", bucket=(b"key",))
+            if rolled_back_further(rep, original, m):
                 m["invented"] = []  # that commit's meta values: checked above
             rows.append((f"etcd {version} {kind}", m))
     for name, m in rows:
