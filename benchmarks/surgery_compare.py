@@ -45,10 +45,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # tests/support
-sys.path.insert(0, str(REPO / "tests" / "oracle"))  # the crash histories
 
-import test_crash_commits as crashes  # noqa: E402
-
+from support import bbolthistory as crashes  # noqa: E402
 from support import damage  # noqa: E402
 from support.surgery import compare, crash_case, damage_case, falls_short  # noqa: E402
 
@@ -60,7 +58,7 @@ def damage_cases(root: Path):
 
 
 class _Dirs:
-    """Enough of pytest's tmp_path_factory for test_crash_commits.history."""
+    """Enough of pytest's tmp_path_factory for support.bbolthistory.history."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -139,7 +137,7 @@ def _known(name: str) -> str:
     parts = name.split("-", 2)
     if parts[0] not in crashes.HISTORIES or len(parts) < 3 or not parts[1].isdigit():
         return ""
-    return " (test_crash_commits.KNOWN)" if (parts[0], int(parts[1]), parts[2]) in \
+    return " (support.bbolthistory.KNOWN)" if (parts[0], int(parts[1]), parts[2]) in \
         crashes.KNOWN else ""
 
 

@@ -69,3 +69,32 @@ def test_the_docstring_rule_can_fail(tmp_path, src, found):
     names = [(n.name, n) for n in ast.walk(tree)
              if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     assert any(_public(name) and not ast.get_docstring(n) for name, n in names) is found
+
+
+def _test_module_imports(tree: ast.AST) -> list:
+    """The test modules (``test_*``) an AST imports."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.split(".")[-1].startswith("test_")]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            last = node.module.split(".")[-1]
+            if last.startswith("test_"):
+                out.append(node.module)
+    return out
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in tests/support (one support package): a
+    test module imported by another runs its tests' module code twice and
+    ties the two together."""
+    found = {}
+    for path in list((REPO / "tests").rglob("*.py")) + list((REPO / "benchmarks").glob("*.py")) \
+            + list((REPO / "scripts").glob("*.py")):
+        names = _test_module_imports(ast.parse(path.read_text()))
+        if names:
+            found[str(path.relative_to(REPO))] = names
+    assert not found, found
+    assert _test_module_imports(ast.parse("import test_crash_commits as c\n"
+                                          "from test_x import y\nimport support\n")) == \
+        ["test_crash_commits", "test_x"]

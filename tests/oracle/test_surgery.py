@@ -29,8 +29,8 @@ so the list stays true.
 from __future__ import annotations
 
 import pytest
-import test_crash_commits as crashes
 
+from support import bbolthistory as crashes
 from support import damage, oracle
 from support.surgery import VERSION, compare, crash_case, damage_case, falls_short
 
@@ -44,7 +44,7 @@ _UNFINISHED = ("commit N's meta never reached the disk (the meta page's first se
                "the pages N-1 freed (N-2's, the lowest free ids), so N-2's root now reads as "
                "N's tree: whole N by that reuse, picked knowing the records")
 #: case id -> why boltfix keeps less than the surgery's best there (the
-#: crash cases test_crash_commits.KNOWN lists are exceptions too, with its reasons)
+#: crash cases support.bbolthistory.KNOWN lists are exceptions too, with its reasons)
 EXCEPTIONS = {
     "blobs-08-meta-old-sector": _UNFINISHED,
 }
@@ -67,7 +67,7 @@ def _cases():
 
 
 def _compared(family, n, kind, tmp_path, tmp_path_factory) -> list:
-    """[(case id, test_crash_commits.KNOWN key, compare()'s row)] of one
+    """[(case id, support.bbolthistory.KNOWN key, compare()'s row)] of one
     parametrized case: one crafted damage kind, one crash case, or every
     lost growth of every history."""
     if family == "damage":
@@ -109,7 +109,7 @@ def test_repair_keeps_at_least_the_surgery(family, n, kind, tmp_path,
         if reason is not None:
             assert short is not None, f"{name} is listed as an exception but holds: {reason}"
         elif short is not None and known is not None:
-            pytest.xfail(f"{name}: {short}: test_crash_commits.KNOWN: {known}")
+            pytest.xfail(f"{name}: {short}: support.bbolthistory.KNOWN: {known}")
         else:
             assert short is None, (name, short, r)
 

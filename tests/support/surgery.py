@@ -154,7 +154,7 @@ def _intact(shape: str) -> frozenset:
 
 def crash_case(h, n: int, kind: str, root: Path) -> Optional[tuple]:
     """(crash file, {"N-1": records, "N": records}) for commit ``n`` of
-    history ``h`` (test_crash_commits.History) and crash ``kind``; None
+    history ``h`` (support.bbolthistory.History) and crash ``kind``; None
     when the kind makes no crash there (a lost growth of a file that did
     not grow)."""
     if not applies(h.captures[n - 1], h.captures[n], kind):
