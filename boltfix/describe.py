@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional, Tuple
 
-from boltfix import ccore, commits, containerd, etcd, etcdkeys, k8s, raftboltdb, secrets, vault
+from boltfix import ccore, commits, containerd, docker, etcd, etcdkeys, k8s, raftboltdb, secrets, vault
 from boltfix import structs as S
 from boltfix.etcdkeys import KEY, KEY_BUCKET, decode_revision
 from boltfix.findings import Collector
@@ -70,6 +70,11 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         # containerd's meta.db: by v1/version, a walk of its own
         info["application"] = containerd.name(version)
         info["containerd"] = containerd.scan(db, version).to_json()
+    elif docker.kind_of(top_level_names(db)) is not None \
+            and (kind := docker.recognise(db)) is not None:
+        # Docker's volume store or libnetwork's local-kv.db: its one bucket
+        info["application"] = docker.name(kind)
+        info["docker"] = docker.scan(db, kind).to_json()
     elif vault.looks_like_vault(top_level_names(db)):
         # Vault's integrated-storage FSM: data (barrier-encrypted) and config
         info["application"] = vault.APPLICATION

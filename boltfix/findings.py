@@ -51,6 +51,7 @@ COMMIT_ANCHOR = "#which-commit-repair-keeps"
 DATA_DIR_ANCHOR = "#wal-and-the-data-dir"
 RAFT_ANCHOR = "#raft-boltdb"
 CONTAINERD_ANCHOR = "#containerd-metadata"
+DOCKER_ANCHOR = "#docker"
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,18 @@ CONTAINERD_SNAPSHOT_MISSING = _code(
 CONTAINERD_PARENT_MISSING = _code(
     "containerd-parent-missing", severity=WARNING, anchor=CONTAINERD_ANCHOR, stops=False,
     what="containerd: a snapshot's parent is absent")
+
+# ---------------------------------------------------------------- docker
+DOCKER_ENDPOINT_NETWORK_MISSING = _code(
+    "docker-endpoint-network-missing", severity=WARNING, anchor=DOCKER_ANCHOR, stops=False,
+    what="docker: a libnetwork endpoint whose network record is absent")
+DOCKER_RECORD_UNDECODABLE = _code(
+    "docker-record-undecodable", severity=WARNING, anchor=DOCKER_ANCHOR, stops=False,
+    what="docker: a volume record that is no JSON, or a libnetwork value without its "
+         "8-byte index or JSON")
+DOCKER_VOLUME_NAME_MISMATCH = _code(
+    "docker-volume-name-mismatch", severity=WARNING, anchor=DOCKER_ANCHOR, stops=False,
+    what="docker: a volume record whose JSON Name is not its key")
 
 # ---------------------------------------------------------------- repair's own
 ETCD_UNLOADABLE_RECORD = _code("etcd-unloadable-record", loss=REPAIR, anchor=REPAIR_ANCHOR,

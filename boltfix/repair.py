@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Union
 
-from boltfix import commits, containerd, datadir, etcd, raftboltdb, served
+from boltfix import commits, containerd, datadir, docker, etcd, raftboltdb, served
 from boltfix import findings as F
 from boltfix import salvage as SV
 from boltfix import structs as S
@@ -100,6 +100,9 @@ class RepairReport:
     #: containerd's metadata only: its objects lost and what to run
     #: (:func:`boltfix.containerd.repair_report`)
     containerd: Optional[dict] = None
+    #: Docker's volume store or local-kv.db only: what was lost, what to run
+    #: (:func:`boltfix.docker.repair_report`)
+    docker: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -146,6 +149,8 @@ class RepairReport:
             out["raft"] = self.raft
         if self.containerd is not None:  # containerd's metadata only
             out["containerd"] = self.containerd
+        if self.docker is not None:  # Docker's files only
+            out["docker"] = self.docker
         return out
 
 
@@ -911,6 +916,10 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             report.containerd = containerd.repair_report(
                 verified.stats["containerd"], verified.findings,
                 [f for f in collector.findings if f.code in F.REPAIR_LOSS])
+        if verified.stats.get("docker") is not None:
+            report.docker = docker.repair_report(
+                verified.stats["docker"], verified.findings,
+                [f for f in collector.findings if f.code in F.REPAIR_LOSS])
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:
@@ -1021,7 +1030,7 @@ def _raft_report(facts: Optional[dict], collector: Collector,
 
 def _content_code(code: str) -> bool:
     """A finding about an application's content, not the file's structure."""
-    return code.startswith(("etcd-", "raft-", "containerd-"))
+    return code.startswith(("etcd-", "raft-", "containerd-", "docker-"))
 
 
 def fsync_dir(directory: str) -> None:
