@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional, Tuple
 
-from boltfix import ccore, commits, containerd, docker, etcd, etcdkeys, k8s, raftboltdb, secrets, vault
+from boltfix import (
+    ccore,
+    commits,
+    containerd,
+    docker,
+    etcd,
+    etcdkeys,
+    k8s,
+    raftboltdb,
+    secrets,
+    vault,
+)
 from boltfix import structs as S
 from boltfix.etcdkeys import KEY, KEY_BUCKET, decode_revision
 from boltfix.findings import Collector
