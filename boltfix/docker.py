@@ -30,7 +30,9 @@ A file is Docker's by its bucket layout, never by its name
   (``bridge``, ``bridge-endpoint``, ``macvlan``, ... in
   ``drivers/*/*_store.go``) and sandboxes (``sandbox_store.go``).
   ``List`` slices ``v[:8]`` without a length check: a value shorter than
-  8 bytes panics the daemon; ``UnmarshalJSON`` of a network or endpoint
+  8 bytes panics the daemon (``check`` reports it, repair drops it:
+  :func:`unloadable`, :data:`boltfix.findings.DOCKER_KV_VALUE_SHORT`);
+  ``UnmarshalJSON`` of a network or endpoint
   fails on bad JSON and the daemon's network restore stops
   (:data:`boltfix.findings.DOCKER_RECORD_UNDECODABLE`).  An endpoint
   whose network is gone is never listed by libnetwork (``store.go``
@@ -62,7 +64,7 @@ from boltfix.walk import Walker
 
 __all__ = [
     "VOLUMES", "LIBNETWORK", "kind_of", "recognise", "name", "decode_record", "secret_ranges",
-    "mask", "DockerFacts", "scan", "check_findings", "repair_report",
+    "mask", "DockerFacts", "scan", "check_findings", "unloadable", "repair_report",
 ]
 
 VOLUMES = b"volumes"
@@ -282,6 +284,7 @@ class DockerFacts:
         self.drivers: dict = {}
         self.labelled = self.with_options = 0
         self.undecodable: list = []  # (key, page, why)
+        self.short: list = []  # (key, page, length): libnetwork values libkv panics on
         self.mismatched: list = []  # (key, name, page)
         self.networks: dict = {}  # network id -> {"name", "type", "scope"}
         self.endpoints: list = []  # (network id, endpoint id, name, page)
@@ -317,7 +320,7 @@ class DockerFacts:
         kind, ids = sk if sk is not None else ("", [])
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if len(value) < INDEX_LEN:
-            self.undecodable.append((key, page, f"{len(value)} bytes, no 8-byte libkv index"))
+            self.short.append((key, page, len(value)))
             return
         body = value[INDEX_LEN:]
         if not body:
@@ -341,6 +344,12 @@ class DockerFacts:
             report(Finding(F.DOCKER_RECORD_UNDECODABLE,
                            f"docker: {name_text(key)} in {name_text(top)}: {why}",
                            WARNING, page, (), (top,), {"key": name_text(key), "why": why}))
+        for key, page, n in self.short:
+            why = (f"{n} bytes, shorter than libkv's {INDEX_LEN}-byte index (libnetwork's "
+                   "List panics on it; repair drops it)")
+            report(Finding(F.DOCKER_RECORD_UNDECODABLE, f"docker: {name_text(key)}: {why}",
+                           WARNING, page, (), (LIBNETWORK,),
+                           {"key": name_text(key), "why": why, "length": n}))
         for key, nm, page in self.mismatched:
             report(Finding(F.DOCKER_VOLUME_NAME_MISMATCH,
                            f"docker volume record {name_text(key)} holds the metadata of "
@@ -356,7 +365,8 @@ class DockerFacts:
 
     def to_json(self) -> dict:
         """The facts as ``inspect --json``'s ``docker`` member."""
-        out: dict = {"application": name(self.kind), "undecodable": len(self.undecodable)}
+        out: dict = {"application": name(self.kind),
+                     "undecodable": len(self.undecodable) + len(self.short)}
         if self.kind == VOLUMES:
             out.update(volumes=self.volumes, drivers=dict(sorted(self.drivers.items())),
                        with_labels=self.labelled, with_options=self.with_options,
@@ -371,7 +381,8 @@ class DockerFacts:
             scopes[str(n["scope"])] = scopes.get(str(n["scope"]), 0) + 1
             drivers[str(n["type"])] = drivers.get(str(n["type"]), 0) + 1
         out.update(
-            networks=len(self.networks), endpoints=len(self.endpoints),
+            short_values=len(self.short), networks=len(self.networks),
+            endpoints=len(self.endpoints),
             scopes=dict(sorted(scopes.items())), drivers=dict(sorted(drivers.items())),
             orphan_endpoints=sum(1 for e in self.endpoints if e[0] not in self.networks),
             by_network={nid: {"name": n["name"], "type": n["type"], "scope": n["scope"],
@@ -400,6 +411,13 @@ def scan(db: DB, kind: bytes, report=None, tree=None) -> DockerFacts:
     if report is not None:
         facts.findings(report)
     return facts
+
+
+def unloadable(key, value) -> bool:
+    """A ``libnetwork`` value libnetwork cannot load at all: shorter than
+    libkv's index (``boltdb.go`` ``List`` slices ``v[:8]`` and panics).
+    repair drops it (:data:`boltfix.findings.DOCKER_KV_VALUE_SHORT`)."""
+    return value is not None and len(value) < INDEX_LEN
 
 
 def check_findings(db: DB, kind: bytes, report, tree=None) -> dict:

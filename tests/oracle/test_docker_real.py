@@ -11,7 +11,6 @@ import json
 
 import pytest
 
-from boltfix.reader import DB
 from support import damage, dockergen
 from support.cli import inspect_json, invoke, jsonl, run_ok
 
@@ -137,20 +136,72 @@ def test_repair_reports_in_docker_terms_and_docker_reads_it(nets, tmp_path):
     assert dockergen.read_network(out) == dockergen.read_network(broken["path"])
 
 
+def test_a_value_libnetwork_panics_on_is_flagged_and_dropped(tmp_path):
+    """A value cut below libkv's 8-byte index: libnetwork's own List panics
+    on the file; check flags it; repair drops it, names the network lost,
+    and libnetwork lists the output (every other network and endpoint)."""
+    wrote = dockergen.network(tmp_path, "--damage", "short")
+    key = wrote["damaged"][0].split(":", 1)[1]
+    gone = key.rstrip("/").rsplit("/", 1)[1]
+    with pytest.raises(RuntimeError, match="slice bounds out of range"):
+        dockergen.read_network(wrote["path"])
+    res = json.loads(invoke("check", wrote["path"], "--json", "--strict", code=(1,)).stdout)
+    short = [f["detail"] for f in res["findings"] if f["code"] == "docker-record-undecodable"]
+    assert [(d["key"], d["length"]) for d in short] == [(key, 3)]
+    out = tmp_path / "fixed.db"
+    rep = json.loads(invoke("repair", wrote["path"], "--out", out, "--json",
+                            code=(0, 1)).stdout)
+    assert [f["code"] for f in rep["dropped"]] == ["docker-kv-value-short"]
+    assert rep["docker"]["lost"]["networks"] == [gone]
+    seen = dockergen.read_network(out)["networks"]
+    assert seen == {nid: n for nid, n in wrote["networks"].items() if nid != gone}
+    text = " ".join(invoke("repair", wrote["path"], "--out", tmp_path / "f2.db",
+                           code=(0, 1)).stdout.split())
+    assert f"1 record(s) dropped: {gone[:12]}" in text
+    assert f"network {gone[:12]}: docker network create it again" in text
+
+
 def test_repaired_volume_store_is_restored_by_docker(vols, tmp_path):
-    """A clean copy repaired restores the same volumes; with the volumes
-    leaf zeroed, Docker still opens the repaired file and restores nothing
-    it did not write."""
+    """A clean copy repaired restores the same volumes; with the newest
+    meta destroyed, repair keeps the previous commit (the last volume
+    created, ssh-data, is in no other) and Docker restores exactly the
+    volumes repair's report says it kept."""
     path, wrote = vols
     run_ok("repair", path, "--out", tmp_path / "same.db")
     assert dockergen.read_volumes(tmp_path / "same.db")["volumes"] == wrote["volumes"]
     src = damage.copy_fixture(str(path), tmp_path, "damaged.db")
-    with DB(str(src)) as db:
-        root = damage.find_bucket(db, (b"volumes",)).root
+    newest = max((0, 1), key=lambda i: damage.read_meta(src, i).txid)
     ps = damage.page_size_of(src)
     with open(src, "r+b") as f:
-        f.seek(root * ps)
+        f.seek(newest * ps)
         f.write(bytes(ps))
-    invoke("repair", src, "--out", tmp_path / "fixed.db", "--json", code=(0, 1))
+    rep = json.loads(invoke("repair", src, "--out", tmp_path / "fixed.db", "--json",
+                            code=(0, 1)).stdout)["docker"]
     seen = dockergen.read_volumes(tmp_path / "fixed.db")["volumes"]
-    assert all(wrote["volumes"][k] == v for k, v in seen.items())
+    assert seen == {k: v for k, v in wrote["volumes"].items() if k != "ssh-data"}
+    assert rep["volumes"] == len(seen) and rep["drivers"] == {"local": len(seen)}
+
+
+def test_a_lost_libnetwork_leaf_is_reported_and_libnetwork_reads_the_rest(nets, tmp_path):
+    """The leaf holding the networks zeroed: repair drops it, names the
+    networks whose records it held, and libnetwork lists the output: no
+    network it did not write, and every endpoint left is one it wrote."""
+    clean, _ = nets
+    src = damage.copy_fixture(clean["path"], tmp_path, "damaged.db")
+    nodes = damage.bucket_tree(src, (b"libnetwork",))
+    leaf = next(n for n in nodes if n.children == [] and
+                any(k.startswith(b"docker/network/v1.0/network/") for k in n.keys))
+    lost = {k.decode().rstrip("/").rsplit("/", 1)[1] for k in leaf.keys
+            if k.startswith(b"docker/network/v1.0/network/")}
+    assert lost
+    ps = damage.page_size_of(src)
+    with open(src, "r+b") as f:
+        f.seek(leaf.pgid * ps)
+        f.write(bytes(ps))
+    rep = json.loads(invoke("repair", src, "--out", tmp_path / "fixed.db", "--json",
+                            code=(0, 1)).stdout)["docker"]
+    assert rep["lost"]["records_total"] >= 1
+    seen = dockergen.read_network(tmp_path / "fixed.db")["networks"]
+    assert set(seen) == set(clean["networks"]) - lost and rep["networks"] == len(seen)
+    for nid, n in seen.items():
+        assert set(n["endpoints"].items()) <= set(clean["networks"][nid]["endpoints"].items())
