@@ -64,7 +64,8 @@ from boltfix.walk import Walker
 
 __all__ = [
     "VOLUMES", "LIBNETWORK", "kind_of", "recognise", "name", "decode_record", "secret_ranges",
-    "mask", "DockerFacts", "scan", "check_findings", "unloadable", "repair_report",
+    "view_secret_ranges", "mask", "DockerFacts", "scan", "check_findings", "unloadable",
+    "repair_report",
 ]
 
 VOLUMES = b"volumes"
@@ -168,6 +169,13 @@ def secret_ranges(path, key, value) -> List[Tuple[int, int]]:
         return out
     except Exception:
         return [(0, len(bytes(value)))]
+
+
+def view_secret_ranges(key, value) -> List[Tuple[int, int]]:
+    """For ``page`` and ``page --hex`` of a Docker file, where a value's
+    bucket is unknown: :func:`secret_ranges`' rule (it reads the value's
+    JSON alone; a libnetwork value's index is no JSON string)."""
+    return secret_ranges((VOLUMES,), key, value)
 
 
 def mask(path, key, value) -> Tuple[bytes, bool]:

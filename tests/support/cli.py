@@ -71,3 +71,25 @@ def hexdump_records(path, *extra, ok=(0,)):
 def live(records):
     """The records of :func:`hexdump_records`, as oracle.parse_dump gives them."""
     return [e for e, _ in records]
+
+
+def page_bytes(path, *extra) -> bytes:
+    """What ``page`` shows of every page of ``path`` below its high-water
+    mark, as bytes: each element's key and value of ``page --json`` and the
+    bytes of ``page --hex``, joined (a secret any of them shows is in it)."""
+    hwm = inspect_json(path)["file"]["hwm"]
+    ids = [str(i) for i in range(hwm)]
+    out = bytearray()
+    for view in json.loads(run_ok("page", path, "--json", *extra, *ids).stdout):
+        for el in view.get("elements", []):
+            for field in ("key", "value"):
+                v = el.get(field)
+                if isinstance(v, str) and v.startswith("0x"):
+                    out += bytes.fromhex(v[2:])
+                elif isinstance(v, str):
+                    out += v.encode("utf-8", "surrogateescape")
+    for line in run_ok("page", path, "--hex", *extra, *ids).stdout.splitlines():
+        head = line.split("|", 1)[0].split()
+        if len(head) > 1 and len(head[0]) == 8:
+            out += bytes.fromhex("".join(head[1:]))
+    return bytes(out)
