@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from boltfix import commits, containerd, raftboltdb, served, vault
+from boltfix import commits, containerd, docker, raftboltdb, served, vault
 from boltfix import findings as F
 from boltfix import structs as S
 from boltfix.findings import ERROR, META_PROBLEMS, WARNING, Collector, Finding
@@ -82,6 +82,11 @@ def check(db: DB, *, max_findings: Optional[int] = None,
             and (version := containerd.recognise(db, walker.tree)) is not None:
         # containerd's meta.db: references its garbage collector keeps, broken
         stats["containerd"] = containerd.check_findings(db, version, report)
+    elif walker.tree is not None and not stats.get("etcd") \
+            and docker.kind_of(top_level_names(db, walker.tree)) is not None \
+            and (kind := docker.recognise(db, walker.tree)) is not None:
+        # Docker's volume store or local-kv.db: endpoints without their network
+        stats["docker"] = docker.check_findings(db, kind, report, walker.tree)
     elif walker.tree is not None and not stats.get("etcd") \
             and vault.looks_like_vault(top_level_names(db, walker.tree)):
         # Vault's FSM: its facts (nothing in it can be judged without the keys)

@@ -64,7 +64,8 @@ from boltfix.walk import Walker
 
 __all__ = [
     "APPLICATION", "V1", "recognise", "looks_like_containerd", "decode_record",
-    "secret_ranges", "ContainerdFacts", "scan", "check_findings", "OBJECTS", "repair_report",
+    "secret_ranges", "view_secret_ranges", "ContainerdFacts", "scan", "check_findings",
+    "OBJECTS", "repair_report",
 ]
 
 APPLICATION = "containerd metadata"
@@ -303,6 +304,23 @@ def _env_ranges(raw: bytes) -> List[Tuple[int, int]]:
             out.append((start + lo, start + hi))
         pos = at + len(enc)
     return out
+
+
+def view_secret_ranges(key, value) -> List[Tuple[int, int]]:
+    """For ``page`` and ``page --hex`` of a containerd metadata file, where a
+    value's bucket is unknown: the value of a credential-like key
+    (:data:`SECRET_LABEL`, as a label's) whole, and a ``spec``'s or an
+    ``options``' environment values (:func:`secret_ranges`' rules, judged
+    by the key alone).  Never raises (masks the value whole instead)."""
+    try:
+        raw, k = bytes(value), bytes(key)
+        if _label_secret(k):
+            return [(0, len(raw))] if raw else []
+        if k in ANY_KEYS:
+            return _env_ranges(raw)
+        return []
+    except Exception:
+        return [(0, len(bytes(value)))]
 
 
 def mask(path, key, value) -> Tuple[bytes, bool]:

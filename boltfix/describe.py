@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator, Optional, Tuple
 
-from boltfix import ccore, commits, containerd, etcd, etcdkeys, k8s, raftboltdb, secrets, vault
+from boltfix import (
+    ccore,
+    commits,
+    containerd,
+    docker,
+    etcd,
+    etcdkeys,
+    k8s,
+    raftboltdb,
+    secrets,
+    vault,
+)
 from boltfix import structs as S
 from boltfix.etcdkeys import KEY, KEY_BUCKET, decode_revision
 from boltfix.findings import Collector
@@ -70,6 +81,11 @@ def describe(db: DB, progress: Optional[Callable[[int], None]] = None) -> dict:
         # containerd's meta.db: by v1/version, a walk of its own
         info["application"] = containerd.name(version)
         info["containerd"] = containerd.scan(db, version).to_json()
+    elif docker.kind_of(top_level_names(db)) is not None \
+            and (kind := docker.recognise(db)) is not None:
+        # Docker's volume store or libnetwork's local-kv.db: its one bucket
+        info["application"] = docker.name(kind)
+        info["docker"] = docker.scan(db, kind).to_json()
     elif vault.looks_like_vault(top_level_names(db)):
         # Vault's integrated-storage FSM: data (barrier-encrypted) and config
         info["application"] = vault.APPLICATION
@@ -443,7 +459,8 @@ def _element_json(el, flags, mask=None, limit: int = VALUE_PREVIEW) -> dict:
         value = el.value
         if value is not None:
             n = _preview_end(value, limit)
-            value = mask(value, n, el.ksize) if mask else bytes(value[:n])
+            value = (mask(value, n, el.ksize, el.key, el.is_bucket) if mask
+                     else bytes(value[:n]))
         out.update(flags=el.flags, vsize=el.vsize, key=el.key,
                    bucket=el.is_bucket, value=value)
         if value is not None and len(value) < len(el.value):
@@ -456,16 +473,17 @@ def _element_json(el, flags, mask=None, limit: int = VALUE_PREVIEW) -> dict:
     return out
 
 
-def masked_page_view(db: DB, p: Page, pgid: int) -> dict:
+def masked_page_view(db: DB, p: Page, pgid: int, app=None) -> dict:
     """:func:`page_view` with secrets masked in each value shown
     (:class:`boltfix.secrets.PreviewMask`), unless the page is not a leaf of
-    its own and holds part of a Kubernetes Secret's value (an overflow
+    its own and holds part of a secret value (an overflow
     page): then its "header" and "elements" would be the secret's bytes,
-    and only a note is shown."""
+    and only a note is shown.  ``app``: the file's application's rule
+    (:data:`boltfix.secrets.AppRule`)."""
     if (p.self_id == pgid and p.flags == S.LEAF_PAGE_FLAG) or \
-            not secrets.file_secret_spans(db.buf, db.page_size, p.offset, p.run_end):
-        return page_view(db, pgid, mask=secrets.PreviewMask())
+            not secrets.file_secret_spans(db.buf, db.page_size, p.offset, p.run_end, app=app):
+        return page_view(db, pgid, mask=secrets.PreviewMask(app))
     return {"id": pgid, "self_id": pgid, "type": "masked", "flags": 0, "count": 0,
             "overflow": 0, "run_complete": True,
-            "masked": "this page holds part of a Kubernetes Secret's value "
-                      "(use --show-secrets)"}
+            "masked": "this page holds part of a secret value (a Kubernetes Secret's, "
+                      "or an application's) (use --show-secrets)"}

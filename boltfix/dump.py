@@ -52,6 +52,7 @@ from typing import Callable, List, Optional, Sequence
 
 from boltfix import bigrecord as BIG
 from boltfix import containerd as CD
+from boltfix import docker as DK
 from boltfix import etcd as E
 from boltfix import findings as F
 from boltfix import k8s as K8S
@@ -127,7 +128,7 @@ class DumpOptions:
     prefix: Optional[bytes] = None
     fmt: str = "jsonl"  # jsonl | text
     encoding: str = "auto"
-    decode: str = "auto"  # auto | none | etcd | raft | containerd | vault
+    decode: str = "auto"  # auto | none | etcd | raft | containerd | vault | docker
     include: Sequence[str] = (LIVE,)
     limit: Optional[int] = None
     show_secrets: bool = False
@@ -152,6 +153,8 @@ class DumpResult:
     containerd: bool = False
     #: the file is Vault's FSM (data's kinds told, config decoded)
     vault: bool = False
+    #: the file is Docker's volume store or libnetwork's local-kv.db
+    docker: bool = False
     free_pages_scanned: int = 0
     orphan_pages_scanned: int = 0
     bucket_missing: bool = False
@@ -187,9 +190,10 @@ class Dumper:
         self.raft = opts.decode == "raft"
         self.containerd = opts.decode == "containerd"
         self.vault = opts.decode == "vault"
+        self.docker = opts.decode == "docker"
         if opts.decode == "etcd":
             self.etcd = True
-        elif opts.decode in ("none", "raft", "containerd", "vault"):
+        elif opts.decode in ("none", "raft", "containerd", "vault", "docker"):
             self.etcd = False
         else:
             top = top_level_names(db)
@@ -198,16 +202,20 @@ class Dumper:
             self.containerd = (not self.etcd and CD.looks_like_containerd(top)
                                and CD.recognise(db) is not None)
             self.vault = not self.etcd and VT.looks_like_vault(top)
+            self.docker = (not self.etcd and DK.kind_of(top) is not None
+                           and DK.recognise(db) is not None)
         self.result.etcd = self.etcd
         self.result.raft = self.raft
         self.result.containerd = self.containerd
         self.result.vault = self.vault
+        self.result.docker = self.docker
         #: the applications whose records are the Python writer's: (module,
         #: member name, whether it adds its member); one that only masks
         #: keeps a containerd or Vault file's secrets hidden whatever
         #: --decode says
         self.apps = [(mod, label, True) for mod, label, on in
-                     ((CD, "containerd", self.containerd), (VT, "vault", self.vault)) if on]
+                     ((CD, "containerd", self.containerd), (VT, "vault", self.vault),
+                      (DK, "docker", self.docker)) if on]
         #: a raft-boltdb store whose records are not decoded (--decode
         #: none, etcd, ...): its logs' Data is still masked
         self.raft_mask = False
@@ -219,13 +227,16 @@ class Dumper:
                 self.apps.append((CD, "containerd", False))
             if not self.vault and VT.looks_like_vault(top):
                 self.apps.append((VT, "vault", False))
+            if not self.docker and DK.kind_of(top) is not None and DK.recognise(db) is not None:
+                self.apps.append((DK, "docker", False))
 
     def app_of(self, path):
         """The entry of :attr:`apps` whose records ``path``'s are, or None."""
         for app in self.apps:
             mod = app[0]
             if (mod is CD and path[:1] == (CD.V1,)) or \
-                    (mod is VT and len(path) == 1 and path[0] in (VT.DATA, VT.CONFIG)):
+                    (mod is VT and len(path) == 1 and path[0] in (VT.DATA, VT.CONFIG)) or \
+                    (mod is DK and len(path) == 1 and bytes(path[0]) in DK.APPLICATIONS):
                 return app
         return None
 

@@ -51,6 +51,7 @@ COMMIT_ANCHOR = "#which-commit-repair-keeps"
 DATA_DIR_ANCHOR = "#wal-and-the-data-dir"
 RAFT_ANCHOR = "#raft-boltdb"
 CONTAINERD_ANCHOR = "#containerd-metadata"
+DOCKER_ANCHOR = "#docker"
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,18 @@ CONTAINERD_PARENT_MISSING = _code(
     "containerd-parent-missing", severity=WARNING, anchor=CONTAINERD_ANCHOR, stops=False,
     what="containerd: a snapshot's parent is absent")
 
+# ---------------------------------------------------------------- docker
+DOCKER_ENDPOINT_NETWORK_MISSING = _code(
+    "docker-endpoint-network-missing", severity=WARNING, anchor=DOCKER_ANCHOR, stops=False,
+    what="docker: a libnetwork endpoint whose network record is absent")
+DOCKER_RECORD_UNDECODABLE = _code(
+    "docker-record-undecodable", severity=WARNING, anchor=DOCKER_ANCHOR, stops=False,
+    what="docker: a volume record that is no JSON, or a libnetwork value shorter than its "
+         "8-byte index or with no JSON after it")
+DOCKER_VOLUME_NAME_MISMATCH = _code(
+    "docker-volume-name-mismatch", severity=WARNING, anchor=DOCKER_ANCHOR, stops=False,
+    what="docker: a volume record whose JSON Name is not its key")
+
 # ---------------------------------------------------------------- repair's own
 ETCD_UNLOADABLE_RECORD = _code("etcd-unloadable-record", loss=REPAIR, anchor=REPAIR_ANCHOR,
                                what="a `key` record etcd cannot load, dropped")
@@ -347,6 +360,10 @@ RAFT_LOG_INDEX_MISMATCH = _code(
     "raft-log-index-mismatch", severity=WARNING, loss=REPAIR, anchor=RAFT_ANCHOR,
     what="raft-boltdb: a `logs` record not under its own Index (StoreLogs puts each log "
          "under uint64ToBytes(Index)), dropped by repair")
+DOCKER_KV_VALUE_SHORT = _code(
+    "docker-kv-value-short", loss=REPAIR, anchor=DOCKER_ANCHOR,
+    what="docker: a libnetwork value shorter than libkv's 8-byte index (libnetwork's List "
+         "panics on it), dropped by repair (check reports it as docker-record-undecodable)")
 PAGE_RECORDS_NOT_PLACED = _code("page-records-not-placed", loss=REPAIR, anchor=REPAIR_ANCHOR,
                                 what="records of a page with a wrong self-id kept out")
 

@@ -42,7 +42,7 @@ LAYERS = (
     # rule, the dump line format, etcd's records
     ("content", ("bigbytes", "protowire", "bigrecord", "etcdkeys", "k8s", "secrets", "record",
                  "etcd", "raftlog", "raftboltdb", "containerd",
-                 "vault")),
+                 "vault", "docker")),
     # what the commands do
     ("operations", ("served", "treecheck", "commits", "check", "browse", "describe", "dump",
                     "writebehind", "writer", "salvage", "repair", "wal", "walapply",

@@ -32,8 +32,10 @@ Keys appear in this order (:data:`FIELDS`); optional ones only when they apply::
                                    # raftboltdb.decode_record()
      "containerd": {...},          # containerd metadata's records under v1:
                                    # containerd.decode_record()
-     "vault": {...}}               # Vault FSM's data/config records:
+     "vault": {...},               # Vault FSM's data/config records:
                                    # vault.decode_record()
+     "docker": {...}}              # Docker's volumes / libnetwork records:
+                                   # docker.decode_record()
 
 Encodings (``--encoding``, :data:`boltfix.text.ENCODINGS`), applied to every name, key and value:
 
@@ -68,7 +70,7 @@ from boltfix.text import name_text
 #: the order of a JSONL record's keys
 FIELDS = ("path", "path_encoding", "key", "key_encoding", "value", "value_encoding",
           "type", "sequence", "page", "state", "bucket_guess", "value_redacted", "etcd",
-          "raft", "containerd", "vault")
+          "raft", "containerd", "vault", "docker")
 LIVE, FREE, ORPHAN = "live", "free", "orphan"
 STATES = (LIVE, FREE, ORPHAN)
 

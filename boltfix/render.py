@@ -109,16 +109,18 @@ def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
 HEX_PIECE = 256 << 10
 
 
-def hexdump_range(buf, page_size: int, start: int, end: int, show_secrets: bool = False):
+def hexdump_range(buf, page_size: int, start: int, end: int, show_secrets: bool = False,
+                  app=None):
     """The hexdump of ``buf[start:end]`` (:func:`hexdump`'s text and a final
     newline), in pieces of text of about 1 MB: the bytes are read, masked and
     formatted :data:`HEX_PIECE` at a time, the map's pages dropped after each.
 
     Unless ``show_secrets``, the bytes are masked as
     :class:`boltfix.secrets.RangeMask` says (password hashes, Kubernetes
-    secrets: whatever piece or page edge cuts one).
+    secrets: whatever piece or page edge cuts one), and ``app``'s
+    (:data:`boltfix.secrets.AppRule`: containerd's, Vault's, Docker's values).
     """
-    mask = None if show_secrets else RangeMask(buf, page_size, start, end)
+    mask = None if show_secrets else RangeMask(buf, page_size, start, end, app)
     dump = Hexdump(start)
     if end <= start:
         yield "\n"

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Union
 
-from boltfix import commits, containerd, datadir, etcd, raftboltdb, served
+from boltfix import commits, containerd, datadir, docker, etcd, raftboltdb, served
 from boltfix import findings as F
 from boltfix import salvage as SV
 from boltfix import structs as S
@@ -100,6 +100,9 @@ class RepairReport:
     #: containerd's metadata only: its objects lost and what to run
     #: (:func:`boltfix.containerd.repair_report`)
     containerd: Optional[dict] = None
+    #: Docker's volume store or local-kv.db only: what was lost, what to run
+    #: (:func:`boltfix.docker.repair_report`)
+    docker: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -146,6 +149,8 @@ class RepairReport:
             out["raft"] = self.raft
         if self.containerd is not None:  # containerd's metadata only
             out["containerd"] = self.containerd
+        if self.docker is not None:  # Docker's files only
+            out["docker"] = self.docker
         return out
 
 
@@ -610,6 +615,9 @@ def _salvage(db: DB, fileobj, collector, report: RepairReport, progress, m: Meta
     # raft-boltdb: a `logs` record not under its own Index is dropped (check's rule)
     into.raft_logs = not (plan is not None and plan.root_lost) and raftboltdb.looks_like_raft(
         top_level_names(db, tree))
+    # libnetwork: a value shorter than libkv's index is dropped (its List panics)
+    into.docker_kv = not (plan is not None and plan.root_lost) and docker.kind_of(
+        top_level_names(db, tree)) == docker.LIBNETWORK
     # whole: True pages copied as they stand, False a batch of the walk,
     # None a batch salvage placed (its records are not its page's: never copied)
     for bucket, item, etcd_check, whole in SV.merged(stream, plan, db):
@@ -695,6 +703,7 @@ class _Into:
         self.per_bucket = Counter()
         self.skipped = None  # path of a bucket left out: its whole subtree goes with it
         self.raft_logs = False  # a raft-boltdb store: `logs` records checked (_keep)
+        self.docker_kv = False  # libnetwork's local-kv.db: short values dropped (_keep)
 
     def open(self, path) -> None:
         if self._opened == path:
@@ -711,7 +720,8 @@ class _Into:
         leaves, start, stop = item
         if self._skip(bucket):
             return
-        if self._raft_check(bucket):  # each page's records seen; a clean page still copied
+        if self._raft_check(bucket) or self._docker_check(bucket):
+            # each page's records seen; a clean page still copied
             for batch in leaves.batches(start, stop):
                 self.batch(bucket, batch, False)
             return
@@ -734,7 +744,9 @@ class _Into:
                 and max(map(len, batch.keys), default=0) <= S.MAX_KEY_SIZE
                 and not (etcd_check and any(map(_etcd_unloadable, batch.keys, batch.values)))
                 and not (self._raft_check(bucket)
-                         and any(map(raftboltdb.index_mismatch, batch.keys, batch.values)))):
+                         and any(map(raftboltdb.index_mismatch, batch.keys, batch.values)))
+                and not (self._docker_check(bucket)
+                         and any(map(docker.unloadable, batch.keys, batch.values)))):
             # the common case, plain records of one page: in one go
             self.open(bucket.path)
             if self._filtered(bucket):
@@ -797,11 +809,22 @@ class _Into:
                                    f"raft-boltdb's `logs` record is not under its own Index, "
                                    f"dropped: {why}", page=rec.page, bucket=bucket.path,
                                    detail={"index": rec.index, "key": rec.key.hex()}))
+        elif self._docker_check(bucket) and not rec.is_bucket \
+                and docker.unloadable(rec.key, rec.value):
+            self.collector(Finding(F.DOCKER_KV_VALUE_SHORT,
+                                   "libnetwork's record is shorter than libkv's 8-byte index "
+                                   "(its List panics on it), dropped", page=rec.page,
+                                   bucket=bucket.path,
+                                   detail={"index": rec.index, "key": rec.key.hex()}))
         else:
             return True
         if rec.is_bucket:
             self.skipped = bucket.path + (rec.key,)
         return False
+
+    def _docker_check(self, bucket) -> bool:
+        """Whether ``bucket``'s records are libnetwork's, checked (_keep)."""
+        return self.docker_kv and bucket.path == (docker.LIBNETWORK,)
 
     def _raft_check(self, bucket) -> bool:
         return self.raft_logs and bucket.path == raftboltdb.LOGS_BUCKET
@@ -913,6 +936,10 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             report.containerd = containerd.repair_report(
                 verified.stats["containerd"], verified.findings,
                 [f for f in collector.findings if f.code in F.REPAIR_LOSS])
+        if verified.stats.get("docker") is not None:
+            report.docker = docker.repair_report(
+                verified.stats["docker"], verified.findings,
+                [f for f in collector.findings if f.code in F.REPAIR_LOSS])
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:
@@ -1023,7 +1050,7 @@ def _raft_report(facts: Optional[dict], collector: Collector,
 
 def _content_code(code: str) -> bool:
     """A finding about an application's content, not the file's structure."""
-    return code.startswith(("etcd-", "raft-", "containerd-"))
+    return code.startswith(("etcd-", "raft-", "containerd-", "docker-"))
 
 
 def fsync_dir(directory: str) -> None:

@@ -425,6 +425,109 @@ _BACK_PAGES = 4096  # how far back a leaf's overflow run is looked for
 SPAN_READ_BUDGET = 2 << 30
 
 
+#: an application's rule for views that do not know a value's bucket:
+#: ``rule(key, value)`` -> the ranges of ``value`` to mask (``view_secret_ranges``
+#: of boltfix.containerd, boltfix.vault, boltfix.docker; the front layer picks it
+#: by the file's layout)
+AppRule = Optional[object]
+
+
+def _app_ranges(rule, key, value, is_bucket: bool = False) -> list:
+    """``rule``'s ranges of a leaf value (none without a rule); the whole
+    value when the rule fails.  A bucket's value is looked into when it is
+    an inline bucket (its records are in it: :func:`_inline_app_ranges`)."""
+    if rule is None:
+        return []
+    try:
+        if is_bucket:
+            return _inline_app_ranges(rule, value)
+        return list(rule(bytes(key), value))
+    except Exception:
+        return [(0, len(value))]
+
+
+def _inline_app_ranges(rule, value) -> list:
+    """``rule``'s ranges of each record of an inline bucket's value (a
+    16-byte bucket header with root 0, then a leaf page holding no bucket:
+    bbolt inlines only buckets without sub-buckets), bounded by the value."""
+    n = len(value)
+    if n < 32 or struct.unpack_from("<Q", value, 0)[0] != 0:
+        return []
+    flags, count = struct.unpack_from("<HH", value, 24)
+    if flags != 0x02:
+        return []
+    out = []
+    for i in range(min(count, (n - 32) // 16)):
+        el = 32 + 16 * i
+        eflags, pos, ksize, vsize = struct.unpack_from("<IIII", value, el)
+        k = el + pos
+        v, e = k + ksize, min(k + ksize + vsize, n)
+        if eflags & 1 or v >= n:
+            continue
+        out.extend((v + a, v + b) for a, b in rule(bytes(value[k:v]), value[v:e]))
+    return out
+
+
+def stray_spans(buf, page_size: int, start: int, end: int) -> list:
+    """For a hexdump of an application file whose values are secret by
+    their bucket (containerd's, Vault's, Docker's: a page does not say its
+    bucket): the bytes of ``[start, end)`` no page of the file accounts for,
+    masked whole: pages that are not a page of their own id (an overflow
+    page's garbage header, stale bytes of freed runs) and the tail of a
+    page past its last element (bbolt reuses page buffers, so a tail may
+    hold another page's old values).  Headers, element headers, keys and
+    values stay (the rule masks the values)."""
+    size = len(buf)
+    end = min(end, size)
+    out: list = []
+    reach = 0
+    first, last = start // page_size, max(start, end - 1) // page_size
+    for q in range(max(0, first - _BACK_PAGES), last + 1):
+        off = q * page_size
+        if off < reach:
+            continue
+        if off + 16 > size:
+            out.append((off, end))
+            break
+        pid, flags, count, overflow = struct.unpack_from("<QHHI", buf, off)
+        run_end = min((q + overflow + 1) * page_size, size)
+        if pid != q or flags not in (0x01, 0x02, 0x04, 0x10):
+            if off + page_size > start:
+                out.append((max(off, start), min(off + page_size, end)))
+            continue
+        reach = run_end
+        if run_end <= start:
+            continue
+        used = _page_used(buf, off, flags, count, run_end)
+        if used < run_end:
+            out.append((max(used, start), min(run_end, end)))
+    return [(a, b) for a, b in out if a < b]
+
+
+def _page_used(buf, off: int, flags: int, count: int, run_end: int) -> int:
+    """Where a page's meaningful bytes end: its last element's key or value,
+    its freelist ids, its meta (a whole page when unsure)."""
+    if flags == 0x04:
+        return min(off + 16 + 64, run_end)
+    if flags == 0x10:
+        n = count
+        base = off + 16
+        if count == 0xFFFF and base + 8 <= run_end:
+            n = struct.unpack_from("<Q", buf, base)[0] + 1
+        return min(base + 8 * n, run_end)
+    count = min(count, (run_end - off - 16) // 16)
+    used = off + 16 + 16 * count
+    for i in range(count):
+        el = off + 16 + 16 * i
+        if flags == 0x02:
+            _f, pos, ksize, vsize = struct.unpack_from("<IIII", buf, el)
+            used = max(used, el + pos + ksize + vsize)
+        else:
+            pos, ksize = struct.unpack_from("<II", buf, el)
+            used = max(used, el + pos + ksize)
+    return min(used, run_end)
+
+
 def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
     """``data`` (the file's bytes from ``start``) with every Kubernetes
     secret in it masked, for hexdumps: :func:`file_secret_spans` of the
@@ -436,7 +539,7 @@ def mask_file_range(buf, page_size: int, start: int, data: bytes) -> bytes:
 
 
 def file_secret_spans(buf, page_size: int, start: int, end: int,
-                      data=None) -> list[tuple[int, int]]:
+                      data=None, app: AppRule = None) -> list[tuple[int, int]]:
     """The absolute byte ranges of ``buf[start:end]`` that hold a
     Kubernetes secret (clipped to it, in no order), for hexdumps.
 
@@ -448,7 +551,8 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
     asks for all of it once and masks each piece with the answer).
     A Secret's marker outside every parsed element (damage) masks from
     there to the end of the range.  The markers are looked for in ``data``
-    when given (the bytes shown, from ``start``), else in ``buf``."""
+    when given (the bytes shown, from ``start``), else in ``buf``.  ``app``:
+    an application's rule (:data:`AppRule`) for each plain value too."""
     size = len(buf)
     end = min(end, size) if data is None else end
     trim = max(1, TRIM_BYTES // page_size)  # headers read between two drops
@@ -473,7 +577,7 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
             k = el + pos
             v = k + ksize
             e = v + vsize
-            if eflags & 1 or v >= run_end:
+            if (eflags & 1 and app is None) or v >= run_end:
                 continue
             # a value cut by the end of the run (or file) is judged on what is
             # there: a KeyValue cut short that names a Secret is masked whole
@@ -485,6 +589,8 @@ def file_secret_spans(buf, page_size: int, start: int, end: int,
             ranges = kv_view_secret_ranges(buf[v:e]) if left >= 0 else [(0, e - v)]
             if left >= 0:
                 ranges = list(ranges) + raft_data_spans(ksize, buf[v:e])
+                if app is not None:
+                    ranges += _app_ranges(app, buf[k:v], buf[v:e], bool(eflags & 1))
             for a, b in ranges:
                 a, b = max(v + a, start), min(v + b, end)
                 if a < b:
@@ -549,9 +655,12 @@ class RangeMask:
     Kubernetes secrets :func:`file_secret_spans` finds over the whole
     range, once: a secret is masked whatever piece or page edge cuts it."""
 
-    def __init__(self, buf, page_size: int, start: int, end: int):
+    def __init__(self, buf, page_size: int, start: int, end: int, app: AppRule = None):
         self.buf = buf
-        self.spans = _disjoint(file_secret_spans(buf, page_size, start, end))
+        spans = file_secret_spans(buf, page_size, start, end, app=app)
+        if app is not None:  # values secret by their bucket: nothing unaccounted shown
+            spans += stray_spans(buf, page_size, start, end)
+        self.spans = _disjoint(spans)
         self._j = 0  # the first span that may reach into the next piece
 
     def piece(self, a: int, b: int) -> bytearray:
@@ -576,14 +685,18 @@ class PreviewMask:
     SPAN_READ_BUDGET bytes of values read for one page (a damaged page
     whose elements all claim one huge value), a preview is masked whole."""
 
-    def __init__(self):
+    def __init__(self, app: AppRule = None):
         self.left = SPAN_READ_BUDGET
+        self.app = app  # an application's rule (AppRule) for plain values
 
-    def __call__(self, value, n: int, key_size: int = 0) -> bytes:
+    def __call__(self, value, n: int, key_size: int = 0, key=None,
+                 is_bucket: bool = False) -> bytes:
         if len(value) > self.left:
             return b"*" * n
         self.left -= len(value)
         raft = raft_data_spans(key_size, value)  # a raft log's Data (secrets of Vault, Consul)
+        if self.app is not None and key is not None:
+            raft = raft + _app_ranges(self.app, key, value, is_bucket)
         if n == len(value) and not raft:
             data = redact_secrets(value)
             return mask_kv(data) or data  # a Kubernetes Secret's data

@@ -42,11 +42,13 @@ from boltfix.reader import DB
 from boltfix.text import name_text
 
 __all__ = ["APPLICATION", "DATA", "CONFIG", "looks_like_vault", "value_kind", "decode_record",
-           "mask", "VaultFacts", "scan"]
+           "mask", "view_secret_ranges", "VaultFacts", "scan"]
 
 APPLICATION = "vault fsm"
 DATA = b"data"
 CONFIG = b"config"
+#: the keys Vault writes in ``config`` (``physical/raft/fsm.go``)
+CONFIG_KEYS = (b"latest_indexes", b"latest_config", b"local_node_config")
 SUFFRAGE = {0: "voter", 1: "nonvoter", 2: "staging"}
 #: the barrier's version byte (AESGCMVersion1, AESGCMVersion2)
 BARRIER_VERSIONS = (1, 2)
@@ -155,6 +157,14 @@ def decode_record(path: Tuple[bytes, ...], key, value, show_secrets: bool = Fals
         return {"key": name_text(bytes(key)), **decode_config(bytes(key), bytes(value))}
     except Exception as exc:  # never raise on file bytes
         return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def view_secret_ranges(key, value) -> list:
+    """For ``page`` and ``page --hex`` of a Vault FSM, where a value's bucket
+    is unknown: every value whole but those under ``config``'s own keys
+    (:data:`CONFIG_KEYS`), as ``dump`` masks every ``data`` value."""
+    n = len(value)
+    return [] if not n or bytes(key) in CONFIG_KEYS else [(0, n)]
 
 
 def mask(path, key, value) -> Tuple[bytes, bool]:

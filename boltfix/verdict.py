@@ -267,6 +267,10 @@ def repair_verdict(r) -> List[Tuple[str, str]]:
     if cd:
         lines.append(("containerd", cd))
         lines.extend(("next", step) for step in r.containerd["advice"][:5])
+    dk = docker_line(getattr(r, "docker", None))
+    if dk:
+        lines.append(("docker", dk))
+        lines.extend(("next", step) for step in r.docker["advice"][:5])
     lines.extend(("next", step) for step in _next_steps(r))
     return lines
 
@@ -450,6 +454,28 @@ def containerd_line(cd: Optional[dict]) -> Optional[str]:
         if lost[key]:
             parts.append(f"{len(lost[key])} {what}")
     return f"kept {kept}" + ("; " + "; ".join(parts) if parts else "; nothing lost")
+
+
+def docker_line(dk: Optional[dict]) -> Optional[str]:
+    """Docker's volume store or libnetwork store in the output: what it
+    holds and what was lost (``RepairReport.docker``)."""
+    if not dk:
+        return None
+    lost = dk["lost"]
+    if "volumes" in dk and isinstance(dk["volumes"], int):
+        kept = f"kept {dk['volumes']} volume(s)"
+    else:
+        kept = f"kept {dk['networks']} network(s), {dk['endpoints']} endpoint(s)"
+    parts = []
+    if lost["records_total"]:
+        names = lost["volumes"] + [n[:12] for n in lost["networks"]] + \
+            [e["endpoint"][:12] for e in lost["endpoints"]]
+        parts.append(f"{lost['records_total']} record(s) dropped"
+                     + (": " + shorten(names, 5) if names else ""))
+    if lost["endpoints_without_network"]:
+        parts.append(f"{len(lost['endpoints_without_network'])} endpoint(s) without their "
+                     "network")
+    return kept + ("; " + "; ".join(parts) if parts else "; nothing lost")
 
 
 def _at_risk(r) -> Optional[str]:

@@ -76,6 +76,8 @@ def render_inspect(c, info: dict) -> None:
         _render_containerd(c, info["application"], info["containerd"])
     if "vault" in info:
         _render_vault(c, info["vault"])
+    if "docker" in info:
+        _render_docker(c, info["docker"])
     probs = info["problems"]
     if probs["total"]:
         c.print(f"[yellow]{probs['total']} problem(s) seen while reading "
@@ -216,6 +218,27 @@ def _render_containerd(c, title: str, r: dict) -> None:
         t.add_column(col, justify="right")
     for ns, counts in r["namespaces"].items():
         t.add_row(escape(ns), *(f"{counts.get(col, 0):,}" for col in cols))
+    c.print(t)
+
+
+def _render_docker(c, r: dict) -> None:
+    """Docker's volume store or libnetwork facts (boltfix.docker)."""
+    t = Table(title=f"application: {r['application']}", title_justify="left",
+              show_header=False)
+    t.add_column("fact")
+    t.add_column("value")
+    if "volumes" in r:
+        rows = [("volumes", r["volumes"]),
+                ("drivers", ", ".join(f"{k} {v}" for k, v in r["drivers"].items()) or "-"),
+                ("with labels / options", f"{r['with_labels']} / {r['with_options']}")]
+    else:
+        rows = [("networks", r["networks"]), ("endpoints", r["endpoints"]),
+                ("drivers", ", ".join(f"{k} {v}" for k, v in r["drivers"].items()) or "-"),
+                ("scopes", ", ".join(f"{k} {v}" for k, v in r["scopes"].items()) or "-"),
+                ("endpoints without network", r["orphan_endpoints"])]
+    rows.append(("undecodable records", r["undecodable"]))
+    for k, v in rows:
+        t.add_row(k, escape(str(v)))
     c.print(t)
 
 

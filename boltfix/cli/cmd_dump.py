@@ -36,12 +36,13 @@ from boltfix.session import (
               default="auto", show_default=True,
               help="How names, keys and values are written in JSON.")
 @click.option("--decode", type=click.Choice(["auto", "none", "etcd", "raft", "containerd",
-                                                 "vault"]),
+                                                 "vault", "docker"]),
               default="auto", show_default=True,
               help="Add etcd's (or a HashiCorp raft-boltdb store's, containerd's "
-              "metadata's, Vault's FSM's) meaning of each record (auto: when the top-level "
-              "buckets look like etcd's, raft-boltdb's logs and conf, containerd's v1 with "
-              "its version, or Vault's data and config).")
+              "metadata's, Vault's FSM's, Docker's) meaning of each record (auto: when the "
+              "top-level buckets look like etcd's, raft-boltdb's logs and conf, containerd's "
+              "v1 with its version, Vault's data and config, or Docker's volumes or "
+              "libnetwork).")
 @click.option("--include", default="live", show_default=True, callback=include_list,
               help="Comma-separated: live (the tree), free (free pages), "
                    "orphan (pages neither reachable nor free, and past the high-water mark).")

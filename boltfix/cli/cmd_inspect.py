@@ -94,6 +94,28 @@ def pages(db, as_json, as_map, map_svg, force, page_size, meta_index):
                    f"{pic.per_cell:,} per cell)", err=True)
 
 
+def _app_rule(d):
+    """The masking rule of the file's application for ``page`` views
+    (containerd's, Vault's, Docker's ``view_secret_ranges``, by the file's
+    layout as dump tells it), or None: a page does not say its bucket."""
+    from boltfix import containerd as CD
+    from boltfix import docker as DK
+    from boltfix import vault as VT
+    from boltfix.navigate import top_level_names
+
+    try:
+        top = top_level_names(d)
+        if CD.looks_like_containerd(top) and CD.recognise(d) is not None:
+            return CD.view_secret_ranges
+        if VT.looks_like_vault(top):
+            return VT.view_secret_ranges
+        if DK.kind_of(top) is not None and DK.recognise(d) is not None:
+            return DK.view_secret_ranges
+    except Exception:  # no usable root (page views need none): the generic rules
+        return None
+    return None
+
+
 @click.command()
 @db_argument
 @click.argument("ids", nargs=-1, type=int, required=True)
@@ -110,6 +132,7 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
     from boltfix.views import render_page
 
     d = open_db(db, page_size, meta_index, need_root=False)  # pages by id: no walk
+    app = None if show_secrets else _app_rule(d)
     views = []
     for pgid in ids:
         p = d.page(pgid)
@@ -118,10 +141,11 @@ def page(db, ids, as_hex, show_secrets, as_json, page_size, meta_index):
             # and the bytes around it (a hash or Secret may straddle a piece)
             click.echo(f"page {pgid} ({p.type}, {p.run_end - p.offset} bytes, "
                        f"offset {p.offset:#x})")
-            for text in hexdump_range(d.buf, d.page_size, p.offset, p.run_end, show_secrets):
+            for text in hexdump_range(d.buf, d.page_size, p.offset, p.run_end, show_secrets,
+                                      app):
                 click.echo(text, nl=False)
             continue
-        views.append(page_view(d, pgid) if show_secrets else masked_page_view(d, p, pgid))
+        views.append(page_view(d, pgid) if show_secrets else masked_page_view(d, p, pgid, app))
     if as_hex:
         return
     if as_json:

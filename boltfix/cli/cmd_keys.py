@@ -75,6 +75,7 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
     """
     from boltfix import bigrecord as BIG
     from boltfix import containerd as CD
+    from boltfix import docker as DK
     from boltfix import raftboltdb as RB
     from boltfix import vault as VT
     from boltfix.navigate import find_key, top_level_names
@@ -109,6 +110,12 @@ def get(db, path, encoding, show_secrets, page_size, meta_index):
         # Vault: a storage entry (barrier-encrypted, a few plaintext)
         value, masked = VT.mask(b.path, bytes(rec.key), value)
         redacted = "Vault storage entry redacted" if masked else redacted
+    elif not show_secrets and len(b.path) == 1 and bytes(b.path[0]) in DK.APPLICATIONS \
+            and type(value) is bytes and DK.kind_of(top_level_names(d)) is not None \
+            and DK.recognise(d) is not None:
+        # Docker: credential-like volume options, labels, network driver options
+        value, masked = DK.mask(b.path, bytes(rec.key), value)
+        redacted = "Docker secret redacted" if masked else redacted
     if redacted:
         click.echo(f"boltfix get: {redacted} (use --show-secrets)", err=True)
     out = sys.stdout.buffer

@@ -71,3 +71,32 @@ def hexdump_records(path, *extra, ok=(0,)):
 def live(records):
     """The records of :func:`hexdump_records`, as oracle.parse_dump gives them."""
     return [e for e, _ in records]
+
+
+def page_bytes(path, *extra, strays: int = 10) -> bytes:
+    """What ``page`` shows of every page of ``path`` below its high-water
+    mark, as bytes: each element's key and value of ``page --json`` and the
+    bytes of ``page --hex`` (a secret any of them shows is in it).  The
+    hexdumps are of every page that is a page of its own type and of the
+    first ``strays`` others (an overflow page shown alone, a freed run's
+    garbage: each may dump megabytes)."""
+    hwm = inspect_json(path)["file"]["hwm"]
+    ids = [str(i) for i in range(hwm)]
+    out = bytearray()
+    hex_ids = []
+    for view in json.loads(run_ok("page", path, "--json", *extra, *ids).stdout):
+        if view["type"] in ("leaf", "branch", "meta", "freelist") or strays > 0:
+            strays -= view["type"] not in ("leaf", "branch", "meta", "freelist")
+            hex_ids.append(str(view["id"]))
+        for el in view.get("elements", []):
+            for field in ("key", "value"):
+                v = el.get(field)
+                if isinstance(v, str) and v.startswith("0x"):
+                    out += bytes.fromhex(v[2:])
+                elif isinstance(v, str):
+                    out += v.encode("utf-8", "surrogateescape")
+    for line in run_ok("page", path, "--hex", *extra, *hex_ids).stdout.splitlines():
+        head = line.split("|", 1)[0].split()
+        if len(head) > 1 and len(head[0]) == 8:
+            out += bytes.fromhex("".join(head[1:]))
+    return bytes(out)
