@@ -37,6 +37,7 @@ or ``mod_revision`` then differ from the full replay are the keys at risk.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import shutil
 import stat
@@ -234,6 +235,16 @@ class Plan:
     #: with --older-snapshot: the snapshot etcd starts from (files above it set aside)
     snapshot_used: Optional[int] = None
     db_losses_stand: bool = False
+    #: the db's consistent_index was past the WAL's last entry and every
+    #: record is kept (:func:`_keep_past_wal`)
+    db_kept_past_wal: bool = False
+    #: set when the db is rewound although its consistent_index is past the
+    #: WAL: the revision of the WAL's last entry (records above it are lost)
+    past_wal_rev: Optional[int] = None
+    #: with db_kept_past_wal: the revision after the WAL's last entry, when replayed
+    cut_rev: Optional[int] = None
+    #: the WAL cut before a record etcd refuses (repair_data_dir)
+    wal_cut: Optional[dict] = None
 
     @property
     def changes_db(self) -> bool:
@@ -260,6 +271,8 @@ class Plan:
             "replay_exact": self.exact,
             "db_losses_stand": self.db_losses_stand,
             "snapshot_used": self.snapshot_used,
+            "db_kept_past_wal": self.db_kept_past_wal,
+            "wal_cut": self.wal_cut,
             "why": self.reasons,
         }
 
@@ -304,14 +317,16 @@ def lost_revisions(m: RevMap, dbr: DbRevisions, upto: int, state: A.Store) -> Li
     return sorted(r for r in lost if r > m.anchor_rev)
 
 
-def written_by(m: RevMap, dbr: DbRevisions) -> bool:
-    """Whether every record of the db is one the replay wrote (same
+def written_by(m: RevMap, dbr: DbRevisions, upto: Optional[int] = None) -> bool:
+    """Whether every record of the db (at or below revision ``upto`` when
+    given: the db went on past the WAL) is one the replay wrote (same
     revision, key and put/delete): the WAL's history is the db's."""
     want = {}
     for _idx, rev, changes in m.writes:
         for sub, (key, op) in enumerate(changes):
             want[(rev, sub)] = (key, op == A.DELETE)
-    return all(want.get(r) == v for r, v in dbr.records.items())
+    return all(want.get(r) == v for r, v in dbr.records.items()
+               if upto is None or r[0] <= upto)
 
 
 def plan(res: W.WalRead, db_path: str, snap_index: int,
@@ -331,11 +346,16 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
         st.rev = 1
         m, state = revision_map(res, st, "wal-start", 0, capture=upto_index)
         # a restored data dir's WAL starts at 1 too, its db's history does not
-        full = written_by(m, dbr)
+        full = written_by(m, dbr, m.rev[-1] if ci > last and m.rev else None)
     if not full:
         with DB(db_path) as db:
             st = A.Store.from_db(db)
         m, state = revision_map(res, st, "db", ci, capture=upto_index)
+        if ci > last and res.last_index is not None:
+            p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev,
+                     dbr.meta.get(b"finishedCompactRev", 0), False, ci, m.anchor)
+            _keep_past_wal(p, m, dbr, res, last)
+            return p, m, st
     p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev, dbr.meta.get(b"finishedCompactRev", 0),
              False, ci, m.anchor, exact=m.exact)
     at = m.at(upto_index)
@@ -344,11 +364,12 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
                          f"consistent_index {ci}: the db is kept as it is")
         return p, m, st
     upto_rev = at[0]
-    if ci > last:
-        p.reasons.append(f"the db's consistent_index {ci} is past the WAL's last entry {last}: "
-                         "the WAL cannot re-apply what the db holds above it; kept as it is")
-        return p, m, st
     lost = lost_revisions(m, dbr, upto_rev, state) if full else []
+    if ci > last and not lost:
+        _keep_past_wal(p, m, dbr, res, last)
+        return p, m, st
+    if ci > last:
+        p.past_wal_rev = upto_rev
     if not full:
         why = ("the WAL does not reach back to index 1" if res.first_index != 1 else
                "the db holds revisions the WAL did not write (a restored snapshot's)")
@@ -387,6 +408,35 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
         c = snap_index
     _settle(p, m, dbr, c, lost)
     return p, m, st
+
+
+def _term_of(res: W.WalRead, index: int) -> Optional[int]:
+    """The term of the WAL's entry ``index``."""
+    for _r, e in W.iter_entries(res, start_after=index - 1):
+        if e["index"] == index:
+            return e["term"]
+    return None
+
+
+def _keep_past_wal(p: Plan, m: RevMap, dbr: DbRevisions, res: W.WalRead, last: int) -> None:
+    """The db's consistent_index is past the WAL's last entry (a torn tail
+    or a cut WAL lost entries the db already applied) and the db lacks no
+    revision up to there: every record is kept, ``consistent_index`` set
+    to the WAL's last entry so that etcd applies the entries raft appends
+    after it (at an index at or below the old consistent_index etcd would
+    skip them: writes acknowledged and never applied)."""
+    at = m.at(last)
+    term = at[1] if at and at[1] else _term_of(res, last)
+    p.consistent_index = last
+    p.term = term if b"term" in dbr.meta else None
+    p.revision = dbr.max_rev
+    p.db_kept_past_wal = True
+    p.cut_rev = at[0] if at else None
+    p.other_after = [(i, k) for i, k in m.other if last < i <= p.db_consistent_index]
+    p.reasons.append(f"the db's consistent_index {p.db_consistent_index} is past the WAL's "
+                     f"last entry {last}, and the db lacks no revision the WAL wrote: every "
+                     f"record kept (revision {dbr.max_rev}), consistent_index set to {last} so "
+                     "that etcd applies the entries after it")
 
 
 def older_snapshots(pred: D.StartPrediction) -> List[int]:
@@ -575,7 +625,9 @@ class DataDirRepair:
     @property
     def lost_data(self) -> bool:
         """Whether etcd will serve some key wrongly, or a revision stays lost."""
+        cut = self.plan.wal_cut or {}
         return bool(self.plan.at_risk or self.plan.unrestorable or self.plan.db_losses_stand
+                    or cut.get("lost_entries") or cut.get("unreadable_entries")
                     or self.after.get("outcome") == "fails")
 
     def to_json(self) -> dict:
@@ -632,8 +684,36 @@ def _copy_file(src: str, dst: str) -> None:
         os.fsync(fo.fileno())
 
 
-def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str]) -> List[str]:
-    """The WAL segments and snapshot files into ``member``: their names."""
+def wal_cut_point(res: W.WalRead) -> Optional[dict]:
+    """Where etcd's read of the WAL stops on a record it refuses (a CRC
+    mismatch, a record that does not decode, a gap... anywhere but a torn
+    tail, which etcd's ``wal.Repair`` trims itself): ``{segment, offset}``,
+    or None when etcd reads it (or trims it) and starts."""
+    if res.stop == "error" and res.stop_at:
+        return dict(res.stop_at)
+    return None
+
+
+def _copy_wal_cut(src: str, dst: str, size: int) -> None:
+    """The first ``size`` bytes of ``src`` (a segment cut as ``wal.Repair``
+    truncates one), fsynced."""
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        left = size
+        while left > 0:
+            chunk = fi.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            fo.write(chunk)
+            left -= len(chunk)
+        fo.flush()
+        os.fsync(fo.fileno())
+
+
+def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str],
+                cut: Optional[dict] = None) -> List[str]:
+    """The WAL segments and snapshot files into ``member``: their names.
+    With ``cut``, the WAL ends at ``cut["offset"]`` of ``cut["segment"]``
+    (the later segments are left out)."""
     wal_out, snap_out = os.path.join(member, "wal"), os.path.join(member, "snap")
     os.makedirs(wal_out)
     os.makedirs(snap_out)
@@ -644,6 +724,12 @@ def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str]) -> List[str]:
             path = os.path.join(src_dir, name)
             if (not name.endswith(keep) or path == skip
                     or not stat.S_ISREG(os.lstat(path).st_mode)):
+                continue
+            if cut is not None and src_dir == dd.wal_dir and name >= cut["segment"]:
+                if name == cut["segment"] and cut["offset"] > 0:
+                    _copy_wal_cut(path, os.path.join(dst_dir, name), cut["offset"])
+                    copied.append(os.path.relpath(os.path.join(dst_dir, name),
+                                                  os.path.dirname(member)))
                 continue
             _copy_file(path, os.path.join(dst_dir, name))
             copied.append(os.path.relpath(os.path.join(dst_dir, name), os.path.dirname(member)))
@@ -683,11 +769,18 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
         tmp = tempfile.mkdtemp(prefix=".boltfix-datadir-", dir=parent)
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror}") from exc
+    cut = wal_cut_point(pred.wal)
     try:
         member = os.path.join(tmp, "member")
-        copied = _copy_parts(dd, member, from_snap_db)
-        result = _write_db(pred, src, os.path.join(member, "snap"), findings,
-                           older_snapshots(pred) if older_snapshot else [])
+        copied = _copy_parts(dd, member, from_snap_db, cut)
+        use = pred
+        if cut is not None:
+            # what etcd reads of the cut WAL, with the input's db and snapshots
+            use = D.predict_start(dataclasses.replace(dd, wal_dir=os.path.join(member, "wal")),
+                                  full_check=False)
+        result = _write_db(use, src, os.path.join(member, "snap"), findings,
+                           older_snapshots(use) if older_snapshot else [],
+                           (pred.wal, cut) if cut is not None else None)
         _fsync_tree(tmp)
         after = D.predict_start(D.open_data_dir(tmp), full_check=True).to_json()
         _move_into_place(tmp, out_dir, force)
@@ -706,9 +799,11 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
 
 
 def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
-              older: List[int]):
+              older: List[int], cut: Optional[tuple] = None):
     """Repair ``src`` into ``snap_out/db`` and set it back: (plan, the db
-    repair's JSON, how many keys the db alone names at risk)."""
+    repair's JSON, how many keys the db alone names at risk).  ``cut``:
+    (the input's whole WAL read, the cut point) when ``pred``'s WAL is the
+    input's cut before a record etcd refuses."""
     repaired = os.path.join(snap_out, ".db.repaired")
     snap = pred.facts.get("snapshot")
     try:
@@ -734,7 +829,12 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
     p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older)
     if p.snapshot_used is not None:
         _set_aside(snap_out, p.snapshot_used)
-    p.at_risk = predicted_wrong(m, repaired, p, pred.wal, final)
+    p.at_risk = [] if p.db_kept_past_wal else predicted_wrong(m, repaired, p, pred.wal, final)
+    if p.past_wal_rev is not None:
+        # rewound below the WAL's end: the db's records past the WAL are gone
+        p.at_risk = sorted(set(p.at_risk) | set(_keys_above(repaired, p.past_wal_rev)))
+    if cut is not None:
+        _name_cut(p, cut, repaired, pred.wal.last_index or 0, findings)
     if p.limited_by_snapshot and p.unrestorable:
         findings.append(Finding(
             F.DATADIR_REWIND_LIMITED,
@@ -777,6 +877,99 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
                          "back to index 1): the db's own at-risk keys are named")
     db_json = {k: v for k, v in report.to_json().items() if k not in ("etcd", "output")}
     return p, db_json, alone
+
+
+def _keys_above(db_path: str, rev: int) -> List[bytes]:
+    """The user keys of the ``key`` records above main revision ``rev``."""
+    out = set()
+    with DB(db_path) as db:
+        w = Walker(db)
+        bucket, _ = open_path(w, ["key"])
+        for b, batch in (w.walk_batches(bucket) if bucket is not None else ()):
+            if b is not bucket or batch.bucket_entry is not None:
+                continue
+            for k, v in zip(batch.keys, batch.values):
+                r = decode_revision(bytes(k))
+                if r is not None and r["main"] > rev:
+                    kv = decode_key_value(bytes(v))
+                    if "error" not in kv:
+                        out.add(kv["key"])
+    return sorted(out)
+
+
+def _writes_above(db_path: str, rev: int, wanted: set) -> Dict[bytes, int]:
+    """For the user keys in ``wanted``: how many ``key`` records above main
+    revision ``rev`` the db holds."""
+    out: Dict[bytes, int] = {}
+    with DB(db_path) as db:
+        w = Walker(db)
+        bucket, _ = open_path(w, ["key"])
+        for b, batch in (w.walk_batches(bucket) if bucket is not None else ()):
+            if b is not bucket or batch.bucket_entry is not None:
+                continue
+            for k, v in zip(batch.keys, batch.values):
+                r = decode_revision(bytes(k))
+                if r is None or r["main"] <= rev:
+                    continue
+                kv = decode_key_value(bytes(v))
+                if "error" not in kv and kv["key"] in wanted:
+                    out[kv["key"]] = out.get(kv["key"], 0) + 1
+    return out
+
+
+def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list) -> None:
+    """The WAL was cut before a record etcd refuses: the readable entries
+    after the cut that neither the written db holds nor etcd re-applies
+    are lost; the keys they touched are named (replayed on the db's
+    keyspace), and the entries the damaged records held are counted."""
+    orig, point = cut
+    lost_from = max(kept_last, p.db_consistent_index) if p.db_kept_past_wal else kept_last
+    with DB(db_path) as db:
+        st = A.Store.from_db(db)
+    keys: set = set()
+    lost_entries = 0
+    # entries the kept db applied (up to its consistent_index): a key the
+    # WAL wrote more often after the cut than the db holds records of
+    # after the cut's revision lost writes (one more in the db: the
+    # damaged entry's, which no one can read)
+    wal_writes: Dict[bytes, int] = {}
+    for a in A.replay(st, _entries(orig, {}), kept_last):
+        if a.index > lost_from:
+            # entries that change nothing (raft's empty ones, a delete of
+            # nothing, member attributes) lose nothing
+            if a.revision is not None or (not a.error and _changes_state(a.kind, None)):
+                lost_entries += 1
+            keys.update(k for _s, k, _op in a.changes)
+        else:
+            for _s, k, _op in a.changes:
+                wal_writes[k] = wal_writes.get(k, 0) + 1
+    if p.db_kept_past_wal and p.cut_rev is not None and wal_writes:
+        held = _writes_above(db_path, p.cut_rev, set(wal_writes))
+        keys.update(k for k, n in wal_writes.items() if held.get(k, 0) < n)
+    unreadable = []
+    for f in orig.findings:
+        missing = (f.detail or {}).get("missing") if f.code == F.WAL_INDEX_GAP else None
+        if missing and missing[1] > lost_from:
+            unreadable.append([max(missing[0], lost_from + 1), missing[1]])
+    p.at_risk = sorted(set(p.at_risk) | keys)
+    p.wal_cut = {"segment": point["segment"], "offset": point["offset"],
+                 "last_index_kept": kept_last, "input_last_index": orig.last_index,
+                 "lost_entries": lost_entries, "keys_named": len(keys),
+                 "unreadable_entries": unreadable}
+    p.reasons.append(
+        f"the WAL is cut at {point['segment']} offset {point['offset']} (a record etcd "
+        f"refuses: it would not start), its last entry kept {kept_last}; {lost_entries} "
+        f"readable entr(y/ies) after index {lost_from} that changed something are lost, "
+        f"their {len(keys)} key(s) named"
+        + (f"; the damaged record(s) held entries {unreadable} whose keys cannot be told"
+           if unreadable else ""))
+    findings.append(Finding(
+        F.DATADIR_WAL_CUT,
+        f"the WAL is cut before the record etcd refuses ({point['segment']} at offset "
+        f"{point['offset']}; the later segments left out), as etcd's wal.Repair cuts a torn "
+        f"tail: {lost_entries} later entr(y/ies) neither the db holds nor etcd re-applies, "
+        f"{len(keys)} key(s) named" + (f"; entries {unreadable} unreadable"
+                                       if unreadable else ""), WARNING))
 
 
 def _refuse_out(data_dir: str, dd: D.DataDir, out_dir: str, force: bool) -> None:
