@@ -156,16 +156,28 @@ def _copy(st: A.Store) -> A.Store:
 
 @dataclass
 class DbRevisions:
-    """A (clean) etcd db's key bucket by revision, and its meta values."""
+    """An etcd db's key bucket by revision, and its meta values.
+
+    Bounded: only the records above ``floor`` are kept one by one (the
+    revisions a rewind can remove or compare with the WAL); for the rest,
+    each user key's newest record at or below ``floor`` (``base``), so
+    that the memory is one entry per key plus the records above the
+    floor, never the db's whole history."""
     records: Dict[Tuple[int, int], Tuple[bytes, bool]]
     newest: Dict[bytes, Tuple[int, int, bool]]
     max_rev: int
     meta: Dict[bytes, int]
     nested: bool
+    floor: int = 0
+    base: Dict[bytes, Tuple[int, int, bool]] = field(default_factory=dict)
+    max_below: int = 0
     _by_key: Optional[Dict[bytes, list]] = None
 
     def newest_at_or_below(self, key: bytes, rev: int):
-        """The key's newest (main, sub, tombstone) at or below ``rev``."""
+        """The key's newest (main, sub, tombstone) at or below ``rev``
+        (``rev`` at or above the floor)."""
+        if rev < self.floor:
+            raise ValueError(f"revision {rev} is below the records kept ({self.floor})")
         n = self.newest.get(key)
         if n is None or n[0] <= rev:
             return n
@@ -175,15 +187,48 @@ class DbRevisions:
                 self._by_key.setdefault(k, []).append((main, sub, tomb))
         revs = self._by_key.get(key, [])
         i = bisect.bisect_right(revs, (rev, 1 << 63, True))
-        return revs[i - 1] if i else None
+        return revs[i - 1] if i else self.base.get(key)
+
+    def count_above(self, rev: int) -> int:
+        """How many records lie above main revision ``rev`` (at or above the floor)."""
+        return sum(1 for (main, _s) in self.records if main > max(rev, self.floor))
+
+    def max_at_or_below(self, rev: int) -> int:
+        """The newest main revision at or below ``rev`` the db holds."""
+        above = [main for (main, _s) in self.records if main <= rev]
+        return max(above) if above else (self.max_below if rev >= self.floor else 0)
 
 
-def db_revisions(path: str) -> DbRevisions:
-    """Read the ``key`` bucket's revisions and the ``meta`` values of ``path``."""
+class _TooMany(Exception):
+    """More records than the caller's limit."""
+
+
+def db_meta(path: str) -> Dict[bytes, int]:
+    """``meta``'s consistent_index, term and compaction revisions."""
+    meta: Dict[bytes, int] = {}
+    with DB(path) as db:
+        w = Walker(db)
+        mb, _ = open_path(w, ["meta"])
+        for name in (b"consistent_index", b"term", b"finishedCompactRev",
+                     b"scheduledCompactRev"):
+            rec = w.find(mb, name) if mb is not None else None
+            if rec is not None and len(rec.value) >= 8:
+                meta[name] = int.from_bytes(bytes(rec.value[:8]), "big")
+    return meta
+
+
+def db_revisions(path: str, floor: int = 0, limit: Optional[Tuple[int, int]] = None
+                 ) -> Optional[DbRevisions]:
+    """Read the ``key`` bucket's revisions and the ``meta`` values of
+    ``path``, keeping the records above main revision ``floor`` (see
+    :class:`DbRevisions`).  ``limit`` = (n, rev): None as soon as more
+    than n of them lie at or below main revision rev."""
+    counted = 0
     recs: Dict[Tuple[int, int], Tuple[bytes, bool]] = {}
     newest: Dict[bytes, Tuple[int, int, bool]] = {}
-    meta: Dict[bytes, int] = {}
+    base: Dict[bytes, Tuple[int, int, bool]] = {}
     nested = False
+    max_rev = max_below = 0
     with DB(path) as db:
         w = Walker(db)
         bucket, _ = open_path(w, ["key"])
@@ -197,18 +242,26 @@ def db_revisions(path: str) -> DbRevisions:
                 if rev is None or "error" in kv:
                     continue
                 key = kv["key"]
-                recs[(rev["main"], rev["sub"])] = (key, rev["tombstone"])
+                item = (rev["main"], rev["sub"], rev["tombstone"])
+                max_rev = max(max_rev, item[0])
+                if item[0] > floor:
+                    recs[item[:2]] = (key, item[2])
+                    if limit is not None and item[0] <= limit[1]:
+                        counted += 1
+                        if counted > limit[0]:
+                            return None
+                else:
+                    max_below = max(max_below, item[0])
+                    old = base.get(key)
+                    if old is None or old[:2] < item[:2]:
+                        base[key] = item
                 old = newest.get(key)
-                if old is None or old[:2] < (rev["main"], rev["sub"]):
-                    newest[key] = (rev["main"], rev["sub"], rev["tombstone"])
-        mb, _ = open_path(w, ["meta"])
-        for name in (b"consistent_index", b"term", b"finishedCompactRev",
-                     b"scheduledCompactRev"):
-            rec = w.find(mb, name) if mb is not None else None
-            if rec is not None and len(rec.value) >= 8:
-                meta[name] = int.from_bytes(bytes(rec.value[:8]), "big")
-    max_rev = max((m for m, _s in recs), default=0)
-    return DbRevisions(recs, newest, max_rev, meta, nested)
+                if old is None or old[:2] < item[:2]:
+                    newest[key] = item
+    # only the keys with records above the floor need their base
+    above = {k for k, _t in recs.values()}
+    base = {k: v for k, v in base.items() if k in above}
+    return DbRevisions(recs, newest, max_rev, db_meta(path), nested, floor, base, max_below)
 
 
 @dataclass
@@ -336,21 +389,30 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
     the whole replay (what etcd serves once every entry is applied).
     ``older``: indexes of older snapshots etcd can start from instead
     (``--older-snapshot``; see :func:`older_snapshots`)."""
-    dbr = db_revisions(db_path)
-    ci = dbr.meta.get(b"consistent_index", 0)
+    ci = db_meta(db_path).get(b"consistent_index", 0)
     last = res.last_index or 0
     upto_index = min(ci, last)
     full = res.first_index == 1
+    dbr = None
     if full:
         st = A.Store()
         st.rev = 1
         m, state = revision_map(res, st, "wal-start", 0, capture=upto_index)
-        # a restored data dir's WAL starts at 1 too, its db's history does not
-        full = written_by(m, dbr, m.rev[-1] if ci > last and m.rev else None)
+        # every record, but never more than the WAL wrote: a db with more
+        # is not the WAL's history (a restored data dir's WAL starts at 1
+        # too, its db's history does not)
+        # (past the WAL's end, when the db's consistent_index is: the
+        # records a torn or cut tail dropped, not counted)
+        dbr = db_revisions(db_path, limit=(sum(len(c) for _i, _r, c in m.writes),
+                                           m.rev[-1] if ci > last and m.rev else 1 << 62))
+        full = dbr is not None and written_by(m, dbr, m.rev[-1] if ci > last and m.rev
+                                              else None)
     if not full:
         with DB(db_path) as db:
             st = A.Store.from_db(db)
         m, state = revision_map(res, st, "db", ci, capture=upto_index)
+        # the db is trusted up to its own revision: nothing below is read again
+        dbr = db_revisions(db_path, floor=m.anchor_rev)
         if ci > last and res.last_index is not None:
             p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev,
                      dbr.meta.get(b"finishedCompactRev", 0), False, ci, m.anchor)
@@ -479,8 +541,8 @@ def _settle(p: Plan, m: RevMap, dbr: DbRevisions, c: int, lost: List[int]) -> No
     p.consistent_index, p.revision = c, rev_c
     if term_c:
         p.term = term_c if b"term" in dbr.meta else None
-    p.removed_records = sum(1 for (main, _s) in dbr.records if main > rev_c)
-    kept_max = max((main for (main, _s) in dbr.records if main <= rev_c), default=0)
+    p.removed_records = dbr.count_above(rev_c)
+    kept_max = dbr.max_at_or_below(rev_c)
     old_compact = dbr.meta.get(b"finishedCompactRev", 0)
     p.compact_rev = min(old_compact, rev_c) if m.anchor == "db" else compact_c
     if kept_max < rev_c and rev_c > 1:
@@ -506,7 +568,7 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
     started on the rewound db: the db's keyspace at rev(C) replayed with
     the entries above C, against ``anchor_store`` (the full replay from
     the anchor)."""
-    dbr = db_revisions(db_path)
+    dbr = db_revisions(db_path, floor=p.revision)
     live = {}
     with DB(db_path) as db:
         st = A.Store.from_db(db)
