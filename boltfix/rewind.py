@@ -298,6 +298,8 @@ class Plan:
     cut_rev: Optional[int] = None
     #: the WAL cut before a record etcd refuses (repair_data_dir)
     wal_cut: Optional[dict] = None
+    #: the WAL's torn tail, kept for etcd to trim (repair_data_dir)
+    wal_torn: Optional[dict] = None
 
     @property
     def changes_db(self) -> bool:
@@ -326,6 +328,7 @@ class Plan:
             "snapshot_used": self.snapshot_used,
             "db_kept_past_wal": self.db_kept_past_wal,
             "wal_cut": self.wal_cut,
+            "wal_torn": self.wal_torn,
             "why": self.reasons,
         }
 
@@ -897,6 +900,18 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
         p.at_risk = sorted(set(p.at_risk) | set(_keys_above(repaired, p.past_wal_rev)))
     if cut is not None:
         _name_cut(p, cut, repaired, pred.wal.last_index or 0, findings)
+    elif pred.wal.stop == "torn" and pred.wal.stop_at:
+        at = pred.wal.stop_at
+        p.wal_torn = {"segment": at["segment"], "offset": at["offset"],
+                      "last_index_kept": pred.wal.last_index,
+                      "db_holds_past_it": p.db_consistent_index > (pred.wal.last_index or 0)}
+        p.reasons.append(
+            f"the WAL's last segment is torn at {at['segment']} offset {at['offset']}: kept as "
+            "it is (etcd's wal.Repair truncates it there at start); whatever the records from "
+            "there on held is gone" + ("" if p.wal_torn["db_holds_past_it"] else
+                                      ", and the db holds nothing past it: a write they held "
+                                      "(acknowledged before the WAL's fsync) is lost unnamed, "
+                                      "its bytes are zeros"))
     if p.limited_by_snapshot and p.unrestorable:
         findings.append(Finding(
             F.DATADIR_REWIND_LIMITED,

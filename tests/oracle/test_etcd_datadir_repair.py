@@ -391,6 +391,12 @@ def test_damaged_wal_with_an_intact_db(caps, tmp_path, wal_damage):
     assert rw["db_kept_past_wal"] and rw["records_removed"] == 0, rw
     assert rw["consistent_index"] < rw["db_consistent_index"]
     assert (rw["wal_cut"] is None) == (wal_damage == "torn")
+    assert (rw["wal_torn"] is None) == (wal_damage == "crc")
+    if wal_damage == "crc":
+        # cut before the damaged record, the later segments left out
+        assert "datadir-wal-cut" in {f["code"] for f in j["findings"]}
+        assert j["start_after"]["outcome"] == "starts" and not j["start_after"]["wal"][
+            "read_stops"]
     with EtcdServer(out, version, start_timeout=25) as s:
         assert _served(s) == served[2]
         Gateway(s.endpoint).put("after-repair", "x")
