@@ -899,7 +899,7 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
         # rewound below the WAL's end: the db's records past the WAL are gone
         p.at_risk = sorted(set(p.at_risk) | set(_keys_above(repaired, p.past_wal_rev)))
     if cut is not None:
-        _name_cut(p, cut, repaired, pred.wal.last_index or 0, findings)
+        _name_cut(p, cut, repaired, pred.wal.last_index or 0, findings, final)
     elif pred.wal.stop == "torn" and pred.wal.stop_at:
         at = pred.wal.stop_at
         p.wal_torn = {"segment": at["segment"], "offset": at["offset"],
@@ -994,15 +994,19 @@ def _writes_above(db_path: str, rev: int, wanted: set) -> Dict[bytes, int]:
     return out
 
 
-def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list) -> None:
+def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list,
+              final: Optional[A.Store] = None) -> None:
     """The WAL was cut before a record etcd refuses: the readable entries
     after the cut that neither the written db holds nor etcd re-applies
     are lost; the keys they touched are named (replayed on the db's
     keyspace), and the entries the damaged records held are counted."""
     orig, point = cut
     lost_from = max(kept_last, p.db_consistent_index) if p.db_kept_past_wal else kept_last
-    with DB(db_path) as db:
-        st = A.Store.from_db(db)
+    if p.db_kept_past_wal or final is None:
+        with DB(db_path) as db:
+            st = A.Store.from_db(db)  # what etcd serves: the db as it is
+    else:
+        st = _copy(final)  # what etcd serves once it re-applied the cut WAL
     keys: set = set()
     lost_entries = 0
     # entries the kept db applied (up to its consistent_index): a key the
