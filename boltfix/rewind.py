@@ -835,6 +835,8 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror}") from exc
     cut = wal_cut_point(pred.wal)
+    if cut is not None:
+        cut["path"] = os.path.join(dd.wal_dir, cut["segment"])
     try:
         member = os.path.join(tmp, "member")
         copied = _copy_parts(dd, member, from_snap_db, cut)
@@ -994,6 +996,32 @@ def _writes_above(db_path: str, rev: int, wanted: set) -> Dict[bytes, int]:
     return out
 
 
+def _damaged_entry_keys(point: dict, st: A.Store, lost_from: int) -> List[bytes]:
+    """The keys the damaged record at the cut would write, when it still
+    decodes as an entry above ``lost_from`` (its CRC failed: its bytes are
+    not trusted, so its keys are named, never applied)."""
+    path = os.path.join(os.path.dirname(point.get("path") or ""), point["segment"])
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(point["offset"])
+            n, pad = W.frame_size(int.from_bytes(fh.read(W.FRAME_BYTES), "little"))
+            if n > W.MAX_RECORD_34:
+                return []
+            rec = R.decode_record(fh.read(n))
+            if rec["type"] != R.ENTRY:
+                return []
+            e = R.decode_entry(rec["data"])
+    except (OSError, R.ProtoError, KeyError, ValueError):
+        return []
+    if e.get("index", 0) <= lost_from or e.get("type") != R.ENTRY_NORMAL:
+        return []
+    payload = R.decode_entry_payload(e, True)
+    keys = []
+    for a in A.replay(_copy(st), [(e, payload)], lost_from):
+        keys.extend(k for _s, k, _op in a.changes)
+    return keys
+
+
 def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list,
               final: Optional[A.Store] = None) -> None:
     """The WAL was cut before a record etcd refuses: the readable entries
@@ -1007,7 +1035,8 @@ def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list,
             st = A.Store.from_db(db)  # what etcd serves: the db as it is
     else:
         st = _copy(final)  # what etcd serves once it re-applied the cut WAL
-    keys: set = set()
+    keys: set = set(_damaged_entry_keys(point, st, lost_from))
+    damaged_named = len(keys)
     lost_entries = 0
     # entries the kept db applied (up to its consistent_index): a key the
     # WAL wrote more often after the cut than the db holds records of
@@ -1034,6 +1063,7 @@ def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list,
             unreadable.append([max(missing[0], lost_from + 1), missing[1]])
     p.at_risk = sorted(set(p.at_risk) | keys)
     p.wal_cut = {"segment": point["segment"], "offset": point["offset"],
+                 "damaged_entry_keys_named": damaged_named,
                  "last_index_kept": kept_last, "input_last_index": orig.last_index,
                  "lost_entries": lost_entries, "keys_named": len(keys),
                  "unreadable_entries": unreadable}
