@@ -1,6 +1,6 @@
 """boltfix.members on the committed etcd fixtures (real etcd 3.4/3.5 WALs
 and dbs): client URLs from the WAL, the comparison, the refusal of two
-clusters.  The real 3-member cluster is tests/oracle/test_members.py."""
+clusters.  The real 3-member cluster is tests/oracle/test_etcd_members.py."""
 
 from __future__ import annotations
 
