@@ -317,6 +317,9 @@ DATADIR_SNAP_ORPHAN = _code(
 DATADIR_DB_AHEAD = _code(
     "datadir-db-ahead", severity=WARNING, anchor=DATA_DIR_ANCHOR,
     what="a db whose consistent_index is past the WAL's last entry")
+DATADIR_WAL_CUT = _code(
+    "datadir-wal-cut", severity=WARNING, anchor=DATA_DIR_ANCHOR,
+    what="repair --data-dir cut the WAL before a record etcd refuses (not a torn tail)")
 DATADIR_MEMBER_MISMATCH = _code(
     "datadir-member-mismatch", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
     what="a WAL whose member is not among the db's members")

@@ -46,7 +46,7 @@ LAYERS = (
     # what the commands do
     ("operations", ("served", "treecheck", "commits", "check", "browse", "describe", "dump",
                     "writebehind", "writer", "salvage", "repair", "wal", "walapply",
-                    "datadir", "rewind")),
+                    "datadir", "rewind", "members")),
     # for people
     ("presentation", ("jsonout", "render", "verdict", "views", "pagemapview")),
     # the command line: one command's life, and the click commands

@@ -37,6 +37,7 @@ or ``mod_revision`` then differ from the full replay are the keys at risk.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import shutil
 import stat
@@ -155,16 +156,28 @@ def _copy(st: A.Store) -> A.Store:
 
 @dataclass
 class DbRevisions:
-    """A (clean) etcd db's key bucket by revision, and its meta values."""
+    """An etcd db's key bucket by revision, and its meta values.
+
+    Bounded: only the records above ``floor`` are kept one by one (the
+    revisions a rewind can remove or compare with the WAL); for the rest,
+    each user key's newest record at or below ``floor`` (``base``), so
+    that the memory is one entry per key plus the records above the
+    floor, never the db's whole history."""
     records: Dict[Tuple[int, int], Tuple[bytes, bool]]
     newest: Dict[bytes, Tuple[int, int, bool]]
     max_rev: int
     meta: Dict[bytes, int]
     nested: bool
+    floor: int = 0
+    base: Dict[bytes, Tuple[int, int, bool]] = field(default_factory=dict)
+    max_below: int = 0
     _by_key: Optional[Dict[bytes, list]] = None
 
     def newest_at_or_below(self, key: bytes, rev: int):
-        """The key's newest (main, sub, tombstone) at or below ``rev``."""
+        """The key's newest (main, sub, tombstone) at or below ``rev``
+        (``rev`` at or above the floor)."""
+        if rev < self.floor:
+            raise ValueError(f"revision {rev} is below the records kept ({self.floor})")
         n = self.newest.get(key)
         if n is None or n[0] <= rev:
             return n
@@ -174,15 +187,48 @@ class DbRevisions:
                 self._by_key.setdefault(k, []).append((main, sub, tomb))
         revs = self._by_key.get(key, [])
         i = bisect.bisect_right(revs, (rev, 1 << 63, True))
-        return revs[i - 1] if i else None
+        return revs[i - 1] if i else self.base.get(key)
+
+    def count_above(self, rev: int) -> int:
+        """How many records lie above main revision ``rev`` (at or above the floor)."""
+        return sum(1 for (main, _s) in self.records if main > max(rev, self.floor))
+
+    def max_at_or_below(self, rev: int) -> int:
+        """The newest main revision at or below ``rev`` the db holds."""
+        above = [main for (main, _s) in self.records if main <= rev]
+        return max(above) if above else (self.max_below if rev >= self.floor else 0)
 
 
-def db_revisions(path: str) -> DbRevisions:
-    """Read the ``key`` bucket's revisions and the ``meta`` values of ``path``."""
+class _TooMany(Exception):
+    """More records than the caller's limit."""
+
+
+def db_meta(path: str) -> Dict[bytes, int]:
+    """``meta``'s consistent_index, term and compaction revisions."""
+    meta: Dict[bytes, int] = {}
+    with DB(path) as db:
+        w = Walker(db)
+        mb, _ = open_path(w, ["meta"])
+        for name in (b"consistent_index", b"term", b"finishedCompactRev",
+                     b"scheduledCompactRev"):
+            rec = w.find(mb, name) if mb is not None else None
+            if rec is not None and len(rec.value) >= 8:
+                meta[name] = int.from_bytes(bytes(rec.value[:8]), "big")
+    return meta
+
+
+def db_revisions(path: str, floor: int = 0, limit: Optional[Tuple[int, int]] = None
+                 ) -> Optional[DbRevisions]:
+    """Read the ``key`` bucket's revisions and the ``meta`` values of
+    ``path``, keeping the records above main revision ``floor`` (see
+    :class:`DbRevisions`).  ``limit`` = (n, rev): None as soon as more
+    than n of them lie at or below main revision rev."""
+    counted = 0
     recs: Dict[Tuple[int, int], Tuple[bytes, bool]] = {}
     newest: Dict[bytes, Tuple[int, int, bool]] = {}
-    meta: Dict[bytes, int] = {}
+    base: Dict[bytes, Tuple[int, int, bool]] = {}
     nested = False
+    max_rev = max_below = 0
     with DB(path) as db:
         w = Walker(db)
         bucket, _ = open_path(w, ["key"])
@@ -196,18 +242,26 @@ def db_revisions(path: str) -> DbRevisions:
                 if rev is None or "error" in kv:
                     continue
                 key = kv["key"]
-                recs[(rev["main"], rev["sub"])] = (key, rev["tombstone"])
+                item = (rev["main"], rev["sub"], rev["tombstone"])
+                max_rev = max(max_rev, item[0])
+                if item[0] > floor:
+                    recs[item[:2]] = (key, item[2])
+                    if limit is not None and item[0] <= limit[1]:
+                        counted += 1
+                        if counted > limit[0]:
+                            return None
+                else:
+                    max_below = max(max_below, item[0])
+                    old = base.get(key)
+                    if old is None or old[:2] < item[:2]:
+                        base[key] = item
                 old = newest.get(key)
-                if old is None or old[:2] < (rev["main"], rev["sub"]):
-                    newest[key] = (rev["main"], rev["sub"], rev["tombstone"])
-        mb, _ = open_path(w, ["meta"])
-        for name in (b"consistent_index", b"term", b"finishedCompactRev",
-                     b"scheduledCompactRev"):
-            rec = w.find(mb, name) if mb is not None else None
-            if rec is not None and len(rec.value) >= 8:
-                meta[name] = int.from_bytes(bytes(rec.value[:8]), "big")
-    max_rev = max((m for m, _s in recs), default=0)
-    return DbRevisions(recs, newest, max_rev, meta, nested)
+                if old is None or old[:2] < item[:2]:
+                    newest[key] = item
+    # only the keys with records above the floor need their base
+    above = {k for k, _t in recs.values()}
+    base = {k: v for k, v in base.items() if k in above}
+    return DbRevisions(recs, newest, max_rev, db_meta(path), nested, floor, base, max_below)
 
 
 @dataclass
@@ -234,6 +288,18 @@ class Plan:
     #: with --older-snapshot: the snapshot etcd starts from (files above it set aside)
     snapshot_used: Optional[int] = None
     db_losses_stand: bool = False
+    #: the db's consistent_index was past the WAL's last entry and every
+    #: record is kept (:func:`_keep_past_wal`)
+    db_kept_past_wal: bool = False
+    #: set when the db is rewound although its consistent_index is past the
+    #: WAL: the revision of the WAL's last entry (records above it are lost)
+    past_wal_rev: Optional[int] = None
+    #: with db_kept_past_wal: the revision after the WAL's last entry, when replayed
+    cut_rev: Optional[int] = None
+    #: the WAL cut before a record etcd refuses (repair_data_dir)
+    wal_cut: Optional[dict] = None
+    #: the WAL's torn tail, kept for etcd to trim (repair_data_dir)
+    wal_torn: Optional[dict] = None
 
     @property
     def changes_db(self) -> bool:
@@ -260,6 +326,9 @@ class Plan:
             "replay_exact": self.exact,
             "db_losses_stand": self.db_losses_stand,
             "snapshot_used": self.snapshot_used,
+            "db_kept_past_wal": self.db_kept_past_wal,
+            "wal_cut": self.wal_cut,
+            "wal_torn": self.wal_torn,
             "why": self.reasons,
         }
 
@@ -304,14 +373,16 @@ def lost_revisions(m: RevMap, dbr: DbRevisions, upto: int, state: A.Store) -> Li
     return sorted(r for r in lost if r > m.anchor_rev)
 
 
-def written_by(m: RevMap, dbr: DbRevisions) -> bool:
-    """Whether every record of the db is one the replay wrote (same
+def written_by(m: RevMap, dbr: DbRevisions, upto: Optional[int] = None) -> bool:
+    """Whether every record of the db (at or below revision ``upto`` when
+    given: the db went on past the WAL) is one the replay wrote (same
     revision, key and put/delete): the WAL's history is the db's."""
     want = {}
     for _idx, rev, changes in m.writes:
         for sub, (key, op) in enumerate(changes):
             want[(rev, sub)] = (key, op == A.DELETE)
-    return all(want.get(r) == v for r, v in dbr.records.items())
+    return all(want.get(r) == v for r, v in dbr.records.items()
+               if upto is None or r[0] <= upto)
 
 
 def plan(res: W.WalRead, db_path: str, snap_index: int,
@@ -321,21 +392,35 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
     the whole replay (what etcd serves once every entry is applied).
     ``older``: indexes of older snapshots etcd can start from instead
     (``--older-snapshot``; see :func:`older_snapshots`)."""
-    dbr = db_revisions(db_path)
-    ci = dbr.meta.get(b"consistent_index", 0)
+    ci = db_meta(db_path).get(b"consistent_index", 0)
     last = res.last_index or 0
     upto_index = min(ci, last)
     full = res.first_index == 1
+    dbr = None
     if full:
         st = A.Store()
         st.rev = 1
         m, state = revision_map(res, st, "wal-start", 0, capture=upto_index)
-        # a restored data dir's WAL starts at 1 too, its db's history does not
-        full = written_by(m, dbr)
+        # every record, but never more than the WAL wrote: a db with more
+        # is not the WAL's history (a restored data dir's WAL starts at 1
+        # too, its db's history does not)
+        # (past the WAL's end, when the db's consistent_index is: the
+        # records a torn or cut tail dropped, not counted)
+        dbr = db_revisions(db_path, limit=(sum(len(c) for _i, _r, c in m.writes),
+                                           m.rev[-1] if ci > last and m.rev else 1 << 62))
+        full = dbr is not None and written_by(m, dbr, m.rev[-1] if ci > last and m.rev
+                                              else None)
     if not full:
         with DB(db_path) as db:
             st = A.Store.from_db(db)
         m, state = revision_map(res, st, "db", ci, capture=upto_index)
+        # the db is trusted up to its own revision: nothing below is read again
+        dbr = db_revisions(db_path, floor=m.anchor_rev)
+        if ci > last and res.last_index is not None:
+            p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev,
+                     dbr.meta.get(b"finishedCompactRev", 0), False, ci, m.anchor)
+            _keep_past_wal(p, m, dbr, res, last)
+            return p, m, st
     p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev, dbr.meta.get(b"finishedCompactRev", 0),
              False, ci, m.anchor, exact=m.exact)
     at = m.at(upto_index)
@@ -344,11 +429,12 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
                          f"consistent_index {ci}: the db is kept as it is")
         return p, m, st
     upto_rev = at[0]
-    if ci > last:
-        p.reasons.append(f"the db's consistent_index {ci} is past the WAL's last entry {last}: "
-                         "the WAL cannot re-apply what the db holds above it; kept as it is")
-        return p, m, st
     lost = lost_revisions(m, dbr, upto_rev, state) if full else []
+    if ci > last and not lost:
+        _keep_past_wal(p, m, dbr, res, last)
+        return p, m, st
+    if ci > last:
+        p.past_wal_rev = upto_rev
     if not full:
         why = ("the WAL does not reach back to index 1" if res.first_index != 1 else
                "the db holds revisions the WAL did not write (a restored snapshot's)")
@@ -387,6 +473,35 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
         c = snap_index
     _settle(p, m, dbr, c, lost)
     return p, m, st
+
+
+def _term_of(res: W.WalRead, index: int) -> Optional[int]:
+    """The term of the WAL's entry ``index``."""
+    for _r, e in W.iter_entries(res, start_after=index - 1):
+        if e["index"] == index:
+            return e["term"]
+    return None
+
+
+def _keep_past_wal(p: Plan, m: RevMap, dbr: DbRevisions, res: W.WalRead, last: int) -> None:
+    """The db's consistent_index is past the WAL's last entry (a torn tail
+    or a cut WAL lost entries the db already applied) and the db lacks no
+    revision up to there: every record is kept, ``consistent_index`` set
+    to the WAL's last entry so that etcd applies the entries raft appends
+    after it (at an index at or below the old consistent_index etcd would
+    skip them: writes acknowledged and never applied)."""
+    at = m.at(last)
+    term = at[1] if at and at[1] else _term_of(res, last)
+    p.consistent_index = last
+    p.term = term if b"term" in dbr.meta else None
+    p.revision = dbr.max_rev
+    p.db_kept_past_wal = True
+    p.cut_rev = at[0] if at else None
+    p.other_after = [(i, k) for i, k in m.other if last < i <= p.db_consistent_index]
+    p.reasons.append(f"the db's consistent_index {p.db_consistent_index} is past the WAL's "
+                     f"last entry {last}, and the db lacks no revision the WAL wrote: every "
+                     f"record kept (revision {dbr.max_rev}), consistent_index set to {last} so "
+                     "that etcd applies the entries after it")
 
 
 def older_snapshots(pred: D.StartPrediction) -> List[int]:
@@ -429,8 +544,8 @@ def _settle(p: Plan, m: RevMap, dbr: DbRevisions, c: int, lost: List[int]) -> No
     p.consistent_index, p.revision = c, rev_c
     if term_c:
         p.term = term_c if b"term" in dbr.meta else None
-    p.removed_records = sum(1 for (main, _s) in dbr.records if main > rev_c)
-    kept_max = max((main for (main, _s) in dbr.records if main <= rev_c), default=0)
+    p.removed_records = dbr.count_above(rev_c)
+    kept_max = dbr.max_at_or_below(rev_c)
     old_compact = dbr.meta.get(b"finishedCompactRev", 0)
     p.compact_rev = min(old_compact, rev_c) if m.anchor == "db" else compact_c
     if kept_max < rev_c and rev_c > 1:
@@ -456,7 +571,7 @@ def predicted_wrong(m: RevMap, db_path: str, p: Plan, res: W.WalRead,
     started on the rewound db: the db's keyspace at rev(C) replayed with
     the entries above C, against ``anchor_store`` (the full replay from
     the anchor)."""
-    dbr = db_revisions(db_path)
+    dbr = db_revisions(db_path, floor=p.revision)
     live = {}
     with DB(db_path) as db:
         st = A.Store.from_db(db)
@@ -575,7 +690,9 @@ class DataDirRepair:
     @property
     def lost_data(self) -> bool:
         """Whether etcd will serve some key wrongly, or a revision stays lost."""
+        cut = self.plan.wal_cut or {}
         return bool(self.plan.at_risk or self.plan.unrestorable or self.plan.db_losses_stand
+                    or cut.get("lost_entries") or cut.get("unreadable_entries")
                     or self.after.get("outcome") == "fails")
 
     def to_json(self) -> dict:
@@ -632,8 +749,36 @@ def _copy_file(src: str, dst: str) -> None:
         os.fsync(fo.fileno())
 
 
-def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str]) -> List[str]:
-    """The WAL segments and snapshot files into ``member``: their names."""
+def wal_cut_point(res: W.WalRead) -> Optional[dict]:
+    """Where etcd's read of the WAL stops on a record it refuses (a CRC
+    mismatch, a record that does not decode, a gap... anywhere but a torn
+    tail, which etcd's ``wal.Repair`` trims itself): ``{segment, offset}``,
+    or None when etcd reads it (or trims it) and starts."""
+    if res.stop == "error" and res.stop_at:
+        return dict(res.stop_at)
+    return None
+
+
+def _copy_wal_cut(src: str, dst: str, size: int) -> None:
+    """The first ``size`` bytes of ``src`` (a segment cut as ``wal.Repair``
+    truncates one), fsynced."""
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        left = size
+        while left > 0:
+            chunk = fi.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            fo.write(chunk)
+            left -= len(chunk)
+        fo.flush()
+        os.fsync(fo.fileno())
+
+
+def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str],
+                cut: Optional[dict] = None) -> List[str]:
+    """The WAL segments and snapshot files into ``member``: their names.
+    With ``cut``, the WAL ends at ``cut["offset"]`` of ``cut["segment"]``
+    (the later segments are left out)."""
     wal_out, snap_out = os.path.join(member, "wal"), os.path.join(member, "snap")
     os.makedirs(wal_out)
     os.makedirs(snap_out)
@@ -644,6 +789,12 @@ def _copy_parts(dd: D.DataDir, member: str, skip: Optional[str]) -> List[str]:
             path = os.path.join(src_dir, name)
             if (not name.endswith(keep) or path == skip
                     or not stat.S_ISREG(os.lstat(path).st_mode)):
+                continue
+            if cut is not None and src_dir == dd.wal_dir and name >= cut["segment"]:
+                if name == cut["segment"] and cut["offset"] > 0:
+                    _copy_wal_cut(path, os.path.join(dst_dir, name), cut["offset"])
+                    copied.append(os.path.relpath(os.path.join(dst_dir, name),
+                                                  os.path.dirname(member)))
                 continue
             _copy_file(path, os.path.join(dst_dir, name))
             copied.append(os.path.relpath(os.path.join(dst_dir, name), os.path.dirname(member)))
@@ -683,11 +834,20 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
         tmp = tempfile.mkdtemp(prefix=".boltfix-datadir-", dir=parent)
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror}") from exc
+    cut = wal_cut_point(pred.wal)
+    if cut is not None:
+        cut["path"] = os.path.join(dd.wal_dir, cut["segment"])
     try:
         member = os.path.join(tmp, "member")
-        copied = _copy_parts(dd, member, from_snap_db)
-        result = _write_db(pred, src, os.path.join(member, "snap"), findings,
-                           older_snapshots(pred) if older_snapshot else [])
+        copied = _copy_parts(dd, member, from_snap_db, cut)
+        use = pred
+        if cut is not None:
+            # what etcd reads of the cut WAL, with the input's db and snapshots
+            use = D.predict_start(dataclasses.replace(dd, wal_dir=os.path.join(member, "wal")),
+                                  full_check=False)
+        result = _write_db(use, src, os.path.join(member, "snap"), findings,
+                           older_snapshots(use) if older_snapshot else [],
+                           (pred.wal, cut) if cut is not None else None)
         _fsync_tree(tmp)
         after = D.predict_start(D.open_data_dir(tmp), full_check=True).to_json()
         _move_into_place(tmp, out_dir, force)
@@ -706,9 +866,11 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
 
 
 def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
-              older: List[int]):
+              older: List[int], cut: Optional[tuple] = None):
     """Repair ``src`` into ``snap_out/db`` and set it back: (plan, the db
-    repair's JSON, how many keys the db alone names at risk)."""
+    repair's JSON, how many keys the db alone names at risk).  ``cut``:
+    (the input's whole WAL read, the cut point) when ``pred``'s WAL is the
+    input's cut before a record etcd refuses."""
     repaired = os.path.join(snap_out, ".db.repaired")
     snap = pred.facts.get("snapshot")
     try:
@@ -734,7 +896,24 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
     p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older)
     if p.snapshot_used is not None:
         _set_aside(snap_out, p.snapshot_used)
-    p.at_risk = predicted_wrong(m, repaired, p, pred.wal, final)
+    p.at_risk = [] if p.db_kept_past_wal else predicted_wrong(m, repaired, p, pred.wal, final)
+    if p.past_wal_rev is not None:
+        # rewound below the WAL's end: the db's records past the WAL are gone
+        p.at_risk = sorted(set(p.at_risk) | set(_keys_above(repaired, p.past_wal_rev)))
+    if cut is not None:
+        _name_cut(p, cut, repaired, pred.wal.last_index or 0, findings, final)
+    elif pred.wal.stop == "torn" and pred.wal.stop_at:
+        at = pred.wal.stop_at
+        p.wal_torn = {"segment": at["segment"], "offset": at["offset"],
+                      "last_index_kept": pred.wal.last_index,
+                      "db_holds_past_it": p.db_consistent_index > (pred.wal.last_index or 0)}
+        p.reasons.append(
+            f"the WAL's last segment is torn at {at['segment']} offset {at['offset']}: kept as "
+            "it is (etcd's wal.Repair truncates it there at start); whatever the records from "
+            "there on held is gone" + ("" if p.wal_torn["db_holds_past_it"] else
+                                      ", and the db holds nothing past it: a write they held "
+                                      "(acknowledged before the WAL's fsync) is lost unnamed, "
+                                      "its bytes are zeros"))
     if p.limited_by_snapshot and p.unrestorable:
         findings.append(Finding(
             F.DATADIR_REWIND_LIMITED,
@@ -777,6 +956,131 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
                          "back to index 1): the db's own at-risk keys are named")
     db_json = {k: v for k, v in report.to_json().items() if k not in ("etcd", "output")}
     return p, db_json, alone
+
+
+def _keys_above(db_path: str, rev: int) -> List[bytes]:
+    """The user keys of the ``key`` records above main revision ``rev``."""
+    out = set()
+    with DB(db_path) as db:
+        w = Walker(db)
+        bucket, _ = open_path(w, ["key"])
+        for b, batch in (w.walk_batches(bucket) if bucket is not None else ()):
+            if b is not bucket or batch.bucket_entry is not None:
+                continue
+            for k, v in zip(batch.keys, batch.values):
+                r = decode_revision(bytes(k))
+                if r is not None and r["main"] > rev:
+                    kv = decode_key_value(bytes(v))
+                    if "error" not in kv:
+                        out.add(kv["key"])
+    return sorted(out)
+
+
+def _writes_above(db_path: str, rev: int, wanted: set) -> Dict[bytes, int]:
+    """For the user keys in ``wanted``: how many ``key`` records above main
+    revision ``rev`` the db holds."""
+    out: Dict[bytes, int] = {}
+    with DB(db_path) as db:
+        w = Walker(db)
+        bucket, _ = open_path(w, ["key"])
+        for b, batch in (w.walk_batches(bucket) if bucket is not None else ()):
+            if b is not bucket or batch.bucket_entry is not None:
+                continue
+            for k, v in zip(batch.keys, batch.values):
+                r = decode_revision(bytes(k))
+                if r is None or r["main"] <= rev:
+                    continue
+                kv = decode_key_value(bytes(v))
+                if "error" not in kv and kv["key"] in wanted:
+                    out[kv["key"]] = out.get(kv["key"], 0) + 1
+    return out
+
+
+def _damaged_entry_keys(point: dict, st: A.Store, lost_from: int) -> List[bytes]:
+    """The keys the damaged record at the cut would write, when it still
+    decodes as an entry above ``lost_from`` (its CRC failed: its bytes are
+    not trusted, so its keys are named, never applied)."""
+    path = os.path.join(os.path.dirname(point.get("path") or ""), point["segment"])
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(point["offset"])
+            n, pad = W.frame_size(int.from_bytes(fh.read(W.FRAME_BYTES), "little"))
+            if n > W.MAX_RECORD_34:
+                return []
+            rec = R.decode_record(fh.read(n))
+            if rec["type"] != R.ENTRY:
+                return []
+            e = R.decode_entry(rec["data"])
+    except (OSError, R.ProtoError, KeyError, ValueError):
+        return []
+    if e.get("index", 0) <= lost_from or e.get("type") != R.ENTRY_NORMAL:
+        return []
+    payload = R.decode_entry_payload(e, True)
+    keys = []
+    for a in A.replay(_copy(st), [(e, payload)], lost_from):
+        keys.extend(k for _s, k, _op in a.changes)
+    return keys
+
+
+def _name_cut(p: Plan, cut: tuple, db_path: str, kept_last: int, findings: list,
+              final: Optional[A.Store] = None) -> None:
+    """The WAL was cut before a record etcd refuses: the readable entries
+    after the cut that neither the written db holds nor etcd re-applies
+    are lost; the keys they touched are named (replayed on the db's
+    keyspace), and the entries the damaged records held are counted."""
+    orig, point = cut
+    lost_from = max(kept_last, p.db_consistent_index) if p.db_kept_past_wal else kept_last
+    if p.db_kept_past_wal or final is None:
+        with DB(db_path) as db:
+            st = A.Store.from_db(db)  # what etcd serves: the db as it is
+    else:
+        st = _copy(final)  # what etcd serves once it re-applied the cut WAL
+    keys: set = set(_damaged_entry_keys(point, st, lost_from))
+    damaged_named = len(keys)
+    lost_entries = 0
+    # entries the kept db applied (up to its consistent_index): a key the
+    # WAL wrote more often after the cut than the db holds records of
+    # after the cut's revision lost writes (one more in the db: the
+    # damaged entry's, which no one can read)
+    wal_writes: Dict[bytes, int] = {}
+    for a in A.replay(st, _entries(orig, {}), kept_last):
+        if a.index > lost_from:
+            # entries that change nothing (raft's empty ones, a delete of
+            # nothing, member attributes) lose nothing
+            if a.revision is not None or (not a.error and _changes_state(a.kind, None)):
+                lost_entries += 1
+            keys.update(k for _s, k, _op in a.changes)
+        else:
+            for _s, k, _op in a.changes:
+                wal_writes[k] = wal_writes.get(k, 0) + 1
+    if p.db_kept_past_wal and p.cut_rev is not None and wal_writes:
+        held = _writes_above(db_path, p.cut_rev, set(wal_writes))
+        keys.update(k for k, n in wal_writes.items() if held.get(k, 0) < n)
+    unreadable = []
+    for f in orig.findings:
+        missing = (f.detail or {}).get("missing") if f.code == F.WAL_INDEX_GAP else None
+        if missing and missing[1] > lost_from:
+            unreadable.append([max(missing[0], lost_from + 1), missing[1]])
+    p.at_risk = sorted(set(p.at_risk) | keys)
+    p.wal_cut = {"segment": point["segment"], "offset": point["offset"],
+                 "damaged_entry_keys_named": damaged_named,
+                 "last_index_kept": kept_last, "input_last_index": orig.last_index,
+                 "lost_entries": lost_entries, "keys_named": len(keys),
+                 "unreadable_entries": unreadable}
+    p.reasons.append(
+        f"the WAL is cut at {point['segment']} offset {point['offset']} (a record etcd "
+        f"refuses: it would not start), its last entry kept {kept_last}; {lost_entries} "
+        f"readable entr(y/ies) after index {lost_from} that changed something are lost, "
+        f"their {len(keys)} key(s) named"
+        + (f"; the damaged record(s) held entries {unreadable} whose keys cannot be told"
+           if unreadable else ""))
+    findings.append(Finding(
+        F.DATADIR_WAL_CUT,
+        f"the WAL is cut before the record etcd refuses ({point['segment']} at offset "
+        f"{point['offset']}; the later segments left out), as etcd's wal.Repair cuts a torn "
+        f"tail: {lost_entries} later entr(y/ies) neither the db holds nor etcd re-applies, "
+        f"{len(keys)} key(s) named" + (f"; entries {unreadable} unreadable"
+                                       if unreadable else ""), WARNING))
 
 
 def _refuse_out(data_dir: str, dd: D.DataDir, out_dir: str, force: bool) -> None:

@@ -16,7 +16,12 @@ For each: etcd started on a copy of the crashed dir (before) and on the
 repaired one (after); "right" counts the keys of the newer capture served
 with its value, mod_revision, create_revision and version, "wrong" the
 keys served otherwise or missing or extra, "named" the keys the report
-names at risk.  One line per case, then the totals.
+names at risk.  Then the same with the WAL damaged too (the newer capture's
+own db, ``older-db`` and ``lost-revisions``; ``+wal-torn``: the last segment
+zeroed from a sector boundary inside a record at 80% of its records on, a
+crash's unwritten sectors; ``+wal-crc``: the last data byte of the entry
+record at 50% of the WAL flipped, a CRC mismatch etcd refuses).  One line
+per case, then the totals.
 """
 
 from __future__ import annotations
@@ -113,45 +118,70 @@ def dbs(base: Path, work: Path, old: int, new: int) -> dict:
     return out
 
 
+def run_case(version: str, work: Path, label: str, d: Path, want: dict, totals: dict,
+             extra: list) -> None:
+    """etcd on the crashed ``d`` (before) and on its repair (after): one line."""
+    before = serve(version, d)
+    out = work / f"{label}.out"
+    cp = subprocess.run([sys.executable, "-m", "boltfix", "repair", "--data-dir",
+                         str(d), "--out-data-dir", str(out), "--json", *extra],
+                        capture_output=True, text=True, cwd=REPO)
+    if cp.returncode not in (0, 1):
+        print(f"{version} {label:32s} repair exit {cp.returncode}: {cp.stderr.strip()[:200]}")
+        totals["repair_refused"] += 1
+        return
+    rw = json.loads(cp.stdout)["rewind"]
+    after = serve(version, out)
+    wrong = T._wrong(after, want) if after is not None else set(want)
+    named = set(rw["keys_at_risk"])
+    totals["cases"] += 1
+    totals["starts_before"] += before is not None
+    totals["starts_after"] += after is not None
+    totals["keys"] += len(want)
+    totals["before"] += sum(1 for k in want if (before or {}).get(k) == want[k])
+    totals["after"] += sum(1 for k in want if (after or {}).get(k) == want[k])
+    totals["named"] += len(named)
+    totals["wrong_after"] += len(wrong)
+    totals["unnamed_wrong"] += len(wrong - named)
+    cut = rw.get("wal_cut") or {}
+    print(f"{version} {label:32s} before: {score(before, want):28s} "
+          f"after: {score(after, want):28s} exit {cp.returncode} ci "
+          f"{rw['db_consistent_index']}->{rw['consistent_index']} named "
+          f"{len(named)} (unnamed wrong {len(wrong - named)})"
+          + (f" wal cut at {cut.get('last_index_kept')}" if cut else "")
+          + (" db kept past the WAL" if rw.get("db_kept_past_wal") else ""))
+
+
 def main() -> None:
     """Run every case; print one line each and the totals."""
     version = sys.argv[1] if len(sys.argv) > 1 else "3.5"
     work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp())
+    extra = sys.argv[3:]
     base = work / f"caps{version}"
     base.mkdir(parents=True)
     served = captures(base, version)
-    totals = {"before": 0, "after": 0, "keys": 0, "named": 0, "wrong_after": 0,
-              "unnamed_wrong": 0}
+    totals = dict.fromkeys(("cases", "starts_before", "starts_after", "before", "after",
+                            "keys", "named", "wrong_after", "unnamed_wrong",
+                            "repair_refused"), 0)
     for old, new in ((1, 2), (2, 3), (1, 3)):
         want = served[new]
-        for name, db in dbs(base, work, old, new).items():
+        cases = dbs(base, work, old, new)
+        for name, db in cases.items():
             d = work / f"{name}-{old}-{new}"
             shutil.copytree(base / f"cap{new}", d)
             shutil.copy(db, d / "member/snap/db")
-            before = serve(version, d)
-            out = work / f"{name}-{old}-{new}.out"
-            cp = subprocess.run([sys.executable, "-m", "boltfix", "repair", "--data-dir",
-                                 str(d), "--out-data-dir", str(out), "--json",
-                                 *sys.argv[3:]],
-                                capture_output=True, text=True, cwd=REPO)
-            if cp.returncode not in (0, 1):
-                print(f"{version} cap{old}->cap{new} {name:15s} repair exit {cp.returncode}: "
-                      f"{cp.stderr.strip()[:200]}")
-                continue
-            rw = json.loads(cp.stdout)["rewind"]
-            after = serve(version, out)
-            wrong = T._wrong(after, want) if after is not None else set(want)
-            named = set(rw["keys_at_risk"])
-            totals["keys"] += len(want)
-            totals["before"] += sum(1 for k in want if (before or {}).get(k) == want[k])
-            totals["after"] += sum(1 for k in want if (after or {}).get(k) == want[k])
-            totals["named"] += len(named)
-            totals["wrong_after"] += len(wrong)
-            totals["unnamed_wrong"] += len(wrong - named)
-            print(f"{version} cap{old}->cap{new} {name:15s} before: {score(before, want):28s} "
-                  f"after: {score(after, want):28s} exit {cp.returncode} ci "
-                  f"{rw['db_consistent_index']}->{rw['consistent_index']} named "
-                  f"{len(named)} (unnamed wrong {len(wrong - named)})")
+            run_case(version, work, f"cap{old}->cap{new} {name}", d, want, totals, extra)
+        # the WAL damaged too: its last segment torn (a crash's unwritten
+        # sectors), or a record's data flipped in the middle (etcd refuses)
+        for name in ("intact", "older-db", "lost-revisions"):
+            db = base / f"cap{new}/member/snap/db" if name == "intact" else cases[name]
+            for damage, at in (("torn", 0.8), ("crc", 0.5)):
+                d = work / f"{name}-{damage}-{old}-{new}"
+                shutil.copytree(base / f"cap{new}", d)
+                shutil.copy(db, d / "member/snap/db")
+                (T.tear_wal if damage == "torn" else T.flip_wal_record)(d, at)
+                run_case(version, work, f"cap{old}->cap{new} {name}+wal-{damage}", d, want,
+                         totals, extra)
     print(json.dumps(totals))
 
 

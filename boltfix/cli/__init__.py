@@ -2,7 +2,7 @@
 module per command group (as bbolt's ``cmd/bbolt/command_*.go``):
 ``cmd_inspect`` (inspect, pages, page), ``cmd_check``, ``cmd_repair``,
 ``cmd_dump``, ``cmd_buckets``, ``cmd_keys`` (keys, get), ``cmd_wal`` (wal, and the
-``--data-dir`` view of inspect and check).  How a command
+``--data-dir`` view of inspect and check), ``cmd_members``.  How a command
 ends (its exit codes, signals, an input that changes) is
 :mod:`boltfix.session`.
 """
@@ -18,6 +18,7 @@ from boltfix.cli import (
     cmd_dump,
     cmd_inspect,
     cmd_keys,
+    cmd_members,
     cmd_repair,
     cmd_wal,
 )
@@ -34,5 +35,5 @@ def main():
 
 for _command in (cmd_inspect.inspect, cmd_inspect.pages, cmd_inspect.page, cmd_check.check,
                  cmd_repair.repair, cmd_dump.dump, cmd_buckets.buckets, cmd_keys.keys,
-                 cmd_keys.get, cmd_wal.wal):
+                 cmd_keys.get, cmd_wal.wal, cmd_members.members):
     main.add_command(_command)

@@ -338,6 +338,9 @@ class EtcdServer:
     ``with EtcdServer(d, "3.5") as srv: srv.ctl("put", "k", "v")``.
 
     * ``name``: the member name (``--name`` and the ``--initial-cluster`` entry).
+    * ``initial_cluster``, ``cluster_state``: a member of a cluster of several
+      (``--initial-cluster`` whole, ``--initial-cluster-state new|existing``);
+      :meth:`launch` each member, then :meth:`wait_healthy` each.
     * ``peer_port`` / ``client_port``: pre-chosen ports (e.g. the peer port returned
       by :func:`restore_snapshot`); free ones are chosen otherwise.
     * ``log_dir``: where ``etcd.log`` goes (a new temp dir by default, removed on exit
@@ -358,8 +361,11 @@ class EtcdServer:
     def __init__(self, data_dir, version: str, *, name: str = DEFAULT_NAME,
                  peer_port: Optional[int] = None, client_port: Optional[int] = None,
                  log_dir=None, keep_log: bool = False, start_timeout: float = START_TIMEOUT,
-                 extra_args: Sequence[str] = (), health_user: Optional[str] = None):
+                 extra_args: Sequence[str] = (), health_user: Optional[str] = None,
+                 initial_cluster: Optional[str] = None, cluster_state: str = "new"):
         self.bins = etcd_binaries(version)
+        self.initial_cluster = initial_cluster
+        self.cluster_state = cluster_state
         self.version = self.bins.version
         self.data_dir = Path(data_dir)
         self.name = name
@@ -393,12 +399,34 @@ class EtcdServer:
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", f"{self.name}={self.peer_url}",
-            "--initial-cluster-state", "new",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
+            "--initial-cluster-state", self.cluster_state,
             *self.extra_args,
         ]
 
     def start(self) -> "EtcdServer":
+        """Start etcd and wait until it is healthy."""
+        self.launch()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self) -> "EtcdServer":
+        """Wait until an etcd started by :meth:`launch` is healthy (a member of a
+        cluster is once a quorum runs); stopped when it does not get there."""
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> "EtcdServer":
+        """Start the etcd process without waiting (the members of a new
+        cluster must all run before any is healthy)."""
         if self._own_log_dir:
             self._log_dir = Path(tempfile.mkdtemp(prefix="boltfix-etcd-log-"))
         else:
@@ -410,11 +438,6 @@ class EtcdServer:
             self.command(), stdout=self._log_fh, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=clean_env(), start_new_session=True,
         )
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _wait_healthy(self) -> None:
