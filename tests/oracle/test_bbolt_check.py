@@ -258,8 +258,6 @@ def test_etcd_damage(fixture, what, tmp_path):
         assert o.status in ("crash", "hang"), o
 
 
-@pytest.mark.skipif(not (REPO / "fixtures" / "etcd" / "etcd-13406.db").exists(),
-                    reason="fixtures/etcd/etcd-13406.db not generated")
 def test_etcd_13406_fixture():
     """The committed etcd#13406 file: bbolt dies, boltfix names the missing pages."""
     path = REPO / "fixtures" / "etcd" / "etcd-13406.db"
