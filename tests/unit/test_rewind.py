@@ -66,7 +66,8 @@ def test_db_meta_and_revisions_match_what_etcd_reported(version):
 def test_db_revisions_above_a_floor_answer_as_the_whole_history():
     path = str(FIX / "etcd-3.5.db")
     full = RW.db_revisions(path)
-    floor = _expected("3.5")["compact_revision"]
+    mains = sorted({main for main, _s in full.records})
+    floor = mains[len(mains) * 2 // 3]  # a revision the db holds: kept below, not above
     part = RW.db_revisions(path, floor=floor)
     assert part.records == {r: v for r, v in full.records.items() if r[0] > floor}
     assert 0 < len(part.records) < len(full.records)
@@ -147,7 +148,10 @@ def test_a_db_past_the_wal_keeps_its_records_and_takes_the_wal_end():
 def test_write_rewound_drops_the_revisions_above_the_plan(tmp_path):
     src = str(FIX / "etcd-3.5.db")
     full = RW.db_revisions(src)
-    upto, compact = full.max_rev - 30, full.max_rev - 40
+    mains = sorted({main for main, _s in full.records})
+    # a revision the db holds, with the next one held too: the cut is exact
+    upto = next(r for r in reversed(mains[:-5]) if r + 1 in mains)
+    compact = upto - 10
     p = RW.Plan(consistent_index=100, term=2, revision=upto, compact_rev=compact,
                 raise_compact=True, db_consistent_index=full.meta[b"consistent_index"],
                 anchor="db")
