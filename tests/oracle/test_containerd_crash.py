@@ -32,13 +32,13 @@ terms), and containerd lists it.
 from __future__ import annotations
 
 import subprocess
-import tempfile
-from typing import List, Optional
+from typing import List
 
 import pytest
 
 from boltfix.repair import repair
 from support import containerdgen, damage, oracle
+from support.bbolthistory import bbolt_view, records_of
 from support.crashmix import applies, crash, meta_txids, page_size
 
 #: the crash kinds mixed per commit pair (``torn`` at a page chosen by the
@@ -47,27 +47,6 @@ KINDS = ("lost", "partial-even", "torn-tree", "zeroed", "meta-zeroed", "live-cop
          "lost-growth")
 #: how many single-commit pairs are tried (spread over the history)
 PAIRS = 6
-
-
-def records_of(path) -> list:
-    """Real bbolt's records of ``path``: (path, key, type, value, sequence)."""
-    return [(tuple(e["path"]), e["key"], e["type"], e["value"], e.get("sequence"))
-            for e in oracle.oracle_dump(path, timeout=60)]
-
-
-def bbolt_view(path) -> Optional[list]:
-    """What real bbolt reads from ``path``, or None when it cannot."""
-    with tempfile.TemporaryFile() as f:
-        try:
-            proc = subprocess.run([str(oracle.boltgen_path()), "dump", str(path)], stdout=f,
-                                  stderr=subprocess.DEVNULL, timeout=5)
-        except subprocess.TimeoutExpired:
-            return None
-        if proc.returncode != 0:
-            return None
-        f.seek(0)
-        return [(tuple(e["path"]), e["key"], e["type"], e["value"], e.get("sequence"))
-                for e in oracle.parse_dump(f.read())]
 
 
 @pytest.fixture(scope="module")
