@@ -18,6 +18,8 @@ when started on it, following etcd's start path:
 3. ``snap.LoadNewestAvailable``: the newest ``.snap`` that is one of those
    and reads cleanly (``snapshotter.go`` ``Read``: non-empty, CRC-32C); a
    ``.snap`` that fails is renamed ``.broken`` and the next older one tried.
+   3.7 reads no ``.snap``: ``recoverSnapshot`` builds the snapshot from the
+   newest of those records (:func:`snapshot_from_wal`).
 4. ``recoverSnapshotBackend`` (3.4/3.5 ``server.go``; 3.6+
    ``server/storage/backend.go`` ``RecoverSnapshotBackend``): when the
    snapshot's index is above the db's ``consistent_index`` (0 without a
@@ -292,6 +294,43 @@ def _f(code: str, message: str, severity: str = ERROR, **detail) -> Finding:
     return Finding(code, message, severity, detail=detail)
 
 
+def snapshot_from_wal(version: Optional[str]) -> bool:
+    """Whether etcd of ``version`` (a db's :func:`boltfix.etcd.guess_etcd_version`
+    text) takes its raft snapshot from the newest valid WAL snapshot record
+    alone, with no ``.snap`` file: 3.7 and later (checked with the real
+    3.7.3: ``recoverSnapshot`` builds it from ``wal.ValidSnapshotEntries``;
+    3.6 and before load the newest matching ``.snap``).  Unknown: False."""
+    m = re.match(r"3\.(\d+) ", (version or "") + " ")
+    return m is not None and int(m.group(1)) >= 7
+
+
+def _chosen_snapshot(p: StartPrediction, res: W.WalRead, commit: int, snaps: list,
+                     version: Optional[str]) -> Optional[dict]:
+    """The raft snapshot etcd starts from (steps 2-3), with the findings on
+    the ``.snap`` files it passes over, or None."""
+    valid = {(s["index"], s["term"]) for s in res.snapshots if s["index"] <= commit}
+    if snapshot_from_wal(version):
+        # 3.7+ (``bootstrap.go`` ``recoverSnapshot``): the newest valid WAL
+        # snapshot record is the snapshot; the .snap files are not read
+        newest = max(valid, default=(0, 0))
+        return ({"name": f"WAL snapshot record {newest[0]}", "index": newest[0],
+                 "term": newest[1], "ok": True, "from_wal": True} if newest[0] > 0 else None)
+    for s in snaps:
+        if not s.get("ok"):
+            p.findings.append(_f(F.DATADIR_SNAP_BROKEN,
+                                 f"{s['name']}: {s.get('error')}: etcd renames it "
+                                 f"{s['name']}.broken and tries an older snapshot", WARNING,
+                                 file=s["name"]))
+            continue
+        if (s["index"], s["term"]) in valid:
+            return s
+        p.findings.append(_f(F.DATADIR_SNAP_ORPHAN,
+                             f"{s['name']}: no WAL snapshot record at or below the commit "
+                             "index names it (etcd crashed between writing it and the WAL "
+                             "record): etcd skips it", WARNING, file=s["name"]))
+    return None
+
+
 def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
     """What etcd does when started on ``dd``; never writes, never raises on
     file contents."""
@@ -320,24 +359,10 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
         "overwritten_entries": res.overwritten, "read_stops": res.stop, "stop_at": res.stop_at,
     }
     # 2-3: the snapshot etcd loads
-    valid = {(s["index"], s["term"]) for s in res.snapshots if s["index"] <= hs["commit"]}
-    chosen = None
-    for s in snaps:
-        if not s.get("ok"):
-            p.findings.append(_f(F.DATADIR_SNAP_BROKEN,
-                                 f"{s['name']}: {s.get('error')}: etcd renames it "
-                                 f"{s['name']}.broken and tries an older snapshot", WARNING,
-                                 file=s["name"]))
-            continue
-        if (s["index"], s["term"]) in valid:
-            chosen = s
-            break
-        p.findings.append(_f(F.DATADIR_SNAP_ORPHAN,
-                             f"{s['name']}: no WAL snapshot record at or below the commit "
-                             "index names it (etcd crashed between writing it and the WAL "
-                             "record): etcd skips it", WARNING, file=s["name"]))
+    chosen = _chosen_snapshot(p, res, hs["commit"], snaps, db.get("version"))
     facts["snapshot"] = ({"name": chosen["name"], "index": chosen["index"],
-                          "term": chosen["term"]} if chosen else None)
+                          "term": chosen["term"], "from_wal": bool(chosen.get("from_wal"))}
+                         if chosen else None)
     snap_index = chosen["index"] if chosen else 0
     # 4: the backend
     ci = db.get("consistent_index") or 0 if db.get("opens") else 0

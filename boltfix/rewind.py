@@ -386,12 +386,14 @@ def written_by(m: RevMap, dbr: DbRevisions, upto: Optional[int] = None) -> bool:
 
 
 def plan(res: W.WalRead, db_path: str, snap_index: int,
-         older: Sequence[int] = ()) -> Tuple[Plan, RevMap, A.Store]:
+         older: Sequence[int] = (), snap_files: bool = True) -> Tuple[Plan, RevMap, A.Store]:
     """The rewind of the (clean) db at ``db_path`` for the WAL ``res``
     (see the module docstring); also the revision map and the store after
     the whole replay (what etcd serves once every entry is applied).
     ``older``: indexes of older snapshots etcd can start from instead
-    (``--older-snapshot``; see :func:`older_snapshots`)."""
+    (``--older-snapshot``; see :func:`older_snapshots`); ``snap_files``:
+    False where etcd takes the snapshot from the WAL's record (3.7+), which
+    setting ``.snap`` files aside does not move."""
     ci = db_meta(db_path).get(b"consistent_index", 0)
     last = res.last_index or 0
     upto_index = min(ci, last)
@@ -469,7 +471,10 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
                          "revision(s) stay lost" + (
                              "; the WAL still holds them: --older-snapshot sets the newer "
                              "snapshot files aside so that etcd re-applies them"
-                             if m.anchor == "wal-start" else ""))
+                             if m.anchor == "wal-start" and snap_files else
+                             "; etcd 3.7+ takes the snapshot from the WAL's own snapshot "
+                             "record, so setting .snap files aside (--older-snapshot) does "
+                             "not bring them back" if not snap_files else ""))
         c = snap_index
     _settle(p, m, dbr, c, lost)
     return p, m, st
@@ -513,6 +518,11 @@ def older_snapshots(pred: D.StartPrediction) -> List[int]:
     :func:`boltfix.datadir.predict_start` checks them)."""
     res = pred.wal
     if not res.segments or res.first_index is None:
+        return []
+    snap = pred.facts.get("snapshot") or {}
+    if snap.get("from_wal"):
+        # 3.7+ takes the snapshot from the WAL's own snapshot record, which
+        # setting .snap files aside does not change
         return []
     records = {(s["index"], s["term"]) for s in res.snapshots}
     out = []
@@ -893,7 +903,8 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
             + ("re-applies the whole WAL from index 1 into it" if whole else
                f"re-applies the WAL above the raft snapshot (index {snap['index']}); "
                "what lies below it is lost (--older-snapshot: the whole WAL)"), WARNING))
-    p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older)
+    p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older,
+                       snap_files=not (snap or {}).get("from_wal"))
     if p.snapshot_used is not None:
         _set_aside(snap_out, p.snapshot_used)
     p.at_risk = [] if p.db_kept_past_wal else predicted_wrong(m, repaired, p, pred.wal, final)

@@ -1,5 +1,5 @@
 """The WAL reader, the revision mapping and the start prediction against the
-real etcd (3.4.23 and 3.5.1, :mod:`walcases`), and ``boltfix wal`` against
+real etcd (3.4.23, 3.5.1, 3.6.16 and 3.7.3, :mod:`walcases`), and ``boltfix wal`` against
 etcd's own ``etcd-dump-logs`` (built from etcd's Go module by
 ``scripts/build_etcd_dump_logs.sh``)."""
 
@@ -34,7 +34,7 @@ DUMP_LOGS_VERSION = "v3.5.21"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=["3.4", "3.5"])
+@pytest.fixture(scope="module", params=["3.4", "3.5", "3.6", "3.7"])
 def cases(request, tmp_path_factory):
     require_etcd(request.param)
     base = tmp_path_factory.mktemp(f"wal{request.param}")

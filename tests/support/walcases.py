@@ -1,6 +1,6 @@
 """Real etcd data dirs for the WAL tests, captured as a crash would leave them.
 
-:func:`build` runs the real etcd (3.4.23 or 3.5.1, :mod:`etcdtools`) with a
+:func:`build` runs the real etcd (3.4.23, 3.5.1, 3.6.16 or 3.7.3, :mod:`etcdtools`) with a
 small ``--snapshot-count`` so that raft snapshots (and purged WAL) happen,
 and captures the data dir twice, stopping etcd for each copy:
 
