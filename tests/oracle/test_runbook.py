@@ -1,6 +1,8 @@
-"""docs/runbook.md, followed literally against the real etcd 3.4.23 and 3.5.1.
+"""docs/runbook.md, followed literally against the real etcd 3.4.23, 3.5.1,
+3.6.16 and 3.7.3.
 
-A real data dir (the committed fixture restored, etcd run once on it) has its
+A real data dir (the version's db, :mod:`support.etcddbs`, restored, etcd
+run once on it) has its
 ``member/snap/db`` damaged the way the runbook's scenario says: a ``key``
 bucket branch element points far past the end of the file, so etcd panics
 when it reads those revisions.  Then the runbook's own shell commands, taken
@@ -33,13 +35,12 @@ import sys
 
 import pytest
 
-from support import REPO, damage, oracle
+from support import REPO, damage, etcddbs, oracle
 from support.etcdtools import EtcdServer, EtcdStartError, clean_env, require_etcd, restore_snapshot
 
 RUNBOOK = REPO / "docs" / "runbook.md"
-ETCD_FIXTURES = REPO / "fixtures" / "etcd"
 ROOT = "root:boltfix-root"
-VERSIONS = ["3.4", "3.5"]
+VERSIONS = ["3.4", "3.5", "3.6", "3.7"]
 #: the runbook's placeholder paths -> the test's directories (keys of the
 #: dict passed to :func:`localize`)
 PLACEHOLDERS = ("DATA", "WORK", "NEW")
@@ -133,7 +134,7 @@ def test_runbook_rescues_a_broken_node(version, tmp_path):
 
     # the broken node: a real data dir, run once, then its db damaged
     data = tmp_path / "node"
-    peer = restore_snapshot(ETCD_FIXTURES / f"etcd-{version}.db", data, version)
+    peer = restore_snapshot(etcddbs.etcd_db(version), data, version)
     with EtcdServer(data, version, peer_port=peer, health_user=ROOT) as srv:
         before = read_all(srv)
     damage.branch_past_eof(data / "member" / "snap" / "db", (b"key",))
@@ -197,10 +198,10 @@ def test_runbook_rescues_a_broken_node(version, tmp_path):
         serves_and_writes(srv, want)
 
     # 5, the other route: restore the repaired db as a snapshot into NEW
-    restore = one(cmds, "etcdutl snapshot restore" if version == "3.5"
-                  else "ETCDCTL_API=3 etcdctl snapshot restore")
+    restore = one(cmds, "ETCDCTL_API=3 etcdctl snapshot restore" if version == "3.4"
+                  else "etcdutl snapshot restore")
     argv = localize(restore.removeprefix("ETCDCTL_API=3 "), paths)
-    argv[0] = str(bins.etcdutl if version == "3.5" else bins.etcdctl)
+    argv[0] = str(bins.etcdctl if version == "3.4" else bins.etcdutl)
     cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(),
                         timeout=120, stdin=subprocess.DEVNULL)
     assert cp.returncode == 0, cp.stdout + cp.stderr
