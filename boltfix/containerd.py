@@ -59,7 +59,7 @@ from boltfix.findings import WARNING, Finding
 from boltfix.protowire import WIRE_LEN, ProtoError, decode_varint, fields, parse_json
 from boltfix.raftboltdb import go_time
 from boltfix.reader import DB
-from boltfix.text import REDACTED, name_text
+from boltfix.text import REDACTED, mask_ranges, name_text
 from boltfix.walk import Walker
 
 __all__ = [
@@ -325,13 +325,7 @@ def view_secret_ranges(key, value) -> List[Tuple[int, int]]:
 
 def mask(path, key, value) -> Tuple[bytes, bool]:
     """``value`` with :func:`secret_ranges` as ``*`` bytes; whether masked."""
-    ranges = secret_ranges(path, key, value)
-    if not ranges:
-        return value, False
-    buf = bytearray(value)
-    for lo, hi in ranges:
-        buf[lo:hi] = b"*" * (hi - lo)
-    return bytes(buf), True
+    return mask_ranges(value, secret_ranges(path, key, value))
 
 
 # ---------------------------------------------------------------- the whole store

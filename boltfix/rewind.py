@@ -43,7 +43,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from boltfix import datadir as D
 from boltfix import findings as F
@@ -969,9 +969,9 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
     return p, db_json, alone
 
 
-def _keys_above(db_path: str, rev: int) -> List[bytes]:
-    """The user keys of the ``key`` records above main revision ``rev``."""
-    out = set()
+def _user_keys_above(db_path: str, rev: int) -> Iterator[bytes]:
+    """The user key of each ``key`` record above main revision ``rev``
+    (records that do not decode are left out)."""
     with DB(db_path) as db:
         w = Walker(db)
         bucket, _ = open_path(w, ["key"])
@@ -983,27 +983,21 @@ def _keys_above(db_path: str, rev: int) -> List[bytes]:
                 if r is not None and r["main"] > rev:
                     kv = decode_key_value(bytes(v))
                     if "error" not in kv:
-                        out.add(kv["key"])
-    return sorted(out)
+                        yield kv["key"]
+
+
+def _keys_above(db_path: str, rev: int) -> List[bytes]:
+    """The user keys of the ``key`` records above main revision ``rev``."""
+    return sorted(set(_user_keys_above(db_path, rev)))
 
 
 def _writes_above(db_path: str, rev: int, wanted: set) -> Dict[bytes, int]:
     """For the user keys in ``wanted``: how many ``key`` records above main
     revision ``rev`` the db holds."""
     out: Dict[bytes, int] = {}
-    with DB(db_path) as db:
-        w = Walker(db)
-        bucket, _ = open_path(w, ["key"])
-        for b, batch in (w.walk_batches(bucket) if bucket is not None else ()):
-            if b is not bucket or batch.bucket_entry is not None:
-                continue
-            for k, v in zip(batch.keys, batch.values):
-                r = decode_revision(bytes(k))
-                if r is None or r["main"] <= rev:
-                    continue
-                kv = decode_key_value(bytes(v))
-                if "error" not in kv and kv["key"] in wanted:
-                    out[kv["key"]] = out.get(kv["key"], 0) + 1
+    for key in _user_keys_above(db_path, rev):
+        if key in wanted:
+            out[key] = out.get(key, 0) + 1
     return out
 
 

@@ -212,3 +212,14 @@ def format_key_lines(keys, encoding: str) -> List[bytes]:
         else:
             out.append(format_bytes(k, encoding) + b"\n")
     return out
+
+
+def mask_ranges(value: bytes, ranges) -> Tuple[bytes, bool]:
+    """``value`` with each ``(lo, hi)`` of ``ranges`` as ``*`` bytes (the
+    same length, so offsets in a page stay true); whether any was masked."""
+    if not ranges:
+        return value, False
+    buf = bytearray(value)
+    for lo, hi in ranges:
+        buf[lo:hi] = b"*" * (hi - lo)
+    return bytes(buf), True

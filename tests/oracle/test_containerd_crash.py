@@ -38,8 +38,8 @@ import pytest
 
 from boltfix.repair import repair
 from support import containerdgen, damage, oracle
-from support.bbolthistory import bbolt_view, records_of
-from support.crashmix import applies, crash, meta_txids, page_size
+from support.bbolthistory import records_of, repair_crash
+from support.crashmix import applies, meta_txids, page_size
 
 #: the crash kinds mixed per commit pair (``torn`` at a page chosen by the
 #: pair's number is covered by ``torn-tree``, which tears the fullest page)
@@ -77,10 +77,6 @@ def _cases() -> List[tuple]:
     return [(k, kind) for k in range(PAIRS) for kind in KINDS]
 
 
-def _identities(records: list) -> list:
-    return [(r[0], r[1], r[2], r[4]) for r in records]
-
-
 @pytest.mark.parametrize("k,kind", _cases())
 def test_a_crash_keeps_a_whole_commit_containerd_lists(k, kind, history, tmp_path):
     """A crash of one containerd commit: repair keeps one whole commit, says
@@ -92,25 +88,8 @@ def test_a_crash_keeps_a_whole_commit_containerd_lists(k, kind, history, tmp_pat
         assert grew, "no single commit grew the file"
         n = grew[k % len(grew)]
         assert applies(captures[n - 1], captures[n], kind)
-    prev, cur = records[n - 1], records[n]
-    src = tmp_path / "crashed.db"
-    src.write_bytes(crash(captures[n - 1], captures[n], kind, n))
-    seen = None if kind == "zeroed" else bbolt_view(src)
-    out = tmp_path / "fixed.db"
-    rep = repair(src, out).to_json()
-    res = oracle.oracle_check(out)
-    assert res.ok, (res.status, res.messages[:5])
-    got = records_of(out)
-    rule = rep["commits"]["rule"]
-    value_only_tear = (kind == "torn-tree" and got == seen and rule == "newest"
-                       and _identities(got) == _identities(cur))
-    assert got in (prev, cur) or value_only_tear, (rule, rep["commits"]["reason"])
-    if kind in ("lost", "zeroed"):
-        assert rule == "rolled-back" and got == prev, rep["commits"]["reason"]
-    if rule == "rolled-back" and prev != cur:
-        lost = rep["commits"]["newer_commit"]
-        assert lost["added"] + lost["changed"] + lost["deleted"] or lost["unread"], lost
-
+    _rep, out, _got = repair_crash(captures[n - 1], captures[n], records[n - 1], records[n],
+                                   kind, n, tmp_path)
     listed = containerdgen.read(out)["namespaces"]
     wrote = containerdgen.read(_capture(tmp_path, captures[n]))["namespaces"]
     for ns, objs in listed.items():

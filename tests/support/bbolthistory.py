@@ -16,7 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from boltfix.repair import repair
 from support import REPO, oracle
+from support.crashmix import crash
 from support.protobuf import key_value, rev_key
 
 # ---------------------------------------------------------------- histories
@@ -272,3 +274,33 @@ def loss_counts(newer: list, kept: list) -> dict:
     b = {r[0] + (r[1],): r[3] for r in kept}
     return {"added": len(a.keys() - b.keys()), "deleted": len(b.keys() - a.keys()),
             "changed": sum(1 for k in a.keys() & b.keys() if a[k] != b[k])}
+
+
+def repair_crash(prev_capture: bytes, cur_capture: bytes, prev: list, cur: list, kind: str,
+                 n: int, tmp_path) -> tuple:
+    """Mix a crash of commit ``n`` from two real captures one commit apart
+    (:func:`support.crashmix.crash`), repair it, and hold the output to the
+    crash guarantees: it passes the real bbolt's check; its records are
+    exactly ``prev``'s or ``cur``'s (real bbolt's records of the captures),
+    or, for a tear inside value bytes alone that no structure shows, what
+    bbolt itself reads; lost writes and zeroed pages roll back; a rollback
+    says what the passed-over commit held.  Returns (repair's JSON report,
+    the output's path, its records)."""
+    src = tmp_path / "crashed.db"
+    src.write_bytes(crash(prev_capture, cur_capture, kind, n))
+    seen = None if kind == "zeroed" else bbolt_view(src)
+    out = tmp_path / "fixed.db"
+    rep = repair(src, out).to_json()
+    res = oracle.oracle_check(out)
+    assert res.ok, (res.status, res.messages[:5])
+    got = records_of(out)
+    rule = rep["commits"]["rule"]
+    value_only_tear = (kind.startswith("torn") and got == seen and rule == "newest"
+                       and [_ident(r) for r in got] == [_ident(r) for r in cur])
+    assert got in (prev, cur) or value_only_tear, (rule, rep["commits"]["reason"])
+    if kind in ("lost", "zeroed"):
+        assert rule == "rolled-back" and got == prev, rep["commits"]["reason"]
+    if rule == "rolled-back" and prev != cur:
+        lost = rep["commits"]["newer_commit"]
+        assert lost["added"] + lost["changed"] + lost["deleted"] or lost["unread"], lost
+    return rep, out, got
