@@ -57,7 +57,7 @@ from boltfix.errors import BoltError, CannotOpen, OutputError
 from boltfix.etcd import decode_key_value
 from boltfix.etcdkeys import decode_revision
 from boltfix.findings import WARNING, Finding
-from boltfix.navigate import open_path
+from boltfix.navigate import open_path, top_bucket_batches
 from boltfix.reader import DB
 from boltfix.repair import RepairRefused, fsync_dir
 from boltfix.walk import Walker
@@ -973,11 +973,7 @@ def _user_keys_above(db_path: str, rev: int) -> Iterator[bytes]:
     """The user key of each ``key`` record above main revision ``rev``
     (records that do not decode are left out)."""
     with DB(db_path) as db:
-        w = Walker(db)
-        bucket, _ = open_path(w, ["key"])
-        for b, batch in (w.walk_batches(bucket) if bucket is not None else ()):
-            if b is not bucket or batch.bucket_entry is not None:
-                continue
+        for _name, batch in top_bucket_batches(db, [b"key"]):
             for k, v in zip(batch.keys, batch.values):
                 r = decode_revision(bytes(k))
                 if r is not None and r["main"] > rev:

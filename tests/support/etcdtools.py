@@ -407,12 +407,7 @@ class EtcdServer:
     def start(self) -> "EtcdServer":
         """Start etcd and wait until it is healthy."""
         self.launch()
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return self.wait_healthy()
 
     def wait_healthy(self) -> "EtcdServer":
         """Wait until an etcd started by :meth:`launch` is healthy (a member of a
