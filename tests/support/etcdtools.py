@@ -443,7 +443,7 @@ class EtcdServer:
                 self.returncode = self.proc.returncode
                 raise EtcdStartError(
                     f"etcd {self.version} on {self.data_dir} exited early with code "
-                    f"{self.proc.returncode}; log tail:\n{self.log_tail()}")
+                    f"{self.proc.returncode}; {self.panic_text()}log tail:\n{self.log_tail()}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise EtcdStartError(
@@ -512,6 +512,17 @@ class EtcdServer:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def panic_text(self, lines: int = 4) -> str:
+        """The first Go panic or fatal error in the log and the lines after it
+        (with a line break after), else "".  A panic's goroutine dump can be
+        hundreds of lines, so the log's tail alone may not hold its message."""
+        text = self.log_text().splitlines()
+        for i, line in enumerate(text):
+            if line.startswith(("panic:", "fatal error:")) or '"level":"panic"' in line \
+                    or '"level":"fatal"' in line:
+                return "first panic:\n" + "\n".join(text[i:i + lines]) + "\n"
+        return ""
 
     # -- etcdctl -----------------------------------------------------------
     def ctl(self, *args, user: Optional[str] = None, check: bool = True,
