@@ -35,7 +35,7 @@ done
 bash scripts/build_etcd.sh v3.5.21 dump-logs >/dev/null 2>&1 || echo "etcd-dump-logs not built" >&2
 # lint and import order (configured in pyproject.toml)
 python3 -m ruff check boltfix tests scripts benchmarks
-python3 -m pytest -q "$@"
+python3 -m pytest -q --durations=40 "$@"
 
 # With no arguments (the full run), two more passes:
 if [ "$#" = 0 ]; then
