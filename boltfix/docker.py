@@ -51,6 +51,7 @@ and never raises.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from typing import Iterable, List, Optional, Tuple
@@ -65,7 +66,7 @@ from boltfix.walk import Walker
 __all__ = [
     "VOLUMES", "LIBNETWORK", "kind_of", "recognise", "name", "decode_record", "secret_ranges",
     "view_secret_ranges", "mask", "DockerFacts", "scan", "check_findings", "unloadable",
-    "repair_report",
+    "repair_report", "commit_loss",
 ]
 
 VOLUMES = b"volumes"
@@ -399,20 +400,26 @@ def scan(db: DB, kind: bytes, report=None, tree=None) -> DockerFacts:
     """Walk the file's one bucket (a walk of its own, quiet: the main walk
     reports the tree's findings); findings to ``report``."""
     facts = DockerFacts(kind)
-    w = Walker(db, tree=tree)
+    for key, value, page in _records(Walker(db, tree=tree), kind):
+        facts.see(key, value, page)
+    if report is not None:
+        facts.findings(report)
+    return facts
+
+
+def _records(w: Walker, kind: bytes) -> Iterable[Tuple[bytes, bytes, int]]:
+    """(key, value, page) of every record of the file's one bucket, as the
+    walker ``w`` reads them (nothing when the bucket cannot be opened)."""
     root = w.root_bucket()
     rec = w.find(root, kind) if root is not None else None
     b = w.open_bucket(root, rec) if rec is not None and rec.is_bucket else None
     if b is None:
-        return facts
+        return
     for bk, batch in w.walk_batches(b):
         if len(bk.path) != 1 or batch.bucket_entry is not None:
             continue
         for key, value in zip(batch.keys, batch.values):
-            facts.see(bytes(key), bytes(value), batch.page)
-    if report is not None:
-        facts.findings(report)
-    return facts
+            yield bytes(key), bytes(value), batch.page
 
 
 def unloadable(key, value) -> bool:
@@ -427,18 +434,103 @@ def check_findings(db: DB, kind: bytes, report, tree=None) -> dict:
     return scan(db, kind, report, tree).to_json()
 
 
+# ---------------------------------------------------------------- a commit passed over
+def _digests(db: DB, kind: bytes, tree) -> Tuple[dict, bool]:
+    """The file's bucket in the tree ``tree``: {key: digest of its value}
+    (at most :data:`MAX_NAMES`), and whether some of it could not be read
+    (a finding that stops a walk: a damaged tree, as
+    :func:`boltfix.commits.newer_commit_loss` counts it)."""
+    bad: list = []
+
+    def note(f: Finding) -> None:
+        if f.code not in F.NEVER_STOP:
+            bad.append(f.code)
+
+    out: dict = {}
+    for key, value, _page in _records(Walker(db, note, tree=tree), kind):
+        if len(out) < MAX_NAMES and _whole_object(kind, key, value):
+            out[key] = hashlib.blake2b(value, digest_size=16).digest()
+    return out, bool(bad)
+
+
+def _whole_object(kind: bytes, key: bytes, value: bytes) -> bool:
+    """Whether a record reads as the object its key names (a torn or stale
+    page's record is no evidence of one): a volume's JSON whose ``Name`` is
+    its key, a network's or endpoint's JSON whose ``id`` is the key's last
+    id; any other libnetwork record counts as read."""
+    if kind == VOLUMES:
+        ok, obj = parse_json(value)
+        return ok and isinstance(obj, dict) and obj.get("Name") == name_text(key)
+    sk = split_key(key)
+    if sk is None or sk[0] not in ("network", "endpoint") or len(value) <= INDEX_LEN:
+        return True
+    ok, obj = parse_json(value[INDEX_LEN:])
+    return ok and isinstance(obj, dict) and bool(sk[1]) and obj.get("id") == sk[1][-1]
+
+
+def commit_loss(db: DB, kind: bytes, newer, kept) -> Optional[dict]:
+    """The commit a rollback passed over, in Docker's terms: the volumes (or
+    networks and endpoints) that the newer tree ``newer`` holds and the kept
+    tree ``kept`` does not (``created``: Docker forgets them), holds with
+    other metadata (``changed``), and lacks (``removed``: back after the
+    rollback).  These are evidence, not proof: the newer tree's pages are
+    what the crash left (torn, stale, zeroed), so a record counts only when
+    it reads as the object its key names (:func:`_whole_object`), and
+    ``unread`` says the newer tree could not be read whole or reads as an
+    older commit (it lacks several kept objects and adds none, where one
+    Docker operation removes one): it may have held more than it names, and
+    the kept objects it does not show are ``unknown``, not removed.  Never
+    raises."""
+    try:
+        new, unread = _digests(db, kind, newer)
+        old, _ = _digests(db, kind, kept)
+    except Exception:  # a damaged tree: nothing named, said so
+        return {"unread": True}
+    if not unread and old.keys() - new.keys() and not new.keys() - old.keys() \
+            and len(old.keys() - new.keys()) > 1:
+        unread = True  # one Docker operation removes one object: a stale tree
+    gone = sorted(old.keys() - new.keys())
+    # a kept record the newer tree may hold on a page it could not read:
+    # not known to be removed (commits.newer_commit_loss's "unknown")
+    changes = {"created": sorted(new.keys() - old.keys()),
+               "changed": sorted(k for k in new.keys() & old.keys() if new[k] != old[k]),
+               "removed": [] if unread else gone, "unknown": gone if unread else []}
+    out: dict = {"unread": unread}
+    if kind == VOLUMES:
+        out["volumes"] = {what: [name_text(k) for k in keys][:OBJECTS_SHOWN]
+                          for what, keys in changes.items()}
+        return out
+    out["networks"] = {what: [] for what in changes}
+    out["endpoints"] = {what: [] for what in changes}
+    out["other_records"] = 0
+    for what, keys in changes.items():
+        for k in keys:
+            sk = split_key(k) or ("", [])
+            if sk[0] == "network" and len(sk[1]) == 1:
+                _add(out["networks"][what], sk[1][0])
+            elif sk[0] == "endpoint" and len(sk[1]) == 2:
+                _add(out["endpoints"][what], {"network": sk[1][0], "endpoint": sk[1][1]})
+            else:
+                out["other_records"] += 1
+    return out
+
+
 # ---------------------------------------------------------------- repair's report
 OBJECTS_SHOWN = 50
 
 
-def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable) -> dict:
+def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable,
+                  rolled_back: Optional[dict] = None) -> dict:
     """``repair``'s report in Docker's terms: the output's facts (the
     read-back check's ``stats.docker``), ``lost``: the volumes, networks and
     endpoints whose records repair dropped (``dropped``: its loss findings,
-    named when the finding names the record's key) and the endpoints left
-    without their network in the output, and ``advice``."""
+    named when the finding names the record's key), the key ranges of
+    pages lost whole (``ranges``: a branch page's keys, the only names left
+    of the records under them), the endpoints left without their network in
+    the output, and ``rolled_back``: the commit a rollback passed over
+    (:func:`commit_loss`); and ``advice``."""
     lost: dict = {"volumes": [], "networks": [], "endpoints": [], "records_total": 0,
-                  "endpoints_without_network": []}
+                  "ranges": [], "endpoints_without_network": [], "rolled_back": rolled_back}
     for f in dropped:
         path = tuple(bytes(b) for b in f.bucket)
         if not path or path[0] not in APPLICATIONS:
@@ -446,6 +538,7 @@ def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable) -> dic
         lost["records_total"] += 1
         key = _hex((f.detail or {}).get("key"))
         if key is None:
+            _add_range(lost["ranges"], (f.detail or {}).get("key_range"))
             continue
         if path[0] == VOLUMES:
             _add(lost["volumes"], name_text(key))
@@ -459,6 +552,25 @@ def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable) -> dic
         if f.code == F.DOCKER_ENDPOINT_NETWORK_MISSING:
             _add(lost["endpoints_without_network"], dict(f.detail or {}))
     return {**facts, "lost": lost, "advice": _advice(facts, lost)}
+
+
+def _add_range(into: list, key_range) -> None:
+    """A lost page's ``detail.key_range`` (hex, the end exclusive or None)
+    as names: ``{"from", "to"}``, a volume name or a libnetwork key's kind
+    and ids."""
+    if not isinstance(key_range, (list, tuple)) or len(key_range) != 2:
+        return
+    ends = [_hex(k) for k in key_range]
+    if ends[0] is None and ends[1] is None:
+        return
+    _add(into, {"from": None if ends[0] is None else _object_name(ends[0]),
+                "to": None if ends[1] is None else _object_name(ends[1])})
+
+
+def _object_name(key: bytes) -> str:
+    """A volume's name, or a libnetwork key without its root chain."""
+    sk = split_key(key)
+    return name_text(key) if sk is None else "/".join([sk[0], *sk[1]])
 
 
 def _hex(text) -> Optional[bytes]:
@@ -485,10 +597,36 @@ def _advice(facts: dict, lost: dict) -> List[str]:
     for n in lost["networks"]:
         out.append(f"network {n[:12]}: docker network create it again, then reconnect "
                    "its containers (docker network connect)")
+    for r in lost["ranges"]:
+        out.append(f"a page of records from {r['from'] or 'the start'} up to "
+                   f"{r['to'] or 'the end'} is lost: check which of those volumes or "
+                   "networks Docker lists no more, and create them again")
+    out.extend(_rollback_advice(lost["rolled_back"]))
     if lost["endpoints_without_network"] or lost["endpoints"]:
         out.append("endpoints whose network is gone are never listed by libnetwork: "
                    "restart the containers (docker restart) to attach them again")
     if facts.get("undecodable"):
         out.append("records that do not decode stop the daemon's restore of networks "
                    "or forget a volume: remove them (repair keeps them byte for byte)")
+    return out
+
+
+def _rollback_advice(rb: Optional[dict]) -> List[str]:
+    """What to check after a rollback to the previous commit (the names are
+    evidence from the passed-over tree's pages, not proof: conditional)."""
+    if not rb:
+        return []
+    out = []
+    for kind, names, rm in (("volume", rb.get("volumes") or {}, "docker volume rm"),
+                            ("network", rb.get("networks") or {}, "docker network rm")):
+        for v in names.get("created", []) + names.get("changed", []):
+            out.append(f"{kind} {v[:64] if kind == 'volume' else v[:12]}: the commit rolled "
+                       f"back holds it: if it was created just before the crash, docker "
+                       f"{kind} create it again")
+        for v in names.get("removed", []):
+            out.append(f"{kind} {v[:64] if kind == 'volume' else v[:12]}: the commit rolled "
+                       f"back lacks it: if it was removed just before the crash, {rm} it again")
+    if rb.get("unread"):
+        out.append("the commit rolled back could not be read whole: it may have changed "
+                   "more volumes or networks than named")
     return out

@@ -103,6 +103,9 @@ class RepairReport:
     #: Docker's volume store or local-kv.db only: what was lost, what to run
     #: (:func:`boltfix.docker.repair_report`)
     docker: Optional[dict] = None
+    #: Docker's files only: the commit a rollback passed over, in Docker's
+    #: terms (:func:`boltfix.docker.commit_loss`), for ``docker.lost``
+    docker_rolled_back: Optional[dict] = None
 
     @property
     def rediscovered(self) -> bool:
@@ -217,6 +220,7 @@ def _repair(db: DB, out_path: str, force, dry_run, meta, page_size, progress, ma
         meta=chosen, page_size=db.page_size,
         freelist="synced" if used.freelist_synced else "none")
     report.commits = _commits_report(db, choice)
+    report.docker_rolled_back = _docker_rolled_back(db, choice)
     collector = Collector(max_dropped)
     report.salvage = {"enabled": beyond_tree}
     if dry_run:
@@ -407,6 +411,19 @@ def _commits_report(db: DB, choice: Optional[commits.Choice]) -> Optional[dict]:
         out["newer_commit"] = commits.newer_commit_loss(
             db, choice.passed_over.candidate.tree, choice.candidate.tree)
     return out
+
+
+def _docker_rolled_back(db: DB, choice: Optional[commits.Choice]) -> Optional[dict]:
+    """A Docker file's commit that a rollback passed over, in Docker's
+    terms (:func:`boltfix.docker.commit_loss`); None for any other file or
+    when no commit was passed over."""
+    if choice is None or choice.passed_over is None:
+        return None
+    kept, newer = choice.candidate.tree, choice.passed_over.candidate.tree
+    kind = docker.kind_of(top_level_names(db, kept))
+    if kind is None or docker.recognise(db, kept) is None:
+        return None
+    return docker.commit_loss(db, kind, newer, kept)
 
 
 def _chosen(db: DB, choice: commits.Choice) -> dict:
@@ -939,7 +956,8 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         if verified.stats.get("docker") is not None:
             report.docker = docker.repair_report(
                 verified.stats["docker"], verified.findings,
-                [f for f in collector.findings if f.code in F.REPAIR_LOSS])
+                [f for f in collector.findings if f.code in F.REPAIR_LOSS],
+                report.docker_rolled_back)
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:

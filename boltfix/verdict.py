@@ -475,6 +475,12 @@ def docker_line(dk: Optional[dict]) -> Optional[str]:
     if lost["endpoints_without_network"]:
         parts.append(f"{len(lost['endpoints_without_network'])} endpoint(s) without their "
                      "network")
+    rb = lost.get("rolled_back") or {}
+    for what in ("created", "changed", "removed"):
+        names = (rb.get("volumes") or {}).get(what, []) + \
+            [n[:12] for n in (rb.get("networks") or {}).get(what, [])]
+        if names:
+            parts.append(f"the commit rolled back {what} {shorten(names, 5)}")
     return kept + ("; " + "; ".join(parts) if parts else "; nothing lost")
 
 

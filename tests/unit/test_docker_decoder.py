@@ -75,3 +75,25 @@ def test_facts_and_findings_of_an_orphan_endpoint():
     j = f.to_json()
     assert j["networks"] == 1 and j["endpoints"] == 2 and j["orphan_endpoints"] == 1
     assert j["by_network"]["n1"]["endpoints"] == 1 and j["undecodable"] == 1
+
+
+def test_a_lost_page_is_named_by_its_key_range_and_a_rollback_conditionally():
+    """A dropped page without a key: its ``key_range`` in Docker's terms
+    (libnetwork's root chain cut off, the open end None); a rolled-back
+    commit's names go into the advice as conditions, never as orders."""
+    lo, hi = D.ROOT_CHAIN + b"network/aa/", D.ROOT_CHAIN + b"network/cc/"
+    lost_page = F.Finding(F.INVALID_PAGE_TYPE, "zeroed", page=7, bucket=(D.LIBNETWORK,),
+                          detail={"key_range": [lo.hex(), hi.hex()]})
+    tail_page = F.Finding(F.INVALID_PAGE_TYPE, "zeroed", page=8, bucket=(D.LIBNETWORK,),
+                          detail={"key_range": [hi.hex(), None]})
+    rb = {"unread": False, "networks": {"created": ["bb" * 32], "changed": [], "removed": [],
+                                        "unknown": []},
+          "endpoints": {"created": [], "changed": [], "removed": [], "unknown": []}}
+    rep = D.repair_report({"networks": 1, "endpoints": 0}, [], [lost_page, tail_page], rb)
+    assert rep["lost"]["records_total"] == 2
+    assert rep["lost"]["ranges"] == [{"from": "network/aa", "to": "network/cc"},
+                                     {"from": "network/cc", "to": None}]
+    assert rep["lost"]["rolled_back"] is rb
+    said = [a for a in rep["advice"] if "bbbbbbbbbbbb" in a]
+    assert len(said) == 1 and "if it was created just before the crash" in said[0], said
+    assert any("from network/cc up to the end" in a for a in rep["advice"])
