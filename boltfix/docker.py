@@ -66,7 +66,7 @@ from boltfix.walk import Walker
 __all__ = [
     "VOLUMES", "LIBNETWORK", "kind_of", "recognise", "name", "decode_record", "secret_ranges",
     "view_secret_ranges", "mask", "DockerFacts", "scan", "check_findings", "unloadable",
-    "repair_report", "commit_loss",
+    "repair_report", "commit_loss", "evidence_names",
 ]
 
 VOLUMES = b"volumes"
@@ -520,17 +520,19 @@ OBJECTS_SHOWN = 50
 
 
 def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable,
-                  rolled_back: Optional[dict] = None) -> dict:
+                  rolled_back: Optional[dict] = None, evidence: Iterable = ()) -> dict:
     """``repair``'s report in Docker's terms: the output's facts (the
     read-back check's ``stats.docker``), ``lost``: the volumes, networks and
     endpoints whose records repair dropped (``dropped``: its loss findings,
     named when the finding names the record's key), the key ranges of
     pages lost whole (``ranges``: a branch page's keys, the only names left
     of the records under them), the endpoints left without their network in
-    the output, and ``rolled_back``: the commit a rollback passed over
-    (:func:`commit_loss`); and ``advice``."""
+    the output, ``evidence``: the objects older copies name in those
+    ranges (:func:`evidence_names`), and ``rolled_back``: the commit a
+    rollback passed over (:func:`commit_loss`); and ``advice``."""
     lost: dict = {"volumes": [], "networks": [], "endpoints": [], "records_total": 0,
-                  "ranges": [], "endpoints_without_network": [], "rolled_back": rolled_back}
+                  "ranges": [], "evidence": list(evidence)[:OBJECTS_SHOWN],
+                  "endpoints_without_network": [], "rolled_back": rolled_back}
     for f in dropped:
         path = tuple(bytes(b) for b in f.bucket)
         if not path or path[0] not in APPLICATIONS:
@@ -552,6 +554,48 @@ def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable,
         if f.code == F.DOCKER_ENDPOINT_NETWORK_MISSING:
             _add(lost["endpoints_without_network"], dict(f.detail or {}))
     return {**facts, "lost": lost, "advice": _advice(facts, lost)}
+
+
+def _lost_ranges(dropped: Iterable) -> List[Tuple[Optional[bytes], Optional[bytes]]]:
+    """The key ranges (start, end excluded; None open) of the pages repair
+    dropped whole in a Docker file's bucket: their findings' ``key_range``."""
+    out = []
+    for f in dropped:
+        path = tuple(bytes(b) for b in f.bucket)
+        kr = (f.detail or {}).get("key_range")
+        if path and path[0] in APPLICATIONS and isinstance(kr, (list, tuple)) \
+                and len(kr) == 2 and (f.detail or {}).get("key") is None:
+            lo, hi = _hex(kr[0]), _hex(kr[1])
+            if lo is not None or hi is not None:
+                out.append((lo, hi))
+    return out
+
+
+def evidence_names(kind: bytes, dropped: Iterable, evidence: Iterable) -> List[dict]:
+    """Objects that older copies name inside the ranges of pages lost whole:
+    ``evidence`` is (page, state, records) of each piece of salvage's
+    evidence (what lost+found holds: freed or unreached pages, never placed
+    in the output); a record counts when its key falls in a lost range and
+    it reads as the object its key names (:func:`_whole_object`).  Each:
+    ``{"name", "page", "state"}``, the first :data:`OBJECTS_SHOWN`.  An
+    older copy says the object existed at some commit, not that the lost
+    page still held it.  Never raises."""
+    out: List[dict] = []
+    try:
+        ranges = _lost_ranges(dropped)
+        if not ranges:
+            return out
+        for page, state, records in evidence:
+            for key, value in records:
+                if not isinstance(value, (bytes, bytearray, memoryview)):
+                    continue  # a bucket entry: no object
+                key = bytes(key)
+                if any((lo is None or key >= lo) and (hi is None or key < hi)
+                       for lo, hi in ranges) and _whole_object(kind, key, bytes(value)):
+                    _add(out, {"name": _object_name(key), "page": page, "state": state})
+    except Exception:  # evidence of a damaged file: what was named so far
+        return out
+    return out
 
 
 def _add_range(into: list, key_range) -> None:
@@ -601,6 +645,10 @@ def _advice(facts: dict, lost: dict) -> List[str]:
         out.append(f"a page of records from {r['from'] or 'the start'} up to "
                    f"{r['to'] or 'the end'} is lost: check which of those volumes or "
                    "networks Docker lists no more, and create them again")
+    for e in lost["evidence"]:
+        out.append(f"{e['name'][:64]}: an older copy (page {e['page']}, {e['state']}; "
+                   "in lost+found) holds it inside a lost page's range: if Docker lists it "
+                   "no more, create it again")
     out.extend(_rollback_advice(lost["rolled_back"]))
     if lost["endpoints_without_network"] or lost["endpoints"]:
         out.append("endpoints whose network is gone are never listed by libnetwork: "

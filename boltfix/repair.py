@@ -426,6 +426,25 @@ def _docker_rolled_back(db: DB, choice: Optional[commits.Choice]) -> Optional[di
     return docker.commit_loss(db, kind, newer, kept)
 
 
+#: pieces of salvage's evidence read for the Docker report's names
+MAX_DOCKER_EVIDENCE = 1000
+
+
+def _docker_evidence(db: DB, plan, collector: Collector, used: Meta) -> list:
+    """A Docker file's objects that salvage's evidence (what lost+found
+    holds) names inside the ranges of pages lost whole
+    (:func:`boltfix.docker.evidence_names`); [] for any other file."""
+    if plan is None or not plan.evidence or plan.root_lost:
+        return []
+    kind = docker.kind_of(top_level_names(db, Tree.of(used)))
+    if kind is None:
+        return []
+    return docker.evidence_names(
+        kind, [f for f in collector.findings if f.code in F.REPAIR_LOSS],
+        ((e.page, e.state, SV.evidence_records(db, e))
+         for e in plan.evidence[:MAX_DOCKER_EVIDENCE]))
+
+
 def _chosen(db: DB, choice: commits.Choice) -> dict:
     """The report's ``meta`` for a tree :func:`boltfix.commits.choose` chose
     over the newest valid meta's (its commit is lost: ``fallback``; not so
@@ -943,6 +962,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         report.etcd = served.for_repair(db, tmp, collector, report.meta, Tree.of(used),
                                         keep_keys=etcd_at_risk == "drop")
         _raise_if_input_changed(db)
+        docker_evidence = _docker_evidence(db, plan, collector, used)
         if plan is None:
             db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
@@ -957,7 +977,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             report.docker = docker.repair_report(
                 verified.stats["docker"], verified.findings,
                 [f for f in collector.findings if f.code in F.REPAIR_LOSS],
-                report.docker_rolled_back)
+                report.docker_rolled_back, docker_evidence)
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:

@@ -475,12 +475,16 @@ def docker_line(dk: Optional[dict]) -> Optional[str]:
     if lost["endpoints_without_network"]:
         parts.append(f"{len(lost['endpoints_without_network'])} endpoint(s) without their "
                      "network")
+    if lost.get("evidence"):
+        parts.append("older copies in lost+found name "
+                     + shorten([e["name"] for e in lost["evidence"]], 5))
     rb = lost.get("rolled_back") or {}
     for what in ("created", "changed", "removed"):
         names = (rb.get("volumes") or {}).get(what, []) + \
             [n[:12] for n in (rb.get("networks") or {}).get(what, [])]
         if names:
-            parts.append(f"the commit rolled back {what} {shorten(names, 5)}")
+            parts.append(f"the commit rolled back {what} {shorten(names, 5)} (as its pages "
+                         "read)")
     return kept + ("; " + "; ".join(parts) if parts else "; nothing lost")
 
 

@@ -13,11 +13,11 @@ What :mod:`boltfix.repair` uses is importable from here.
 """
 
 from boltfix.salvage.inputs import Dedupe, Inputs, Pruned, PruneLog, inputs_from_walk
-from boltfix.salvage.lostfound import write_lost_found
+from boltfix.salvage.lostfound import evidence_records, write_lost_found
 from boltfix.salvage.merge import Seen, merged, rule_5
 from boltfix.salvage.plan import Evidence, Placed, Plan
 from boltfix.salvage.rules import etcd_by_content, plan_root_lost, plan_salvage, walk_subtree
 
 __all__ = ["Dedupe", "Evidence", "Inputs", "Placed", "Plan", "PruneLog", "Pruned", "Seen",
-           "etcd_by_content", "inputs_from_walk", "merged", "plan_root_lost", "plan_salvage",
-           "rule_5", "walk_subtree", "write_lost_found"]
+           "etcd_by_content", "evidence_records", "inputs_from_walk", "merged",
+           "plan_root_lost", "plan_salvage", "rule_5", "walk_subtree", "write_lost_found"]

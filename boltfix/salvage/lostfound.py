@@ -38,7 +38,7 @@ def write_lost_found(db: DB, plan: Plan, out_path: str, force: bool = False) -> 
                 if name in names:
                     continue
                 names.add(name)
-                recs = _evidence_records(db, ev)
+                recs = evidence_records(db, ev)
                 recs = recs[:max(0, MAX_EVIDENCE_RECORDS - total)]
                 total += len(recs)
                 w.begin_bucket(name)
@@ -71,7 +71,7 @@ def write_lost_found(db: DB, plan: Plan, out_path: str, force: bool = False) -> 
             "pages": stats.as_dict().get("pages") if hasattr(stats, "as_dict") else None}
 
 
-def _evidence_records(db: DB, ev: Evidence) -> list[tuple[bytes, object]]:
+def evidence_records(db: DB, ev: Evidence) -> list[tuple[bytes, object]]:
     """(key, value) of the evidence, sorted, a repeated key kept once; an
     inline sub-bucket's value is the list of its own records (its records
     live inside its value, so they are evidence too)."""

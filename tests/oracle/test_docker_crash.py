@@ -31,10 +31,13 @@ from typing import Dict, List
 
 import pytest
 
+from boltfix.reader import DB
 from boltfix.repair import repair
+from boltfix.structs import LEAF_PAGE_FLAG
+from boltfix.verdict import docker_line
 from support import damage, dockergen, oracle
 from support.bbolthistory import records_of, repair_crash
-from support.crashmix import applies, meta_txids, page_size, written_pages
+from support.crashmix import applies, meta_txids, newest_meta, page_size, written_pages
 
 KINDS = ("lost", "partial-even", "torn-tree", "zeroed", "meta-zeroed", "live-copy",
          "lost-growth")
@@ -166,31 +169,82 @@ def _said_in_dockers_terms(store: str, rb: dict, objects: list, n: int, docker: 
             assert any(obj[1][:12] in a for a in docker["advice"]), obj
 
 
-def test_a_lost_leaf_of_volumes_is_named_by_its_key_range(tmp_path_factory, tmp_path):
-    """A leaf page of ``volumes`` that the last two commits share, zeroed:
-    no page of the file holds its records again (the older tree reaches the
-    same page, lost+found holds none of them), so the report names them by
-    the only evidence left, the branch page's keys around it
-    (``docker.lost.ranges``); VolumeStore restores the other volumes."""
-    captures, records, objects = _history("volumes", tmp_path_factory)
-    n = len(captures) - 1
-    src, out = tmp_path / "crashed.db", tmp_path / "fixed.db"
-    src.write_bytes(captures[n])
-    ps = page_size(captures[n])
-    shared = [leaf for leaf in damage.leaves(src, (b"volumes",))
-              if leaf.pgid not in written_pages(captures[n - 1], captures[n], ps)]
-    assert shared, "the last commit rewrote every leaf"
-    with open(src, "r+b") as f:
-        f.seek(shared[0].pgid * ps)
-        f.write(bytes(ps))
+def _lose_a_leaf(captures: list, n: int, rewritten: bool, tmp_path) -> tuple:
+    """Capture ``n`` with a leaf of ``volumes`` zeroed: one that commit
+    ``n`` rewrote (then the older meta zeroed too, so that no rollback
+    finds its older copy in the tree) or one it did not (both metas' trees
+    reach it).  (repair's JSON report, the output, the leaf's keys)."""
+    src, out = _written(captures[n], tmp_path / "crashed.db"), tmp_path / "fixed.db"
+    buf = bytearray(captures[n])
+    ps = page_size(buf)
+    wrote = written_pages(captures[n - 1], captures[n], ps)
+    leaf = next(leaf for leaf in damage.leaves(src, (b"volumes",))
+                if (leaf.pgid in wrote) == rewritten)
+    buf[leaf.pgid * ps:(leaf.pgid + 1) * ps] = bytes(ps)
+    if rewritten:
+        older = 1 - newest_meta(bytes(buf), ps)
+        buf[older * ps:(older + 1) * ps] = bytes(ps)
+    src.write_bytes(bytes(buf))
     rep = repair(src, out).to_json()
     assert oracle.oracle_check(out).ok
     lost = rep["docker"]["lost"]
     assert lost["records_total"] == 1 and lost["rolled_back"] is None, lost
     assert len(lost["ranges"]) == 1, lost
-    lo, hi = lost["ranges"][0]["from"], lost["ranges"][0]["to"]
-    read = _objects("volumes", out)
-    gone = {v[1] for v in set(objects[n]) - set(read)}
-    assert gone == {k.decode() for k in shared[0].keys}, gone
-    assert all((lo is None or lo <= v) and (hi is None or v < hi) for v in gone), (lo, hi)
-    assert any(f"from {lo or 'the start'} up to" in a for a in rep["docker"]["advice"])
+    return rep, out, {k.decode() for k in leaf.keys}
+
+
+def _leaves(path) -> int:
+    """How many leaf pages ``volumes`` has in ``path`` (0: inline)."""
+    with DB(path) as db:
+        root = damage.find_bucket(db, (b"volumes",)).root
+        return sum(n.flags == LEAF_PAGE_FLAG for n in damage.tree(db, root)) if root else 0
+
+
+def _written(data: bytes, path):
+    """``data`` written to ``path``; the path."""
+    path.write_bytes(data)
+    return path
+
+
+def _in_range(names, r: dict) -> bool:
+    """Whether every name lies in the lost range ``r`` (its end excluded)."""
+    return all((r["from"] is None or r["from"] <= v) and (r["to"] is None or v < r["to"])
+               for v in names)
+
+
+def test_a_lost_leaf_of_volumes_is_named_by_its_key_range(tmp_path_factory, tmp_path):
+    """A leaf page of ``volumes`` that the last two commits share, zeroed:
+    no page of the file holds its records again (the older tree reaches the
+    same page; the copy the last rewrite freed was reused), so the report
+    names them by the only evidence left, the branch page's keys around it
+    (``docker.lost.ranges``); VolumeStore restores the other volumes."""
+    captures, records, objects = _history("volumes", tmp_path_factory)
+    n = len(captures) - 1
+    rep, out, keys = _lose_a_leaf(captures, n, False, tmp_path)
+    lost = rep["docker"]["lost"]
+    gone = {v[1] for v in set(objects[n]) - set(_objects("volumes", out))}
+    assert gone == keys and _in_range(gone, lost["ranges"][0]), (gone, lost["ranges"])
+    assert lost["evidence"] == []
+    r = lost["ranges"][0]
+    assert any(f"from {r['from'] or 'the start'} up to" in a for a in rep["docker"]["advice"])
+
+
+def test_an_older_copy_names_the_volumes_of_a_lost_leaf(tmp_path_factory, tmp_path):
+    """A leaf commit N rewrote, zeroed, with the older meta zeroed too: the
+    page the rewrite freed still holds the leaf as commit N-1 left it
+    (salvage's evidence, what lost+found holds), and the report names its
+    volumes (``docker.lost.evidence``, with the page): every one is a volume
+    Docker lost; the one it cannot name is the one commit N created."""
+    captures, records, objects = _history("volumes", tmp_path_factory)
+    split = [_leaves(_written(c, tmp_path / f"c{i}.db")) > 1 for i, c in enumerate(captures)]
+    n = split.index(True) + 1  # the first commit into a bucket already split
+    rep, out, keys = _lose_a_leaf(captures, n, True, tmp_path)
+    lost = rep["docker"]["lost"]
+    gone = {v[1] for v in set(objects[n]) - set(_objects("volumes", out))}
+    named = {e["name"] for e in lost["evidence"]}
+    assert gone == keys and named and named <= gone, (gone, named)
+    assert _in_range(named, lost["ranges"][0])
+    assert gone - named <= {v[1] for v in set(objects[n]) - set(objects[n - 1])}, gone - named
+    assert all(e["state"] == "free" for e in lost["evidence"])
+    assert all(any(v in a for a in rep["docker"]["advice"]) for v in named)
+    assert "older copies in lost+found name " + sorted(named)[0] in docker_line(rep["docker"])
