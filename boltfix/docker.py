@@ -520,19 +520,23 @@ OBJECTS_SHOWN = 50
 
 
 def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable,
-                  rolled_back: Optional[dict] = None, evidence: Iterable = ()) -> dict:
+                  rolled_back: Optional[dict] = None, evidence: Iterable = (),
+                  bounds: Optional[dict] = None) -> dict:
     """``repair``'s report in Docker's terms: the output's facts (the
     read-back check's ``stats.docker``), ``lost``: the volumes, networks and
     endpoints whose records repair dropped (``dropped``: its loss findings,
     named when the finding names the record's key), the key ranges of
     pages lost whole (``ranges``: a branch page's keys, the only names left
-    of the records under them), the endpoints left without their network in
-    the output, ``evidence``: the objects older copies name in those
+    of the records under them; ``bounds``, {page: (start, end)}, the exact
+    keys repair read from the parent pages, else the finding's
+    ``key_range``, whose keys are cut to 32 bytes: ``…``), the endpoints
+    left without their network in the output, ``evidence``: the objects older copies name in those
     ranges (:func:`evidence_names`), and ``rolled_back``: the commit a
     rollback passed over (:func:`commit_loss`); and ``advice``."""
     lost: dict = {"volumes": [], "networks": [], "endpoints": [], "records_total": 0,
                   "ranges": [], "evidence": list(evidence)[:OBJECTS_SHOWN],
                   "endpoints_without_network": [], "rolled_back": rolled_back}
+    dropped = list(dropped)
     for f in dropped:
         path = tuple(bytes(b) for b in f.bucket)
         if not path or path[0] not in APPLICATIONS:
@@ -540,7 +544,6 @@ def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable,
         lost["records_total"] += 1
         key = _hex((f.detail or {}).get("key"))
         if key is None:
-            _add_range(lost["ranges"], (f.detail or {}).get("key_range"))
             continue
         if path[0] == VOLUMES:
             _add(lost["volumes"], name_text(key))
@@ -550,29 +553,58 @@ def repair_report(facts: dict, out_findings: Iterable, dropped: Iterable,
                 _add(lost["networks"], sk[1][0])
             elif sk[0] == "endpoint" and len(sk[1]) == 2:
                 _add(lost["endpoints"], {"network": sk[1][0], "endpoint": sk[1][1]})
+    for lo, hi, cut in _lost_ranges(dropped, bounds):
+        _add(lost["ranges"], {"from": None if lo is None else _object_name(lo),
+                              "to": None if hi is None else _object_name(hi) + "…" * cut})
     for f in out_findings:
         if f.code == F.DOCKER_ENDPOINT_NETWORK_MISSING:
             _add(lost["endpoints_without_network"], dict(f.detail or {}))
     return {**facts, "lost": lost, "advice": _advice(facts, lost)}
 
 
-def _lost_ranges(dropped: Iterable) -> List[Tuple[Optional[bytes], Optional[bytes]]]:
-    """The key ranges (start, end excluded; None open) of the pages repair
-    dropped whole in a Docker file's bucket: their findings' ``key_range``."""
+def _bound(text) -> Tuple[Optional[bytes], bool]:
+    """A ``key_range`` end as a finding gives it (hex, ``-`` for none, its
+    first 32 bytes then ``…`` for a longer key: walk's ``_hex``): (the key
+    or its prefix, or None; whether it was cut)."""
+    if not isinstance(text, str):
+        return None, False
+    cut = text.endswith("…")
+    return _hex(text[:-1] if cut else text), cut
+
+
+def _lost_ranges(dropped: Iterable, bounds: Optional[dict] = None) -> List[tuple]:
+    """The key ranges (start, end excluded, whether the end was cut to a
+    prefix; None open) of the pages repair dropped whole in a Docker file's
+    bucket: ``bounds[page]`` (the exact keys, read from the parent pages),
+    else the finding's ``key_range``."""
     out = []
     for f in dropped:
         path = tuple(bytes(b) for b in f.bucket)
         kr = (f.detail or {}).get("key_range")
-        if path and path[0] in APPLICATIONS and isinstance(kr, (list, tuple)) \
-                and len(kr) == 2 and (f.detail or {}).get("key") is None:
-            lo, hi = _hex(kr[0]), _hex(kr[1])
-            if lo is not None or hi is not None:
-                out.append((lo, hi))
+        if not path or path[0] not in APPLICATIONS or (f.detail or {}).get("key") is not None:
+            continue
+        if bounds and f.page in bounds:
+            lo, hi = bounds[f.page]
+            cut = False
+        elif isinstance(kr, (list, tuple)) and len(kr) == 2:
+            (lo, _), (hi, cut) = _bound(kr[0]), _bound(kr[1])
+        else:
+            continue
+        if lo is not None or hi is not None:
+            _add(out, (lo, hi, cut))
     return out
 
 
-def evidence_names(kind: bytes, dropped: Iterable, evidence: Iterable) -> List[dict]:
+def _in_range(key: bytes, lo: Optional[bytes], hi: Optional[bytes], cut: bool) -> bool:
+    """Whether ``key`` may lie in [lo, hi) (a cut end: any key it prefixes too)."""
+    return (lo is None or key >= lo) and (hi is None or key < hi
+                                          or (cut and key.startswith(hi)))
+
+
+def evidence_names(kind: bytes, dropped: Iterable, evidence: Iterable,
+                   bounds: Optional[dict] = None) -> List[dict]:
     """Objects that older copies name inside the ranges of pages lost whole:
+    the ranges are :func:`_lost_ranges` (``bounds``: {page: (start, end)});
     ``evidence`` is (page, state, records) of each piece of salvage's
     evidence (what lost+found holds: freed or unreached pages, never placed
     in the output); a record counts when its key falls in a lost range and
@@ -582,7 +614,7 @@ def evidence_names(kind: bytes, dropped: Iterable, evidence: Iterable) -> List[d
     page still held it.  Never raises."""
     out: List[dict] = []
     try:
-        ranges = _lost_ranges(dropped)
+        ranges = _lost_ranges(dropped, bounds)
         if not ranges:
             return out
         for page, state, records in evidence:
@@ -590,25 +622,12 @@ def evidence_names(kind: bytes, dropped: Iterable, evidence: Iterable) -> List[d
                 if not isinstance(value, (bytes, bytearray, memoryview)):
                     continue  # a bucket entry: no object
                 key = bytes(key)
-                if any((lo is None or key >= lo) and (hi is None or key < hi)
-                       for lo, hi in ranges) and _whole_object(kind, key, bytes(value)):
+                if any(_in_range(key, *r) for r in ranges) \
+                        and _whole_object(kind, key, bytes(value)):
                     _add(out, {"name": _object_name(key), "page": page, "state": state})
     except Exception:  # evidence of a damaged file: what was named so far
         return out
     return out
-
-
-def _add_range(into: list, key_range) -> None:
-    """A lost page's ``detail.key_range`` (hex, the end exclusive or None)
-    as names: ``{"from", "to"}``, a volume name or a libnetwork key's kind
-    and ids."""
-    if not isinstance(key_range, (list, tuple)) or len(key_range) != 2:
-        return
-    ends = [_hex(k) for k in key_range]
-    if ends[0] is None and ends[1] is None:
-        return
-    _add(into, {"from": None if ends[0] is None else _object_name(ends[0]),
-                "to": None if ends[1] is None else _object_name(ends[1])})
 
 
 def _object_name(key: bytes) -> str:

@@ -430,19 +430,49 @@ def _docker_rolled_back(db: DB, choice: Optional[commits.Choice]) -> Optional[di
 MAX_DOCKER_EVIDENCE = 1000
 
 
-def _docker_evidence(db: DB, plan, collector: Collector, used: Meta) -> list:
-    """A Docker file's objects that salvage's evidence (what lost+found
-    holds) names inside the ranges of pages lost whole
-    (:func:`boltfix.docker.evidence_names`); [] for any other file."""
-    if plan is None or not plan.evidence or plan.root_lost:
-        return []
+def _docker_evidence(db: DB, plan, collector: Collector, used: Meta) -> tuple:
+    """A Docker file's pages lost whole, with the exact key range each was
+    followed with ({page: (start, end)}: a finding's ``key_range`` cuts a
+    key to 32 bytes, and libnetwork's keys are longer), and the objects
+    that salvage's evidence (what lost+found holds) names inside them
+    (:func:`boltfix.docker.evidence_names`); ({}, []) for any other file."""
+    if plan is not None and plan.root_lost:
+        return {}, []
     kind = docker.kind_of(top_level_names(db, Tree.of(used)))
     if kind is None:
-        return []
-    return docker.evidence_names(
-        kind, [f for f in collector.findings if f.code in F.REPAIR_LOSS],
-        ((e.page, e.state, SV.evidence_records(db, e))
-         for e in plan.evidence[:MAX_DOCKER_EVIDENCE]))
+        return {}, []
+    dropped = [f for f in collector.findings if f.code in F.REPAIR_LOSS]
+    bounds = {f.page: b for f in dropped[:MAX_DOCKER_EVIDENCE]
+              if f.page is not None and f.pages and tuple(f.bucket) == (kind,)
+              and (b := _child_bounds(db, f.page, f.pages)) is not None}
+    if plan is None or not plan.evidence:
+        return bounds, []
+    return bounds, docker.evidence_names(
+        kind, dropped, ((e.page, e.state, SV.evidence_records(db, e))
+                        for e in plan.evidence[:MAX_DOCKER_EVIDENCE]), bounds)
+
+
+def _child_bounds(db: DB, child: int, parents) -> Optional[tuple]:
+    """The key range (start, end excluded; None open) that the branch pages
+    ``parents`` (root first) give page ``child``: its element's key, and
+    the next element's key here or further up.  None when a parent does not
+    point at the page below it."""
+    try:
+        below, start, end = child, None, None
+        for pgid in reversed(list(parents)):
+            els = db.page(pgid).elements()
+            i = next((j for j, e in enumerate(els) if e.child == below), None)
+            if i is None:
+                return None
+            if below == child:
+                start = bytes(els[i].key)
+            if i + 1 < len(els):
+                end = bytes(els[i + 1].key)
+                break
+            below = pgid
+        return start, end
+    except Exception:  # a damaged parent: the finding's own range stands
+        return None
 
 
 def _chosen(db: DB, choice: commits.Choice) -> dict:
@@ -962,7 +992,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
         report.etcd = served.for_repair(db, tmp, collector, report.meta, Tree.of(used),
                                         keep_keys=etcd_at_risk == "drop")
         _raise_if_input_changed(db)
-        docker_evidence = _docker_evidence(db, plan, collector, used)
+        docker_bounds, docker_evidence = _docker_evidence(db, plan, collector, used)
         if plan is None:
             db.close()  # unmap the input before mapping the output: half the peak RSS
         if report.etcd is not None and etcd_at_risk == "drop":
@@ -977,7 +1007,7 @@ def _write_verified(db: DB, out_path: str, force: bool, collector, report, progr
             report.docker = docker.repair_report(
                 verified.stats["docker"], verified.findings,
                 [f for f in collector.findings if f.code in F.REPAIR_LOSS],
-                report.docker_rolled_back, docker_evidence)
+                report.docker_rolled_back, docker_evidence, docker_bounds)
         if report.etcd is not None:
             report.in_place = _in_place(report.input, tmp, out_path)
         if force:

@@ -169,16 +169,21 @@ def _said_in_dockers_terms(store: str, rb: dict, objects: list, n: int, docker: 
             assert any(obj[1][:12] in a for a in docker["advice"]), obj
 
 
-def _lose_a_leaf(captures: list, n: int, rewritten: bool, tmp_path) -> tuple:
+#: each store's one bucket
+BUCKET = {"volumes": b"volumes", "network": b"libnetwork"}
+
+
+def _lose_a_leaf(store: str, captures: list, n: int, rewritten: bool, tmp_path) -> tuple:
     """Capture ``n`` with a leaf of ``volumes`` zeroed: one that commit
     ``n`` rewrote (then the older meta zeroed too, so that no rollback
     finds its older copy in the tree) or one it did not (both metas' trees
-    reach it).  (repair's JSON report, the output, the leaf's keys)."""
+    reach it).  (repair's JSON report, the output, the names of the
+    objects whose records the leaf held, as :func:`_name` gives them)."""
     src, out = _written(captures[n], tmp_path / "crashed.db"), tmp_path / "fixed.db"
     buf = bytearray(captures[n])
     ps = page_size(buf)
     wrote = written_pages(captures[n - 1], captures[n], ps)
-    leaf = next(leaf for leaf in damage.leaves(src, (b"volumes",))
+    leaf = next(leaf for leaf in damage.leaves(src, (BUCKET[store],))
                 if (leaf.pgid in wrote) == rewritten)
     buf[leaf.pgid * ps:(leaf.pgid + 1) * ps] = bytes(ps)
     if rewritten:
@@ -190,7 +195,13 @@ def _lose_a_leaf(captures: list, n: int, rewritten: bool, tmp_path) -> tuple:
     lost = rep["docker"]["lost"]
     assert lost["records_total"] == 1 and lost["rolled_back"] is None, lost
     assert len(lost["ranges"]) == 1, lost
-    return rep, out, {k.decode() for k in leaf.keys}
+    return rep, out, {k.decode().removeprefix("docker/network/v1.0/").rstrip("/")
+                      for k in leaf.keys}
+
+
+def _name(obj: tuple) -> str:
+    """An object of :func:`_objects` as repair's report names it."""
+    return obj[1] if obj[0] == "volume" else "/".join(obj)
 
 
 def _leaves(path) -> int:
@@ -212,18 +223,20 @@ def _in_range(names, r: dict) -> bool:
                for v in names)
 
 
-def test_a_lost_leaf_of_volumes_is_named_by_its_key_range(tmp_path_factory, tmp_path):
-    """A leaf page of ``volumes`` that the last two commits share, zeroed:
-    no page of the file holds its records again (the older tree reaches the
-    same page; the copy the last rewrite freed was reused), so the report
-    names them by the only evidence left, the branch page's keys around it
-    (``docker.lost.ranges``); VolumeStore restores the other volumes."""
-    captures, records, objects = _history("volumes", tmp_path_factory)
+@pytest.mark.parametrize("store", ["volumes", "network"])
+def test_a_lost_leaf_is_named_by_its_key_range(store, tmp_path_factory, tmp_path):
+    """A leaf page that the last two commits share, zeroed: no page of the
+    file holds its records again (the older tree reaches the same page; the
+    copy the last rewrite freed was reused), so the report names them by
+    the only evidence left, the branch page's keys around it
+    (``docker.lost.ranges``, read whole from the parent page);
+    VolumeStore or libnetwork reads the others."""
+    captures, records, objects = _history(store, tmp_path_factory)
     n = len(captures) - 1
-    rep, out, keys = _lose_a_leaf(captures, n, False, tmp_path)
+    rep, out, keys = _lose_a_leaf(store, captures, n, False, tmp_path)
     lost = rep["docker"]["lost"]
-    gone = {v[1] for v in set(objects[n]) - set(_objects("volumes", out))}
-    assert gone == keys and _in_range(gone, lost["ranges"][0]), (gone, lost["ranges"])
+    gone = {_name(o) for o in set(objects[n]) - set(_objects(store, out))}
+    assert gone and gone <= keys and _in_range(gone, lost["ranges"][0]), (gone, lost)
     assert lost["evidence"] == []
     r = lost["ranges"][0]
     assert any(f"from {r['from'] or 'the start'} up to" in a for a in rep["docker"]["advice"])
@@ -238,7 +251,7 @@ def test_an_older_copy_names_the_volumes_of_a_lost_leaf(tmp_path_factory, tmp_pa
     captures, records, objects = _history("volumes", tmp_path_factory)
     split = [_leaves(_written(c, tmp_path / f"c{i}.db")) > 1 for i, c in enumerate(captures)]
     n = split.index(True) + 1  # the first commit into a bucket already split
-    rep, out, keys = _lose_a_leaf(captures, n, True, tmp_path)
+    rep, out, keys = _lose_a_leaf("volumes", captures, n, True, tmp_path)
     lost = rep["docker"]["lost"]
     gone = {v[1] for v in set(objects[n]) - set(_objects("volumes", out))}
     named = {e["name"] for e in lost["evidence"]}
