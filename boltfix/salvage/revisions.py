@@ -13,6 +13,7 @@ from boltfix.etcdkeys import (
     KEY_BUCKET,
     META,
     META_BUCKET,
+    is_tombstone,
     main_revision,
     revision_bucket_guess,
 )
@@ -226,25 +227,32 @@ def _kept_by_old_trees(db, orphans, compact, copies, tree):
         roots.append(o.pgid)
         for _, _, _, ks, vs in Walker(db, tree=tree)._leaves(child):
             low = [(k, v) for k, v in zip(ks, vs) if main_revision(k) <= compact]
-            if not _pre_compaction(low):
+            if not _pre_compaction(low, compact):
                 keys.update(k for k, _ in low)
     return keys, roots
 
 
-def _pre_compaction(low) -> bool:
+def _pre_compaction(low, compact: int) -> bool:
     """Whether a leaf's revisions at or below the compaction point (``low``:
     (revision key, value)) show it was written before that compaction
     finished, so it never vouches for a revision.  After ``keyIndex.compact``
     (key_index.go) each user key keeps at most one revision at or below the
-    point (the newest of the one generation that goes on past it; earlier
-    generations go whole) and no tombstone (a generation ended at or below
-    the point is dropped with its tombstone).  A page an old tree points at
+    point: the newest of the one generation that goes on past it, or ends
+    exactly at it.  Earlier generations go whole, and so does a generation
+    whose tombstone lies below the point.  A tombstone *at* the point stays
+    in etcd 3.5.15+, 3.6 and 3.7 (``doCompact``: ``tomb >= atRev`` stops
+    there, and ``compact`` keeps ``revs[revIndex:]``, the tombstone); older
+    etcd (``tomb > atRev``) drops it too, so a compacted tree can hold one
+    only if the etcd that compacted kept it.  A page an old tree points at
     may have been rewritten since, or damaged: this is what it must hold."""
     users = set()
     for k, v in low:
-        if len(k) != 17:
-            return True  # a tombstone (18 bytes), or not a revision at all
-        kv = etcd.decode_key_value(bytes(v))
+        if is_tombstone(k) and main_revision(k) == compact:
+            kv = etcd.decode_key_value(bytes(v))  # KeyValue{Key}: the user key it ends
+        elif len(k) == 17:
+            kv = etcd.decode_key_value(bytes(v))
+        else:
+            return True  # a tombstone below the point, or not a revision at all
         if "error" in kv or kv["key"] in users:
             return True
         users.add(kv["key"])

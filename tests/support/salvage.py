@@ -3,6 +3,7 @@ that takes an etcd file's root or its ``key`` bucket's root."""
 
 from __future__ import annotations
 
+from boltfix.etcdkeys import main_revision
 from boltfix.reader import DB
 from boltfix.walk import Walker
 from support import REPO, damage
@@ -65,3 +66,23 @@ def zero_key_branch(path) -> None:
     """The key bucket's root branch page zeroed: every leaf is an orphan."""
     zero_page(path, key_root(path))
 
+
+
+def unprovable_low(rep, missing, lost_found) -> set:
+    """Of the ``key`` revisions a repair left out (``missing``: (bucket
+    path, key)), those rule 3 has nothing to prove current: at or below the
+    compaction point, when no tree written after that compaction survives
+    in the file (``old_trees_after_compaction`` 0; which old trees survive
+    depends on the pages bbolt's map freelist reused) and repair kept no
+    older whole tree.  Each of them must be in lost+found:
+    asserted here, so nothing on an intact page is silently dropped."""
+    facts = (rep.salvage or {}).get("facts", {})
+    point = facts.get("compact_revision")
+    if point is None or facts.get("old_trees_after_compaction") or \
+            (rep.commits or {}).get("rule") == "rolled-back-further":
+        return set()
+    low = {k for k in missing if k[0] == (b"key",) and main_revision(k[1]) <= point}
+    if low:
+        kept = {k for (path, k), _ in tree_records(lost_found).items() if path[-1:] == (b"records",)}
+        assert {k for _, k in low} <= kept, sorted(k for _, k in low if k not in kept)[:3]
+    return low
