@@ -206,7 +206,9 @@ def _kept_by_old_trees(db, orphans, compact, copies, tree):
     the compaction point.  etcd deletes the compacted revisions before it
     writes finishedCompactRev (kvstore_compaction.go: the last batch and
     the finished mark share one transaction), so such a tree's revisions at
-    or below the point are the ones compaction kept.  Returns (keys, roots)."""
+    or below the point are the ones compaction kept.  Returns (keys, the
+    roots of the trees that vouched for at least one revision: a tree whose
+    `key` pages were reused since vouches for nothing)."""
     keys, roots = set(), []
     if not compact or not any(main_revision(k) <= compact for k in copies):
         return keys, roots
@@ -224,11 +226,14 @@ def _kept_by_old_trees(db, orphans, compact, copies, tree):
         child = w.open_bucket(root, entry) if entry is not None else None
         if child is None:
             continue
-        roots.append(o.pgid)
+        vouched = False
         for _, _, _, ks, vs in Walker(db, tree=tree)._leaves(child):
             low = [(k, v) for k, v in zip(ks, vs) if main_revision(k) <= compact]
-            if not _pre_compaction(low, compact):
+            if low and not _pre_compaction(low, compact):
                 keys.update(k for k, _ in low)
+                vouched = True
+        if vouched:
+            roots.append(o.pgid)
     return keys, roots
 
 

@@ -4,7 +4,9 @@ that takes an etcd file's root or its ``key`` bucket's root."""
 from __future__ import annotations
 
 from boltfix.etcdkeys import main_revision
+from boltfix.leaves import Bucket
 from boltfix.reader import DB
+from boltfix.salvage.inputs import orphans_of, root_lost_inputs
 from boltfix.walk import Walker
 from support import REPO, damage
 
@@ -86,3 +88,24 @@ def unprovable_low(rep, missing, lost_found) -> set:
         kept = {k for (path, k), _ in tree_records(lost_found).items() if path[-1:] == (b"records",)}
         assert {k for _, k in low} <= kept, sorted(k for _, k in low if k not in kept)[:3]
     return low
+
+
+def zero_roots_and_key_roots(path) -> None:
+    """Both metas' root leaves zeroed, and the ``key`` root page that the
+    committed tree or any old root leaf names: the key bucket's leaves all
+    orphans, and no tree left whose ``key`` bucket rule 3 could read to see
+    which revisions at or below the compaction point compaction kept (a
+    run's layout comes close when bbolt's map freelist reused the pages of
+    the old trees written after the compaction)."""
+    tops = {key_root(path)}
+    zero_roots(path)
+    with DB(path) as db:
+        for o in orphans_of(db, root_lost_inputs(db)):
+            w = Walker(db)
+            top = Bucket(path=(), root=o.pgid, sequence=0)
+            entry = next((r for r in w.records(top) if r.key == b"key" and r.is_bucket), None)
+            child = w.open_bucket(top, entry) if entry is not None else None
+            if child is not None and child.root:
+                tops.add(child.root)
+    for pgid in sorted(tops):
+        zero_page(path, pgid)
