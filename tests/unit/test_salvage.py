@@ -112,7 +112,8 @@ def test_etcd_root_or_key_branch_lost_is_salvaged(case, tmp_path):
     m = measure(original, src, out, bucket=(b"key",))
     further = rolled_back_further(rep, original, m)
     assert not m["invented"] or further, m["invented"][:3]
-    unproven = unprovable_low(rep, m["missing"], lf)
+    point = etcddbs.expected(version)["compact_revision"]
+    unproven = unprovable_low(rep, m["missing"], src, point, lf)
     # at least 95% of the provable key revisions on surviving pages come back
     if fn is zero_roots_and_key_roots:
         assert further or unproven  # each of them in lost+found (unprovable_low)

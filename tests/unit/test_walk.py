@@ -173,7 +173,8 @@ def test_swapped_keys_on_an_orphan_leaf_are_not_salvaged(version, tmp_path):
     for k in (leaf.keys[0], leaf.keys[-1]):
         assert ((b"key",), k) not in got or got[((b"key",), k)][0] == ref[((b"key",), k)][0]
     middle = [((b"key",), k) for k in leaf.keys[1:-1]]
-    unproven = unprovable_low(rep, [k for k in middle if k not in got], lf)
+    point = etcddbs.expected(version)["compact_revision"]
+    unproven = unprovable_low(rep, [k for k in middle if k not in got], src, point, lf)
     assert sum(k in got for k in middle) >= len(middle) - len(unproven)
 
 
