@@ -81,7 +81,8 @@ def unprovable_low(rep, missing, damaged, point: int, lost_found) -> set:
     if (rep.commits or {}).get("rule") == "rolled-back-further":
         return set()
     low = {k for k in missing if k[0] == (b"key",) and main_revision(k[1]) <= point}
-    low -= {((b"key",), k) for k in vouched_low(damaged, point)}
+    if low:
+        low -= {((b"key",), k) for k in vouched_low(damaged, point)}
     if low:
         kept = {k for (path, k), _ in tree_records(lost_found).items() if path[-1:] == (b"records",)}
         assert {k for _, k in low} <= kept, sorted(k for _, k in low if k not in kept)[:3]
