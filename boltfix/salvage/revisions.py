@@ -13,6 +13,7 @@ from boltfix.etcdkeys import (
     KEY_BUCKET,
     META,
     META_BUCKET,
+    is_tombstone,
     main_revision,
     revision_bucket_guess,
 )
@@ -205,7 +206,9 @@ def _kept_by_old_trees(db, orphans, compact, copies, tree):
     the compaction point.  etcd deletes the compacted revisions before it
     writes finishedCompactRev (kvstore_compaction.go: the last batch and
     the finished mark share one transaction), so such a tree's revisions at
-    or below the point are the ones compaction kept.  Returns (keys, roots)."""
+    or below the point are the ones compaction kept.  Returns (keys, the
+    roots of the trees that vouched for at least one revision: a tree whose
+    `key` pages were reused since vouches for nothing)."""
     keys, roots = set(), []
     if not compact or not any(main_revision(k) <= compact for k in copies):
         return keys, roots
@@ -223,28 +226,38 @@ def _kept_by_old_trees(db, orphans, compact, copies, tree):
         child = w.open_bucket(root, entry) if entry is not None else None
         if child is None:
             continue
-        roots.append(o.pgid)
+        vouched = False
         for _, _, _, ks, vs in Walker(db, tree=tree)._leaves(child):
             low = [(k, v) for k, v in zip(ks, vs) if main_revision(k) <= compact]
-            if not _pre_compaction(low):
+            if low and not _pre_compaction(low, compact):
                 keys.update(k for k, _ in low)
+                vouched = True
+        if vouched:
+            roots.append(o.pgid)
     return keys, roots
 
 
-def _pre_compaction(low) -> bool:
+def _pre_compaction(low, compact: int) -> bool:
     """Whether a leaf's revisions at or below the compaction point (``low``:
     (revision key, value)) show it was written before that compaction
     finished, so it never vouches for a revision.  After ``keyIndex.compact``
     (key_index.go) each user key keeps at most one revision at or below the
-    point (the newest of the one generation that goes on past it; earlier
-    generations go whole) and no tombstone (a generation ended at or below
-    the point is dropped with its tombstone).  A page an old tree points at
+    point: the newest of the one generation that goes on past it, or ends
+    exactly at it.  Earlier generations go whole, and so does a generation
+    whose tombstone lies below the point.  A tombstone *at* the point stays
+    in etcd 3.5.15+, 3.6 and 3.7 (``doCompact``: ``tomb >= atRev`` stops
+    there, and ``compact`` keeps ``revs[revIndex:]``, the tombstone); older
+    etcd (``tomb > atRev``) drops it too, so a compacted tree can hold one
+    only if the etcd that compacted kept it.  A page an old tree points at
     may have been rewritten since, or damaged: this is what it must hold."""
     users = set()
     for k, v in low:
-        if len(k) != 17:
-            return True  # a tombstone (18 bytes), or not a revision at all
-        kv = etcd.decode_key_value(bytes(v))
+        if is_tombstone(k) and main_revision(k) == compact:
+            kv = etcd.decode_key_value(bytes(v))  # KeyValue{Key}: the user key it ends
+        elif len(k) == 17:
+            kv = etcd.decode_key_value(bytes(v))
+        else:
+            return True  # a tombstone below the point, or not a revision at all
         if "error" in kv or kv["key"] in users:
             return True
         users.add(kv["key"])

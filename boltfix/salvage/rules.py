@@ -47,14 +47,19 @@ rule 3  etcd's ``key`` bucket.  A revision record is written once
         replays from its WAL and would write again -- and (c) no compaction removed it: above
         ``max(finishedCompactRev, scheduledCompactRev)`` nothing was
         removed; at or below it, only the newest revision of a user key
-        survives, and not a tombstone (``keyIndex.compact``), and a copy on
+        survives, and not a tombstone below the point (``keyIndex.compact``;
+        one exactly at it stays in etcd 3.5.15+, 3.6 and 3.7, whose
+        ``doCompact`` stops at ``tomb >= atRev``), and a copy on
         a free page cannot show it was the one kept (the tombstone that
         ended its generation may be gone as well), so it is placed only if
         an old tree written *after* that compaction finished still holds
         it, or the next put of its generation lies above the point
         (``keyIndex.compact`` keeps exactly that one).  A leaf of such an
-        old tree that shows pre-compaction content (a tombstone, or two
-        revisions of one user key, at or below the point) never vouches.
+        old tree that shows pre-compaction content (a tombstone below the
+        point, or two revisions of one user key at or below it) never
+        vouches.  When no such tree survives (etcd's map freelist reuses
+        free pages in Go map order, so which old trees a file keeps varies
+        from run to run), the revisions at or below the point are evidence.
         And whatever the compaction point, a revision that an orphan leaf
         read whole spans (first key <= it <= last key) but lacks is never
         placed (``removed``): revisions are created in key order, so that

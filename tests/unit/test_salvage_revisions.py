@@ -8,22 +8,24 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import pytest
+
 from boltfix.etcd import decode_key_value
 from boltfix.etcdkeys import main_revision
 from boltfix.reader import DB
 from boltfix.salvage import revisions
 from boltfix.walk import Walker
-from support import oracle
+from support import etcddbs, oracle
 from support.salvage import ETCD, intact_records, truncate_past_root
 
 DB_PATH = ETCD / "etcd-3.4.db"
 COMPACT = json.loads((ETCD / "etcd-3.4.expected.json").read_text())["compact_revision"]
 
 
-def key_leaves() -> list[list[tuple[bytes, bytes]]]:
+def key_leaves(path=DB_PATH) -> list[list[tuple[bytes, bytes]]]:
     """The `key` bucket's leaves, each as its (revision key, value) records."""
     pages = defaultdict(list)
-    with DB(DB_PATH) as db:
+    with DB(path) as db:
         for b, r in Walker(db).walk():
             if b.path == (b"key",):
                 pages[r.page].append((r.key, bytes(r.value)))
@@ -35,12 +37,12 @@ def test_a_post_compaction_leaf_vouches_and_pre_compaction_content_does_not():
     low = [[(k, v) for k, v in leaf if main_revision(k) <= COMPACT] for leaf in leaves]
     assert any(low)
     # the committed tree is compacted: none of its leaves looks pre-compaction
-    assert not any(revisions._pre_compaction(rs) for rs in low)
+    assert not any(revisions._pre_compaction(rs, COMPACT) for rs in low)
     records = [kv for leaf in leaves for kv in leaf]
     some = next(rs for rs in low if rs)
     # a tombstone at or below the point: keyIndex.compact drops it
     tomb = next((k, v) for k, v in records if len(k) == 18)
-    assert revisions._pre_compaction(some + [tomb])
+    assert revisions._pre_compaction(some + [tomb], COMPACT)
     # two revisions of one user key (the tree holds such pairs across the
     # point): at or below it, only the newest of them would have stayed
     by_user = defaultdict(list)
@@ -48,9 +50,32 @@ def test_a_post_compaction_leaf_vouches_and_pre_compaction_content_does_not():
         if len(k) == 17:
             by_user[decode_key_value(v)["key"]].append((k, v))
     pair = next(rs[:2] for rs in by_user.values() if len(rs) >= 2)
-    assert not revisions._pre_compaction(pair[:1]) and revisions._pre_compaction(pair)
+    assert not revisions._pre_compaction(pair[:1], COMPACT)
+    assert revisions._pre_compaction(pair, COMPACT)
     other = pair[1]
-    assert revisions._pre_compaction([other] + [kv for kv in some if kv != other] + [pair[0]])
+    assert revisions._pre_compaction([other] + [kv for kv in some if kv != other] + [pair[0]],
+                                     COMPACT)
+    # a tombstone exactly at the point ends a generation etcd 3.5.15+/3.6
+    # keeps (doCompact: tomb >= atRev): alone, it shows nothing
+    at = main_revision(tomb[0])
+    assert not revisions._pre_compaction([tomb], at)
+    assert revisions._pre_compaction([tomb], at + 1)
+
+
+@pytest.mark.parametrize("version", etcddbs.VERSIONS)
+def test_every_compacted_tree_the_real_etcd_writes_looks_post_compaction(version):
+    """The committed `key` tree of each version's db, compacted at the
+    revision its expected.json names: no leaf looks pre-compaction (3.6 and
+    3.7 keep the tombstones of the prefix delete made exactly at the
+    compaction revision; their leaves vouch), and 3.4/3.5.1 keep none."""
+    point = etcddbs.expected(version)["compact_revision"]
+    low = [[(k, v) for k, v in leaf if main_revision(k) <= point]
+           for leaf in key_leaves(etcddbs.etcd_db(version))]
+    assert any(low)
+    assert not any(revisions._pre_compaction(rs, point) for rs in low)
+    at_point = [k for rs in low for k, _ in rs if len(k) == 18]
+    assert all(main_revision(k) == point for k in at_point)
+    assert bool(at_point) == (version not in ("3.4", "3.5")), len(at_point)
 
 
 def test_a_leaf_read_whole_that_lacks_a_revision_inside_its_span_shows_it_removed():
