@@ -45,6 +45,11 @@ when started on it, following etcd's start path:
    entry above the snapshot is applied; only those above the backend's
    ``consistent_index`` change it.  A single member also commits (and so
    applies) the uncommitted tail once it is leader again.
+9. Ready (:func:`_ready_delay`): with the backend's ``consistent_index``
+   past the WAL's last entry (a torn tail the db had applied), the new
+   entries raft numbers up to it are never applied nor answered; 3.6+
+   publishes its member through them (``publishV3``) and serves clients
+   only once an attempt lands above it (measured: 7 s per attempt).
 """
 
 from __future__ import annotations

@@ -26,7 +26,14 @@ from boltfix.navigate import open_path
 from boltfix.reader import DB
 from boltfix.walk import Walker
 from support import walcases
-from support.etcdtools import START_TIMEOUT, EtcdServer, EtcdStartError, require_etcd
+from support.etcdtools import (
+    START_TIMEOUT,
+    EtcdServer,
+    EtcdStartError,
+    Gateway,
+    free_ports,
+    require_etcd,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DUMP_LOGS_VERSION = "v3.5.21"
@@ -284,14 +291,14 @@ def test_snapshot_above_the_db_without_snap_db_panics(cases, tmp_path):
     assert r.exit_code == 0, r.output
 
 
-def _torn_copy(base: Path, dst: Path) -> tuple:
-    """A copy of ``cap2`` whose last segment is torn: the sectors from a
+def _torn_copy(src: Path, dst: Path) -> tuple:
+    """A copy of the data dir ``src`` whose last segment is torn: the sectors from a
     512-byte boundary at or inside a record's data on never reached the disk
     (zeros; etcd's ``isTornEntry`` finds the zero sector).  Of those boundaries, the one nearest the end that still tears
     an entry the db had applied, and one more (the last entry kept is at
     most consistent_index - 2): the case etcd 3.6+ is slow on, at its
     cheapest.  (data dir, consistent_index, last entry kept)."""
-    d = _copy(base / "cap2", dst)
+    d = _copy(src, dst)
     ci = D.judge_db(str(d / "member/snap/db"), False)["consistent_index"]
     seg = sorted((d / "member/wal").glob("*.wal"))[-1]
     recs = _records(seg)
@@ -319,7 +326,7 @@ def test_torn_tail_is_repaired_and_etcd_starts(cases, tmp_path):
     always answers: at once.  The log's count of failed attempts is the
     prediction's."""
     version, base = cases
-    d, ci, last = _torn_copy(base, tmp_path / "d")
+    d, ci, last = _torn_copy(base / "cap2", tmp_path / "d")
     p = D.predict_start(D.open_data_dir(str(d)))
     assert p.outcome == "repairs_wal_and_starts", p.to_json()["findings"]
     assert [f.code for f in p.findings if f.code.startswith("wal-")] == ["wal-torn-tail"]
@@ -342,7 +349,7 @@ def test_repair_of_a_torn_tail_starts_at_once_and_serves_every_key(cases, tmp_pa
     publishes at once (no failed attempt), serves exactly the keyspace the
     intact data dir served, and applies a new write."""
     version, base = cases
-    d, ci, last = _torn_copy(base, tmp_path / "d")
+    d, ci, last = _torn_copy(base / "cap2", tmp_path / "d")
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
                                   "--json"])
@@ -361,6 +368,65 @@ def test_repair_of_a_torn_tail_starts_at_once_and_serves_every_key(cases, tmp_pa
         assert s.get("after-repair") == "1"
         log = s.log_text()
     assert "failed to publish local member" not in log, log[-3000:]
+
+
+def test_repair_keeps_a_member_of_several_at_its_consistent_index(tmp_path):
+    """Three etcd 3.6 members; one stopped, its WAL torn below its db's
+    consistent_index.  ``repair --multi-member`` keeps that consistent_index:
+    the leader sends the torn entries again and etcd skips them as applied
+    (``server.go`` apply: ``e.Index > consistIndex``).  The cluster restarted
+    on the output: every member at the same revision and hashkv (setting it
+    back to the WAL's end, as for one member, applied them twice).  (Only
+    that member restarted, a running leader's heartbeat with its remembered
+    match index makes raft panic "tocommit(N) is out of range": the
+    remove-and-re-add advice stands.)"""
+    version = "3.6"
+    require_etcd(version)
+    ports = free_ports(6)
+    names = ["m1", "m2", "m3"]
+    ic = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
+
+    def member(i: int) -> EtcdServer:
+        return EtcdServer(tmp_path / names[i], version, name=names[i], client_port=ports[2 * i],
+                          peer_port=ports[2 * i + 1], initial_cluster=ic,
+                          extra_args=["--initial-cluster-token", "boltfix-torn"])
+
+    def run_all(body) -> list:
+        servers = [member(i) for i in range(3)]
+        try:
+            for s in servers:
+                s.launch()
+            for s in servers:
+                s.wait_healthy()
+            return body(servers)
+        finally:
+            for s in servers:
+                s.stop()
+                s.cleanup_log()
+
+    def status(servers) -> list:
+        servers[0].ctl("put", "after", "x")
+        out = []
+        for s in servers:
+            s.ctl("get", "after", "--consistency=l")  # caught up
+            st = json.loads(s.ctl("endpoint", "status", "-w", "json").stdout)[0]["Status"]
+            hk = json.loads(s.ctl("endpoint", "hashkv", "-w", "json").stdout)[0]["HashKV"]
+            out.append((st["header"]["revision"], hk["hash"]))
+        return out
+
+    run_all(lambda servers: [Gateway(servers[0].endpoint).put(f"k{i:02d}", f"v{i}")
+                             for i in range(30)])
+    d, ci, last = _torn_copy(tmp_path / "m3", tmp_path / "m3-torn")
+    out = tmp_path / "m3-out"
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
+                                  "--multi-member", "--json"])
+    assert r.exit_code == 0, r.output
+    rw = json.loads(r.stdout)["rewind"]
+    assert (rw["consistent_index"], rw["db_consistent_index"]) == (ci, ci) and ci > last + 1
+    shutil.rmtree(tmp_path / "m3")
+    shutil.copytree(out, tmp_path / "m3")
+    got = run_all(status)
+    assert got[0][0] == 32 and len(set(got)) == 1, got  # 30 puts + "after", from 1
 
 
 def test_crc_mismatch_mid_segment_refuses(cases, tmp_path):
