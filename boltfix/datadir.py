@@ -542,7 +542,12 @@ def _ready_delay(p: StartPrediction, res: W.WalRead, ci: int, version: Optional[
     ``server.go:2318``): ready at once (their next client writes up to
     ``ci`` time out instead, :data:`boltfix.findings.DATADIR_DB_AHEAD`)."""
     last = res.last_index
-    if last is None or ci <= last or len(members) > 1 or not publishes_through_v3(version):
+    if last is None or ci <= last:
+        return
+    if len(members) > 1:
+        _acked_lost(p, ci, last, len(members))
+        return
+    if not publishes_through_v3(version):
         return
     attempts = max(0, ci - last - 1)
     p.facts["ready_delay"] = {"failing_publish_attempts": attempts,
@@ -559,3 +564,22 @@ def _ready_delay(p: StartPrediction, res: W.WalRead, ci: int, version: Optional[
             "the default --election-timeout, each); repair --data-dir sets the consistent_index "
             "back to the WAL's last entry", WARNING, attempts=attempts,
             seconds=attempts * PUBLISH_TIMEOUT_S, consistent_index=ci, last_index=last))
+
+
+def _acked_lost(p: StartPrediction, ci: int, last: int, n: int) -> None:
+    """A member of several whose WAL ends below its backend's
+    consistent_index: it had persisted and acknowledged the entries up to
+    there (it applied them), and a leader that keeps running remembers that
+    match index: its heartbeat carries ``commit = min(match, committed)``
+    (raft ``sendHeartbeat``), and ``handleHeartbeat`` -> ``commitTo`` panics
+    "tocommit(N) is out of range [lastIndex(M)]" (raft v3.6.0 ``log.go:324``;
+    3.5's ``raft/log.go:237``).  Verified with three real 3.6.16 members."""
+    p.findings.append(_f(
+        F.DATADIR_ACKED_ENTRIES_LOST,
+        f"this member of {n} had acknowledged the entries up to {ci} (its db applied them) but "
+        f"its WAL ends at {last}: while the leader that saw them keeps running, raft panics on "
+        f"its first heartbeat ('tocommit({ci} or more) is out of range [lastIndex({last})]', "
+        "raft log.go commitTo); the leader sends the entries again only when it restarts "
+        "(then etcd skips those at or below the consistent_index as applied): remove this "
+        "member and add it again from a healthy one", WARNING, consistent_index=ci,
+        last_index=last, members=n))

@@ -321,6 +321,10 @@ DATADIR_READY_DELAYED = _code(
     "datadir-ready-delayed", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
     what="etcd 3.6+ becomes ready only after its member publish passes the db's "
          "consistent_index (each attempt at or below it times out)")
+DATADIR_ACKED_ENTRIES_LOST = _code(
+    "datadir-acked-entries-lost", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
+    what="a member of several whose WAL lost entries it had acknowledged: raft panics on a "
+         "running leader's heartbeat")
 DATADIR_WAL_CUT = _code(
     "datadir-wal-cut", severity=WARNING, anchor=DATA_DIR_ANCHOR,
     what="repair --data-dir cut the WAL before a record etcd refuses (not a torn tail)")

@@ -376,10 +376,10 @@ def test_repair_keeps_a_member_of_several_at_its_consistent_index(tmp_path):
     the leader sends the torn entries again and etcd skips them as applied
     (``server.go`` apply: ``e.Index > consistIndex``).  The cluster restarted
     on the output: every member at the same revision and hashkv (setting it
-    back to the WAL's end, as for one member, applied them twice).  (Only
-    that member restarted, a running leader's heartbeat with its remembered
-    match index makes raft panic "tocommit(N) is out of range": the
-    remove-and-re-add advice stands.)"""
+    back to the WAL's end, as for one member, applied them twice).  (That
+    member restarted alone, a running leader's heartbeat with its remembered
+    match index makes raft panic "tocommit(N) is out of range", as
+    predicted: the remove-and-re-add advice stands.)"""
     version = "3.6"
     require_etcd(version)
     ports = free_ports(6)
@@ -414,9 +414,22 @@ def test_repair_keeps_a_member_of_several_at_its_consistent_index(tmp_path):
             out.append((st["header"]["revision"], hk["hash"]))
         return out
 
-    run_all(lambda servers: [Gateway(servers[0].endpoint).put(f"k{i:02d}", f"v{i}")
-                             for i in range(30)])
-    d, ci, last = _torn_copy(tmp_path / "m3", tmp_path / "m3-torn")
+    def torn_member_alone(servers) -> tuple:
+        for i in range(30):
+            Gateway(servers[0].endpoint).put(f"k{i:02d}", f"v{i}")
+        servers[2].stop()
+        d, ci, last = _torn_copy(tmp_path / "m3", tmp_path / "m3-torn")
+        p = D.predict_start(D.open_data_dir(str(d)))
+        assert "datadir-acked-entries-lost" in {f.code for f in p.findings}
+        assert "datadir-ready-delayed" not in {f.code for f in p.findings}
+        shutil.rmtree(tmp_path / "m3")
+        shutil.copytree(d, tmp_path / "m3")
+        with pytest.raises(EtcdStartError, match=r"tocommit\(\d+\) is out of range "
+                           rf"\[lastIndex\({last}\)\]"):
+            member(2).start()
+        return d, ci, last
+
+    d, ci, last = run_all(torn_member_alone)
     out = tmp_path / "m3-out"
     r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
                                   "--multi-member", "--json"])

@@ -167,8 +167,10 @@ def test_a_db_past_the_wal_delays_only_3_6_and_later(tmp_path, version):
                                           if late else None)
     assert [f.code for f in p.findings] == ([F.DATADIR_READY_DELAYED] if late else [])
     p = D.StartPrediction(D.open_data_dir(str(d)))
-    D._ready_delay(p, res, ci, version, ["a", "b"])  # the leader's log decides
-    assert not p.findings
+    D._ready_delay(p, res, ci, version, ["a", "b"])  # a running leader's heartbeat decides
+    (f,) = p.findings
+    assert f.code == F.DATADIR_ACKED_ENTRIES_LOST and "ready_delay" not in p.facts
+    assert (f.detail["consistent_index"], f.detail["last_index"]) == (ci, res.last_index)
 
 
 def test_without_a_db_etcd_refuses_and_would_apply_every_entry(tmp_path):
