@@ -556,8 +556,9 @@ def _ready_delay(p: StartPrediction, res: W.WalRead, ci: int, version: Optional[
         p.findings.append(_f(
             F.DATADIR_READY_DELAYED,
             f"etcd {version} publishes its member through raft (server.go publishV3) and "
-            f"skips the result of every entry at or below the consistent_index {ci} "
-            "(server.go applyEntryNormal: 'do not re-toApply applied entries'): after the "
+            f"never answers an entry at or below the consistent_index {ci} (server.go "
+            "applyEntryNormal: 'do not re-toApply applied entries', 3.6.16 server.go:2009, "
+            "3.7.3 server.go:1973): after the "
             f"leader's empty entry at {last + 1}, {attempts} publish attempt(s) time out "
             f"('failed to publish local member to cluster through raft'), so etcd serves "
             f"clients only after about {attempts * PUBLISH_TIMEOUT_S} s (ReqTimeout, 7 s at "
