@@ -256,23 +256,30 @@ def _records(seg: Path) -> list:
             for r in res.records()]
 
 
-def _served(version: str, base: Path) -> list:
-    """Every key the real etcd serves from the intact ``cap2`` (its
-    ``get --prefix ""``), computed once per version."""
-    cache = base / "served.json"
+def _big_tail(version: str, base: Path) -> tuple:
+    """``cap2`` run once more, with three puts of 700-byte values: every
+    entry record of the WAL's tail then holds a 512-byte boundary, so a tear
+    can take exactly the entries a test wants.  (data dir, the keyspace the
+    real etcd served before it stopped), made once per version."""
+    d, cache = base / "cap2big", base / "cap2big.json"
     if not cache.exists():
-        d = _copy(base / "cap2", base.parent / f"{base.name}-served")
+        shutil.rmtree(d, ignore_errors=True)
+        _copy(base / "cap2", d)
         with EtcdServer(d, version) as s:
+            g = Gateway(s.endpoint)
+            for i in range(3):
+                g.put(f"big{i}", "v" * 700)
             cache.write_text(json.dumps(s.get_kvs("", "--prefix")))
-    return json.loads(cache.read_text())
+    return d, json.loads(cache.read_text())
 
 
 def test_intact_data_dir_starts(cases, tmp_path):
     version, base = cases
-    p = D.predict_start(D.open_data_dir(str(base / "cap2")))
+    d = _copy(base / "cap2", tmp_path / "d")
+    p = D.predict_start(D.open_data_dir(str(d)))
     assert p.outcome == "starts", p.to_json()["findings"]
     assert p.facts["snapshot"] is not None and p.facts["backend"] == "db"
-    assert "k10" in {kv["key"] for kv in _served(version, base)}  # etcd started on a copy
+    assert _start(version, d)[0]
 
 
 def test_snapshot_above_the_db_without_snap_db_panics(cases, tmp_path):
@@ -294,10 +301,12 @@ def test_snapshot_above_the_db_without_snap_db_panics(cases, tmp_path):
 def _torn_copy(src: Path, dst: Path) -> tuple:
     """A copy of the data dir ``src`` whose last segment is torn: the sectors from a
     512-byte boundary at or inside a record's data on never reached the disk
-    (zeros; etcd's ``isTornEntry`` finds the zero sector).  Of those boundaries, the one nearest the end that still tears
-    an entry the db had applied, and one more (the last entry kept is at
-    most consistent_index - 2): the case etcd 3.6+ is slow on, at its
-    cheapest.  (data dir, consistent_index, last entry kept)."""
+    (zeros; etcd's ``isTornEntry`` finds the zero sector).  Of those
+    boundaries, the one nearest the end that still tears an entry the db
+    had applied, and one more (the last entry kept is at most
+    consistent_index - 2): the case etcd 3.6+ is slow on, at its cheapest
+    (on :func:`_big_tail`'s data dir: exactly consistent_index - 2).
+    (data dir, consistent_index, last entry kept)."""
     d = _copy(src, dst)
     ci = D.judge_db(str(d / "member/snap/db"), False)["consistent_index"]
     seg = sorted((d / "member/wal").glob("*.wal"))[-1]
@@ -326,7 +335,8 @@ def test_torn_tail_is_repaired_and_etcd_starts(cases, tmp_path):
     always answers: at once.  The log's count of failed attempts is the
     prediction's."""
     version, base = cases
-    d, ci, last = _torn_copy(base / "cap2", tmp_path / "d")
+    d, ci, last = _torn_copy(_big_tail(version, base)[0], tmp_path / "d")
+    assert ci - last == 2  # the cheapest delay: one failed attempt on 3.6+
     p = D.predict_start(D.open_data_dir(str(d)))
     assert p.outcome == "repairs_wal_and_starts", p.to_json()["findings"]
     assert [f.code for f in p.findings if f.code.startswith("wal-")] == ["wal-torn-tail"]
@@ -349,7 +359,8 @@ def test_repair_of_a_torn_tail_starts_at_once_and_serves_every_key(cases, tmp_pa
     publishes at once (no failed attempt), serves exactly the keyspace the
     intact data dir served, and applies a new write."""
     version, base = cases
-    d, ci, last = _torn_copy(base / "cap2", tmp_path / "d")
+    src, want = _big_tail(version, base)
+    d, ci, last = _torn_copy(src, tmp_path / "d")
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
                                   "--json"])
@@ -361,7 +372,6 @@ def test_repair_of_a_torn_tail_starts_at_once_and_serves_every_key(cases, tmp_pa
     codes = {f.code for f in p.findings}
     assert p.outcome == "repairs_wal_and_starts" and p.facts["consistent_index"] == last
     assert not codes & {"datadir-db-ahead", "datadir-ready-delayed"}, codes
-    want = _served(version, base)
     with EtcdServer(out, version) as s:
         assert s.get_kvs("", "--prefix") == want
         s.ctl("put", "after-repair", "1")
