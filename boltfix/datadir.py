@@ -45,6 +45,11 @@ when started on it, following etcd's start path:
    entry above the snapshot is applied; only those above the backend's
    ``consistent_index`` change it.  A single member also commits (and so
    applies) the uncommitted tail once it is leader again.
+9. Ready (:func:`_ready_delay`): with the backend's ``consistent_index``
+   past the WAL's last entry (a torn tail the db had applied), the new
+   entries raft numbers up to it are never applied nor answered; 3.6+
+   publishes its member through them (``publishV3``) and serves clients
+   only once an attempt lands above it (measured: 7 s per attempt).
 """
 
 from __future__ import annotations
@@ -408,6 +413,8 @@ def predict_start(dd: DataDir, *, full_check: bool = True) -> StartPrediction:
     _backend_check(p, res, db, backend)
     _members_check(p, res, db)
     _apply_facts(p, res, ci, snap_index, hs["commit"])
+    _ready_delay(p, res, ci, (facts.get("snapshot_db") if backend not in (None, "db")
+                              else db).get("version"), db.get("members") or [])
     return p
 
 
@@ -493,6 +500,87 @@ def _apply_facts(p: StartPrediction, res: W.WalRead, ci: int, snap_index: int,
         p.findings.append(_f(
             F.DATADIR_DB_AHEAD,
             f"the backend's consistent_index {ci} is past the WAL's last entry {last}: etcd "
-            "starts, but treats every new entry up to that index as applied: writes and "
-            "authentications hang or are lost (a db from elsewhere, or a WAL from another "
-            "member)", WARNING, consistent_index=ci, last_index=last))
+            "starts, but treats every new entry up to that index as applied (server.go "
+            "apply: only 'e.Index > consistIndex' reaches the backend): the proposals raft "
+            f"numbers {last + 1}..{ci} are never applied, their requests time out (a torn "
+            "WAL tail the db had already applied, a db from elsewhere, or a WAL from another "
+            "member; repair --data-dir sets a single member's consistent_index back to the "
+            "WAL's last entry)", WARNING, consistent_index=ci, last_index=last))
+
+
+#: etcd's ``ServerConfig.ReqTimeout`` with the default ``--election-timeout``
+#: 1000 ms (3.6 ``server/config/config.go``: 5 s + 2 x election timeout):
+#: the time each member publish attempt waits
+PUBLISH_TIMEOUT_S = 7
+
+
+def publishes_through_v3(version: Optional[str]) -> bool:
+    """Whether etcd of ``version`` (a db's :func:`boltfix.etcd.guess_etcd_version`
+    text) publishes its member attributes at start as a v3
+    ``ClusterMemberAttrSet`` request (3.6+: ``server.go`` ``Start``,
+    ``s.publishV3``) rather than a v2 request (3.4/3.5: ``s.publish``)."""
+    m = re.match(r"3\.(\d+)", version or "")
+    return m is not None and int(m.group(1)) >= 6
+
+
+def _ready_delay(p: StartPrediction, res: W.WalRead, ci: int, version: Optional[str],
+                 members: List[str]) -> None:
+    """When etcd becomes ready with the backend's consistent_index past the
+    WAL's last entry, on one member (verified with the real 3.6.16 and 3.7.3).
+
+    On restart the lone member campaigns and appends an empty entry at
+    ``last + 1``; then it publishes its attributes and serves clients only
+    once that proposal is applied.  3.6+ publishes a v3 request
+    (3.6.16 ``server/etcdserver/server.go:545`` ``s.publishV3``), and
+    ``applyEntryNormal`` returns before ``s.w.Trigger`` for an entry at or
+    below the consistent_index (3.6.16 ``server.go:2009``, 3.7.3
+    ``server.go:1973``: "do not re-toApply applied entries"): the attempt
+    times out after ReqTimeout and publishV3 retries at the next index.  So
+    ``ci - last - 1`` attempts fail (fewer when other proposals take indexes
+    in between).  3.4/3.5 publish a v2 request, which ``applyEntryNormal``
+    triggers whatever the index (3.5.21 ``server.go:823`` ``s.publish``,
+    ``server.go:2318``): ready at once (their next client writes up to
+    ``ci`` time out instead, :data:`boltfix.findings.DATADIR_DB_AHEAD`)."""
+    last = res.last_index
+    if last is None or ci <= last:
+        return
+    if len(members) > 1:
+        _acked_lost(p, ci, last, len(members))
+        return
+    if not publishes_through_v3(version):
+        return
+    attempts = max(0, ci - last - 1)
+    p.facts["ready_delay"] = {"failing_publish_attempts": attempts,
+                              "seconds": attempts * PUBLISH_TIMEOUT_S}
+    if attempts:
+        p.findings.append(_f(
+            F.DATADIR_READY_DELAYED,
+            f"etcd {version} publishes its member through raft (server.go publishV3) and "
+            f"never answers an entry at or below the consistent_index {ci} (server.go "
+            "applyEntryNormal: 'do not re-toApply applied entries', 3.6.16 server.go:2009, "
+            "3.7.3 server.go:1973): after the "
+            f"leader's empty entry at {last + 1}, {attempts} publish attempt(s) time out "
+            f"('failed to publish local member to cluster through raft'), so etcd serves "
+            f"clients only after about {attempts * PUBLISH_TIMEOUT_S} s (ReqTimeout, 7 s at "
+            "the default --election-timeout, each); repair --data-dir sets the consistent_index "
+            "back to the WAL's last entry", WARNING, attempts=attempts,
+            seconds=attempts * PUBLISH_TIMEOUT_S, consistent_index=ci, last_index=last))
+
+
+def _acked_lost(p: StartPrediction, ci: int, last: int, n: int) -> None:
+    """A member of several whose WAL ends below its backend's
+    consistent_index: it had persisted and acknowledged the entries up to
+    there (it applied them), and a leader that keeps running remembers that
+    match index: its heartbeat carries ``commit = min(match, committed)``
+    (raft ``sendHeartbeat``), and ``handleHeartbeat`` -> ``commitTo`` panics
+    "tocommit(N) is out of range [lastIndex(M)]" (raft v3.6.0 ``log.go:324``;
+    3.5's ``raft/log.go:237``).  Verified with three real 3.6.16 members."""
+    p.findings.append(_f(
+        F.DATADIR_ACKED_ENTRIES_LOST,
+        f"this member of {n} had acknowledged the entries up to {ci} (its db applied them) but "
+        f"its WAL ends at {last}: while the leader that saw them keeps running, raft panics on "
+        f"its first heartbeat ('tocommit({ci} or more) is out of range [lastIndex({last})]', "
+        "raft log.go commitTo); the leader sends the entries again only when it restarts "
+        "(then etcd skips those at or below the consistent_index as applied): remove this "
+        "member and add it again from a healthy one", WARNING, consistent_index=ci,
+        last_index=last, members=n))

@@ -317,6 +317,14 @@ DATADIR_SNAP_ORPHAN = _code(
 DATADIR_DB_AHEAD = _code(
     "datadir-db-ahead", severity=WARNING, anchor=DATA_DIR_ANCHOR,
     what="a db whose consistent_index is past the WAL's last entry")
+DATADIR_READY_DELAYED = _code(
+    "datadir-ready-delayed", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
+    what="etcd 3.6+ becomes ready only after its member publish passes the db's "
+         "consistent_index (each attempt at or below it times out)")
+DATADIR_ACKED_ENTRIES_LOST = _code(
+    "datadir-acked-entries-lost", severity=WARNING, anchor=DATA_DIR_ANCHOR, stops=False,
+    what="a member of several whose WAL lost entries it had acknowledged: raft panics on a "
+         "running leader's heartbeat")
 DATADIR_WAL_CUT = _code(
     "datadir-wal-cut", severity=WARNING, anchor=DATA_DIR_ANCHOR,
     what="repair --data-dir cut the WAL before a record etcd refuses (not a torn tail)")

@@ -386,14 +386,17 @@ def written_by(m: RevMap, dbr: DbRevisions, upto: Optional[int] = None) -> bool:
 
 
 def plan(res: W.WalRead, db_path: str, snap_index: int,
-         older: Sequence[int] = (), snap_files: bool = True) -> Tuple[Plan, RevMap, A.Store]:
+         older: Sequence[int] = (), snap_files: bool = True,
+         multi_member: bool = False) -> Tuple[Plan, RevMap, A.Store]:
     """The rewind of the (clean) db at ``db_path`` for the WAL ``res``
     (see the module docstring); also the revision map and the store after
     the whole replay (what etcd serves once every entry is applied).
     ``older``: indexes of older snapshots etcd can start from instead
     (``--older-snapshot``; see :func:`older_snapshots`); ``snap_files``:
     False where etcd takes the snapshot from the WAL's record (3.7+), which
-    setting ``.snap`` files aside does not move."""
+    setting ``.snap`` files aside does not move.  ``multi_member``: the
+    member of a cluster of several, whose leader still holds what its WAL
+    lost (:func:`_keep_past_wal`)."""
     ci = db_meta(db_path).get(b"consistent_index", 0)
     last = res.last_index or 0
     upto_index = min(ci, last)
@@ -421,7 +424,7 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
         if ci > last and res.last_index is not None:
             p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev,
                      dbr.meta.get(b"finishedCompactRev", 0), False, ci, m.anchor)
-            _keep_past_wal(p, m, dbr, res, last)
+            _keep_past_wal(p, m, dbr, res, last, multi_member)
             return p, m, st
     p = Plan(ci, dbr.meta.get(b"term"), dbr.max_rev, dbr.meta.get(b"finishedCompactRev", 0),
              False, ci, m.anchor, exact=m.exact)
@@ -433,7 +436,7 @@ def plan(res: W.WalRead, db_path: str, snap_index: int,
     upto_rev = at[0]
     lost = lost_revisions(m, dbr, upto_rev, state) if full else []
     if ci > last and not lost:
-        _keep_past_wal(p, m, dbr, res, last)
+        _keep_past_wal(p, m, dbr, res, last, multi_member)
         return p, m, st
     if ci > last:
         p.past_wal_rev = upto_rev
@@ -488,13 +491,34 @@ def _term_of(res: W.WalRead, index: int) -> Optional[int]:
     return None
 
 
-def _keep_past_wal(p: Plan, m: RevMap, dbr: DbRevisions, res: W.WalRead, last: int) -> None:
+def _keep_past_wal(p: Plan, m: RevMap, dbr: DbRevisions, res: W.WalRead, last: int,
+                   multi_member: bool = False) -> None:
     """The db's consistent_index is past the WAL's last entry (a torn tail
     or a cut WAL lost entries the db already applied) and the db lacks no
-    revision up to there: every record is kept, ``consistent_index`` set
-    to the WAL's last entry so that etcd applies the entries raft appends
-    after it (at an index at or below the old consistent_index etcd would
-    skip them: writes acknowledged and never applied)."""
+    revision up to there: every record is kept.
+
+    etcd's invariant (3.6.16 ``server/etcdserver/server.go`` ``apply``: "only
+    'unapplied' (e.Index>backend.ConsistentIndex) on the backend") is that
+    the entry at every index up to ``consistent_index`` is in the backend.
+    On one member, nothing holds the entries the tail lost any more, and raft
+    numbers new, different entries from ``last + 1``: ``consistent_index``
+    is set to the WAL's last entry (and ``term`` to its term), so etcd
+    applies them (left past it, etcd never applies nor answers them: 3.6+
+    serves clients only after its member publish passes it,
+    :func:`boltfix.datadir._ready_delay`).  The lost entries' effects stay
+    in the db, and no log can apply them twice.  With ``multi_member``
+    the leader still holds those entries and sends them again, so the
+    ``consistent_index`` is kept: etcd skips them as applied (lowering it
+    would apply each twice)."""
+    if multi_member:
+        p.reasons.append(f"the db's consistent_index {p.db_consistent_index} is past the WAL's "
+                         f"last entry {last}, and the db lacks no revision the WAL wrote: kept "
+                         "as it is: the leader sends this member the entries after "
+                         f"{last} again, and etcd skips those at or below "
+                         f"{p.db_consistent_index} as applied")
+        p.db_kept_past_wal = True
+        p.revision = dbr.max_rev
+        return
     at = m.at(last)
     term = at[1] if at and at[1] else _term_of(res, last)
     p.consistent_index = last
@@ -857,7 +881,8 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
                                   full_check=False)
         result = _write_db(use, src, os.path.join(member, "snap"), findings,
                            older_snapshots(use) if older_snapshot else [],
-                           (pred.wal, cut) if cut is not None else None)
+                           (pred.wal, cut) if cut is not None else None,
+                           multi_member=len(members) > 1)
         _fsync_tree(tmp)
         after = D.predict_start(D.open_data_dir(tmp), full_check=True).to_json()
         _move_into_place(tmp, out_dir, force)
@@ -876,7 +901,7 @@ def repair_data_dir(data_dir: str, wal_dir: Optional[str], out_dir: str, *,
 
 
 def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
-              older: List[int], cut: Optional[tuple] = None):
+              older: List[int], cut: Optional[tuple] = None, multi_member: bool = False):
     """Repair ``src`` into ``snap_out/db`` and set it back: (plan, the db
     repair's JSON, how many keys the db alone names at risk).  ``cut``:
     (the input's whole WAL read, the cut point) when ``pred``'s WAL is the
@@ -904,7 +929,8 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
                f"re-applies the WAL above the raft snapshot (index {snap['index']}); "
                "what lies below it is lost (--older-snapshot: the whole WAL)"), WARNING))
     p, m, final = plan(pred.wal, repaired, snap["index"] if snap else 0, older,
-                       snap_files=not (snap or {}).get("from_wal"))
+                       snap_files=not (snap or {}).get("from_wal"),
+                       multi_member=multi_member)
     if p.snapshot_used is not None:
         _set_aside(snap_out, p.snapshot_used)
     p.at_risk = [] if p.db_kept_past_wal else predicted_wrong(m, repaired, p, pred.wal, final)

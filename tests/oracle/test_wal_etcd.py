@@ -26,7 +26,14 @@ from boltfix.navigate import open_path
 from boltfix.reader import DB
 from boltfix.walk import Walker
 from support import walcases
-from support.etcdtools import START_TIMEOUT, EtcdServer, EtcdStartError, require_etcd
+from support.etcdtools import (
+    START_TIMEOUT,
+    EtcdServer,
+    EtcdStartError,
+    Gateway,
+    free_ports,
+    require_etcd,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DUMP_LOGS_VERSION = "v3.5.21"
@@ -228,10 +235,10 @@ def test_the_input_is_never_written(cases):
 
 
 # ---------------------------------------------------------------- start prediction
-def _start(version: str, data_dir: Path) -> tuple:
+def _start(version: str, data_dir: Path, timeout: float = START_TIMEOUT) -> tuple:
     """(started, log) of the real etcd on data_dir (a copy: etcd writes)."""
     try:
-        with EtcdServer(data_dir, version, start_timeout=START_TIMEOUT) as s:
+        with EtcdServer(data_dir, version, start_timeout=timeout) as s:
             s.ctl("get", "k10")
             return True, s.log_text()
     except EtcdStartError as exc:
@@ -239,12 +246,31 @@ def _start(version: str, data_dir: Path) -> tuple:
 
 
 def _records(seg: Path) -> list:
-    """(offset, type, framed data length) of each record of a segment."""
+    """(offset, type, framed data length, entry index or None) of each record
+    of a segment."""
     res = W.WalReader([W.Segment(seg.name, str(seg), 0, 0)])
     raw = seg.read_bytes()
     return [(r.offset, r.type, W.frame_size(int.from_bytes(raw[r.offset:r.offset + 8],
-                                                           "little"))[0])
+                                                           "little"))[0],
+             R.decode_entry(r.data)["index"] if r.type == R.ENTRY else None)
             for r in res.records()]
+
+
+def _big_tail(version: str, base: Path) -> tuple:
+    """``cap2`` run once more, with three puts of 700-byte values: every
+    entry record of the WAL's tail then holds a 512-byte boundary, so a tear
+    can take exactly the entries a test wants.  (data dir, the keyspace the
+    real etcd served before it stopped), made once per version."""
+    d, cache = base / "cap2big", base / "cap2big.json"
+    if not cache.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        _copy(base / "cap2", d)
+        with EtcdServer(d, version) as s:
+            g = Gateway(s.endpoint)
+            for i in range(3):
+                g.put(f"big{i}", "v" * 700)
+            cache.write_text(json.dumps(s.get_kvs("", "--prefix")))
+    return d, json.loads(cache.read_text())
 
 
 def test_intact_data_dir_starts(cases, tmp_path):
@@ -272,33 +298,158 @@ def test_snapshot_above_the_db_without_snap_db_panics(cases, tmp_path):
     assert r.exit_code == 0, r.output
 
 
-def test_torn_tail_is_repaired_and_etcd_starts(cases, tmp_path):
-    """A torn last record: predicted "repairs the WAL and starts", and the
-    real etcd does.  3.4 and 3.5 only: on 3.6 one CI run's etcd repaired
-    its WAL but never became healthy ("failed to publish local member to
-    cluster through raft: request timed out") where the prediction said it
-    starts; not yet understood, so not claimed."""
-    version, base = cases
-    if version not in ("3.4", "3.5"):
-        pytest.xfail("torn tail on etcd 3.6+: start not yet proven (see the docstring)")
-    d = _copy(base / "cap2", tmp_path / "d")
+def _torn_copy(src: Path, dst: Path) -> tuple:
+    """A copy of the data dir ``src`` whose last segment is torn: the sectors from a
+    512-byte boundary at or inside a record's data on never reached the disk
+    (zeros; etcd's ``isTornEntry`` finds the zero sector).  Of those
+    boundaries, the one nearest the end that still tears an entry the db
+    had applied, and one more (the last entry kept is at most
+    consistent_index - 2): the case etcd 3.6+ is slow on, at its cheapest
+    (on :func:`_big_tail`'s data dir: exactly consistent_index - 2).
+    (data dir, consistent_index, last entry kept)."""
+    d = _copy(src, dst)
+    ci = D.judge_db(str(d / "member/snap/db"), False)["consistent_index"]
     seg = sorted((d / "member/wal").glob("*.wal"))[-1]
     recs = _records(seg)
-    # the sectors from the last 512-byte boundary inside a record's data on
-    # never reached the disk (zeros): the crash tore that record
-    for off, _t, n in reversed(recs):
+    for k in range(len(recs) - 1, 0, -1):
+        off, _t, n, _i = recs[k]
         boundary = (off + 8 + n) // 512 * 512
-        if off + 8 < boundary < off + 8 + n:
+        kept = max(i for *_x, i in recs[:k] if i is not None)
+        if off + 8 <= boundary < off + 8 + n and kept <= ci - 2:
             break
+    else:
+        raise AssertionError("no 512-byte boundary tears an entry below the consistent_index")
     end = recs[-1][0] + 8 + recs[-1][2] + 8
     with open(seg, "r+b") as fh:
         fh.seek(boundary)
         fh.write(bytes(end - boundary))
+    return d, ci, kept
+
+
+def test_torn_tail_is_repaired_and_etcd_starts(cases, tmp_path):
+    """A torn tail that took entries the db had already applied: predicted
+    "repairs the WAL and starts", and the real etcd does.  3.6+ becomes ready
+    only after consistent_index - last - 1 member publish attempts time out
+    (7 s each: publishV3, and applyEntryNormal never answers an entry at or
+    below the consistent_index); 3.4/3.5 publish through the v2 store, which
+    always answers: at once.  The log's count of failed attempts is the
+    prediction's."""
+    version, base = cases
+    d, ci, last = _torn_copy(_big_tail(version, base)[0], tmp_path / "d")
+    assert ci - last == 2  # the cheapest delay: one failed attempt on 3.6+
     p = D.predict_start(D.open_data_dir(str(d)))
     assert p.outcome == "repairs_wal_and_starts", p.to_json()["findings"]
     assert [f.code for f in p.findings if f.code.startswith("wal-")] == ["wal-torn-tail"]
-    started, log = _start(version, d)
+    assert p.facts["wal"]["last_index"] == last and p.facts["consistent_index"] == ci
+    late = version not in ("3.4", "3.5")
+    want = ci - last - 1 if late else 0
+    assert want >= 1 or not late
+    assert (p.facts.get("ready_delay") or {}).get("failing_publish_attempts", 0) == want
+    assert ("datadir-ready-delayed" in {f.code for f in p.findings}) == late
+    started, log = _start(version, d, START_TIMEOUT + want * D.PUBLISH_TIMEOUT_S)
     assert started, log[-2000:]
+    assert "repairing" in log  # wal.Repair ran
+    assert log.count("failed to publish local member to cluster through raft") == want, \
+        log[-3000:]
+
+
+def test_repair_of_a_torn_tail_starts_at_once_and_serves_every_key(cases, tmp_path):
+    """``repair --data-dir`` on that torn data dir: the consistent_index set
+    back to the WAL's last entry (every record kept), so the real etcd
+    publishes at once (no failed attempt), serves exactly the keyspace the
+    intact data dir served, and applies a new write."""
+    version, base = cases
+    src, want = _big_tail(version, base)
+    d, ci, last = _torn_copy(src, tmp_path / "d")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    rw = json.loads(r.stdout)["rewind"]
+    assert (rw["consistent_index"], rw["db_consistent_index"]) == (last, ci)
+    assert rw["db_kept_past_wal"] and rw["keys_at_risk_count"] == 0
+    p = D.predict_start(D.open_data_dir(str(out)))
+    codes = {f.code for f in p.findings}
+    assert p.outcome == "repairs_wal_and_starts" and p.facts["consistent_index"] == last
+    assert not codes & {"datadir-db-ahead", "datadir-ready-delayed"}, codes
+    with EtcdServer(out, version) as s:
+        assert s.get_kvs("", "--prefix") == want
+        s.ctl("put", "after-repair", "1")
+        assert s.get("after-repair") == "1"
+        log = s.log_text()
+    assert "failed to publish local member" not in log, log[-3000:]
+
+
+def test_repair_keeps_a_member_of_several_at_its_consistent_index(tmp_path):
+    """Three etcd 3.6 members; one stopped, its WAL torn below its db's
+    consistent_index.  ``repair --multi-member`` keeps that consistent_index:
+    the leader sends the torn entries again and etcd skips them as applied
+    (``server.go`` apply: ``e.Index > consistIndex``).  The cluster restarted
+    on the output: every member at the same revision and hashkv (setting it
+    back to the WAL's end, as for one member, applied them twice).  (That
+    member restarted alone, a running leader's heartbeat with its remembered
+    match index makes raft panic "tocommit(N) is out of range", as
+    predicted: the remove-and-re-add advice stands.)"""
+    version = "3.6"
+    require_etcd(version)
+    ports = free_ports(6)
+    names = ["m1", "m2", "m3"]
+    ic = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
+
+    def member(i: int) -> EtcdServer:
+        return EtcdServer(tmp_path / names[i], version, name=names[i], client_port=ports[2 * i],
+                          peer_port=ports[2 * i + 1], initial_cluster=ic,
+                          extra_args=["--initial-cluster-token", "boltfix-torn"])
+
+    def run_all(body) -> list:
+        servers = [member(i) for i in range(3)]
+        try:
+            for s in servers:
+                s.launch()
+            for s in servers:
+                s.wait_healthy()
+            return body(servers)
+        finally:
+            for s in servers:
+                s.stop()
+                s.cleanup_log()
+
+    def status(servers) -> list:
+        servers[0].ctl("put", "after", "x")
+        out = []
+        for s in servers:
+            s.ctl("get", "after", "--consistency=l")  # caught up
+            st = json.loads(s.ctl("endpoint", "status", "-w", "json").stdout)[0]["Status"]
+            hk = json.loads(s.ctl("endpoint", "hashkv", "-w", "json").stdout)[0]["HashKV"]
+            out.append((st["header"]["revision"], hk["hash"]))
+        return out
+
+    def torn_member_alone(servers) -> tuple:
+        for i in range(30):
+            Gateway(servers[0].endpoint).put(f"k{i:02d}", f"v{i}")
+        servers[2].stop()
+        d, ci, last = _torn_copy(tmp_path / "m3", tmp_path / "m3-torn")
+        p = D.predict_start(D.open_data_dir(str(d)))
+        assert "datadir-acked-entries-lost" in {f.code for f in p.findings}
+        assert "datadir-ready-delayed" not in {f.code for f in p.findings}
+        shutil.rmtree(tmp_path / "m3")
+        shutil.copytree(d, tmp_path / "m3")
+        with pytest.raises(EtcdStartError, match=r"tocommit\(\d+\) is out of range "
+                           rf"\[lastIndex\({last}\)\]"):
+            member(2).start()
+        return d, ci, last
+
+    d, ci, last = run_all(torn_member_alone)
+    out = tmp_path / "m3-out"
+    r = CliRunner().invoke(main, ["repair", "--data-dir", str(d), "--out-data-dir", str(out),
+                                  "--multi-member", "--json"])
+    assert r.exit_code == 0, r.output
+    rw = json.loads(r.stdout)["rewind"]
+    assert (rw["consistent_index"], rw["db_consistent_index"]) == (ci, ci) and ci > last + 1
+    shutil.rmtree(tmp_path / "m3")
+    shutil.copytree(out, tmp_path / "m3")
+    got = run_all(status)
+    assert got[0][0] == 32 and len(set(got)) == 1, got  # 30 puts + "after", from 1
 
 
 def test_crc_mismatch_mid_segment_refuses(cases, tmp_path):
@@ -306,7 +457,7 @@ def test_crc_mismatch_mid_segment_refuses(cases, tmp_path):
     d = _copy(base / "cap2", tmp_path / "d")
     seg = sorted((d / "member/wal").glob("*.wal"))[-1]
     recs = [r for r in _records(seg) if r[1] == R.ENTRY and r[2] > 20]
-    off, _t, n = recs[len(recs) // 2]
+    off, _t, n, _i = recs[len(recs) // 2]
     with open(seg, "r+b") as fh:
         fh.seek(off + 8 + n - 3)
         b = fh.read(1)

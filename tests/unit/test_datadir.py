@@ -142,6 +142,37 @@ def test_a_data_dir_from_the_fixtures_starts(tmp_path, version):
     assert pred.facts["apply"]["count"] == max(0, commit - db["consistent_index"])
 
 
+@pytest.mark.parametrize("version,v3", [("3.4 or older", False), ("3.5", False),
+                                        ("3.6 (storage version 3.6.0)", True), ("3.6+", True),
+                                        ("3.7 (storage version 3.7.0)", True), (None, False)])
+def test_which_versions_publish_through_v3(version, v3):
+    assert D.publishes_through_v3(version) is v3
+
+
+@pytest.mark.parametrize("version", ["3.5", "3.6 (storage version 3.6.0)"])
+def test_a_db_past_the_wal_delays_only_3_6_and_later(tmp_path, version):
+    """The fixture db's consistent_index is past its WAL's end: on one
+    member, etcd 3.6+ serves clients only after consistent_index - last - 1
+    publish attempts time out; 3.4/3.5 at once."""
+    d = _data_dir(tmp_path, "3.5")
+    res = W.read_wal(str(FIX / "wal-3.5"))
+    ci = D.judge_db(str(FIX / "etcd-3.5.db"))["consistent_index"]
+    assert ci - res.last_index - 1 > 0
+    p = D.StartPrediction(D.open_data_dir(str(d)))
+    D._ready_delay(p, res, ci, version, ["a"])
+    late = version.startswith("3.6")
+    want = ci - res.last_index - 1
+    assert p.facts.get("ready_delay") == ({"failing_publish_attempts": want,
+                                           "seconds": want * D.PUBLISH_TIMEOUT_S}
+                                          if late else None)
+    assert [f.code for f in p.findings] == ([F.DATADIR_READY_DELAYED] if late else [])
+    p = D.StartPrediction(D.open_data_dir(str(d)))
+    D._ready_delay(p, res, ci, version, ["a", "b"])  # a running leader's heartbeat decides
+    (f,) = p.findings
+    assert f.code == F.DATADIR_ACKED_ENTRIES_LOST and "ready_delay" not in p.facts
+    assert (f.detail["consistent_index"], f.detail["last_index"]) == (ci, res.last_index)
+
+
 def test_without_a_db_etcd_refuses_and_would_apply_every_entry(tmp_path):
     pred = D.predict_start(D.open_data_dir(str(_data_dir(tmp_path, db=None))))
     commit = W.read_wal(str(FIX / "wal-3.5")).hard_state["commit"]

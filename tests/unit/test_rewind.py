@@ -145,6 +145,19 @@ def test_a_db_past_the_wal_keeps_its_records_and_takes_the_wal_end():
     assert p.changes_db and p.to_json()["consistent_index"] == res.last_index
 
 
+def test_a_member_of_several_keeps_its_consistent_index_past_the_wal():
+    """With the leader still holding what the WAL lost, the db is kept as it
+    is: etcd skips the entries the leader sends again up to it."""
+    res = W.read_wal(str(FIX / "wal-3.5"))
+    path = str(FIX / "etcd-3.5.db")
+    p, _m, _st = RW.plan(res, path, 0, multi_member=True)
+    ci = RW.db_meta(path)[b"consistent_index"]
+    assert ci > res.last_index
+    assert p.db_kept_past_wal and (p.consistent_index, p.db_consistent_index) == (ci, ci)
+    assert p.term == RW.db_meta(path).get(b"term")
+    assert not p.changes_db and "leader sends" in " ".join(p.reasons)
+
+
 def test_write_rewound_drops_the_revisions_above_the_plan(tmp_path):
     src = str(FIX / "etcd-3.5.db")
     full = RW.db_revisions(src)
