@@ -59,13 +59,13 @@ from boltfix.findings import WARNING, Finding
 from boltfix.protowire import WIRE_LEN, ProtoError, decode_varint, fields, parse_json
 from boltfix.raftboltdb import go_time
 from boltfix.reader import DB
-from boltfix.text import REDACTED, mask_ranges, name_text
+from boltfix.text import REDACTED, json_str, mask_ranges, name_text
 from boltfix.walk import Walker
 
 __all__ = [
     "APPLICATION", "V1", "recognise", "looks_like_containerd", "decode_record",
     "secret_ranges", "view_secret_ranges", "ContainerdFacts", "scan", "check_findings",
-    "OBJECTS", "repair_report",
+    "OBJECTS", "repair_report", "decode_json",
 ]
 
 APPLICATION = "containerd metadata"
@@ -257,6 +257,139 @@ def _decode(rel, key: bytes, value: Optional[bytes], show: bool) -> dict:
     else:
         out["value"] = name_text(value)
     return out
+
+
+# ---------------------------------------------------------------- values as JSON
+# dump writes a record's ``containerd`` member as JSON.  decode_json gives
+# the bytes json.dumps(decode_record(...)) gives (tests/unit/
+# test_containerd_decoder.py holds it to them on every record of the
+# fixtures and on hostile bytes), without a dict per record: a bucket's
+# records share their place (the JSON of :func:`_where`, worked out once
+# per bucket), their keys repeat (``createdat``, a label's name) and so do
+# many values (a runtime's options, an extension, a spec): those are
+# written once and looked up.
+_JSON_SEP = (",", ":")
+#: entries kept by each of the caches below before they are emptied
+_CACHE_ENTRIES = 4096
+#: values longer than this are decoded each time, not remembered
+_CACHE_VALUE_BYTES = 16384
+#: what a record's decoding is, by its key outside a labels bucket
+_KIND_TIME, _KIND_SIZE, _KIND_ANY, _KIND_VALUE = range(4)
+_KEY_KINDS = {**{k: _KIND_TIME for k in TIME_KEYS}, b"size": _KIND_SIZE,
+              **{k: _KIND_ANY for k in ANY_KEYS}}
+
+
+def _dumps(obj) -> str:
+    """``obj`` as dump writes a member (compact, not ASCII-escaped)."""
+    return json.dumps(obj, ensure_ascii=False, separators=_JSON_SEP)
+
+
+class _Place:
+    """One bucket's records below ``v1`` (``rel``: its path below ``v1``),
+    as :func:`_decode` treats them: the JSON of their place, and which of
+    :func:`_decode`'s branches the bucket itself decides."""
+
+    __slots__ = ("rel", "json", "head", "label", "extension", "reference")
+
+    def __init__(self, rel: Tuple[bytes, ...]):
+        self.rel = rel
+        # _dumps(_where(rel)): its members are all text
+        members = ",".join(f'"{k}":{json_str(v)}' for k, v in _where_of(rel).items())
+        #: the place's JSON: its bucket entry's member
+        self.json = "{" + members + "}"
+        #: ``{`` and the place's members, then the separator before ``field``
+        self.head = "{" + members + "," if members else "{"
+        last = rel[-1] if rel else None
+        self.label = last in (b"labels", b"annotations")
+        self.extension = last == b"extensions"
+        self.reference = (len(rel) >= 2 and last == b"children") or \
+            (len(rel) >= 3 and rel[1] == b"leases")
+
+
+#: path (the whole tuple a dump hands over) -> its _Place
+_PLACES: dict = {}
+#: key -> '"field":' and its text (a label's key: also its '"label":' member)
+_FIELDS: dict = {}
+#: (value, show) -> the JSON of an Any's decoding
+_ANYS: dict = {}
+
+
+def _place(path: tuple, rel: Optional[tuple] = None) -> _Place:
+    """The :class:`_Place` of the records of the bucket at ``path`` (which
+    starts with ``v1``; ``rel``: its bytes below ``v1`` when known),
+    remembered."""
+    got = _PLACES.get(path)
+    if got is None:
+        if len(_PLACES) >= _CACHE_ENTRIES:
+            _PLACES.clear()
+        got = _PLACES[path] = _Place(tuple(bytes(p) for p in path[1:]) if rel is None
+                                     else rel)
+    return got
+
+
+def _field(key: bytes) -> Tuple[str, str, bool]:
+    """The JSON of a key's ``field`` member, its text as a JSON string, and
+    whether a label of that name is masked, remembered."""
+    got = _FIELDS.get(key)
+    if got is None:
+        if len(_FIELDS) >= _CACHE_ENTRIES:
+            _FIELDS.clear()
+        text = json_str(name_text(key))
+        got = _FIELDS[key] = ('"field":' + text, text, _label_secret(key))
+    return got
+
+
+def _any_json(value: bytes, show: bool) -> str:
+    """:func:`_decode_any` as JSON, remembered for a value seen before."""
+    if len(value) > _CACHE_VALUE_BYTES:
+        return _dumps(_decode_any(value, show))
+    got = _ANYS.get((value, show))
+    if got is None:
+        if len(_ANYS) >= _CACHE_ENTRIES:
+            _ANYS.clear()
+        got = _ANYS[(value, show)] = _dumps(_decode_any(value, show))
+    return got
+
+
+def decode_json(path: tuple, key: bytes, value: Optional[bytes], show_secrets: bool = False
+                ) -> Optional[str]:
+    """:func:`decode_record` as the JSON dump writes (``json.dumps``,
+    compact, not ASCII-escaped), the same bytes; ``key`` and ``value``
+    are bytes.  Never raises."""
+    if not path or path[0] != V1:
+        return None
+    try:
+        place = _place(path)
+        if value is None:  # a bucket entry: the place of the records below it
+            if len(path) > 4:  # _where reads rel[:4]: the entry's is its bucket's
+                return place.json
+            return _place(path + (key,), place.rel + (key,)).json
+        return _member(place, key, value, show_secrets)
+    except Exception:  # the dict's way, which says what went wrong as decode_record does
+        return _dumps(decode_record(path, key, value, show_secrets))
+
+
+def _member(place: _Place, key: bytes, value: bytes, show: bool) -> str:
+    """:func:`_decode` of a kv record as JSON (its branches, in its order)."""
+    rel = place.rel
+    field, text, secret = _field(key)
+    if not rel and key == VERSION:
+        return f'{place.head}{field},"schema_version":{_dumps(_varint(value))}}}'
+    if place.label:
+        v = REDACTED if secret and not show else name_text(value)
+        return f'{place.head}{field},"label":{text},"value":{json_str(v)}}}'
+    kind = _KEY_KINDS.get(key, _KIND_VALUE)
+    if kind == _KIND_TIME:
+        t = go_time(value)
+        return f'{place.head}{field},"time":{"null" if t is None else json_str(t)}}}'
+    if kind == _KIND_SIZE:
+        n = _varint(value)  # an int's JSON is its repr
+        return f'{place.head}{field},"size":{"null" if n is None else repr(n)}}}'
+    if kind == _KIND_ANY or place.extension:
+        return f'{place.head}{field},"any":{_any_json(value, show)}}}'
+    if place.reference:
+        return f'{place.head}{field},"reference":true}}'
+    return f'{place.head}{field},"value":{json_str(name_text(value))}}}'
 
 
 def secret_ranges(path: Tuple[bytes, ...], key, value) -> List[Tuple[int, int]]:
