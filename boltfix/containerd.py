@@ -269,10 +269,11 @@ def _decode(rel, key: bytes, value: Optional[bytes], show: bool) -> dict:
 # many values (a runtime's options, an extension, a spec): those are
 # written once and looked up.
 _JSON_SEP = (",", ":")
-#: entries kept by each of the caches below before they are emptied
-_CACHE_ENTRIES = 4096
-#: values longer than this are decoded each time, not remembered
-_CACHE_VALUE_BYTES = 16384
+#: entries each cache below keeps before it is emptied, and the most bytes
+#: of input (a path, a key, a value) an entry is made for: bounded memory
+#: (a few MB at most), whatever the file holds
+_CACHE_ENTRIES = 1024
+_CACHE_BYTES = 4096
 #: what a record's decoding is, by its key outside a labels bucket
 _KIND_TIME, _KIND_SIZE, _KIND_ANY, _KIND_VALUE = range(4)
 _KEY_KINDS = {**{k: _KIND_TIME for k in TIME_KEYS}, b"size": _KIND_SIZE,
@@ -314,41 +315,49 @@ _FIELDS: dict = {}
 _ANYS: dict = {}
 
 
+def _remember(cache: dict, key, size: int, make):
+    """``cache[key]``, made by ``make()`` when missing (and kept when
+    ``size``, the bytes of input it stands for, is small)."""
+    got = cache.get(key)
+    if got is None:
+        got = make()
+        if size <= _CACHE_BYTES:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            cache[key] = got
+    return got
+
+
 def _place(path: tuple, rel: Optional[tuple] = None) -> _Place:
     """The :class:`_Place` of the records of the bucket at ``path`` (which
     starts with ``v1``; ``rel``: its bytes below ``v1`` when known),
     remembered."""
     got = _PLACES.get(path)
-    if got is None:
-        if len(_PLACES) >= _CACHE_ENTRIES:
-            _PLACES.clear()
-        got = _PLACES[path] = _Place(tuple(bytes(p) for p in path[1:]) if rel is None
-                                     else rel)
-    return got
+    if got is not None:
+        return got
+    if rel is None:
+        rel = tuple(bytes(p) for p in path[1:])
+    return _remember(_PLACES, path, sum(map(len, rel)), lambda: _Place(rel))
+
+
+def _make_field(key: bytes) -> Tuple[str, str, bool]:
+    """:func:`_field`, worked out."""
+    text = json_str(name_text(key))
+    return '"field":' + text, text, _label_secret(key)
 
 
 def _field(key: bytes) -> Tuple[str, str, bool]:
     """The JSON of a key's ``field`` member, its text as a JSON string, and
     whether a label of that name is masked, remembered."""
     got = _FIELDS.get(key)
-    if got is None:
-        if len(_FIELDS) >= _CACHE_ENTRIES:
-            _FIELDS.clear()
-        text = json_str(name_text(key))
-        got = _FIELDS[key] = ('"field":' + text, text, _label_secret(key))
-    return got
+    return got if got is not None else _remember(_FIELDS, key, len(key),
+                                                 lambda: _make_field(key))
 
 
 def _any_json(value: bytes, show: bool) -> str:
     """:func:`_decode_any` as JSON, remembered for a value seen before."""
-    if len(value) > _CACHE_VALUE_BYTES:
-        return _dumps(_decode_any(value, show))
-    got = _ANYS.get((value, show))
-    if got is None:
-        if len(_ANYS) >= _CACHE_ENTRIES:
-            _ANYS.clear()
-        got = _ANYS[(value, show)] = _dumps(_decode_any(value, show))
-    return got
+    return _remember(_ANYS, (value, show), len(value),
+                     lambda: _dumps(_decode_any(value, show)))
 
 
 def decode_json(path: tuple, key: bytes, value: Optional[bytes], show_secrets: bool = False
