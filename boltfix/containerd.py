@@ -285,6 +285,25 @@ def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=_JSON_SEP)
 
 
+#: how :func:`_where` of a path differs from its parent's (:func:`_where_change`)
+_WHERE_SAME, _WHERE_ID, _WHERE_NEW = range(3)
+
+
+def _where_change(rel: Tuple[bytes, ...]) -> int:
+    """How :func:`_where_of` of ``rel`` differs from that of ``rel[:-1]``:
+    the same (below an object, a labels bucket's children), the parent's
+    with the object's ``id`` added last, or otherwise (worked out anew)."""
+    n = len(rel)
+    if n < 2:
+        return _WHERE_NEW
+    kind = rel[1]
+    # the deepest name _where_of reads, by the kind (rel[1])
+    deep = 4 if kind in (b"content", b"snapshots") else (2 if kind == b"labels" else 3)
+    if n > deep:
+        return _WHERE_SAME
+    return _WHERE_ID if n == deep and kind != b"labels" else _WHERE_NEW
+
+
 class _Place:
     """One bucket's records below ``v1`` (``rel``: its path below ``v1``),
     as :func:`_decode` treats them: the JSON of their place, and which of
@@ -292,14 +311,21 @@ class _Place:
 
     __slots__ = ("rel", "json", "head", "label", "extension", "reference")
 
-    def __init__(self, rel: Tuple[bytes, ...]):
+    def __init__(self, rel: Tuple[bytes, ...], parent: Optional["_Place"] = None):
         self.rel = rel
-        # _dumps(_where(rel)): its members are all text
-        members = ",".join(f'"{k}":{json_str(v)}' for k, v in _where_of(rel).items())
-        #: the place's JSON: its bucket entry's member
-        self.json = "{" + members + "}"
-        #: ``{`` and the place's members, then the separator before ``field``
-        self.head = "{" + members + "," if members else "{"
+        change = _WHERE_NEW if parent is None else _where_change(rel)
+        if change == _WHERE_SAME:
+            self.json, self.head = parent.json, parent.head
+        elif change == _WHERE_ID:
+            self.head = f'{parent.head}"id":{json_str(name_text(rel[-1]))},'
+            self.json = self.head[:-1] + "}"
+        else:
+            # _dumps(_where(rel)): its members are all text
+            members = ",".join(f'"{k}":{json_str(v)}' for k, v in _where_of(rel).items())
+            #: the place's JSON: its bucket entry's member
+            self.json = "{" + members + "}"
+            #: ``{`` and the place's members, then the separator before ``field``
+            self.head = "{" + members + "," if members else "{"
         last = rel[-1] if rel else None
         self.label = last in (b"labels", b"annotations")
         self.extension = last == b"extensions"
@@ -328,16 +354,17 @@ def _remember(cache: dict, key, size: int, make):
     return got
 
 
-def _place(path: tuple, rel: Optional[tuple] = None) -> _Place:
+def _place(path: tuple, rel: Optional[tuple] = None, parent: Optional[_Place] = None
+           ) -> _Place:
     """The :class:`_Place` of the records of the bucket at ``path`` (which
-    starts with ``v1``; ``rel``: its bytes below ``v1`` when known),
-    remembered."""
+    starts with ``v1``; ``rel``: its bytes below ``v1`` when known;
+    ``parent``: its parent bucket's place when known), remembered."""
     got = _PLACES.get(path)
     if got is not None:
         return got
     if rel is None:
         rel = tuple(bytes(p) for p in path[1:])
-    return _remember(_PLACES, path, sum(map(len, rel)), lambda: _Place(rel))
+    return _remember(_PLACES, path, sum(map(len, rel)), lambda: _Place(rel, parent))
 
 
 def _make_field(key: bytes) -> Tuple[str, str, bool]:
@@ -370,9 +397,7 @@ def decode_json(path: tuple, key: bytes, value: Optional[bytes], show_secrets: b
     try:
         place = _place(path)
         if value is None:  # a bucket entry: the place of the records below it
-            if len(path) > 4:  # _where reads rel[:4]: the entry's is its bucket's
-                return place.json
-            return _place(path + (key,), place.rel + (key,)).json
+            return _place(path + (key,), place.rel + (key,), place).json
         return _member(place, key, value, show_secrets)
     except Exception:  # the dict's way, which says what went wrong as decode_record does
         return _dumps(decode_record(path, key, value, show_secrets))

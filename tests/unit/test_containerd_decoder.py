@@ -103,3 +103,17 @@ def test_decode_json_is_the_dicts_json_on_hostile_bytes(monkeypatch, entries):
             assert got == _dict_json(path, key, value, show), (path, key, value, show)
             seen += got is not None
     assert seen > 6000
+
+
+def test_a_place_made_from_its_parents_is_the_same():
+    """A bucket's place worked out from its parent's (a bucket entry's,
+    the way dump meets them) is the one worked out from its whole path."""
+    names = [b"ns", b"content", b"snapshots", b"labels", b"images", b"containers", b"blob",
+             b"ingests", b"native", b"leases", b"extensions", b"\xff", b"a\"b"]
+    rng = random.Random(5)
+    for _ in range(2000):
+        rel = tuple(rng.choice(names) for _ in range(rng.randrange(1, 7)))
+        parent = CD._Place(rel[:-1])
+        whole, made = CD._Place(rel), CD._Place(rel, parent)
+        assert (made.json, made.head) == (whole.json, whole.head), rel
+        assert json.loads(whole.json) == CD._where(rel)
