@@ -395,7 +395,7 @@ def decode_json(path: tuple, key: bytes, value: Optional[bytes], show_secrets: b
     if not path or path[0] != V1:
         return None
     try:
-        place = _place(path)
+        place = _PLACES.get(path) or _place(path)
         if value is None:  # a bucket entry: the place of the records below it
             return _place(path + (key,), place.rel + (key,), place).json
         return _member(place, key, value, show_secrets)
@@ -403,15 +403,30 @@ def decode_json(path: tuple, key: bytes, value: Optional[bytes], show_secrets: b
         return _dumps(decode_record(path, key, value, show_secrets))
 
 
+_REDACTED_JSON = json_str(REDACTED)
+
+
+def _text_json(value: bytes) -> str:
+    """``json_str(name_text(value))``, in one step (the value's text when
+    printable UTF-8, else ``0x`` and its hex)."""
+    if value:
+        try:
+            s = value.decode("utf-8")
+        except UnicodeDecodeError:
+            s = ""
+        if s and s.isprintable():
+            return json_str(s)
+    return '"0x' + value.hex() + '"'
+
+
 def _member(place: _Place, key: bytes, value: bytes, show: bool) -> str:
     """:func:`_decode` of a kv record as JSON (its branches, in its order)."""
-    rel = place.rel
-    field, text, secret = _field(key)
-    if not rel and key == VERSION:
-        return f'{place.head}{field},"schema_version":{_dumps(_varint(value))}}}'
+    field, text, secret = _FIELDS.get(key) or _field(key)
     if place.label:
-        v = REDACTED if secret and not show else name_text(value)
-        return f'{place.head}{field},"label":{text},"value":{json_str(v)}}}'
+        v = _REDACTED_JSON if secret and not show else _text_json(value)
+        return f'{place.head}{field},"label":{text},"value":{v}}}'
+    if not place.rel and key == VERSION:
+        return f'{place.head}{field},"schema_version":{_dumps(_varint(value))}}}'
     kind = _KEY_KINDS.get(key, _KIND_VALUE)
     if kind == _KIND_TIME:
         t = go_time(value)
@@ -423,7 +438,7 @@ def _member(place: _Place, key: bytes, value: bytes, show: bool) -> str:
         return f'{place.head}{field},"any":{_any_json(value, show)}}}'
     if place.reference:
         return f'{place.head}{field},"reference":true}}'
-    return f'{place.head}{field},"value":{json_str(name_text(value))}}}'
+    return f'{place.head}{field},"value":{_text_json(value)}}}'
 
 
 def secret_ranges(path: Tuple[bytes, ...], key, value) -> List[Tuple[int, int]]:
