@@ -199,6 +199,22 @@ def boltfix_cmd() -> List[str]:
     return [sys.executable, "-m", "boltfix"]
 
 
+def measured() -> str:
+    """Which boltfix the runs time: the command given, or where the default
+    entry point's ``import boltfix`` leads (the installed package, which
+    may be another checkout than this script's)."""
+    if BOLTFIX_CMD:
+        return " ".join(BOLTFIX_CMD) + f" (PYTHONPATH={os.environ.get('PYTHONPATH', '')})"
+    import importlib.util
+
+    spec = importlib.util.find_spec("boltfix")
+    where = Path(spec.origin).parent if spec is not None and spec.origin else None
+    note = "" if where == REPO / "boltfix" else (
+        f", not this checkout's ({REPO}): --boltfix 'python3 -m boltfix' with "
+        "PYTHONPATH set to time it")
+    return f"{' '.join(boltfix_cmd())} (imports {where}{note})"
+
+
 def core() -> str:
     """Which walk boltfix runs: its C core, or pure Python (no compiler, or
     BOLTFIX_PURE_PYTHON=1, which this script passes on)."""
@@ -683,6 +699,7 @@ def main(argv=None) -> int:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
+        print(f"boltfix measured: {measured()}", flush=True)
         if gen is not None:
             print(f"bbolt: {versions[0]} (boltgen linked against it)"
                   + (f"; also {', '.join(others)}" if others else ""), flush=True)
