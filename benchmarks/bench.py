@@ -200,19 +200,23 @@ def boltfix_cmd() -> List[str]:
 
 
 def measured() -> str:
-    """Which boltfix the runs time: the command given, or where the default
-    entry point's ``import boltfix`` leads (the installed package, which
-    may be another checkout than this script's)."""
-    if BOLTFIX_CMD:
-        return " ".join(BOLTFIX_CMD) + f" (PYTHONPATH={os.environ.get('PYTHONPATH', '')})"
-    import importlib.util
+    """Which boltfix the runs time: where the command's ``import boltfix``
+    leads (``python -m boltfix`` looks in the current directory first, then
+    PYTHONPATH; the default entry point in PYTHONPATH, then the installed
+    package, which may be another checkout than this script's)."""
+    cmd = boltfix_cmd()
+    if "-m" in cmd:  # the same interpreter, the same sys.path rules as -m
+        probe = subprocess.run([cmd[0], "-c", "import boltfix; print(boltfix.__file__)"],
+                               capture_output=True, text=True)
+        origin = probe.stdout.strip() or None
+    else:
+        import importlib.util
 
-    spec = importlib.util.find_spec("boltfix")
-    where = Path(spec.origin).parent if spec is not None and spec.origin else None
-    note = "" if where == REPO / "boltfix" else (
-        f", not this checkout's ({REPO}): --boltfix 'python3 -m boltfix' with "
-        "PYTHONPATH set to time it")
-    return f"{' '.join(boltfix_cmd())} (imports {where}{note})"
+        spec = importlib.util.find_spec("boltfix")
+        origin = spec.origin if spec is not None else None
+    where = Path(origin).parent if origin else None
+    note = "" if where == REPO / "boltfix" else f", not this script's checkout ({REPO})"
+    return f"{' '.join(cmd)} (imports {where}{note})"
 
 
 def core() -> str:
