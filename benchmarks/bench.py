@@ -199,6 +199,26 @@ def boltfix_cmd() -> List[str]:
     return [sys.executable, "-m", "boltfix"]
 
 
+def measured() -> str:
+    """Which boltfix the runs time: where the command's ``import boltfix``
+    leads (``python -m boltfix`` looks in the current directory first, then
+    PYTHONPATH; the default entry point in PYTHONPATH, then the installed
+    package, which may be another checkout than this script's)."""
+    cmd = boltfix_cmd()
+    if "-m" in cmd:  # the same interpreter, the same sys.path rules as -m
+        probe = subprocess.run([cmd[0], "-c", "import boltfix; print(boltfix.__file__)"],
+                               capture_output=True, text=True)
+        origin = probe.stdout.strip() or None
+    else:
+        import importlib.util
+
+        spec = importlib.util.find_spec("boltfix")
+        origin = spec.origin if spec is not None else None
+    where = Path(origin).parent if origin else None
+    note = "" if where == REPO / "boltfix" else f", not this script's checkout ({REPO})"
+    return f"{' '.join(cmd)} (imports {where}{note})"
+
+
 def core() -> str:
     """Which walk boltfix runs: its C core, or pure Python (no compiler, or
     BOLTFIX_PURE_PYTHON=1, which this script passes on)."""
@@ -683,6 +703,7 @@ def main(argv=None) -> int:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
               "(a busy machine inflates wall times; CPU times are steadier)", flush=True)
         print(f"boltfix walk: {core()}", flush=True)
+        print(f"boltfix measured: {measured()}", flush=True)
         if gen is not None:
             print(f"bbolt: {versions[0]} (boltgen linked against it)"
                   + (f"; also {', '.join(others)}" if others else ""), flush=True)

@@ -59,13 +59,13 @@ from boltfix.findings import WARNING, Finding
 from boltfix.protowire import WIRE_LEN, ProtoError, decode_varint, fields, parse_json
 from boltfix.raftboltdb import go_time
 from boltfix.reader import DB
-from boltfix.text import REDACTED, mask_ranges, name_text
+from boltfix.text import REDACTED, json_str, mask_ranges, name_text
 from boltfix.walk import Walker
 
 __all__ = [
     "APPLICATION", "V1", "recognise", "looks_like_containerd", "decode_record",
     "secret_ranges", "view_secret_ranges", "ContainerdFacts", "scan", "check_findings",
-    "OBJECTS", "repair_report",
+    "OBJECTS", "repair_report", "decode_json",
 ]
 
 APPLICATION = "containerd metadata"
@@ -257,6 +257,188 @@ def _decode(rel, key: bytes, value: Optional[bytes], show: bool) -> dict:
     else:
         out["value"] = name_text(value)
     return out
+
+
+# ---------------------------------------------------------------- values as JSON
+# dump writes a record's ``containerd`` member as JSON.  decode_json gives
+# the bytes json.dumps(decode_record(...)) gives (tests/unit/
+# test_containerd_decoder.py holds it to them on every record of the
+# fixtures and on hostile bytes), without a dict per record: a bucket's
+# records share their place (the JSON of :func:`_where`, worked out once
+# per bucket), their keys repeat (``createdat``, a label's name) and so do
+# many values (a runtime's options, an extension, a spec): those are
+# written once and looked up.
+_JSON_SEP = (",", ":")
+#: entries each cache below keeps before it is emptied, and the most bytes
+#: of input (a path, a key, a value) an entry is made for: bounded memory
+#: (a few MB at most), whatever the file holds
+_CACHE_ENTRIES = 1024
+_CACHE_BYTES = 4096
+#: what a record's decoding is, by its key outside a labels bucket
+_KIND_TIME, _KIND_SIZE, _KIND_ANY, _KIND_VALUE = range(4)
+_KEY_KINDS = {**{k: _KIND_TIME for k in TIME_KEYS}, b"size": _KIND_SIZE,
+              **{k: _KIND_ANY for k in ANY_KEYS}}
+
+
+def _dumps(obj) -> str:
+    """``obj`` as dump writes a member (compact, not ASCII-escaped)."""
+    return json.dumps(obj, ensure_ascii=False, separators=_JSON_SEP)
+
+
+#: how :func:`_where` of a path differs from its parent's (:func:`_where_change`)
+_WHERE_SAME, _WHERE_ID, _WHERE_NEW = range(3)
+
+
+def _where_change(rel: Tuple[bytes, ...]) -> int:
+    """How :func:`_where_of` of ``rel`` differs from that of ``rel[:-1]``:
+    the same (below an object, a labels bucket's children), the parent's
+    with the object's ``id`` added last, or otherwise (worked out anew)."""
+    n = len(rel)
+    if n < 2:
+        return _WHERE_NEW
+    kind = rel[1]
+    # the deepest name _where_of reads, by the kind (rel[1])
+    deep = 4 if kind in (b"content", b"snapshots") else (2 if kind == b"labels" else 3)
+    if n > deep:
+        return _WHERE_SAME
+    return _WHERE_ID if n == deep and kind != b"labels" else _WHERE_NEW
+
+
+class _Place:
+    """One bucket's records below ``v1`` (``rel``: its path below ``v1``),
+    as :func:`_decode` treats them: the JSON of their place, and which of
+    :func:`_decode`'s branches the bucket itself decides."""
+
+    __slots__ = ("rel", "json", "head", "label", "extension", "reference")
+
+    def __init__(self, rel: Tuple[bytes, ...], parent: Optional["_Place"] = None):
+        self.rel = rel
+        change = _WHERE_NEW if parent is None else _where_change(rel)
+        if change == _WHERE_SAME:
+            self.json, self.head = parent.json, parent.head
+        elif change == _WHERE_ID:
+            self.head = f'{parent.head}"id":{json_str(name_text(rel[-1]))},'
+            self.json = self.head[:-1] + "}"
+        else:
+            # _dumps(_where(rel)): its members are all text
+            members = ",".join(f'"{k}":{json_str(v)}' for k, v in _where_of(rel).items())
+            #: the place's JSON: its bucket entry's member
+            self.json = "{" + members + "}"
+            #: ``{`` and the place's members, then the separator before ``field``
+            self.head = "{" + members + "," if members else "{"
+        last = rel[-1] if rel else None
+        self.label = last in (b"labels", b"annotations")
+        self.extension = last == b"extensions"
+        self.reference = (len(rel) >= 2 and last == b"children") or \
+            (len(rel) >= 3 and rel[1] == b"leases")
+
+
+#: path (the whole tuple a dump hands over) -> its _Place
+_PLACES: dict = {}
+#: key -> '"field":' and its text (a label's key: also its '"label":' member)
+_FIELDS: dict = {}
+#: (value, show) -> the JSON of an Any's decoding
+_ANYS: dict = {}
+
+
+def _remember(cache: dict, key, size: int, make):
+    """``cache[key]``, made by ``make()`` when missing (and kept when
+    ``size``, the bytes of input it stands for, is small)."""
+    got = cache.get(key)
+    if got is None:
+        got = make()
+        if size <= _CACHE_BYTES:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            cache[key] = got
+    return got
+
+
+def _place(path: tuple, rel: Optional[tuple] = None, parent: Optional[_Place] = None
+           ) -> _Place:
+    """The :class:`_Place` of the records of the bucket at ``path`` (which
+    starts with ``v1``; ``rel``: its bytes below ``v1`` when known;
+    ``parent``: its parent bucket's place when known), remembered."""
+    got = _PLACES.get(path)
+    if got is not None:
+        return got
+    if rel is None:
+        rel = tuple(bytes(p) for p in path[1:])
+    return _remember(_PLACES, path, sum(map(len, rel)), lambda: _Place(rel, parent))
+
+
+def _make_field(key: bytes) -> Tuple[str, str, bool]:
+    """:func:`_field`, worked out."""
+    text = json_str(name_text(key))
+    return '"field":' + text, text, _label_secret(key)
+
+
+def _field(key: bytes) -> Tuple[str, str, bool]:
+    """The JSON of a key's ``field`` member, its text as a JSON string, and
+    whether a label of that name is masked, remembered."""
+    got = _FIELDS.get(key)
+    return got if got is not None else _remember(_FIELDS, key, len(key),
+                                                 lambda: _make_field(key))
+
+
+def _any_json(value: bytes, show: bool) -> str:
+    """:func:`_decode_any` as JSON, remembered for a value seen before."""
+    return _remember(_ANYS, (value, show), len(value),
+                     lambda: _dumps(_decode_any(value, show)))
+
+
+def decode_json(path: tuple, key: bytes, value: Optional[bytes], show_secrets: bool = False
+                ) -> Optional[str]:
+    """:func:`decode_record` as the JSON dump writes (``json.dumps``,
+    compact, not ASCII-escaped), the same bytes; ``key`` and ``value``
+    are bytes.  Never raises."""
+    if not path or path[0] != V1:
+        return None
+    try:
+        place = _PLACES.get(path) or _place(path)
+        if value is None:  # a bucket entry: the place of the records below it
+            return _place(path + (key,), place.rel + (key,), place).json
+        return _member(place, key, value, show_secrets)
+    except Exception:  # the dict's way, which says what went wrong as decode_record does
+        return _dumps(decode_record(path, key, value, show_secrets))
+
+
+_REDACTED_JSON = json_str(REDACTED)
+
+
+def _text_json(value: bytes) -> str:
+    """``json_str(name_text(value))``, in one step (the value's text when
+    printable UTF-8, else ``0x`` and its hex)."""
+    if value:
+        try:
+            s = value.decode("utf-8")
+        except UnicodeDecodeError:
+            s = ""
+        if s and s.isprintable():
+            return json_str(s)
+    return '"0x' + value.hex() + '"'
+
+
+def _member(place: _Place, key: bytes, value: bytes, show: bool) -> str:
+    """:func:`_decode` of a kv record as JSON (its branches, in its order)."""
+    field, text, secret = _FIELDS.get(key) or _field(key)
+    if place.label:
+        v = _REDACTED_JSON if secret and not show else _text_json(value)
+        return f'{place.head}{field},"label":{text},"value":{v}}}'
+    if not place.rel and key == VERSION:
+        return f'{place.head}{field},"schema_version":{_dumps(_varint(value))}}}'
+    kind = _KEY_KINDS.get(key, _KIND_VALUE)
+    if kind == _KIND_TIME:
+        t = go_time(value)
+        return f'{place.head}{field},"time":{"null" if t is None else json_str(t)}}}'
+    if kind == _KIND_SIZE:
+        n = _varint(value)  # an int's JSON is its repr
+        return f'{place.head}{field},"size":{"null" if n is None else repr(n)}}}'
+    if kind == _KIND_ANY or place.extension:
+        return f'{place.head}{field},"any":{_any_json(value, show)}}}'
+    if place.reference:
+        return f'{place.head}{field},"reference":true}}'
+    return f'{place.head}{field},"value":{_text_json(value)}}}'
 
 
 def secret_ranges(path: Tuple[bytes, ...], key, value) -> List[Tuple[int, int]]:

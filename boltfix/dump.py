@@ -327,14 +327,20 @@ class Dumper:
         mod = app[0]
         raw = value if is_bucket else bytes(value)
         show = self.opts.show_secrets
-        d = (mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
-             if app[2] else None)
         redacted = False
         if not is_bucket and not show:
-            raw, redacted = mod.mask(path, key, raw)
+            raw_masked, redacted = mod.mask(path, key, raw)
+        else:
+            raw_masked = raw
+        if not app[2]:
+            return raw_masked, redacted, None
+        if mod is CD:  # the same JSON, written without a dict per record
+            return raw_masked, redacted, CD.decode_json(path, bytes(key),
+                                                        None if is_bucket else raw, show)
+        d = mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
         if d is None:
-            return raw, redacted, None
-        return raw, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+            return raw_masked, redacted, None
+        return raw_masked, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     def _etcd(self, bucket: bytes, key, value, bigs: Optional[list] = None) -> Optional[str]:
         """The ``etcd`` member as JSON; with ``bigs``, ``value`` is a huge

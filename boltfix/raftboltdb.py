@@ -230,6 +230,26 @@ def _kind(value: bytes, start: int) -> str:
 _LAST_SECOND: list = [None, ""]
 
 
+#: days since 1 January of year 1 -> that date's text (containerd's times
+#: are many seconds of a few days); emptied when it holds this many
+_DATES: dict = {}
+_DATES_KEPT = 4096
+
+
+def _go_date(days: int) -> str:
+    """The date ``days`` after 1 January of year 1 (UTC, proleptic
+    Gregorian, as Go's), ``Y-MM-DD`` with the year unpadded as glibc's
+    strftime %Y writes it; OverflowError outside years 1 to 9999."""
+    got = _DATES.get(days)
+    if got is None:
+        when = datetime.date(1, 1, 1) + datetime.timedelta(days=days)
+        got = f"{when.year}-{when.month:02d}-{when.day:02d}"
+        if len(_DATES) >= _DATES_KEPT:
+            _DATES.clear()
+        _DATES[days] = got
+    return got
+
+
 def _go_time(obj) -> Optional[str]:
     """An ``AppendedAt`` as ISO-8601 UTC: Go's ``MarshalBinary`` bytes
     (version 1 or 2: seconds since year 1, nanoseconds, zone offset) or a
@@ -242,10 +262,10 @@ def _go_time(obj) -> Optional[str]:
             if not 0 <= nsec < 10**9:
                 return None
             if sec != _LAST_SECOND[0]:  # logs come in bursts: one second, many logs
-                when = datetime.datetime(1, 1, 1) + datetime.timedelta(seconds=sec)
-                # (the year unpadded, as glibc's strftime %Y writes it)
-                _LAST_SECOND[:] = [sec, f"{when.year}-{when.month:02d}-{when.day:02d}T"
-                                        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}"]
+                days, rest = divmod(sec, 86400)
+                hour, rest = divmod(rest, 3600)
+                _LAST_SECOND[:] = [sec, f"{_go_date(days)}T{hour:02d}:{rest // 60:02d}:"
+                                        f"{rest % 60:02d}"]
             return f"{_LAST_SECOND[1]}.{nsec:09d}Z"
     except (OverflowError, ValueError, struct.error):
         return None

@@ -11,7 +11,9 @@ import json
 
 import pytest
 
+from boltfix import containerd as CD
 from boltfix.reader import DB
+from boltfix.walk import Walker
 from support import containerdgen, damage
 from support.cli import inspect_json, invoke, jsonl, page_bytes, run_ok
 
@@ -114,6 +116,28 @@ def test_dump_decodes_every_value_kind(store):
     assert ext["fields"][0][2].startswith("extension value ctr-")
     digests = {d["value"] for d in by_field["digest"]}
     assert digests == {dg for w in wrote["namespaces"].values() for dg in w["images"].values()}
+
+
+def test_dump_member_is_the_dicts_json(store, broken):
+    """decode_json (dump's ``containerd`` member, written without a dict
+    per record) is json.dumps of decode_record on every record containerd
+    wrote, clean and broken, secrets shown or not."""
+    n = 0
+    for path in (store[0], broken[0]):
+        with DB(str(path)) as db:
+            w = Walker(db)
+            for b, batch in w.walk_batches(w.root_bucket()):
+                entry = batch.bucket_entry
+                records = ([(bytes(entry.key), None)] if entry is not None else
+                           [(bytes(k), bytes(v)) for k, v in zip(batch.keys, batch.values)])
+                for key, value in records:
+                    for show in (False, True):
+                        d = CD.decode_record(b.path, key, value, show)
+                        want = None if d is None else json.dumps(
+                            d, ensure_ascii=False, separators=(",", ":"))
+                        assert CD.decode_json(b.path, key, value, show) == want, (b.path, key)
+                        n += 1
+    assert n > 500
 
 
 def test_secrets_masked_unless_show_secrets(store):

@@ -219,3 +219,28 @@ def test_log_json_of_every_time_and_shown_data(when):
     for show in (False, True):
         d = RB.decode_log(log_bytes(when=when, data=b'quote " and \\ and \n'), key(1), show)
         assert RB.log_json(d) == _json(d)
+
+
+def _go_time_by_datetime(sec: int, nsec: int):
+    """A Go MarshalBinary time as datetime writes it (go_time's rule before
+    its dates were remembered): year unpadded, None out of range."""
+    try:
+        when = datetime.datetime(1, 1, 1) + datetime.timedelta(seconds=sec)
+    except OverflowError:
+        return None
+    return (f"{when.year}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:"
+            f"{when.minute:02d}:{when.second:02d}.{nsec:09d}Z")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-90_000, 315_537_897_600 + 90_000),
+                 st.sampled_from([0, -1, 59, 86_399, 86_400, 315_537_897_599,
+                                  315_537_897_600, 63_900_000_000])),
+       st.integers(0, 10**9 - 1))
+def test_go_time_is_datetimes_text(sec, nsec):
+    """go_time (a day's text remembered, the time of day by divmod) writes
+    what datetime does, and None where datetime overflows."""
+    RB._LAST_SECOND[:] = [None, ""]
+    for version in (1, 2):
+        raw = bytes([version]) + struct.pack(">qih", sec, nsec, 0)
+        assert RB.go_time(raw) == _go_time_by_datetime(sec, nsec)
