@@ -77,7 +77,11 @@ The rule (:func:`choose`), the first that applies:
    only entries at or below it), where a pruned newest tree keeps its
    ``consistent_index`` while missing revisions below it, which no replay
    brings back.  Ordered by revision first: revisions are never reset,
-   while a snapshot restore resets ``consistent_index``.
+   while a snapshot restore resets ``consistent_index``.  A tree no meta
+   names (rules 2 and 4) is whole only if its ``key`` bucket's history holds
+   (:func:`key_history_gap`): a stale root leaf naming a ``key`` page
+   reused since would pair its ``consistent_index`` with revisions from
+   later raft entries, which etcd's WAL replay would write again.
 5. Else the newest meta's tree, with what is damaged in it pruned (and
    salvaged where a rule proves it): nothing whole is left.
 
