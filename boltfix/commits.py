@@ -77,7 +77,11 @@ The rule (:func:`choose`), the first that applies:
    only entries at or below it), where a pruned newest tree keeps its
    ``consistent_index`` while missing revisions below it, which no replay
    brings back.  Ordered by revision first: revisions are never reset,
-   while a snapshot restore resets ``consistent_index``.
+   while a snapshot restore resets ``consistent_index``.  A tree no meta
+   names (rules 2 and 4) is whole only if its ``key`` bucket's history holds
+   (:func:`key_history_gap`): a stale root leaf naming a ``key`` page
+   reused since would pair its ``consistent_index`` with revisions from
+   later raft entries, which etcd's WAL replay would write again.
 5. Else the newest meta's tree, with what is damaged in it pruned (and
    salvaged where a rule proves it): nothing whole is left.
 
@@ -94,6 +98,7 @@ from typing import Iterator, List, Optional, Sequence
 from boltfix import etcd
 from boltfix import findings as F
 from boltfix import structs as S
+from boltfix.etcdkeys import decode_revision
 from boltfix.findings import NEVER_STOP, Collector, Finding
 from boltfix.leaves import Tree
 from boltfix.navigate import top_level_names
@@ -109,7 +114,8 @@ FREELIST_PREFIX = "freelist:"
 #: what makes a tree not whole: its records dropped or not placed
 TREE_LOSS = F.REPAIR_LOSS | {F.PAGE_ID_MISMATCH, F.ETCD_COMMIT_OLDER, F.COMMIT_REACHES_FREE_PAGE,
                              F.COMMIT_FREELIST_LOST, F.COMMIT_DROPS_PAGES, F.ETCD_BAD_REVISION_KEY,
-                             F.ETCD_BAD_KEY_VALUE, F.ETCD_NESTED_BUCKET}
+                             F.ETCD_BAD_KEY_VALUE, F.ETCD_NESTED_BUCKET,
+                             F.ETCD_CREATE_REVISION_MISSING}
 
 #: the rules, as the report names them
 NEWEST, COPIED, ROLLED_BACK, ROLLED_BACK_FURTHER, MOST_COMPLETE = (
@@ -119,6 +125,9 @@ MENDED = "newest-meta-mended"
 
 #: root pages no meta names that are judged at most (each costs a walk)
 MAX_CANDIDATES = 16
+#: the keys created at a ``key`` bucket's lowest revision kept to judge a
+#: tombstone there (one transaction's puts: etcd's --max-txn-ops is 128)
+MAX_LOWEST_KEYS = 4096
 #: findings kept per judged tree (all are counted)
 KEPT_FINDINGS = 20
 
@@ -247,10 +256,97 @@ def judge(db: DB, cand: Candidate, *, keep_reached: bool = False) -> Judgement:
         collector.findings.extend(freelist.findings[:KEPT_FINDINGS])
     reached = walker.reached
     top = bytes(reached).rstrip(b"\x00")
+    names = _top_names(db, cand.tree)
+    if cand.meta is None and etcd.looks_like_etcd(names):
+        # a root no meta names: nothing but its records says which commit
+        # its pages are (only rules 2 and 4 judge one: the cost of a pass)
+        gap = key_history_gap(db, cand.tree)
+        if gap is not None:
+            collector(gap)
     return Judgement(cand, collector.counts, collector.findings, walker.records_yielded,
-                     stats.get("buckets", 0), _top_names(db, cand.tree),
+                     stats.get("buckets", 0), names,
                      etcd=stats.get("etcd_meta", {}), max_page=len(top) - 1,
                      reached=reached if keep_reached else None)
+
+
+def key_history_gap(db: DB, tree: Tree) -> Optional[Finding]:
+    """etcd's MVCC history broken in one tree's ``key`` bucket, when its
+    lowest revision m is above its compaction revision C (the higher of
+    ``meta/scheduledCompactRev`` and ``finishedCompactRev``, 0 when none):
+    a key's revision whose generation began below m.  None when the history
+    holds, or cannot be judged this way.
+
+    etcd (``server/storage/mvcc/kvstore_txn.go``) writes a key's revision
+    with the ``create_revision`` of its generation, itself a record of the
+    bucket, and deletes a key by a tombstone revision (a ``KeyValue``
+    naming only the key) after its live revisions.  Only compaction removes
+    a revision: ``kvstore_compaction.go`` ``scheduleCompaction`` deletes
+    revisions at or below C not in ``keep``, and ``keep`` holds, for each
+    key whose generation is open at C, its newest revision at or below C
+    (``key_index.go`` ``doCompact``/``compact``).  So when m > C no revision
+    at or below C survives, and none above C was removed: a revision
+    created below m (created above C, its creating revision was never
+    compacted; at or below C, its generation was open at C, whose newest
+    revision there was kept), or a tombstone at m of a key m did not
+    create, proves the bucket's pages are another commit's than its
+    ``meta`` bucket's (a stale root leaf naming a page reused since).  A
+    snapshot restore keeps the bucket and the compaction revisions (unlike
+    ``consistent_index``): it holds there too.  One pass over the bucket,
+    the keys created at m at most :data:`MAX_LOWEST_KEYS` kept."""
+    buckets = _etcd_buckets(db, tree)
+    if b"key" not in buckets:
+        return None
+    compacted = 0
+    for name in (b"scheduledCompactRev", b"finishedCompactRev"):
+        rec = Walker(db, tree=tree).find(buckets[b"meta"], name) if b"meta" in buckets else None
+        rev = decode_revision(bytes(rec.value)) if rec is not None and \
+            not rec.is_bucket else None
+        if rev is not None:
+            compacted = max(compacted, rev["main"])
+    lowest, created_at_lowest = None, set()
+    for rec in Walker(db, tree=tree).records(buckets[b"key"]):
+        rev = decode_revision(bytes(rec.key)) if not rec.is_bucket else None
+        if rev is None:
+            continue
+        if lowest is None:
+            lowest = rev["main"]
+            if lowest <= compacted:
+                return None
+        kv = etcd.decode_key_value(bytes(rec.value))
+        if "error" in kv:
+            continue
+        created = kv["create_revision"]
+        if rev["tombstone"]:
+            if rev["main"] != lowest or kv["key"] in created_at_lowest or \
+                    len(created_at_lowest) >= MAX_LOWEST_KEYS:
+                continue
+            why = f"a tombstone at revision {lowest} deletes a key no revision of the bucket made"
+        elif 0 < created < lowest:
+            why = f"revision {rev['main']} belongs to a key created at revision {created}"
+        else:
+            if rev["main"] == lowest and len(created_at_lowest) < MAX_LOWEST_KEYS:
+                created_at_lowest.add(kv["key"])
+            continue
+        return Finding(
+            F.ETCD_CREATE_REVISION_MISSING,
+            f"{why}, below the `key` bucket's lowest revision {lowest} and above its compaction "
+            f"revision {compacted}: etcd keeps a key's revisions back to its creating one, or "
+            "once compacted its newest at the compaction revision, so the bucket's pages are "
+            "another commit's than its meta bucket's", page=rec.page, bucket=(b"key",),
+            detail={"revision": rev["main"], "lowest": lowest, "compacted": compacted})
+    return None
+
+
+def _etcd_buckets(db: DB, tree: Tree) -> dict:
+    """etcd's ``meta`` and ``key`` buckets of ``tree`` (those found), by name."""
+    root = Walker(db, tree=tree).root_bucket()
+    buckets = {}
+    for name in (b"meta", b"key"):
+        w = Walker(db, tree=tree)  # one per descent: a walker reaches each page once
+        rec = w.find(root, name) if root is not None else None
+        if rec is not None and rec.is_bucket:
+            buckets[name] = w.open_bucket(root, rec)
+    return buckets
 
 
 def _top_names(db: DB, tree: Tree) -> List[bytes]:

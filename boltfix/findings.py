@@ -214,6 +214,10 @@ COMMIT_DROPS_PAGES = _code(
 ETCD_COMMIT_OLDER = _code("etcd-commit-older", anchor=COMMIT_ANCHOR,
                           what="the newest commit's tree holds an older consistent_index or "
                                "revision than the previous commit's (its pages are stale)")
+ETCD_CREATE_REVISION_MISSING = _code(
+    "etcd-create-revision-missing", anchor=COMMIT_ANCHOR,
+    what="a tree no meta names holds a `key` revision whose key's creating revision is "
+         "neither in the bucket nor compacted (its `key` pages are another commit's)")
 ETCD_KEY_LOST = _code("etcd-key-lost", severity=WARNING, anchor=SERVED_ANCHOR,
                       what="a key with no surviving revision that a copy names")
 

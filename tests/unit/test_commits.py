@@ -16,7 +16,9 @@ from boltfix.leaves import Tree
 from boltfix.navigate import top_level_names
 from boltfix.reader import DB
 from boltfix.repair import repair
-from support import damage, etcdfiles, oracle
+from boltfix.walk import Walker
+from support import FIXTURES, damage, etcdfiles, oracle
+from support.salvage import zero_roots
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +216,48 @@ def test_a_moved_bucket_is_a_whole_commit(tmp_path, put):
     out = tmp_path / "fixed.db"
     repair(path, out)
     assert _entries(out) == after
+
+
+#: a member/snap/db the real etcd 3.6.16 wrote (fixtures/README.md), cut at
+#: its high-water mark: it holds a stale root leaf whose `key` page was reused
+STALE_ROOT = FIXTURES / "etcd" / "etcd-3.6-stale-root.db"
+
+
+def _etcd_state(path) -> tuple:
+    """(meta/consistent_index, compaction revision, {revision key: value})
+    of the tree the file's newest meta names."""
+    buckets: dict = {}
+    with DB(path) as db:
+        for bucket, rec in Walker(db).walk():
+            if not rec.is_bucket:
+                buckets.setdefault(bucket.path, {})[bytes(rec.key)] = bytes(rec.value)
+    meta = buckets[(b"meta",)]
+    return (int.from_bytes(meta[b"consistent_index"], "big"),
+            int.from_bytes(meta[b"scheduledCompactRev"][:8], "big"), buckets[(b"key",)])
+
+
+def test_a_stale_root_leaf_on_a_reused_key_page_is_not_kept(tmp_path):
+    """Both metas' root leaves zeroed in a real etcd 3.6 file: a stale root
+    leaf (an older commit's consistent_index) names as its `key` bucket a
+    page reused since, which holds later revisions.  Kept, etcd would
+    replay its WAL above that consistent_index over revisions it already
+    holds.  The `key` bucket's history proves the mix
+    (etcd-create-revision-missing); the tree kept is one commit's: every
+    revision above the compaction up to its highest, each as the file held
+    it, none made by a raft entry above its consistent_index (this file was
+    never restored: each revision is one applied entry)."""
+    src, out = tmp_path / "d.db", tmp_path / "o.db"
+    src.write_bytes(STALE_ROOT.read_bytes())
+    _, _, before = _etcd_state(src)
+    zero_roots(src)
+    report = repair(src, out, lost_found=tmp_path / "lf.db")
+    index, compacted, kept = _etcd_state(out)
+    top = max(int.from_bytes(k[:8], "big") for k in kept)
+    assert top <= index + 1
+    assert all(before.get(k) == v for k, v in kept.items())
+    assert {k for k in kept if int.from_bytes(k[:8], "big") > compacted} == \
+        {k for k in before if compacted < int.from_bytes(k[:8], "big") <= top}
+    rejected = [j for j in report.commits["judged"]
+                if j["counts"].get(F.ETCD_CREATE_REVISION_MISSING)]
+    assert rejected and all(not j["whole"] for j in rejected)
+    assert report.commits["kept"]["root"] not in {j["root"] for j in rejected}
