@@ -169,6 +169,11 @@ def _serves_in_place(h: EtcdHistory, n: int, fixed: Path, work: Path) -> dict:
     return got
 
 
+def _brief(kv):
+    """A served key's (value, mod, create, version) with the value cut, for messages."""
+    return kv and (kv[0][:16],) + tuple(kv[1:])
+
+
 def _serves_restored(h: EtcdHistory, fixed: Path, work: Path) -> dict:
     """``snapshot restore`` of ``fixed`` into a new data dir, started."""
     dd = work / "restored"
@@ -298,7 +303,12 @@ def test_etcd_crash_repaired_and_served(etcd_history, n, kind, tmp_path):
     served = _serves_in_place(h, n, fixed, tmp_path)
     fig["in_place"] = served == h.served[n]
     if rule in WHOLE_COMMIT:
-        assert fig["in_place"], "etcd in place does not serve the keyspace of before the crash"
+        diff = sorted(k for k in served.keys() | h.served[n].keys()
+                      if served.get(k) != h.served[n].get(k))
+        assert fig["in_place"], (
+            "etcd in place does not serve the keyspace of before the crash",
+            fig, rep["commits"] and rep["commits"]["kept"], len(diff),
+            [(k, _brief(h.served[n].get(k)), _brief(served.get(k))) for k in diff[:3]])
     else:
         _wrong_keys_named(rep, served, h.served[n])
     assert _serves_restored(h, fixed, tmp_path) == _held(fixed)
