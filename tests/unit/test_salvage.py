@@ -224,7 +224,11 @@ GENERIC_KINDS = ["zeroed-page", "branch-to-meta-0", "branch-to-meta-1", "branch-
 
 def test_mean_recall_over_damage_kinds(tmp_path):
     """The done-when figure: mean recall, over damage kinds, of the records
-    still on undamaged pages (real bbolt and real etcd files), nothing invented."""
+    still on undamaged pages (real bbolt and real etcd files), nothing
+    invented; reported, and held, per etcd version.  3.6/3.7: the dbs their
+    real etcd writes in this run (support.etcddbs), whose old trees vary
+    (bbolt's map freelist): a `key` revision no tree proves kept is out of
+    the figure and in lost+found (:func:`etcd_recall`)."""
     rows = []
     for kind in GENERIC_KINDS:
         k = damage.KINDS[kind]
@@ -234,26 +238,51 @@ def test_mean_recall_over_damage_kinds(tmp_path):
         k.apply(src)
         repair(src, d / "fixed.db")
         m = measure(damage.FIXTURES / f"{k.shape}.db", src, d / "fixed.db")
-        rows.append((f"bbolt {kind}", m))
-    for version in ("3.4", "3.5"):  # the committed dbs (3.6/3.7: per case above)
-        original = etcddbs.etcd_db(version)
-        for kind, fn in ETCD_KINDS.items():
-            d = tmp_path / f"e{version}-{kind}"
-            d.mkdir()
-            src = d / "damaged.db"
-            shutil.copyfile(original, src)
-            fn(src)
-            rep = repair(src, d / "fixed.db")
-            m = measure(original, src, d / "fixed.db", bucket=(b"key",))
-            if rolled_back_further(rep, original, m):
-                m["invented"] = []  # that commit's meta values: checked above
-            rows.append((f"etcd {version} {kind}", m))
-    for name, m in rows:
-        print(f"{name:45s} recall {m['recall']:.3f} ({m['found']}/{m['must']})")
-        assert not m["invented"], (name, m["invented"][:3])
-    mean = sum(m["recall"] for _, m in rows) / len(rows)
+        rows.append(("bbolt", kind, m))
+    for version in etcddbs.VERSIONS:
+        rows += [("etcd " + version, kind, etcd_recall(version, kind, fn, tmp_path))
+                 for kind, fn in ETCD_KINDS.items()]
+    for group, name, m in rows:
+        print(f"{group + ' ' + name:45s} recall {m['recall']:.3f} ({m['found']}/{m['must']}"
+              f"{', %d not provable' % m['unproven'] if m.get('unproven') else ''})")
+        assert not m["invented"], (group, name, m["invented"][:3])
+    means = {g: [m["recall"] for gg, _, m in rows if gg == g] for g, _, _ in rows}
+    means = {g: sum(v) / len(v) for g, v in means.items()}
+    for group, mean in means.items():
+        print(f"mean recall, {group}: {mean:.4f}")
+    mean = sum(m["recall"] for _, _, m in rows) / len(rows)
     print(f"mean recall over {len(rows)} damage kinds: {mean:.4f}")
     assert mean >= 0.99
+    assert min(means.values()) >= MEAN_RECALL_FLOOR, means
+
+
+#: each group's (bbolt, each etcd version) mean recall over its damage
+#: kinds holds at least this: measured 0.999-1.000, the lowest one 3.6 run
+#: at 0.9976 (zeroed-root-leaf 0.972); two of 12 kinds at the 0.95 each case
+#: above holds would still pass
+MEAN_RECALL_FLOOR = 0.99
+
+
+def etcd_recall(version: str, kind: str, fn, tmp_path) -> dict:
+    """``measure`` of one damage kind on the version's etcd db, its recall
+    over the provable `key` revisions: those at or below the compaction
+    point that no tree written after it holds are left out of the
+    denominator and must be in lost+found (support.salvage.unprovable_low)."""
+    original = etcddbs.etcd_db(version)
+    d = tmp_path / f"e{version}-{kind}"
+    d.mkdir()
+    src, lf = d / "damaged.db", d / "lost+found.db"
+    shutil.copyfile(original, src)
+    fn(src)
+    rep = repair(src, d / "fixed.db", lost_found=lf)
+    m = measure(original, src, d / "fixed.db", bucket=(b"key",))
+    if rolled_back_further(rep, original, m):
+        m["invented"] = []  # that commit's meta values: checked above
+    point = etcddbs.expected(version)["compact_revision"]
+    m["unproven"] = len(unprovable_low(rep, m["missing"], src, point, lf))
+    provable = m["must"] - m["unproven"]
+    m["recall"] = m["found"] / provable if provable else 1.0
+    return m
 
 
 # ---------------------------------------------------------------- real etcd starts from it
