@@ -300,6 +300,9 @@ class Plan:
     wal_cut: Optional[dict] = None
     #: the WAL's torn tail, kept for etcd to trim (repair_data_dir)
     wal_torn: Optional[dict] = None
+    #: a torn or cut WAL: the revision etcd reaches once it applied what it
+    #: kept; a revision above it is lost (:func:`_open_above`)
+    lost_above: Optional[int] = None
 
     @property
     def changes_db(self) -> bool:
@@ -329,8 +332,21 @@ class Plan:
             "db_kept_past_wal": self.db_kept_past_wal,
             "wal_cut": self.wal_cut,
             "wal_torn": self.wal_torn,
+            "lost_revision_ranges": {
+                "ranges": _ranges(self.unrestorable), "open_above": self.lost_above},
             "why": self.reasons,
         }
+
+
+def _ranges(revs: Sequence[int]) -> List[List[int]]:
+    """Sorted revisions as ``[first, last]`` runs of consecutive ones."""
+    out: List[List[int]] = []
+    for r in sorted(set(revs)):
+        if out and out[-1][1] + 1 == r:
+            out[-1][1] = r
+        else:
+            out.append([r, r])
+    return out
 
 
 def lost_revisions(m: RevMap, dbr: DbRevisions, upto: int, state: A.Store) -> List[int]:
@@ -979,6 +995,8 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
         os.unlink(repaired)
     else:
         os.rename(repaired, dst)
+    if cut is not None or p.wal_torn is not None:
+        p.lost_above = _open_above(dst, final)
     if report is None:
         return p, {"empty_db": True}, None
     etcd_ = report.etcd
@@ -993,6 +1011,22 @@ def _write_db(pred: D.StartPrediction, src: str, snap_out: str, findings: list,
                          "back to index 1): the db's own at-risk keys are named")
     db_json = {k: v for k, v in report.to_json().items() if k not in ("etcd", "output")}
     return p, db_json, alone
+
+
+def _open_above(db_path: str, final: Optional[A.Store]) -> int:
+    """The revision etcd reaches once started on the db at ``db_path`` (as
+    the plan writes it) and its (torn or cut) WAL applied: the db's newest
+    ``key`` record or compaction, or the replay's last revision.  A torn or
+    cut WAL lost entries whose revisions, if any, all lie above it: etcd
+    gives each applied write txn that changes something the next main
+    revision, in log order (3.5.21 ``server/mvcc/kvstore_txn.go``
+    ``storeTxnWrite.End``: ``if len(tw.changes) != 0 { tw.s.currentRev++
+    }``; ``put``/``delete`` write at ``tw.beginRev + 1``), so an entry past
+    the last one kept (the damaged record's own, whether it decodes or
+    not, and every later one) wrote above it."""
+    with DB(db_path) as db:
+        st = A.Store.from_db(db)
+    return max(st.rev, final.rev if final is not None else 0)
 
 
 def _user_keys_above(db_path: str, rev: int) -> Iterator[bytes]:

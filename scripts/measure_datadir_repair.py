@@ -1,9 +1,11 @@
 """Measure ``boltfix repair --data-dir``: keys the real etcd serves right
 before and after, on crashed data dirs built from real etcd captures.
 
-    PYTHONPATH=. python3 scripts/measure_datadir_repair.py [3.5|3.4] [WORKDIR] [REPAIR OPTION...]
+    PYTHONPATH=. python3 scripts/measure_datadir_repair.py [3.5|3.4] [WORKDIR] \
+        [--wal-only] [REPAIR OPTION...]
 
-(``--older-snapshot`` as a REPAIR OPTION measures that mode.)
+(``--older-snapshot`` as a REPAIR OPTION measures that mode; ``--wal-only``
+runs only the damaged-WAL cases.)
 
 The captures are those of ``tests/oracle/test_etcd_datadir_repair.py``
 (cap1..cap3, a raft snapshot between cap2 and cap3).  Each crashed data
@@ -16,7 +18,11 @@ For each: etcd started on a copy of the crashed dir (before) and on the
 repaired one (after); "right" counts the keys of the newer capture served
 with its value, mod_revision, create_revision and version, "wrong" the
 keys served otherwise or missing or extra, "named" the keys the report
-names at risk.  Then the same with the WAL damaged too (the newer capture's
+names at risk; a wrong key not named so is "named by range" when its
+mod_revision of before lies in a revision range the report says is lost
+(``rewind.lost_revision_ranges``; ``support.named``, the crash tests'
+count); "range reach" counts the keys of before such a range names.
+Then the same with the WAL damaged too (the newer capture's
 own db, ``older-db`` and ``lost-revisions``; ``+wal-torn``: the last segment
 zeroed from a sector boundary inside a record at 80% of its records on, a
 crash's unwritten sectors; ``+wal-crc``: the last data byte of the entry
@@ -41,6 +47,7 @@ sys.path.insert(0, str(REPO / "tests" / "oracle"))
 from boltfix.etcdkeys import decode_revision  # noqa: E402
 from support import oracle  # noqa: E402
 from support.etcdtools import EtcdServer, EtcdStartError  # noqa: E402
+from support.named import range_scope, wrong_named  # noqa: E402
 
 
 def _load(name: str):
@@ -134,6 +141,9 @@ def run_case(version: str, work: Path, label: str, d: Path, want: dict, totals: 
     after = serve(version, out)
     wrong = T._wrong(after, want) if after is not None else set(want)
     named = set(rw["keys_at_risk"])
+    lost = rw.get("lost_revision_ranges")
+    _by_key, by_range = wrong_named(wrong, want, named, lost)
+    reach = range_scope(want, lost)
     totals["cases"] += 1
     totals["starts_before"] += before is not None
     totals["starts_after"] += after is not None
@@ -142,12 +152,15 @@ def run_case(version: str, work: Path, label: str, d: Path, want: dict, totals: 
     totals["after"] += sum(1 for k in want if (after or {}).get(k) == want[k])
     totals["named"] += len(named)
     totals["wrong_after"] += len(wrong)
-    totals["unnamed_wrong"] += len(wrong - named)
+    totals["named_by_range"] += len(by_range)
+    totals["range_reach"] += len(reach)
+    totals["unnamed_wrong"] += len(wrong - named - by_range)
     cut = rw.get("wal_cut") or {}
     print(f"{version} {label:32s} before: {score(before, want):28s} "
           f"after: {score(after, want):28s} exit {cp.returncode} ci "
           f"{rw['db_consistent_index']}->{rw['consistent_index']} named "
-          f"{len(named)} (unnamed wrong {len(wrong - named)})"
+          f"{len(named)} +by range {len(by_range)} of reach {len(reach)} "
+          f"(unnamed wrong {len(wrong - named - by_range)})"
           + (f" wal cut at {cut.get('last_index_kept')}" if cut else "")
           + (" db kept past the WAL" if rw.get("db_kept_past_wal") else ""))
 
@@ -156,17 +169,21 @@ def main() -> None:
     """Run every case; print one line each and the totals."""
     version = sys.argv[1] if len(sys.argv) > 1 else "3.5"
     work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(tempfile.mkdtemp())
-    extra = sys.argv[3:]
+    extra = [a for a in sys.argv[3:] if a != "--wal-only"]
+    wal_only = "--wal-only" in sys.argv[3:]
     base = work / f"caps{version}"
     base.mkdir(parents=True)
     served = captures(base, version)
     totals = dict.fromkeys(("cases", "starts_before", "starts_after", "before", "after",
-                            "keys", "named", "wrong_after", "unnamed_wrong",
+                            "keys", "named", "named_by_range", "range_reach",
+                            "wrong_after", "unnamed_wrong",
                             "repair_refused"), 0)
     for old, new in ((1, 2), (2, 3), (1, 3)):
         want = served[new]
         cases = dbs(base, work, old, new)
         for name, db in cases.items():
+            if wal_only:
+                break
             d = work / f"{name}-{old}-{new}"
             shutil.copytree(base / f"cap{new}", d)
             shutil.copy(db, d / "member/snap/db")

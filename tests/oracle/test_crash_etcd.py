@@ -67,6 +67,7 @@ from support.etcdtools import (
     require_etcd,
     restore_snapshot,
 )
+from support.named import wrong_named
 
 VERSIONS = ["3.4", "3.5", "3.6", "3.7"]
 #: batches of load, each followed by a stop and a copy of the data dir
@@ -212,10 +213,6 @@ def _meta_value(recs, key: bytes) -> int:
     return next((int.from_bytes(v, "big") for p, k, v in recs if p == META and k == key), -1)
 
 
-def _in_ranges(rev: int, ranges) -> bool:
-    return any(lo <= rev and (hi is None or rev <= hi) for lo, hi in ranges)
-
-
 def _wrong_keys_named(rep: dict, served: dict, before: dict) -> None:
     """Keys etcd now serves differently from before the crash are named by
     the report: at risk, lost, or with their revision inside a range of
@@ -225,11 +222,7 @@ def _wrong_keys_named(rep: dict, served: dict, before: dict) -> None:
     etcd = rep.get("etcd") or {}
     named = {e["key"] for e in etcd.get("at_risk", [])}
     named |= {e["key"] if isinstance(e, dict) else e for e in etcd.get("lost_keys", [])}
-    lost = etcd.get("lost_revisions") or {}
-    ranges = [tuple(r) for r in lost.get("ranges", [])]
-    if lost.get("open_above") is not None:
-        ranges.append((lost["open_above"] + 1, None))
-    named |= {k for k in wrong if k in before and _in_ranges(before[k][1], ranges)}
+    named |= wrong_named(wrong, before, named, etcd.get("lost_revisions"))[1]
     if etcd.get("at_risk_truncated"):
         assert len(wrong) <= etcd.get("at_risk_total", 0) + len(named)
     else:
