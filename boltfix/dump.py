@@ -334,10 +334,11 @@ class Dumper:
             raw_masked = raw
         if not app[2]:
             return raw_masked, redacted, None
-        if mod is CD:  # the same JSON, written without a dict per record
-            return raw_masked, redacted, CD.decode_json(path, bytes(key),
-                                                        None if is_bucket else raw, show)
-        d = mod.decode_record(path, bytes(key), None if is_bucket else raw, show)
+        plain = None if is_bucket else raw
+        as_json = getattr(mod, "decode_json", None)
+        if as_json is not None:  # the same JSON, written without a dict per record
+            return raw_masked, redacted, as_json(path, bytes(key), plain, show)
+        d = mod.decode_record(path, bytes(key), plain, show)
         if d is None:
             return raw_masked, redacted, None
         return raw_masked, redacted, json.dumps(d, ensure_ascii=False, separators=(",", ":"))
